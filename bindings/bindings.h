@@ -1,0 +1,30 @@
+/*
+** bindings.h — internal glue between the C Lua modules of goluarun (go,
+** net, the coroutine replacement) and the executable. Not installed.
+** Every function here runs on the M holding the VM's P.
+*/
+#ifndef GLR_BINDINGS_H
+#define GLR_BINDINGS_H
+
+#include <string.h>
+#include <unistd.h>
+
+#include <lua.h>
+
+#include "../runtime/common.h"
+
+enum conn_kind { CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER };
+
+GLR_INTERNAL int luaopen_go(lua_State *L);
+GLR_INTERNAL int luaopen_net(lua_State *L);
+/* glr_open_coroutine — replaces the coroutine library (see lcoro.c). */
+GLR_INTERNAL int glr_open_coroutine(lua_State *L);
+/* net_conn_push — push a conn userdata owning fd. */
+GLR_INTERNAL void net_conn_push(lua_State *L, int fd, int kind);
+/* glr_cannot_block_error — the Lua error for a park that cannot happen. */
+GLR_INTERNAL int glr_cannot_block_error(lua_State *L, const char *what);
+/* go_start — start fn (at index fnidx) with n args above it as a goroutine;
+** pushes its handle. */
+GLR_INTERNAL void go_start(lua_State *L, int fnidx, int nargs, int ismain);
+
+#endif

@@ -1,0 +1,153 @@
+/* glr_api.c — the public C API (goluarun.h) on top of the runtime. */
+#include "goluarun.h"
+
+#include <errno.h>
+#include <fcntl.h>
+
+#include <lauxlib.h>
+
+#include "../runtime/iowait.h"
+#include "../runtime/pd.h"
+#include "../runtime/sched.h"
+#include "../runtime/sockio.h"
+#include "bindings.h"
+
+#define PD(x) ((pollDesc *)(x))
+
+int64_t glr_now(void) { return mono_now(); }
+
+int64_t glr_deadline(double seconds) { return deadline_from_seconds(seconds); }
+
+glr_pd *glr_pd_open(lua_State *L, int fd) {
+  pollDesc *pd = pd_alloc(fd);
+  pd->owner = vm_p(L);
+  return (glr_pd *)pd;
+}
+
+void glr_pd_unblock(lua_State *L, glr_pd *pd) {
+  if (atomic_load(&PD(pd)->closing)) return;
+  iowait_close(vm_p(L), PD(pd));
+}
+
+void glr_pd_free(lua_State *L, glr_pd *pd) {
+  glr_pd_unblock(L, pd);
+  pd_free(PD(pd));
+}
+
+int glr_pd_fd(const glr_pd *pd) { return ((const pollDesc *)pd)->fd; }
+
+void glr_pd_setdeadline(lua_State *L, glr_pd *pd, int mode, int64_t deadline) {
+  iowait_setdeadline(vm_p(L), PD(pd), mode, deadline);
+}
+
+static int wake_to_glr(int w) {
+  switch (w) {
+    case WAKE_TIMEOUT: return GLR_TIMEOUT;
+    case WAKE_CLOSED: return GLR_CLOSED;
+    case 0: return 0;
+    default: return GLR_READY;
+  }
+}
+
+int glr_pd_check(glr_pd *pd, int mode, int64_t deadline) {
+  return wake_to_glr(iowait_check(PD(pd), mode, deadline));
+}
+
+int glr_canblock(lua_State *L) { return sched_can_park(L); }
+
+/* in_finalizer — whether a __gc metamethod is on L's call stack */
+static int in_finalizer(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "n", &ar) && ar.namewhat && ar.name &&
+        strcmp(ar.namewhat, "metamethod") == 0 && strcmp(ar.name, "__gc") == 0)
+      return 1;
+  }
+  return 0;
+}
+
+int glr_cannot_block_error(lua_State *L, const char *what) {
+  if (!vm_p(L)->curg)
+    return luaL_error(L, "%s: not inside a goroutine", what);
+  if (in_finalizer(L))
+    return luaL_error(L, "%s: cannot block inside a __gc finalizer", what);
+  return luaL_error(L, "%s: attempt to yield across a C-call boundary "
+                    "(called from a C function such as table.sort or a "
+                    "metamethod called from C)", what);
+}
+
+int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
+               lua_KContext ctx, lua_KFunction k) {
+  if (!sched_can_park(L)) return glr_cannot_block_error(L, "wait on fd");
+  return iowait_park(L, PD(pd), mode, deadline, ctx, k);
+}
+
+int glr_wait_result(lua_State *L, glr_pd *pd, int mode) {
+  return wake_to_glr(iowait_result(L, PD(pd), mode));
+}
+
+ssize_t glr_read(lua_State *L, glr_pd *pd, void *buf, size_t n) {
+  return sock_read(vm_p(L), PD(pd), buf, n);
+}
+
+ssize_t glr_writev(lua_State *L, glr_pd *pd, struct iovec *iov, int cnt) {
+  return sock_writev(vm_p(L), PD(pd), iov, cnt);
+}
+
+ssize_t glr_recvfrom(lua_State *L, glr_pd *pd, void *buf, size_t n,
+                     struct sockaddr *sa, socklen_t *salen, int *flags) {
+  return sock_recvfrom(vm_p(L), PD(pd), buf, n, sa, salen, flags);
+}
+
+ssize_t glr_sendto(lua_State *L, glr_pd *pd, const void *buf, size_t n,
+                   const struct sockaddr *sa, socklen_t salen) {
+  return sock_sendto(vm_p(L), PD(pd), buf, n, sa, salen);
+}
+
+int glr_accept(lua_State *L, glr_pd *pd, struct sockaddr *sa, socklen_t *salen) {
+  (void)L;
+  return sock_accept(PD(pd), sa, salen);
+}
+
+char *glr_scratch(lua_State *L, size_t n) { return sched_scratch(vm_p(L), n); }
+
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_KFunction k = (lua_KFunction)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return k(L, LUA_YIELD, ctx);
+}
+
+int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k) {
+  if (!sched_can_park(L)) return glr_cannot_block_error(L, "sleep");
+  P *p = vm_p(L);
+  lua_pushlightuserdata(L, (void *)k);
+  sched_arm_gtimer(p, p->curg, deadline);
+  return sched_park(L, NULL, NULL, "sleep", PARK_WORLD, ctx, sleep_k);
+}
+
+uint64_t glr_goid(lua_State *L) {
+  G *g = vm_p(L)->curg;
+  return g ? g->id : 0;
+}
+
+int glr_procid(lua_State *L) { return vm_p(L)->id; }
+
+int glr_nprocs(lua_State *L) { return vm_p(L)->rt->nprocs; }
+
+int glr_conn_wrap(lua_State *L, int fd, const char *kind) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    int e = errno;
+    close(fd);
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(e));
+    return 2;
+  }
+  int k = CONN_STREAM;
+  if (kind && strcmp(kind, "tcp") == 0) k = CONN_TCP;
+  else if (kind && strcmp(kind, "unix") == 0) k = CONN_UNIX;
+  net_conn_push(L, fd, k);
+  return 1;
+}

@@ -1,0 +1,125 @@
+/*
+** goluarun.h — the public C API of goluarun (version below).
+**
+** For C modules loaded into goluarun with `require`. Every function whose
+** first argument is a lua_State must be called from a goroutine of that VM
+** (i.e. from a lua_CFunction the runtime called), on the thread running it;
+** none of them may be called from another thread unless stated. Nothing here
+** blocks the thread: waiting is done by parking the calling goroutine in
+** continuation style (lua_KFunction), exactly like lua_yieldk.
+**
+** Errors: functions returning int give 0 / a positive result, or -errno.
+** Misuse (e.g. parking where Lua cannot yield) raises a Lua error.
+** Time: absolute monotonic nanoseconds (glr_now()); 0 = no deadline.
+**
+** Ownership: a glr_pd belongs to the module that opened it; the module
+** closes the fd itself, after glr_pd_free. The runtime never closes a
+** module's fd, except through a connection made by glr_conn_wrap, which owns
+** its fd from then on.
+*/
+#ifndef GOLUARUN_H
+#define GOLUARUN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <lua.h>
+
+#define GLR_VERSION_MAJOR 0
+#define GLR_VERSION_MINOR 1
+#define GLR_VERSION_PATCH 0
+#define GLR_VERSION "0.1.0"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define GLR_API extern __attribute__((visibility("default")))
+
+/* A poll descriptor: the runtime's wait state for one fd. */
+typedef struct glr_pd glr_pd;
+
+enum glr_mode { GLR_READ = 1, GLR_WRITE = 2 };
+/* what ended a wait */
+enum glr_wake { GLR_READY = 1, GLR_TIMEOUT = 2, GLR_CLOSED = 3 };
+
+/* glr_now — monotonic clock, ns. Any thread. */
+GLR_API int64_t glr_now(void);
+/* glr_deadline — now + seconds as an absolute deadline; huge values clamp
+** to "never", values <= 0 give a deadline already passed. Any thread. */
+GLR_API int64_t glr_deadline(double seconds);
+
+/* glr_pd_open — a poll descriptor for fd, which must be non-blocking.
+** Registration with the P's epoll happens at the first wait. NULL if out of
+** memory. */
+GLR_API glr_pd *glr_pd_open(lua_State *L, int fd);
+/* glr_pd_unblock — marks pd closing and wakes every goroutine waiting on
+** it with GLR_CLOSED; deregisters the fd. Call before closing the fd. */
+GLR_API void glr_pd_unblock(lua_State *L, glr_pd *pd);
+/* glr_pd_free — returns pd to the runtime. No goroutine may still be
+** between glr_waitfd and its glr_wait_result on pd (count your operations,
+** as the net module does). Unblocks first if needed. */
+GLR_API void glr_pd_free(lua_State *L, glr_pd *pd);
+GLR_API int glr_pd_fd(const glr_pd *pd);
+/* glr_pd_setdeadline — persistent deadline for GLR_READ, GLR_WRITE or both
+** (ORed); applies to a goroutine already waiting (re-armed, or woken with
+** GLR_TIMEOUT if it has passed). 0 clears. */
+GLR_API void glr_pd_setdeadline(lua_State *L, glr_pd *pd, int mode, int64_t deadline);
+/* glr_pd_check — before an operation: GLR_CLOSED, GLR_TIMEOUT if the
+** earlier of the persistent deadline and `deadline` has passed, else 0. */
+GLR_API int glr_pd_check(glr_pd *pd, int mode, int64_t deadline);
+
+/* glr_canblock — whether the running goroutine can park from L here (false
+** inside __gc finalizers, table.sort comparators, C-called metamethods). */
+GLR_API int glr_canblock(lua_State *L);
+/* glr_waitfd — parks the running goroutine until pd's fd is ready for
+** `mode`, pd is unblocked, or the deadline (the earlier of `deadline` and the
+** persistent one) passes; then calls k(L, status, ctx) on the same stack.
+** Use as `return glr_waitfd(L, pd, GLR_READ, dl, ctx, k);`. If a readiness
+** was already pending, k is called at once without parking. Raises a Lua
+** error where the goroutine cannot park; returns -errno (without calling k)
+** if the fd cannot be polled (e.g. a regular file). */
+GLR_API int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
+                       lua_KContext ctx, lua_KFunction k);
+/* glr_wait_result — inside k: GLR_READY, GLR_TIMEOUT or GLR_CLOSED. Call
+** exactly once per wait. GLR_READY may be spurious: retry the operation. */
+GLR_API int glr_wait_result(lua_State *L, glr_pd *pd, int mode);
+
+/* I/O helpers on a pd's fd: EINTR retried, SIGPIPE never raised, and the
+** runtime's fault-injection switch (GOLUA_MOCKEAGAIN) applied. Bytes or
+** -errno (-EAGAIN: wait with glr_waitfd). */
+GLR_API ssize_t glr_read(lua_State *L, glr_pd *pd, void *buf, size_t n);
+GLR_API ssize_t glr_writev(lua_State *L, glr_pd *pd, struct iovec *iov, int cnt);
+GLR_API ssize_t glr_recvfrom(lua_State *L, glr_pd *pd, void *buf, size_t n,
+                             struct sockaddr *sa, socklen_t *salen, int *flags);
+GLR_API ssize_t glr_sendto(lua_State *L, glr_pd *pd, const void *buf, size_t n,
+                           const struct sockaddr *sa, socklen_t salen);
+/* glr_accept — accept4 with SOCK_NONBLOCK|SOCK_CLOEXEC: fd or -errno. */
+GLR_API int glr_accept(lua_State *L, glr_pd *pd, struct sockaddr *sa, socklen_t *salen);
+/* glr_scratch — a per-P buffer of at least n bytes, valid until the
+** goroutine next parks or calls back into Lua. */
+GLR_API char *glr_scratch(lua_State *L, size_t n);
+
+/* glr_sleep — parks the running goroutine until deadline, then k. */
+GLR_API int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k);
+
+/* glr_goid / glr_procid / glr_nprocs — current goroutine id (0 outside a
+** goroutine), this VM's P index, number of Ps. */
+GLR_API uint64_t glr_goid(lua_State *L);
+GLR_API int glr_procid(lua_State *L);
+GLR_API int glr_nprocs(lua_State *L);
+
+/* glr_conn_wrap — pushes a goluarun connection object that owns fd from
+** now on (conn:read/write/close, deadlines...). fd is made non-blocking and
+** close-on-exec. `kind` is "tcp", "unix" or "stream" (pipes, ttys). Returns 1
+** (the conn is on the stack); on failure closes fd and pushes nil, err
+** (returns 2). */
+GLR_API int glr_conn_wrap(lua_State *L, int fd, const char *kind);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

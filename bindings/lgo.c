@@ -1,0 +1,713 @@
+/*
+** lgo.c — the `go` module: goroutines (go, go.wait, sleep, yield, id...),
+** local channels with select and after, stats and exit.
+**
+** A goroutine handle (metatable goluarun.g) outlives its G: the G keeps the
+** handle on its own stack while it runs and stores its results (or error)
+** in it when it ends. Channel values live in the channel's uservalue table
+** under uint64 keys; the C core (runtime/chan.c) moves only the keys.
+** Everything here runs on the M holding the VM's P.
+*/
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../runtime/chan.h"
+#include "../runtime/pd.h"
+#include "../runtime/sched.h"
+#include "bindings.h"
+#include "goluarun.h"
+
+#define HANDLE_MT "goluarun.g"
+#define CHAN_MT "goluarun.chan"
+
+enum { H_RUNNING = 0, H_OK, H_ERR };
+
+typedef struct ghandle {
+  uint64_t id;
+  int state;
+  chan waiters; /* only its recvq is used: goroutines in go.wait */
+} ghandle;
+
+typedef struct lchan {
+  chan c;
+  uint64_t nextkey;
+} lchan;
+
+/* ---------- helpers ---------- */
+
+static G *cur_g(lua_State *L, const char *what) {
+  G *g = vm_p(L)->curg;
+  if (!g) luaL_error(L, "%s: not inside a goroutine", what);
+  return g;
+}
+
+static void need_park(lua_State *L, const char *what) {
+  if (!sched_can_park(L)) glr_cannot_block_error(L, what);
+}
+
+static double check_seconds(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  if (isnan(s)) luaL_argerror(L, idx, "time is NaN");
+  return s;
+}
+
+static uint32_t rnd(void) {
+  static _Thread_local uint32_t x = 0;
+  if (!x) x = (uint32_t)mono_now() | 1;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return x;
+}
+
+static void wake_sudog(sudog *sg, void *arg) {
+  (void)arg;
+  G *g = sg->g;
+  sched_ready(g->tag.p, g, false);
+}
+
+/* ---------- goroutines ---------- */
+
+static void report_error(lua_State *L, G *g, const char *msg) {
+  pthread_mutex_lock(&vm_p(L)->rt->dump_lock);
+  if (g->ismain) fprintf(stderr, "goluarun: %s\n", msg);
+  else fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id, msg);
+  fflush(stderr);
+  pthread_mutex_unlock(&vm_p(L)->rt->dump_lock);
+}
+
+/* msgh — runs at the error point: reports with a traceback, returns the
+** original error object (so to-be-closed variables and go.wait see it). */
+static int msgh(lua_State *L) {
+  G *g = vm_p(L)->curg;
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  if (g) report_error(L, g, lua_tostring(L, -1));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  G *g = vm_g(L);
+  ghandle *h = lua_touserdata(L, 1);
+  int n = lua_gettop(L) - 2;
+  lua_createtable(L, n, 1);
+  lua_insert(L, 3);
+  for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
+  lua_pushinteger(L, n);
+  lua_setfield(L, 3, "n");
+  lua_setiuservalue(L, 1, 1);
+  h->state = (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR;
+  chan_close(&h->waiters, wake_sudog, NULL);
+  if (g->ismain) {
+    rt *r = vm_p(L)->rt;
+    if (h->state == H_ERR) rt_stop(r, STOP_EXIT, 1, false);
+    sched_main_done(r);
+  }
+  return 0;
+}
+
+/* g_entry — the body of every goroutine: [handle, fn, args...] */
+static int g_entry(lua_State *L) {
+  int nargs = lua_gettop(L) - 2;
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, 2);
+  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
+  return g_entry_k(L, st, 0);
+}
+
+void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
+  P *p = vm_p(L);
+  G *g = g_new(p);
+  lua_State *co = g->L;
+  ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  h->state = H_RUNNING;
+  chan_init(&h->waiters, 0);
+  luaL_setmetatable(L, HANDLE_MT);
+  lua_checkstack(co, nargs + 3);
+  lua_pushcfunction(co, g_entry);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1); /* handle */
+  lua_pushvalue(L, fnidx);
+  lua_xmove(L, co, 1);
+  for (int i = 1; i <= nargs; i++) {
+    lua_pushvalue(L, fnidx + i);
+    lua_xmove(L, co, 1);
+  }
+  g->nargs = nargs + 2;
+  g->ismain = ismain != 0;
+  g->handle = h;
+  sched_start(p, g);
+  h->id = g->id;
+}
+
+static int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  go_start(L, 2, lua_gettop(L) - 2, 0);
+  return 1;
+}
+
+static int push_results(lua_State *L, ghandle *h, int hidx) {
+  lua_getiuservalue(L, hidx, 1);
+  int t = lua_gettop(L);
+  if (h->state == H_ERR) {
+    lua_pushboolean(L, 0);
+    lua_rawgeti(L, t, 1);
+    return 2;
+  }
+  lua_getfield(L, t, "n");
+  int n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  luaL_checkstack(L, n + 1, "too many results");
+  lua_pushboolean(L, 1);
+  for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
+  return n + 1;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  G *g = vm_p(L)->curg;
+  chan_dequeue(&g->sg);
+  g->sel = NULL;
+  ghandle *h = lua_touserdata(L, 1);
+  if (h->state == H_RUNNING) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  return push_results(L, h, 1);
+}
+
+static int go_wait(lua_State *L) {
+  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
+  if (h->state != H_RUNNING) return push_results(L, h, 1);
+  if (timeout == 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  G *g = cur_g(L, "go.wait");
+  need_park(L, "go.wait");
+  lua_settop(L, 1);
+  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
+  g->gsel = (selstate){false, -1};
+  g->sg.sel = &g->gsel;
+  chan_enqueue(&h->waiters, &g->sg);
+  if (timeout > 0) {
+    g->sel = &g->gsel;
+    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
+  }
+  return sched_park(L, NULL, NULL, "wait", timeout > 0 ? PARK_WORLD : PARK_SYNC,
+                    0, wait_k);
+}
+
+static int h_gc(lua_State *L) {
+  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  chan_free(&h->waiters);
+  return 0;
+}
+
+static int h_tostring(lua_State *L) {
+  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  static const char *st[] = {"running", "done", "failed"};
+  lua_pushfstring(L, "goroutine %I (%s)", (lua_Integer)h->id, st[h->state]);
+  return 1;
+}
+
+static int h_id(lua_State *L) {
+  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  lua_pushinteger(L, (lua_Integer)h->id);
+  return 1;
+}
+
+static int resume0_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)L;
+  (void)status;
+  (void)ctx;
+  return 0;
+}
+
+static int go_yield(lua_State *L) {
+  cur_g(L, "go.yield");
+  need_park(L, "go.yield");
+  return sched_gosched(L, 0, resume0_k);
+}
+
+static int go_sleep(lua_State *L) {
+  double s = check_seconds(L, 1);
+  cur_g(L, "go.sleep");
+  need_park(L, "go.sleep");
+  if (s <= 0) return sched_gosched(L, 0, resume0_k);
+  return glr_sleep(L, deadline_from_seconds(s), 0, resume0_k);
+}
+
+static int go_now(lua_State *L) {
+  lua_pushnumber(L, (double)mono_now() / 1e9);
+  return 1;
+}
+
+static int go_id(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)glr_goid(L));
+  return 1;
+}
+
+static int go_procid(lua_State *L) {
+  lua_pushinteger(L, glr_procid(L));
+  return 1;
+}
+
+static int go_nprocs(lua_State *L) {
+  lua_pushinteger(L, glr_nprocs(L));
+  return 1;
+}
+
+/* ---------- channels ---------- */
+
+static lchan *check_chan(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, CHAN_MT);
+}
+
+static void push_new_chan(lua_State *L, lua_Integer cap) {
+  lchan *c = lua_newuserdatauv(L, sizeof *c, 1);
+  chan_init(&c->c, (uint32_t)cap);
+  c->nextkey = 0;
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  luaL_setmetatable(L, CHAN_MT);
+}
+
+static int go_chan(lua_State *L) {
+  lua_Integer cap = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, cap >= 0 && cap <= (1 << 30), 1, "capacity out of range");
+  push_new_chan(L, cap);
+  return 1;
+}
+
+/* store value at vidx in chan (userdata at cidx); returns its key */
+static uint64_t store_value(lua_State *L, int cidx, lchan *c, int vidx) {
+  uint64_t key = ++c->nextkey;
+  lua_getiuservalue(L, cidx, 1);
+  lua_pushvalue(L, vidx);
+  lua_rawseti(L, -2, (lua_Integer)key);
+  lua_pop(L, 1);
+  return key;
+}
+
+/* push and forget the value under key */
+static void take_value(lua_State *L, int cidx, uint64_t key) {
+  lua_getiuservalue(L, cidx, 1);
+  lua_rawgeti(L, -1, (lua_Integer)key);
+  lua_pushnil(L);
+  lua_rawseti(L, -3, (lua_Integer)key);
+  lua_remove(L, -2);
+}
+
+static void drop_value(lua_State *L, int cidx, uint64_t key) {
+  take_value(L, cidx, key);
+  lua_pop(L, 1);
+}
+
+static void ready_woken(lua_State *L, sudog *w) {
+  if (w) sched_ready(vm_p(L), w->g, true);
+}
+
+static int send_k(lua_State *L, int status, lua_KContext key) {
+  (void)status;
+  G *g = vm_p(L)->curg;
+  if (!g->sg.ok) {
+    drop_value(L, 1, (uint64_t)key);
+    return luaL_error(L, "send on closed channel");
+  }
+  return 0;
+}
+
+static int ch_send(lua_State *L) {
+  lchan *c = check_chan(L, 1);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  uint64_t key = store_value(L, 1, c, 2);
+  sudog *w;
+  int r = chan_trysend(&c->c, key, &w);
+  if (r == CHAN_CLOSED) {
+    drop_value(L, 1, key);
+    return luaL_error(L, "send on closed channel");
+  }
+  if (r == CHAN_OK) {
+    ready_woken(L, w);
+    return 0;
+  }
+  G *g = cur_g(L, "send");
+  if (!sched_can_park(L)) {
+    drop_value(L, 1, key);
+    return glr_cannot_block_error(L, "send");
+  }
+  g->sg = (sudog){.g = g, .elem = key, .isrecv = false};
+  chan_enqueue(&c->c, &g->sg);
+  return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, (lua_KContext)key, send_k);
+}
+
+static int recv_result(lua_State *L, bool ok, uint64_t key) {
+  if (!ok) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  take_value(L, 1, key);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int recv_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  G *g = vm_p(L)->curg;
+  return recv_result(L, g->sg.ok, g->sg.elem);
+}
+
+static int ch_recv(lua_State *L) {
+  lchan *c = check_chan(L, 1);
+  lua_settop(L, 1);
+  uint64_t key;
+  bool ok;
+  sudog *w;
+  if (chan_tryrecv(&c->c, &key, &ok, &w) == CHAN_OK) {
+    ready_woken(L, w);
+    return recv_result(L, ok, key);
+  }
+  G *g = cur_g(L, "recv");
+  need_park(L, "recv");
+  g->sg = (sudog){.g = g, .isrecv = true};
+  chan_enqueue(&c->c, &g->sg);
+  return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
+}
+
+static int ch_close(lua_State *L) {
+  lchan *c = check_chan(L, 1);
+  if (chan_close(&c->c, wake_sudog, NULL) == CHAN_CLOSED)
+    return luaL_error(L, "close of closed channel");
+  return 0;
+}
+
+static int ch_len(lua_State *L) {
+  lua_pushinteger(L, check_chan(L, 1)->c.count);
+  return 1;
+}
+
+static int ch_cap(lua_State *L) {
+  lua_pushinteger(L, check_chan(L, 1)->c.cap);
+  return 1;
+}
+
+static int ch_gc(lua_State *L) {
+  chan_free(&check_chan(L, 1)->c);
+  return 0;
+}
+
+static int ch_tostring(lua_State *L) {
+  lchan *c = check_chan(L, 1);
+  lua_pushfstring(L, "chan (%d/%d%s)", (int)c->c.count, (int)c->c.cap,
+                  c->c.closed ? ", closed" : "");
+  return 1;
+}
+
+/* ---------- select ---------- */
+
+typedef struct selcase {
+  lchan *c;
+  int cidx;   /* stack index of the channel (in the cases' scratch area) */
+  bool isrecv;
+  uint64_t key; /* send value key, once stored */
+} selcase;
+
+/* parse cases into sc[]; pushes each channel on the stack (for indices) */
+static int parse_cases(lua_State *L, selcase *sc, int n) {
+  for (int i = 0; i < n; i++) {
+    if (lua_rawgeti(L, 1, i + 1) != LUA_TTABLE)
+      return luaL_error(L, "go.select: case %d is not a table", i + 1);
+    int t = lua_gettop(L);
+    lua_rawgeti(L, t, 1);
+    sc[i].c = luaL_testudata(L, -1, CHAN_MT);
+    if (!sc[i].c) return luaL_error(L, "go.select: case %d has no channel", i + 1);
+    lua_rawgeti(L, t, 2);
+    const char *op = lua_tostring(L, -1);
+    if (!op || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
+      return luaL_error(L, "go.select: case %d: op must be \"recv\" or \"send\"", i + 1);
+    sc[i].isrecv = op[0] == 'r';
+    lua_pop(L, 1);
+    lua_replace(L, t); /* keep the channel where the case table was */
+    sc[i].cidx = t;
+    sc[i].key = 0;
+  }
+  return 0;
+}
+
+static int select_fire(lua_State *L, selcase *sc, int i, bool ok, uint64_t key) {
+  if (!sc[i].isrecv) {
+    if (!ok) return luaL_error(L, "send on closed channel");
+    lua_pushinteger(L, i + 1);
+    return 1;
+  }
+  lua_pushinteger(L, i + 1);
+  if (ok) take_value(L, sc[i].cidx, key);
+  else lua_pushnil(L);
+  lua_pushboolean(L, ok);
+  return 3;
+}
+
+/* select_try — one non-blocking pass in random order; >=0 case fired */
+static int select_try(lua_State *L, selcase *sc, int n, int *nret) {
+  uint32_t start = n ? rnd() % (uint32_t)n : 0;
+  for (int j = 0; j < n; j++) {
+    int i = (int)((start + (uint32_t)j) % (uint32_t)n);
+    sudog *w;
+    if (sc[i].isrecv) {
+      uint64_t key;
+      bool ok;
+      if (chan_tryrecv(&sc[i].c->c, &key, &ok, &w) != CHAN_OK) continue;
+      ready_woken(L, w);
+      *nret = select_fire(L, sc, i, ok, key);
+      return i;
+    }
+    if (sc[i].c->c.closed) return luaL_error(L, "send on closed channel");
+    lua_rawgeti(L, 1, i + 1);
+    lua_rawgeti(L, -1, 3);
+    uint64_t key = store_value(L, sc[i].cidx, sc[i].c, lua_gettop(L));
+    lua_pop(L, 2);
+    if (chan_trysend(&sc[i].c->c, key, &w) == CHAN_OK) {
+      ready_woken(L, w);
+      *nret = select_fire(L, sc, i, true, key);
+      return i;
+    }
+    drop_value(L, sc[i].cidx, key);
+  }
+  return -1;
+}
+
+/* stack during a blocking select: 1 cases, 2 timeout, 3 selcase[] udata,
+** 4 sudog[] udata, 5.. channels */
+static int select_k(lua_State *L, int status, lua_KContext n_) {
+  (void)status;
+  int n = (int)n_;
+  G *g = vm_p(L)->curg;
+  selcase *sc = lua_touserdata(L, 3);
+  sudog *sgs = lua_touserdata(L, 4);
+  for (int i = 0; i < n; i++) chan_dequeue(&sgs[i]);
+  g->sel = NULL;
+  int fired = g->gsel.fired;
+  for (int i = 0; i < n; i++)
+    if (!sc[i].isrecv && i != fired) drop_value(L, sc[i].cidx, sc[i].key);
+  if (fired < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (!sc[fired].isrecv && !sgs[fired].ok) drop_value(L, sc[fired].cidx, sc[fired].key);
+  return select_fire(L, sc, fired, sgs[fired].ok, sgs[fired].elem);
+}
+
+static int go_select(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
+  lua_settop(L, 2);
+  int n = (int)luaL_len(L, 1);
+  luaL_checkstack(L, n + 8, "too many select cases");
+  selcase *sc = lua_newuserdatauv(L, sizeof(selcase) * (size_t)(n ? n : 1), 0);
+  sudog *sgs = lua_newuserdatauv(L, sizeof(sudog) * (size_t)(n ? n : 1), 0);
+  parse_cases(L, sc, n);
+  int nret = 0;
+  if (select_try(L, sc, n, &nret) >= 0) return nret;
+  if (timeout == 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  G *g = cur_g(L, "go.select");
+  need_park(L, "go.select");
+  g->gsel = (selstate){false, -1};
+  for (int i = 0; i < n; i++) {
+    if (!sc[i].isrecv) {
+      lua_rawgeti(L, 1, i + 1);
+      lua_rawgeti(L, -1, 3);
+      sc[i].key = store_value(L, sc[i].cidx, sc[i].c, lua_gettop(L));
+      lua_pop(L, 2);
+    }
+    sgs[i] = (sudog){.g = g, .elem = sc[i].key, .isrecv = sc[i].isrecv,
+                     .caseidx = i, .sel = &g->gsel};
+    chan_enqueue(&sc[i].c->c, &sgs[i]);
+  }
+  if (timeout > 0) {
+    g->sel = &g->gsel;
+    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
+  }
+  return sched_park(L, NULL, NULL, n ? "select" : "select (no cases)",
+                    timeout > 0 ? PARK_WORLD : PARK_SYNC, n, select_k);
+}
+
+/* ---------- go.after ---------- */
+
+typedef struct after_t {
+  timer t;
+  int ref; /* registry ref to this userdata while armed */
+} after_t;
+
+static void after_fire(timer *t, void *arg) {
+  P *p = arg;
+  after_t *a = (after_t *)t;
+  lua_State *L = p->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, a->ref);
+  int aidx = lua_gettop(L);
+  lua_getiuservalue(L, aidx, 1); /* the channel */
+  int cidx = lua_gettop(L);
+  lchan *c = lua_touserdata(L, cidx);
+  lua_pushnumber(L, (double)mono_now() / 1e9);
+  uint64_t key = store_value(L, cidx, c, lua_gettop(L));
+  sudog *w;
+  if (chan_trysend(&c->c, key, &w) == CHAN_OK) {
+    if (w) sched_ready(p, w->g, false);
+  } else {
+    drop_value(L, cidx, key); /* closed by the user meanwhile */
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, a->ref);
+  lua_settop(L, aidx - 1);
+  sched_progress_add(p->rt, -1);
+}
+
+static int go_after(lua_State *L) {
+  double s = check_seconds(L, 1);
+  P *p = vm_p(L);
+  push_new_chan(L, 1);
+  after_t *a = lua_newuserdatauv(L, sizeof *a, 1);
+  lua_pushvalue(L, -2);
+  lua_setiuservalue(L, -2, 1);
+  timer_init(&a->t, after_fire, p);
+  a->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  sched_progress_add(p->rt, 1);
+  timer_arm(&p->timers, &a->t, deadline_from_seconds(s));
+  return 1;
+}
+
+/* ---------- stats, exit ---------- */
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+static int go_stats(lua_State *L) {
+  P *self = vm_p(L);
+  rt *r = self->rt;
+  sched_publish(self);
+  lua_Integer gs = 0, rq = 0, pw = 0, sum[5] = {0};
+  lua_newtable(L);
+  lua_createtable(L, r->nprocs, 0);
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    lua_Integer pg = atomic_load(&p->ngoroutines_pub), prq = atomic_load(&p->runq_pub);
+    gs += pg;
+    rq += prq;
+    pw += atomic_load(&p->npollwait);
+    for (int k = 0; k < 5; k++) sum[k] += (lua_Integer)atomic_load(&p->st_pub[k]);
+    lua_createtable(L, 0, 3);
+    set_int(L, "goroutines", pg);
+    set_int(L, "runq", prq);
+    set_int(L, "id", i);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, -2, "procs");
+  set_int(L, "goroutines", gs);
+  set_int(L, "runnable", rq);
+  set_int(L, "threads", r->nprocs);
+  set_int(L, "netpoll_waiters", pw);
+  set_int(L, "spawned", sum[0]);
+  set_int(L, "coroutines_created", sum[1]);
+  set_int(L, "steals", sum[2]);
+  set_int(L, "preemptions", sum[3]);
+  set_int(L, "handoffs", sum[4]);
+  size_t alloc, inuse;
+  pd_cache_stats(&alloc, &inuse);
+  set_int(L, "polldescs", (lua_Integer)inuse);
+  return 1;
+}
+
+static int exit_code_arg(lua_State *L, int idx) {
+  if (lua_isboolean(L, idx)) return lua_toboolean(L, idx) ? EXIT_SUCCESS : EXIT_FAILURE;
+  return (int)luaL_optinteger(L, idx, EXIT_SUCCESS);
+}
+
+/* do_exit — stop the runtime; the calling goroutine never runs again */
+static int do_exit(lua_State *L, int code, bool close_vms) {
+  rt *r = vm_p(L)->rt;
+  if (!sched_can_park(L)) { /* cannot leave the VM cleanly from here */
+    fflush(NULL);
+    _exit(code);
+  }
+  rt_stop(r, STOP_EXIT, code, close_vms);
+  return sched_park(L, NULL, NULL, "exit", PARK_WORLD, 0, resume0_k);
+}
+
+static int go_exit(lua_State *L) { return do_exit(L, exit_code_arg(L, 1), true); }
+
+static int os_exit(lua_State *L) {
+  return do_exit(L, exit_code_arg(L, 1), lua_toboolean(L, 2));
+}
+
+/* ---------- module ---------- */
+
+static const luaL_Reg go_funcs[] = {
+    {"wait", go_wait},     {"sleep", go_sleep},   {"yield", go_yield},
+    {"now", go_now},       {"id", go_id},         {"procid", go_procid},
+    {"nprocs", go_nprocs}, {"chan", go_chan},     {"select", go_select},
+    {"after", go_after},   {"stats", go_stats},   {"exit", go_exit},
+    {NULL, NULL}};
+
+static const luaL_Reg chan_methods[] = {
+    {"send", ch_send}, {"recv", ch_recv}, {"close", ch_close},
+    {"cap", ch_cap},   {NULL, NULL}};
+
+static const luaL_Reg handle_methods[] = {{"id", h_id}, {NULL, NULL}};
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                      lua_CFunction gc, lua_CFunction tostr) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, tostr);
+  lua_setfield(L, -2, "__tostring");
+}
+
+int luaopen_go(lua_State *L) {
+  new_class(L, HANDLE_MT, handle_methods, h_gc, h_tostring);
+  lua_pop(L, 1);
+  new_class(L, CHAN_MT, chan_methods, ch_gc, ch_tostring);
+  lua_pushcfunction(L, ch_len);
+  lua_setfield(L, -2, "__len");
+  lua_pop(L, 1);
+  luaL_newlib(L, go_funcs);
+  lua_newtable(L);
+  lua_pushcfunction(L, go_call);
+  lua_setfield(L, -2, "__call");
+  lua_setmetatable(L, -2);
+  /* os.exit stops the runtime cleanly */
+  if (lua_getglobal(L, "os") == LUA_TTABLE) {
+    lua_pushcfunction(L, os_exit);
+    lua_setfield(L, -2, "exit");
+  }
+  lua_pop(L, 1);
+  return 1;
+}

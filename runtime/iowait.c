@@ -1,0 +1,124 @@
+/* iowait.c — see iowait.h. */
+#include "iowait.h"
+
+#include "netpoll.h"
+
+static int64_t min_deadline(int64_t a, int64_t b) {
+  if (a == DEADLINE_NONE) return b;
+  if (b == DEADLINE_NONE) return a;
+  return a < b ? a : b;
+}
+
+static int64_t effective(pollDesc *pd, int mode) {
+  return mode == PD_MODE_R ? min_deadline(pd->rd_user, pd->rd_op)
+                           : min_deadline(pd->wd_user, pd->wd_op);
+}
+
+int iowait_check(pollDesc *pd, int mode, int64_t opdl) {
+  if (atomic_load(&pd->closing)) return WAKE_CLOSED;
+  int64_t d = min_deadline(mode == PD_MODE_R ? pd->rd_user : pd->wd_user, opdl);
+  if (d != DEADLINE_NONE && d <= mono_now()) return WAKE_TIMEOUT;
+  return 0;
+}
+
+int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
+  G *g = pd_unblock(pd, mode, ioready);
+  if (!g) return 0;
+  timer *t = mode == PD_MODE_R ? &pd->rt : &pd->wt;
+  timer_disarm(&p->timers, t);
+  atomic_fetch_sub(&p->npollwait, 1);
+  g->wake = code;
+  sched_ready(p, g, false);
+  return 1;
+}
+
+static void deadline_fire(pollDesc *pd, int mode) {
+  uint32_t armed = mode == PD_MODE_R ? pd->rseq : pd->wseq;
+  if (armed != atomic_load(&pd->seq)) return; /* stale timer: pd reused */
+  iowait_wake(pd->owner, pd, mode, false, WAKE_TIMEOUT);
+}
+static void rtimer_fire(timer *t, void *arg) { (void)t; deadline_fire(arg, PD_MODE_R); }
+static void wtimer_fire(timer *t, void *arg) { (void)t; deadline_fire(arg, PD_MODE_W); }
+
+static void arm(P *p, pollDesc *pd, int mode, int64_t when) {
+  timer *t = mode == PD_MODE_R ? &pd->rt : &pd->wt;
+  if (when == DEADLINE_NONE) {
+    timer_disarm(&p->timers, t);
+    return;
+  }
+  t->fn = mode == PD_MODE_R ? rtimer_fire : wtimer_fire;
+  t->arg = pd;
+  if (mode == PD_MODE_R) pd->rseq = atomic_load(&pd->seq);
+  else pd->wseq = atomic_load(&pd->seq);
+  timer_arm(&p->timers, t, when);
+}
+
+static bool commit(G *g, pollDesc *pd, int mode) {
+  if (!pd_block_commit(pd, mode, g)) return false;
+  atomic_fetch_add(&g->tag.p->npollwait, 1);
+  return true;
+}
+static bool commit_r(G *g, void *pd) { return commit(g, pd, PD_MODE_R); }
+static bool commit_w(G *g, void *pd) { return commit(g, pd, PD_MODE_W); }
+
+int iowait_park(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl,
+                intptr_t ctx, iowait_k k) {
+  P *p = vm_p(L);
+  if (!pd->registered) {
+    int e = netpoll_open(p, pd);
+    if (e < 0) return e;
+  }
+  if (mode == PD_MODE_R) pd->rd_op = opdl;
+  else pd->wd_op = opdl;
+  G *g = p->curg;
+  g->wake = WAKE_NONE;
+  if (pd_block_prepare(pd, mode) == PD_PREP_READY) {
+    g->wake = WAKE_READY;
+    return k(L, 0, ctx);
+  }
+  arm(p, pd, mode, effective(pd, mode));
+  return sched_park(L, mode == PD_MODE_R ? commit_r : commit_w, pd, "IO wait",
+                    PARK_WORLD, ctx, k);
+}
+
+int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
+  P *p = vm_p(L);
+  G *g = p->curg;
+  int code = g->wake;
+  bool ready = pd_block_finish(pd, mode);
+  timer_disarm(&p->timers, mode == PD_MODE_R ? &pd->rt : &pd->wt);
+  int64_t opdl = mode == PD_MODE_R ? pd->rd_op : pd->wd_op;
+  if (mode == PD_MODE_R) pd->rd_op = DEADLINE_NONE;
+  else pd->wd_op = DEADLINE_NONE;
+  if (atomic_load(&pd->closing)) return WAKE_CLOSED;
+  if (code == WAKE_TIMEOUT || iowait_check(pd, mode, opdl) == WAKE_TIMEOUT)
+    return WAKE_TIMEOUT;
+  (void)ready;
+  return WAKE_READY;
+}
+
+static void set_one(P *p, pollDesc *pd, int mode, int64_t d) {
+  if (mode == PD_MODE_R) pd->rd_user = d;
+  else pd->wd_user = d;
+  uintptr_t slotv = atomic_load(mode == PD_MODE_R ? &pd->rg : &pd->wg);
+  if (slotv <= PD_WAIT) return; /* nobody parked: applies at the next wait */
+  int64_t e = effective(pd, mode);
+  if (e != DEADLINE_NONE && e <= mono_now())
+    iowait_wake(p, pd, mode, false, WAKE_TIMEOUT);
+  else
+    arm(p, pd, mode, e);
+}
+
+void iowait_setdeadline(P *p, pollDesc *pd, int mode, int64_t d) {
+  if (mode & PD_MODE_R) set_one(p, pd, PD_MODE_R, d);
+  if (mode & PD_MODE_W) set_one(p, pd, PD_MODE_W, d);
+}
+
+void iowait_close(P *p, pollDesc *pd) {
+  atomic_store(&pd->closing, true);
+  iowait_wake(p, pd, PD_MODE_R, false, WAKE_CLOSED);
+  iowait_wake(p, pd, PD_MODE_W, false, WAKE_CLOSED);
+  timer_disarm(&p->timers, &pd->rt);
+  timer_disarm(&p->timers, &pd->wt);
+  if (pd->registered) netpoll_close(pd->owner ? pd->owner : p, pd);
+}

@@ -1,0 +1,45 @@
+/*
+** iowait.h — parking goroutines on pollDescs, with deadlines (Go:
+** poll_runtime_pollWait, pollSetDeadline, pollUnblock, netpolldeadlineimpl).
+**
+** Invariants:
+**  - Everything here runs on the M holding the pollDesc's owner P.
+**  - The effective deadline of a wait is the earlier of the persistent user
+**    deadline (rd_user / wd_user) and the operation's own (rd_op / wd_op);
+**    DEADLINE_NONE means none. A deadline in the past fails the operation
+**    before any system call (iowait_check), even when data is ready.
+**  - While a G waits with a deadline, the pollDesc's timer for that mode is
+**    armed; changing the deadline re-arms it, or wakes the G with a timeout
+**    if the new deadline has passed. Waking disarms it.
+**  - iowait_close marks the pollDesc closing and wakes both waiters with
+**    WAKE_CLOSED; the owner frees the pollDesc only after every operation
+**    that could touch it has left (the conn's op count, see lnet.c).
+*/
+#ifndef GLR_IOWAIT_H
+#define GLR_IOWAIT_H
+
+#include "pd.h"
+#include "sched.h"
+
+typedef int (*iowait_k)(struct lua_State *L, int status, intptr_t ctx);
+
+/* iowait_check — WAKE_CLOSED, WAKE_TIMEOUT (deadline passed) or 0. */
+GLR_INTERNAL int iowait_check(pollDesc *pd, int mode, int64_t opdl);
+/* iowait_park — park the running G until pd is ready for mode, closed, or
+** the deadline passes; then k runs (also directly, without parking, when a
+** readiness was pending). Returns -errno without yielding if the fd cannot
+** be registered (e.g. a regular file). */
+GLR_INTERNAL int iowait_park(struct lua_State *L, pollDesc *pd, int mode,
+                             int64_t opdl, intptr_t ctx, iowait_k k);
+/* iowait_result — in k: WAKE_READY, WAKE_TIMEOUT or WAKE_CLOSED. Clears the
+** wait slot and the operation deadline. */
+GLR_INTERNAL int iowait_result(struct lua_State *L, pollDesc *pd, int mode);
+/* iowait_setdeadline — set the persistent deadline of a mode (or both). */
+GLR_INTERNAL void iowait_setdeadline(P *p, pollDesc *pd, int mode, int64_t d);
+/* iowait_close — closing + wake all waiters with WAKE_CLOSED + deregister. */
+GLR_INTERNAL void iowait_close(P *p, pollDesc *pd);
+/* iowait_wake — unblock one direction (netpoll, timers, close): readies the
+** parked G with `code`; returns 1 if a G was readied. */
+GLR_INTERNAL int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code);
+
+#endif

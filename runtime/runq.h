@@ -1,0 +1,41 @@
+/*
+** runq.h — a P's local run queue (Go: runqput/runqget and p.runnext).
+**
+** A bounded ring of RUNQ_SIZE entries plus a `runnext` slot and an
+** overflow FIFO used only when the ring is full. Local goroutines never leave
+** their VM, so nothing steals from this queue: it is touched only by the M
+** that holds the P (owner M only; no atomics needed). Cross-thread wake-ups go
+** through the P's inbox instead (sched.h).
+**
+** Invariants: every entry is a distinct non-NULL pointer; FIFO order among
+** the ring and the overflow (overflow entries are always younger than ring
+** entries); `runnext`, when set, is taken before anything else, and a new
+** runnext kicks the old one to the tail (Go's behaviour).
+*/
+#ifndef GLR_RUNQ_H
+#define GLR_RUNQ_H
+
+#include "common.h"
+
+#define RUNQ_SIZE 256
+
+typedef struct runq {
+  void *ring[RUNQ_SIZE];
+  uint32_t head, tail; /* tail - head = number in ring */
+  void *runnext;
+  void **over; /* overflow FIFO */
+  size_t over_head, over_len, over_cap;
+} runq;
+
+GLR_INTERNAL void runq_init(runq *q);
+GLR_INTERNAL void runq_free(runq *q);
+/* runq_put — Go: runqput. next=true puts it in runnext. */
+GLR_INTERNAL void runq_put(runq *q, void *g, bool next);
+/* runq_get — Go: runqget. NULL when empty. */
+GLR_INTERNAL void *runq_get(runq *q);
+GLR_INTERNAL size_t runq_len(const runq *q);
+/* runq_remove — drops one entry wherever it is (used when a runtime stops);
+** returns whether it was found. O(n). */
+GLR_INTERNAL bool runq_remove(runq *q, void *g);
+
+#endif

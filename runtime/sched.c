@@ -1,0 +1,601 @@
+/* sched.c — see sched.h. This file and gexec-like parts here are the only
+** runtime code that calls the Lua API: it owns the VMs' lifetimes and
+** resumes goroutine threads. */
+#include "sched.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "iowait.h"
+#include "netpoll.h"
+
+#define GFREE_MAX 4096
+#define FORCED_POLL_NS (10 * NS_PER_MS)
+#define SYSMON_MIN_US 20
+#define SYSMON_MAX_US 10000
+
+/* ---------- VM tags ---------- */
+
+static vmtag **tagslot(lua_State *L) { return (vmtag **)lua_getextraspace(L); }
+
+P *vm_p(lua_State *L) { return (*tagslot(L))->p; }
+
+G *vm_g(lua_State *L) {
+  vmtag *t = *tagslot(L);
+  return t->kind == TAG_G ? (G *)t : NULL;
+}
+
+/* ---------- G status ---------- */
+
+static const char *gstatus_name(gstatus s) {
+  static const char *n[] = {"idle", "runnable", "running", "waiting", "dead"};
+  return (unsigned)s < 5 ? n[s] : "?";
+}
+
+/* g_cas_status — Go: casgstatus. Aborts on an illegal transition. */
+static void g_cas_status(G *g, gstatus from, gstatus to) {
+  if (g->status != from) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "bad g status transition %s -> %s (is %s)",
+             gstatus_name(from), gstatus_name(to), gstatus_name(g->status));
+    glr_throw(buf);
+  }
+  g->status = to;
+}
+
+/* ---------- progress accounting ---------- */
+
+void sched_progress_add(rt *r, int64_t d) { atomic_fetch_add(&r->n_progress, d); }
+
+void sched_main_done(rt *r) { atomic_store(&r->main_done, true); }
+
+/* ---------- G lifecycle ---------- */
+
+static void g_sleep_fire(timer *t, void *arg) {
+  (void)t;
+  G *g = arg;
+  if (g->sel) {
+    g->sel->done = true;
+    g->sel->fired = -1;
+  }
+  g->wake = WAKE_TIMEOUT;
+  sched_ready(g->tag.p, g, false);
+}
+
+G *g_new(P *p) {
+  G *g = p->gfree;
+  if (g) {
+    p->gfree = g->link;
+    p->ngfree--;
+    g->link = NULL;
+    return g;
+  }
+  g = x_calloc(1, sizeof *g);
+  g->tag.kind = TAG_G;
+  g->tag.p = p;
+  g->L = lua_newthread(p->L);
+  g->ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  *tagslot(g->L) = &g->tag;
+  lua_sethook(g->L, NULL, 0, 0);
+  timer_init(&g->sleept, g_sleep_fire, g);
+  g->status = G_IDLE;
+  p->st.created++;
+  return g;
+}
+
+void sched_start(P *p, G *g) {
+  g->id = atomic_fetch_add(&p->rt->next_goid, 1);
+  g->escaped = false;
+  g->chaindepth = 0;
+  g->yieldkind = Y_NONE;
+  g->wake = WAKE_NONE;
+  g->sel = NULL;
+  g->allprev = NULL;
+  g->allnext = p->allg;
+  if (p->allg) p->allg->allprev = g;
+  p->allg = g;
+  p->ngoroutines++;
+  p->st.spawned++;
+  atomic_fetch_add(&p->rt->n_progress, 1);
+  g_cas_status(g, G_IDLE, G_RUNNABLE);
+  runq_put(&p->q, g, true);
+}
+
+static void g_exit(P *p, G *g, bool reusable) {
+  g_cas_status(g, G_RUNNING, G_DEAD);
+  if (g->allprev) g->allprev->allnext = g->allnext;
+  else p->allg = g->allnext;
+  if (g->allnext) g->allnext->allprev = g->allprev;
+  p->ngoroutines--;
+  timer_disarm(&p->timers, &g->sleept);
+  atomic_fetch_sub(&p->rt->n_progress, 1);
+  lua_settop(g->L, 0);
+  g->handle = NULL;
+  if (reusable && !g->escaped && p->ngfree < GFREE_MAX &&
+      lua_status(g->L) == LUA_OK) {
+    g->gen++;
+    g->status = G_IDLE;
+    g->link = p->gfree;
+    p->gfree = g;
+    p->ngfree++;
+    return;
+  }
+  /* identity escaped (or thread unusable): let the GC have the thread; it
+  ** must stop pointing at this record */
+  *tagslot(g->L) = &p->tag;
+  luaL_unref(p->L, LUA_REGISTRYINDEX, g->ref);
+  free(g);
+}
+
+/* ---------- ready / park ---------- */
+
+void sched_ready(P *p, G *g, bool next) {
+  g_cas_status(g, G_WAITING, G_RUNNABLE);
+  if (g->parked_sync) {
+    g->parked_sync = false;
+    atomic_fetch_add(&p->rt->n_progress, 1);
+  }
+  if (timer_armed(&g->sleept)) timer_disarm(&p->timers, &g->sleept);
+  runq_put(&p->q, g, next);
+}
+
+void sched_ready_remote(G *g) {
+  P *p = g->tag.p;
+  pthread_mutex_lock(&p->inbox_lock);
+  g->link = NULL;
+  if (p->inbox_tail) p->inbox_tail->link = g;
+  else p->inbox_head = g;
+  p->inbox_tail = g;
+  atomic_fetch_add(&p->inbox_n, 1);
+  pthread_mutex_unlock(&p->inbox_lock);
+  if (atomic_load(&p->sleeping)) netpoll_break(p);
+}
+
+static void inbox_drain(P *p) {
+  if (atomic_load(&p->inbox_n) == 0) return;
+  pthread_mutex_lock(&p->inbox_lock);
+  G *g = p->inbox_head;
+  p->inbox_head = p->inbox_tail = NULL;
+  atomic_store(&p->inbox_n, 0);
+  pthread_mutex_unlock(&p->inbox_lock);
+  while (g) {
+    G *next = g->link;
+    g->link = NULL;
+    sched_ready(p, g, false);
+    g = next;
+  }
+}
+
+bool sched_can_park(lua_State *L) {
+  P *p = vm_p(L);
+  G *g = p->curg;
+  if (!g || !lua_isyieldable(L)) return false;
+  if (L == g->L) return true;
+  int d = g->chaindepth;
+  if (d <= 0 || d > 256) return false;
+  return (g->chainok[(d - 1) / 64] >> ((d - 1) % 64)) & 1;
+}
+
+void sched_chain_push(G *g, bool ok) {
+  int d = g->chaindepth++;
+  if (d >= 256) return;
+  uint64_t bit = UINT64_C(1) << (d % 64);
+  if (ok) g->chainok[d / 64] |= bit;
+  else g->chainok[d / 64] &= ~bit;
+}
+
+void sched_chain_pop(G *g) {
+  if (g->chaindepth <= 0) glr_throw("coroutine chain underflow");
+  g->chaindepth--;
+}
+
+int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
+               int kind, intptr_t ctx, int (*k)(lua_State *, int, intptr_t)) {
+  G *g = vm_p(L)->curg;
+  if (!g) glr_throw("park outside a goroutine");
+  g->yieldkind = Y_PARK;
+  g->unlock = unlock;
+  g->unlockarg = arg;
+  g->waitreason = reason;
+  g->parkkind = kind;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+int sched_gosched(lua_State *L, intptr_t ctx, int (*k)(lua_State *, int, intptr_t)) {
+  G *g = vm_p(L)->curg;
+  if (!g) glr_throw("gosched outside a goroutine");
+  g->yieldkind = Y_GOSCHED;
+  return lua_yieldk(L, 0, ctx, k);
+}
+
+void sched_arm_gtimer(P *p, G *g, int64_t when) { timer_arm(&p->timers, &g->sleept, when); }
+
+void sched_disarm_gtimer(P *p, G *g) { timer_disarm(&p->timers, &g->sleept); }
+
+/* ---------- execute ---------- */
+
+static void after_park(P *p, G *g) {
+  g_cas_status(g, G_RUNNING, G_WAITING);
+  if (g->parkkind == PARK_SYNC) {
+    g->parked_sync = true;
+    atomic_fetch_sub(&p->rt->n_progress, 1);
+  }
+  unlockf u = g->unlock;
+  g->unlock = NULL;
+  if (u && !u(g, g->unlockarg)) sched_ready(p, g, true);
+}
+
+/* execute — Go: execute + the return half of gopark/goexit. */
+static void execute(P *p, G *g) {
+  g_cas_status(g, G_RUNNABLE, G_RUNNING);
+  p->curg = g;
+  int nres = 0;
+  int nargs = g->nargs;
+  g->nargs = 0;
+  int st = lua_resume(g->L, p->L, nargs, &nres);
+  p->curg = NULL;
+  if (st == LUA_YIELD) {
+    lua_pop(g->L, nres);
+    int kind = g->yieldkind;
+    g->yieldkind = Y_NONE;
+    if (kind == Y_PARK) {
+      after_park(p, g);
+    } else { /* go.yield, or a raw lua_yield from a C module */
+      g_cas_status(g, G_RUNNING, G_RUNNABLE);
+      runq_put(&p->q, g, false);
+    }
+    return;
+  }
+  if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
+    fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id,
+            lua_isstring(g->L, -1) ? lua_tostring(g->L, -1) : "(error object)");
+    if (g->ismain) rt_stop(p->rt, STOP_EXIT, 1, false);
+  }
+  g_exit(p, g, st == LUA_OK);
+}
+
+/* ---------- dumps ---------- */
+
+static void dump_goroutines(P *p) {
+  for (G *g = p->allg; g; g = g->allnext) {
+    const char *why = g->status == G_WAITING ? g->waitreason : gstatus_name(g->status);
+    fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id,
+            why ? why : "?");
+    luaL_traceback(p->L, g->L, NULL, 0);
+    fprintf(stderr, "%s\n\n", lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+  }
+  fflush(stderr);
+}
+
+/* ---------- stop ---------- */
+
+void rt_stop(rt *r, int reason, int code, bool close_vms) {
+  int expect = STOP_NONE;
+  if (!atomic_compare_exchange_strong(&r->stopping, &expect, reason)) return;
+  atomic_store(&r->exit_code, code);
+  atomic_store(&r->close_vms, close_vms);
+  if (reason == STOP_DEADLOCK) {
+    pthread_mutex_lock(&r->dump_lock);
+    fprintf(stderr, "fatal error: all goroutines are asleep - deadlock!\n\n");
+    pthread_mutex_unlock(&r->dump_lock);
+  }
+  for (int i = 0; i < r->nprocs; i++) netpoll_break(r->ps[i]);
+  pthread_mutex_lock(&r->sysmon_lock);
+  pthread_cond_broadcast(&r->sysmon_cond);
+  pthread_mutex_unlock(&r->sysmon_lock);
+}
+
+/* check_quiescent — nothing can ever run again: end or deadlock. */
+static bool check_quiescent(rt *r) {
+  if (atomic_load(&r->n_progress) != 0) return false;
+  if (atomic_load(&r->main_done) || atomic_load(&r->nsignals) > 0)
+    rt_stop(r, STOP_EXIT, 0, true);
+  else
+    rt_stop(r, STOP_DEADLOCK, 2, false);
+  return true;
+}
+
+/* ---------- graceful shutdown (SIGINT / SIGTERM) ---------- */
+
+static rt *signal_rt; /* the one runtime signals are routed to */
+static timer grace_timer;
+
+static void on_signal(int sig) {
+  rt *r = signal_rt;
+  if (!r) return;
+  int saved = errno;
+  if (atomic_fetch_add(&r->nsignals, 1) >= 1) _exit(128 + sig);
+  atomic_store(&r->signal_pending, sig);
+  netpoll_break(r->ps[0]);
+  errno = saved;
+}
+
+void sched_install_signals(rt *r) {
+  signal_rt = r;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = SIG_IGN;
+  sa.sa_flags = 0;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+static void grace_fire(timer *t, void *arg) {
+  (void)t;
+  rt *r = arg;
+  fprintf(stderr, "goluarun: shutdown grace period expired\n");
+  rt_stop(r, STOP_EXIT, 1, false);
+}
+
+static void handle_signal(P *p0) {
+  rt *r = p0->rt;
+  int sig = atomic_exchange(&r->signal_pending, 0);
+  if (!sig) return;
+  for (int i = 0; i < r->nprocs; i++) {
+    atomic_store(&r->ps[i]->shutdown_req, true);
+    netpoll_break(r->ps[i]);
+  }
+  const char *g = getenv("GOLUA_GRACE");
+  double secs = g ? atof(g) : 5.0;
+  timer_init(&grace_timer, grace_fire, r);
+  timer_arm(&p0->timers, &grace_timer, deadline_from_seconds(secs));
+}
+
+void sched_closer_add(P *p, closer *c) {
+  c->prev = NULL;
+  c->next = p->closers;
+  if (p->closers) p->closers->prev = c;
+  p->closers = c;
+}
+
+void sched_closer_del(P *p, closer *c) {
+  if (c->prev) c->prev->next = c->next;
+  else if (p->closers == c) p->closers = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+}
+
+static void close_listeners(P *p) {
+  atomic_store(&p->shutdown_req, false);
+  closer *c = p->closers;
+  while (c) {
+    closer *next = c->next;
+    c->fn(c); /* removes itself */
+    c = next;
+  }
+}
+
+/* ---------- the scheduling loop ---------- */
+
+void sched_publish(P *p) {
+  atomic_store(&p->ngoroutines_pub, p->ngoroutines);
+  atomic_store(&p->runq_pub, (int)runq_len(&p->q));
+  atomic_store(&p->st_pub[0], p->st.spawned);
+  atomic_store(&p->st_pub[1], p->st.created);
+  atomic_store(&p->st_pub[2], p->st.steals);
+  atomic_store(&p->st_pub[3], p->st.preemptions);
+  atomic_store(&p->st_pub[4], p->st.handoffs);
+}
+
+static void block_in_netpoll(P *p) {
+  rt *r = p->rt;
+  int64_t timeout = -1;
+  int64_t next = timer_next(&p->timers);
+  if (next != DEADLINE_NONE) {
+    int64_t now = mono_now();
+    timeout = next > now ? next - now : 0;
+  }
+  sched_publish(p);
+  atomic_store(&p->sleeping, true);
+  if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
+      !atomic_load(&p->shutdown_req)) {
+    atomic_fetch_add(&r->npidle, 1);
+    netpoll(p, timeout);
+    atomic_fetch_sub(&r->npidle, 1);
+  }
+  atomic_store(&p->sleeping, false);
+}
+
+/* find_runnable — Go: findRunnable. NULL once the runtime stops. */
+static G *find_runnable(P *p) {
+  rt *r = p->rt;
+  for (;;) {
+    if (atomic_load(&r->stopping)) return NULL;
+    if (p->id == 0 && atomic_load(&r->signal_pending)) handle_signal(p);
+    if (atomic_load(&p->shutdown_req)) close_listeners(p);
+    int64_t now = mono_now();
+    if (p->timers.len) timer_run_due(&p->timers, now);
+    if (++p->schedtick % 61 == 0 || now - p->lastpoll > FORCED_POLL_NS) {
+      inbox_drain(p);
+      netpoll(p, 0);
+      if (p->schedtick % 61 == 0) sched_publish(p);
+    }
+    G *g = runq_get(&p->q);
+    if (g) return g;
+    inbox_drain(p);
+    if ((g = runq_get(&p->q)) != NULL) return g;
+    if (netpoll_has_mock(p)) {
+      netpoll(p, 0);
+      continue;
+    }
+    if (check_quiescent(r)) continue;
+    block_in_netpoll(p);
+  }
+}
+
+static void p_loop(P *p) {
+  G *g;
+  while ((g = find_runnable(p)) != NULL) execute(p, g);
+  if (atomic_load(&p->rt->stopping) == STOP_DEADLOCK) {
+    pthread_mutex_lock(&p->rt->dump_lock);
+    dump_goroutines(p);
+    pthread_mutex_unlock(&p->rt->dump_lock);
+  }
+}
+
+static void *m_main(void *arg) {
+  M *m = arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL); /* M0 takes the shutdown signals */
+  p_loop(m->p);
+  return NULL;
+}
+
+/* ---------- sysmon ---------- */
+
+static void *sysmon_main(void *arg) {
+  rt *r = arg;
+  sigset_t set;
+  sigfillset(&set);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  unsigned delay = SYSMON_MIN_US;
+  int idle_rounds = 0;
+  while (!atomic_load(&r->stopping)) {
+    if (atomic_load(&r->npidle) == r->nprocs) {
+      /* every P is blocked in netpoll: the Ps themselves detect deadlock
+      ** before blocking, so there is nothing to watch; back off deeply */
+      if (++idle_rounds > 20) {
+        pthread_mutex_lock(&r->sysmon_lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        if (!atomic_load(&r->stopping))
+          pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
+        pthread_mutex_unlock(&r->sysmon_lock);
+        continue;
+      }
+    } else {
+      idle_rounds = 0;
+    }
+    usleep(delay);
+    if (delay < SYSMON_MAX_US) delay *= 2;
+    if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
+      netpoll_break(r->ps[0]); /* let P0 run check_quiescent */
+  }
+  return NULL;
+}
+
+/* ---------- runtime construction ---------- */
+
+static void mock_config(rt *r) {
+  const char *m = getenv("GOLUA_MOCKEAGAIN");
+  if (!m) return;
+  r->mock_eagain_r = strchr(m, 'r') != NULL;
+  r->mock_eagain_w = strchr(m, 'w') != NULL;
+}
+
+static P *p_new(rt *r, int id) {
+  P *p = x_calloc(1, sizeof *p);
+  p->tag.kind = TAG_P;
+  p->tag.p = p;
+  p->id = id;
+  p->rt = r;
+  runq_init(&p->q);
+  timerheap_init(&p->timers);
+  pthread_mutex_init(&p->inbox_lock, NULL);
+  if (netpoll_init(p) < 0) glr_throw("netpoll: cannot create epoll/eventfd");
+  p->L = luaL_newstate();
+  if (!p->L) glr_throw("cannot create Lua state");
+  *tagslot(p->L) = &p->tag;
+  r->open_vm(p->L, p, r->open_vm_ud);
+  p->lastpoll = mono_now();
+  return p;
+}
+
+rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
+  rt *r = x_calloc(1, sizeof *r);
+  r->nprocs = nprocs;
+  r->open_vm = open_vm;
+  r->open_vm_ud = ud;
+  atomic_store(&r->next_goid, 1);
+  pthread_mutex_init(&r->dump_lock, NULL);
+  pthread_mutex_init(&r->sysmon_lock, NULL);
+  pthread_cond_init(&r->sysmon_cond, NULL);
+  mock_config(r);
+  r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
+  r->ms = x_calloc((size_t)nprocs, sizeof *r->ms);
+  for (int i = 0; i < nprocs; i++) {
+    r->ps[i] = p_new(r, i);
+    r->ms[i].p = r->ps[i];
+    r->ms[i].id = i;
+    r->ps[i]->m = &r->ms[i];
+  }
+  return r;
+}
+
+int rt_run(rt *r) {
+  for (int i = 1; i < r->nprocs; i++) {
+    if (pthread_create(&r->ms[i].thread, NULL, m_main, &r->ms[i]) != 0)
+      glr_throw("cannot start M thread");
+    r->ms[i].started = true;
+  }
+  if (pthread_create(&r->sysmon, NULL, sysmon_main, r) != 0)
+    glr_throw("cannot start sysmon");
+  r->sysmon_started = true;
+  p_loop(r->ps[0]);
+  for (int i = 1; i < r->nprocs; i++)
+    if (r->ms[i].started) pthread_join(r->ms[i].thread, NULL);
+  rt_stop(r, STOP_EXIT, 0, false); /* make sure sysmon sees the stop */
+  pthread_join(r->sysmon, NULL);
+  return atomic_load(&r->exit_code);
+}
+
+static void p_free(P *p, bool close_vm) {
+  /* timers may live in Lua memory: forget them before the VM goes */
+  timerheap_free(&p->timers);
+  if (close_vm && p->L) lua_close(p->L);
+  G *g = p->gfree;
+  while (g) {
+    G *n = g->link;
+    free(g);
+    g = n;
+  }
+  if (close_vm) {
+    while (p->allg) {
+      G *n = p->allg->allnext;
+      free(p->allg);
+      p->allg = n;
+    }
+  }
+  netpoll_free(p);
+  runq_free(&p->q);
+  pthread_mutex_destroy(&p->inbox_lock);
+  free(p->scratch);
+  free(p);
+}
+
+void rt_free(rt *r) {
+  bool close_vms = atomic_load(&r->close_vms);
+  if (signal_rt == r) signal_rt = NULL;
+  for (int i = 0; i < r->nprocs; i++) p_free(r->ps[i], close_vms);
+  free(r->ps);
+  free(r->ms);
+  pthread_mutex_destroy(&r->dump_lock);
+  pthread_mutex_destroy(&r->sysmon_lock);
+  pthread_cond_destroy(&r->sysmon_cond);
+  free(r);
+}
+
+char *sched_scratch(P *p, size_t n) {
+  if (p->scratch_len < n) {
+    free(p->scratch);
+    p->scratch = x_malloc(n);
+    p->scratch_len = n;
+  }
+  return p->scratch;
+}

@@ -1,0 +1,234 @@
+/*
+** sched.h — G/M/P scheduler (Go: runtime2.go, proc.go).
+**
+** G  a goroutine: a Lua thread of one VM plus this record. A G never leaves
+**    its VM, so it only ever runs on the P that owns that VM.
+** P  the right to run one VM: its lua_State, local run queue, inbox, timer
+**    heap and netpoller (epoll + eventfd).
+** M  an OS thread. In this release each P has one M for its whole life (M0,
+**    the process's main thread, holds P0); the blocking-call hand-off of the
+**    all-cores release separates them.
+**
+** Ownership: every field of a P and of its Gs is touched only by the M that
+** holds that P ("owner M only"), except those tagged atomic or guarded. Other
+** threads reach a P only through its inbox (sched_ready_remote) and
+** netpoll_break. A G's status follows gstatus below; every change goes
+** through g_cas_status, which aborts on an illegal transition.
+**
+** Progress accounting (deadlock detection and exit): rt->n_progress counts
+** Gs that are runnable, running, or parked on something the world can wake
+** (I/O, timers, other threads), plus armed go.after timers. A G parked with
+** PARK_SYNC (a channel or go.wait with no timeout) does not count. Wakers
+** increment before the waker itself parks, so 0 is stable: nothing can ever
+** run again. Then: main finished -> exit 0; else deadlock -> report, exit 2.
+*/
+#ifndef GLR_SCHED_H
+#define GLR_SCHED_H
+
+#include <pthread.h>
+
+#include "chan.h"
+#include "common.h"
+#include "runq.h"
+#include "timer.h"
+
+struct lua_State;
+typedef struct G G;
+typedef struct P P;
+typedef struct M M;
+typedef struct rt rt;
+
+/* vmtag — what a lua_State's extra space points to: the P for the VM's
+** main thread and user coroutines, the G for a goroutine's own thread. */
+enum { TAG_P = 1, TAG_G = 2 };
+typedef struct vmtag {
+  uint8_t kind;
+  P *p;
+} vmtag;
+
+/* gstatus — Go: _Gidle.._Gdead. */
+typedef enum gstatus {
+  G_IDLE = 0,  /* in the free list; no Lua code attached */
+  G_RUNNABLE,  /* in its P's run queue (or inbox); owned by that queue */
+  G_RUNNING,   /* executing on its P's M; p->curg == g */
+  G_WAITING,   /* parked; owned by whatever will ready it */
+  G_DEAD       /* finished; about to be recycled or freed */
+} gstatus;
+
+enum { Y_NONE = 0, Y_PARK, Y_GOSCHED };
+enum parkkind { PARK_WORLD = 0, PARK_SYNC = 1 };
+/* wake codes left for the parked G by its waker */
+enum { WAKE_NONE = 0, WAKE_READY, WAKE_TIMEOUT, WAKE_CLOSED };
+
+typedef bool (*unlockf)(G *g, void *arg);
+
+struct G {
+  vmtag tag;             /* const while alive */
+  uint64_t id;           /* set at each start */
+  uint32_t gen;          /* bumped at each recycle */
+  gstatus status;        /* owner M only, via g_cas_status */
+  struct lua_State *L;   /* the goroutine's thread; const while alive */
+  int ref;               /* registry ref keeping L alive */
+  int nargs;             /* values to pass to the next lua_resume */
+  int yieldkind;         /* Y_*: why the last yield happened */
+  unlockf unlock;        /* run after the G is off its stack (gopark) */
+  void *unlockarg;
+  const char *waitreason;
+  int parkkind;
+  bool parked_sync;      /* not counted in n_progress while parked */
+  int wake;              /* WAKE_* left by the waker */
+  timer sleept;          /* sleep and timeouts of select / go.wait */
+  selstate *sel;         /* claimed by the timer on timeout */
+  selstate gsel;         /* storage for sel (select, go.wait) */
+  sudog sg;              /* single channel op / go.wait waiter */
+  void *handle;          /* the go() handle, while it runs */
+  bool escaped;          /* identity reached Lua: never recycle */
+  bool ismain;
+  uint64_t chainok[4];   /* replacement coroutine lib: resume chain */
+  int chaindepth;
+  G *allnext, *allprev;  /* P's list of live goroutines */
+  G *link;               /* free list, inbox */
+};
+
+typedef struct closer closer;
+/* closer — something to close on graceful shutdown (listeners). Linked in
+** its P's list; owner M only. */
+struct closer {
+  void (*fn)(closer *c);
+  closer *next, *prev;
+};
+
+typedef struct pstats {
+  uint64_t spawned, created, steals, preemptions, handoffs;
+} pstats;
+
+struct P {
+  vmtag tag;              /* const */
+  int id;                 /* const */
+  rt *rt;                 /* const */
+  M *m;                   /* const in this release */
+  struct lua_State *L;    /* the VM; owner M only */
+  runq q;                 /* owner M only */
+  timerheap timers;       /* owner M only */
+  G *curg;                /* owner M only */
+  G *allg;                /* owner M only: live goroutines */
+  int ngoroutines;        /* owner M only */
+  _Atomic int ngoroutines_pub; /* atomic: published copy for go.stats */
+  _Atomic int runq_pub;   /* atomic: published run queue length */
+  _Atomic int npollwait;  /* atomic: Gs parked on a pollDesc */
+  G *gfree;               /* owner M only: recyclable Gs */
+  int ngfree;
+  uint64_t schedtick;
+  int64_t lastpoll;
+  /* netpoller */
+  int epfd, evfd;         /* const after init */
+  _Atomic bool sleeping;  /* atomic: blocked (or about to) in epoll_wait */
+  void *mockready;        /* owner M only: synthetic events (fault injection) */
+  size_t nmockready, capmockready;
+  /* inbox: cross-thread wake-ups */
+  pthread_mutex_t inbox_lock;
+  G *inbox_head, *inbox_tail; /* guarded by inbox_lock */
+  _Atomic int inbox_n;        /* atomic: approximate length */
+  _Atomic bool shutdown_req;  /* atomic: close listeners */
+  closer *closers;        /* owner M only */
+  char *scratch;          /* owner M only: I/O scratch buffer */
+  size_t scratch_len;
+  pstats st;              /* owner M only */
+  _Atomic uint64_t st_pub[5]; /* atomic: published stats */
+};
+
+struct M {
+  pthread_t thread;
+  P *p;
+  int id;
+  bool started;
+};
+
+enum stop_reason { STOP_NONE = 0, STOP_EXIT, STOP_DEADLOCK };
+
+typedef void (*open_vm_fn)(struct lua_State *L, P *p, void *ud);
+
+struct rt {
+  int nprocs;                  /* const */
+  P **ps;                      /* const array */
+  M *ms;                       /* const array */
+  open_vm_fn open_vm;          /* const */
+  void *open_vm_ud;            /* const */
+  _Atomic int64_t n_progress;  /* atomic: see header comment */
+  _Atomic bool main_done;      /* atomic */
+  _Atomic int stopping;        /* atomic: a stop_reason */
+  _Atomic int exit_code;       /* atomic: first stop wins */
+  _Atomic bool close_vms;      /* atomic: lua_close the VMs at exit */
+  _Atomic uint64_t next_goid;  /* atomic */
+  _Atomic int signal_pending;  /* atomic: set by the signal handler */
+  _Atomic int nsignals;        /* atomic: SIGINT/SIGTERM received */
+  int64_t grace_deadline;      /* owner: P0's M */
+  pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
+  /* sysmon */
+  pthread_t sysmon;
+  bool sysmon_started;
+  pthread_mutex_t sysmon_lock;
+  pthread_cond_t sysmon_cond;  /* guarded by sysmon_lock */
+  _Atomic int npidle;          /* atomic: Ps blocked in netpoll */
+  bool mock_eagain_r, mock_eagain_w; /* const: fault injection */
+};
+
+/* rt_new — allocates the runtime and its Ps, creates each VM through
+** open_vm (on the calling thread). Ms are started by rt_run. */
+GLR_INTERNAL rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud);
+/* rt_run — starts M1..Mn-1 and sysmon, runs P0 on the calling thread until
+** the runtime stops; joins every thread; returns the exit code. */
+GLR_INTERNAL int rt_run(rt *r);
+/* rt_free — closes the VMs (lua_close) and frees everything. */
+GLR_INTERNAL void rt_free(rt *r);
+/* rt_stop — Go: exit. First caller's code wins; safe from any thread. */
+GLR_INTERNAL void rt_stop(rt *r, int reason, int code, bool close_vms);
+
+/* P lookup from any lua_State of a VM. */
+GLR_INTERNAL P *vm_p(struct lua_State *L);
+/* vm_g — the G whose own thread is L, or NULL (L is a user coroutine or
+** the VM's main thread). */
+GLR_INTERNAL G *vm_g(struct lua_State *L);
+
+/* g_new — a G of p with its Lua thread, recycled when possible. The thread
+** is empty; the caller pushes the entry function and arguments, sets nargs,
+** then calls sched_start. */
+GLR_INTERNAL G *g_new(P *p);
+/* sched_start — make a fresh G runnable (Go: newproc puts it in runnext). */
+GLR_INTERNAL void sched_start(P *p, G *g);
+/* sched_ready — Go: goready. Same thread only: g must be WAITING on p. */
+GLR_INTERNAL void sched_ready(P *p, G *g, bool next);
+/* sched_ready_remote — from any thread: through the inbox. */
+GLR_INTERNAL void sched_ready_remote(G *g);
+/* sched_park — Go: gopark. Yields the running goroutine out of L (L may be
+** a user coroutine nested in it); unlock(g, arg) runs once it is off its
+** stack, and if it returns false the G is rescheduled at once. On resume,
+** k(L, LUA_YIELD, ctx) runs. Never returns. */
+GLR_INTERNAL int sched_park(struct lua_State *L, unlockf unlock, void *arg,
+                            const char *reason, int kind, intptr_t ctx,
+                            int (*k)(struct lua_State *, int, intptr_t));
+/* sched_gosched — Go: Gosched. */
+GLR_INTERNAL int sched_gosched(struct lua_State *L, intptr_t ctx,
+                               int (*k)(struct lua_State *, int, intptr_t));
+/* sched_can_park — whether L can yield through every enclosing resume. */
+GLR_INTERNAL bool sched_can_park(struct lua_State *L);
+/* resume-chain bookkeeping of the replacement coroutine library */
+GLR_INTERNAL void sched_chain_push(G *g, bool ok);
+GLR_INTERNAL void sched_chain_pop(G *g);
+/* sched_sleep_timer — arm the current G's own timer (sleep / timeouts). */
+GLR_INTERNAL void sched_arm_gtimer(P *p, G *g, int64_t when);
+GLR_INTERNAL void sched_disarm_gtimer(P *p, G *g);
+/* progress accounting for non-G event sources (go.after timers) */
+GLR_INTERNAL void sched_progress_add(rt *r, int64_t d);
+GLR_INTERNAL void sched_main_done(rt *r);
+/* closers (graceful shutdown) */
+GLR_INTERNAL void sched_closer_add(P *p, closer *c);
+GLR_INTERNAL void sched_closer_del(P *p, closer *c);
+/* publish stats for go.stats */
+GLR_INTERNAL void sched_publish(P *p);
+/* signal plumbing: install SIGINT/SIGTERM/SIGPIPE handling for r */
+GLR_INTERNAL void sched_install_signals(rt *r);
+/* scratch buffer of at least n bytes (owner M only) */
+GLR_INTERNAL char *sched_scratch(P *p, size_t n);
+
+#endif
