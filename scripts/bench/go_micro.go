@@ -1,0 +1,79 @@
+// go_micro.go — Go's side of the scheduler micro-benchmarks; micro.lua is
+// goluarun's side and prints the same lines.
+//
+//	go_micro [-scale F]     (run under GOMAXPROCS=1; it also sets it)
+//
+//	RESULT bench=spawn ns_per_op=...     start a goroutine that only
+//	    signals a WaitGroup and ends; batches of 1000 are started and then
+//	    waited for, so at most 1000 exist at once. Time per goroutine.
+//	RESULT bench=pingpong ns_per_op=...  two goroutines bounce a value over
+//	    two unbuffered channels; time per round trip (two sends, two
+//	    receives, two switches).
+//
+// Each benchmark runs once untimed at 1/10 size to warm up, then timed.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"runtime"
+	"sync"
+	"time"
+)
+
+const batch = 1000
+
+func spawn(n int) time.Duration {
+	var wg sync.WaitGroup
+	start := time.Now()
+	for done := 0; done < n; done += batch {
+		wg.Add(batch)
+		for i := 0; i < batch; i++ {
+			go func() { wg.Done() }()
+		}
+		wg.Wait()
+	}
+	return time.Since(start)
+}
+
+func pingpong(n int) time.Duration {
+	ping, pong := make(chan int), make(chan int)
+	go func() {
+		for v := range ping {
+			pong <- v
+		}
+		close(pong)
+	}()
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		ping <- i
+		<-pong
+	}
+	d := time.Since(start)
+	close(ping)
+	<-pong
+	return d
+}
+
+func report(name string, n int, d time.Duration) {
+	fmt.Printf("RESULT bench=%s n=%d ns_per_op=%.1f\n", name, n,
+		float64(d.Nanoseconds())/float64(n))
+}
+
+func main() {
+	scale := flag.Float64("scale", 1, "multiply the iteration counts")
+	flag.Parse()
+	runtime.GOMAXPROCS(1)
+	nSpawn := int(1e6*(*scale)) / batch * batch
+	nPing := int(1e6 * *scale)
+	if nSpawn < batch {
+		nSpawn = batch
+	}
+	if nPing < 1 {
+		nPing = 1
+	}
+	spawn(nSpawn/10/batch*batch + batch)
+	report("spawn", nSpawn, spawn(nSpawn))
+	pingpong(nPing/10 + 1)
+	report("pingpong", nPing, pingpong(nPing))
+}
