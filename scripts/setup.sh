@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# setup.sh — install the Debian packages goluarun needs (only the missing
+# ones) and build it with CMake into ${BUILD:-build}.
+#   scripts/setup.sh [extra cmake args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted
+      procps coreutils)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+BUILD=${BUILD:-build}
+cmake -S . -B "$BUILD" -DGLR_WERROR=ON "$@" >/dev/null
+cmake --build "$BUILD" -j"$(nproc)"
