@@ -286,6 +286,13 @@ static int try_delimited(lua_State *L, conn *c, int kind) {
   const char *d = "\n";
   if (kind == RD_UNTIL) d = lua_tolstring(L, 2, &dl);
   long at = find_delim(c, d, dl);
+  if (at >= 0 && (size_t)at > c->limit) { /* complete, but too long */
+    lua_pushnil(L);
+    lua_pushliteral(L, "line too long");
+    lua_pushlstring(L, c->buf + c->boff, (size_t)at);
+    buf_consume(c, (size_t)at + dl);
+    return read_done(L, c, 3);
+  }
   if (at >= 0) {
     size_t n = (size_t)at;
     if (kind == RD_LINEK) n += 1;
