@@ -36,6 +36,8 @@ void glr_pd_free(lua_State *L, glr_pd *pd) {
 
 int glr_pd_fd(const glr_pd *pd) { return ((const pollDesc *)pd)->fd; }
 
+void glr_pd_tcp(glr_pd *pd) { PD(pd)->drain_ok = true; }
+
 void glr_pd_setdeadline(lua_State *L, glr_pd *pd, int mode, int64_t deadline) {
   iowait_setdeadline(vm_p(L), PD(pd), mode, deadline);
 }

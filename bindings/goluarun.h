@@ -64,6 +64,10 @@ GLR_API void glr_pd_unblock(lua_State *L, glr_pd *pd);
 ** as the net module does). Unblocks first if needed. */
 GLR_API void glr_pd_free(lua_State *L, glr_pd *pd);
 GLR_API int glr_pd_fd(const glr_pd *pd);
+/* glr_pd_tcp — declares pd's fd a connected TCP socket. glr_read may then
+** skip a read that would only return EAGAIN (after a short read, until the
+** next readiness event), saving a system call per request. */
+GLR_API void glr_pd_tcp(glr_pd *pd);
 /* glr_pd_setdeadline — persistent deadline for GLR_READ, GLR_WRITE or both
 ** (ORed); applies to a goroutine already waiting (re-armed, or woken with
 ** GLR_TIMEOUT if it has passed). 0 clears. */

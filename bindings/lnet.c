@@ -99,6 +99,7 @@ static conn *new_conn(lua_State *L, int fd, int kind, const char *mt) {
   c->limit = DEFAULT_LIMIT;
   c->timeout = -1;
   c->pd = glr_pd_open(L, fd);
+  if (kind == CONN_TCP) glr_pd_tcp(c->pd);
   c->vmL = vm_p(L)->L;
   luaL_setmetatable(L, mt);
   return c;

@@ -86,6 +86,7 @@ int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   G *g = p->curg;
   int code = g->wake;
   bool ready = pd_block_finish(pd, mode);
+  if (mode == PD_MODE_R) pd->rdrained = false; /* the wait consumed the edge */
   timer_disarm(&p->timers, mode == PD_MODE_R ? &pd->rt : &pd->wt);
   int64_t opdl = mode == PD_MODE_R ? pd->rd_op : pd->wd_op;
   if (mode == PD_MODE_R) pd->rd_op = DEADLINE_NONE;

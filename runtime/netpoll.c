@@ -81,6 +81,7 @@ int netpoll_dispatch(P *p, uint64_t tag, uint32_t events) {
   pollDesc *pd = pd_from_tag(tag);
   if (!pd) return 0; /* stale: fd closed (and maybe reused) since */
   int n = 0;
+  if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pd->rdhup = true;
   if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
     n += iowait_wake(p, pd, PD_MODE_R, true, WAKE_READY);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))

@@ -51,6 +51,7 @@ pollDesc *pd_alloc(int fd) {
   timer_init(&pd->wt, NULL, pd);
   pd->rseq = pd->wseq = 0;
   pd->mock_r = pd->mock_w = 0;
+  pd->rdrained = pd->rdhup = pd->drain_ok = false;
   pd->next_free = NULL;
   return pd;
 }

@@ -47,6 +47,11 @@ struct pollDesc {
   timer rt, wt;             /* deadline timers on the owner's heap */
   uint32_t rseq, wseq;      /* seq captured when rt/wt were armed */
   int mock_r, mock_w;       /* fault injection call counters */
+  bool rdrained;            /* owner M only: the last read found the socket
+                               drained (short read or EAGAIN); see sockio.c */
+  bool rdhup;               /* owner M only: RDHUP/HUP/ERR seen (sticky) */
+  bool drain_ok;            /* owner M only: a TCP socket, where a short
+                               read proves no data is pending */
   pollDesc *next_free;      /* guarded by the cache lock */
 };
 

@@ -14,14 +14,36 @@ static bool mock_eagain(P *p, pollDesc *pd, int mode) {
   return true;
 }
 
+/* Drained reads: with edge-triggered epoll, a read that returned less than
+** it asked for (or EAGAIN) proves the socket was empty at that moment, and
+** any byte arriving later produces a new edge, which sets rg to READY (or
+** wakes the parked reader). So while rdrained is set and rg is still nil, a
+** read would only return EAGAIN: skip the system call and let the caller
+** park. This saves the EAGAIN read of every request/response exchange.
+** Only for TCP sockets (drain_ok: a tty returns one line per read, a Unix
+** socket may stop at a credentials boundary), once the fd is registered (no
+** edges before), never after RDHUP/HUP/ERR was seen (a short read does not
+** consume a pending EOF or error, and its edge may already be spent), and
+** never under fault injection (a mocked short read proves nothing). */
+static bool read_would_block(pollDesc *pd) {
+  return pd->drain_ok && pd->rdrained && !pd->rdhup && pd->registered &&
+         atomic_load(&pd->rg) == PD_NIL;
+}
+
 ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n) {
   if (p->rt->mock_eagain_r && n > 0) {
     if (mock_eagain(p, pd, PD_MODE_R)) return -EAGAIN;
     n = 1;
+  } else if (n > 0 && read_would_block(pd)) {
+    return -EAGAIN;
   }
   for (;;) {
     ssize_t r = read(pd->fd, buf, n);
-    if (r >= 0) return r;
+    if (r >= 0) {
+      pd->rdrained = r > 0 && (size_t)r < n && !p->rt->mock_eagain_r;
+      return r;
+    }
+    if (errno == EAGAIN) pd->rdrained = !p->rt->mock_eagain_r;
     if (errno != EINTR) return -errno;
   }
 }
@@ -42,7 +64,8 @@ ssize_t sock_writev(P *p, pollDesc *pd, struct iovec *iov, int cnt) {
   msg.msg_iov = iov;
   msg.msg_iovlen = (size_t)cnt;
   for (;;) {
-    ssize_t r = sendmsg(pd->fd, &msg, MSG_NOSIGNAL);
+    ssize_t r = cnt == 1 ? send(pd->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                         : sendmsg(pd->fd, &msg, MSG_NOSIGNAL);
     if (r >= 0) return r;
     if (errno == ENOTSOCK) { /* a pipe or tty wrapped as a conn */
       r = writev(pd->fd, iov, cnt);
