@@ -27,4 +27,12 @@ GLR_INTERNAL int glr_cannot_block_error(lua_State *L, const char *what);
 ** pushes its handle. */
 GLR_INTERNAL void go_start(lua_State *L, int fnidx, int nargs, int ismain);
 
+/* Fast class checks: a class's metatable is registered under its name (so
+** luaL_checkudata still works) and under a static key, which is much cheaper
+** to look up than a string on hot paths. */
+GLR_INTERNAL void glr_newclass(lua_State *L, const void *key, const char *name);
+GLR_INTERNAL void glr_setclass(lua_State *L, const void *key);
+GLR_INTERNAL void *glr_testclass(lua_State *L, int idx, const void *key);
+GLR_INTERNAL void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname);
+
 #endif

@@ -23,12 +23,14 @@
 
 #define HANDLE_MT "goluarun.g"
 #define CHAN_MT "goluarun.chan"
+static const char HANDLE_KEY = 'h', CHAN_KEY = 'c';
 
 enum { H_RUNNING = 0, H_OK, H_ERR };
 
 typedef struct ghandle {
   uint64_t id;
   int state;
+  int nres;     /* results: 0, 1 (the uservalue itself) or a table {n=} */
   chan waiters; /* only its recvq is used: goroutines in go.wait */
 } ghandle;
 
@@ -102,12 +104,13 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   G *g = vm_g(L);
   ghandle *h = lua_touserdata(L, 1);
   int n = lua_gettop(L) - 2;
-  lua_createtable(L, n, 1);
-  lua_insert(L, 3);
-  for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
-  lua_pushinteger(L, n);
-  lua_setfield(L, 3, "n");
-  lua_setiuservalue(L, 1, 1);
+  h->nres = n;
+  if (n > 1) {
+    lua_createtable(L, n, 0);
+    lua_insert(L, 3);
+    for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
+  }
+  if (n > 0) lua_setiuservalue(L, 1, 1);
   h->state = (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR;
   chan_close(&h->waiters, wake_sudog, NULL);
   if (g->ismain) {
@@ -133,8 +136,9 @@ void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   lua_State *co = g->L;
   ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
   h->state = H_RUNNING;
+  h->nres = 0;
   chan_init(&h->waiters, 0);
-  luaL_setmetatable(L, HANDLE_MT);
+  glr_setclass(L, &HANDLE_KEY);
   lua_checkstack(co, nargs + 3);
   lua_pushcfunction(co, g_entry);
   lua_pushvalue(L, -1);
@@ -159,19 +163,17 @@ static int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
 }
 
 static int push_results(lua_State *L, ghandle *h, int hidx) {
-  lua_getiuservalue(L, hidx, 1);
-  int t = lua_gettop(L);
-  if (h->state == H_ERR) {
-    lua_pushboolean(L, 0);
-    lua_rawgeti(L, t, 1);
-    return 2;
+  int n = h->nres;
+  luaL_checkstack(L, n + 2, "too many results");
+  lua_pushboolean(L, h->state == H_OK);
+  if (n == 1) {
+    lua_getiuservalue(L, hidx, 1);
+  } else if (n > 1) {
+    lua_getiuservalue(L, hidx, 1);
+    int t = lua_gettop(L);
+    for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
+    lua_remove(L, t);
   }
-  lua_getfield(L, t, "n");
-  int n = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  luaL_checkstack(L, n + 1, "too many results");
-  lua_pushboolean(L, 1);
-  for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
   return n + 1;
 }
 
@@ -191,7 +193,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int go_wait(lua_State *L) {
-  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
   double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
   if (h->state != H_RUNNING) return push_results(L, h, 1);
   if (timeout == 0) {
@@ -215,20 +217,20 @@ static int go_wait(lua_State *L) {
 }
 
 static int h_gc(lua_State *L) {
-  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
   chan_free(&h->waiters);
   return 0;
 }
 
 static int h_tostring(lua_State *L) {
-  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
   static const char *st[] = {"running", "done", "failed"};
   lua_pushfstring(L, "goroutine %I (%s)", (lua_Integer)h->id, st[h->state]);
   return 1;
 }
 
 static int h_id(lua_State *L) {
-  ghandle *h = luaL_checkudata(L, 1, HANDLE_MT);
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
   lua_pushinteger(L, (lua_Integer)h->id);
   return 1;
 }
@@ -277,7 +279,7 @@ static int go_nprocs(lua_State *L) {
 /* ---------- channels ---------- */
 
 static lchan *check_chan(lua_State *L, int idx) {
-  return luaL_checkudata(L, idx, CHAN_MT);
+  return glr_checkclass(L, idx, &CHAN_KEY, CHAN_MT);
 }
 
 static void push_new_chan(lua_State *L, lua_Integer cap) {
@@ -286,7 +288,7 @@ static void push_new_chan(lua_State *L, lua_Integer cap) {
   c->nextkey = 0;
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
-  luaL_setmetatable(L, CHAN_MT);
+  glr_setclass(L, &CHAN_KEY);
 }
 
 static int go_chan(lua_State *L) {
@@ -439,7 +441,7 @@ static int parse_cases(lua_State *L, selcase *sc, int n) {
       return luaL_error(L, "go.select: case %d is not a table", i + 1);
     int t = lua_gettop(L);
     lua_rawgeti(L, t, 1);
-    sc[i].c = luaL_testudata(L, -1, CHAN_MT);
+    sc[i].c = glr_testclass(L, -1, &CHAN_KEY);
     if (!sc[i].c) return luaL_error(L, "go.select: case %d has no channel", i + 1);
     lua_rawgeti(L, t, 2);
     const char *op = lua_tostring(L, -1);
@@ -679,9 +681,9 @@ static const luaL_Reg chan_methods[] = {
 
 static const luaL_Reg handle_methods[] = {{"id", h_id}, {NULL, NULL}};
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                      lua_CFunction gc, lua_CFunction tostr) {
-  luaL_newmetatable(L, name);
+static void new_class(lua_State *L, const void *key, const char *name,
+                      const luaL_Reg *methods, lua_CFunction gc, lua_CFunction tostr) {
+  glr_newclass(L, key, name);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
@@ -692,9 +694,9 @@ static void new_class(lua_State *L, const char *name, const luaL_Reg *methods,
 }
 
 int luaopen_go(lua_State *L) {
-  new_class(L, HANDLE_MT, handle_methods, h_gc, h_tostring);
+  new_class(L, &HANDLE_KEY, HANDLE_MT, handle_methods, h_gc, h_tostring);
   lua_pop(L, 1);
-  new_class(L, CHAN_MT, chan_methods, ch_gc, ch_tostring);
+  new_class(L, &CHAN_KEY, CHAN_MT, chan_methods, ch_gc, ch_tostring);
   lua_pushcfunction(L, ch_len);
   lua_setfield(L, -2, "__len");
   lua_pop(L, 1);

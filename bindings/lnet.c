@@ -36,6 +36,7 @@
 #define CONN_MT "goluarun.conn"
 #define LISTENER_MT "goluarun.listener"
 #define UDP_MT "goluarun.udp"
+static const char CONN_KEY = 'c', LISTENER_KEY = 'l', UDP_KEY = 'u';
 #define DEFAULT_LIMIT (64 * 1024)
 #define READ_CHUNK (64 * 1024)
 #define MAX_IOV 64
@@ -91,7 +92,7 @@ static int push_fail(lua_State *L, const char *msg) {
 
 /* ---------- conn lifetime ---------- */
 
-static conn *new_conn(lua_State *L, int fd, int kind, const char *mt) {
+static conn *new_conn(lua_State *L, int fd, int kind, const void *mtkey) {
   conn *c = lua_newuserdatauv(L, sizeof *c, 0);
   memset(c, 0, sizeof *c);
   c->fd = fd;
@@ -101,12 +102,12 @@ static conn *new_conn(lua_State *L, int fd, int kind, const char *mt) {
   c->pd = glr_pd_open(L, fd);
   if (kind == CONN_TCP) glr_pd_tcp(c->pd);
   c->vmL = vm_p(L)->L;
-  luaL_setmetatable(L, mt);
+  glr_setclass(L, mtkey);
   return c;
 }
 
 void net_conn_push(lua_State *L, int fd, int kind) {
-  new_conn(L, fd, kind, CONN_MT);
+  new_conn(L, fd, kind, &CONN_KEY);
 }
 
 static void buf_free(conn *c) {
@@ -200,14 +201,16 @@ static bool acquire(lua_State *L, conn *c, int dir, lua_KContext ctx, lua_KFunct
 /* ---------- argument helpers ---------- */
 
 static conn *check_any(lua_State *L, int idx) {
-  conn *c = luaL_testudata(L, idx, CONN_MT);
-  if (!c) c = luaL_testudata(L, idx, LISTENER_MT);
-  if (!c) c = luaL_testudata(L, idx, UDP_MT);
+  conn *c = glr_testclass(L, idx, &CONN_KEY);
+  if (!c) c = glr_testclass(L, idx, &LISTENER_KEY);
+  if (!c) c = glr_testclass(L, idx, &UDP_KEY);
   if (!c) luaL_typeerror(L, idx, "connection");
   return c;
 }
 
-static conn *check_conn(lua_State *L, int idx) { return luaL_checkudata(L, idx, CONN_MT); }
+static conn *check_conn(lua_State *L, int idx) {
+  return glr_checkclass(L, idx, &CONN_KEY, CONN_MT);
+}
 
 static int64_t op_deadline(conn *c) {
   return c->timeout < 0 ? 0 : glr_deadline(c->timeout);
@@ -706,7 +709,7 @@ static int n_dial(lua_State *L) {
   if (!glr_canblock(L)) return glr_cannot_block_error(L, "net.dial");
   int fd = new_socket(a.family, SOCK_STREAM);
   if (fd < 0) return push_fail(L, errstr(errno));
-  conn *c = new_conn(L, fd, a.family == AF_UNIX ? CONN_UNIX : CONN_TCP, CONN_MT);
+  conn *c = new_conn(L, fd, a.family == AF_UNIX ? CONN_UNIX : CONN_TCP, &CONN_KEY);
   c->wop_dl = timeout < 0 ? 0 : glr_deadline(timeout);
   if (glr_pd_check(c->pd, GLR_WRITE, c->wop_dl) == GLR_TIMEOUT) return dial_fail(L, c, ETIMEDOUT);
   int r;
@@ -781,7 +784,7 @@ static int n_listen(lua_State *L) {
   if (fd < 0) return listen_fail(L, -1, errno, s);
   int e = bind_listen(fd, &a, backlog, reuseport);
   if (e < 0) return listen_fail(L, fd, -e, s);
-  conn *c = new_conn(L, fd, CONN_LISTENER, LISTENER_MT);
+  conn *c = new_conn(L, fd, CONN_LISTENER, &LISTENER_KEY);
   if (a.family == AF_UNIX) {
     const char *path = ((struct sockaddr_un *)&a.ss)->sun_path;
     struct stat stt;
@@ -863,7 +866,7 @@ static int accept_lock_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int l_accept(lua_State *L) {
-  luaL_checkudata(L, 1, LISTENER_MT);
+  glr_checkclass(L, 1, &LISTENER_KEY, LISTENER_MT);
   if (!lua_isnoneornil(L, 2)) check_time(L, 2);
   lua_settop(L, 2);
   return accept_lock_k(L, 0, 0);
@@ -917,7 +920,7 @@ static int udp_recv_lock_k(lua_State *L, int status, lua_KContext max) {
 }
 
 static int u_recvfrom(lua_State *L) {
-  luaL_checkudata(L, 1, UDP_MT);
+  glr_checkclass(L, 1, &UDP_KEY, UDP_MT);
   lua_Integer max = luaL_optinteger(L, 2, 65536);
   luaL_argcheck(L, max >= 0 && max <= 65536, 2, "size out of range");
   lua_settop(L, 2);
@@ -969,7 +972,7 @@ static int udp_send_lock_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int u_sendto(lua_State *L) {
-  luaL_checkudata(L, 1, UDP_MT);
+  glr_checkclass(L, 1, &UDP_KEY, UDP_MT);
   luaL_checkstring(L, 2);
   netaddr a;
   int st;
@@ -987,7 +990,7 @@ static int n_udp(lua_State *L) {
   int fd = new_socket(a.family, SOCK_DGRAM);
   if (fd < 0) return listen_fail(L, -1, errno, s);
   if (bind(fd, (struct sockaddr *)&a.ss, a.len) < 0) return listen_fail(L, fd, errno, s);
-  new_conn(L, fd, CONN_UDP, UDP_MT);
+  new_conn(L, fd, CONN_UDP, &UDP_KEY);
   return 1;
 }
 
@@ -1048,8 +1051,9 @@ static const luaL_Reg udp_methods[] = {
     {"setdeadline", c_setdeadline}, {"fd", c_fd},
     {NULL, NULL}};
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
+static void new_class(lua_State *L, const void *key, const char *name,
+                      const luaL_Reg *methods) {
+  glr_newclass(L, key, name);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
@@ -1066,9 +1070,9 @@ static const luaL_Reg net_funcs[] = {
     {"dial", n_dial}, {"listen", n_listen}, {"udp", n_udp}, {NULL, NULL}};
 
 int luaopen_net(lua_State *L) {
-  new_class(L, CONN_MT, conn_methods);
-  new_class(L, LISTENER_MT, listener_methods);
-  new_class(L, UDP_MT, udp_methods);
+  new_class(L, &CONN_KEY, CONN_MT, conn_methods);
+  new_class(L, &LISTENER_KEY, LISTENER_MT, listener_methods);
+  new_class(L, &UDP_KEY, UDP_MT, udp_methods);
   luaL_newlib(L, net_funcs);
   if (luaL_loadbuffer(L, serve_src, sizeof serve_src - 1, "=net.serve") != LUA_OK)
     return lua_error(L);

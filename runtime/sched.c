@@ -415,12 +415,14 @@ static G *find_runnable(P *p) {
     if (atomic_load(&r->stopping)) return NULL;
     if (p->id == 0 && atomic_load(&r->signal_pending)) handle_signal(p);
     if (atomic_load(&p->shutdown_req)) close_listeners(p);
-    int64_t now = mono_now();
+    /* the clock only when timers are pending, or every 61st round */
+    bool tick61 = ++p->schedtick % 61 == 0;
+    int64_t now = p->timers.len || tick61 ? mono_now() : p->lastpoll;
     if (p->timers.len) timer_run_due(&p->timers, now);
-    if (++p->schedtick % 61 == 0 || now - p->lastpoll > FORCED_POLL_NS) {
+    if (tick61 || now - p->lastpoll > FORCED_POLL_NS) {
       inbox_drain(p);
       netpoll(p, 0);
-      if (p->schedtick % 61 == 0) sched_publish(p);
+      if (tick61) sched_publish(p);
     }
     G *g = runq_get(&p->q);
     if (g) return g;

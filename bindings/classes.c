@@ -1,0 +1,31 @@
+/* classes.c — fast userdata class checks (see bindings.h). */
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "bindings.h"
+
+void glr_newclass(lua_State *L, const void *key, const char *name) {
+  luaL_newmetatable(L, name);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+void glr_setclass(lua_State *L, const void *key) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+  lua_setmetatable(L, -2);
+}
+
+void *glr_testclass(lua_State *L, int idx, const void *key) {
+  void *p = lua_touserdata(L, idx);
+  if (!p || !lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, key);
+  int eq = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return eq ? p : NULL;
+}
+
+void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = glr_testclass(L, idx, key);
+  if (!p) luaL_typeerror(L, idx, tname);
+  return p;
+}
