@@ -513,3 +513,67 @@ describe("signal storm (D11)", function()
     end)
   end)
 end)
+
+describe("dial that never completes (C6)", function()
+  it("times out against a full backlog and leaks no fd", function()
+    H.no_fd_leak(function()
+      -- a listener that never accepts: once its queue is full, loopback SYNs
+      -- are dropped and further dials stay in progress
+      local ln = assert(net.listen("127.0.0.1:0", { backlog = 1 }))
+      local addr = ln:addr()
+      local held, timeouts = {}, 0
+      for _ = 1, 16 do
+        local t0 = go.now()
+        local c, err = net.dial(addr, 0.2)
+        if c then
+          held[#held + 1] = c
+        else
+          H.assert_err(err, "timeout")
+          local dt = go.now() - t0
+          assert.is_true(dt >= 0.15 and dt < 2, "dial timeout after " .. dt)
+          timeouts = timeouts + 1
+          if timeouts == 3 then break end
+        end
+      end
+      assert.are.equal(3, timeouts)
+      for _, c in ipairs(held) do c:close() end
+      ln:close()
+    end)
+  end)
+
+  it("closing the listener side does not leave the dialer hanging", function()
+    H.no_fd_leak(function()
+      local ln = assert(net.listen("127.0.0.1:0", { backlog = 1 }))
+      local g = go(function()
+        local out = {}
+        for i = 1, 8 do out[i] = { net.dial(ln:addr(), 0.3) } end
+        return out
+      end)
+      local ok, out = go.wait(g, 10)
+      assert.is_true(ok)
+      for _, r in ipairs(out) do if r[1] then r[1]:close() end end
+      ln:close()
+    end)
+  end)
+end)
+
+describe("no busy loop (D4)", function()
+  it("a readable socket that nobody reads costs no CPU", function()
+    H.no_fd_leak(function()
+      local c, s, ln = H.pair()
+      assert(c:write(("x"):rep(1000)))
+      -- s has unread data and a registered pollDesc (it waited once)
+      local g = go(function() return s:read(2000) end)
+      go.sleep(0.05)
+      assert(c:write(("y"):rep(500)))
+      local cpu0, t0 = TU.cputime(), go.now()
+      go.sleep(0.4)
+      local used = (TU.cputime() - cpu0) / (go.now() - t0)
+      assert.is_true(used < 0.2, ("%.0f%% of a core while idle"):format(used * 100))
+      c:close()
+      local ok, r, err = go.wait(g, 5)
+      assert.is_true(ok); assert.is_nil(r); H.assert_err(err, "eof")
+      s:close(); ln:close()
+    end)
+  end)
+end)
