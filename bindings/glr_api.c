@@ -128,6 +128,52 @@ int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k)
   return sched_park(L, NULL, NULL, "sleep", PARK_WORLD, ctx, sleep_k);
 }
 
+void glr_go(lua_State *L, int nargs) {
+  int fnidx = lua_gettop(L) - nargs;
+  luaL_checktype(L, fnidx, LUA_TFUNCTION);
+  go_start(L, fnidx, nargs, 0);
+  lua_replace(L, fnidx);
+  lua_settop(L, fnidx);
+}
+
+glr_g *glr_self(lua_State *L) { return (glr_g *)vm_p(L)->curg; }
+
+/* commit: parked, unless a glr_ready came first (then run on at once) */
+static bool park_commit(G *g, void *arg) {
+  (void)arg;
+  int expect = PT_NONE;
+  if (atomic_compare_exchange_strong(&g->parktoken, &expect, PT_PARKED)) return true;
+  atomic_store(&g->parktoken, PT_NONE); /* consume the early token */
+  return false;
+}
+
+int glr_park(lua_State *L, const char *reason, lua_KContext ctx, lua_KFunction k) {
+  if (!sched_can_park(L)) return glr_cannot_block_error(L, reason ? reason : "park");
+  return sched_park(L, park_commit, NULL, reason ? reason : "park", PARK_WORLD, ctx, k);
+}
+
+void glr_ready(glr_g *gg) {
+  G *g = (G *)gg;
+  for (;;) {
+    int st = atomic_load(&g->parktoken);
+    if (st == PT_PARKED) {
+      if (!atomic_compare_exchange_strong(&g->parktoken, &st, PT_NONE)) continue;
+      if (sched_current_p() == g->tag.p) sched_ready(g->tag.p, g, false);
+      else sched_ready_remote(g);
+      return;
+    }
+    if (st == PT_NONE && atomic_compare_exchange_strong(&g->parktoken, &st, PT_TOKEN))
+      return;
+    if (st == PT_TOKEN) return; /* already pending */
+  }
+}
+
+void glr_blocking_enter(lua_State *L) { (void)L; }
+
+void glr_blocking_exit(lua_State *L) { (void)L; }
+
+int glr_version(void) { return GLR_VERSION_NUM; }
+
 uint64_t glr_goid(lua_State *L) {
   G *g = vm_p(L)->curg;
   return g ? g->id : 0;

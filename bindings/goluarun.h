@@ -110,6 +110,41 @@ GLR_API char *glr_scratch(lua_State *L, size_t n);
 /* glr_sleep — parks the running goroutine until deadline, then k. */
 GLR_API int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k);
 
+/* glr_go — starts the function at stack index -(nargs+1) with the nargs
+** values above it as a new goroutine of this VM (they are popped), and
+** pushes its handle (usable with go.wait). Like `go(fn, ...)`. */
+GLR_API void glr_go(lua_State *L, int nargs);
+
+/* Generic parking, for modules with their own wake-up sources.
+** glr_self — the running goroutine (NULL outside one). The pointer stays
+** valid until the goroutine ends; do not keep it longer.
+** glr_park — parks it until glr_ready; then k runs. One glr_ready per park;
+** a glr_ready that comes before the goroutine is off its stack is kept, so
+** the park returns at once (no lost wake-up). `reason` shows in deadlock
+** reports. The goroutine counts as able to make progress while parked (it
+** is waiting on the world), so it is never reported as a deadlock.
+** glr_ready — from ANY thread (a worker thread, a callback of a C library):
+** makes the goroutine runnable on its own P. */
+typedef struct glr_g glr_g;
+GLR_API glr_g *glr_self(lua_State *L);
+GLR_API int glr_park(lua_State *L, const char *reason, lua_KContext ctx, lua_KFunction k);
+GLR_API void glr_ready(glr_g *g);
+
+/* glr_blocking_enter / glr_blocking_exit — bracket a call that blocks the
+** thread (a synchronous C library call) and cannot park instead:
+**     glr_blocking_enter(L); r = slow_call(...); glr_blocking_exit(L);
+** No Lua API call may be made between the two, and nothing the call uses
+** may belong to the VM. In this release the call runs on the VM's thread and
+** the VM's other goroutines wait for it; the all-cores release hands the P
+** to another thread for the duration (the code does not change). */
+GLR_API void glr_blocking_enter(lua_State *L);
+GLR_API void glr_blocking_exit(lua_State *L);
+
+/* glr_version — the runtime's version as MAJOR*10000 + MINOR*100 + PATCH,
+** to compare with GLR_VERSION_NUM the module was built against. */
+#define GLR_VERSION_NUM (GLR_VERSION_MAJOR * 10000 + GLR_VERSION_MINOR * 100 + GLR_VERSION_PATCH)
+GLR_API int glr_version(void);
+
 /* glr_goid / glr_procid / glr_nprocs — current goroutine id (0 outside a
 ** goroutine), this VM's P index, number of Ps. */
 GLR_API uint64_t glr_goid(lua_State *L);

@@ -22,6 +22,12 @@
 #ifndef GLR_LUADIR
 #define GLR_LUADIR "/usr/local/share/goluarun/lua"
 #endif
+#ifndef GLR_CMODDIR
+#define GLR_CMODDIR "/usr/local/lib/goluarun"
+#endif
+#ifndef GLR_INSTALL_CMODDIR
+#define GLR_INSTALL_CMODDIR GLR_CMODDIR
+#endif
 #ifndef GLR_INSTALL_LUADIR
 #define GLR_INSTALL_LUADIR GLR_LUADIR
 #endif
@@ -146,6 +152,7 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   lua_pop(L, 1);
   append_path(L, "path", GLR_LUADIR "/?.lua;" GLR_LUADIR "/?/init.lua;" GLR_INSTALL_LUADIR
               "/?.lua;" GLR_INSTALL_LUADIR "/?/init.lua");
+  append_path(L, "cpath", GLR_CMODDIR "/?.so;" GLR_INSTALL_CMODDIR "/?.so");
 }
 
 /* the main goroutine's body: -l / -e actions in order, then the script */

@@ -75,6 +75,7 @@ G *g_new(P *p) {
     p->gfree = g->link;
     p->ngfree--;
     g->link = NULL;
+    atomic_store(&g->parktoken, PT_NONE);
     return g;
   }
   g = x_calloc(1, sizeof *g);
@@ -437,8 +438,13 @@ static G *find_runnable(P *p) {
   }
 }
 
+static _Thread_local P *current_p;
+
+P *sched_current_p(void) { return current_p; }
+
 static void p_loop(P *p) {
   G *g;
+  current_p = p;
   while ((g = find_runnable(p)) != NULL) execute(p, g);
   if (atomic_load(&p->rt->stopping) == STOP_DEADLOCK) {
     pthread_mutex_lock(&p->rt->dump_lock);

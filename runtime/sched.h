@@ -88,7 +88,11 @@ struct G {
   int chaindepth;
   G *allnext, *allprev;  /* P's list of live goroutines */
   G *link;               /* free list, inbox */
+  _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
 };
+
+/* glr_park / glr_ready handshake (any thread may ready) */
+enum { PT_NONE = 0, PT_PARKED = 1, PT_TOKEN = 2 };
 
 typedef struct closer closer;
 /* closer — something to close on graceful shutdown (listeners). Linked in
@@ -184,6 +188,8 @@ GLR_INTERNAL void rt_free(rt *r);
 /* rt_stop — Go: exit. First caller's code wins; safe from any thread. */
 GLR_INTERNAL void rt_stop(rt *r, int reason, int code, bool close_vms);
 
+/* sched_current_p — the P held by the calling thread's M, or NULL. */
+GLR_INTERNAL P *sched_current_p(void);
 /* P lookup from any lua_State of a VM. */
 GLR_INTERNAL P *vm_p(struct lua_State *L);
 /* vm_g — the G whose own thread is L, or NULL (L is a user coroutine or
