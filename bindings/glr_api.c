@@ -168,6 +168,20 @@ void glr_ready(glr_g *gg) {
   }
 }
 
+int glr_cannot_block(lua_State *L, const char *what) {
+  return glr_cannot_block_error(L, what);
+}
+
+_Static_assert(sizeof(glr_shutdown_hook) == sizeof(closer), "hook layout");
+
+void glr_shutdown_hook_add(lua_State *L, glr_shutdown_hook *hook) {
+  sched_closer_add(vm_p(L), (closer *)(void *)hook);
+}
+
+void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook) {
+  sched_closer_del(vm_p(L), (closer *)(void *)hook);
+}
+
 void glr_blocking_enter(lua_State *L) { (void)L; }
 
 void glr_blocking_exit(lua_State *L) { (void)L; }

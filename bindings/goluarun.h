@@ -130,6 +130,24 @@ GLR_API glr_g *glr_self(lua_State *L);
 GLR_API int glr_park(lua_State *L, const char *reason, lua_KContext ctx, lua_KFunction k);
 GLR_API void glr_ready(glr_g *g);
 
+/* glr_cannot_block — raises the runtime's error for a park that is not
+** possible here ("cannot block inside a __gc finalizer", "attempt to yield
+** across a C-call boundary", ...), prefixed with `what`. Never returns. */
+GLR_API int glr_cannot_block(lua_State *L, const char *what);
+
+/* Graceful shutdown (SIGINT/SIGTERM): the runtime calls fn(L, hook) on the
+** thread of the VM that registered it, with that VM's main lua_State, outside
+** any goroutine. Listeners use it to stop accepting. The hook's memory
+** belongs to the caller and must stay valid until it is removed (or has
+** run: a hook is removed before it is called). Same-VM thread only. */
+typedef struct glr_shutdown_hook glr_shutdown_hook;
+struct glr_shutdown_hook {
+  void (*fn)(lua_State *L, glr_shutdown_hook *hook);
+  glr_shutdown_hook *next_, *prev_; /* runtime-private links */
+};
+GLR_API void glr_shutdown_hook_add(lua_State *L, glr_shutdown_hook *hook);
+GLR_API void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook);
+
 /* glr_blocking_enter / glr_blocking_exit — bracket a call that blocks the
 ** thread (a synchronous C library call) and cannot park instead:
 **     glr_blocking_enter(L); r = slow_call(...); glr_blocking_exit(L);

@@ -28,7 +28,6 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "../runtime/sched.h"
 #include "bindings.h"
 #include "goluarun.h"
 #include "netaddr.h"
@@ -43,8 +42,15 @@ static const char CONN_KEY = 'c', LISTENER_KEY = 'l', UDP_KEY = 'u';
 #define BACKOFF_MIN_NS (5 * INT64_C(1000000))
 #define BACKOFF_MAX_NS (1000 * INT64_C(1000000))
 
+/* a goroutine queued for an operation lock; the node is a userdata on the
+** waiting goroutine's own stack, so it lives exactly as long as the wait */
+typedef struct waiter {
+  glr_g *g;
+  struct waiter *next;
+} waiter;
+
 typedef struct waitlist {
-  G *head, *tail;
+  waiter *head, *tail;
 } waitlist;
 
 typedef struct conn {
@@ -53,7 +59,7 @@ typedef struct conn {
   int kind;
   bool closed;
   int nops;
-  G *rowner, *wowner;
+  glr_g *rowner, *wowner;
   waitlist rwait, wwait;
   char *buf;        /* read buffer: bytes buf[boff .. boff+blen) */
   size_t boff, blen, bcap, scan;
@@ -61,8 +67,7 @@ typedef struct conn {
   double timeout;   /* per-operation idle timeout, < 0 none */
   int64_t rop_dl, wop_dl;
   int64_t backoff;  /* accept back-off under fd exhaustion */
-  closer cl;        /* listeners: graceful shutdown */
-  lua_State *vmL;   /* VM main thread, for the closer */
+  glr_shutdown_hook cl; /* listeners: graceful shutdown */
   char *unixpath;   /* listener: path to unlink (if still ours) */
   dev_t dev;
   ino_t ino;
@@ -101,7 +106,6 @@ static conn *new_conn(lua_State *L, int fd, int kind, const void *mtkey) {
   c->timeout = -1;
   c->pd = glr_pd_open(L, fd);
   if (kind == CONN_TCP) glr_pd_tcp(c->pd);
-  c->vmL = vm_p(L)->L;
   glr_setclass(L, mtkey);
   return c;
 }
@@ -131,42 +135,42 @@ static void destroy(lua_State *L, conn *c) {
   c->fd = -1;
 }
 
-static void wake_list(lua_State *L, waitlist *w) {
-  G *g = w->head;
+static void wake_list(waitlist *w) {
+  waiter *n = w->head;
   w->head = w->tail = NULL;
-  while (g) {
-    G *next = g->link;
-    g->link = NULL;
-    sched_ready(vm_p(L), g, false);
-    g = next;
+  while (n) {
+    waiter *next = n->next;
+    n->next = NULL;
+    glr_ready(n->g);
+    n = next;
   }
 }
 
 static void conn_close(lua_State *L, conn *c) {
   if (c->closed) return;
   c->closed = true;
-  if (c->kind == CONN_LISTENER) sched_closer_del(vm_p(L), &c->cl);
+  if (c->kind == CONN_LISTENER) glr_shutdown_hook_del(L, &c->cl);
   glr_pd_unblock(L, c->pd);
-  wake_list(L, &c->rwait);
-  wake_list(L, &c->wwait);
+  wake_list(&c->rwait);
+  wake_list(&c->wwait);
   buf_free(c);
   if (c->nops == 0) destroy(L, c);
 }
 
 /* ---------- op locks (Go: fdMutex) ---------- */
 
-static G **owner_of(conn *c, int dir) { return dir == DIR_R ? &c->rowner : &c->wowner; }
+static glr_g **owner_of(conn *c, int dir) { return dir == DIR_R ? &c->rowner : &c->wowner; }
 static waitlist *waiters_of(conn *c, int dir) { return dir == DIR_R ? &c->rwait : &c->wwait; }
 
 static void release(lua_State *L, conn *c, int dir) {
   waitlist *w = waiters_of(c, dir);
-  G *next = w->head;
+  waiter *next = w->head;
   if (next && !c->closed) {
-    w->head = next->link;
+    w->head = next->next;
     if (!w->head) w->tail = NULL;
-    next->link = NULL;
-    *owner_of(c, dir) = next; /* hand-off: nops unchanged */
-    sched_ready(vm_p(L), next, false);
+    next->next = NULL;
+    *owner_of(c, dir) = next->g; /* hand-off: nops unchanged */
+    glr_ready(next->g);
     return;
   }
   *owner_of(c, dir) = NULL;
@@ -174,10 +178,13 @@ static void release(lua_State *L, conn *c, int dir) {
 }
 
 /* acquire — true when the running goroutine owns dir; false if closed.
-** Parks (never returns) while another goroutine owns it: k retries. */
-static bool acquire(lua_State *L, conn *c, int dir, lua_KContext ctx, lua_KFunction k) {
-  G *g = vm_p(L)->curg;
-  G **owner = owner_of(c, dir);
+** Parks (never returns) while another goroutine owns it: k retries, with
+** status LUA_YIELD, and the queue node pushed here is popped first. */
+static bool acquire(lua_State *L, int status, conn *c, int dir, lua_KContext ctx,
+                    lua_KFunction k) {
+  if (status == LUA_YIELD) lua_pop(L, 1); /* our queue node: already unlinked */
+  glr_g *g = glr_self(L);
+  glr_g **owner = owner_of(c, dir);
   if (c->closed) {
     if (*owner == g) release(L, c, dir);
     return false;
@@ -188,13 +195,15 @@ static bool acquire(lua_State *L, conn *c, int dir, lua_KContext ctx, lua_KFunct
     c->nops++;
     return true;
   }
-  if (!glr_canblock(L)) glr_cannot_block_error(L, "net");
+  if (!glr_canblock(L)) glr_cannot_block(L, "net");
+  waiter *n = lua_newuserdatauv(L, sizeof *n, 0); /* lives on our stack */
+  n->g = g;
+  n->next = NULL;
   waitlist *w = waiters_of(c, dir);
-  g->link = NULL;
-  if (w->tail) w->tail->link = g;
-  else w->head = g;
-  w->tail = g;
-  sched_park(L, NULL, NULL, "IO lock", PARK_WORLD, ctx, k);
+  if (w->tail) w->tail->next = n;
+  else w->head = n;
+  w->tail = n;
+  glr_park(L, "IO lock", ctx, k);
   return false; /* not reached */
 }
 
@@ -391,7 +400,7 @@ static int read_k(lua_State *L, int status, lua_KContext ctx) {
 static int read_lock_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   conn *c = lua_touserdata(L, 1);
-  if (!acquire(L, c, DIR_R, ctx, read_lock_k)) return push_fail(L, "closed");
+  if (!acquire(L, status, c, DIR_R, ctx, read_lock_k)) return push_fail(L, "closed");
   c->rop_dl = op_deadline(c);
   return read_loop(L, c, ctx);
 }
@@ -501,7 +510,7 @@ static int write_k(lua_State *L, int status, lua_KContext done) {
 static int write_lock_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   conn *c = lua_touserdata(L, 1);
-  if (!acquire(L, c, DIR_W, ctx, write_lock_k)) {
+  if (!acquire(L, status, c, DIR_W, ctx, write_lock_k)) {
     lua_pushnil(L);
     lua_pushliteral(L, "closed");
     lua_pushinteger(L, 0);
@@ -706,7 +715,7 @@ static int n_dial(lua_State *L) {
   double timeout = lua_isnoneornil(L, 2) ? -1 : check_time(L, 2);
   lua_settop(L, 2);
   if (st == ADDR_NOHOST) return push_fail(L, lua_pushfstring(L, "no such host: %s", s));
-  if (!glr_canblock(L)) return glr_cannot_block_error(L, "net.dial");
+  if (!glr_canblock(L)) return glr_cannot_block(L, "net.dial");
   int fd = new_socket(a.family, SOCK_STREAM);
   if (fd < 0) return push_fail(L, errstr(errno));
   conn *c = new_conn(L, fd, a.family == AF_UNIX ? CONN_UNIX : CONN_TCP, &CONN_KEY);
@@ -723,9 +732,9 @@ static int n_dial(lua_State *L) {
 
 /* ---------- listen / accept ---------- */
 
-static void listener_closer(closer *cl) {
+static void listener_closer(lua_State *L, glr_shutdown_hook *cl) {
   conn *c = (conn *)((char *)cl - offsetof(conn, cl));
-  conn_close(c->vmL, c);
+  conn_close(L, c);
 }
 
 /* prepare_unix — remove a stale socket file (nobody accepts on it) */
@@ -795,7 +804,7 @@ static int n_listen(lua_State *L) {
     }
   }
   c->cl.fn = listener_closer;
-  sched_closer_add(vm_p(L), &c->cl);
+  glr_shutdown_hook_add(L, &c->cl);
   return 1;
 }
 
@@ -859,7 +868,7 @@ static int accept_k(lua_State *L, int status, lua_KContext ctx) {
 static int accept_lock_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   conn *c = lua_touserdata(L, 1);
-  if (!acquire(L, c, DIR_R, ctx, accept_lock_k)) return push_fail(L, "closed");
+  if (!acquire(L, status, c, DIR_R, ctx, accept_lock_k)) return push_fail(L, "closed");
   double t = lua_isnoneornil(L, 2) ? c->timeout : lua_tonumber(L, 2);
   c->rop_dl = t < 0 ? 0 : glr_deadline(t);
   return accept_loop(L, c);
@@ -914,7 +923,7 @@ static int udp_recv_k(lua_State *L, int status, lua_KContext max) {
 static int udp_recv_lock_k(lua_State *L, int status, lua_KContext max) {
   (void)status;
   conn *c = lua_touserdata(L, 1);
-  if (!acquire(L, c, DIR_R, max, udp_recv_lock_k)) return push_fail(L, "closed");
+  if (!acquire(L, status, c, DIR_R, max, udp_recv_lock_k)) return push_fail(L, "closed");
   c->rop_dl = op_deadline(c);
   return udp_recv_loop(L, c, (size_t)max);
 }
@@ -966,7 +975,7 @@ static int udp_send_k(lua_State *L, int status, lua_KContext ctx) {
 static int udp_send_lock_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   conn *c = lua_touserdata(L, 1);
-  if (!acquire(L, c, DIR_W, ctx, udp_send_lock_k)) return push_fail(L, "closed");
+  if (!acquire(L, status, c, DIR_W, ctx, udp_send_lock_k)) return push_fail(L, "closed");
   c->wop_dl = op_deadline(c);
   return udp_send_loop(L, c);
 }

@@ -373,7 +373,8 @@ static void close_listeners(P *p) {
   closer *c = p->closers;
   while (c) {
     closer *next = c->next;
-    c->fn(c); /* removes itself */
+    sched_closer_del(p, c); /* removed before it runs */
+    c->fn(p->L, c);
     c = next;
   }
 }

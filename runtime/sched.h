@@ -96,9 +96,9 @@ enum { PT_NONE = 0, PT_PARKED = 1, PT_TOKEN = 2 };
 
 typedef struct closer closer;
 /* closer — something to close on graceful shutdown (listeners). Linked in
-** its P's list; owner M only. */
+** its P's list; owner M only. Layout-compatible with glr_shutdown_hook. */
 struct closer {
-  void (*fn)(closer *c);
+  void (*fn)(struct lua_State *L, closer *c);
   closer *next, *prev;
 };
 
