@@ -267,8 +267,12 @@ static void execute(P *p, G *g) {
 static void dump_goroutines(P *p) {
   for (G *g = p->allg; g; g = g->allnext) {
     const char *why = g->status == G_WAITING ? g->waitreason : gstatus_name(g->status);
-    fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id,
-            why ? why : "?");
+    if (p->rt->nprocs > 1)
+      fprintf(stderr, "goroutine %llu [%s, P %d]:\n", (unsigned long long)g->id,
+              why ? why : "?", p->id);
+    else
+      fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id,
+              why ? why : "?");
     luaL_traceback(p->L, g->L, NULL, 0);
     fprintf(stderr, "%s\n\n", lua_tostring(p->L, -1));
     lua_pop(p->L, 1);
@@ -309,6 +313,28 @@ static bool check_quiescent(rt *r) {
 static rt *signal_rt; /* the one runtime signals are routed to */
 static timer grace_timer;
 
+static void on_sigquit(int sig) {
+  (void)sig;
+  rt *r = signal_rt;
+  if (!r) return;
+  int saved = errno;
+  for (int i = 0; i < r->nprocs; i++) {
+    atomic_store(&r->ps[i]->dump_req, true);
+    netpoll_break(r->ps[i]);
+  }
+  errno = saved;
+}
+
+/* dump_on_request — SIGQUIT: this P's goroutines, from its own M (the only
+** thread that may walk its VM); a goroutine running a long loop delays it */
+static void dump_on_request(P *p) {
+  if (!atomic_exchange(&p->dump_req, false)) return;
+  pthread_mutex_lock(&p->rt->dump_lock);
+  fprintf(stderr, "SIGQUIT: goroutines of P %d\n\n", p->id);
+  dump_goroutines(p);
+  pthread_mutex_unlock(&p->rt->dump_lock);
+}
+
 static void on_signal(int sig) {
   rt *r = signal_rt;
   if (!r) return;
@@ -328,6 +354,8 @@ void sched_install_signals(rt *r) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_sigquit;
+  sigaction(SIGQUIT, &sa, NULL);
   sa.sa_handler = SIG_IGN;
   sa.sa_flags = 0;
   sigaction(SIGPIPE, &sa, NULL);
@@ -402,7 +430,7 @@ static void block_in_netpoll(P *p) {
   sched_publish(p);
   atomic_store(&p->sleeping, true);
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
-      !atomic_load(&p->shutdown_req)) {
+      !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
@@ -417,6 +445,7 @@ static G *find_runnable(P *p) {
     if (atomic_load(&r->stopping)) return NULL;
     if (p->id == 0 && atomic_load(&r->signal_pending)) handle_signal(p);
     if (atomic_load(&p->shutdown_req)) close_listeners(p);
+    if (atomic_load(&p->dump_req)) dump_on_request(p);
     /* the clock only when timers are pending, or every 61st round */
     bool tick61 = ++p->schedtick % 61 == 0;
     int64_t now = p->timers.len || tick61 ? mono_now() : p->lastpoll;

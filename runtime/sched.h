@@ -134,6 +134,7 @@ struct P {
   G *inbox_head, *inbox_tail; /* guarded by inbox_lock */
   _Atomic int inbox_n;        /* atomic: approximate length */
   _Atomic bool shutdown_req;  /* atomic: close listeners */
+  _Atomic bool dump_req;      /* atomic: SIGQUIT, print goroutines */
   closer *closers;        /* owner M only */
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;

@@ -276,6 +276,28 @@ describe("signals", function()
     assert.is_nil(c2)
   end)
 
+  it("SIGQUIT prints every goroutine with its wait reason and the process goes on", function()
+    local p = H.spawn([[
+      local ch = go.chan()
+      go(function() ch:recv() end)
+      go(function() go.sleep(100) end)
+      io.stdout:write("ready\n"); io.stdout:flush()
+      while true do go.sleep(0.02) end
+    ]], nil, { timeout = 60 })
+    finally(function() p:cleanup() end)
+    assert.truthy(p:wait_output("(ready)", 10), "did not start:\n" .. p:stderr())
+    p:kill("QUIT")
+    assert.is_true(H.wait_until(function()
+      return p:stderr():find("chan receive", 1, true) ~= nil
+    end, 10), "no dump:\n" .. p:stderr())
+    local e = p:stderr()
+    assert.truthy(e:find("[sleep", 1, true), e)
+    assert.truthy(e:find("stack traceback", 1, true), e)
+    assert.is_true(p:alive(), "SIGQUIT killed the process")
+    p:kill("KILL")
+    p:wait(10)
+  end)
+
   it("SIGPIPE is ignored: writing to a closed peer gives an error", function()
     local r = H.run([[
       local net = require "net"
