@@ -34,9 +34,14 @@ typedef struct ghandle {
   chan waiters; /* only its recvq is used: goroutines in go.wait */
 } ghandle;
 
+/* Values live in the channel's uservalue table under small integer keys,
+** recycled through a free list so they stay dense (the table's array part:
+** no hashing, no rehash as keys grow). */
 typedef struct lchan {
   chan c;
-  uint64_t nextkey;
+  uint64_t nextkey;   /* highest key ever used */
+  uint64_t *freekeys; /* keys whose slot is empty */
+  size_t nfree, capfree;
 } lchan;
 
 /* ---------- helpers ---------- */
@@ -286,6 +291,8 @@ static void push_new_chan(lua_State *L, lua_Integer cap) {
   lchan *c = lua_newuserdatauv(L, sizeof *c, 1);
   chan_init(&c->c, (uint32_t)cap);
   c->nextkey = 0;
+  c->freekeys = NULL;
+  c->nfree = c->capfree = 0;
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   glr_setclass(L, &CHAN_KEY);
@@ -298,9 +305,20 @@ static int go_chan(lua_State *L) {
   return 1;
 }
 
+static void free_key(lchan *c, uint64_t key) {
+  if (c->nfree == c->capfree) {
+    size_t ncap = c->capfree ? c->capfree * 2 : 8;
+    uint64_t *n = realloc(c->freekeys, ncap * sizeof *n);
+    if (!n) return; /* the key is just not reused */
+    c->freekeys = n;
+    c->capfree = ncap;
+  }
+  c->freekeys[c->nfree++] = key;
+}
+
 /* store value at vidx in chan (userdata at cidx); returns its key */
 static uint64_t store_value(lua_State *L, int cidx, lchan *c, int vidx) {
-  uint64_t key = ++c->nextkey;
+  uint64_t key = c->nfree ? c->freekeys[--c->nfree] : ++c->nextkey;
   lua_getiuservalue(L, cidx, 1);
   lua_pushvalue(L, vidx);
   lua_rawseti(L, -2, (lua_Integer)key);
@@ -315,6 +333,7 @@ static void take_value(lua_State *L, int cidx, uint64_t key) {
   lua_pushnil(L);
   lua_rawseti(L, -3, (lua_Integer)key);
   lua_remove(L, -2);
+  free_key(lua_touserdata(L, cidx), key);
 }
 
 static void drop_value(lua_State *L, int cidx, uint64_t key) {
@@ -414,7 +433,11 @@ static int ch_cap(lua_State *L) {
 }
 
 static int ch_gc(lua_State *L) {
-  chan_free(&check_chan(L, 1)->c);
+  lchan *c = check_chan(L, 1);
+  chan_free(&c->c);
+  free(c->freekeys);
+  c->freekeys = NULL;
+  c->nfree = c->capfree = 0;
   return 0;
 }
 

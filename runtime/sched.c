@@ -452,7 +452,10 @@ static G *find_runnable(P *p) {
     if (p->timers.len) timer_run_due(&p->timers, now);
     if (tick61 || now - p->lastpoll > FORCED_POLL_NS) {
       inbox_drain(p);
-      netpoll(p, 0);
+      /* as Go: no poll when no goroutine waits on an fd (an event then
+      ** only leaves READY behind, consumed by the next wait anyway) */
+      if (atomic_load(&p->npollwait) > 0 || netpoll_has_mock(p)) netpoll(p, 0);
+      else p->lastpoll = now;
       if (tick61) sched_publish(p);
     }
     G *g = runq_get(&p->q);
