@@ -31,6 +31,12 @@ GLR_INTERNAL void go_start(lua_State *L, int fnidx, int nargs, int ismain);
 ** luaL_checkudata still works) and under a static key, which is much cheaper
 ** to look up than a string on hot paths. */
 GLR_INTERNAL void glr_newclass(lua_State *L, const void *key, const char *name);
+/* glr_defclass — glr_newclass + __index = methods + metamethods; leaves the
+** metatable on the stack. */
+struct luaL_Reg;
+GLR_INTERNAL void glr_defclass(lua_State *L, const void *key, const char *name,
+                               const struct luaL_Reg *methods,
+                               const struct luaL_Reg *metamethods);
 GLR_INTERNAL void glr_setclass(lua_State *L, const void *key);
 GLR_INTERNAL void *glr_testclass(lua_State *L, int idx, const void *key);
 GLR_INTERNAL void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname);

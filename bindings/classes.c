@@ -10,6 +10,15 @@ void glr_newclass(lua_State *L, const void *key, const char *name) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
+void glr_defclass(lua_State *L, const void *key, const char *name, const luaL_Reg *methods,
+                  const luaL_Reg *metamethods) {
+  glr_newclass(L, key, name);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  luaL_setfuncs(L, metamethods, 0);
+}
+
 void glr_setclass(lua_State *L, const void *key) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, key);
   lua_setmetatable(L, -2);

@@ -704,25 +704,15 @@ static const luaL_Reg chan_methods[] = {
 
 static const luaL_Reg handle_methods[] = {{"id", h_id}, {NULL, NULL}};
 
-static void new_class(lua_State *L, const void *key, const char *name,
-                      const luaL_Reg *methods, lua_CFunction gc, lua_CFunction tostr) {
-  glr_newclass(L, key, name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, tostr);
-  lua_setfield(L, -2, "__tostring");
-}
 
 int luaopen_go(lua_State *L) {
-  new_class(L, &HANDLE_KEY, HANDLE_MT, handle_methods, h_gc, h_tostring);
-  lua_pop(L, 1);
-  new_class(L, &CHAN_KEY, CHAN_MT, chan_methods, ch_gc, ch_tostring);
-  lua_pushcfunction(L, ch_len);
-  lua_setfield(L, -2, "__len");
-  lua_pop(L, 1);
+  static const luaL_Reg handle_meta[] = {
+      {"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
+  static const luaL_Reg chan_meta[] = {
+      {"__gc", ch_gc}, {"__tostring", ch_tostring}, {"__len", ch_len}, {NULL, NULL}};
+  glr_defclass(L, &HANDLE_KEY, HANDLE_MT, handle_methods, handle_meta);
+  glr_defclass(L, &CHAN_KEY, CHAN_MT, chan_methods, chan_meta);
+  lua_pop(L, 2);
   luaL_newlib(L, go_funcs);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);

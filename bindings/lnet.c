@@ -1060,28 +1060,16 @@ static const luaL_Reg udp_methods[] = {
     {"setdeadline", c_setdeadline}, {"fd", c_fd},
     {NULL, NULL}};
 
-static void new_class(lua_State *L, const void *key, const char *name,
-                      const luaL_Reg *methods) {
-  glr_newclass(L, key, name);
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pushcfunction(L, c_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, c_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, c_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pop(L, 1);
-}
-
 static const luaL_Reg net_funcs[] = {
     {"dial", n_dial}, {"listen", n_listen}, {"udp", n_udp}, {NULL, NULL}};
 
 int luaopen_net(lua_State *L) {
-  new_class(L, &CONN_KEY, CONN_MT, conn_methods);
-  new_class(L, &LISTENER_KEY, LISTENER_MT, listener_methods);
-  new_class(L, &UDP_KEY, UDP_MT, udp_methods);
+  static const luaL_Reg meta[] = {
+      {"__gc", c_gc}, {"__close", c_close}, {"__tostring", c_tostring}, {NULL, NULL}};
+  glr_defclass(L, &CONN_KEY, CONN_MT, conn_methods, meta);
+  glr_defclass(L, &LISTENER_KEY, LISTENER_MT, listener_methods, meta);
+  glr_defclass(L, &UDP_KEY, UDP_MT, udp_methods, meta);
+  lua_pop(L, 3);
   luaL_newlib(L, net_funcs);
   if (luaL_loadbuffer(L, serve_src, sizeof serve_src - 1, "=net.serve") != LUA_OK)
     return lua_error(L);
