@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../runtime/preempt.h"
 #include "../runtime/sched.h"
 #include "bindings.h"
 
@@ -113,11 +114,15 @@ static int finish(lua_State *L, lua_State *co, int st, int nres, int kind) {
 }
 
 static int resume_loop(lua_State *L, lua_State *co, int narg, int kind) {
-  G *g = vm_p(L)->curg;
+  P *p = vm_p(L);
+  G *g = p->curg;
   bool ok = g && sched_can_park(L);
   if (g) sched_chain_push(g, ok);
   int nres = 0;
+  atomic_store(&p->curL, co); /* the innermost running coroutine */
   int st = lua_resume(co, L, narg, &nres);
+  atomic_store(&p->curL, L);
+  preempt_unhook(p, co);
   if (g) sched_chain_pop(g);
   if (st == LUA_YIELD && g && g->yieldkind != Y_NONE) {
     lua_pop(co, nres);
@@ -174,6 +179,7 @@ static int co_auxwrap(lua_State *L) {
 static int co_create(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_State *NL = lua_newthread(L);
+  preempt_fix_inherited(vm_p(L), NL);
   lua_pushvalue(L, 1);
   lua_xmove(L, NL, 1);
   return 1;

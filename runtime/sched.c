@@ -15,11 +15,13 @@
 
 #include "iowait.h"
 #include "netpoll.h"
+#include "preempt.h"
 
 #define GFREE_MAX 4096
 #define FORCED_POLL_NS (10 * NS_PER_MS)
 #define SYSMON_MIN_US 20
 #define SYSMON_MAX_US 10000
+#define SYSMON_BUSY_MAX_US 2000 /* while a goroutine runs: preemption checks */
 
 /* ---------- VM tags ---------- */
 
@@ -66,7 +68,7 @@ static void g_sleep_fire(timer *t, void *arg) {
     g->sel->fired = -1;
   }
   g->wake = WAKE_TIMEOUT;
-  sched_ready(g->tag.p, g, false);
+  sched_ready(g->tag.p, g, true); /* as Go's goready: runs next */
 }
 
 G *g_new(P *p) {
@@ -240,7 +242,13 @@ static void execute(P *p, G *g) {
   int nres = 0;
   int nargs = g->nargs;
   g->nargs = 0;
+  atomic_fetch_add(&p->exec_seq, 1);
+  atomic_store(&p->curL, g->L);
+  atomic_store(&p->running, true);
   int st = lua_resume(g->L, p->L, nargs, &nres);
+  atomic_store(&p->running, false); /* from here SIGURG is ignored */
+  preempt_clear(p);
+  atomic_store(&p->curL, NULL);
   p->curg = NULL;
   if (st == LUA_YIELD) {
     lua_pop(g->L, nres);
@@ -248,7 +256,7 @@ static void execute(P *p, G *g) {
     g->yieldkind = Y_NONE;
     if (kind == Y_PARK) {
       after_park(p, g);
-    } else { /* go.yield, or a raw lua_yield from a C module */
+    } else { /* go.yield, preemption, or a raw lua_yield from a C module */
       g_cas_status(g, G_RUNNING, G_RUNNABLE);
       runq_put(&p->q, g, false);
     }
@@ -356,6 +364,7 @@ void sched_install_signals(rt *r) {
   sigaction(SIGTERM, &sa, NULL);
   sa.sa_handler = on_sigquit;
   sigaction(SIGQUIT, &sa, NULL);
+  preempt_init(r);
   sa.sa_handler = SIG_IGN;
   sa.sa_flags = 0;
   sigaction(SIGPIPE, &sa, NULL);
@@ -450,6 +459,7 @@ static G *find_runnable(P *p) {
     bool tick61 = ++p->schedtick % 61 == 0;
     int64_t now = p->timers.len || tick61 ? mono_now() : p->lastpoll;
     if (p->timers.len) timer_run_due(&p->timers, now);
+    atomic_store_explicit(&p->next_timer_pub, timer_next(&p->timers), memory_order_relaxed);
     if (tick61 || now - p->lastpoll > FORCED_POLL_NS) {
       inbox_drain(p);
       /* as Go: no poll when no goroutine waits on an fd (an event then
@@ -524,7 +534,9 @@ static void *sysmon_main(void *arg) {
       idle_rounds = 0;
     }
     usleep(delay);
-    if (delay < SYSMON_MAX_US) delay *= 2;
+    bool busy = preempt_check(r, mono_now());
+    unsigned cap = busy ? SYSMON_BUSY_MAX_US : SYSMON_MAX_US;
+    delay = delay * 2 > cap ? cap : delay * 2;
     if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
       netpoll_break(r->ps[0]); /* let P0 run check_quiescent */
   }
@@ -580,6 +592,7 @@ rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
 }
 
 int rt_run(rt *r) {
+  r->ms[0].thread = pthread_self(); /* M0 holds P0: sysmon may signal it */
   for (int i = 1; i < r->nprocs; i++) {
     if (pthread_create(&r->ms[i].thread, NULL, m_main, &r->ms[i]) != 0)
       glr_throw("cannot start M thread");

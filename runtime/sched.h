@@ -55,7 +55,7 @@ typedef enum gstatus {
   G_DEAD       /* finished; about to be recycled or freed */
 } gstatus;
 
-enum { Y_NONE = 0, Y_PARK, Y_GOSCHED };
+enum { Y_NONE = 0, Y_PARK, Y_GOSCHED, Y_PREEMPT };
 enum parkkind { PARK_WORLD = 0, PARK_SYNC = 1 };
 /* wake codes left for the parked G by its waker */
 enum { WAKE_NONE = 0, WAKE_READY, WAKE_TIMEOUT, WAKE_CLOSED };
@@ -139,6 +139,16 @@ struct P {
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
   pstats st;              /* owner M only */
+  /* preemption (preempt.c) */
+  struct lua_State *_Atomic curL; /* atomic: innermost running coroutine */
+  _Atomic bool running;   /* atomic: a goroutine is executing */
+  _Atomic uint64_t exec_seq; /* atomic: bumped at every execute */
+  _Atomic int64_t next_timer_pub; /* atomic: earliest timer, 0 if none */
+  uint64_t seen_seq;      /* sysmon only */
+  int64_t seen_when;      /* sysmon only */
+  struct lua_State *hooked_L; /* owner M (and its signal handler) */
+  void *saved_hook;       /* the user's hook on hooked_L */
+  int saved_mask, saved_count;
   _Atomic uint64_t st_pub[5]; /* atomic: published stats */
 };
 
@@ -176,6 +186,7 @@ struct rt {
   pthread_cond_t sysmon_cond;  /* guarded by sysmon_lock */
   _Atomic int npidle;          /* atomic: Ps blocked in netpoll */
   bool mock_eagain_r, mock_eagain_w; /* const: fault injection */
+  bool preempt_on;             /* const: asynchronous preemption enabled */
 };
 
 /* rt_new — allocates the runtime and its Ps, creates each VM through
