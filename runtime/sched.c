@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -509,6 +510,31 @@ static void *m_main(void *arg) {
 
 /* ---------- sysmon ---------- */
 
+/* schedtrace — Go's GODEBUG=schedtrace: one line per period, from the
+** published per-P figures (sysmon never touches a VM) */
+static void schedtrace(rt *r, int64_t now) {
+  char q[512];
+  size_t off = 0;
+  long gs = 0;
+  uint64_t sum[5] = {0};
+  for (int i = 0; i < r->nprocs && off < sizeof q - 16; i++) {
+    P *p = r->ps[i];
+    gs += atomic_load(&p->ngoroutines_pub);
+    for (int k = 0; k < 5; k++) sum[k] += atomic_load(&p->st_pub[k]);
+    off += (size_t)snprintf(q + off, sizeof q - off, "%s%d", i ? " " : "",
+                            atomic_load(&p->runq_pub));
+  }
+  pthread_mutex_lock(&r->dump_lock);
+  fprintf(stderr,
+          "SCHED %lldms: procs=%d idleprocs=%d threads=%d goroutines=%ld "
+          "progress=%lld runqueue=[%s] spawned=%llu created=%llu preemptions=%llu\n",
+          (long long)((now - r->start_ns) / NS_PER_MS), r->nprocs,
+          atomic_load(&r->npidle), r->nprocs + 1, gs,
+          (long long)atomic_load(&r->n_progress), q, (unsigned long long)sum[0],
+          (unsigned long long)sum[1], (unsigned long long)sum[3]);
+  pthread_mutex_unlock(&r->dump_lock);
+}
+
 static void *sysmon_main(void *arg) {
   rt *r = arg;
   sigset_t set;
@@ -516,7 +542,12 @@ static void *sysmon_main(void *arg) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   unsigned delay = SYSMON_MIN_US;
   int idle_rounds = 0;
+  int64_t next_trace = r->start_ns + (int64_t)r->schedtrace_ms * NS_PER_MS;
   while (!atomic_load(&r->stopping)) {
+    if (r->schedtrace_ms && mono_now() >= next_trace) {
+      schedtrace(r, mono_now());
+      next_trace += (int64_t)r->schedtrace_ms * NS_PER_MS;
+    }
     if (atomic_load(&r->npidle) == r->nprocs) {
       /* every P is blocked in netpoll: the Ps themselves detect deadlock
       ** before blocking, so there is nothing to watch; back off deeply */
@@ -524,7 +555,14 @@ static void *sysmon_main(void *arg) {
         pthread_mutex_lock(&r->sysmon_lock);
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1;
+        if (r->schedtrace_ms) { /* wake for the next trace line */
+          int64_t wait = next_trace - mono_now();
+          int64_t ns = ts.tv_nsec + (wait > 0 ? wait : 0);
+          ts.tv_sec += (time_t)(ns / NS_PER_SEC);
+          ts.tv_nsec = (long)(ns % NS_PER_SEC);
+        } else {
+          ts.tv_sec += 1;
+        }
         if (!atomic_load(&r->stopping))
           pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
         pthread_mutex_unlock(&r->sysmon_lock);
@@ -544,6 +582,13 @@ static void *sysmon_main(void *arg) {
 }
 
 /* ---------- runtime construction ---------- */
+
+static void debug_config(rt *r) {
+  const char *d = getenv("GOLUA_DEBUG");
+  const char *t = d ? strstr(d, "schedtrace=") : NULL;
+  if (t) r->schedtrace_ms = atoi(t + strlen("schedtrace="));
+  if (r->schedtrace_ms < 0) r->schedtrace_ms = 0;
+}
 
 static void mock_config(rt *r) {
   const char *m = getenv("GOLUA_MOCKEAGAIN");
@@ -580,6 +625,8 @@ rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
   pthread_mutex_init(&r->sysmon_lock, NULL);
   pthread_cond_init(&r->sysmon_cond, NULL);
   mock_config(r);
+  debug_config(r);
+  r->start_ns = mono_now();
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
   r->ms = x_calloc((size_t)nprocs, sizeof *r->ms);
   for (int i = 0; i < nprocs; i++) {

@@ -187,6 +187,8 @@ struct rt {
   _Atomic int npidle;          /* atomic: Ps blocked in netpoll */
   bool mock_eagain_r, mock_eagain_w; /* const: fault injection */
   bool preempt_on;             /* const: asynchronous preemption enabled */
+  int schedtrace_ms;           /* const: GOLUA_DEBUG=schedtrace=MS, 0 = off */
+  int64_t start_ns;            /* const */
 };
 
 /* rt_new — allocates the runtime and its Ps, creates each VM through

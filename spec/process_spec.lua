@@ -298,6 +298,20 @@ describe("signals", function()
     p:wait(10)
   end)
 
+  it("GOLUA_DEBUG=schedtrace=MS prints a scheduler summary line per period", function()
+    local r = H.run([[
+      for i = 1, 20 do go(function() go.sleep(0.25) end) end
+      go.sleep(0.35)
+    ]], {}, { timeout = 10, env = { GOLUA_DEBUG = "schedtrace=100" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    local n = 0
+    for _ in r.stderr:gmatch("SCHED %d+ms: procs=%d+ idleprocs=%d+ threads=%d+ goroutines=%d+") do
+      n = n + 1
+    end
+    assert.is_true(n >= 2, r.stderr)
+    assert.truthy(r.stderr:find("goroutines=21", 1, true), r.stderr)
+  end)
+
   it("SIGPIPE is ignored: writing to a closed peer gives an error", function()
     local r = H.run([[
       local net = require "net"
