@@ -21,6 +21,15 @@ GLR_INTERNAL int luaopen_net(lua_State *L);
 GLR_INTERNAL int glr_open_coroutine(lua_State *L);
 /* net_conn_push — push a conn userdata owning fd. */
 GLR_INTERNAL void net_conn_push(lua_State *L, int fd, int kind);
+/* net.lookup and name resolution on the worker pool (lookup.c) */
+GLR_INTERNAL int net_lookup(lua_State *L);
+/* park until host is resolved; k then finds the job at the stack top */
+GLR_INTERNAL int net_lookup_start(lua_State *L, const char *host, lua_KContext ctx,
+                                  lua_KFunction k);
+/* push the address list (or nil, err) of the job at idx */
+GLR_INTERNAL int net_lookup_result(lua_State *L, int idx);
+/* glr_open_shared — sets field "shared" (go.shared) of the table on top. */
+GLR_INTERNAL void glr_open_shared(lua_State *L);
 /* glr_cannot_block_error — the Lua error for a park that cannot happen. */
 GLR_INTERNAL int glr_cannot_block_error(lua_State *L, const char *what);
 /* go_start — start fn (at index fnidx) with n args above it as a goroutine;

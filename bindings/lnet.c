@@ -666,6 +666,40 @@ static const char *check_addr(lua_State *L, int idx, bool passive, netaddr *a, i
   return s;
 }
 
+/* ---------- host names ---------- */
+
+/* resolve_k — the lookup for the host of the address at index 1 is done (its
+** job is at the top): put "ip:port" at index 1 and start over with `again`.
+** IPv4 first, as most servers listen there. */
+static int resolve_k(lua_State *L, int status, lua_KContext again) {
+  (void)status;
+  if (net_lookup_result(L, lua_gettop(L)) == 2) return 2;
+  int t = lua_gettop(L);
+  const char *pick = NULL;
+  for (lua_Integer i = 1; i <= (lua_Integer)luaL_len(L, t); i++) {
+    lua_rawgeti(L, t, i);
+    const char *a = lua_tostring(L, -1);
+    lua_pop(L, 1); /* the list keeps the string alive */
+    if (!pick || (strchr(pick, ':') && !strchr(a, ':'))) pick = a;
+  }
+  const char *port = strrchr(lua_tostring(L, 1), ':') + 1;
+  if (strchr(pick, ':')) lua_pushfstring(L, "[%s]:%s", pick, port);
+  else lua_pushfstring(L, "%s:%s", pick, port);
+  lua_replace(L, 1);
+  lua_settop(L, 2);
+  return ((lua_CFunction)again)(L);
+}
+
+/* resolve_then — index 1 is "name:port" with a host name: resolve it on the
+** worker pool (the goroutine parks), then call again(L). */
+static int resolve_then(lua_State *L, lua_CFunction again) {
+  lua_settop(L, 2);
+  const char *s = lua_tostring(L, 1);
+  const char *colon = strrchr(s, ':');
+  lua_pushlstring(L, s, (size_t)(colon - s));
+  return net_lookup_start(L, lua_tostring(L, 3), (lua_KContext)again, resolve_k);
+}
+
 /* ---------- dial ---------- */
 
 static bool self_connected(int fd) {
@@ -714,7 +748,8 @@ static int n_dial(lua_State *L) {
   const char *s = check_addr(L, 1, false, &a, &st);
   double timeout = lua_isnoneornil(L, 2) ? -1 : check_time(L, 2);
   lua_settop(L, 2);
-  if (st == ADDR_NOHOST) return push_fail(L, lua_pushfstring(L, "no such host: %s", s));
+  (void)s;
+  if (st == ADDR_NOHOST) return resolve_then(L, n_dial);
   if (!glr_canblock(L)) return glr_cannot_block(L, "net.dial");
   int fd = new_socket(a.family, SOCK_STREAM);
   if (fd < 0) return push_fail(L, errstr(errno));
@@ -775,7 +810,7 @@ static int n_listen(lua_State *L) {
   netaddr a;
   int st;
   const char *s = check_addr(L, 1, true, &a, &st);
-  if (st == ADDR_NOHOST) return push_fail(L, lua_pushfstring(L, "no such host: %s", s));
+  if (st == ADDR_NOHOST) return resolve_then(L, n_listen);
   int backlog = SOMAXCONN;
   bool reuseport = false;
   if (lua_istable(L, 2)) {
@@ -1061,7 +1096,8 @@ static const luaL_Reg udp_methods[] = {
     {NULL, NULL}};
 
 static const luaL_Reg net_funcs[] = {
-    {"dial", n_dial}, {"listen", n_listen}, {"udp", n_udp}, {NULL, NULL}};
+    {"dial", n_dial}, {"listen", n_listen}, {"udp", n_udp},
+    {"lookup", net_lookup}, {NULL, NULL}};
 
 int luaopen_net(lua_State *L) {
   static const luaL_Reg meta[] = {
