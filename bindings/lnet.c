@@ -38,6 +38,7 @@
 static const char CONN_KEY = 'c', LISTENER_KEY = 'l', UDP_KEY = 'u';
 #define DEFAULT_LIMIT (64 * 1024)
 #define READ_CHUNK (64 * 1024)
+#define READ_STEP_MAX (1024 * 1024) /* buffer growth per read at most */
 #define MAX_IOV 64
 #define BACKOFF_MIN_NS (5 * INT64_C(1000000))
 #define BACKOFF_MAX_NS (1000 * INT64_C(1000000))
@@ -293,28 +294,34 @@ static long find_delim(conn *c, const char *d, size_t dl) {
   return -1;
 }
 
-/* try_line — 1..3 results pushed if the request is complete, else 0 */
+/* try_delimited — 1..3 results pushed if the request is complete, else 0.
+** The limit counts the record without its delimiter (and, for "l", without
+** the \r before the \n). */
 static int try_delimited(lua_State *L, conn *c, int kind) {
   size_t dl = 1;
   const char *d = "\n";
   if (kind == RD_UNTIL) d = lua_tolstring(L, 2, &dl);
   long at = find_delim(c, d, dl);
-  if (at >= 0 && (size_t)at > c->limit) { /* complete, but too long */
-    lua_pushnil(L);
-    lua_pushliteral(L, "line too long");
-    lua_pushlstring(L, c->buf + c->boff, (size_t)at);
-    buf_consume(c, (size_t)at + dl);
-    return read_done(L, c, 3);
-  }
   if (at >= 0) {
-    size_t n = (size_t)at;
+    size_t n = (size_t)at, reclen = n;
+    if (kind != RD_UNTIL && n > 0 && c->buf[c->boff + n - 1] == '\r') reclen--;
+    if (reclen > c->limit) { /* complete, but too long */
+      lua_pushnil(L);
+      lua_pushliteral(L, "line too long");
+      lua_pushlstring(L, c->buf + c->boff, n);
+      buf_consume(c, n + dl);
+      return read_done(L, c, 3);
+    }
     if (kind == RD_LINEK) n += 1;
-    else if (kind == RD_LINE && n > 0 && c->buf[c->boff + n - 1] == '\r') n -= 1;
+    else if (kind == RD_LINE) n = reclen;
     lua_pushlstring(L, c->buf + c->boff, n);
     buf_consume(c, (size_t)at + dl);
     return read_done(L, c, 1);
   }
-  if (c->blen >= c->limit) return read_fail(L, c, "line too long");
+  /* no delimiter yet: a record that fits may still end with a \r and a
+  ** delimiter that is partly buffered */
+  size_t room = c->limit + dl + (kind == RD_UNTIL ? 0 : 1);
+  if (c->blen >= room) return read_fail(L, c, "line too long");
   return 0;
 }
 
@@ -371,10 +378,14 @@ static int read_loop(lua_State *L, conn *c, lua_KContext ctx) {
       r = read_direct(L, c);
       if (r > 0) return read_done(L, c, 1);
     } else {
+      /* grow with the data, never by what the caller (or a peer's length
+      ** field) asked for: read(2^40) costs nothing until bytes arrive */
       size_t want = kind == RD_EXACT ? n - c->blen : READ_CHUNK;
-      size_t room = buf_reserve(c, want < READ_CHUNK ? READ_CHUNK : want);
+      size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
+      size_t room = buf_reserve(c, step);
       if (room == 0) return read_fail(L, c, "not enough memory");
-      r = glr_read(L, c->pd, c->buf + c->boff + c->blen, kind == RD_EXACT ? want : room);
+      r = glr_read(L, c->pd, c->buf + c->boff + c->blen,
+                   kind == RD_EXACT && want < room ? want : room);
       if (r > 0) {
         c->blen += (size_t)r;
         continue;
