@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# redis.sh — scripts/redis_lite.lua under goluarun vs Debian's redis-server,
+# both driven by redis-benchmark on 127.0.0.1.
+#
+#   scripts/bench/redis.sh [--reps N] [-n REQUESTS] [-c CLIENTS] [-P PIPELINE]
+#
+# Each server runs pinned to SERVER_CPU (default 0), redis-benchmark to
+# CLIENT_CPU (default 1), with `taskset`. redis_lite runs as
+# `goluarun -p 1 scripts/redis_lite.lua PORT`, redis-server as
+# `redis-server --port PORT --save '' --appendonly no`. Both are started by
+# this script (and killed by their PIDs at the end); the runs alternate
+# between them. Each figure is the median of N runs (default 3) of
+# `redis-benchmark -t set,get -n 100000 -P 1 -c 50 -q`.
+# The table gives requests per second and redis_lite / redis-server (target:
+# at least 0.6 for SET and GET). Missing Debian packages (redis-server,
+# redis-tools) are installed with apt-get.
+#
+# environment: BUILD (default build; goluarun is $BUILD/goluarun),
+# SERVER_CPU, CLIENT_CPU.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+REPS=3
+N=100000
+C=50
+PIPE=1
+TESTS=set,get
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+BUILD=${BUILD:-build}
+GOLUARUN=$BUILD/goluarun
+
+usage() {
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+die() { echo "redis.sh: $*" >&2; exit 1; }
+
+while [ $# -gt 0 ]; do
+  case $1 in
+    --reps) REPS=${2:?}; shift ;;
+    -n) N=${2:?}; shift ;;
+    -c) C=${2:?}; shift ;;
+    -P) PIPE=${2:?}; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; exit 2 ;;
+  esac
+  shift
+done
+for v in "$REPS" "$N" "$C" "$PIPE"; do
+  [[ $v =~ ^[1-9][0-9]*$ ]] || die "'$v' is not a positive integer"
+done
+
+# ---- tools -------------------------------------------------------------------
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+if ((${#need[@]})); then
+  echo "redis.sh: installing ${need[*]}" >&2
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+[ -x "$GOLUARUN" ] || die "$GOLUARUN not found (build first: scripts/setup.sh)"
+ncpu=$(nproc)
+if ((SERVER_CPU >= ncpu || CLIENT_CPU >= ncpu)); then
+  die "CPUs $SERVER_CPU and $CLIENT_CPU needed, $ncpu online (set SERVER_CPU/CLIENT_CPU)"
+fi
+
+# ---- servers -----------------------------------------------------------------
+
+TMP=$(mktemp -d)
+declare -A PID PORT
+stop_servers() {
+  local pid
+  for pid in "${PID[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PID[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  PID=()
+}
+trap 'stop_servers; rm -rf "$TMP"' EXIT
+
+free_port() { # a port nobody listens on, from the kernel
+  "$GOLUARUN" -e 'local net = require "net"; local l = assert(net.listen("127.0.0.1:0"));
+    print((l:addr():match(":(%d+)$"))); l:close()'
+}
+
+wait_port() { # name: until it answers PING (10 s at most)
+  for _ in $(seq 200); do
+    [ "$(timeout 2 redis-cli -p "${PORT[$1]}" PING 2>/dev/null)" = PONG ] && return 0
+    kill -0 "${PID[$1]}" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+start_server() { # name
+  local port
+  port=$(free_port)
+  case $1 in
+    redis_lite)
+      taskset -c "$SERVER_CPU" "$GOLUARUN" -p 1 scripts/redis_lite.lua "127.0.0.1:$port" \
+        >"$TMP/$1.out" 2>&1 &
+      ;;
+    redis-server)
+      taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$TMP" >"$TMP/$1.out" 2>&1 &
+      ;;
+  esac
+  PID[$1]=$!
+  PORT[$1]=$port
+  wait_port "$1" || { cat "$TMP/$1.out" >&2; die "$1 did not start"; }
+}
+
+# ---- runs --------------------------------------------------------------------
+
+# one redis-benchmark run: prints "TEST RPS" lines
+bench_once() { # port
+  timeout 300 taskset -c "$CLIENT_CPU" redis-benchmark -h 127.0.0.1 -p "$1" \
+    -t "$TESTS" -n "$N" -P "$PIPE" -c "$C" -q 2>&1 | tr '\r' '\n' \
+    | sed -n 's/^\([A-Z_]*\): \([0-9.]*\) requests per second.*/\1 \2/p'
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2];
+  else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+SERVERS=(redis_lite redis-server)
+# both servers stay up (the idle one costs nothing) and the runs alternate,
+# so that a change in the machine's load hits both alike
+for server in "${SERVERS[@]}"; do
+  start_server "$server"
+  : >"$TMP/$server.runs"
+done
+for r in $(seq "$REPS"); do
+  for server in "${SERVERS[@]}"; do
+    bench_once "${PORT[$server]}" | tee -a "$TMP/$server.runs" | sed "s/^/  $server run $r: /" >&2
+  done
+done
+stop_servers
+
+declare -A RPS
+for server in "${SERVERS[@]}"; do
+  for t in ${TESTS//,/ }; do
+    T=${t^^}
+    RPS[$server,$T]=$(awk -v t="$T" '$1 == t { print $2 }' "$TMP/$server.runs" | median)
+    [ -n "${RPS[$server,$T]}" ] || die "no $T figure from $server"
+  done
+done
+
+echo
+echo "redis-benchmark -t $TESTS -n $N -P $PIPE -c $C -q; server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU; median of $REPS"
+printf '%-6s %16s %16s %8s\n' test redis_lite redis-server ratio
+for t in ${TESTS//,/ }; do
+  T=${t^^}
+  a=${RPS[redis_lite,$T]} b=${RPS[redis-server,$T]}
+  ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')
+  printf '%-6s %16s %16s %7sx\n' "$T" "$a" "$b" "$ratio"
+done

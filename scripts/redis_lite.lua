@@ -1,0 +1,361 @@
+-- redis_lite.lua: a small Redis-compatible server on the RESP codec.
+--   goluarun scripts/redis_lite.lua [port | host:port]     (default 6379)
+-- Prints "listening on ADDR" once listening. Works with redis-cli and
+-- redis-benchmark.
+--
+-- Commands: PING [msg], ECHO msg, GET, SET key value [EX s] [PX ms]
+-- [NX|XX] [KEEPTTL], MSET, MGET, DEL, EXISTS, INCR, TTL, PTTL, COMMAND (an
+-- empty array: redis-cli asks for it), CONFIG GET name... (`save` is "" and
+-- `appendonly` is "no", what redis-benchmark asks for; any other name is
+-- left out, so mostly an empty array; no glob patterns), QUIT. Inline
+-- commands ("PING\r\n") work as with redis-server. Errors use redis'
+-- wording. A protocol error is answered with "-ERR Protocol error: ..."
+-- and the connection is closed, as redis-server does.
+--
+-- Pipelining: replies are collected while complete commands are still
+-- buffered and sent with one conn:write when the input runs dry (or the
+-- batch passes 64 KiB).
+--
+-- Data lives in a Lua table of this VM (net.serve with a function serves
+-- from this VM only). NOTE: once go.shared exists (the all-cores issue),
+-- it replaces `data`/`expires` so that `net.serve("redis_lite_mod")` can
+-- serve from every P. Expiry is lazy: a key is dropped when it is touched
+-- after its deadline (go.now()); untouched expired keys keep their memory.
+local go = require "go"
+local net = require "net"
+local lpeg = require "lpeg"
+local resp = require "resp"
+
+local spec = arg and arg[1] or "6379"
+local addr = spec:find(":") and spec or (":" .. spec)
+
+local LIMITS = {
+  max_bulk = 512 * 1024 * 1024, -- redis' proto-max-bulk-len
+  max_array = 1024 * 1024,
+  max_inline = 64 * 1024,       -- redis' PROTO_INLINE_MAX_SIZE
+  max_depth = 1,                -- commands are flat arrays
+}
+local BATCH = 64 * 1024
+
+local now = go.now
+local concat, upper, tointeger = table.concat, string.upper, math.tointeger
+
+---------------------------------------------------------------------------
+-- Store
+---------------------------------------------------------------------------
+
+local data = {}    -- key -> string value
+local expires = {} -- key -> go.now() deadline
+
+-- the value of key, dropping it if it has expired
+local function lookup(key)
+  local e = expires[key]
+  if e and e <= now() then
+    data[key], expires[key] = nil, nil
+    return nil
+  end
+  return data[key]
+end
+
+---------------------------------------------------------------------------
+-- Replies
+---------------------------------------------------------------------------
+
+local OK, PONG, NULL = "+OK\r\n", "+PONG\r\n", "$-1\r\n"
+local EMPTY = "*0\r\n"
+local ERR_INT = "-ERR value is not an integer or out of range\r\n"
+local ERR_SYNTAX = "-ERR syntax error\r\n"
+
+local function bulk(s)
+  return "$" .. #s .. "\r\n" .. s .. "\r\n"
+end
+
+local function int(n)
+  return ":" .. n .. "\r\n"
+end
+
+-- an error line: CR/LF in user text become spaces (no reply injection)
+local function err(msg)
+  return "-" .. msg:gsub("[\r\n]", " ") .. "\r\n"
+end
+
+local function arity_err(name)
+  return err("ERR wrong number of arguments for '" .. name:lower() .. "' command")
+end
+
+-- integers as redis' string2ll accepts them: optional '-', no leading
+-- zeros, no spaces or '+', within 64 bits
+local integer_pat = lpeg.C((lpeg.P "-" ^ -1 * lpeg.R "19" * lpeg.R "09" ^ 0) + lpeg.P "0") * -1
+
+local function to_integer(s)
+  local digits = integer_pat:match(s)
+  local n = digits and tonumber(digits)
+  if math.type(n) ~= "integer" then return nil end
+  return n
+end
+
+---------------------------------------------------------------------------
+-- Commands: fn(argv, argc) -> reply [, "quit"]
+---------------------------------------------------------------------------
+
+local commands = {}
+
+function commands.PING(a, n)
+  if n == 1 then return PONG end
+  if n == 2 then return bulk(a[2]) end
+  return arity_err("ping")
+end
+
+function commands.ECHO(a, n)
+  if n ~= 2 then return arity_err("echo") end
+  return bulk(a[2])
+end
+
+function commands.GET(a, n)
+  if n ~= 2 then return arity_err("get") end
+  local v = lookup(a[2])
+  if v == nil then return NULL end
+  return "$" .. #v .. "\r\n" .. v .. "\r\n"
+end
+
+function commands.SET(a, n)
+  if n < 3 then return arity_err("set") end
+  local key, value = a[2], a[3]
+  local nx, xx, keepttl, ttl_ms = false, false, false, nil
+  local i = 4
+  while i <= n do
+    local opt = upper(a[i])
+    if opt == "NX" and not xx then
+      nx = true
+    elseif opt == "XX" and not nx then
+      xx = true
+    elseif opt == "KEEPTTL" and not ttl_ms then
+      keepttl = true
+    elseif (opt == "EX" or opt == "PX") and not ttl_ms and not keepttl and i < n then
+      local v = to_integer(a[i + 1])
+      if not v then return ERR_INT end
+      if v <= 0 or (opt == "EX" and v > math.maxinteger // 1000) then
+        return err("ERR invalid expire time in 'set' command")
+      end
+      ttl_ms = opt == "EX" and v * 1000 or v
+      i = i + 1
+    else
+      return ERR_SYNTAX
+    end
+    i = i + 1
+  end
+  if nx or xx then
+    local exists = lookup(key) ~= nil
+    if (nx and exists) or (xx and not exists) then return NULL end
+  end
+  data[key] = value
+  if ttl_ms then
+    expires[key] = now() + ttl_ms / 1000
+  elseif not keepttl then
+    expires[key] = nil
+  end
+  return OK
+end
+
+function commands.MSET(a, n)
+  if n < 3 or n % 2 == 0 then return arity_err("mset") end
+  for i = 2, n, 2 do
+    data[a[i]] = a[i + 1]
+    expires[a[i]] = nil
+  end
+  return OK
+end
+
+function commands.MGET(a, n)
+  if n < 2 then return arity_err("mget") end
+  local out = { "*" .. (n - 1) .. "\r\n" }
+  for i = 2, n do
+    local v = lookup(a[i])
+    out[i] = v == nil and NULL or bulk(v)
+  end
+  return concat(out)
+end
+
+function commands.DEL(a, n)
+  if n < 2 then return arity_err("del") end
+  local count = 0
+  for i = 2, n do
+    local k = a[i]
+    if lookup(k) ~= nil then
+      data[k], expires[k] = nil, nil
+      count = count + 1
+    end
+  end
+  return int(count)
+end
+
+function commands.EXISTS(a, n)
+  if n < 2 then return arity_err("exists") end
+  local count = 0
+  for i = 2, n do
+    if lookup(a[i]) ~= nil then count = count + 1 end
+  end
+  return int(count)
+end
+
+function commands.INCR(a, n)
+  if n ~= 2 then return arity_err("incr") end
+  local key = a[2]
+  local v = lookup(key)
+  local cur = 0
+  if v ~= nil then
+    cur = to_integer(v)
+    if not cur then return ERR_INT end
+    if cur == math.maxinteger then return err("ERR increment or decrement would overflow") end
+  end
+  cur = cur + 1
+  data[key] = tostring(cur) -- the TTL, if any, is kept (as redis does)
+  return int(cur)
+end
+
+local function ttl(a, n, name, scale)
+  if n ~= 2 then return arity_err(name) end
+  if lookup(a[2]) == nil then return int(-2) end
+  local e = expires[a[2]]
+  if not e then return int(-1) end
+  local left = (e - now()) * scale
+  return int(tointeger(math.floor(left + 0.5)) or 0)
+end
+
+function commands.TTL(a, n) return ttl(a, n, "ttl", 1) end
+function commands.PTTL(a, n) return ttl(a, n, "pttl", 1000) end
+
+function commands.COMMAND()
+  return EMPTY
+end
+
+-- the parameters redis-benchmark reads (it warns "Could not fetch server
+-- CONFIG" unless both come back as name/value pairs); any other is unknown
+local CONFIG = { save = "", appendonly = "no" }
+
+function commands.CONFIG(a, n)
+  if n < 2 then return arity_err("config") end
+  if upper(a[2]) == "GET" then
+    if n < 3 then return err("ERR wrong number of arguments for 'config|get' command") end
+    local out = {}
+    for i = 3, n do
+      local name = a[i]:lower()
+      local v = CONFIG[name]
+      if v then out[#out + 1] = bulk(name) .. bulk(v) end
+    end
+    return "*" .. (2 * #out) .. "\r\n" .. concat(out)
+  end
+  return err("ERR unknown subcommand '" .. a[2]:sub(1, 128) .. "'. Try CONFIG HELP.")
+end
+
+function commands.QUIT()
+  return OK, "quit"
+end
+
+local function unknown(a, n)
+  local args = {}
+  for i = 2, n do
+    args[#args + 1] = "'" .. a[i]:sub(1, 128) .. "' "
+    if #args >= 10 then break end
+  end
+  return err("ERR unknown command '" .. a[1]:sub(1, 128) .. "', with args beginning with: "
+    .. concat(args))
+end
+
+local function dispatch(a, n)
+  local name = a[1]
+  local fn = commands[name]
+  if not fn then
+    fn = commands[upper(name)] or unknown
+  end
+  return fn(a, n)
+end
+
+---------------------------------------------------------------------------
+-- Connections
+---------------------------------------------------------------------------
+
+-- a decoded request: a non-empty array of strings (nil: skip it)
+local function check_request(v)
+  if type(v) ~= "table" or v.err ~= nil or v.ok ~= nil or resp.isnull(v) then
+    return nil, "expected an array of bulk strings"
+  end
+  local n = #v
+  for i = 1, n do
+    if type(v[i]) ~= "string" then return nil, "expected bulk strings in the array" end
+  end
+  return n
+end
+
+-- Closing with unread input makes the kernel send a RST, which can destroy
+-- the last reply before the client reads it: send FIN first, then drain
+-- what the client still sends for a bounded time and size.
+local LINGER_TIME, LINGER_BYTES = 2, 1024 * 1024
+
+local function lingering_close(conn)
+  if not conn:closewrite() then return end
+  conn:setreaddeadline(now() + LINGER_TIME)
+  local drained = 0
+  while drained <= LINGER_BYTES do
+    local d = conn:read()
+    if not d then break end
+    drained = drained + #d
+  end
+  conn:close()
+end
+
+local function handle(conn)
+  local rd = resp.reader(conn, LIMITS)
+  local out, nout, size = {}, 0, 0
+
+  local function flush()
+    if nout == 0 then return true end
+    local ok = conn:write(concat(out, "", 1, nout))
+    for i = 1, nout do out[i] = nil end
+    nout, size = 0, 0
+    return ok
+  end
+
+  while true do
+    local req, rerr = rd:tryread()
+    if req == nil then
+      if rerr ~= "incomplete" then
+        if rerr:find("^protocol error: ") then
+          nout = nout + 1
+          out[nout] = err("ERR Protocol error: " .. rerr:sub(17))
+          if flush() then lingering_close(conn) end
+        end
+        return
+      end
+      -- nothing complete is buffered: send what is ready, then wait
+      if not flush() then return end
+      if not rd:fill() then return end
+    elseif req == resp.null_array or (type(req) == "table" and req[1] == nil and req.err == nil) then
+      -- "*-1" and "*0": ignored, as redis-server does
+    else
+      local n, perr = check_request(req)
+      local reply, quit
+      if n then
+        reply, quit = dispatch(req, n)
+      else
+        reply, quit = err("ERR Protocol error: " .. perr), "quit"
+      end
+      nout = nout + 1
+      out[nout] = reply
+      size = size + #reply
+      if quit then
+        if flush() then lingering_close(conn) end
+        return
+      end
+      if size >= BATCH and not flush() then return end
+    end
+  end
+end
+
+local ln, lerr = net.serve(addr, handle)
+if not ln then
+  io.stderr:write("redis_lite: ", addr, ": ", tostring(lerr), "\n")
+  os.exit(1)
+end
+io.stdout:write("listening on ", ln:addr(), "\n")
+io.stdout:flush()
