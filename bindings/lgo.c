@@ -714,6 +714,7 @@ int luaopen_go(lua_State *L) {
   glr_defclass(L, &CHAN_KEY, CHAN_MT, chan_methods, chan_meta);
   lua_pop(L, 2);
   luaL_newlib(L, go_funcs);
+  glr_open_shared(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

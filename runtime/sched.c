@@ -17,6 +17,7 @@
 #include "iowait.h"
 #include "netpoll.h"
 #include "preempt.h"
+#include "shdict.h"
 
 #define GFREE_MAX 4096
 #define FORCED_POLL_NS (10 * NS_PER_MS)
@@ -684,6 +685,7 @@ void rt_free(rt *r) {
   bool close_vms = atomic_load(&r->close_vms);
   if (signal_rt == r) signal_rt = NULL;
   for (int i = 0; i < r->nprocs; i++) p_free(r->ps[i], close_vms);
+  if (close_vms) shdict_registry_free(); /* no VM can reach a dict now */
   free(r->ps);
   free(r->ms);
   pthread_mutex_destroy(&r->dump_lock);
