@@ -102,3 +102,26 @@ describe("timerfd example module", function()
     assert.are.equal(go.nprocs(), n)
   end)
 end)
+
+describe("scripts/ticker_server.lua (the C module used from a script)", function()
+  it("streams ticks from a timerfd to each client", function()
+    local net = require "net"
+    local here = debug.getinfo(1, "S").source:gsub("^@", "")
+    local root = here:match("^(.*)/spec/[^/]*$") or "."
+    local p = H.spawn(root .. "/scripts/ticker_server.lua", { "127.0.0.1:0", "0.02", "5" },
+      { timeout = 60, file = true })
+    finally(function() p:cleanup() end)
+    local addr = p:wait_output("listening on (%S+)", 10)
+    assert.truthy(addr, "server did not start:\n" .. p:stderr())
+    local a = assert(net.dial(addr, 5))
+    local b = assert(net.dial(addr, 5))
+    a:settimeout(5); b:settimeout(5)
+    for i = 1, 5 do
+      assert.matches("^tick " .. i, (a:read("l")))
+      assert.matches("^tick " .. i, (b:read("l")))
+    end
+    assert.are.equal("bye", a:read("l"))
+    assert.are.equal("bye", b:read("l"))
+    a:close(); b:close()
+  end)
+end)
