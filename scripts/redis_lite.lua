@@ -16,11 +16,12 @@
 -- buffered and sent with one conn:write when the input runs dry (or the
 -- batch passes 64 KiB).
 --
--- Data lives in a Lua table of this VM (net.serve with a function serves
--- from this VM only). NOTE: once go.shared exists (the all-cores issue),
--- it replaces `data`/`expires` so that `net.serve("redis_lite_mod")` can
--- serve from every P. Expiry is lazy: a key is dropped when it is touched
--- after its deadline (go.now()); untouched expired keys keep their memory.
+-- Data lives in go.shared dictionaries, visible to every VM of the process
+-- (so the same code can serve from every P once net.serve takes a module):
+-- "redis_lite" holds the values with their TTLs (the dictionary expires
+-- them), "redis_lite.exp" the go.now() deadline of each key that has one,
+-- for TTL/PTTL/KEEPTTL. INCR is the dictionary's atomic incr: a value that
+-- is still the string a SET stored is converted to a number once.
 local go = require "go"
 local net = require "net"
 local lpeg = require "lpeg"
@@ -44,17 +45,25 @@ local concat, upper, tointeger = table.concat, string.upper, math.tointeger
 -- Store
 ---------------------------------------------------------------------------
 
-local data = {}    -- key -> string value
-local expires = {} -- key -> go.now() deadline
+local data = go.shared("redis_lite")         -- key -> value (string or integer)
+local expires = go.shared("redis_lite.exp")  -- key -> go.now() deadline
 
--- the value of key, dropping it if it has expired
+-- the value of key as a string, or nil (the dictionary drops expired keys)
 local function lookup(key)
-  local e = expires[key]
-  if e and e <= now() then
-    data[key], expires[key] = nil, nil
-    return nil
-  end
-  return data[key]
+  local v = data:get(key)
+  if v ~= nil and type(v) ~= "string" then return tostring(v) end
+  return v
+end
+
+local function store(key, value, ttl_s)
+  data:set(key, value, ttl_s)
+  if ttl_s then expires:set(key, now() + ttl_s, ttl_s)
+  else expires:delete(key) end
+end
+
+local function remove(key)
+  data:delete(key)
+  expires:delete(key)
 end
 
 ---------------------------------------------------------------------------
@@ -148,11 +157,14 @@ function commands.SET(a, n)
     local exists = lookup(key) ~= nil
     if (nx and exists) or (xx and not exists) then return NULL end
   end
-  data[key] = value
   if ttl_ms then
-    expires[key] = now() + ttl_ms / 1000
-  elseif not keepttl then
-    expires[key] = nil
+    store(key, value, ttl_ms / 1000)
+  elseif keepttl then
+    local e = expires:get(key)
+    local left = e and e - now()
+    if left and left > 0 then store(key, value, left) else store(key, value) end
+  else
+    store(key, value)
   end
   return OK
 end
@@ -160,8 +172,7 @@ end
 function commands.MSET(a, n)
   if n < 3 or n % 2 == 0 then return arity_err("mset") end
   for i = 2, n, 2 do
-    data[a[i]] = a[i + 1]
-    expires[a[i]] = nil
+    store(a[i], a[i + 1])
   end
   return OK
 end
@@ -182,7 +193,7 @@ function commands.DEL(a, n)
   for i = 2, n do
     local k = a[i]
     if lookup(k) ~= nil then
-      data[k], expires[k] = nil, nil
+      remove(k)
       count = count + 1
     end
   end
@@ -201,22 +212,28 @@ end
 function commands.INCR(a, n)
   if n ~= 2 then return arity_err("incr") end
   local key = a[2]
-  local v = lookup(key)
-  local cur = 0
-  if v ~= nil then
-    cur = to_integer(v)
-    if not cur then return ERR_INT end
-    if cur == math.maxinteger then return err("ERR increment or decrement would overflow") end
+  for _ = 1, 2 do
+    local v = data:get(key)
+    if v == nil or math.type(v) == "integer" then
+      if v == math.maxinteger then return err("ERR increment or decrement would overflow") end
+      local new = data:incr(key, 1, 0) -- atomic across VMs; keeps the TTL
+      if new then return int(new) end
+    else
+      -- a string from SET: convert it to a number once, keeping its TTL
+      local cur = type(v) == "string" and to_integer(v) or nil
+      if not cur then return ERR_INT end
+      local e = expires:get(key)
+      local left = e and e - now()
+      data:set(key, cur, left and left > 0 and left or nil)
+    end
   end
-  cur = cur + 1
-  data[key] = tostring(cur) -- the TTL, if any, is kept (as redis does)
-  return int(cur)
+  return ERR_INT
 end
 
 local function ttl(a, n, name, scale)
   if n ~= 2 then return arity_err(name) end
   if lookup(a[2]) == nil then return int(-2) end
-  local e = expires[a[2]]
+  local e = expires:get(a[2])
   if not e then return int(-1) end
   local left = (e - now()) * scale
   return int(tointeger(math.floor(left + 0.5)) or 0)
