@@ -117,26 +117,34 @@ static int sh_get(lua_State *L) {
   return 1;
 }
 
-static int sh_set(lua_State *L) {
-  shdict *d = check_dict(L);
+/* the (k, v [, ttl]) arguments of set and add */
+typedef struct kv_args {
+  shdict *d;
+  const char *k;
   size_t klen;
-  const char *k = check_key(L, 2, &klen);
   shd_value v;
-  check_value(L, 3, &v);
-  int64_t expire = check_ttl(L, 4);
-  if (shdict_set(d, k, klen, &v, expire) == -ENOMEM) return no_memory(L);
+  int64_t expire;
+} kv_args;
+
+static void check_kv(lua_State *L, kv_args *a) {
+  a->d = check_dict(L);
+  a->k = check_key(L, 2, &a->klen);
+  check_value(L, 3, &a->v);
+  a->expire = check_ttl(L, 4);
+}
+
+static int sh_set(lua_State *L) {
+  kv_args a;
+  check_kv(L, &a);
+  if (shdict_set(a.d, a.k, a.klen, &a.v, a.expire) == -ENOMEM) return no_memory(L);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 static int sh_add(lua_State *L) {
-  shdict *d = check_dict(L);
-  size_t klen;
-  const char *k = check_key(L, 2, &klen);
-  shd_value v;
-  check_value(L, 3, &v);
-  int64_t expire = check_ttl(L, 4);
-  int rc = shdict_add(d, k, klen, &v, expire);
+  kv_args a;
+  check_kv(L, &a);
+  int rc = shdict_add(a.d, a.k, a.klen, &a.v, a.expire);
   if (rc == -EEXIST) return fail(L, "exists");
   if (rc == -ENOMEM) return no_memory(L);
   lua_pushboolean(L, 1);
