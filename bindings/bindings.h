@@ -30,6 +30,11 @@ GLR_INTERNAL int net_lookup_start(lua_State *L, const char *host, lua_KContext c
 GLR_INTERNAL int net_lookup_result(lua_State *L, int idx);
 /* glr_open_shared — sets field "shared" (go.shared) of the table on top. */
 GLR_INTERNAL void glr_open_shared(lua_State *L);
+/* go.spawn (lspawn.c): registers go.spawn in the go table on the stack and
+** the runtime's start_portable hook */
+GLR_INTERNAL void glr_open_spawn(lua_State *L);
+GLR_INTERNAL int portable_is_handle(lua_State *L, int idx);
+GLR_INTERNAL int portable_wait(lua_State *L);
 /* glr_cannot_block_error — the Lua error for a park that cannot happen. */
 GLR_INTERNAL int glr_cannot_block_error(lua_State *L, const char *what);
 /* go_start — start fn (at index fnidx) with n args above it as a goroutine;

@@ -198,6 +198,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int go_wait(lua_State *L) {
+  if (portable_is_handle(L, 1)) return portable_wait(L);
   ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
   double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
   if (h->state != H_RUNNING) return push_results(L, h, 1);
@@ -715,6 +716,7 @@ int luaopen_go(lua_State *L) {
   lua_pop(L, 2);
   luaL_newlib(L, go_funcs);
   glr_open_shared(L);
+  glr_open_spawn(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

@@ -430,6 +430,16 @@ void sched_publish(P *p) {
   atomic_store(&p->st_pub[4], p->st.handoffs);
 }
 
+/* portable_pending — work any P could take (re-checked after `sleeping` is
+** set, so a spawner that missed our flag is seen here: no lost wake-up) */
+static bool portable_pending(rt *r) {
+  if (!r->start_portable) return false;
+  if (atomic_load(&r->global.n)) return true;
+  for (int i = 0; i < r->nprocs; i++)
+    if (atomic_load(&r->ps[i]->pq.n)) return true;
+  return false;
+}
+
 static void block_in_netpoll(P *p) {
   rt *r = p->rt;
   int64_t timeout = -1;
@@ -441,12 +451,58 @@ static void block_in_netpoll(P *p) {
   sched_publish(p);
   atomic_store(&p->sleeping, true);
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
-      !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req)) {
+      !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
+      !portable_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
   }
   atomic_store(&p->sleeping, false);
+}
+
+/* ---------- portable goroutines ---------- */
+
+void sched_spawn_portable(P *p, portable *w) {
+  rt *r = p->rt;
+  atomic_fetch_add(&r->n_progress, 1);
+  pgq_put(&p->pq, w);
+  for (int i = 1; i < r->nprocs; i++) { /* wakep: one sleeping P steals */
+    P *o = r->ps[(p->id + i) % r->nprocs];
+    if (atomic_load(&o->sleeping)) {
+      netpoll_break(o);
+      return;
+    }
+  }
+}
+
+void sched_portable_started(rt *r) { atomic_fetch_sub(&r->n_progress, 1); }
+
+/* steal — Go: stealWork, over the portable queues, random victim order */
+static portable *steal(P *p) {
+  rt *r = p->rt;
+  if (r->nprocs < 2) return NULL;
+  p->rnd = p->rnd * 1103515245u + 12345u;
+  int start = (int)((p->rnd >> 8) % (uint32_t)r->nprocs);
+  for (int i = 0; i < r->nprocs; i++) {
+    P *v = r->ps[(start + i) % r->nprocs];
+    if (v != p && pgq_steal_half(&v->pq, &p->pq) > 0) {
+      p->st.steals++;
+      return pgq_get(&p->pq);
+    }
+  }
+  return NULL;
+}
+
+/* take_portable — own queue, global queue, then stealing */
+static bool take_portable(P *p) {
+  rt *r = p->rt;
+  if (!r->start_portable) return false;
+  portable *w = pgq_get(&p->pq);
+  if (!w) w = pgq_get(&r->global);
+  if (!w) w = steal(p);
+  if (!w) return false;
+  r->start_portable(p, w);
+  return true;
 }
 
 /* find_runnable — Go: findRunnable. NULL once the runtime stops. */
@@ -474,6 +530,7 @@ static G *find_runnable(P *p) {
     if (g) return g;
     inbox_drain(p);
     if ((g = runq_get(&p->q)) != NULL) return g;
+    if (take_portable(p)) continue;
     if (netpoll_has_mock(p)) {
       netpoll(p, 0);
       continue;
@@ -605,6 +662,8 @@ static P *p_new(rt *r, int id) {
   p->id = id;
   p->rt = r;
   runq_init(&p->q);
+  pgq_init(&p->pq);
+  p->rnd = (uint32_t)(id * 2654435761u + 1);
   timerheap_init(&p->timers);
   pthread_mutex_init(&p->inbox_lock, NULL);
   if (netpoll_init(p) < 0) glr_throw("netpoll: cannot create epoll/eventfd");
@@ -627,6 +686,7 @@ rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
   pthread_cond_init(&r->sysmon_cond, NULL);
   mock_config(r);
   debug_config(r);
+  pgq_init(&r->global);
   r->start_ns = mono_now();
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
   r->ms = x_calloc((size_t)nprocs, sizeof *r->ms);
@@ -675,6 +735,7 @@ static void p_free(P *p, bool close_vm) {
     }
   }
   netpoll_free(p);
+  pgq_free(&p->pq);
   runq_free(&p->q);
   pthread_mutex_destroy(&p->inbox_lock);
   free(p->scratch);

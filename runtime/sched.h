@@ -28,6 +28,7 @@
 #include <pthread.h>
 
 #include "chan.h"
+#include "pgq.h"
 #include "common.h"
 #include "runq.h"
 #include "timer.h"
@@ -138,6 +139,8 @@ struct P {
   closer *closers;        /* owner M only */
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
+  pgq pq;                 /* portable goroutines queued here (any thread) */
+  uint32_t rnd;           /* owner M only: steal order */
   pstats st;              /* owner M only */
   /* preemption (preempt.c) */
   struct lua_State *_Atomic curL; /* atomic: innermost running coroutine */
@@ -162,12 +165,17 @@ struct M {
 enum stop_reason { STOP_NONE = 0, STOP_EXIT, STOP_DEADLOCK };
 
 typedef void (*open_vm_fn)(struct lua_State *L, P *p, void *ud);
+/* start_portable_fn — turn a portable record into a goroutine of p's VM
+** (called on p's M, outside any goroutine) */
+typedef void (*start_portable_fn)(P *p, portable *w);
 
 struct rt {
   int nprocs;                  /* const */
   P **ps;                      /* const array */
   M *ms;                       /* const array */
   open_vm_fn open_vm;          /* const */
+  start_portable_fn start_portable; /* const after init (bindings) */
+  pgq global;                  /* portable goroutines not yet on a P */
   void *open_vm_ud;            /* const */
   _Atomic int64_t n_progress;  /* atomic: see header comment */
   _Atomic bool main_done;      /* atomic */
@@ -248,6 +256,11 @@ GLR_INTERNAL void sched_closer_del(P *p, closer *c);
 GLR_INTERNAL void sched_publish(P *p);
 /* signal plumbing: install SIGINT/SIGTERM/SIGPIPE handling for r */
 GLR_INTERNAL void sched_install_signals(rt *r);
+/* sched_spawn_portable — queue w on p (the spawner's P) and wake a
+** sleeping P to steal it; counts as progress until started. Any thread. */
+GLR_INTERNAL void sched_spawn_portable(P *p, portable *w);
+/* sched_portable_started — the record became a G (undo its progress) */
+GLR_INTERNAL void sched_portable_started(rt *r);
 /* scratch buffer of at least n bytes (owner M only) */
 GLR_INTERNAL char *sched_scratch(P *p, size_t n);
 

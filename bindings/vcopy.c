@@ -1,0 +1,168 @@
+/* vcopy.c — see vcopy.h. Format: a count, then tagged values; a table is
+** its pair count then key, value pairs. */
+#include "vcopy.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "bindings.h"
+
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB };
+#define MAX_DEPTH 100
+
+void vbuf_free(vbuf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}
+
+static void put(lua_State *L, vbuf *b, const void *src, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t nc = b->cap ? b->cap * 2 : 64;
+    while (nc < b->len + n) nc *= 2;
+    char *np = realloc(b->p, nc);
+    if (!np) {
+      vbuf_free(b);
+      luaL_error(L, "not enough memory");
+    }
+    b->p = np;
+    b->cap = nc;
+  }
+  memcpy(b->p + b->len, src, n);
+  b->len += n;
+}
+
+static void put_tag(lua_State *L, vbuf *b, int t) {
+  unsigned char c = (unsigned char)t;
+  put(L, b, &c, 1);
+}
+
+static void put_size(lua_State *L, vbuf *b, size_t n) { put(L, b, &n, sizeof n); }
+
+static void encode(lua_State *L, int idx, vbuf *b, const char *what, int depth, int seen);
+
+static void encode_table(lua_State *L, int idx, vbuf *b, const char *what, int depth,
+                         int seen) {
+  if (depth > MAX_DEPTH || lua_getmetatable(L, idx)) {
+    vbuf_free(b);
+    luaL_error(L, "%s: only plain tables (no metatables, depth <= %d) can be copied",
+               what, MAX_DEPTH);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, seen) != LUA_TNIL) {
+    vbuf_free(b);
+    luaL_error(L, "%s: a table that contains itself (or is shared) cannot be copied", what);
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, seen);
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    n++;
+    lua_pop(L, 1);
+  }
+  put_tag(L, b, T_TAB);
+  put_size(L, b, n);
+  luaL_checkstack(L, 4, "table too deep");
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    encode(L, top - 1, b, what, depth + 1, seen);
+    encode(L, top, b, what, depth + 1, seen);
+    lua_pop(L, 1);
+  }
+}
+
+static void encode(lua_State *L, int idx, vbuf *b, const char *what, int depth, int seen) {
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: put_tag(L, b, T_NIL); return;
+    case LUA_TBOOLEAN: put_tag(L, b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); return;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        lua_Integer i = lua_tointeger(L, idx);
+        put_tag(L, b, T_INT);
+        put(L, b, &i, sizeof i);
+      } else {
+        lua_Number f = lua_tonumber(L, idx);
+        put_tag(L, b, T_FLT);
+        put(L, b, &f, sizeof f);
+      }
+      return;
+    case LUA_TSTRING: {
+      size_t len;
+      const char *s = lua_tolstring(L, idx, &len);
+      put_tag(L, b, T_STR);
+      put_size(L, b, len);
+      put(L, b, s, len);
+      return;
+    }
+    case LUA_TTABLE: encode_table(L, idx, b, what, depth, seen); return;
+    default:
+      vbuf_free(b);
+      luaL_error(L, "%s: a %s value cannot be copied to another VM", what,
+                 luaL_typename(L, idx));
+  }
+}
+
+void vcopy_encode(lua_State *L, int first, int n, vbuf *b, const char *what) {
+  lua_newtable(L); /* tables already seen (cycle check) */
+  int seen = lua_gettop(L);
+  put_size(L, b, (size_t)n);
+  for (int i = 0; i < n; i++) encode(L, first + i, b, what, 0, seen);
+  lua_remove(L, seen);
+}
+
+typedef struct reader {
+  const char *p, *end;
+} reader;
+
+static void get(reader *r, void *dst, size_t n) {
+  memcpy(dst, r->p, n);
+  r->p += n;
+}
+
+static size_t get_size(reader *r) {
+  size_t n;
+  get(r, &n, sizeof n);
+  return n;
+}
+
+static void decode(lua_State *L, reader *r) {
+  luaL_checkstack(L, 3, "value too deep");
+  unsigned char t = (unsigned char)*r->p++;
+  switch (t) {
+    case T_NIL: lua_pushnil(L); return;
+    case T_FALSE: lua_pushboolean(L, 0); return;
+    case T_TRUE: lua_pushboolean(L, 1); return;
+    case T_INT: { lua_Integer i; get(r, &i, sizeof i); lua_pushinteger(L, i); return; }
+    case T_FLT: { lua_Number f; get(r, &f, sizeof f); lua_pushnumber(L, f); return; }
+    case T_STR: {
+      size_t n = get_size(r);
+      lua_pushlstring(L, r->p, n);
+      r->p += n;
+      return;
+    }
+    default: { /* T_TAB */
+      size_t n = get_size(r);
+      lua_createtable(L, 0, (int)(n < 1024 ? n : 1024));
+      for (size_t i = 0; i < n; i++) {
+        decode(L, r);
+        decode(L, r);
+        lua_rawset(L, -3);
+      }
+    }
+  }
+}
+
+int vcopy_decode(lua_State *L, const vbuf *b) {
+  reader r = {b->p, b->p + b->len};
+  size_t n = get_size(&r);
+  luaL_checkstack(L, (int)n + 2, "too many values");
+  for (size_t i = 0; i < n; i++) decode(L, &r);
+  return (int)n;
+}
