@@ -115,6 +115,7 @@ void net_conn_push(lua_State *L, int fd, int kind) {
   new_conn(L, fd, kind, &CONN_KEY);
 }
 
+
 static void buf_free(conn *c) {
   free(c->buf);
   c->buf = NULL;
@@ -1049,16 +1050,61 @@ static int n_udp(lua_State *L) {
   return 1;
 }
 
+/* ---------- moving conns between VMs (go.spawn) ---------- */
+
+int net_conn_is(lua_State *L, int idx) {
+  return glr_testclass(L, idx, &CONN_KEY) != NULL || glr_testclass(L, idx, &LISTENER_KEY) != NULL ||
+         glr_testclass(L, idx, &UDP_KEY) != NULL;
+}
+
+/* net_conn_detach — moving a conn to another VM: checks (and, when
+** `commit`, does) the move: the fd leaves this VM's poller but stays open,
+** the buffered bytes are pushed, and this handle reads as closed */
+void net_conn_detach(lua_State *L, int idx, bool commit, int *fd, int *kind) {
+  conn *c = check_any(L, idx);
+  if (c->kind == CONN_LISTENER || c->kind == CONN_UDP)
+    luaL_error(L, "a listener or UDP socket cannot move to another VM (yet)");
+  if (c->closed) luaL_error(L, "a closed connection cannot move to another VM");
+  if (c->nops > 0) luaL_error(L, "a connection in use by another goroutine cannot move");
+  *fd = c->fd;
+  *kind = c->kind;
+  lua_pushlstring(L, c->buf ? c->buf + c->boff : "", c->blen);
+  if (!commit) return;
+  glr_pd_free(L, c->pd);
+  c->pd = NULL;
+  c->fd = -1;
+  c->closed = true;
+  buf_free(c);
+}
+
+void net_conn_push_buffered(lua_State *L, int fd, int kind, const char *data, size_t len) {
+  conn *c = new_conn(L, fd, kind, &CONN_KEY);
+  if (len && buf_reserve(c, len) >= len) {
+    memcpy(c->buf + c->boff, data, len);
+    c->blen = len;
+  }
+}
+
 /* ---------- net.serve (function handlers), in Lua ---------- */
 
 static const char serve_src[] =
     "local net, go = ...\n"
+    "local function find(spec)\n"
+    "  local mod = spec:match('^([^:]+)')\n"
+    "  if not mod then error('net.serve: bad handler \"' .. spec .. '\" (want \"mod\" or \"mod:fn\")', 3) end\n"
+    "  if package.loaded[mod] or package.preload[mod] then return end\n"
+    "  if package.searchpath(mod, package.path) or package.searchpath(mod, package.cpath) then return end\n"
+    "  error('net.serve: module \\'' .. mod .. '\\' not found', 3)\n"
+    "end\n"
     "return function(addr, handler, opts)\n"
-    "  if type(handler) ~= 'function' then\n"
-    "    error('net.serve: handler must be a function (module handlers come with the all-cores release)', 2)\n"
+    "  local portable = type(handler) == 'string'\n"
+    "  if portable then find(handler)\n"
+    "  elseif type(handler) ~= 'function' then\n"
+    "    error('net.serve: handler must be a function or a \"mod[:fn]\" string', 2)\n"
     "  end\n"
     "  local ln, err = net.listen(addr, opts)\n"
     "  if not ln then return nil, err end\n"
+    "  local path, cpath = package.path, package.cpath\n"
     "  local function serve_one(c)\n"
     "    local conn <close> = c\n"
     "    handler(conn)\n"
@@ -1066,7 +1112,9 @@ static const char serve_src[] =
     "  go(function()\n"
     "    while true do\n"
     "      local c, e = ln:accept()\n"
-    "      if c then go(serve_one, c)\n"
+    "      if c then\n"
+    "        if portable then go.spawn('goluarun.serve:run', handler, c, path, cpath)\n"
+    "        else go(serve_one, c) end\n"
     "      elseif e == 'closed' then return\n"
     "      elseif e ~= 'timeout' then go.sleep(0.01) end\n"
     "    end\n"

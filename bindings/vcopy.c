@@ -10,7 +10,7 @@
 
 #include "bindings.h"
 
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB, T_CONN };
 #define MAX_DEPTH 100
 
 void vbuf_free(vbuf *b) {
@@ -42,10 +42,20 @@ static void put_tag(lua_State *L, vbuf *b, int t) {
 
 static void put_size(lua_State *L, vbuf *b, size_t n) { put(L, b, &n, sizeof n); }
 
-static void encode(lua_State *L, int idx, vbuf *b, const char *what, int depth, int seen);
+typedef struct enc {
+  vbuf *b;
+  const char *what;
+  int seen;       /* stack index: tables already encoded */
+  bool commit;    /* conns: move them (second pass) or only check */
+  bool saw_conn;
+} enc;
 
-static void encode_table(lua_State *L, int idx, vbuf *b, const char *what, int depth,
-                         int seen) {
+static void encode(lua_State *L, int idx, enc *e, int depth);
+
+static void encode_table(lua_State *L, int idx, enc *e, int depth) {
+  vbuf *b = e->b;
+  const char *what = e->what;
+  int seen = e->seen;
   if (depth > MAX_DEPTH || lua_getmetatable(L, idx)) {
     vbuf_free(b);
     luaL_error(L, "%s: only plain tables (no metatables, depth <= %d) can be copied",
@@ -72,13 +82,34 @@ static void encode_table(lua_State *L, int idx, vbuf *b, const char *what, int d
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
-    encode(L, top - 1, b, what, depth + 1, seen);
-    encode(L, top, b, what, depth + 1, seen);
+    encode(L, top - 1, e, depth + 1);
+    encode(L, top, e, depth + 1);
     lua_pop(L, 1);
   }
 }
 
-static void encode(lua_State *L, int idx, vbuf *b, const char *what, int depth, int seen) {
+/* a conn moves: fd, kind and its buffered bytes */
+static void encode_conn(lua_State *L, int idx, enc *e) {
+  int fd, kind;
+  net_conn_detach(L, idx, e->commit, &fd, &kind); /* raises if it cannot move */
+  size_t len;
+  const char *data = lua_tolstring(L, -1, &len);
+  put_tag(L, e->b, T_CONN);
+  put(L, e->b, &fd, sizeof fd);
+  put(L, e->b, &kind, sizeof kind);
+  put_size(L, e->b, len);
+  put(L, e->b, data, len);
+  lua_pop(L, 1);
+  e->saw_conn = true;
+}
+
+static void encode(lua_State *L, int idx, enc *e, int depth) {
+  vbuf *b = e->b;
+  const char *what = e->what;
+  if (lua_type(L, idx) == LUA_TUSERDATA && net_conn_is(L, idx)) {
+    encode_conn(L, idx, e);
+    return;
+  }
   switch (lua_type(L, idx)) {
     case LUA_TNIL: put_tag(L, b, T_NIL); return;
     case LUA_TBOOLEAN: put_tag(L, b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); return;
@@ -101,7 +132,7 @@ static void encode(lua_State *L, int idx, vbuf *b, const char *what, int depth, 
       put(L, b, s, len);
       return;
     }
-    case LUA_TTABLE: encode_table(L, idx, b, what, depth, seen); return;
+    case LUA_TTABLE: encode_table(L, idx, e, depth); return;
     default:
       vbuf_free(b);
       luaL_error(L, "%s: a %s value cannot be copied to another VM", what,
@@ -109,12 +140,23 @@ static void encode(lua_State *L, int idx, vbuf *b, const char *what, int depth, 
   }
 }
 
-void vcopy_encode(lua_State *L, int first, int n, vbuf *b, const char *what) {
+static void encode_all(lua_State *L, int first, int n, enc *e) {
   lua_newtable(L); /* tables already seen (cycle check) */
-  int seen = lua_gettop(L);
-  put_size(L, b, (size_t)n);
-  for (int i = 0; i < n; i++) encode(L, first + i, b, what, 0, seen);
-  lua_remove(L, seen);
+  e->seen = lua_gettop(L);
+  put_size(L, e->b, (size_t)n);
+  for (int i = 0; i < n; i++) encode(L, first + i, e, 0);
+  lua_remove(L, e->seen);
+}
+
+/* Values that contain connections are encoded twice: the first pass only
+** checks (it may raise with nothing moved), the second moves them. */
+void vcopy_encode(lua_State *L, int first, int n, vbuf *b, const char *what) {
+  enc e = {b, what, 0, false, false};
+  encode_all(L, first, n, &e);
+  if (!e.saw_conn) return;
+  vbuf_free(b);
+  e.commit = true;
+  encode_all(L, first, n, &e);
 }
 
 typedef struct reader {
@@ -144,6 +186,15 @@ static void decode(lua_State *L, reader *r) {
     case T_STR: {
       size_t n = get_size(r);
       lua_pushlstring(L, r->p, n);
+      r->p += n;
+      return;
+    }
+    case T_CONN: {
+      int fd, kind;
+      get(r, &fd, sizeof fd);
+      get(r, &kind, sizeof kind);
+      size_t n = get_size(r);
+      net_conn_push_buffered(L, fd, kind, r->p, n);
       r->p += n;
       return;
     }

@@ -1,0 +1,90 @@
+-- serve_spec: net.serve(addr, "mod[:fn]") serves from every P with portable
+-- goroutines, and connections move between VMs with go.spawn.
+local go = require "go"
+local net = require "net"
+local H = require "support.helpers"
+
+describe("moving a connection with go.spawn", function()
+  it("the conn keeps working in the other goroutine; the old handle is closed", function()
+    H.no_fd_leak(function()
+      local c, s, ln = H.pair()
+      assert(c:write("first\nsecond\n"))
+      assert.are.equal("first", s:read("l")) -- "second\n" stays buffered
+      local h = go.spawn("support.serve_work:moved", s)
+      assert.are.same({ nil, "closed" }, { s:read("l") })
+      assert.are.same({ nil, "closed", 0 }, { s:write("x") })
+      c:settimeout(5)
+      assert.are.equal("moved got second", c:read("l"))
+      local ok = go.wait(h, 5)
+      assert.is_true(ok)
+      c:close(); ln:close()
+      collectgarbage(); collectgarbage()
+    end)
+  end)
+
+  it("listeners, closed conns and conns in use do not move", function()
+    local c, s, ln = H.pair()
+    assert.has_error(function() go.spawn("support.serve_work:moved", ln) end)
+    local g = go(function() return s:read() end) -- s in use by a reader
+    go.sleep(0.01)
+    assert.has_error(function() go.spawn("support.serve_work:moved", s) end)
+    c:close()
+    go.wait(g, 5)
+    s:close()
+    assert.has_error(function() go.spawn("support.serve_work:moved", s) end)
+    ln:close()
+  end)
+end)
+
+describe("net.serve with a module handler", function()
+  it("serves, with the default 'handle' function", function()
+    H.no_fd_leak(function()
+      local ln = assert(net.serve("127.0.0.1:0", "support.serve_work"))
+      local c = assert(net.dial(ln:addr(), 5))
+      c:settimeout(5)
+      assert(c:write("ping"))
+      assert.are.equal("ping", c:read(4))
+      c:close(); ln:close()
+    end)
+  end)
+
+  it("a module that cannot be found raises at once", function()
+    assert.has_error(function() net.serve("127.0.0.1:0", "no.such.module") end,
+      "net.serve: module 'no.such.module' not found")
+  end)
+
+  it("a handler that raises closes its conn; others are still served", function()
+    H.no_fd_leak(function()
+      local ln = assert(net.serve("127.0.0.1:0", "support.serve_work:boom"))
+      for _ = 1, 3 do
+        local c = assert(net.dial(ln:addr(), 5))
+        c:settimeout(5)
+        assert.are.equal("before", c:read("l"))
+        local r, err = c:read("l")
+        assert.is_nil(r); H.assert_err(err, { "eof", "connection reset" })
+        c:close()
+      end
+      ln:close()
+    end)
+  end)
+
+  it("connections are handled on more than one P (subprocess, -p 2)", function()
+    local r = H.run([[
+      local net = require "net"
+      local ln = assert(net.serve("127.0.0.1:0", "support.serve_work:who"))
+      local per = {}
+      for i = 1, 200 do
+        local k = assert(net.dial(ln:addr(), 5))
+        k:settimeout(5)
+        local l = assert(k:read("l"))
+        per[l] = (per[l] or 0) + 1
+        k:close()
+      end
+      for p, n in pairs(per) do print(p, n) end
+      ln:close()
+    ]], {}, { timeout = 60, flags = { "-p", "2" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.truthy(r.stdout:find("P0", 1, true), r.stdout)
+    assert.truthy(r.stdout:find("P1", 1, true), r.stdout)
+  end)
+end)
