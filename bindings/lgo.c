@@ -646,10 +646,15 @@ static int go_stats(lua_State *L) {
     rq += prq;
     pw += atomic_load(&p->npollwait);
     for (int k = 0; k < 5; k++) sum[k] += (lua_Integer)atomic_load(&p->st_pub[k]);
-    lua_createtable(L, 0, 3);
+    lua_createtable(L, 0, 8);
     set_int(L, "goroutines", pg);
     set_int(L, "runq", prq);
     set_int(L, "id", i);
+    set_int(L, "portable", atomic_load(&p->pq.n));
+    set_int(L, "spawned", (lua_Integer)atomic_load(&p->st_pub[0]));
+    set_int(L, "steals", (lua_Integer)atomic_load(&p->st_pub[2]));
+    set_int(L, "preemptions", (lua_Integer)atomic_load(&p->st_pub[3]));
+    set_int(L, "handoffs", (lua_Integer)atomic_load(&p->st_pub[4]));
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "procs");
