@@ -13,31 +13,8 @@ local q = H.shquote
 
 H.warmup()
 
-local function require_tool(name, package)
-  if not os.execute("command -v " .. name .. " >/dev/null 2>&1") then
-    error(name .. " not found: install the Debian package " .. package
-      .. " (apt-get install -y " .. package .. ")", 0)
-  end
-end
-
-local function sh(cmd)
-  local out = H.tmpname()
-  local _, _, code = os.execute("timeout -s KILL 60 " .. cmd .. " < /dev/null > " .. q(out) .. " 2>&1")
-  local s = H.read_file(out) or ""
-  os.remove(out)
-  return s, code
-end
-
-local function start(script, args)
-  local p = H.spawn(root .. "/scripts/" .. script, args, { file = true, timeout = 280 })
-  local addr = p:wait_output("listening on (%S+)", 10)
-  if not addr then
-    local msg = "no 'listening on' from " .. script .. ":\n" .. p:stdout() .. "\n" .. p:stderr()
-    p:cleanup()
-    error(msg, 2)
-  end
-  return p, addr
-end
+local require_tool, sh = H.require_tool, H.sh
+local function start(script, args) return H.start_script(script, args) end
 
 -- open fds of process pid
 local function proc_nfds(pid)

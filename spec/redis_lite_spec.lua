@@ -11,37 +11,10 @@ local here = debug.getinfo(1, "S").source:gsub("^@", "")
 local root = here:match("^(.*)/spec/[^/]*$") or "."
 local q = H.shquote
 
--- no silent skip: a missing tool fails the whole file with a clear message
-local function require_tool(name, package)
-  if not os.execute("command -v " .. name .. " >/dev/null 2>&1") then
-    error(name .. " not found: install the Debian package " .. package
-      .. " (apt-get install -y " .. package .. ")", 0)
-  end
-end
-
--- runs a shell command (bounded), returns stdout, exit code
-local function sh(cmd, stdin_file)
-  local out = H.tmpname()
-  local full = "timeout -s KILL 60 " .. cmd .. " < " .. q(stdin_file or "/dev/null")
-    .. " > " .. q(out) .. " 2>&1"
-  local _, _, code = os.execute(full)
-  local s = H.read_file(out) or ""
-  os.remove(out)
-  return s, code
-end
+local require_tool, sh = H.require_tool, H.sh
 
 -- starts redis_lite.lua, returns proc, "ip:port"
-local function start_server()
-  local p = H.spawn(root .. "/scripts/redis_lite.lua", { "127.0.0.1:0" },
-    { file = true, timeout = 280 })
-  local addr = p:wait_output("listening on (%S+)", 10)
-  if not addr then
-    local msg = "no 'listening on' from redis_lite.lua:\n" .. p:stdout() .. "\n" .. p:stderr()
-    p:cleanup()
-    error(msg, 2)
-  end
-  return p, addr
-end
+local function start_server() return H.start_script("redis_lite.lua") end
 
 -- a RESP client over net.dial
 local function client(addr)

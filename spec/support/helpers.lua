@@ -467,4 +467,46 @@ function H.sockpath(tag)
   return p .. "-" .. (tag or "sock")
 end
 
+--- The repository root (the folder above spec/).
+function H.root()
+  local here = debug.getinfo(1, "S").source:gsub("^@", "")
+  return here:match("^(.*)/spec/support/[^/]*$") or "."
+end
+
+--- Fails the calling spec file with a clear message if a tool is missing
+--- (no silent skip).
+function H.require_tool(name, package)
+  if not os.execute("command -v " .. name .. " >/dev/null 2>&1") then
+    error(name .. " not found: install the Debian package " .. package
+      .. " (apt-get install -y " .. package .. ")", 0)
+  end
+end
+
+--- Runs a shell command bounded to 60 s (stdin from a file or /dev/null);
+--- returns its output (stdout and stderr) and exit code.
+function H.sh(cmd, stdin_file)
+  local out = H.tmpname()
+  local full = "timeout -s KILL 60 " .. cmd .. " < " .. H.shquote(stdin_file or "/dev/null")
+    .. " > " .. H.shquote(out) .. " 2>&1"
+  local _, _, code = os.execute(full)
+  local s = H.read_file(out) or ""
+  os.remove(out)
+  return s, code
+end
+
+--- Starts scripts/NAME as a subprocess and waits for its "listening on
+--- ADDR" line; returns the process and ADDR.
+function H.start_script(name, args, opts)
+  opts = opts or {}
+  local p = H.spawn(H.root() .. "/scripts/" .. name, args or { "127.0.0.1:0" },
+    { file = true, timeout = opts.timeout or 280 })
+  local addr = p:wait_output("listening on (%S+)", opts.wait or 10)
+  if not addr then
+    local msg = "no 'listening on' from " .. name .. ":\n" .. p:stdout() .. "\n" .. p:stderr()
+    p:cleanup()
+    error(msg, 2)
+  end
+  return p, addr
+end
+
 return H
