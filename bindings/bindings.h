@@ -38,7 +38,8 @@ GLR_INTERNAL int portable_wait(lua_State *L);
 /* moving conns between VMs (lnet.c): is it a net object; check or do the
 ** move (pushes the buffered bytes); re-create it in the receiving VM */
 GLR_INTERNAL int net_conn_is(lua_State *L, int idx);
-GLR_INTERNAL void net_conn_detach(lua_State *L, int idx, bool commit, int *fd, int *kind);
+GLR_INTERNAL const char *net_conn_detach(lua_State *L, int idx, bool commit, int *fd,
+                                         int *kind);
 GLR_INTERNAL void net_conn_push_buffered(lua_State *L, int fd, int kind, const char *data,
                                          size_t len);
 /* glr_cannot_block_error — the Lua error for a park that cannot happen. */

@@ -1059,22 +1059,24 @@ int net_conn_is(lua_State *L, int idx) {
 
 /* net_conn_detach — moving a conn to another VM: checks (and, when
 ** `commit`, does) the move: the fd leaves this VM's poller but stays open,
-** the buffered bytes are pushed, and this handle reads as closed */
-void net_conn_detach(lua_State *L, int idx, bool commit, int *fd, int *kind) {
+** the buffered bytes are pushed, and this handle reads as closed. Returns
+** why it cannot move (nothing pushed), or NULL. */
+const char *net_conn_detach(lua_State *L, int idx, bool commit, int *fd, int *kind) {
   conn *c = check_any(L, idx);
   if (c->kind == CONN_LISTENER || c->kind == CONN_UDP)
-    luaL_error(L, "a listener or UDP socket cannot move to another VM (yet)");
-  if (c->closed) luaL_error(L, "a closed connection cannot move to another VM");
-  if (c->nops > 0) luaL_error(L, "a connection in use by another goroutine cannot move");
+    return "a listener or UDP socket cannot move to another VM (yet)";
+  if (c->closed) return "a closed connection cannot move to another VM";
+  if (c->nops > 0) return "a connection in use by another goroutine cannot move";
   *fd = c->fd;
   *kind = c->kind;
   lua_pushlstring(L, c->buf ? c->buf + c->boff : "", c->blen);
-  if (!commit) return;
+  if (!commit) return NULL;
   glr_pd_free(L, c->pd);
   c->pd = NULL;
   c->fd = -1;
   c->closed = true;
   buf_free(c);
+  return NULL;
 }
 
 void net_conn_push_buffered(lua_State *L, int fd, int kind, const char *data, size_t len) {

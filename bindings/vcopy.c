@@ -78,7 +78,10 @@ static void encode_table(lua_State *L, int idx, enc *e, int depth) {
   }
   put_tag(L, b, T_TAB);
   put_size(L, b, n);
-  luaL_checkstack(L, 4, "table too deep");
+  if (!lua_checkstack(L, 4)) {
+    vbuf_free(b);
+    luaL_error(L, "%s: table too deep", what);
+  }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
@@ -91,7 +94,11 @@ static void encode_table(lua_State *L, int idx, enc *e, int depth) {
 /* a conn moves: fd, kind and its buffered bytes */
 static void encode_conn(lua_State *L, int idx, enc *e) {
   int fd, kind;
-  net_conn_detach(L, idx, e->commit, &fd, &kind); /* raises if it cannot move */
+  const char *why = net_conn_detach(L, idx, e->commit, &fd, &kind);
+  if (why) {
+    vbuf_free(e->b);
+    luaL_error(L, "%s: %s", e->what, why);
+  }
   size_t len;
   const char *data = lua_tolstring(L, -1, &len);
   put_tag(L, e->b, T_CONN);
