@@ -119,9 +119,12 @@ static int resume_loop(lua_State *L, lua_State *co, int narg, int kind) {
   bool ok = g && sched_can_park(L);
   if (g) sched_chain_push(g, ok);
   int nres = 0;
-  atomic_store(&p->curL, co); /* the innermost running coroutine */
+  /* the innermost running coroutine, for this thread's SIGURG handler */
+  atomic_store_explicit(&p->curL, co, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
   int st = lua_resume(co, L, narg, &nres);
-  atomic_store(&p->curL, L);
+  atomic_store_explicit(&p->curL, L, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
   preempt_unhook(p, co);
   if (g) sched_chain_pop(g);
   if (st == LUA_YIELD && g && g->yieldkind != Y_NONE) {

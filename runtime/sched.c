@@ -244,13 +244,18 @@ static void execute(P *p, G *g) {
   int nres = 0;
   int nargs = g->nargs;
   g->nargs = 0;
-  atomic_fetch_add(&p->exec_seq, 1);
-  atomic_store(&p->curL, g->L);
-  atomic_store(&p->running, true);
+  /* only this thread writes these; its own SIGURG handler reads them (signal
+  ** fences order them for it) and sysmon samples them coarsely: relaxed */
+  uint64_t seq = atomic_load_explicit(&p->exec_seq, memory_order_relaxed);
+  atomic_store_explicit(&p->exec_seq, seq + 1, memory_order_relaxed);
+  atomic_store_explicit(&p->curL, g->L, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  atomic_store_explicit(&p->running, true, memory_order_relaxed);
   int st = lua_resume(g->L, p->L, nargs, &nres);
-  atomic_store(&p->running, false); /* from here SIGURG is ignored */
+  atomic_store_explicit(&p->running, false, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst); /* from here SIGURG is ignored */
   preempt_clear(p);
-  atomic_store(&p->curL, NULL);
+  atomic_store_explicit(&p->curL, NULL, memory_order_relaxed);
   p->curg = NULL;
   if (st == LUA_YIELD) {
     lua_pop(g->L, nres);
