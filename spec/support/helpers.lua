@@ -509,4 +509,27 @@ function H.start_script(name, args, opts)
   return p, addr
 end
 
+--- CPU time (seconds) a process has used, from /proc/PID/schedstat (ns).
+function H.proc_cpu_ns(pid)
+  local s = H.read_file("/proc/" .. tostring(pid) .. "/schedstat")
+  return s and tonumber(s:match("^(%d+)")) / 1e9
+end
+
+--- Waits (bounded) until every thread of pid is asleep in the kernel, twice
+--- in a row: the process has nothing to run. Returns boolean.
+function H.wait_all_asleep(pid, timeout)
+  local calm = 0
+  return H.wait_until(function()
+    local p = io.popen("cat /proc/" .. tostring(pid) .. "/task/*/stat 2>/dev/null")
+    local all, n = p:read("a"), 0
+    p:close()
+    for state in all:gmatch("%) (%a) ") do
+      if state ~= "S" then calm = 0; return false end
+      n = n + 1
+    end
+    calm = n > 0 and calm + 1 or 0
+    return calm >= 2
+  end, timeout or 10)
+end
+
 return H
