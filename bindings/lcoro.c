@@ -34,6 +34,7 @@ static void parked_table(lua_State *L) {
 }
 
 static bool is_parked(lua_State *L, lua_State *co) {
+  if (vm_p(L)->nparked == 0) return false; /* the usual case: no table lookup */
   parked_table(L);
   lua_pushthread(co);
   lua_xmove(co, L, 1);
@@ -43,6 +44,7 @@ static bool is_parked(lua_State *L, lua_State *co) {
 }
 
 static void set_parked(lua_State *L, lua_State *co, bool on) {
+  vm_p(L)->nparked += on ? 1 : -1;
   parked_table(L);
   lua_pushthread(co);
   lua_xmove(co, L, 1);

@@ -156,7 +156,6 @@ void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   }
   g->nargs = nargs + 2;
   g->ismain = ismain != 0;
-  g->handle = h;
   sched_start(p, g);
   h->id = g->id;
 }

@@ -58,6 +58,7 @@ typedef struct conn {
   glr_pd *pd;       /* NULL once destroyed */
   int fd;
   int kind;
+  int accepted_kind; /* listener: the kind of the conns it accepts */
   bool closed;
   int nops;
   glr_g *rowner, *wowner;
@@ -841,6 +842,7 @@ static int n_listen(lua_State *L) {
   int e = bind_listen(fd, &a, backlog, reuseport);
   if (e < 0) return listen_fail(L, fd, -e, s);
   conn *c = new_conn(L, fd, CONN_LISTENER, &LISTENER_KEY);
+  c->accepted_kind = a.family == AF_UNIX ? CONN_UNIX : CONN_TCP;
   if (a.family == AF_UNIX) {
     const char *path = ((struct sockaddr_un *)&a.ss)->sun_path;
     struct stat stt;
@@ -878,10 +880,7 @@ static int accept_loop(lua_State *L, conn *c) {
     int fd = glr_accept(L, c->pd, NULL, NULL);
     if (fd >= 0) {
       c->backoff = 0;
-      struct sockaddr_storage ss;
-      socklen_t sl = sizeof ss;
-      getsockname(fd, (struct sockaddr *)&ss, &sl);
-      net_conn_push(L, fd, ss.ss_family == AF_UNIX ? CONN_UNIX : CONN_TCP);
+      net_conn_push(L, fd, c->accepted_kind);
       release(L, c, DIR_R);
       return 1;
     }

@@ -85,7 +85,7 @@ int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   P *p = vm_p(L);
   G *g = p->curg;
   int code = g->wake;
-  bool ready = pd_block_finish(pd, mode);
+  pd_block_finish(pd, mode); /* the code below tells ready from closed/timeout */
   if (mode == PD_MODE_R) pd->rdrained = false; /* the wait consumed the edge */
   timer_disarm(&p->timers, mode == PD_MODE_R ? &pd->rt : &pd->wt);
   int64_t opdl = mode == PD_MODE_R ? pd->rd_op : pd->wd_op;
@@ -94,7 +94,6 @@ int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   if (atomic_load(&pd->closing)) return WAKE_CLOSED;
   if (code == WAKE_TIMEOUT || iowait_check(pd, mode, opdl) == WAKE_TIMEOUT)
     return WAKE_TIMEOUT;
-  (void)ready;
   return WAKE_READY;
 }
 

@@ -122,7 +122,6 @@ static void g_exit(P *p, G *g, bool reusable) {
   timer_disarm(&p->timers, &g->sleept);
   atomic_fetch_sub(&p->rt->n_progress, 1);
   lua_settop(g->L, 0);
-  g->handle = NULL;
   if (reusable && !g->escaped && p->ngfree < GFREE_MAX &&
       lua_status(g->L) == LUA_OK) {
     g->gen++;
@@ -221,8 +220,6 @@ int sched_gosched(lua_State *L, intptr_t ctx, int (*k)(lua_State *, int, intptr_
 }
 
 void sched_arm_gtimer(P *p, G *g, int64_t when) { timer_arm(&p->timers, &g->sleept, when); }
-
-void sched_disarm_gtimer(P *p, G *g) { timer_disarm(&p->timers, &g->sleept); }
 
 /* ---------- execute ---------- */
 

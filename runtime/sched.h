@@ -82,7 +82,6 @@ struct G {
   selstate *sel;         /* claimed by the timer on timeout */
   selstate gsel;         /* storage for sel (select, go.wait) */
   sudog sg;              /* single channel op / go.wait waiter */
-  void *handle;          /* the go() handle, while it runs */
   bool escaped;          /* identity reached Lua: never recycle */
   bool ismain;
   uint64_t chainok[4];   /* replacement coroutine lib: resume chain */
@@ -122,6 +121,7 @@ struct P {
   _Atomic int runq_pub;   /* atomic: published run queue length */
   _Atomic int npollwait;  /* atomic: Gs parked on a pollDesc */
   G *gfree;               /* owner M only: recyclable Gs */
+  int nparked;            /* owner M only: coroutines parked through (lcoro.c) */
   int ngfree;
   uint64_t schedtick;
   int64_t lastpoll;
@@ -185,7 +185,6 @@ struct rt {
   _Atomic uint64_t next_goid;  /* atomic */
   _Atomic int signal_pending;  /* atomic: set by the signal handler */
   _Atomic int nsignals;        /* atomic: SIGINT/SIGTERM received */
-  int64_t grace_deadline;      /* owner: P0's M */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
   /* sysmon */
   pthread_t sysmon;
@@ -243,9 +242,8 @@ GLR_INTERNAL bool sched_can_park(struct lua_State *L);
 /* resume-chain bookkeeping of the replacement coroutine library */
 GLR_INTERNAL void sched_chain_push(G *g, bool ok);
 GLR_INTERNAL void sched_chain_pop(G *g);
-/* sched_sleep_timer — arm the current G's own timer (sleep / timeouts). */
+/* sched_arm_gtimer — arm g's own timer (sleep / timeouts). */
 GLR_INTERNAL void sched_arm_gtimer(P *p, G *g, int64_t when);
-GLR_INTERNAL void sched_disarm_gtimer(P *p, G *g);
 /* progress accounting for non-G event sources (go.after timers) */
 GLR_INTERNAL void sched_progress_add(rt *r, int64_t d);
 GLR_INTERNAL void sched_main_done(rt *r);
