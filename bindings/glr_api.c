@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 
 #include <lauxlib.h>
 
+#include "../runtime/handoff.h"
 #include "../runtime/iowait.h"
 #include "../runtime/pd.h"
 #include "../runtime/sched.h"
@@ -78,10 +80,20 @@ int glr_cannot_block_error(lua_State *L, const char *what) {
                     "metamethod called from C)", what);
 }
 
+/* can_block_sync — L cannot yield, but its M may block with the P handed
+** off (DESIGN.md: "falls back to a blocking wait with P hand-off") */
+static bool can_block_sync(lua_State *L) {
+  P *p = vm_p(L);
+  return p->curg && sched_current_p() == p && !in_finalizer(L);
+}
+
 int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
                lua_KContext ctx, lua_KFunction k) {
-  if (!sched_can_park(L)) return glr_cannot_block_error(L, "wait on fd");
-  return iowait_park(L, PD(pd), mode, deadline, ctx, k);
+  if (sched_can_park(L)) return iowait_park(L, PD(pd), mode, deadline, ctx, k);
+  if (!can_block_sync(L)) return glr_cannot_block_error(L, "wait on fd");
+  int e = iowait_block(L, PD(pd), mode, deadline);
+  if (e < 0) return e;
+  return k(L, LUA_OK, ctx);
 }
 
 int glr_wait_result(lua_State *L, glr_pd *pd, int mode) {
@@ -120,8 +132,21 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   return k(L, LUA_YIELD, ctx);
 }
 
+/* sleep_sync — the non-yieldable sleep: this M sleeps, the P runs on */
+static void sleep_sync(P *p, int64_t deadline) {
+  struct timespec ts = {(time_t)(deadline / NS_PER_SEC), (long)(deadline % NS_PER_SEC)};
+  handoff_enter(p);
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  }
+  handoff_exit(p);
+}
+
 int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k) {
-  if (!sched_can_park(L)) return glr_cannot_block_error(L, "sleep");
+  if (!sched_can_park(L)) {
+    if (!can_block_sync(L)) return glr_cannot_block_error(L, "sleep");
+    if (deadline != DEADLINE_NONE) sleep_sync(vm_p(L), deadline);
+    return k(L, LUA_OK, ctx);
+  }
   P *p = vm_p(L);
   lua_pushlightuserdata(L, (void *)k);
   sched_arm_gtimer(p, p->curg, deadline);
@@ -182,9 +207,20 @@ void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook) {
   sched_closer_del(vm_p(L), (closer *)(void *)hook);
 }
 
-void glr_blocking_enter(lua_State *L) { (void)L; }
+void glr_blocking_enter(lua_State *L) {
+  M *m = handoff_current_m();
+  if (!m) return; /* a thread of the module's own: nothing to hand off */
+  P *p = m->sys_depth > 0 ? m->sys_p : vm_p(L);
+  if (m->sys_depth == 0 && (sched_current_p() != p || !p->curg || in_finalizer(L)))
+    return; /* not in a goroutine, or in __gc: block in place */
+  handoff_enter(p);
+}
 
-void glr_blocking_exit(lua_State *L) { (void)L; }
+void glr_blocking_exit(lua_State *L) {
+  (void)L; /* not touched: the P may still run elsewhere */
+  M *m = handoff_current_m();
+  if (m && m->sys_depth > 0) handoff_exit(m->sys_p);
+}
 
 int glr_version(void) { return GLR_VERSION_NUM; }
 

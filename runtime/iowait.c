@@ -1,6 +1,12 @@
 /* iowait.c — see iowait.h. */
 #include "iowait.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <stdint.h>
+#include <unistd.h>
+
+#include "handoff.h"
 #include "netpoll.h"
 
 static int64_t min_deadline(int64_t a, int64_t b) {
@@ -81,6 +87,54 @@ int iowait_park(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl,
                     PARK_WORLD, ctx, k);
 }
 
+static struct timespec *poll_timeout(int64_t dl, struct timespec *ts) {
+  if (dl == DEADLINE_NONE) return NULL;
+  int64_t left = dl - mono_now();
+  if (left < 0) left = 0;
+  ts->tv_sec = (time_t)(left / NS_PER_SEC);
+  ts->tv_nsec = (long)(left % NS_PER_SEC);
+  return ts;
+}
+
+/* poll_once — one blocking ppoll without the P; 1 if the fd is ready */
+static int poll_once(P *p, pollDesc *pd, int mode, int wakefd) {
+  struct timespec ts;
+  struct pollfd f[2] = {{pd->fd, mode == PD_MODE_R ? POLLIN : POLLOUT, 0},
+                        {wakefd, POLLIN, 0}};
+  int *slot = mode == PD_MODE_R ? &pd->syncfd_r : &pd->syncfd_w;
+  struct timespec *tsp = poll_timeout(effective(pd, mode), &ts);
+  *slot = wakefd;
+  handoff_enter(p);
+  int n = ppoll(f, wakefd >= 0 ? 2 : 1, tsp, NULL);
+  handoff_exit(p);
+  *slot = -1;
+  if (n > 0 && wakefd >= 0 && f[1].revents) {
+    uint64_t v;
+    if (read(wakefd, &v, sizeof v) < 0) { /* EAGAIN: nothing to drain */ }
+  }
+  return n > 0 && f[0].revents != 0;
+}
+
+int iowait_block(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl) {
+  P *p = vm_p(L);
+  if (!pd->registered) { /* as iowait_park: refuse what epoll refuses */
+    int e = netpoll_open(p, pd);
+    if (e < 0) return e;
+  }
+  if (mode == PD_MODE_R) pd->rd_op = opdl;
+  else pd->wd_op = opdl;
+  int wakefd = handoff_wakefd();
+  int code;
+  while ((code = iowait_check(pd, mode, opdl)) == 0) {
+    if (poll_once(p, pd, mode, wakefd)) {
+      code = WAKE_READY;
+      break;
+    }
+  }
+  p->curg->wake = code;
+  return 0;
+}
+
 int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   P *p = vm_p(L);
   G *g = p->curg;
@@ -97,9 +151,17 @@ int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   return WAKE_READY;
 }
 
+/* kick — wake an M blocked in iowait_block on this direction */
+static void kick(pollDesc *pd, int mode) {
+  int fd = mode == PD_MODE_R ? pd->syncfd_r : pd->syncfd_w;
+  uint64_t one = 1;
+  if (fd >= 0 && write(fd, &one, sizeof one) < 0) { /* full: already kicked */ }
+}
+
 static void set_one(P *p, pollDesc *pd, int mode, int64_t d) {
   if (mode == PD_MODE_R) pd->rd_user = d;
   else pd->wd_user = d;
+  kick(pd, mode);
   uintptr_t slotv = atomic_load(mode == PD_MODE_R ? &pd->rg : &pd->wg);
   if (slotv <= PD_WAIT) return; /* nobody parked: applies at the next wait */
   int64_t e = effective(pd, mode);
@@ -116,6 +178,8 @@ void iowait_setdeadline(P *p, pollDesc *pd, int mode, int64_t d) {
 
 void iowait_close(P *p, pollDesc *pd) {
   atomic_store(&pd->closing, true);
+  kick(pd, PD_MODE_R);
+  kick(pd, PD_MODE_W);
   iowait_wake(p, pd, PD_MODE_R, false, WAKE_CLOSED);
   iowait_wake(p, pd, PD_MODE_W, false, WAKE_CLOSED);
   timer_disarm(&p->timers, &pd->rt);

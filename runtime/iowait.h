@@ -31,6 +31,12 @@ GLR_INTERNAL int iowait_check(pollDesc *pd, int mode, int64_t opdl);
 ** be registered (e.g. a regular file). */
 GLR_INTERNAL int iowait_park(struct lua_State *L, pollDesc *pd, int mode,
                              int64_t opdl, intptr_t ctx, iowait_k k);
+/* iowait_block — the same wait where L cannot yield (a table.sort
+** comparator, a metamethod called from C): the P is handed off (handoff.h)
+** while this M blocks in ppoll(2) on the fd and its wake eventfd, which
+** iowait_close and deadline changes kick; then k's iowait_result reports
+** as usual. Returns 0, or -errno if the fd cannot be polled. */
+GLR_INTERNAL int iowait_block(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl);
 /* iowait_result — in k: WAKE_READY, WAKE_TIMEOUT or WAKE_CLOSED. Clears the
 ** wait slot and the operation deadline. */
 GLR_INTERNAL int iowait_result(struct lua_State *L, pollDesc *pd, int mode);

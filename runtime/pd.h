@@ -52,6 +52,8 @@ struct pollDesc {
   bool rdhup;               /* owner M only: RDHUP/HUP/ERR seen (sticky) */
   bool drain_ok;            /* owner M only: a TCP socket, where a short
                                read proves no data is pending */
+  int syncfd_r, syncfd_w;   /* owner M only: eventfd of an M blocked in poll()
+                               on this fd (iowait_block), or -1 */
   pollDesc *next_free;      /* guarded by the cache lock */
 };
 

@@ -72,7 +72,7 @@ bool preempt_check(rt *r, int64_t now) {
     int64_t slice = nt != 0 && nt <= now ? PREEMPT_TIMER_NS : PREEMPT_NS;
     if (r->preempt_on && now - p->seen_when >= slice) {
       p->seen_when = now; /* ask again in PREEMPT_NS if it could not yield */
-      pthread_kill(p->m->thread, SIGURG);
+      pthread_kill(atomic_load(&p->m)->thread, SIGURG);
     }
   }
   return busy;

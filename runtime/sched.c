@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "handoff.h"
 #include "iowait.h"
 #include "netpoll.h"
 #include "preempt.h"
@@ -305,6 +306,7 @@ void rt_stop(rt *r, int reason, int code, bool close_vms) {
     pthread_mutex_unlock(&r->dump_lock);
   }
   for (int i = 0; i < r->nprocs; i++) netpoll_break(r->ps[i]);
+  handoff_stop(r);
   pthread_mutex_lock(&r->sysmon_lock);
   pthread_cond_broadcast(&r->sysmon_cond);
   pthread_mutex_unlock(&r->sysmon_lock);
@@ -454,10 +456,11 @@ static void block_in_netpoll(P *p) {
   atomic_store(&p->sleeping, true);
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
-      !portable_pending(r)) {
+      !atomic_load(&p->nhwaiters) && !portable_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
+    sched_sysmon_wake(r); /* this P may now run a goroutine for long */
   }
   atomic_store(&p->sleeping, false);
 }
@@ -512,6 +515,7 @@ static G *find_runnable(P *p) {
   rt *r = p->rt;
   for (;;) {
     if (atomic_load(&r->stopping)) return NULL;
+    if (atomic_load(&p->nhwaiters)) return NULL; /* sched_loop hands p over */
     if (p->id == 0 && atomic_load(&r->signal_pending)) handle_signal(p);
     if (atomic_load(&p->shutdown_req)) close_listeners(p);
     if (atomic_load(&p->dump_req)) dump_on_request(p);
@@ -546,26 +550,23 @@ static _Thread_local P *current_p;
 
 P *sched_current_p(void) { return current_p; }
 
-static void p_loop(P *p) {
-  G *g;
-  current_p = p;
-  while ((g = find_runnable(p)) != NULL) execute(p, g);
-  if (atomic_load(&p->rt->stopping) == STOP_DEADLOCK) {
-    pthread_mutex_lock(&p->rt->dump_lock);
-    dump_goroutines(p);
-    pthread_mutex_unlock(&p->rt->dump_lock);
-  }
-}
+void sched_set_current_p(P *p) { current_p = p; }
 
-static void *m_main(void *arg) {
-  M *m = arg;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL); /* M0 takes the shutdown signals */
-  p_loop(m->p);
-  return NULL;
+bool sched_loop(P *p) {
+  rt *r = p->rt;
+  for (;;) {
+    G *g;
+    while ((g = find_runnable(p)) != NULL) execute(p, g);
+    if (atomic_load(&r->stopping)) break;
+    if (!handoff_give(p)) return false; /* a returning M took p: go idle */
+  }
+  if (atomic_load(&r->stopping) == STOP_DEADLOCK) {
+    pthread_mutex_lock(&r->dump_lock);
+    dump_goroutines(p);
+    pthread_mutex_unlock(&r->dump_lock);
+  }
+  handoff_release(p);
+  return true;
 }
 
 /* ---------- sysmon ---------- */
@@ -593,6 +594,13 @@ static void schedtrace(rt *r, int64_t now) {
           (long long)atomic_load(&r->n_progress), q, (unsigned long long)sum[0],
           (unsigned long long)sum[1], (unsigned long long)sum[3]);
   pthread_mutex_unlock(&r->dump_lock);
+}
+
+void sched_sysmon_wake(rt *r) {
+  if (!atomic_load(&r->sysmon_deep)) return; /* seq_cst: pairs with npidle */
+  pthread_mutex_lock(&r->sysmon_lock);
+  pthread_cond_broadcast(&r->sysmon_cond);
+  pthread_mutex_unlock(&r->sysmon_lock);
 }
 
 static void *sysmon_main(void *arg) {
@@ -623,8 +631,10 @@ static void *sysmon_main(void *arg) {
         } else {
           ts.tv_sec += 1;
         }
-        if (!atomic_load(&r->stopping))
+        atomic_store(&r->sysmon_deep, true);
+        if (!atomic_load(&r->stopping) && atomic_load(&r->npidle) == r->nprocs)
           pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
+        atomic_store(&r->sysmon_deep, false);
         pthread_mutex_unlock(&r->sysmon_lock);
         continue;
       }
@@ -632,7 +642,12 @@ static void *sysmon_main(void *arg) {
       idle_rounds = 0;
     }
     usleep(delay);
-    bool busy = preempt_check(r, mono_now());
+    int64_t now = mono_now();
+    bool busy = preempt_check(r, now);
+    if (handoff_retake(r, now) > 0) { /* a P in a blocking call: stay close */
+      busy = true;
+      idle_rounds = 0;
+    }
     unsigned cap = busy ? SYSMON_BUSY_MAX_US : SYSMON_MAX_US;
     delay = delay * 2 > cap ? cap : delay * 2;
     if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
@@ -691,29 +706,19 @@ rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
   pgq_init(&r->global);
   r->start_ns = mono_now();
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
-  r->ms = x_calloc((size_t)nprocs, sizeof *r->ms);
-  for (int i = 0; i < nprocs; i++) {
-    r->ps[i] = p_new(r, i);
-    r->ms[i].p = r->ps[i];
-    r->ms[i].id = i;
-    r->ps[i]->m = &r->ms[i];
-  }
+  for (int i = 0; i < nprocs; i++) r->ps[i] = p_new(r, i);
+  handoff_init(r);
   return r;
 }
 
 int rt_run(rt *r) {
-  r->ms[0].thread = pthread_self(); /* M0 holds P0: sysmon may signal it */
-  for (int i = 1; i < r->nprocs; i++) {
-    if (pthread_create(&r->ms[i].thread, NULL, m_main, &r->ms[i]) != 0)
-      glr_throw("cannot start M thread");
-    r->ms[i].started = true;
-  }
+  handoff_start(r);
   if (pthread_create(&r->sysmon, NULL, sysmon_main, r) != 0)
     glr_throw("cannot start sysmon");
   r->sysmon_started = true;
-  p_loop(r->ps[0]);
-  for (int i = 1; i < r->nprocs; i++)
-    if (r->ms[i].started) pthread_join(r->ms[i].thread, NULL);
+  sched_set_current_p(r->ps[0]);
+  sched_loop(r->ps[0]);
+  handoff_wait_ms(r);
   rt_stop(r, STOP_EXIT, 0, false); /* make sure sysmon sees the stop */
   pthread_join(r->sysmon, NULL);
   return atomic_load(&r->exit_code);
@@ -747,10 +752,10 @@ static void p_free(P *p, bool close_vm) {
 void rt_free(rt *r) {
   bool close_vms = atomic_load(&r->close_vms);
   if (signal_rt == r) signal_rt = NULL;
+  if (!handoff_free(r)) return; /* an M is still in a blocking call */
   for (int i = 0; i < r->nprocs; i++) p_free(r->ps[i], close_vms);
   if (close_vms) shdict_registry_free(); /* no VM can reach a dict now */
   free(r->ps);
-  free(r->ms);
   pthread_mutex_destroy(&r->dump_lock);
   pthread_mutex_destroy(&r->sysmon_lock);
   pthread_cond_destroy(&r->sysmon_cond);

@@ -5,12 +5,14 @@
 **    its VM, so it only ever runs on the P that owns that VM.
 ** P  the right to run one VM: its lua_State, local run queue, inbox, timer
 **    heap and netpoller (epoll + eventfd).
-** M  an OS thread. In this release each P has one M for its whole life (M0,
-**    the process's main thread, holds P0); the blocking-call hand-off of the
-**    all-cores release separates them.
+** M  an OS thread. An M runs goroutines only while it holds a P. M0 (the
+**    process's main thread) starts with P0, M1..Mn-1 with P1..Pn-1; a P
+**    passes to another M during a blocking call (handoff.h), so Ms and Ps
+**    are not tied.
 **
 ** Ownership: every field of a P and of its Gs is touched only by the M that
-** holds that P ("owner M only"), except those tagged atomic or guarded. Other
+** holds that P ("owner M only"; which M that is changes only under the
+** hand-off protocol of handoff.h, whose mutexes order the accesses), except those tagged atomic or guarded. Other
 ** threads reach a P only through its inbox (sched_ready_remote) and
 ** netpoll_break. A G's status follows gstatus below; every change goes
 ** through g_cas_status, which aborts on an illegal transition.
@@ -110,7 +112,12 @@ struct P {
   vmtag tag;              /* const */
   int id;                 /* const */
   rt *rt;                 /* const */
-  M *m;                   /* const in this release */
+  M *_Atomic m;           /* atomic: the M holding this P (handoff.h) */
+  _Atomic int pstatus;    /* atomic: P_RUNNING / P_SYSCALL / P_FREE */
+  _Atomic int64_t syscall_when; /* atomic: when the holder entered a blocking call */
+  pthread_mutex_t hlock;  /* hand-off: guards hwaiters and grants */
+  M *hwaiters;            /* guarded by hlock: Ms waiting for this P */
+  _Atomic int nhwaiters;  /* atomic: length of hwaiters */
   struct lua_State *L;    /* the VM; owner M only */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
@@ -155,11 +162,25 @@ struct P {
   _Atomic uint64_t st_pub[5]; /* atomic: published stats */
 };
 
+/* M — an OS thread (handoff.h has the protocol). */
 struct M {
-  pthread_t thread;
-  P *p;
-  int id;
-  bool started;
+  pthread_t thread;       /* const once started */
+  rt *rt;                 /* const */
+  int id;                 /* const */
+  bool started;           /* guarded by rt->mlock */
+  bool ism0;              /* const: the main thread (never idles in the pool) */
+  bool dynamic;           /* const: allocated by the pool (freed by rt_free) */
+  P *startp;              /* the P a new thread starts with */
+  P *nextp;               /* guarded by rt->mlock: P handed to an idle M */
+  bool granted;           /* guarded by the awaited P's hlock */
+  pthread_cond_t cond;    /* this M sleeps here (idle, or waiting for a P) */
+  M *next;                /* idle list (rt->mlock) or hwaiters (p->hlock) */
+  M *allnext;             /* guarded by rt->mlock: every pool M */
+  int sys_depth;          /* this M only: nesting of blocking calls */
+  P *sys_p;               /* this M only: the P it left for the call */
+  G *sys_g;               /* this M only: the G in the blocking call */
+  struct lua_State *sys_L; /* this M only: its innermost running coroutine */
+  int wakefd;             /* this M only: eventfd for non-yieldable waits, or -1 */
 };
 
 enum stop_reason { STOP_NONE = 0, STOP_EXIT, STOP_DEADLOCK };
@@ -186,6 +207,19 @@ struct rt {
   _Atomic int signal_pending;  /* atomic: set by the signal handler */
   _Atomic int nsignals;        /* atomic: SIGINT/SIGTERM received */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
+  /* Ms (handoff.h) */
+  pthread_mutex_t mlock;       /* guards the fields below and every M's nextp */
+  pthread_cond_t mcond;        /* guarded by mlock: nlive reached 0 */
+  M *midle;                    /* guarded by mlock: idle pool Ms */
+  M *mall;                     /* guarded by mlock: every pool-allocated M */
+  int nm;                      /* guarded by mlock: Ms that exist */
+  int maxm;                    /* const: cap on Ms (GOLUA_MAXTHREADS) */
+  int nlive;                   /* guarded by mlock: threads other than M0 that
+                                  are not in a blocking call and not exited */
+  bool ms_done;                /* guarded by mlock: rt_run stopped waiting */
+  int nblocked;                /* guarded by mlock: Ms in a blocking call */
+  bool m0_blocked;             /* guarded by mlock: M0 is in a blocking call */
+  _Atomic bool sysmon_deep;    /* atomic: sysmon sleeps on sysmon_cond */
   /* sysmon */
   pthread_t sysmon;
   bool sysmon_started;
@@ -259,6 +293,14 @@ GLR_INTERNAL void sched_install_signals(rt *r);
 GLR_INTERNAL void sched_spawn_portable(P *p, portable *w);
 /* sched_portable_started — the record became a G (undo its progress) */
 GLR_INTERNAL void sched_portable_started(rt *r);
+/* sched_loop — run p on the calling M (which holds it) until the runtime
+** stops (the P is then released) or the P was given to a waiting M and this
+** M must leave it (returns false: a pool M goes idle). */
+GLR_INTERNAL bool sched_loop(P *p);
+/* sched_set_current_p — the calling thread now holds p (NULL: none). */
+GLR_INTERNAL void sched_set_current_p(P *p);
+/* sched_sysmon_wake — end sysmon's deep sleep (a P became busy). */
+GLR_INTERNAL void sched_sysmon_wake(rt *r);
 /* scratch buffer of at least n bytes (owner M only) */
 GLR_INTERNAL char *sched_scratch(P *p, size_t n);
 

@@ -7,9 +7,14 @@
 ** a no-op signal installed WITHOUT SA_RESTART, so system calls of every
 ** thread see EINTR).
 **
+** It also has a blocking call bracketed by glr_blocking_enter / exit that
+** counts how many such calls are in flight at once (the hand-off lets
+** several goroutines of one VM block together, up to the M cap).
+**
 ** Thread safety: the module may be loaded in several VMs on several
-** threads at once. Its only global state is the storm's, and every field
-** of it is atomic; a second storm while one runs is refused.
+** threads at once. Its only global state is the storm's and the in-flight
+** counters, every field of it atomic; a second storm while one runs is
+** refused.
 */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -29,6 +34,8 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+
+#include "goluarun.h"
 
 int luaopen_testutil(lua_State *L);
 
@@ -242,7 +249,34 @@ static int tu_storm_running(lua_State *L) {
   return 1;
 }
 
+static atomic_int block_inflight, block_max;
+
+/* block_sleep(s) -- nanosleep s seconds inside glr_blocking_enter/exit */
+static int tu_block_sleep(lua_State *L) {
+  double s = luaL_checknumber(L, 1);
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  int now = atomic_fetch_add(&block_inflight, 1) + 1;
+  int seen = atomic_load(&block_max);
+  while (now > seen && !atomic_compare_exchange_weak(&block_max, &seen, now)) {
+  }
+  glr_blocking_enter(L);
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {
+  }
+  glr_blocking_exit(L);
+  atomic_fetch_sub(&block_inflight, 1);
+  return 0;
+}
+
+/* block_max([reset]) -- most block_sleep calls seen in flight at once */
+static int tu_block_max(lua_State *L) {
+  lua_pushinteger(L, atomic_load(&block_max));
+  if (lua_toboolean(L, 1)) atomic_store(&block_max, 0);
+  return 1;
+}
+
 static const luaL_Reg tu_funcs[] = {
+  {"block_sleep", tu_block_sleep},
+  {"block_max", tu_block_max},
   {"nfds", tu_nfds},
   {"getnofile", tu_getnofile},
   {"setnofile", tu_setnofile},

@@ -1,0 +1,389 @@
+/* handoff.c — see handoff.h. */
+#include "handoff.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "netpoll.h"
+#include "preempt.h"
+
+static _Thread_local M *current_m;
+
+M *handoff_current_m(void) { return current_m; }
+
+int handoff_wakefd(void) {
+  M *m = current_m;
+  if (!m) return -1;
+  if (m->wakefd < 0) m->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  return m->wakefd;
+}
+
+static void m_init(M *m, rt *r, int id) {
+  m->rt = r;
+  m->id = id;
+  m->wakefd = -1;
+  pthread_cond_init(&m->cond, NULL);
+}
+
+void handoff_init(rt *r) {
+  pthread_mutex_init(&r->mlock, NULL);
+  pthread_cond_init(&r->mcond, NULL);
+  const char *s = getenv("GOLUA_MAXTHREADS");
+  r->maxm = s ? atoi(s) : MAXM_DEFAULT;
+  if (r->maxm < r->nprocs) r->maxm = r->nprocs;
+  r->ms = x_calloc((size_t)r->nprocs, sizeof *r->ms);
+  r->nm = r->nprocs;
+  for (int i = 0; i < r->nprocs; i++) {
+    M *m = &r->ms[i];
+    m_init(m, r, i);
+    m->ism0 = i == 0;
+    m->startp = r->ps[i];
+    atomic_store(&r->ps[i]->m, m);
+    pthread_mutex_init(&r->ps[i]->hlock, NULL);
+  }
+}
+
+/* ---------- live accounting (rt_run's final wait) ---------- */
+
+static void live_dec(rt *r, bool blocked) {
+  pthread_mutex_lock(&r->mlock);
+  r->nblocked += blocked;
+  if (--r->nlive == 0) {
+    pthread_cond_broadcast(&r->mcond);
+    if (r->m0_blocked && atomic_load(&r->stopping)) {
+      /* rt_run's thread is stuck in a C call: leave the process from here,
+      ** as Go's exit does from whichever M calls it */
+      pthread_mutex_unlock(&r->mlock);
+      fflush(NULL);
+      exit(atomic_load(&r->exit_code));
+    }
+  }
+  pthread_mutex_unlock(&r->mlock);
+}
+
+static void m0_blocked(rt *r, bool on) {
+  pthread_mutex_lock(&r->mlock);
+  r->nblocked += on ? 1 : -1;
+  r->m0_blocked = on;
+  pthread_mutex_unlock(&r->mlock);
+}
+
+/* live_inc — back from a blocking call; never returns once rt_run is done */
+static void live_inc(rt *r) {
+  pthread_mutex_lock(&r->mlock);
+  r->nblocked--;
+  if (r->ms_done) { /* abandoned, as Go abandons syscalls at exit */
+    r->nblocked++;
+    for (;;) pthread_cond_wait(&current_m->cond, &r->mlock);
+  }
+  r->nlive++;
+  pthread_mutex_unlock(&r->mlock);
+}
+
+void handoff_wait_ms(rt *r) {
+  pthread_mutex_lock(&r->mlock);
+  while (r->nlive > 0) pthread_cond_wait(&r->mcond, &r->mlock);
+  r->ms_done = true;
+  pthread_mutex_unlock(&r->mlock);
+}
+
+/* ---------- M threads and the idle pool ---------- */
+
+/* unlink_idle — mlock held: take m off the idle list; false if it was not
+** there (m_get reserved it and a P is on its way) */
+static bool unlink_idle(rt *r, M *m) {
+  M **pp = &r->midle;
+  while (*pp && *pp != m) pp = &(*pp)->next;
+  if (!*pp) return false;
+  *pp = m->next;
+  return true;
+}
+
+/* m_idle — park in the pool until sysmon hands us a P; NULL at stop */
+static P *m_idle(rt *r, M *m) {
+  pthread_mutex_lock(&r->mlock);
+  m->nextp = NULL;
+  m->next = r->midle;
+  r->midle = m;
+  while (!m->nextp) {
+    if (atomic_load(&r->stopping) && unlink_idle(r, m)) break;
+    pthread_cond_wait(&m->cond, &r->mlock);
+  }
+  P *p = m->nextp;
+  m->nextp = NULL;
+  pthread_mutex_unlock(&r->mlock);
+  return p;
+}
+
+static void *m_thread(void *arg) {
+  M *m = arg;
+  rt *r = m->rt;
+  current_m = m;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, NULL); /* M0 takes the shutdown signals */
+  P *p = m->startp;
+  m->startp = NULL;
+  while (p) {
+    sched_set_current_p(p);
+    if (sched_loop(p)) break; /* the runtime stopped */
+    p = m_idle(r, m);
+  }
+  live_dec(r, false);
+  return NULL;
+}
+
+static bool m_spawn(rt *r, M *m) {
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  pthread_mutex_lock(&r->mlock);
+  r->nlive++;
+  m->started = true;
+  int e = pthread_create(&m->thread, &a, m_thread, m);
+  if (e != 0) {
+    r->nlive--;
+    m->started = false;
+  }
+  pthread_mutex_unlock(&r->mlock);
+  pthread_attr_destroy(&a);
+  return e == 0;
+}
+
+void handoff_start(rt *r) {
+  current_m = &r->ms[0];
+  r->ms[0].thread = pthread_self(); /* M0 holds P0: sysmon may signal it */
+  r->ms[0].started = true;
+  for (int i = 1; i < r->nprocs; i++)
+    if (!m_spawn(r, &r->ms[i])) glr_throw("cannot start M thread");
+}
+
+void handoff_stop(rt *r) {
+  pthread_mutex_lock(&r->mlock);
+  for (M *m = r->midle; m; m = m->next) pthread_cond_signal(&m->cond);
+  pthread_mutex_unlock(&r->mlock);
+}
+
+static void m_free(M *m) {
+  if (m->wakefd >= 0) close(m->wakefd);
+  pthread_cond_destroy(&m->cond);
+}
+
+bool handoff_free(rt *r) {
+  pthread_mutex_lock(&r->mlock);
+  bool clean = r->nblocked == 0;
+  pthread_mutex_unlock(&r->mlock);
+  if (!clean) return false; /* a blocked M may still wake: leave it all */
+  M *m = r->mall;
+  while (m) {
+    M *n = m->allnext;
+    m_free(m);
+    free(m);
+    m = n;
+  }
+  for (int i = 0; i < r->nprocs; i++) {
+    m_free(&r->ms[i]);
+    pthread_mutex_destroy(&r->ps[i]->hlock);
+  }
+  free(r->ms);
+  pthread_mutex_destroy(&r->mlock);
+  pthread_cond_destroy(&r->mcond);
+  return true;
+}
+
+/* ---------- enter / exit ---------- */
+
+void handoff_enter(P *p) {
+  M *m = current_m;
+  if (!m || m->sys_depth++ > 0) return;
+  rt *r = p->rt;
+  m->sys_p = p;
+  m->sys_g = p->curg;
+  m->sys_L = atomic_load_explicit(&p->curL, memory_order_relaxed);
+  atomic_store_explicit(&p->running, false, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst); /* SIGURG now finds nothing */
+  preempt_clear(p);
+  sched_publish(p);
+  sched_set_current_p(NULL);
+  atomic_store(&p->syscall_when, mono_now());
+  if (!m->ism0) live_dec(r, true);
+  else m0_blocked(r, true);
+  atomic_store(&p->pstatus, P_SYSCALL); /* from here sysmon may retake p */
+  sched_sysmon_wake(r);
+}
+
+static void append_waiter(P *p, M *m) {
+  m->granted = false;
+  m->next = NULL;
+  M **pp = &p->hwaiters;
+  while (*pp) pp = &(*pp)->next;
+  *pp = m;
+  atomic_fetch_add(&p->nhwaiters, 1);
+}
+
+/* wait_for_p — the P was retaken: queue for it and sleep until granted */
+static void wait_for_p(P *p, M *m) {
+  pthread_mutex_lock(&p->hlock);
+  if (atomic_load(&p->pstatus) == P_FREE) {
+    atomic_store(&p->pstatus, P_RUNNING);
+    atomic_store(&p->m, m);
+  } else {
+    append_waiter(p, m);
+    netpoll_break(p); /* the holder may sleep in epoll_wait */
+    sched_sysmon_wake(p->rt); /* or be in a blocking call itself */
+    while (!m->granted) pthread_cond_wait(&m->cond, &p->hlock);
+  }
+  pthread_mutex_unlock(&p->hlock);
+}
+
+void handoff_exit(P *p) {
+  M *m = current_m;
+  if (!m || m->sys_depth == 0 || --m->sys_depth > 0) return;
+  if (p != m->sys_p) glr_throw("blocking call left on another P");
+  rt *r = p->rt;
+  if (!m->ism0) live_inc(r);
+  else m0_blocked(r, false);
+  int expect = P_SYSCALL;
+  if (!atomic_compare_exchange_strong(&p->pstatus, &expect, P_RUNNING)) {
+    wait_for_p(p, m);
+    p->st.handoffs++;
+  }
+  sched_set_current_p(p);
+  p->curg = m->sys_g;
+  uint64_t seq = atomic_load_explicit(&p->exec_seq, memory_order_relaxed);
+  atomic_store_explicit(&p->exec_seq, seq + 1, memory_order_relaxed);
+  atomic_store_explicit(&p->curL, m->sys_L, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  atomic_store_explicit(&p->running, true, memory_order_relaxed);
+  m->sys_g = NULL;
+  m->sys_L = NULL;
+  m->sys_p = NULL;
+}
+
+/* ---------- giving a P away ---------- */
+
+/* grant_first — hlock held: hand p to the first waiter; false if none */
+static bool grant_first(P *p) {
+  M *w = p->hwaiters;
+  if (!w) return false;
+  p->hwaiters = w->next;
+  w->next = NULL;
+  atomic_fetch_sub(&p->nhwaiters, 1);
+  atomic_store(&p->m, w);
+  w->granted = true;
+  pthread_cond_signal(&w->cond);
+  return true;
+}
+
+bool handoff_give(P *p) {
+  M *m = current_m;
+  sched_publish(p);
+  pthread_mutex_lock(&p->hlock);
+  if (!grant_first(p)) {
+    pthread_mutex_unlock(&p->hlock);
+    return true;
+  }
+  sched_set_current_p(NULL);
+  if (!m->ism0) {
+    pthread_mutex_unlock(&p->hlock);
+    return false;
+  }
+  append_waiter(p, m); /* M0 must end up back on P0 to leave rt_run */
+  while (!m->granted) pthread_cond_wait(&m->cond, &p->hlock);
+  pthread_mutex_unlock(&p->hlock);
+  sched_set_current_p(p);
+  return true;
+}
+
+void handoff_release(P *p) {
+  pthread_mutex_lock(&p->hlock);
+  if (!grant_first(p)) atomic_store(&p->pstatus, P_FREE);
+  sched_set_current_p(NULL);
+  pthread_mutex_unlock(&p->hlock);
+}
+
+/* ---------- sysmon's retake ---------- */
+
+/* has_work — something else could run on p (published figures only) */
+static bool has_work(P *p) {
+  rt *r = p->rt;
+  return atomic_load(&p->nhwaiters) || atomic_load(&p->inbox_n) ||
+         atomic_load(&p->runq_pub) > 0 || atomic_load(&p->npollwait) > 0 ||
+         atomic_load(&p->next_timer_pub) != DEADLINE_NONE ||
+         atomic_load(&p->pq.n) || atomic_load(&p->shutdown_req) ||
+         atomic_load(&p->dump_req) ||
+         (p->id == 0 && atomic_load(&r->signal_pending));
+}
+
+/* m_get — an idle M, or a new (not yet started) one under the cap */
+static M *m_get(rt *r) {
+  pthread_mutex_lock(&r->mlock);
+  M *m = r->midle;
+  if (m) {
+    r->midle = m->next;
+  } else if (r->nm < r->maxm) {
+    m = x_calloc(1, sizeof *m);
+    m_init(m, r, r->nm++);
+    m->dynamic = true;
+    m->allnext = r->mall;
+    r->mall = m;
+  }
+  pthread_mutex_unlock(&r->mlock);
+  return m;
+}
+
+/* m_put — m was not used after all: back to the idle list (an unstarted
+** one is started by a later m_get's user) */
+static void m_put(rt *r, M *m) {
+  pthread_mutex_lock(&r->mlock);
+  m->next = r->midle;
+  r->midle = m;
+  pthread_cond_signal(&m->cond); /* it re-checks for a stop */
+  pthread_mutex_unlock(&r->mlock);
+}
+
+/* m_run — m now holds p: wake it, or start its thread */
+static bool m_run(rt *r, M *m, P *p) {
+  pthread_mutex_lock(&r->mlock);
+  bool started = m->started;
+  if (started) {
+    m->nextp = p;
+    pthread_cond_signal(&m->cond);
+  }
+  pthread_mutex_unlock(&r->mlock);
+  if (started) return true;
+  m->startp = p;
+  return m_spawn(r, m);
+}
+
+int handoff_retake(rt *r, int64_t now) {
+  int insys = 0;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    if (atomic_load(&p->pstatus) != P_SYSCALL) continue;
+    insys++;
+    if (now - atomic_load(&p->syscall_when) < HANDOFF_NS || !has_work(p)) continue;
+    M *m = m_get(r);
+    if (!m) continue; /* at the cap: the VM waits for its blocking call */
+    int expect = P_SYSCALL;
+    if (!atomic_compare_exchange_strong(&p->pstatus, &expect, P_RUNNING)) {
+      m_put(r, m);
+      continue;
+    }
+    atomic_store(&p->m, m);
+    if (!m_run(r, m, p)) { /* no thread: give p back to its blocked M */
+      m_put(r, m);
+      pthread_mutex_lock(&p->hlock);
+      if (!grant_first(p)) atomic_store(&p->pstatus, P_SYSCALL);
+      pthread_mutex_unlock(&p->hlock);
+    }
+  }
+  return insys;
+}

@@ -1,0 +1,82 @@
+/*
+** handoff.h — Ms without Ps: the blocking-call hand-off, the M pool and
+** sysmon's retake (Go: entersyscall / exitsyscall, handoffp, retake,
+** mget / mput, stoplockedm's "wait for that P").
+**
+** A P is held by exactly one M at a time (p->m). p->pstatus:
+**   P_RUNNING  held; the holder runs the scheduler or a goroutine.
+**   P_SYSCALL  the holder is inside handoff_enter..handoff_exit (a blocking
+**              C call) and touches no Lua state of the VM.
+**   P_FREE     nobody holds it (its holder left at stop).
+** Transitions:
+**   holder   RUNNING -> SYSCALL             handoff_enter
+**   holder   SYSCALL -> RUNNING (CAS)       handoff_exit, fast path
+**   sysmon   SYSCALL -> RUNNING (CAS)       handoff_retake: the P goes to an
+**            idle or new pool M, after HANDOFF_NS and only if the P has work
+**   holder   gives the P to the first M of p->hwaiters, under p->hlock, at a
+**            scheduling point (between two goroutine slices: sched_loop)
+**   holder   RUNNING -> FREE under p->hlock when it leaves at stop with no
+**            waiter
+** An M returning from a blocking call whose P was taken appends itself to
+** p->hwaiters, breaks the P's netpoll, and sleeps on its own condition
+** variable until a holder grants it THAT P: the goroutine's C frames live
+** on this M's stack, so no other P will do. No M runs a nested scheduler.
+**
+** Ms: M0 (the process's main thread, which must return from rt_run) never
+** joins the idle pool: when it gives P0 away between slices it waits to get
+** P0 back. Every other M that gives its P away goes idle in r->midle until
+** sysmon hands it a P. At most r->maxm Ms exist (GOLUA_MAXTHREADS, default
+** 256); past the cap a blocking call keeps its P and the VM waits for it.
+**
+** Exit: rt_run waits until every M other than M0 has exited its scheduler
+** or is inside a blocking call (r->nlive == 0); an M that returns from a
+** blocking call after that sleeps for good (Go: goroutines still in a
+** system call when main returns are abandoned), and rt_free then leaves
+** the VMs alone.
+**
+** Thread-locals: the calling thread's M (handoff_current_m) and the P it
+** holds (sched_current_p: NULL inside a blocking call, so a late SIGURG
+** finds nothing to hook).
+*/
+#ifndef GLR_HANDOFF_H
+#define GLR_HANDOFF_H
+
+#include "sched.h"
+
+enum { P_RUNNING = 0, P_SYSCALL = 1, P_FREE = 2 };
+
+#define HANDOFF_NS (20 * NS_PER_US) /* sysmon retakes after this long */
+#define MAXM_DEFAULT 256
+
+/* handoff_init — Ms of rt_new (M0..Mn-1 for P0..Pn-1) and the cap. */
+GLR_INTERNAL void handoff_init(rt *r);
+/* handoff_start — start M1..Mn-1 (M0 is the caller). */
+GLR_INTERNAL void handoff_start(rt *r);
+/* handoff_wait_ms — on M0 after its loop: wait for the other Ms (above). */
+GLR_INTERNAL void handoff_wait_ms(rt *r);
+/* handoff_stop — wake idle Ms so they exit (from rt_stop, any thread). */
+GLR_INTERNAL void handoff_stop(rt *r);
+/* handoff_free — free pool Ms; false if some M is still blocked (then the
+** caller must leave the VMs alone). */
+GLR_INTERNAL bool handoff_free(rt *r);
+
+/* handoff_enter / handoff_exit — bracket a blocking call on the M holding
+** p, inside a goroutine. Nested pairs count; only the outer one acts. */
+GLR_INTERNAL void handoff_enter(P *p);
+GLR_INTERNAL void handoff_exit(P *p);
+/* handoff_give — the holder, between slices, grants p to the first waiter.
+** true: this M holds p again (M0 waited for it); false: it must go idle. */
+GLR_INTERNAL bool handoff_give(P *p);
+/* handoff_release — the holder leaves p at stop (to a waiter, or FREE). */
+GLR_INTERNAL void handoff_release(P *p);
+/* handoff_retake — sysmon: retake Ps stuck in blocking calls; returns the
+** number of Ps in a blocking call. */
+GLR_INTERNAL int handoff_retake(rt *r, int64_t now);
+
+/* handoff_current_m — the calling thread's M (NULL on foreign threads). */
+GLR_INTERNAL M *handoff_current_m(void);
+/* handoff_wakefd — the calling M's eventfd for non-yieldable waits
+** (created on first use), or -1. */
+GLR_INTERNAL int handoff_wakefd(void);
+
+#endif
