@@ -98,17 +98,19 @@ static void paths(lua_State *L, pgrec *r) {
   lua_pop(L, 3);
 }
 
-static int go_spawn(lua_State *L) {
-  const char *target = luaL_checkstring(L, 1);
+/* spawn — go.spawn / go.spawn_on: the target is at index `at`, its
+** arguments follow; pin (or NULL) is the only P allowed to take it */
+static int spawn(lua_State *L, int at, P *pin) {
+  const char *target = luaL_checkstring(L, at);
   const char *colon = strchr(target, ':');
   size_t ml = colon ? (size_t)(colon - target) : strlen(target);
-  luaL_argcheck(L, ml > 0 && (!colon || colon[1]), 1, "want \"module:function\"");
-  int nargs = lua_gettop(L) - 1;
+  luaL_argcheck(L, ml > 0 && (!colon || colon[1]), at, "want \"module:function\"");
+  int nargs = lua_gettop(L) - at;
   lua_pushlstring(L, target, ml);
   const char *mod = lua_tostring(L, -1);
   check_module(L, mod);
   vbuf args = {0};
-  vcopy_encode(L, 2, nargs, &args, "go.spawn"); /* may raise: nothing to free yet */
+  vcopy_encode(L, at + 1, nargs, &args, "go.spawn"); /* may raise: nothing to free yet */
   pgrec *r = calloc(1, sizeof *r);
   if (!r) {
     vbuf_free(&args);
@@ -123,8 +125,26 @@ static int go_spawn(lua_State *L) {
   pgrec **h = lua_newuserdatauv(L, sizeof *h, 0);
   *h = r;
   glr_setclass(L, &PHANDLE_KEY);
-  sched_spawn_portable(vm_p(L), &r->q);
+  if (pin) sched_spawn_pinned(pin, &r->q);
+  else sched_spawn_portable(vm_p(L), &r->q);
   return 1;
+}
+
+static int go_spawn(lua_State *L) { return spawn(L, 1, NULL); }
+
+/* go.procid() — the P (0-based) whose VM runs the caller */
+static int go_procid(lua_State *L) {
+  lua_pushinteger(L, vm_p(L)->id);
+  return 1;
+}
+
+/* go.spawn_on(p, "mod:fn", ...) — as go.spawn, started by P p (0-based)
+** and never stolen: per-core servers and shards */
+static int go_spawn_on(lua_State *L) {
+  rt *r = vm_p(L)->rt;
+  lua_Integer p = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, p >= 0 && p < r->nprocs, 1, "no such P");
+  return spawn(L, 2, r->ps[p]);
 }
 
 /* ---------- running, in the taking P's VM ---------- */
@@ -330,5 +350,9 @@ void glr_open_spawn(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &DRIVER_KEY);
   lua_pushcfunction(L, go_spawn);
   lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, go_spawn_on);
+  lua_setfield(L, -2, "spawn_on");
+  lua_pushcfunction(L, go_procid);
+  lua_setfield(L, -2, "procid");
   vm_p(L)->rt->start_portable = start_portable;
 }

@@ -317,7 +317,8 @@ static bool has_work(P *p) {
   return atomic_load(&p->nhwaiters) || atomic_load(&p->inbox_n) ||
          atomic_load(&p->runq_pub) > 0 || atomic_load(&p->npollwait) > 0 ||
          atomic_load(&p->next_timer_pub) != DEADLINE_NONE ||
-         atomic_load(&p->pq.n) || atomic_load(&p->shutdown_req) ||
+         atomic_load(&p->pq.n) || atomic_load(&p->pinq.n) ||
+         atomic_load(&p->shutdown_req) ||
          atomic_load(&p->dump_req) ||
          (p->id == 0 && atomic_load(&r->signal_pending));
 }

@@ -456,7 +456,8 @@ static void block_in_netpoll(P *p) {
   atomic_store(&p->sleeping, true);
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
-      !atomic_load(&p->nhwaiters) && !portable_pending(r)) {
+      !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
+      !portable_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
@@ -478,6 +479,12 @@ void sched_spawn_portable(P *p, portable *w) {
       return;
     }
   }
+}
+
+void sched_spawn_pinned(P *target, portable *w) {
+  atomic_fetch_add(&target->rt->n_progress, 1);
+  pgq_put(&target->pinq, w);
+  if (atomic_load(&target->sleeping)) netpoll_break(target);
 }
 
 void sched_portable_started(rt *r) { atomic_fetch_sub(&r->n_progress, 1); }
@@ -502,7 +509,8 @@ static portable *steal(P *p) {
 static bool take_portable(P *p) {
   rt *r = p->rt;
   if (!r->start_portable) return false;
-  portable *w = pgq_get(&p->pq);
+  portable *w = pgq_get(&p->pinq);
+  if (!w) w = pgq_get(&p->pq);
   if (!w) w = pgq_get(&r->global);
   if (!w) w = steal(p);
   if (!w) return false;
@@ -680,6 +688,7 @@ static P *p_new(rt *r, int id) {
   p->rt = r;
   runq_init(&p->q);
   pgq_init(&p->pq);
+  pgq_init(&p->pinq);
   p->rnd = (uint32_t)(id * 2654435761u + 1);
   timerheap_init(&p->timers);
   pthread_mutex_init(&p->inbox_lock, NULL);
@@ -743,6 +752,7 @@ static void p_free(P *p, bool close_vm) {
   }
   netpoll_free(p);
   pgq_free(&p->pq);
+  pgq_free(&p->pinq);
   runq_free(&p->q);
   pthread_mutex_destroy(&p->inbox_lock);
   free(p->scratch);

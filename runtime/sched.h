@@ -147,6 +147,7 @@ struct P {
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
   pgq pq;                 /* portable goroutines queued here (any thread) */
+  pgq pinq;               /* portable goroutines for this P only: never stolen */
   uint32_t rnd;           /* owner M only: steal order */
   pstats st;              /* owner M only */
   /* preemption (preempt.c) */
@@ -291,6 +292,8 @@ GLR_INTERNAL void sched_install_signals(rt *r);
 /* sched_spawn_portable — queue w on p (the spawner's P) and wake a
 ** sleeping P to steal it; counts as progress until started. Any thread. */
 GLR_INTERNAL void sched_spawn_portable(P *p, portable *w);
+/* sched_spawn_pinned — queue w for target only (go.spawn_on); any thread */
+GLR_INTERNAL void sched_spawn_pinned(P *target, portable *w);
 /* sched_portable_started — the record became a G (undo its progress) */
 GLR_INTERNAL void sched_portable_started(rt *r);
 /* sched_loop — run p on the calling M (which holds it) until the runtime

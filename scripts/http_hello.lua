@@ -1,13 +1,20 @@
--- http_hello.lua: minimal HTTP/1.1 "Hello, World!" server with keep-alive.
---   goluarun scripts/http_hello.lua [port | host:port]     (default 8080)
+-- http_hello.lua: minimal HTTP/1.1 "Hello, World!" server with keep-alive,
+-- served from every P (every core).
+--   goluarun [-p N] scripts/http_hello.lua [port | host:port] [acceptor | every]
+-- (default 8080, acceptor). The file is both the script and the handler
+-- module: net.serve(addr, "http_hello") makes every P load it as a module
+-- and call its handle(conn). "acceptor" accepts on one P and lets idle Ps
+-- steal the connections; "every" accepts on every P (SO_REUSEPORT). GET
+-- /debug/procs tells how many connections each P has served.
 -- Prints "listening on ADDR" once listening. HTTP/1.1 connections stay
 -- open unless the request says "Connection: close"; HTTP/1.0 ones close
 -- unless it says "Connection: keep-alive". A malformed request gets a
 -- 400 and the connection is closed.
 local net = require "net"
+local go = require "go"
 
-local spec = arg and arg[1] or "8080"
-local addr = spec:find(":") and spec or (":" .. spec)
+local modname, modpath = ...
+local AS_MODULE = modname == "http_hello" and type(modpath) == "string"
 
 local BODY = "Hello, World!\n"
 local IDLE_TIMEOUT = 60
@@ -59,7 +66,19 @@ local function has_token(value, token)
   return false
 end
 
+local procs = go.shared("http_hello.procs")
+
+-- /debug/procs: connections served per P, one "P<n> <count>" line each
+local function procs_report()
+  local lines = {}
+  for p = 0, go.nprocs() - 1 do
+    lines[#lines + 1] = ("P%d %d\n"):format(p, procs:get("P" .. p) or 0)
+  end
+  return table.concat(lines)
+end
+
 local function handle(conn)
+  procs:incr("P" .. go.procid(), 1, 0)
   conn:settimeout(IDLE_TIMEOUT)
   while true do
     local method, err_or_target, minor, headers = read_request(conn)
@@ -88,12 +107,25 @@ local function handle(conn)
     else
       close = has_token(headers["connection"], "close")
     end
-    local ok = respond(conn, "200 OK", BODY, close, method == "HEAD")
+    local body = err_or_target == "/debug/procs" and procs_report() or BODY
+    local ok = respond(conn, "200 OK", body, close, method == "HEAD")
     if not ok or close then break end
   end
   conn:close()
 end
 
-local ln = assert(net.serve(addr, handle))
+if AS_MODULE then return { handle = handle } end
+
+local spec = arg and arg[1] or "8080"
+local addr = spec:find(":") and spec or (":" .. spec)
+local mode = arg and arg[2] or "acceptor"
+if mode ~= "acceptor" and mode ~= "every" then
+  io.stderr:write("http_hello: mode must be 'acceptor' or 'every'\n")
+  os.exit(2)
+end
+-- this file's directory first on the path, so every P finds "http_hello"
+local dir = (arg and arg[0] or ""):match("^(.*/)") or "./"
+package.path = dir .. "?.lua;" .. package.path
+local ln = assert(net.serve(addr, "http_hello", { accept = mode }))
 io.stdout:write("listening on ", ln:addr(), "\n")
 io.stdout:flush()

@@ -32,4 +32,42 @@ function M.run(spec, conn, path, cpath)
   handler(spec, path, cpath)(c)
 end
 
+-- accept_loop: accept on ln until it closes; each conn in a local goroutine
+function M.accept_loop(ln, f)
+  local go = require "go"
+  local function serve_one(c)
+    local conn <close> = c
+    f(conn)
+  end
+  while true do
+    local c, e = ln:accept()
+    if c then go(serve_one, c)
+    elseif e == "closed" then return
+    elseif e ~= "timeout" then go.sleep(0.01) end -- EMFILE and the like
+  end
+end
+
+-- acceptor: net.serve(addr, spec, {accept = "every"}) on one more P: a
+-- listener of this P's own on the same address (SO_REUSEPORT)
+function M.acceptor(addr, spec, path, cpath, backlog)
+  local net = require "net"
+  local f = handler(spec, path, cpath)
+  local ln = assert(net.listen(addr, { reuseport = true, backlog = backlog }))
+  M.accept_loop(ln, f)
+end
+
+-- every: the caller's side of accept = "every": start an acceptor on every
+-- other P, then accept on ln (already listening with SO_REUSEPORT) here
+function M.every(ln, spec, path, cpath, backlog)
+  local go = require "go"
+  local addr = ln:addr()
+  for p = 0, go.nprocs() - 1 do
+    if p ~= go.procid() then
+      go.spawn_on(p, "goluarun.serve:acceptor", addr, spec, path, cpath, backlog)
+    end
+  end
+  local f = handler(spec, path, cpath)
+  go(M.accept_loop, ln, f)
+end
+
 return M
