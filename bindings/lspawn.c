@@ -132,11 +132,6 @@ static int spawn(lua_State *L, int at, P *pin) {
 
 static int go_spawn(lua_State *L) { return spawn(L, 1, NULL); }
 
-/* go.procid() — the P (0-based) whose VM runs the caller */
-static int go_procid(lua_State *L) {
-  lua_pushinteger(L, vm_p(L)->id);
-  return 1;
-}
 
 /* go.spawn_on(p, "mod:fn", ...) — as go.spawn, started by P p (0-based)
 ** and never stolen: per-core servers and shards */
@@ -352,7 +347,6 @@ void glr_open_spawn(lua_State *L) {
   lua_setfield(L, -2, "spawn");
   lua_pushcfunction(L, go_spawn_on);
   lua_setfield(L, -2, "spawn_on");
-  lua_pushcfunction(L, go_procid);
-  lua_setfield(L, -2, "procid");
+
   vm_p(L)->rt->start_portable = start_portable;
 }

@@ -88,3 +88,55 @@ describe("net.serve with a module handler", function()
     assert.truthy(r.stdout:find("P1", 1, true), r.stdout)
   end)
 end)
+
+describe("go.spawn_on", function()
+  it("starts the goroutine on the P asked for, also when that P is busy elsewhere", function()
+    local r = H.run([[
+      local hs = {}
+      for i = 1, 20 do hs[i] = go.spawn_on(i % 2, "support.serve_work:where") end
+      local ok, on = true, {}
+      for i = 1, 20 do
+        local done, p = go.wait(hs[i], 10)
+        ok = ok and done and p == i % 2
+      end
+      print(ok and "pinned" or "moved")
+    ]], {}, { flags = { "-p", "2" }, timeout = 20 })
+    assert.are.equal(0, r.status, r.stderr)
+    assert.matches("pinned", r.stdout)
+  end)
+
+  it("rejects a P that does not exist and a bad target", function()
+    assert.has_error(function() go.spawn_on(go.nprocs(), "support.serve_work:where") end)
+    assert.has_error(function() go.spawn_on(-1, "support.serve_work:where") end)
+    assert.has_error(function() go.spawn_on(0, "no.such.module:f") end)
+    assert.has_error(function() go.spawn_on(0, function() end) end)
+  end)
+end)
+
+describe("net.serve with accept = 'every'", function()
+  it("accepts on every P (SO_REUSEPORT) and serves from each", function()
+    local r = H.run([[
+      local net = require "net"
+      local ln = assert(net.serve("127.0.0.1:0", "support.serve_work:who", { accept = "every" }))
+      local seen, n = {}, 0
+      for i = 1, 400 do
+        local c = assert(net.dial(ln:addr(), 5))
+        c:settimeout(5)
+        local l = assert(c:read("l"))
+        c:close()
+        if not seen[l] then seen[l] = true; n = n + 1 end
+        if n == 2 then break end
+      end
+      print("procs", n)
+      os.exit(0)
+    ]], {}, { flags = { "-p", "2" }, timeout = 20 })
+    assert.are.equal(0, r.status, r.stderr)
+    assert.matches("procs\t2", r.stdout)
+  end)
+
+  it("a bad handler still raises at once", function()
+    assert.has_error(function()
+      net.serve("127.0.0.1:0", "no.such.module", { accept = "every" })
+    end, "net.serve: module 'no.such.module' not found")
+  end)
+end)
