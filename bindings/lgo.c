@@ -659,7 +659,9 @@ static int go_stats(lua_State *L) {
   lua_setfield(L, -2, "procs");
   set_int(L, "goroutines", gs);
   set_int(L, "runnable", rq);
-  set_int(L, "threads", r->nprocs);
+  pthread_mutex_lock(&r->mlock);
+  set_int(L, "threads", r->nm); /* Ms, counting pool threads for hand-offs */
+  pthread_mutex_unlock(&r->mlock);
   set_int(L, "netpoll_waiters", pw);
   set_int(L, "spawned", sum[0]);
   set_int(L, "coroutines_created", sum[1]);

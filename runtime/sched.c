@@ -593,14 +593,19 @@ static void schedtrace(rt *r, int64_t now) {
     off += (size_t)snprintf(q + off, sizeof q - off, "%s%d", i ? " " : "",
                             atomic_load(&p->runq_pub));
   }
+  pthread_mutex_lock(&r->mlock);
+  int nm = r->nm;
+  pthread_mutex_unlock(&r->mlock);
   pthread_mutex_lock(&r->dump_lock);
   fprintf(stderr,
           "SCHED %lldms: procs=%d idleprocs=%d threads=%d goroutines=%ld "
-          "progress=%lld runqueue=[%s] spawned=%llu created=%llu preemptions=%llu\n",
+          "progress=%lld runqueue=[%s] spawned=%llu created=%llu preemptions=%llu "
+          "handoffs=%llu\n",
           (long long)((now - r->start_ns) / NS_PER_MS), r->nprocs,
-          atomic_load(&r->npidle), r->nprocs + 1, gs,
+          atomic_load(&r->npidle), nm, gs,
           (long long)atomic_load(&r->n_progress), q, (unsigned long long)sum[0],
-          (unsigned long long)sum[1], (unsigned long long)sum[3]);
+          (unsigned long long)sum[1], (unsigned long long)sum[3],
+          (unsigned long long)sum[4]);
   pthread_mutex_unlock(&r->dump_lock);
 }
 
