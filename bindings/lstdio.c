@@ -40,6 +40,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <locale.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -63,7 +64,7 @@ extern char **environ;
 #define BUSY_MSG "file in use by another goroutine"
 #define ANCHOR_MT "goluarun.stdio.job"
 #define IO_INPUT "_IO_input"
-#define MAXARGLINE 250   /* as liolib: it + 4 upvalues fit in a closure */
+#define MAXARGLINE 250   /* as liolib; + 4 upvalues fit in a closure */
 #define MAXNUM 200       /* liolib's L_MAXLENNUM */
 #define CHUNK 8192       /* read-all chunk */
 #define SHELL "/bin/sh"
@@ -90,7 +91,7 @@ typedef struct sjob {
   /* VM thread only */
   luaL_Stream *stream;   /* the file being read (kept alive by the stack) */
   lua_CFunction closef;  /* the stream's closef while marked busy */
-  int first, iter, fast;
+  int first, iter;
 } sjob;
 
 static int busy_close(lua_State *L);
@@ -169,17 +170,17 @@ static int can_park(lua_State *L) { return glr_self(L) && glr_canblock(L); }
 
 /* run_inline — the job on the VM's thread; a slow one under blocking_enter */
 static void run_inline(lua_State *L, sjob *j) {
-  int bracket = !j->fast && glr_self(L);
+  int bracket = glr_self(L) != NULL;
   if (bracket) glr_blocking_enter(L);
   j->w.run(&j->w);
   if (bracket) glr_blocking_exit(L);
 }
 
 /* job_start — 1 if j went to a worker (the caller parks), 0 if it ran
-** inline (fast path, cannot park, or no worker could be started) */
+** inline (cannot park, or no worker could be started) */
 static int job_start(lua_State *L, sjob *j) {
   busy_mark(j);
-  if (!j->fast && can_park(L)) {
+  if (can_park(L)) {
     atomic_store(&j->state, J_RUNNING);
     if (workpool_submit(&j->w) == 0) return 1;
     atomic_store(&j->state, J_IDLE);
@@ -211,11 +212,54 @@ static int res_grow(sjob *j, rres *r, size_t *cap, size_t need) {
   return 1;
 }
 
+/* Never wait for the world while holding the FILE's lock: fflush(NULL)
+** (io.popen, exit) locks every stream, so a worker blocked in read() under
+** it would stall them until data came. With glibc we can see whether stdio
+** still has bytes buffered; if not, we poll() for input with the lock
+** released, then let stdio read() what is already there. Elsewhere we read
+** under the lock, as stdio does. */
+#ifdef __GLIBC__
+#define IN_BACKUP 0x100 /* libio's _IO_IN_BACKUP: reading ungetc'd bytes */
+static size_t buffered(FILE *f) { return (size_t)(f->_IO_read_end - f->_IO_read_ptr); }
+static int no_wait(FILE *f) {
+  return buffered(f) > 0 || (f->_flags & (IN_BACKUP | _IO_EOF_SEEN | _IO_ERR_SEEN));
+}
+static int has_newline(FILE *f, size_t n) { return memchr(f->_IO_read_ptr, '\n', n) != NULL; }
+#else
+static int has_newline(FILE *f, size_t n) { (void)f, (void)n; return 0; }
+static size_t buffered(FILE *f) { (void)f; return 0; }
+static int no_wait(FILE *f) { (void)f; return 1; }
+#endif
+
+/* getc_wait — getc_unlocked of a locked f, waiting for input unlocked */
+static int getc_wait(FILE *f) {
+  if (!no_wait(f)) {
+    struct pollfd pfd = {fileno(f), POLLIN, 0};
+    funlockfile(f);
+    while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
+    }
+    flockfile(f);
+  }
+  return getc_unlocked(f);
+}
+
+/* read_some — 1..max bytes of a locked f (0 at EOF or error): what stdio
+** has buffered, else one wait and one read */
+static size_t read_some(FILE *f, char *dst, size_t max) {
+  size_t n = buffered(f);
+  if (n == 0 && no_wait(f)) return fread_unlocked(dst, 1, max, f); /* not glibc */
+  if (n > 0) return fread_unlocked(dst, 1, n < max ? n : max, f);
+  int c = getc_wait(f);
+  if (c == EOF) return 0;
+  dst[0] = (char)c;
+  return 1;
+}
+
 static int read_line(sjob *j, rres *r, int chop) {
   size_t cap = 0;
   int c;
   flockfile(j->f);
-  while ((c = getc_unlocked(j->f)) != EOF && c != '\n') {
+  while ((c = getc_wait(j->f)) != EOF && c != '\n') {
     if (!res_grow(j, r, &cap, r->len + 1)) break;
     r->buf[r->len++] = (char)c;
   }
@@ -224,27 +268,39 @@ static int read_line(sjob *j, rres *r, int chop) {
   return c == '\n' || r->len > 0;
 }
 
-static void read_all(sjob *j, rres *r) {
-  size_t cap = 0, nr;
-  do {
-    if (!res_grow(j, r, &cap, r->len + CHUNK)) return;
-    nr = fread(r->buf + r->len, 1, CHUNK, j->f);
+/* read_upto — up to n bytes into r (grown as needed) until EOF or error */
+static void read_upto(sjob *j, rres *r, size_t *cap, size_t n) {
+  flockfile(j->f);
+  while (r->len < n) {
+    size_t want = n - r->len < CHUNK ? n - r->len : CHUNK;
+    if (!res_grow(j, r, cap, r->len + want)) break;
+    size_t nr = read_some(j->f, r->buf + r->len, want);
     r->len += nr;
-  } while (nr == CHUNK);
+    if (nr == 0) break;
+  }
+  funlockfile(j->f);
 }
 
-/* read_chars — one fread of n bytes into a buffer of n, as liolib (so a
-** count too large to allocate fails the same way: "not enough memory") */
+static void read_all(sjob *j, rres *r) {
+  size_t cap = 0;
+  read_upto(j, r, &cap, SIZE_MAX);
+}
+
+/* read_chars — n bytes into a buffer of n allocated at once, as liolib (so
+** a count too large to allocate fails the same way: "not enough memory") */
 static int read_chars(sjob *j, rres *r, size_t n) {
+  size_t cap = n;
   r->buf = malloc(n);
   if (!r->buf) return j->oom = 1, 0;
-  r->len = fread(r->buf, 1, n, j->f);
+  read_upto(j, r, &cap, n);
   return r->len > 0;
 }
 
 static int test_eof(FILE *f) {
-  int c = getc(f);
+  flockfile(f);
+  int c = getc_wait(f);
   ungetc(c, f); /* no-op when c == EOF */
+  funlockfile(f);
   return c != EOF;
 }
 
@@ -257,7 +313,7 @@ static int num_next(numrd *r) {
     return 0;
   }
   r->buf[r->n++] = (char)r->c;
-  r->c = getc_unlocked(r->f);
+  r->c = getc_wait(r->f);
   return 1;
 }
 
@@ -274,7 +330,7 @@ static int num_digits(numrd *r, int hex) {
 static void num_scan(numrd *r, char decp) {
   int count = 0, hex = 0;
   const char dp[2] = {decp, '.'};
-  do r->c = getc_unlocked(r->f);
+  do r->c = getc_wait(r->f);
   while (isspace(r->c));
   num_test2(r, "-+");
   if (num_test2(r, "00")) {
@@ -342,11 +398,6 @@ static luaL_Stream *tostream(lua_State *L) {
   return p;
 }
 
-static int is_fast(FILE *f) {
-  struct stat st;
-  return fstat(fileno(f), &st) == 0 && (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode));
-}
-
 static int parse_one(lua_State *L, int idx, rfmt *f) {
   if (lua_type(L, idx) == LUA_TNUMBER) {
     int isint;
@@ -364,6 +415,49 @@ static int parse_one(lua_State *L, int idx, rfmt *f) {
   case 'a': f->kind = F_ALL; return 1;
   default: f->kind = F_BAD; return 0;
   }
+}
+
+/* buffered_enough — whether stdio already holds what a single format
+** (or none: "l") asks for, so that stock code would make no system call.
+** Peeked under ftrylockfile (another VM may be reading the same stdin). */
+static int buffered_enough(lua_State *L, FILE *f, int first, int nargs) {
+  rfmt fm = {F_LINE, 0};
+  if (nargs > 1 || (nargs == 1 && !parse_one(L, first, &fm))) return 0;
+  if (fm.kind != F_LINE && fm.kind != F_LINEKEEP && (fm.kind != F_COUNT || !fm.count))
+    return 0;
+  if (ftrylockfile(f) != 0) return 0;
+  size_t n = buffered(f);
+  int ok = fm.kind == F_COUNT ? n >= fm.count : n > 0 && has_newline(f, n);
+  funlockfile(f);
+  return ok;
+}
+
+static const char kind_key = 'k'; /* registry: file -> is it regular (weak) */
+
+/* is_regular — a regular file or block device (reads never wait for the
+** world); cached per file object, an fd's type does not change */
+static int is_regular(lua_State *L, int fidx, FILE *f) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &kind_key);
+  lua_pushvalue(L, fidx);
+  if (lua_rawget(L, -2) == LUA_TNIL) {
+    struct stat st;
+    lua_pushvalue(L, fidx);
+    lua_pushboolean(L, fstat(fileno(f), &st) == 0 &&
+                           (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)));
+    lua_rawset(L, -4);
+    lua_pop(L, 2);
+    return is_regular(L, fidx, f);
+  }
+  int r = lua_toboolean(L, -1);
+  lua_pop(L, 2);
+  return r;
+}
+
+/* quick — stock liolib may run this read on the VM's thread: the file at
+** fidx is regular, or the answer is already buffered */
+static int quick(lua_State *L, int fidx, FILE *f, int first, int nargs) {
+  if (is_regular(L, fidx, f)) return 1;
+  return buffered_enough(L, f, first, nargs);
 }
 
 /* parse_formats — stops at the first bad one: stock raises only when a read
@@ -452,7 +546,6 @@ static int read_start(lua_State *L, luaL_Stream *p, int first, int nargs, int it
   j->stream = p;
   j->first = first;
   j->iter = iter;
-  j->fast = is_fast(p->f);
   j->decp = lua_getlocaledecpoint();
   j->w.run = read_run;
   parse_formats(L, j, nargs);
@@ -460,23 +553,39 @@ static int read_start(lua_State *L, luaL_Stream *p, int first, int nargs, int it
   return read_k(L, LUA_OK, ai);
 }
 
-/* file:read(...) */
-static int st_fread(lua_State *L) {
-  luaL_Stream *p = tostream(L);
-  return read_start(L, p, 2, lua_gettop(L) - 1, 0);
+/* the stock C function kept in upvalue i, called in place (same frame, so
+** same error messages) */
+static int call_stock(lua_State *L, int i) {
+  return lua_tocfunction(L, lua_upvalueindex(i))(L);
 }
 
-/* io.read(...): the default input, pushed on top as liolib does */
+/* file:read(...); upvalue 1: the stock one */
+static int st_fread(lua_State *L) {
+  luaL_Stream *p = tostream(L);
+  int n = lua_gettop(L) - 1;
+  if (p->closef != busy_close && quick(L, 1, p->f, 2, n)) return call_stock(L, 1);
+  return read_start(L, p, 2, n, 0);
+}
+
+/* io.read(...): the default input, pushed on top as liolib does;
+** upvalue 1: the stock one */
 static int st_ioread(lua_State *L) {
   lua_getfield(L, LUA_REGISTRYINDEX, IO_INPUT);
   luaL_Stream *p = lua_touserdata(L, -1);
   if (p->closef == NULL) return luaL_error(L, "default input file is closed");
-  return read_start(L, p, 1, lua_gettop(L) - 1, 0);
+  int n = lua_gettop(L) - 1;
+  if (p->closef != busy_close && quick(L, lua_gettop(L), p->f, 1, n)) {
+    lua_pop(L, 1);
+    return call_stock(L, 1);
+  }
+  return read_start(L, p, 1, n, 0);
 }
 
 /* ---------- lines ---------- */
 
-/* the iterator; upvalues: file, n, toclose, formats... (liolib's layout) */
+/* the iterator; upvalues: file, n, toclose, formats... (liolib's layout,
+** so that the stock iterator can run in its place) and then the stock
+** iterator's C function */
 static int st_readline(lua_State *L) {
   luaL_Stream *p = lua_touserdata(L, lua_upvalueindex(1));
   int n = (int)lua_tointeger(L, lua_upvalueindex(2));
@@ -484,23 +593,30 @@ static int st_readline(lua_State *L) {
   lua_settop(L, 1);
   luaL_checkstack(L, n, "too many arguments");
   for (int i = 1; i <= n; i++) lua_pushvalue(L, lua_upvalueindex(3 + i));
+  if (p->closef != busy_close && quick(L, lua_upvalueindex(1), p->f, 2, n)) {
+    lua_settop(L, 1);
+    return call_stock(L, 4 + n);
+  }
   return read_start(L, p, 2, n, 1);
 }
 
-/* make_lines — liolib's aux_lines: the file at 1, formats above it */
-static void make_lines(lua_State *L, int toclose) {
+/* make_lines — liolib's aux_lines: the file at 1, formats above it; the
+** stock iterator (upvalue `stock` of the caller) goes last */
+static void make_lines(lua_State *L, int toclose, int stock) {
   int n = lua_gettop(L) - 1;
   luaL_argcheck(L, n <= MAXARGLINE, MAXARGLINE + 2, "too many arguments");
   lua_pushvalue(L, 1);
   lua_pushinteger(L, n);
   lua_pushboolean(L, toclose);
   lua_rotate(L, 2, 3);
-  lua_pushcclosure(L, st_readline, 3 + n);
+  lua_pushvalue(L, lua_upvalueindex(stock));
+  lua_pushcclosure(L, st_readline, 4 + n);
 }
 
+/* file:lines(...); upvalue 1: the stock iterator */
 static int st_flines(lua_State *L) {
   tostream(L);
-  make_lines(L, 0);
+  make_lines(L, 0, 1);
   return 1;
 }
 
@@ -516,7 +632,7 @@ static void open_check(lua_State *L, const char *name) {
   lua_pop(L, 2);
 }
 
-/* io.lines([name, ...]); upvalue 1: the stock io.open */
+/* io.lines([name, ...]); upvalues: the stock io.open, the stock iterator */
 static int st_iolines(lua_State *L) {
   int toclose = 0;
   if (lua_isnone(L, 1)) lua_pushnil(L);
@@ -529,7 +645,7 @@ static int st_iolines(lua_State *L) {
     lua_replace(L, 1);
     toclose = 1;
   }
-  make_lines(L, toclose);
+  make_lines(L, toclose, 2);
   if (!toclose) return 1;
   lua_pushnil(L);
   lua_pushnil(L);
@@ -675,16 +791,37 @@ static void set_closure(lua_State *L, const char *name, lua_CFunction fn, const 
   lua_setfield(L, -2, name);
 }
 
+/* push_stock_iter — liolib's io_readline, from a lines iterator over stdin
+** (nothing is read) */
+static void push_stock_iter(lua_State *L) {
+  luaL_getmetatable(L, LUA_FILEHANDLE);
+  lua_getfield(L, -1, "__index");
+  lua_getfield(L, -1, "lines");
+  lua_getfield(L, LUA_REGISTRYINDEX, IO_INPUT);
+  lua_call(L, 1, 1);
+  lua_pushcfunction(L, lua_tocfunction(L, -1));
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+}
+
 void glr_open_stdio(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &kind_key);
   luaL_newmetatable(L, ANCHOR_MT);
   lua_pushcfunction(L, anchor_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   lua_getfield(L, -1, LUA_IOLIBNAME);
-  lua_pushcfunction(L, st_ioread);
-  lua_setfield(L, -2, "read");
-  set_closure(L, "lines", st_iolines, "open");
+  set_closure(L, "read", st_ioread, "read");
+  lua_getfield(L, -1, "open");
+  push_stock_iter(L);
+  lua_pushcclosure(L, st_iolines, 2);
+  lua_setfield(L, -2, "lines");
   set_closure(L, "popen", st_popen, "popen");
   lua_getfield(L, -2, LUA_OSLIBNAME);
   lua_pushcfunction(L, st_execute);
@@ -693,9 +830,9 @@ void glr_open_stdio(lua_State *L) {
   luaL_getmetatable(L, LUA_FILEHANDLE);
   set_closure(L, "__gc", st_gc, "__gc");
   lua_getfield(L, -1, "__index");
-  lua_pushcfunction(L, st_fread);
-  lua_setfield(L, -2, "read");
-  lua_pushcfunction(L, st_flines);
+  set_closure(L, "read", st_fread, "read");
+  push_stock_iter(L);
+  lua_pushcclosure(L, st_flines, 1);
   lua_setfield(L, -2, "lines");
   lua_pop(L, 2);
 }
