@@ -33,8 +33,13 @@
 ** (write, seek, flush, setvbuf) are not guarded: stdio's own lock makes them
 ** safe, but they wait for the worker's read, blocking the VM meanwhile.
 **
-** Regular files (and block devices) are read inline on the VM's thread: no
-** hand-off per line (fstat per call; see docs/API.md "Files and processes").
+** Fast path: a read that cannot wait for the world runs the stock C function
+** in place, on the VM's thread: regular files and block devices (fstat once
+** per file object, cached in a weak table), and a single "l"/"L"/count whose
+** answer stdio already holds. A hand-off per line cost ~35 us against ~0.1
+** for stock on a 20k-line file; now 0.2 us (regular) and ~1 us (pipe).
+** Workers never wait for input holding the FILE lock (getc_wait), since
+** fflush(NULL) in io.popen and exit locks every stream.
 ** popen files closed by __gc are pclosed by a detached job (nobody waits).
 */
 #include <ctype.h>
