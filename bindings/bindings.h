@@ -19,6 +19,9 @@ GLR_INTERNAL int luaopen_go(lua_State *L);
 GLR_INTERNAL int luaopen_net(lua_State *L);
 /* glr_open_coroutine — replaces the coroutine library (see lcoro.c). */
 GLR_INTERNAL int glr_open_coroutine(lua_State *L);
+/* glr_open_stdio — replaces io.read, io.lines, file:read, file:lines,
+** os.execute and popen's close with versions that park (see lstdio.c). */
+GLR_INTERNAL void glr_open_stdio(lua_State *L);
 /* net_conn_push — push a conn userdata owning fd. */
 GLR_INTERNAL void net_conn_push(lua_State *L, int fd, int kind);
 /* net.lookup and name resolution on the worker pool (lookup.c) */

@@ -137,6 +137,7 @@ static void open_vm(lua_State *L, P *p, void *ud) {
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   }
   luaL_openlibs(L);
+  glr_open_stdio(L);
   if (c->warn) lua_warning(L, "@on", 0);
   /* replace the standard coroutine library (already in package.loaded) */
   glr_open_coroutine(L);
