@@ -19,7 +19,7 @@
 
 #include "common.h"
 
-#define WORKPOOL_MAX 4
+#define WORKPOOL_MAX 64 /* threads start lazily; a silent stdin holds one */
 
 typedef struct workjob workjob;
 struct workjob {

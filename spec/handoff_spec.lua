@@ -25,6 +25,15 @@ local function ticker()
   return t
 end
 
+-- under ThreadSanitizer (GOLUA_TSAN): TSan delivers SIGURG only at its own
+-- interception points, never inside a pure Lua loop, so preemption cannot
+-- be tested; and an exit from a thread other than main leaves sysmon
+-- unjoined, which TSan reports as a thread leak
+local TSAN = os.getenv("GOLUA_TSAN") ~= nil
+local function it_notsan(name, fn)
+  if TSAN then pending(name .. " (not under TSan)") else it(name, fn) end
+end
+
 local function handoffs_here()
   local _, p = timerfd.whoami()
   return go.stats().procs[p + 1].handoffs
@@ -78,7 +87,7 @@ describe("blocking-call hand-off", function()
     assert.are.equal("0", r.stdout:match("handoffs\t(%d+)"), r.stdout)
   end)
 
-  it("preemption still works on a goroutine that came back from a hand-off", function()
+  it_notsan("preemption still works on a goroutine that came back from a hand-off", function()
     local r = H.run([[
       local tu = require "testutil"
       local stop, ticks = false, 0
@@ -94,7 +103,7 @@ describe("blocking-call hand-off", function()
     assert.matches("ok\t20", r.stdout)
   end)
 
-  it("a goroutine blocked in C is not a deadlock, and os.exit does not wait for it", function()
+  it_notsan("a goroutine blocked in C is not a deadlock, and os.exit does not wait for it", function()
     local r = H.run([[
       local tu = require "testutil"
       go(function() tu.block_sleep(60) end)
