@@ -661,7 +661,8 @@ static int st_iolines(lua_State *L) {
 /* ---------- processes ---------- */
 
 /* spawn_sh — /bin/sh -c cmd with an empty signal mask (workers block all)
-** and SIGPIPE back to default (the runtime ignores it); no change to this
+** and SIGPIPE back to default (belt and braces: exec resets the runtime's
+** no-op SIGPIPE handler anyway); no change to this
 ** process's dispositions, unlike system() */
 static int spawn_sh(const char *cmd, pid_t *pid) {
   posix_spawnattr_t at;

@@ -124,11 +124,9 @@ static void *m_thread(void *arg) {
   M *m = arg;
   rt *r = m->rt;
   current_m = m;
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &set, NULL); /* M0 takes the shutdown signals */
+  /* no signal is blocked here: the handlers only set flags and break P0's
+  ** netpoll, safe on any thread, and children started from this thread
+  ** (io.popen) inherit its mask */
   P *p = m->startp;
   m->startp = NULL;
   while (p) {

@@ -359,6 +359,8 @@ static void on_signal(int sig) {
   errno = saved;
 }
 
+static void on_sigpipe(int sig) { (void)sig; }
+
 void sched_install_signals(rt *r) {
   signal_rt = r;
   struct sigaction sa;
@@ -371,8 +373,11 @@ void sched_install_signals(rt *r) {
   sa.sa_handler = on_sigquit;
   sigaction(SIGQUIT, &sa, NULL);
   preempt_init(r);
-  sa.sa_handler = SIG_IGN;
-  sa.sa_flags = 0;
+  /* a handler, not SIG_IGN: writes to a closed pipe still fail with EPIPE,
+  ** but exec resets handlers, so children (io.popen, os.execute) start
+  ** with the default SIGPIPE as they would from a shell (Go does the same) */
+  sa.sa_handler = on_sigpipe;
+  sa.sa_flags = SA_RESTART;
   sigaction(SIGPIPE, &sa, NULL);
 }
 
