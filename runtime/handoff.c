@@ -367,8 +367,9 @@ int handoff_retake(rt *r, int64_t now) {
   for (int i = 0; i < r->nprocs; i++) {
     P *p = r->ps[i];
     if (atomic_load(&p->pstatus) != P_SYSCALL) continue;
+    if (!has_work(p)) continue; /* nothing waits for it: back off */
     insys++;
-    if (now - atomic_load(&p->syscall_when) < HANDOFF_NS || !has_work(p)) continue;
+    if (now - atomic_load(&p->syscall_when) < HANDOFF_NS) continue;
     M *m = m_get(r);
     if (!m) continue; /* at the cap: the VM waits for its blocking call */
     int expect = P_SYSCALL;

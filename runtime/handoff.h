@@ -69,8 +69,9 @@ GLR_INTERNAL void handoff_exit(P *p);
 GLR_INTERNAL bool handoff_give(P *p);
 /* handoff_release — the holder leaves p at stop (to a waiter, or FREE). */
 GLR_INTERNAL void handoff_release(P *p);
-/* handoff_retake — sysmon: retake Ps stuck in blocking calls; returns the
-** number of Ps in a blocking call. */
+/* handoff_retake — sysmon: retake Ps stuck in blocking calls; returns how
+** many Ps in a blocking call have work (sysmon then keeps a short period;
+** work that arrives for the others is seen at its next, longer round). */
 GLR_INTERNAL int handoff_retake(rt *r, int64_t now);
 
 /* handoff_current_m — the calling thread's M (NULL on foreign threads). */
