@@ -204,15 +204,17 @@ static const char driver_src[] =
 static void start_portable(P *p, portable *q) {
   pgrec *r = (pgrec *)q;
   lua_State *L = p->L;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &DRIVER_KEY);
+  lua_pushlightuserdata(L, r);
+  go_start(L, lua_gettop(L) - 1, 1, 0);
+  lua_pop(L, 3);
+  /* only now: the G counts as progress, so the record may stop counting
+  ** (a goroutine that sees procid and parks must not make n_progress 0) */
   sched_portable_started(p->rt);
   pthread_mutex_lock(&r->lock);
   r->state = PG_RUNNING;
   r->procid = p->id;
   pthread_mutex_unlock(&r->lock);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &DRIVER_KEY);
-  lua_pushlightuserdata(L, r);
-  go_start(L, lua_gettop(L) - 1, 1, 0);
-  lua_pop(L, 3);
 }
 
 /* ---------- go.wait on a portable handle ---------- */
