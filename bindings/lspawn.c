@@ -156,6 +156,7 @@ static int l_prepare(lua_State *L) {
   lua_createtable(L, 0, 1);
   int t = lua_gettop(L);
   int n = vcopy_decode(L, &r->args);
+  vbuf_free(&r->args); /* decoded once: drop its shared channel refs now */
   for (int i = n; i >= 1; i--) lua_rawseti(L, t, i);
   lua_pushinteger(L, n);
   lua_setfield(L, t, "n");
