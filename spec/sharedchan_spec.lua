@@ -283,13 +283,18 @@ describe("go.sharedchan", function()
 
   it("4 producers x 10,000 ints to 4 consumers across 4 Ps: exact totals (subprocess, -p 4)", function()
     local out = child(4, [[
-      local ch = go.sharedchan(64)
+      local ch, gate = go.sharedchan(64), go.sharedchan()
       local N, P = 10000, 4
-      local cons, prods = {}, {}
+      local cons, prods, ps = {}, {}, {}
+      -- each gated producer keeps its P busy, so the next lands on another
+      -- P: producers 1-3 run on P 1, 2, 3 (P 0 runs main, which yields)
+      for i = 1, P - 1 do
+        prods[i] = go.spawn(W .. ":gated_produce", gate, ch, (i - 1) * N + 1, N)
+        ps[#ps + 1] = start(prods[i])
+      end
+      prods[P] = go.spawn(W .. ":produce", ch, (P - 1) * N + 1, N)
       for i = 1, P do cons[i] = go.spawn(W .. ":consume", ch) end
-      for i = 1, P do prods[i] = go.spawn(W .. ":produce", ch, (i - 1) * N + 1, N) end
-      local ps = {}
-      for i = 1, P do ps[start(cons[i])] = true; ps[start(prods[i])] = true end
+      gate:close()
       for i = 1, P do assert(go.wait(prods[i], 60)) end
       ch:close()
       local sum, n = 0, 0
@@ -298,11 +303,11 @@ describe("go.sharedchan", function()
         assert(ok, s)
         sum, n = sum + s, n + k
       end
-      local np = 0; for _ in pairs(ps) do np = np + 1 end
-      print(n, sum, np >= 2)
+      table.sort(ps)
+      print(n, sum, table.concat(ps, ","))
     ]], 120)
     local n = 4 * 10000
-    assert.are.equal(string.format("%d\t%d\ttrue\n", n, n * (n + 1) // 2), out)
+    assert.are.equal(string.format("%d\t%d\t1,2,3\n", n, n * (n + 1) // 2), out)
   end)
 
   describe("lifetime", function()

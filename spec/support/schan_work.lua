@@ -11,6 +11,13 @@ function M.pong(ping, pong, n)
   return go.procid()
 end
 
+-- keeps its P busy (runnable: the P takes no other portable work) until
+-- `gate` is closed, then produces
+function M.gated_produce(gate, ch, first, n)
+  while go.select({ { gate, "recv" } }, 0) == nil do go.yield() end
+  return M.produce(ch, first, n)
+end
+
 function M.produce(ch, first, n)
   for i = first, first + n - 1 do ch:send(i) end
   return go.procid()
