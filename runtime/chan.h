@@ -4,8 +4,7 @@
 **
 ** Invariants:
 **  - A local channel belongs to one VM and is touched only by the M holding
-**    that VM's P (owner M only): no locks. (Shared channels, in the
-**    all-cores release, wrap this core in a mutex.)
+**    that VM's P (owner M only): no locks. (Shared channels: schan.h.)
 **  - count <= cap; receivers wait only while count == 0 and no sender
 **    waits; senders wait only while count == cap and no receiver waits.
 **  - Buffered values are delivered FIFO; waiters are served FIFO.
