@@ -6,7 +6,10 @@
 ** handle on its own stack while it runs and stores its results (or error)
 ** in it when it ends. Channel values live in the channel's uservalue table
 ** under uint64 keys; the C core (runtime/chan.c) moves only the keys.
-** Everything here runs on the M holding the VM's P.
+** go.select also takes shared channels (lschan.c): such a select locks its
+** shared channels (address order) for its try pass and enqueue, waits with
+** its own timer, and every claim of its selstate is a CAS (other threads
+** may claim it). Everything here runs on the M holding the VM's P.
 */
 #include <math.h>
 #include <stdio.h>
@@ -17,13 +20,14 @@
 
 #include "../runtime/chan.h"
 #include "../runtime/pd.h"
+#include "../runtime/schan.h"
 #include "../runtime/sched.h"
 #include "bindings.h"
 #include "goluarun.h"
 
 #define HANDLE_MT "goluarun.g"
 #define CHAN_MT "goluarun.chan"
-static const char HANDLE_KEY = 'h', CHAN_KEY = 'c';
+static const char HANDLE_KEY = 'h', CHAN_KEY = 'c', SELFRAME_KEY = 'f';
 
 enum { H_RUNNING = 0, H_OK, H_ERR };
 
@@ -210,7 +214,8 @@ static int go_wait(lua_State *L) {
   need_park(L, "go.wait");
   lua_settop(L, 1);
   g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
-  g->gsel = (selstate){false, -1};
+  atomic_store(&g->gsel.done, false);
+  g->gsel.fired = -1;
   g->sg.sel = &g->gsel;
   chan_enqueue(&h->waiters, &g->sg);
   if (timeout > 0) {
@@ -451,21 +456,27 @@ static int ch_tostring(lua_State *L) {
 /* ---------- select ---------- */
 
 typedef struct selcase {
-  lchan *c;
+  lchan *c;   /* a local channel, or */
+  schan *sc;  /* a shared one */
   int cidx;   /* stack index of the channel (in the cases' scratch area) */
   bool isrecv;
   uint64_t key; /* send value key, once stored */
 } selcase;
 
-/* parse cases into sc[]; pushes each channel on the stack (for indices) */
+/* parse cases into sc[]; pushes each channel on the stack (for indices);
+** returns how many are shared */
 static int parse_cases(lua_State *L, selcase *sc, int n) {
+  int nshared = 0;
   for (int i = 0; i < n; i++) {
     if (lua_rawgeti(L, 1, i + 1) != LUA_TTABLE)
       return luaL_error(L, "go.select: case %d is not a table", i + 1);
     int t = lua_gettop(L);
     lua_rawgeti(L, t, 1);
     sc[i].c = glr_testclass(L, -1, &CHAN_KEY);
-    if (!sc[i].c) return luaL_error(L, "go.select: case %d has no channel", i + 1);
+    sc[i].sc = sc[i].c ? NULL : lschan_test(L, -1);
+    if (!sc[i].c && !sc[i].sc)
+      return luaL_error(L, "go.select: case %d has no channel", i + 1);
+    nshared += sc[i].sc != NULL;
     lua_rawgeti(L, t, 2);
     const char *op = lua_tostring(L, -1);
     if (!op || (strcmp(op, "recv") != 0 && strcmp(op, "send") != 0))
@@ -476,7 +487,7 @@ static int parse_cases(lua_State *L, selcase *sc, int n) {
     sc[i].cidx = t;
     sc[i].key = 0;
   }
-  return 0;
+  return nshared;
 }
 
 static int select_fire(lua_State *L, selcase *sc, int i, bool ok, uint64_t key) {
@@ -543,6 +554,207 @@ static int select_k(lua_State *L, int status, lua_KContext n_) {
   return select_fire(L, sc, fired, sgs[fired].ok, sgs[fired].elem);
 }
 
+/* ---------- select with shared channels ---------- */
+
+/* selframe — a select that has shared cases: its own timer (claims by
+** CAS, like every claimer), the selstate, and one swaiter per case (used
+** by the shared ones). A userdata on the selecting goroutine's stack; its
+** __gc unlinks waiters and frees values still held (VM closed at exit). */
+typedef struct selframe {
+  timer t; /* first member */
+  selstate sel;
+  G *g;
+  int n, nlocks;
+  schan **locks; /* n slots, after w[] */
+  swaiter w[];
+} selframe;
+
+/* selres — the case that fired in a try pass, and whom to wake */
+typedef struct selres {
+  int i;
+  bool ok;
+  uint64_t key;  /* local recv */
+  void *val;     /* shared recv */
+  sudog *lw;     /* local counterpart to wake */
+  swaiter *sw;   /* shared counterpart to wake */
+} selres;
+
+static int selframe_gc(lua_State *L) {
+  selframe *f = lua_touserdata(L, 1);
+  for (int i = 0; i < f->n; i++) {
+    schan_dequeue(&f->w[i]);
+    lschan_drop(f->w[i].val);
+    f->w[i].val = NULL;
+  }
+  return 0;
+}
+
+static void selframe_timeout(timer *t, void *arg) {
+  (void)arg;
+  selframe *f = (selframe *)t;
+  if (!selstate_claim(&f->sel)) return; /* a channel won: it wakes g */
+  f->sel.fired = -1;
+  sched_ready(f->g->tag.p, f->g, true);
+}
+
+static selframe *new_selframe(lua_State *L, int n) {
+  size_t sz = sizeof(selframe) + (size_t)n * (sizeof(swaiter) + sizeof(schan *));
+  selframe *f = lua_newuserdatauv(L, sz, 0);
+  memset(f, 0, sz);
+  f->n = n;
+  f->locks = (schan **)(void *)(f->w + n);
+  timer_init(&f->t, selframe_timeout, NULL);
+  atomic_init(&f->sel.done, false);
+  f->sel.fired = -1;
+  glr_setclass(L, &SELFRAME_KEY);
+  return f;
+}
+
+/* send values: shared ones encoded (may raise; the frame owns them), local
+** ones stored under keys (dropped by drop_unsent) */
+static void prepare_sends(lua_State *L, selcase *sc, selframe *f, int n) {
+  for (int i = 0; i < n; i++) {
+    if (sc[i].isrecv) continue;
+    lua_rawgeti(L, 1, i + 1);
+    lua_rawgeti(L, -1, 3);
+    if (sc[i].sc) f->w[i].val = lschan_encode(L, lua_gettop(L), "go.select");
+    else sc[i].key = store_value(L, sc[i].cidx, sc[i].c, lua_gettop(L));
+    lua_pop(L, 2);
+  }
+}
+
+/* free every send value not delivered (keep: the case whose send fired) */
+static void drop_unsent(lua_State *L, selcase *sc, selframe *f, int n, int keep) {
+  for (int i = 0; i < n; i++) {
+    if (sc[i].isrecv || i == keep) continue;
+    if (sc[i].sc) {
+      lschan_drop(f->w[i].val);
+      f->w[i].val = NULL;
+    } else {
+      drop_value(L, sc[i].cidx, sc[i].key);
+    }
+  }
+}
+
+/* try_case — with the shared channels locked; no Lua calls */
+static bool try_case(selcase *c, selframe *f, int i, selres *r) {
+  *r = (selres){.i = i};
+  int x;
+  if (c->sc && c->isrecv) return schan_recv_locked(c->sc, &r->val, &r->ok, &r->sw) == CHAN_OK;
+  if (c->isrecv) return chan_tryrecv(&c->c->c, &r->key, &r->ok, &r->lw) == CHAN_OK;
+  if (c->sc) x = schan_send_locked(c->sc, f->w[i].val, &r->sw);
+  else x = chan_trysend(&c->c->c, c->key, &r->lw);
+  if (x == CHAN_WOULDBLOCK) return false;
+  r->ok = x == CHAN_OK;
+  if (r->ok && c->sc) f->w[i].val = NULL; /* delivered */
+  return true;
+}
+
+static bool try_locked(selcase *sc, selframe *f, int n, selres *r) {
+  uint32_t start = rnd() % (uint32_t)n;
+  for (int j = 0; j < n; j++)
+    if (try_case(&sc[(start + (uint32_t)j) % (uint32_t)n], f,
+                 (int)((start + (uint32_t)j) % (uint32_t)n), r))
+      return true;
+  return false;
+}
+
+static void enqueue_locked(G *g, selcase *sc, sudog *sgs, selframe *f, int n) {
+  f->g = g;
+  for (int i = 0; i < n; i++) {
+    if (sc[i].sc) {
+      swaiter *w = &f->w[i];
+      w->g = g;
+      w->sel = &f->sel;
+      w->caseidx = i;
+      w->isrecv = sc[i].isrecv;
+      schan_enqueue_locked(sc[i].sc, w);
+    } else {
+      sgs[i] = (sudog){.g = g, .elem = sc[i].key, .isrecv = sc[i].isrecv,
+                       .caseidx = i, .sel = &f->sel};
+      chan_enqueue(&sc[i].c->c, &sgs[i]);
+    }
+  }
+}
+
+/* results of the fired case r (r->i < 0: timeout); frees what is left */
+static int shared_result(lua_State *L, selcase *sc, selframe *f, int n, selres *r) {
+  int i = r->i;
+  drop_unsent(L, sc, f, n, i >= 0 && !sc[i].isrecv && r->ok ? i : -1);
+  if (i < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  if (!sc[i].sc) return select_fire(L, sc, i, r->ok, r->key);
+  if (!sc[i].isrecv) {
+    if (!r->ok) return luaL_error(L, "send on closed channel");
+    lua_pushinteger(L, i + 1);
+    return 1;
+  }
+  lua_pushinteger(L, i + 1);
+  if (r->ok) lschan_push_value(L, r->val);
+  else lua_pushnil(L);
+  lua_pushboolean(L, r->ok);
+  return 3;
+}
+
+/* stack as in select_k, plus the selframe at n + 5 */
+static int select_shared_k(lua_State *L, int status, lua_KContext n_) {
+  (void)status;
+  int n = (int)n_;
+  selcase *sc = lua_touserdata(L, 3);
+  sudog *sgs = lua_touserdata(L, 4);
+  selframe *f = lua_touserdata(L, n + 5);
+  timer_disarm(&vm_p(L)->timers, &f->t);
+  for (int i = 0; i < n; i++) {
+    if (sc[i].sc) schan_dequeue(&f->w[i]);
+    else chan_dequeue(&sgs[i]);
+  }
+  selres r = {.i = f->sel.fired};
+  if (r.i >= 0 && sc[r.i].sc) {
+    swaiter *w = &f->w[r.i];
+    lschan_settle(w);
+    r.ok = w->ok;
+    if (w->isrecv) {
+      r.val = w->val;
+      w->val = NULL;
+    }
+  } else if (r.i >= 0) {
+    r.ok = sgs[r.i].ok;
+    r.key = sgs[r.i].elem;
+  }
+  return shared_result(L, sc, f, n, &r);
+}
+
+static int select_shared(lua_State *L, selcase *sc, sudog *sgs, int n, double timeout) {
+  selframe *f = new_selframe(L, n);
+  prepare_sends(L, sc, f, n);
+  G *g = vm_p(L)->curg;
+  bool park = timeout != 0 && sched_can_park(L);
+  for (int i = 0; i < n; i++)
+    if (sc[i].sc) f->locks[f->nlocks++] = sc[i].sc;
+  selres r;
+  schan_lock_many(f->locks, f->nlocks);
+  bool fired = try_locked(sc, f, n, &r);
+  if (!fired && park) enqueue_locked(g, sc, sgs, f, n);
+  schan_unlock_many(f->locks, f->nlocks);
+  if (fired) {
+    if (r.lw) ready_woken(L, r.lw);
+    if (r.sw) lschan_wake(r.sw);
+    return shared_result(L, sc, f, n, &r);
+  }
+  if (!park) {
+    r.i = -1;
+    if (timeout == 0) return shared_result(L, sc, f, n, &r);
+    drop_unsent(L, sc, f, n, -1);
+    return glr_cannot_block_error(L, "go.select");
+  }
+  if (timeout > 0) timer_arm(&vm_p(L)->timers, &f->t, deadline_from_seconds(timeout));
+  return sched_park(L, NULL, NULL, "select", timeout > 0 ? PARK_WORLD : PARK_SYNC, n,
+                    select_shared_k);
+}
+
 static int go_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
@@ -551,7 +763,7 @@ static int go_select(lua_State *L) {
   luaL_checkstack(L, n + 8, "too many select cases");
   selcase *sc = lua_newuserdatauv(L, sizeof(selcase) * (size_t)(n ? n : 1), 0);
   sudog *sgs = lua_newuserdatauv(L, sizeof(sudog) * (size_t)(n ? n : 1), 0);
-  parse_cases(L, sc, n);
+  if (parse_cases(L, sc, n) > 0) return select_shared(L, sc, sgs, n, timeout);
   int nret = 0;
   if (select_try(L, sc, n, &nret) >= 0) return nret;
   if (timeout == 0) {
@@ -561,7 +773,8 @@ static int go_select(lua_State *L) {
   }
   G *g = cur_g(L, "go.select");
   need_park(L, "go.select");
-  g->gsel = (selstate){false, -1};
+  atomic_store(&g->gsel.done, false);
+  g->gsel.fired = -1;
   for (int i = 0; i < n; i++) {
     if (!sc[i].isrecv) {
       lua_rawgeti(L, 1, i + 1);
@@ -671,6 +884,7 @@ static int go_stats(lua_State *L) {
   size_t alloc, inuse;
   pd_cache_stats(&alloc, &inuse);
   set_int(L, "polldescs", (lua_Integer)inuse);
+  set_int(L, "sharedchans", schan_live());
   return 1;
 }
 
@@ -719,9 +933,13 @@ int luaopen_go(lua_State *L) {
       {"__gc", ch_gc}, {"__tostring", ch_tostring}, {"__len", ch_len}, {NULL, NULL}};
   glr_defclass(L, &HANDLE_KEY, HANDLE_MT, handle_methods, handle_meta);
   glr_defclass(L, &CHAN_KEY, CHAN_MT, chan_methods, chan_meta);
-  lua_pop(L, 2);
+  glr_newclass(L, &SELFRAME_KEY, "goluarun.selframe");
+  lua_pushcfunction(L, selframe_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 3);
   luaL_newlib(L, go_funcs);
   glr_open_shared(L);
+  glr_open_sharedchan(L);
   glr_open_spawn(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);

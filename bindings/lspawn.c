@@ -8,8 +8,9 @@
 ** go.wait (in any VM) are woken with glr_ready.
 **
 ** Invariants: rec->lock guards state, result and waiters; the record is
-** reference counted (the handle, the running goroutine) and freed by the
-** last release. A waiter lives in a userdata on its goroutine's stack and is
+** reference counted (the handle; the running goroutine, through a prun userdata
+** on its stack, so a goroutine still blocked when its VM closes releases it
+** too) and freed by the last release. A waiter lives in a userdata on its goroutine's stack and is
 ** claimed exactly once (finish or timeout) through an atomic flag.
 */
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #define PHANDLE_MT "goluarun.portable"
 static const char PHANDLE_KEY = 'p';
 static const char DRIVER_KEY = 'd';
+static const char PRUN_KEY = 'r';
 
 enum { PG_QUEUED = 0, PG_RUNNING, PG_OK, PG_ERR };
 
@@ -61,6 +63,20 @@ static void rec_release(pgrec *r) {
   vbuf_free(&r->result);
   pthread_mutex_destroy(&r->lock);
   free(r);
+}
+
+/* prun — the running goroutine's ref on its record: a userdata on its
+** stack, released by finish or, if the goroutine never finishes (still
+** blocked when the VM is closed at exit), by __gc */
+typedef struct prun {
+  pgrec *r; /* NULL once released */
+} prun;
+
+static int prun_gc(lua_State *L) {
+  prun *run = lua_touserdata(L, 1);
+  if (run->r) rec_release(run->r);
+  run->r = NULL;
+  return 0;
 }
 
 static char *dupstr(const char *s) {
@@ -146,7 +162,7 @@ static int go_spawn_on(lua_State *L) {
 
 /* prepare(rec) -> fn, args: the module loaded with the spawner's paths */
 static int l_prepare(lua_State *L) {
-  pgrec *r = lua_touserdata(L, 1);
+  pgrec *r = ((prun *)lua_touserdata(L, 1))->r;
   lua_getglobal(L, "package");
   int pkg = lua_gettop(L);
   lua_getfield(L, pkg, "path");
@@ -171,6 +187,7 @@ static int l_prepare(lua_State *L) {
   lua_createtable(L, 0, 1);
   int t = lua_gettop(L);
   int n = vcopy_decode(L, &r->args);
+  vbuf_free(&r->args); /* decoded once: drop its shared channel refs now */
   for (int i = n; i >= 1; i--) lua_rawseti(L, t, i);
   lua_pushinteger(L, n);
   lua_setfield(L, t, "n");
@@ -188,7 +205,8 @@ static void wake_waiters(pgrec *r) {
 /* finish(rec, ok, ...) — copy [ok, results...] back and wake the waiters;
 ** raises (before touching the record) if a result cannot be copied */
 static int l_finish(lua_State *L) {
-  pgrec *r = lua_touserdata(L, 1);
+  prun *run = lua_touserdata(L, 1);
+  pgrec *r = run->r;
   int ok = lua_toboolean(L, 2);
   vbuf b = {0};
   vcopy_encode(L, 2, lua_gettop(L) - 1, &b, "go.spawn result");
@@ -197,6 +215,7 @@ static int l_finish(lua_State *L) {
   r->state = ok ? PG_OK : PG_ERR;
   wake_waiters(r);
   pthread_mutex_unlock(&r->lock);
+  run->r = NULL;
   rec_release(r);
   return 0;
 }
@@ -219,15 +238,19 @@ static const char driver_src[] =
 static void start_portable(P *p, portable *q) {
   pgrec *r = (pgrec *)q;
   lua_State *L = p->L;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &DRIVER_KEY);
+  prun *run = lua_newuserdatauv(L, sizeof *run, 0);
+  run->r = r;
+  glr_setclass(L, &PRUN_KEY);
+  go_start(L, lua_gettop(L) - 1, 1, 0);
+  lua_pop(L, 3);
+  /* only now: the G counts as progress, so the record may stop counting
+  ** (a goroutine that sees procid and parks must not make n_progress 0) */
   sched_portable_started(p->rt);
   pthread_mutex_lock(&r->lock);
   r->state = PG_RUNNING;
   r->procid = p->id;
   pthread_mutex_unlock(&r->lock);
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &DRIVER_KEY);
-  lua_pushlightuserdata(L, r);
-  go_start(L, lua_gettop(L) - 1, 1, 0);
-  lua_pop(L, 3);
 }
 
 /* ---------- go.wait on a portable handle ---------- */
@@ -336,7 +359,10 @@ void glr_open_spawn(lua_State *L) {
   static const luaL_Reg methods[] = {{"procid", ph_procid}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", ph_gc}, {"__tostring", ph_tostring}, {NULL, NULL}};
   glr_defclass(L, &PHANDLE_KEY, PHANDLE_MT, methods, meta);
-  lua_pop(L, 1);
+  glr_newclass(L, &PRUN_KEY, "goluarun.portablerun");
+  lua_pushcfunction(L, prun_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 2);
   if (luaL_loadbuffer(L, driver_src, sizeof driver_src - 1, "=go.spawn") != LUA_OK)
     lua_error(L);
   lua_pushcfunction(L, l_prepare);

@@ -1,5 +1,6 @@
 /* vcopy.c — see vcopy.h. Format: a count, then tagged values; a table is
-** its pair count then key, value pairs. */
+** its pair count then key, value pairs; a shared channel its schan pointer
+** (the buffer holds a ref on it). */
 #include "vcopy.h"
 
 #include <stdint.h>
@@ -8,15 +9,56 @@
 
 #include <lauxlib.h>
 
+#include "../runtime/schan.h"
 #include "bindings.h"
 
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB, T_CONN };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB, T_CONN, T_SCHAN };
 #define MAX_DEPTH 100
 
+typedef struct reader {
+  const char *p, *end;
+} reader;
+
+static void get(reader *r, void *dst, size_t n) {
+  memcpy(dst, r->p, n);
+  r->p += n;
+}
+
+static size_t get_size(reader *r) {
+  size_t n;
+  get(r, &n, sizeof n);
+  return n;
+}
+
+/* skip — steps over one value, calling fn on each shared channel in it */
+static void skip(reader *r, void (*fn)(schan *)) {
+  unsigned char t = (unsigned char)*r->p++;
+  switch (t) {
+    case T_NIL: case T_FALSE: case T_TRUE: return;
+    case T_INT: r->p += sizeof(lua_Integer); return;
+    case T_FLT: r->p += sizeof(lua_Number); return;
+    case T_STR: r->p += get_size(r); return;
+    case T_CONN: r->p += 2 * sizeof(int); r->p += get_size(r); return;
+    case T_SCHAN: { schan *c; get(r, &c, sizeof c); fn(c); return; }
+    default: { /* T_TAB */
+      size_t n = get_size(r);
+      for (size_t i = 0; i < 2 * n; i++) skip(r, fn);
+    }
+  }
+}
+
+static void walk_chans(const vbuf *b, void (*fn)(schan *)) {
+  reader r = {b->p, b->p + b->len};
+  size_t n = get_size(&r);
+  for (size_t i = 0; i < n; i++) skip(&r, fn);
+}
+
 void vbuf_free(vbuf *b) {
+  if (b->refs) walk_chans(b, schan_release);
   free(b->p);
   b->p = NULL;
   b->len = b->cap = 0;
+  b->refs = false;
 }
 
 static void put(lua_State *L, vbuf *b, const void *src, size_t n) {
@@ -47,7 +89,8 @@ typedef struct enc {
   const char *what;
   int seen;       /* stack index: tables already encoded */
   bool commit;    /* conns: move them (second pass) or only check */
-  bool saw_conn;
+  bool saw_conn, saw_schan;
+  int flags;      /* VC_* */
 } enc;
 
 static void encode(lua_State *L, int idx, enc *e, int depth);
@@ -110,13 +153,28 @@ static void encode_conn(lua_State *L, int idx, enc *e) {
   e->saw_conn = true;
 }
 
+/* userdata: a shared channel, or a conn that moves; false if neither */
+static bool encode_udata(lua_State *L, int idx, enc *e) {
+  schan *c = lschan_test(L, idx);
+  if (c) {
+    put_tag(L, e->b, T_SCHAN);
+    put(L, e->b, &c, sizeof c);
+    e->saw_schan = true;
+    return true;
+  }
+  if (!net_conn_is(L, idx)) return false;
+  if (e->flags & VC_NOCONN) {
+    vbuf_free(e->b);
+    luaL_error(L, "%s: connections cannot be sent on a shared channel", e->what);
+  }
+  encode_conn(L, idx, e);
+  return true;
+}
+
 static void encode(lua_State *L, int idx, enc *e, int depth) {
   vbuf *b = e->b;
   const char *what = e->what;
-  if (lua_type(L, idx) == LUA_TUSERDATA && net_conn_is(L, idx)) {
-    encode_conn(L, idx, e);
-    return;
-  }
+  if (lua_type(L, idx) == LUA_TUSERDATA && encode_udata(L, idx, e)) return;
   switch (lua_type(L, idx)) {
     case LUA_TNIL: put_tag(L, b, T_NIL); return;
     case LUA_TBOOLEAN: put_tag(L, b, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); return;
@@ -157,28 +215,24 @@ static void encode_all(lua_State *L, int first, int n, enc *e) {
 
 /* Values that contain connections are encoded twice: the first pass only
 ** checks (it may raise with nothing moved), the second moves them. */
+void vcopy_encode_ex(lua_State *L, int first, int n, vbuf *b, const char *what,
+                     int flags) {
+  enc e = {b, what, 0, false, false, false, flags};
+  encode_all(L, first, n, &e);
+  if (e.saw_conn) {
+    vbuf_free(b);
+    e.commit = true;
+    e.saw_schan = false;
+    encode_all(L, first, n, &e);
+  }
+  if (e.saw_schan) { /* the channels are alive: L's values name them */
+    walk_chans(b, schan_retain);
+    b->refs = true;
+  }
+}
+
 void vcopy_encode(lua_State *L, int first, int n, vbuf *b, const char *what) {
-  enc e = {b, what, 0, false, false};
-  encode_all(L, first, n, &e);
-  if (!e.saw_conn) return;
-  vbuf_free(b);
-  e.commit = true;
-  encode_all(L, first, n, &e);
-}
-
-typedef struct reader {
-  const char *p, *end;
-} reader;
-
-static void get(reader *r, void *dst, size_t n) {
-  memcpy(dst, r->p, n);
-  r->p += n;
-}
-
-static size_t get_size(reader *r) {
-  size_t n;
-  get(r, &n, sizeof n);
-  return n;
+  vcopy_encode_ex(L, first, n, b, what, 0);
 }
 
 static void decode(lua_State *L, reader *r) {
@@ -194,6 +248,12 @@ static void decode(lua_State *L, reader *r) {
       size_t n = get_size(r);
       lua_pushlstring(L, r->p, n);
       r->p += n;
+      return;
+    }
+    case T_SCHAN: {
+      schan *c;
+      get(r, &c, sizeof c);
+      lschan_push(L, c);
       return;
     }
     case T_CONN: {

@@ -43,8 +43,7 @@ static sudog *claim(waitq *q) {
   while ((sg = q->first) != NULL) {
     unlink_sg(q, sg);
     if (!sg->sel) return sg;
-    if (sg->sel->done) continue;
-    sg->sel->done = true;
+    if (!selstate_claim(sg->sel)) continue;
     sg->sel->fired = sg->caseidx;
     return sg;
   }

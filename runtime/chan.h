@@ -4,15 +4,17 @@
 **
 ** Invariants:
 **  - A local channel belongs to one VM and is touched only by the M holding
-**    that VM's P (owner M only): no locks. (Shared channels, in the
-**    all-cores release, wrap this core in a mutex.)
+**    that VM's P (owner M only): no locks. (Shared channels: schan.h.)
 **  - count <= cap; receivers wait only while count == 0 and no sender
 **    waits; senders wait only while count == cap and no receiver waits.
 **  - Buffered values are delivered FIFO; waiters are served FIFO.
 **  - A sudog lives in the waiting G's record (or its select frame) and is
 **    linked into at most one wait queue; select sudogs share a selstate, and
 **    the first counterpart that fires one marks it done: siblings are then
-**    skipped and unlinked lazily (Go: selectDone).
+**    skipped and unlinked lazily (Go: selectDone). The mark is an atomic
+**    compare-and-swap because a select may also wait on shared channels
+**    (schan.h), whose counterparts run on other threads and claim the same
+**    selstate; the winner writes `fired` before it wakes the G.
 **  - After close: no value is lost (buffered values still drain), blocked
 **    receivers get ok=false, blocked senders get ok=false (the binding
 **    raises "send on closed channel").
@@ -26,9 +28,15 @@ typedef struct chan chan;
 typedef struct sudog sudog;
 
 typedef struct selstate {
-  bool done;
-  int fired; /* caseidx of the sudog that fired */
+  _Atomic bool done; /* claimed: set once, by compare-and-swap */
+  int fired;         /* caseidx of the sudog that fired (-1: timeout) */
 } selstate;
+
+/* selstate_claim — true for the one caller that marks sel done. */
+static inline bool selstate_claim(selstate *sel) {
+  bool expect = false;
+  return atomic_compare_exchange_strong(&sel->done, &expect, true);
+}
 
 struct sudog {
   void *g;        /* waiting G */

@@ -1,0 +1,303 @@
+/*
+** lschan.c — go.sharedchan: channels usable from every VM (DESIGN.md
+** "Across VMs"), on the core in runtime/schan.c.
+**
+** A handle (metatable goluarun.sharedchan) owns one ref on its channel; a
+** VM has at most one live handle per channel (a weak cache), so a channel
+** that comes back to a VM is the same Lua value. Elements are heap vbufs
+** (bindings/vcopy.c), encoded by the sender in its VM and decoded by the
+** receiver in its own VM: a value handed to a parked receiver waits in its
+** swaiter until the receiver runs again.
+**
+** An swaiter lives in a userdata on the parked goroutine's stack; its __gc
+** unlinks it and frees any value it still holds (a VM closed at exit with
+** goroutines parked). Everything here runs on the M holding the VM's P;
+** the core's lock guards what other threads see.
+**
+** Wake-ups and progress (sched.h): a goroutine parked here is woken by
+** whoever claims its waiter, on any thread: through sched_ready on the same
+** P, else through its P's inbox (sched_ready_remote). It parks PARK_SYNC,
+** which is safe across threads because the waker first adds a progress
+** token (w->token) that the woken goroutine removes when it runs: while the
+** wake-up sits in an inbox, n_progress cannot read 0. So a goroutine blocked
+** for good on a shared channel counts as blocked (exit / deadlock report),
+** as with local channels.
+*/
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../runtime/schan.h"
+#include "../runtime/sched.h"
+#include "bindings.h"
+#include "vcopy.h"
+
+#define SCHAN_MT "goluarun.sharedchan"
+#define WAITER_MT "goluarun.schanwaiter"
+static const char SCHAN_KEY = 's', WAITER_KEY = 'w', CACHE_KEY = 'c';
+
+typedef struct shandle {
+  schan *c; /* one ref; NULL once collected */
+} shandle;
+
+/* ---------- elements ---------- */
+
+void lschan_drop(void *v) {
+  if (!v) return;
+  vbuf_free(v);
+  free(v);
+}
+
+void *lschan_encode(lua_State *L, int idx, const char *what) {
+  vbuf b = {0};
+  vcopy_encode_ex(L, idx, 1, &b, what, VC_NOCONN); /* raises: b freed */
+  vbuf *v = malloc(sizeof *v);
+  if (!v) {
+    vbuf_free(&b);
+    luaL_error(L, "not enough memory");
+  }
+  *v = b;
+  return v;
+}
+
+void lschan_push_value(lua_State *L, void *v) {
+  vcopy_decode(L, v);
+  lschan_drop(v);
+}
+
+/* ---------- handles ---------- */
+
+schan *lschan_test(lua_State *L, int idx) {
+  shandle *h = glr_testclass(L, idx, &SCHAN_KEY);
+  return h ? h->c : NULL;
+}
+
+static schan *check_schan(lua_State *L, int idx) {
+  shandle *h = glr_checkclass(L, idx, &SCHAN_KEY, SCHAN_MT);
+  if (!h->c) luaL_argerror(L, idx, "shared channel already collected");
+  return h->c;
+}
+
+/* push a new handle owning one ref of c (the caller's) and cache it */
+static void push_owning(lua_State *L, schan *c) {
+  shandle *h = lua_newuserdatauv(L, sizeof *h, 0);
+  h->c = NULL;
+  glr_setclass(L, &SCHAN_KEY);
+  h->c = c;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
+  lua_pushvalue(L, -2);
+  lua_rawsetp(L, -2, c);
+  lua_pop(L, 1);
+}
+
+void lschan_push(lua_State *L, schan *c) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
+  if (lua_rawgetp(L, -1, c) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 2);
+  schan_retain(c);
+  push_owning(L, c);
+}
+
+static int go_sharedchan(lua_State *L) {
+  lua_Integer cap = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, cap >= 0 && cap <= (1 << 30), 1, "capacity out of range");
+  schan *c = schan_new((uint32_t)cap, lschan_drop);
+  push_owning(L, c); /* lua_newuserdatauv may raise: c would leak (OOM) */
+  return 1;
+}
+
+static int sc_gc(lua_State *L) {
+  shandle *h = lua_touserdata(L, 1);
+  if (h->c) schan_release(h->c);
+  h->c = NULL;
+  return 0;
+}
+
+/* ---------- waking and waiters ---------- */
+
+void lschan_wake(swaiter *w) {
+  G *g = w->g;
+  P *p = g->tag.p;
+  sched_progress_add(p->rt, 1); /* before the wake-up exists: see header */
+  w->token = true;
+  if (sched_current_p() == p) sched_ready(p, g, true);
+  else sched_ready_remote(g);
+}
+
+void lschan_settle(swaiter *w) {
+  if (!w->token) return;
+  w->token = false;
+  sched_progress_add(((G *)w->g)->tag.p->rt, -1);
+}
+
+static void wake_list(swaiter *w) {
+  while (w) {
+    swaiter *next = w->next; /* w may be gone once woken */
+    lschan_wake(w);
+    w = next;
+  }
+}
+
+static int waiter_gc(lua_State *L) {
+  swaiter *w = lua_touserdata(L, 1);
+  schan_dequeue(w);
+  lschan_drop(w->val);
+  w->val = NULL;
+  return 0;
+}
+
+static swaiter *new_waiter(lua_State *L, bool isrecv) {
+  swaiter *w = lua_newuserdatauv(L, sizeof *w, 0);
+  *w = (swaiter){.g = vm_p(L)->curg, .isrecv = isrecv};
+  glr_setclass(L, &WAITER_KEY);
+  return w;
+}
+
+/* ---------- send / recv / close ---------- */
+
+static int closed_send(lua_State *L) { return luaL_error(L, "send on closed channel"); }
+
+/* the waiter is at the top of the stack */
+static int send_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  swaiter *w = lua_touserdata(L, -1);
+  schan_dequeue(w);
+  lschan_settle(w);
+  if (!w->ok) {
+    lschan_drop(w->val);
+    w->val = NULL;
+    return closed_send(L);
+  }
+  return 0;
+}
+
+/* try once under the lock; on WOULDBLOCK with w, queue w */
+static int send_locked(schan *c, void *v, swaiter *w) {
+  swaiter *woken;
+  schan_lock(c);
+  int r = schan_send_locked(c, v, &woken);
+  if (r == CHAN_WOULDBLOCK && w) schan_enqueue_locked(c, w);
+  schan_unlock(c);
+  if (woken) lschan_wake(woken);
+  return r;
+}
+
+static int sc_send(lua_State *L) {
+  schan *c = check_schan(L, 1);
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  void *v = lschan_encode(L, 2, "shared channel send");
+  int r = send_locked(c, v, NULL);
+  if (r == CHAN_OK) return 0;
+  if (r == CHAN_CLOSED || !sched_can_park(L)) {
+    lschan_drop(v);
+    if (r == CHAN_CLOSED) return closed_send(L);
+    return glr_cannot_block_error(L, "send");
+  }
+  swaiter *w = new_waiter(L, false); /* OOM here would leak v */
+  w->val = v;
+  r = send_locked(c, v, w);
+  if (r == CHAN_OK) {
+    w->val = NULL; /* delivered or buffered; w was not queued */
+    return 0;
+  }
+  if (r == CHAN_CLOSED) return send_k(L, 0, 0); /* w->ok is false */
+  return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, 0, send_k);
+}
+
+static int recv_result(lua_State *L, bool ok, void *v) {
+  if (!ok) {
+    lua_pushnil(L);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  lschan_push_value(L, v);
+  lua_pushboolean(L, 1);
+  return 2;
+}
+
+static int recv_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  swaiter *w = lua_touserdata(L, -1);
+  schan_dequeue(w);
+  lschan_settle(w);
+  void *v = w->val;
+  w->val = NULL;
+  return recv_result(L, w->ok, v);
+}
+
+static int recv_locked(schan *c, void **v, bool *ok, swaiter *w) {
+  swaiter *woken;
+  schan_lock(c);
+  int r = schan_recv_locked(c, v, ok, &woken);
+  if (r == CHAN_WOULDBLOCK && w) schan_enqueue_locked(c, w);
+  schan_unlock(c);
+  if (woken) lschan_wake(woken);
+  return r;
+}
+
+static int sc_recv(lua_State *L) {
+  schan *c = check_schan(L, 1);
+  lua_settop(L, 1);
+  void *v;
+  bool ok;
+  if (recv_locked(c, &v, &ok, NULL) == CHAN_OK) return recv_result(L, ok, v);
+  if (!sched_can_park(L)) return glr_cannot_block_error(L, "recv");
+  swaiter *w = new_waiter(L, true);
+  if (recv_locked(c, &v, &ok, w) == CHAN_OK) return recv_result(L, ok, v);
+  return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
+}
+
+static int sc_close(lua_State *L) {
+  swaiter *woken;
+  if (schan_close(check_schan(L, 1), &woken) == CHAN_CLOSED)
+    return luaL_error(L, "close of closed channel");
+  wake_list(woken);
+  return 0;
+}
+
+static int sc_len(lua_State *L) {
+  lua_pushinteger(L, schan_len(check_schan(L, 1)));
+  return 1;
+}
+
+static int sc_cap(lua_State *L) {
+  lua_pushinteger(L, check_schan(L, 1)->cap);
+  return 1;
+}
+
+static int sc_tostring(lua_State *L) {
+  schan *c = check_schan(L, 1);
+  schan_lock(c);
+  lua_pushfstring(L, "sharedchan (%d/%d%s)", (int)c->count, (int)c->cap,
+                  c->closed ? ", closed" : "");
+  schan_unlock(c);
+  return 1;
+}
+
+void glr_open_sharedchan(lua_State *L) {
+  static const luaL_Reg methods[] = {{"send", sc_send},   {"recv", sc_recv},
+                                     {"close", sc_close}, {"cap", sc_cap},
+                                     {NULL, NULL}};
+  static const luaL_Reg meta[] = {
+      {"__gc", sc_gc}, {"__tostring", sc_tostring}, {"__len", sc_len}, {NULL, NULL}};
+  static const luaL_Reg wmeta[] = {{"__gc", waiter_gc}, {NULL, NULL}};
+  glr_defclass(L, &SCHAN_KEY, SCHAN_MT, methods, meta);
+  glr_newclass(L, &WAITER_KEY, WAITER_MT);
+  luaL_setfuncs(L, wmeta, 0);
+  lua_pop(L, 2);
+  lua_newtable(L); /* cache: schan pointer -> handle, weak values */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
+  lua_pushcfunction(L, go_sharedchan);
+  lua_setfield(L, -2, "sharedchan");
+}
