@@ -174,11 +174,14 @@ static void m_free(M *m) {
   pthread_cond_destroy(&m->cond);
 }
 
-bool handoff_free(rt *r) {
+bool handoff_blocked(rt *r) {
   pthread_mutex_lock(&r->mlock);
-  bool clean = r->nblocked == 0;
+  bool b = r->nblocked > 0;
   pthread_mutex_unlock(&r->mlock);
-  if (!clean) return false; /* a blocked M may still wake: leave it all */
+  return b;
+}
+
+void handoff_free(rt *r) {
   M *m = r->mall;
   while (m) {
     M *n = m->allnext;
@@ -193,7 +196,6 @@ bool handoff_free(rt *r) {
   free(r->ms);
   pthread_mutex_destroy(&r->mlock);
   pthread_cond_destroy(&r->mcond);
-  return true;
 }
 
 /* ---------- enter / exit ---------- */

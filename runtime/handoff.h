@@ -56,9 +56,11 @@ GLR_INTERNAL void handoff_start(rt *r);
 GLR_INTERNAL void handoff_wait_ms(rt *r);
 /* handoff_stop — wake idle Ms so they exit (from rt_stop, any thread). */
 GLR_INTERNAL void handoff_stop(rt *r);
-/* handoff_free — free pool Ms; false if some M is still blocked (then the
-** caller must leave the VMs alone). */
-GLR_INTERNAL bool handoff_free(rt *r);
+/* handoff_blocked — some M is inside a blocking call (it may still touch
+** its VM's memory and the runtime: rt_free must leave them alone). */
+GLR_INTERNAL bool handoff_blocked(rt *r);
+/* handoff_free — free every M (none blocked). */
+GLR_INTERNAL void handoff_free(rt *r);
 
 /* handoff_enter / handoff_exit — bracket a blocking call on the M holding
 ** p, inside a goroutine. Nested pairs count; only the outer one acts. */

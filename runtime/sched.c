@@ -19,6 +19,7 @@
 #include "netpoll.h"
 #include "preempt.h"
 #include "shdict.h"
+#include "workpool.h"
 
 #define GFREE_MAX 4096
 #define FORCED_POLL_NS (10 * NS_PER_MS)
@@ -769,10 +770,27 @@ static void p_free(P *p, bool close_vm) {
   free(p);
 }
 
+static rt *abandoned_rt; /* see rt_free */
+
 void rt_free(rt *r) {
   bool close_vms = atomic_load(&r->close_vms);
   if (signal_rt == r) signal_rt = NULL;
-  if (!handoff_free(r)) return; /* an M is still in a blocking call */
+  bool blocked = handoff_blocked(r);
+  if (blocked || workpool_outstanding() > 0) {
+    /* a worker's job or an M in a blocking call may still touch the
+    ** runtime (wake a goroutine, wait for its P): keep it, reachable, for
+    ** the few instants before the process exits. Close the VMs if asked
+    ** (finalizers run; jobs see their anchors go), unless a blocked C call
+    ** may still use a VM's memory */
+    for (int i = 0; i < r->nprocs && close_vms && !blocked; i++) {
+      timerheap_free(&r->ps[i]->timers);
+      lua_close(r->ps[i]->L);
+      r->ps[i]->L = NULL;
+    }
+    abandoned_rt = r;
+    return;
+  }
+  handoff_free(r);
   for (int i = 0; i < r->nprocs; i++) p_free(r->ps[i], close_vms);
   if (close_vms) shdict_registry_free(); /* no VM can reach a dict now */
   free(r->ps);

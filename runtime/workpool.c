@@ -12,6 +12,10 @@ static struct {
   int threads, idle;    /* guarded by lock */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL, 0, 0};
 
+static atomic_int outstanding; /* submitted jobs whose done() has not returned */
+
+int workpool_outstanding(void) { return atomic_load(&outstanding); }
+
 static workjob *take_locked(void) {
   workjob *j = pool.head;
   if (j) {
@@ -39,6 +43,7 @@ static void *worker_main(void *arg) {
     pthread_mutex_unlock(&pool.lock);
     j->run(j);
     j->done(j); /* j may be freed from here on */
+    atomic_fetch_sub(&outstanding, 1);
     pthread_mutex_lock(&pool.lock);
   }
   return NULL;
@@ -64,6 +69,7 @@ int workpool_submit(workjob *j) {
       pool.head = pool.tail = NULL;
     }
   }
+  if (e == 0) atomic_fetch_add(&outstanding, 1);
   pthread_cond_signal(&pool.cond);
   pthread_mutex_unlock(&pool.lock);
   return -e;

@@ -31,4 +31,9 @@ struct workjob {
 /* workpool_submit — queue j; 0, or -errno if no thread could be started */
 GLR_INTERNAL int workpool_submit(workjob *j);
 
+/* workpool_outstanding — jobs submitted whose done() has not returned yet
+** (rt_free leaves the runtime's memory alone while any may still wake a
+** goroutine) */
+GLR_INTERNAL int workpool_outstanding(void);
+
 #endif
