@@ -23,17 +23,8 @@ SERVER_CPU=${SERVER_CPU:-0}
 WRK_CPU=${WRK_CPU:-1}
 GOLUARUN=${GOLUARUN:-$ROOT/build/goluarun}
 
-PKGS=(wrk nginx libnginx-mod-http-lua curl util-linux)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "http.sh: installing ${missing[*]}" >&2
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source "$ROOT/scripts/bench/lib.sh"
+need_pkgs http.sh wrk nginx libnginx-mod-http-lua curl util-linux
 [ -x "$GOLUARUN" ] || { echo "http.sh: $GOLUARUN not built (scripts/setup.sh)" >&2; exit 1; }
 
 NCPU=$(nproc)
@@ -66,14 +57,6 @@ cpu_ticks() {
   echo "$t"
 }
 
-wait_http() { # URL
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
-    sleep 0.05
-  done
-  echo "http.sh: $1 does not answer" >&2
-  exit 1
-}
 
 # --- goluarun --------------------------------------------------------------
 : > "$TMP/glr.out"
@@ -87,22 +70,14 @@ for _ in $(seq 100); do
 done
 [ -n "${GLR_ADDR:-}" ] || { echo "http.sh: http_server.lua did not start" >&2; cat "$TMP/glr.err" >&2; exit 1; }
 GLR_URL="http://$GLR_ADDR/"
-wait_http "$GLR_URL"
+wait_http http.sh "$GLR_URL"
 GLR_PIDS=("$GLR_PID")
 
 # --- nginx + lua-nginx-module ----------------------------------------------
 # a free port: bind :0 with goluarun and release it
-NGX_PORT=$("$GOLUARUN" -e 'local l = require("net").listen("127.0.0.1:0"); print((l:addr():match(":(%d+)$"))); l:close()')
+NGX_PORT=$(free_port "$GOLUARUN")
 # the modules as Debian enables them (paths relative to the /usr/share/nginx prefix)
-MODS=""
-for conf in /etc/nginx/modules-enabled/*http-ndk*.conf /etc/nginx/modules-enabled/*http-lua*.conf \
-            /usr/share/nginx/modules-available/mod-http-ndk.conf /usr/share/nginx/modules-available/mod-http-lua.conf; do
-  [ -f "$conf" ] || continue
-  so=$(sed -n 's/^[[:space:]]*load_module[[:space:]]*\([^;]*\);.*/\1/p' "$conf")
-  case "$so" in /*) ;; *) so="/usr/share/nginx/$so" ;; esac
-  case "$MODS" in *"$so"*) ;; *) MODS+="load_module $so;"$'\n' ;; esac
-done
-case "$MODS" in *lua*) ;; *) echo "http.sh: ngx_http_lua_module not found" >&2; exit 1 ;; esac
+MODS=$(nginx_lua_modules)
 mkdir -p "$TMP/ngx/logs"
 cat > "$TMP/ngx/nginx.conf" <<EOF
 $MODS
@@ -125,7 +100,7 @@ EOF
   > "$TMP/ngx.out" 2>&1 &
 NGX_PID=$!
 NGX_URL="http://127.0.0.1:$NGX_PORT/"
-wait_http "$NGX_URL"
+wait_http http.sh "$NGX_URL"
 NGX_PIDS=("$NGX_PID" $(pgrep -P "$NGX_PID"))
 [ "$(curl -s "$NGX_URL")" = "Hello, World!" ] || { echo "http.sh: nginx answers wrong" >&2; exit 1; }
 [ "$(curl -s "$GLR_URL")" = "Hello, World!" ] || { echo "http.sh: http_server.lua answers wrong" >&2; exit 1; }

@@ -24,16 +24,8 @@ CPUS=${CPUS:-0,1}
 CLOSE=${CLOSE:-1}
 GOLUARUN=${GOLUARUN:-$ROOT/build/goluarun}
 
-PKGS=(wrk nginx libnginx-mod-http-lua curl util-linux)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "http_scale.sh: installing ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+source "$ROOT/scripts/bench/lib.sh"
+need_pkgs http_scale.sh wrk nginx libnginx-mod-http-lua curl util-linux
 [ -x "$GOLUARUN" ] || { echo "http_scale.sh: $GOLUARUN not built" >&2; exit 1; }
 
 PIN=(taskset -c "$CPUS")
@@ -46,38 +38,19 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  "$GOLUARUN" -e 'local l = require("net").listen("127.0.0.1:0"); print((l:addr():match(":(%d+)$"))); l:close()'
-}
-wait_http() {
-  for _ in $(seq 100); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
-    sleep 0.05
-  done
-  echo "http_scale.sh: $1 does not answer" >&2
-  exit 1
-}
-
 declare -A URL
 start_glr() { # NAME PROCS MODE
-  local port; port=$(free_port)
+  local port; port=$(free_port "$GOLUARUN")
   "${PIN[@]}" "$GOLUARUN" -p "$2" "$ROOT/scripts/http_hello.lua" "127.0.0.1:$port" "$3" \
     > "$TMP/$1.out" 2> "$TMP/$1.err" &
   PIDS+=($!)
   URL[$1]="http://127.0.0.1:$port/"
-  wait_http "${URL[$1]}"
+  wait_http http_scale.sh "${URL[$1]}"
 }
 
-MODS=""
-for conf in /etc/nginx/modules-enabled/*http-ndk*.conf /etc/nginx/modules-enabled/*http-lua*.conf \
-            /usr/share/nginx/modules-available/mod-http-ndk.conf /usr/share/nginx/modules-available/mod-http-lua.conf; do
-  [ -f "$conf" ] || continue
-  so=$(sed -n 's/^[[:space:]]*load_module[[:space:]]*\([^;]*\);.*/\1/p' "$conf")
-  case "$so" in /*) ;; *) so="/usr/share/nginx/$so" ;; esac
-  case "$MODS" in *"$so"*) ;; *) MODS+="load_module $so;"$'\n' ;; esac
-done
+MODS=$(nginx_lua_modules)
 start_nginx() { # NAME WORKERS
-  local port dir=$TMP/$1; port=$(free_port)
+  local port dir=$TMP/$1; port=$(free_port "$GOLUARUN")
   mkdir -p "$dir/logs"
   cat > "$dir/nginx.conf" <<NGX
 $MODS
@@ -99,7 +72,7 @@ NGX
   "${PIN[@]}" nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" > "$dir/out" 2>&1 &
   PIDS+=($!)
   URL[$1]="http://127.0.0.1:$port/"
-  wait_http "${URL[$1]}"
+  wait_http http_scale.sh "${URL[$1]}"
 }
 
 SERVERS=(glr_p1 glr_p2_acceptor glr_p2_every nginx_1 nginx_2)
