@@ -1,10 +1,11 @@
 -- http_hello.lua: minimal HTTP/1.1 "Hello, World!" server with keep-alive,
 -- served from every P (every core).
---   goluarun [-p N] scripts/http_hello.lua [port | host:port] [acceptor | every]
--- (default 8080, acceptor). The file is both the script and the handler
+--   goluarun [-p N] scripts/http_hello.lua [port | host:port] [every | one]
+-- (default 8080, every). The file is both the script and the handler
 -- module: net.serve(addr, "http_hello") makes every P load it as a module
--- and call its handle(conn). "acceptor" accepts on one P and lets idle Ps
--- steal the connections; "every" accepts on every P (SO_REUSEPORT). GET
+-- and call its handle(conn). "every" accepts on every P (SO_REUSEPORT, the
+-- default of net.serve); "one" accepts on one P and lets idle Ps steal the
+-- connections. GET
 -- /debug/procs tells how many connections each P has served.
 -- Prints "listening on ADDR" once listening. HTTP/1.1 connections stay
 -- open unless the request says "Connection: close"; HTTP/1.0 ones close
@@ -118,9 +119,9 @@ if AS_MODULE then return { handle = handle } end
 
 local spec = arg and arg[1] or "8080"
 local addr = spec:find(":") and spec or (":" .. spec)
-local mode = arg and arg[2] or "acceptor"
-if mode ~= "acceptor" and mode ~= "every" then
-  io.stderr:write("http_hello: mode must be 'acceptor' or 'every'\n")
+local mode = arg and arg[2] or "every"
+if mode ~= "one" and mode ~= "every" then
+  io.stderr:write("http_hello: mode must be 'every' or 'one'\n")
   os.exit(2)
 end
 -- this file's directory first on the path, so every P finds "http_hello"

@@ -113,8 +113,8 @@ describe("go.spawn_on", function()
   end)
 end)
 
-describe("net.serve with accept = 'every'", function()
-  it("accepts on every P (SO_REUSEPORT) and serves from each", function()
+describe("net.serve accept designs", function()
+  it("accept = 'every' (the default) accepts on every P (SO_REUSEPORT) and serves from each", function()
     local r = H.run([[
       local net = require "net"
       local ln = assert(net.serve("127.0.0.1:0", "support.serve_work:who", { accept = "every" }))
@@ -134,9 +134,69 @@ describe("net.serve with accept = 'every'", function()
     assert.matches("procs\t2", r.stdout)
   end)
 
-  it("a bad handler still raises at once", function()
+  it("a bad handler or accept value raises at once", function()
     assert.has_error(function()
       net.serve("127.0.0.1:0", "no.such.module", { accept = "every" })
     end, "net.serve: module 'no.such.module' not found")
+    assert.has_error(function()
+      net.serve("127.0.0.1:0", "support.serve_work", { accept = "some" })
+    end, 'net.serve: opts.accept must be "every" or "one"')
+  end)
+
+  it("closing the returned listener stops accepting on every P, and the process ends", function()
+    local r = H.run([[
+      local net = require "net"
+      local ln = assert(net.serve("127.0.0.1:0", "support.serve_work:who"))
+      local addr = ln:addr()
+      local seen = 0
+      for i = 1, 400 do -- until both Ps have answered (their listeners are up)
+        local c = assert(net.dial(addr, 5))
+        c:settimeout(5)
+        seen = seen | (assert(c:read("l")) == "P0" and 1 or 2)
+        c:close()
+        if seen == 3 then break end
+      end
+      ln:close()
+      local refused = 0
+      for i = 1, 50 do -- every listener goes, each within a bounded wait
+        local c = net.dial(addr, 1)
+        if c then c:close() ; go.sleep(0.01) else refused = refused + 1 end
+        if refused == 5 then break end
+      end
+      print("seen", seen, "refused", refused)
+    ]], {}, { flags = { "-p", "2" }, timeout = 20 })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.matches("seen\t3\trefused\t5", r.stdout)
+  end)
+
+  it("accept = 'one': one acceptor, connections stolen by idle Ps", function()
+    local r = H.run([[
+      local net = require "net"
+      local ln = assert(net.serve("127.0.0.1:0", "support.serve_work:who", { accept = "one" }))
+      local per = {}
+      for i = 1, 200 do
+        local k = assert(net.dial(ln:addr(), 5))
+        k:settimeout(5)
+        local l = assert(k:read("l"))
+        per[l] = true
+        k:close()
+      end
+      print(per.P0 and "P0" or "", per.P1 and "P1" or "")
+      ln:close()
+    ]], {}, { timeout = 60, flags = { "-p", "2" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.matches("P1", r.stdout)
+  end)
+
+  it("a unix socket address falls back to one acceptor", function()
+    local path = H.tmpname(".sock")
+    os.remove(path)
+    local ln = assert(net.serve("unix:" .. path, "support.serve_work"))
+    local c = assert(net.dial("unix:" .. path, 5))
+    c:settimeout(5)
+    assert(c:write("ping"))
+    assert.are.equal("ping", c:read(4))
+    c:close(); ln:close()
+    os.remove(path)
   end)
 end)

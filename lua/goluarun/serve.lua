@@ -47,27 +47,37 @@ function M.accept_loop(ln, f)
   end
 end
 
--- acceptor: net.serve(addr, spec, {accept = "every"}) on one more P: a
--- listener of this P's own on the same address (SO_REUSEPORT)
-function M.acceptor(addr, spec, path, cpath, backlog)
-  local net = require "net"
+-- acceptor: accept = "every" on one more P: a listener of this P's own on
+-- the same address (SO_REUSEPORT), closed when `stop` (a shared channel)
+-- closes, i.e. when the caller's listener was closed
+function M.acceptor(addr, spec, path, cpath, backlog, stop)
+  local go, net = require "go", require "net"
   local f = handler(spec, path, cpath)
   local ln = assert(net.listen(addr, { reuseport = true, backlog = backlog }))
+  go(function()
+    stop:recv()
+    ln:close()
+  end)
   M.accept_loop(ln, f)
 end
 
 -- every: the caller's side of accept = "every": start an acceptor on every
--- other P, then accept on ln (already listening with SO_REUSEPORT) here
+-- other P, then accept on ln (already listening with SO_REUSEPORT) here;
+-- once ln is closed (by the caller, or at shutdown) every P stops accepting
 function M.every(ln, spec, path, cpath, backlog)
   local go = require "go"
+  local stop = go.sharedchan()
   local addr = ln:addr()
   for p = 0, go.nprocs() - 1 do
     if p ~= go.procid() then
-      go.spawn_on(p, "goluarun.serve:acceptor", addr, spec, path, cpath, backlog)
+      go.spawn_on(p, "goluarun.serve:acceptor", addr, spec, path, cpath, backlog, stop)
     end
   end
   local f = handler(spec, path, cpath)
-  go(M.accept_loop, ln, f)
+  go(function()
+    M.accept_loop(ln, f)
+    stop:close()
+  end)
 end
 
 return M

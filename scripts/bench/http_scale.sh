@@ -75,9 +75,9 @@ NGX
   wait_http http_scale.sh "${URL[$1]}"
 }
 
-SERVERS=(glr_p1 glr_p2_acceptor glr_p2_every nginx_1 nginx_2)
-start_glr glr_p1 1 acceptor
-start_glr glr_p2_acceptor 2 acceptor
+SERVERS=(glr_p1 glr_p2_one glr_p2_every nginx_1 nginx_2)
+start_glr glr_p1 1 every
+start_glr glr_p2_one 2 one
 start_glr glr_p2_every 2 every
 start_nginx nginx_1 1
 start_nginx nginx_2 2
@@ -107,11 +107,11 @@ declare -A SPREAD0 SPREAD1
 for set in "${SETS[@]}"; do
   args=()
   [ "$set" = close ] && args=(-H "Connection: close")
-  for s in glr_p2_acceptor glr_p2_every; do SPREAD0[$set.$s]=$(procs "$s"); done
+  for s in glr_p2_one glr_p2_every; do SPREAD0[$set.$s]=$(procs "$s"); done
   for ((i = 1; i <= RUNS; i++)); do
     for s in "${SERVERS[@]}"; do run "$set" "$s" "${args[@]}"; done
   done
-  for s in glr_p2_acceptor glr_p2_every; do SPREAD1[$set.$s]=$(procs "$s"); done
+  for s in glr_p2_one glr_p2_every; do SPREAD1[$set.$s]=$(procs "$s"); done
 done
 
 echo
@@ -127,14 +127,14 @@ for set in "${SETS[@]}"; do
     m=$(median "$TMP/$set.$s")
     case $s in
       glr_p1) label="goluarun -p 1"; ref=$n1 ;;
-      glr_p2_acceptor) label="goluarun -p 2 (one acceptor)"; ref=$n2 ;;
-      glr_p2_every) label="goluarun -p 2 (accept on every P)"; ref=$n2 ;;
+      glr_p2_one) label="goluarun -p 2 (accept = one)"; ref=$n2 ;;
+      glr_p2_every) label="goluarun -p 2 (accept = every)"; ref=$n2 ;;
       nginx_1) label="nginx 1 worker + lua"; ref=$n1 ;;
       nginx_2) label="nginx 2 workers + lua"; ref=$n2 ;;
     esac
     awk -v l="$label" -v m="$m" -v b="$base" -v r="$ref" 'BEGIN { printf "%-36s %10.0f %9.2fx %9.2fx\n", l, m, m / b, m / r }'
   done
-  for s in glr_p2_acceptor glr_p2_every; do
+  for s in glr_p2_one glr_p2_every; do
     echo "  connections per P, $s: before [${SPREAD0[$set.$s]}] after [${SPREAD1[$set.$s]}]"
   done
 done
