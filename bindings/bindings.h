@@ -71,6 +71,8 @@ GLR_INTERNAL void go_start(lua_State *L, int fnidx, int nargs, int ismain);
 ** luaL_checkudata still works) and under a static key, which is much cheaper
 ** to look up than a string on hot paths. */
 GLR_INTERNAL void glr_newclass(lua_State *L, const void *key, const char *name);
+/* glr_weaktable — push a new table with weak keys ("k") or values ("v") */
+GLR_INTERNAL void glr_weaktable(lua_State *L, const char *mode);
 /* glr_defclass — glr_newclass + __index = methods + metamethods; leaves the
 ** metatable on the stack. */
 struct luaL_Reg;

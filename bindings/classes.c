@@ -38,3 +38,11 @@ void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname) 
   if (!p) luaL_typeerror(L, idx, tname);
   return p;
 }
+
+void glr_weaktable(lua_State *L, const char *mode) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+}

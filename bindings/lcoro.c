@@ -250,11 +250,7 @@ static const luaL_Reg co_funcs[] = {
     {NULL, NULL}};
 
 int glr_open_coroutine(lua_State *L) {
-  lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  glr_weaktable(L, "k");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &PARKED_KEY);
   luaL_newlib(L, co_funcs);
   return 1;

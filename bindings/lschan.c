@@ -292,11 +292,7 @@ void glr_open_sharedchan(lua_State *L) {
   glr_newclass(L, &WAITER_KEY, WAITER_MT);
   luaL_setfuncs(L, wmeta, 0);
   lua_pop(L, 2);
-  lua_newtable(L); /* cache: schan pointer -> handle, weak values */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  glr_weaktable(L, "v"); /* cache: schan pointer -> handle, weak values */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
   lua_pushcfunction(L, go_sharedchan);
   lua_setfield(L, -2, "sharedchan");

@@ -236,11 +236,7 @@ void glr_open_shared(lua_State *L) {
   static const luaL_Reg meta[] = {{"__tostring", sh_tostring}, {NULL, NULL}};
   glr_defclass(L, &SHARED_KEY, SHARED_MT, methods, meta);
   lua_pop(L, 1);
-  lua_newtable(L); /* the cache, weak values */
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "v");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  glr_weaktable(L, "v"); /* the cache, weak values */
   lua_pushcclosure(L, go_shared, 1);
   lua_setfield(L, -2, "shared");
 }

@@ -811,11 +811,7 @@ static void push_stock_iter(lua_State *L) {
 }
 
 void glr_open_stdio(lua_State *L) {
-  lua_newtable(L);
-  lua_createtable(L, 0, 1);
-  lua_pushliteral(L, "k");
-  lua_setfield(L, -2, "__mode");
-  lua_setmetatable(L, -2);
+  glr_weaktable(L, "k");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kind_key);
   luaL_newmetatable(L, ANCHOR_MT);
   lua_pushcfunction(L, anchor_gc);
