@@ -167,6 +167,11 @@ void handoff_stop(rt *r) {
   pthread_mutex_lock(&r->mlock);
   for (M *m = r->midle; m; m = m->next) pthread_cond_signal(&m->cond);
   pthread_mutex_unlock(&r->mlock);
+  /* M0 may wait for P0 between slices (handoff_give): let it see the stop */
+  P *p0 = r->ps[0];
+  pthread_mutex_lock(&p0->hlock);
+  for (M *w = p0->hwaiters; w; w = w->next) pthread_cond_signal(&w->cond);
+  pthread_mutex_unlock(&p0->hlock);
 }
 
 static void m_free(M *m) {
@@ -226,6 +231,16 @@ static void append_waiter(P *p, M *m) {
   while (*pp) pp = &(*pp)->next;
   *pp = m;
   atomic_fetch_add(&p->nhwaiters, 1);
+}
+
+/* unlink_waiter — hlock held: take m off p's waiters */
+static void unlink_waiter(P *p, M *m) {
+  M **pp = &p->hwaiters;
+  while (*pp && *pp != m) pp = &(*pp)->next;
+  if (!*pp) return;
+  *pp = m->next;
+  m->next = NULL;
+  atomic_fetch_sub(&p->nhwaiters, 1);
 }
 
 /* wait_for_p — the P was retaken: queue for it and sleep until granted */
@@ -296,7 +311,13 @@ bool handoff_give(P *p) {
     return false;
   }
   append_waiter(p, m); /* M0 must end up back on P0 to leave rt_run */
-  while (!m->granted) pthread_cond_wait(&m->cond, &p->hlock);
+  while (!m->granted && !atomic_load(&p->rt->stopping))
+    pthread_cond_wait(&m->cond, &p->hlock);
+  if (!m->granted) { /* stopping while P0's holder is stuck in C: leave */
+    unlink_waiter(p, m);
+    pthread_mutex_unlock(&p->hlock);
+    return false;
+  }
   pthread_mutex_unlock(&p->hlock);
   sched_set_current_p(p);
   return true;

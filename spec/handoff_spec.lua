@@ -116,6 +116,25 @@ describe("blocking-call hand-off", function()
     assert.matches("x", r.stdout)
   end)
 
+  it_notsan("os.exit ends the process whatever the Ms are doing (30 shuffled runs)", function()
+    for seed = 1, 30 do
+      local r = H.run(([[
+        local tu = require "testutil"
+        math.randomseed(%d)
+        go(function() while true do go.sleep(0.001) end end) -- work for retakes
+        for i = 1, 6 do
+          go(function()
+            for _ = 1, 20 do tu.block_sleep(math.random() * 0.004) ; go.yield() end
+            tu.block_sleep(60) -- stuck at exit
+          end)
+        end
+        go.sleep(math.random() * 0.05)
+        os.exit(3)
+      ]]):format(seed), {}, { flags = { "-p", tostring(1 + seed % 2) }, timeout = 20 })
+      assert.are.equal(3, r.status, "seed " .. seed .. ": " .. H.describe_run(r))
+    end
+  end)
+
   it("works from several Ps at once", function()
     local r = H.run([[
       local tu = require "testutil"
