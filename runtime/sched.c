@@ -22,6 +22,7 @@
 #include "workpool.h"
 
 #define GFREE_MAX 4096
+#define PQ_LOCAL_MAX 256 /* portable records a P queues before the global queue */
 #define FORCED_POLL_NS (10 * NS_PER_MS)
 #define SYSMON_MIN_US 20
 #define SYSMON_MAX_US 10000
@@ -477,7 +478,10 @@ static void block_in_netpoll(P *p) {
 void sched_spawn_portable(P *p, portable *w) {
   rt *r = p->rt;
   atomic_fetch_add(&r->n_progress, 1);
-  pgq_put(&p->pq, w);
+  /* Go's runqputslow: past PQ_LOCAL_MAX the work goes to the global queue,
+  ** which every P takes from without stealing */
+  if (atomic_load(&p->pq.n) >= PQ_LOCAL_MAX) pgq_put(&r->global, w);
+  else pgq_put(&p->pq, w);
   for (int i = 1; i < r->nprocs; i++) { /* wakep: one sleeping P steals */
     P *o = r->ps[(p->id + i) % r->nprocs];
     if (atomic_load(&o->sleeping)) {
@@ -511,11 +515,13 @@ static portable *steal(P *p) {
   return NULL;
 }
 
-/* take_portable — own queue, global queue, then stealing */
+/* take_portable — pinned, own queue, global queue, then stealing; the
+** global queue first every 61st round so it never starves (Go: schedtick) */
 static bool take_portable(P *p) {
   rt *r = p->rt;
   if (!r->start_portable) return false;
   portable *w = pgq_get(&p->pinq);
+  if (!w && p->schedtick % 61 == 0) w = pgq_get(&r->global);
   if (!w) w = pgq_get(&p->pq);
   if (!w) w = pgq_get(&r->global);
   if (!w) w = steal(p);
