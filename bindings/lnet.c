@@ -763,7 +763,6 @@ static int n_dial(lua_State *L) {
   lua_settop(L, 2);
   (void)s;
   if (st == ADDR_NOHOST) return resolve_then(L, n_dial);
-  if (!glr_canblock(L)) return glr_cannot_block(L, "net.dial");
   int fd = new_socket(a.family, SOCK_STREAM);
   if (fd < 0) return push_fail(L, errstr(errno));
   conn *c = new_conn(L, fd, a.family == AF_UNIX ? CONN_UNIX : CONN_TCP, &CONN_KEY);

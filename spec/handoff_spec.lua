@@ -206,6 +206,22 @@ describe("operations that cannot yield use the hand-off", function()
     c:close(); s:close(); l:close()
   end)
 
+  it("net.dial to an address works inside a comparator; a name that needs a lookup raises", function()
+    local ln = assert(require("net").listen("127.0.0.1:0"))
+    local got = go(function() local s = ln:accept(); s:write("hi"); s:close() end)
+    local c
+    table.sort({ 2, 1 }, function(a, b)
+      c = c or assert(require("net").dial(ln:addr(), 5))
+      return a < b
+    end)
+    assert.are.equal("hi", c:read(2))
+    assert.is_true((go.wait(got, 5)))
+    c:close(); ln:close()
+    assert.has_error(function()
+      table.sort({ 2, 1 }, function(a, b) require("net").dial("nonexistent.invalid:9", 1); return a < b end)
+    end, "net.lookup: attempt to yield across a C-call boundary (called from a C function such as table.sort or a metamethod called from C)")
+  end)
+
   it("a write that must wait for the peer works inside a string.gsub callback", function()
     local c, s, l = H.pair()
     local big = H.payload(H.scale(4 * 1024 * 1024, 4096), 7)
