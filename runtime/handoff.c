@@ -94,13 +94,13 @@ void handoff_wait_ms(rt *r) {
 
 /* ---------- M threads and the idle pool ---------- */
 
-/* unlink_idle — mlock held: take m off the idle list; false if it was not
-** there (m_get reserved it and a P is on its way) */
-static bool unlink_idle(rt *r, M *m) {
-  M **pp = &r->midle;
-  while (*pp && *pp != m) pp = &(*pp)->next;
-  if (!*pp) return false;
-  *pp = m->next;
+/* unlink_m — take m off the M list at *head (linked by next); false if it
+** was not there */
+static bool unlink_m(M **head, M *m) {
+  while (*head && *head != m) head = &(*head)->next;
+  if (!*head) return false;
+  *head = m->next;
+  m->next = NULL;
   return true;
 }
 
@@ -111,7 +111,8 @@ static P *m_idle(rt *r, M *m) {
   m->next = r->midle;
   r->midle = m;
   while (!m->nextp) {
-    if (atomic_load(&r->stopping) && unlink_idle(r, m)) break;
+    /* at stop leave, unless m_get already took us off: a P is coming */
+    if (atomic_load(&r->stopping) && unlink_m(&r->midle, m)) break;
     pthread_cond_wait(&m->cond, &r->mlock);
   }
   P *p = m->nextp;
@@ -233,16 +234,6 @@ static void append_waiter(P *p, M *m) {
   atomic_fetch_add(&p->nhwaiters, 1);
 }
 
-/* unlink_waiter — hlock held: take m off p's waiters */
-static void unlink_waiter(P *p, M *m) {
-  M **pp = &p->hwaiters;
-  while (*pp && *pp != m) pp = &(*pp)->next;
-  if (!*pp) return;
-  *pp = m->next;
-  m->next = NULL;
-  atomic_fetch_sub(&p->nhwaiters, 1);
-}
-
 /* wait_for_p — the P was retaken: queue for it and sleep until granted */
 static void wait_for_p(P *p, M *m) {
   pthread_mutex_lock(&p->hlock);
@@ -314,7 +305,7 @@ bool handoff_give(P *p) {
   while (!m->granted && !atomic_load(&p->rt->stopping))
     pthread_cond_wait(&m->cond, &p->hlock);
   if (!m->granted) { /* stopping while P0's holder is stuck in C: leave */
-    unlink_waiter(p, m);
+    if (unlink_m(&p->hwaiters, m)) atomic_fetch_sub(&p->nhwaiters, 1);
     pthread_mutex_unlock(&p->hlock);
     return false;
   }
@@ -353,7 +344,6 @@ static M *m_get(rt *r) {
   } else if (r->nm < r->maxm) {
     m = x_calloc(1, sizeof *m);
     m_init(m, r, r->nm++);
-    m->dynamic = true;
     m->allnext = r->mall;
     r->mall = m;
   }

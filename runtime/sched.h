@@ -170,7 +170,6 @@ struct M {
   int id;                 /* const */
   bool started;           /* guarded by rt->mlock */
   bool ism0;              /* const: the main thread (never idles in the pool) */
-  bool dynamic;           /* const: allocated by the pool (freed by rt_free) */
   P *startp;              /* the P a new thread starts with */
   P *nextp;               /* guarded by rt->mlock: P handed to an idle M */
   bool granted;           /* guarded by the awaited P's hlock */
