@@ -1085,52 +1085,11 @@ void net_conn_push_buffered(lua_State *L, int fd, int kind, const char *data, si
   }
 }
 
-/* ---------- net.serve (function handlers), in Lua ---------- */
+/* ---------- net.serve: in Lua (lua/goluarun/serve.lua) ---------- */
 
+/* a tail call, so error levels in goluarun.serve point at net.serve's caller */
 static const char serve_src[] =
-    "local net, go = ...\n"
-    "local function find(spec)\n"
-    "  local mod = spec:match('^([^:]+)')\n"
-    "  if not mod then error('net.serve: bad handler \"' .. spec .. '\" (want \"mod\" or \"mod:fn\")', 3) end\n"
-    "  if package.loaded[mod] or package.preload[mod] then return end\n"
-    "  if package.searchpath(mod, package.path) or package.searchpath(mod, package.cpath) then return end\n"
-    "  error('net.serve: module \\'' .. mod .. '\\' not found', 3)\n"
-    "end\n"
-    "return function(addr, handler, opts)\n"
-    "  local portable = type(handler) == 'string'\n"
-    "  if portable then find(handler)\n"
-    "  elseif type(handler) ~= 'function' then\n"
-    "    error('net.serve: handler must be a function or a \"mod[:fn]\" string', 2)\n"
-    "  end\n"
-    "  local accept = type(opts) == 'table' and opts.accept or 'every'\n"
-    "  if accept ~= 'every' and accept ~= 'one' then\n"
-    "    error('net.serve: opts.accept must be \"every\" or \"one\"', 2)\n"
-    "  end\n"
-    "  local every = portable and accept == 'every' and not tostring(addr):match('^unix:')\n"
-    "  if every then opts = {backlog = type(opts) == 'table' and opts.backlog or nil, reuseport = true} end\n"
-    "  local ln, err = net.listen(addr, opts)\n"
-    "  if not ln then return nil, err end\n"
-    "  local path, cpath = package.path, package.cpath\n"
-    "  if every then\n"
-    "    require('goluarun.serve').every(ln, handler, path, cpath, opts.backlog)\n"
-    "    return ln\n"
-    "  end\n"
-    "  local function serve_one(c)\n"
-    "    local conn <close> = c\n"
-    "    handler(conn)\n"
-    "  end\n"
-    "  go(function()\n"
-    "    while true do\n"
-    "      local c, e = ln:accept()\n"
-    "      if c then\n"
-    "        if portable then go.spawn('goluarun.serve:run', handler, c, path, cpath)\n"
-    "        else go(serve_one, c) end\n"
-    "      elseif e == 'closed' then return\n"
-    "      elseif e ~= 'timeout' then go.sleep(0.01) end\n"
-    "    end\n"
-    "  end)\n"
-    "  return ln\n"
-    "end\n";
+    "return function(...) return require('goluarun.serve').serve(...) end\n";
 
 /* ---------- module ---------- */
 
@@ -1178,9 +1137,7 @@ int luaopen_net(lua_State *L) {
   luaL_newlib(L, net_funcs);
   if (luaL_loadbuffer(L, serve_src, sizeof serve_src - 1, "=net.serve") != LUA_OK)
     return lua_error(L);
-  lua_pushvalue(L, -2);
-  lua_getglobal(L, "go");
-  lua_call(L, 2, 1);
+  lua_call(L, 0, 1);
   lua_setfield(L, -2, "serve");
   return 1;
 }

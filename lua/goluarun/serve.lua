@@ -1,7 +1,15 @@
--- goluarun.serve: the body of the portable goroutines that net.serve(addr,
--- "mod[:fn]") starts, one per connection, on whichever P takes them. The
--- conn has moved into this VM; it is closed when the handler returns or
--- raises.
+-- goluarun.serve: net.serve (bindings/lnet.c calls M.serve) and the
+-- goroutines it starts in other VMs.
+--
+-- net.serve(addr, fn): one accept loop in the caller's VM, a local goroutine
+-- per connection.
+-- net.serve(addr, "mod[:fn]"): served from every P. accept = "every" (the
+-- default): every P accepts on a listener of its own on the same address
+-- (SO_REUSEPORT; acceptors started with go.spawn_on) and serves its
+-- connections locally; closing the caller's listener closes them all
+-- through a shared channel. accept = "one" (and unix sockets): the caller
+-- accepts and hands each conn to a portable goroutine (M.run) that any P
+-- may take. The conn is closed when the handler returns or raises.
 local M = {}
 
 -- require with the paths net.serve's caller had (as go.spawn does)
@@ -14,42 +22,55 @@ local function load(mod, path, cpath)
   return m
 end
 
+-- handlers already resolved in this VM, by spec and paths: a connection
+-- costs no module lookup
+local resolved = {}
+
 local function handler(spec, path, cpath)
+  local key = spec .. "\0" .. (path or "") .. "\0" .. (cpath or "")
+  local f = resolved[key]
+  if f then return f end
   local mod, fn = spec:match("^([^:]+):?(.*)$")
   local m = load(mod, path, cpath)
-  local f
   if fn ~= "" then f = type(m) == "table" and m[fn]
   elseif type(m) == "function" then f = m
   else f = type(m) == "table" and m.handle end
   if type(f) ~= "function" then
     error("net.serve: '" .. spec .. "' is not a handler function", 0)
   end
+  resolved[key] = f
   return f
 end
 
-function M.run(spec, conn, path, cpath)
-  local c <close> = conn
-  handler(spec, path, cpath)(c)
+local function serve_one(f, c)
+  local conn <close> = c
+  f(conn)
 end
 
--- accept_loop: accept on ln until it closes; each conn in a local goroutine
-function M.accept_loop(ln, f)
+-- accept_loop: accept on ln until it closes; start(c) starts each conn's
+-- goroutine
+local function accept_loop(ln, start)
   local go = require "go"
-  local function serve_one(c)
-    local conn <close> = c
-    f(conn)
-  end
   while true do
     local c, e = ln:accept()
-    if c then go(serve_one, c)
+    if c then start(c)
     elseif e == "closed" then return
     elseif e ~= "timeout" then go.sleep(0.01) end -- EMFILE and the like
   end
 end
 
--- acceptor: accept = "every" on one more P: a listener of this P's own on
--- the same address (SO_REUSEPORT), closed when `stop` (a shared channel)
--- closes, i.e. when the caller's listener was closed
+local function local_start(f)
+  local go = require "go"
+  return function(c) go(serve_one, f, c) end
+end
+
+-- run: accept = "one", in whichever VM took the portable goroutine
+function M.run(spec, conn, path, cpath)
+  local c <close> = conn -- closed even if the handler cannot be loaded
+  handler(spec, path, cpath)(c)
+end
+
+-- acceptor: accept = "every" on one more P, until `stop` closes
 function M.acceptor(addr, spec, path, cpath, backlog, stop)
   local go, net = require "go", require "net"
   local f = handler(spec, path, cpath)
@@ -58,13 +79,11 @@ function M.acceptor(addr, spec, path, cpath, backlog, stop)
     stop:recv()
     ln:close()
   end)
-  M.accept_loop(ln, f)
+  accept_loop(ln, local_start(f))
 end
 
--- every: the caller's side of accept = "every": start an acceptor on every
--- other P, then accept on ln (already listening with SO_REUSEPORT) here;
--- once ln is closed (by the caller, or at shutdown) every P stops accepting
-function M.every(ln, spec, path, cpath, backlog)
+-- every: the caller's side of accept = "every"
+local function every(ln, spec, path, cpath, backlog)
   local go = require "go"
   local stop = go.sharedchan()
   local addr = ln:addr()
@@ -75,9 +94,49 @@ function M.every(ln, spec, path, cpath, backlog)
   end
   local f = handler(spec, path, cpath)
   go(function()
-    M.accept_loop(ln, f)
+    accept_loop(ln, local_start(f))
     stop:close()
   end)
+end
+
+-- find: raise at once (in net.serve's caller) if the module does not exist
+local function find(spec)
+  local mod = spec:match("^([^:]+)")
+  if not mod then
+    error('net.serve: bad handler "' .. spec .. '" (want "mod" or "mod:fn")', 3)
+  end
+  if package.loaded[mod] or package.preload[mod] then return end
+  if package.searchpath(mod, package.path) or package.searchpath(mod, package.cpath) then
+    return
+  end
+  error("net.serve: module '" .. mod .. "' not found", 3)
+end
+
+function M.serve(addr, h, opts)
+  local go, net = require "go", require "net"
+  local portable = type(h) == "string"
+  if portable then find(h)
+  elseif type(h) ~= "function" then
+    error('net.serve: handler must be a function or a "mod[:fn]" string', 2)
+  end
+  local accept = type(opts) == "table" and opts.accept or "every"
+  if accept ~= "every" and accept ~= "one" then
+    error('net.serve: opts.accept must be "every" or "one"', 2)
+  end
+  local backlog = type(opts) == "table" and opts.backlog or nil
+  local each = portable and accept == "every" and not tostring(addr):match("^unix:")
+  if each then opts = { backlog = backlog, reuseport = true } end
+  local ln, err = net.listen(addr, opts)
+  if not ln then return nil, err end
+  local path, cpath = package.path, package.cpath
+  if each then
+    every(ln, h, path, cpath, backlog)
+  elseif portable then
+    go(accept_loop, ln, function(c) go.spawn("goluarun.serve:run", h, c, path, cpath) end)
+  else
+    go(accept_loop, ln, local_start(h))
+  end
+  return ln
 end
 
 return M
