@@ -96,16 +96,21 @@ describe("blocking stdio calls do not stop the VM", function()
   end)
 
   it("io.popen is not held up by a goroutine waiting on a silent stdin", function()
-    -- popen flushes every stream: it must not wait for the reader's lock
-    local mark = H.tmpname()
-    os.remove(mark)
-    local out, code = child("(sleep 1; touch " .. q(mark) .. "; echo late)", [[
+    -- popen flushes every stream: it must not wait for the reader's lock.
+    -- stdin stays silent until the child says popen returned (DONE), or
+    -- until the feeder gives up (5 s) and leaves MARK: then popen waited
+    local mark, done = H.tmpname(), H.tmpname()
+    os.remove(mark); os.remove(done)
+    local feeder = "(i=0; until [ -e " .. q(done) .. " ]; do i=$((i+1)); "
+      .. "if [ $i -ge 500 ]; then touch " .. q(mark) .. "; break; fi; sleep 0.01; done; echo late)"
+    local out, code = child(feeder, [[
       go(function() io.read("a") end)
       go.sleep(0.05)
       local p = io.popen("echo popen")
       local s = p:read("l"); p:close()
+      io.open(]] .. string.format("%q", done) .. [[, "w"):close()
       print(s, io.open(]] .. string.format("%q", mark) .. [[) == nil)]])
-    os.remove(mark)
+    os.remove(mark); os.remove(done)
     assert.are.equal(0, code, out)
     assert.are.equal("popen\ttrue\n", out)
   end)
