@@ -1,4 +1,4 @@
-# lib.sh — shared by the HTTP benchmarks (sourced, not run).
+# lib.sh — shared by the HTTP and Redis benchmarks (sourced, not run).
 #   need_pkgs NAME PKG...    apt-get install the missing Debian packages
 #   wait_http NAME URL       until URL answers (5 s), else exit 1
 #   nginx_lua_modules        load_module lines for ndk + lua, as Debian has them

@@ -53,16 +53,8 @@ done
 
 # ---- tools -------------------------------------------------------------------
 
-need=()
-command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
-command -v taskset >/dev/null 2>&1 || need+=(util-linux)
-if ((${#need[@]})); then
-  echo "redis.sh: installing ${need[*]}" >&2
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+source scripts/bench/lib.sh
+need_pkgs redis.sh redis-server redis-tools util-linux
 [ -x "$GOLUARUN" ] || die "$GOLUARUN not found (build first: scripts/setup.sh)"
 ncpu=$(nproc)
 if ((SERVER_CPU >= ncpu || CLIENT_CPU >= ncpu)); then
@@ -85,10 +77,6 @@ stop_servers() {
 }
 trap 'stop_servers; rm -rf "$TMP"' EXIT
 
-free_port() { # a port nobody listens on, from the kernel
-  "$GOLUARUN" -e 'local net = require "net"; local l = assert(net.listen("127.0.0.1:0"));
-    print((l:addr():match(":(%d+)$"))); l:close()'
-}
 
 wait_port() { # name: until it answers PING (10 s at most)
   for _ in $(seq 200); do
@@ -101,7 +89,7 @@ wait_port() { # name: until it answers PING (10 s at most)
 
 start_server() { # name
   local port
-  port=$(free_port)
+  port=$(free_port "$GOLUARUN")
   case $1 in
     redis_lite)
       taskset -c "$SERVER_CPU" "$GOLUARUN" -p 1 scripts/redis_lite.lua "127.0.0.1:$port" \
