@@ -53,8 +53,10 @@ GLR_API int64_t glr_now(void);
 GLR_API int64_t glr_deadline(double seconds);
 
 /* glr_pd_open — a poll descriptor for fd, which must be non-blocking.
-** Registration with the P's epoll happens at the first wait. NULL if out of
-** memory. */
+** Registration with the P's epoll happens at the first wait. Never NULL:
+** pollDescs come from a cache that is never returned to malloc, and a
+** failure to grow it aborts the process ("out of memory"), as Go's runtime
+** does for its own structures. */
 GLR_API glr_pd *glr_pd_open(lua_State *L, int fd);
 /* glr_pd_unblock — marks pd closing and wakes every goroutine waiting on
 ** it with GLR_CLOSED; deregisters the fd. Call before closing the fd. */
@@ -152,9 +154,13 @@ GLR_API void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook);
 ** thread (a synchronous C library call) and cannot park instead:
 **     glr_blocking_enter(L); r = slow_call(...); glr_blocking_exit(L);
 ** No Lua API call may be made between the two, and nothing the call uses
-** may belong to the VM. In this release the call runs on the VM's thread and
-** the VM's other goroutines wait for it; the all-cores release hands the P
-** to another thread for the duration (the code does not change). */
+** may belong to the VM. The call runs on the calling thread; if it lasts
+** more than about 20 us while the VM has other work, the runtime hands the
+** VM's P to another thread, so the VM's other goroutines keep running.
+** glr_blocking_exit then waits until that same P is free again (between two
+** goroutine slices) before it returns. Calls may nest; outside a goroutine,
+** inside a __gc finalizer, or on a thread of the module's own, the pair does
+** nothing and the call simply blocks. */
 GLR_API void glr_blocking_enter(lua_State *L);
 GLR_API void glr_blocking_exit(lua_State *L);
 
