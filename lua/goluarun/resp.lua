@@ -1,6 +1,6 @@
 -- resp: a RESP2 (Redis serialization protocol) codec.
 --
---   local resp = require "resp"
+--   local resp = require "goluarun.resp"
 --   resp.encode(v)                      --> wire string (raises on values RESP2 cannot carry)
 --   resp.decode(buf [, pos [, limits]]) --> value, nextpos
 --                                       --  | nil, "incomplete" | nil, "protocol error: ..."

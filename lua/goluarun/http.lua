@@ -1,6 +1,6 @@
 -- http.lua: an HTTP/1.1 server for goluarun (RFC 9110 / 9112).
 --
---   local http = require "http"
+--   local http = require "goluarun.http"
 --   local app = http.router()
 --   app:get("/", function(req, res) res:send("hello\n") end)
 --   app:post("/echo", function(req, res) res:send(req:body()) end)
@@ -842,7 +842,7 @@ end
 local json
 --- res:json(value) -> true | nil, err (Content-Type: application/json)
 function Res:json(v)
-  json = json or require "json"
+  json = json or require "goluarun.json"
   local s = json.encode(v)
   if not self:get_header("content-type") then
     self:header("Content-Type", "application/json")

@@ -1,6 +1,6 @@
 -- framing: message framing over a goluarun conn.
 --
---   local framing = require "framing"
+--   local framing = require "goluarun.framing"
 --   local f = framing.lenprefix(conn, {size = 2, max = 65535})  -- 1/2/4-byte big-endian length
 --   local f = framing.delimited(conn, "\r\n", {max = 4096})     -- records ended by a delimiter
 --   local f = framing.fixed(conn, 16)                           -- records of exactly n bytes

@@ -1,6 +1,6 @@
 -- json.lua: a small JSON encoder and an LPeg decoder (RFC 8259).
 --
---   local json = require "json"
+--   local json = require "goluarun.json"
 --   json.encode(value [, opts]) -> string      (raises on values JSON cannot hold)
 --   json.decode(text)           -> value | nil, "json: <what> at byte N"
 --   json.null                   the value JSON null decodes to / encodes from
