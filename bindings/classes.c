@@ -1,8 +1,8 @@
-/* classes.c — fast userdata class checks (see bindings.h). */
+/* classes.c — fast userdata class checks (see classes.h). */
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "bindings.h"
+#include "classes.h"
 
 void glr_newclass(lua_State *L, const void *key, const char *name) {
   luaL_newmetatable(L, name);

@@ -1,4 +1,5 @@
-/* glr_api.c — the public C API (goluarun.h) on top of the runtime. */
+/* glr_api.c — the public C API (goluarun.h) on top of the runtime; glr_go
+** lives with the goroutines, in gohandle.c. */
 #include "goluarun.h"
 
 #include <errno.h>
@@ -151,14 +152,6 @@ int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k)
   lua_pushlightuserdata(L, (void *)k);
   sched_arm_gtimer(p, p->curg, deadline);
   return sched_park(L, NULL, NULL, "sleep", PARK_WORLD, ctx, sleep_k);
-}
-
-void glr_go(lua_State *L, int nargs) {
-  int fnidx = lua_gettop(L) - nargs;
-  luaL_checktype(L, fnidx, LUA_TFUNCTION);
-  go_start(L, fnidx, nargs, 0);
-  lua_replace(L, fnidx);
-  lua_settop(L, fnidx);
 }
 
 glr_g *glr_self(lua_State *L) { return (glr_g *)vm_p(L)->curg; }

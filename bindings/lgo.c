@@ -1,10 +1,9 @@
 /*
-** lgo.c — the `go` module: goroutines (go, go.wait, sleep, yield, id...),
-** local channels with select and after, stats and exit.
+** lgo.c — the `go` module: the go table (go(fn, ...) and go.wait come from
+** gohandle.c, go.spawn from lspawn.c), sleep, yield, id..., local channels
+** with select and after, stats and exit.
 **
-** A goroutine handle (metatable goluarun.g) outlives its G: the G keeps the
-** handle on its own stack while it runs and stores its results (or error)
-** in it when it ends. Channel values live in the channel's uservalue table
+** Channel values live in the channel's uservalue table
 ** under uint64 keys; the C core (runtime/chan.c) moves only the keys.
 ** go.select also takes shared channels (lschan.c): such a select locks its
 ** shared channels (address order) for its try pass and enqueue, waits with
@@ -23,20 +22,12 @@
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
 #include "bindings.h"
+#include "gohandle.h"
 #include "goluarun.h"
+#include "lspawn.h"
 
-#define HANDLE_MT "goluarun.g"
 #define CHAN_MT "goluarun.chan"
-static const char HANDLE_KEY = 'h', CHAN_KEY = 'c', SELFRAME_KEY = 'f';
-
-enum { H_RUNNING = 0, H_OK, H_ERR };
-
-typedef struct ghandle {
-  uint64_t id;
-  int state;
-  int nres;     /* results: 0, 1 (the uservalue itself) or a table {n=} */
-  chan waiters; /* only its recvq is used: goroutines in go.wait */
-} ghandle;
+static const char CHAN_KEY = 'c', SELFRAME_KEY = 'f';
 
 /* Values live in the channel's uservalue table under small integer keys,
 ** recycled through a free list so they stay dense (the table's array part:
@@ -82,168 +73,6 @@ static void wake_sudog(sudog *sg, void *arg) {
 }
 
 /* ---------- goroutines ---------- */
-
-static void report_error(lua_State *L, G *g, const char *msg) {
-  pthread_mutex_lock(&vm_p(L)->rt->dump_lock);
-  if (g->ismain) fprintf(stderr, "goluarun: %s\n", msg);
-  else fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id, msg);
-  fflush(stderr);
-  pthread_mutex_unlock(&vm_p(L)->rt->dump_lock);
-}
-
-/* msgh — runs at the error point: reports with a traceback, returns the
-** original error object (so to-be-closed variables and go.wait see it). */
-static int msgh(lua_State *L) {
-  G *g = vm_p(L)->curg;
-  const char *msg = lua_tostring(L, 1);
-  if (!msg) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      msg = lua_tostring(L, -1);
-    else
-      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  if (g) report_error(L, g, lua_tostring(L, -1));
-  lua_settop(L, 1);
-  return 1;
-}
-
-static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)ctx;
-  G *g = vm_g(L);
-  ghandle *h = lua_touserdata(L, 1);
-  int n = lua_gettop(L) - 2;
-  h->nres = n;
-  if (n > 1) {
-    lua_createtable(L, n, 0);
-    lua_insert(L, 3);
-    for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
-  }
-  if (n > 0) lua_setiuservalue(L, 1, 1);
-  h->state = (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR;
-  chan_close(&h->waiters, wake_sudog, NULL);
-  if (g->ismain) {
-    rt *r = vm_p(L)->rt;
-    if (h->state == H_ERR) rt_stop(r, STOP_EXIT, 1, false);
-    sched_main_done(r);
-  }
-  return 0;
-}
-
-/* g_entry — the body of every goroutine: [handle, fn, args...] */
-static int g_entry(lua_State *L) {
-  int nargs = lua_gettop(L) - 2;
-  lua_pushcfunction(L, msgh);
-  lua_insert(L, 2);
-  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
-  return g_entry_k(L, st, 0);
-}
-
-void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
-  P *p = vm_p(L);
-  G *g = g_new(p);
-  lua_State *co = g->L;
-  ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
-  h->state = H_RUNNING;
-  h->nres = 0;
-  chan_init(&h->waiters, 0);
-  glr_setclass(L, &HANDLE_KEY);
-  lua_checkstack(co, nargs + 3);
-  lua_pushcfunction(co, g_entry);
-  lua_pushvalue(L, -1);
-  lua_xmove(L, co, 1); /* handle */
-  lua_pushvalue(L, fnidx);
-  lua_xmove(L, co, 1);
-  for (int i = 1; i <= nargs; i++) {
-    lua_pushvalue(L, fnidx + i);
-    lua_xmove(L, co, 1);
-  }
-  g->nargs = nargs + 2;
-  g->ismain = ismain != 0;
-  sched_start(p, g);
-  h->id = g->id;
-}
-
-static int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
-  luaL_checktype(L, 2, LUA_TFUNCTION);
-  go_start(L, 2, lua_gettop(L) - 2, 0);
-  return 1;
-}
-
-static int push_results(lua_State *L, ghandle *h, int hidx) {
-  int n = h->nres;
-  luaL_checkstack(L, n + 2, "too many results");
-  lua_pushboolean(L, h->state == H_OK);
-  if (n == 1) {
-    lua_getiuservalue(L, hidx, 1);
-  } else if (n > 1) {
-    lua_getiuservalue(L, hidx, 1);
-    int t = lua_gettop(L);
-    for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
-    lua_remove(L, t);
-  }
-  return n + 1;
-}
-
-static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  (void)ctx;
-  G *g = vm_p(L)->curg;
-  chan_dequeue(&g->sg);
-  g->sel = NULL;
-  ghandle *h = lua_touserdata(L, 1);
-  if (h->state == H_RUNNING) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
-  return push_results(L, h, 1);
-}
-
-static int go_wait(lua_State *L) {
-  if (portable_is_handle(L, 1)) return portable_wait(L);
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
-  double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
-  if (h->state != H_RUNNING) return push_results(L, h, 1);
-  if (timeout == 0) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
-    return 2;
-  }
-  G *g = cur_g(L, "go.wait");
-  need_park(L, "go.wait");
-  lua_settop(L, 1);
-  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
-  atomic_store(&g->gsel.done, false);
-  g->gsel.fired = -1;
-  g->sg.sel = &g->gsel;
-  chan_enqueue(&h->waiters, &g->sg);
-  if (timeout > 0) {
-    g->sel = &g->gsel;
-    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
-  }
-  return sched_park(L, NULL, NULL, "wait", timeout > 0 ? PARK_WORLD : PARK_SYNC,
-                    0, wait_k);
-}
-
-static int h_gc(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
-  chan_free(&h->waiters);
-  return 0;
-}
-
-static int h_tostring(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
-  static const char *st[] = {"running", "done", "failed"};
-  lua_pushfstring(L, "goroutine %I (%s)", (lua_Integer)h->id, st[h->state]);
-  return 1;
-}
-
-static int h_id(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
-  lua_pushinteger(L, (lua_Integer)h->id);
-  return 1;
-}
 
 static int resume0_k(lua_State *L, int status, lua_KContext ctx) {
   (void)L;
@@ -923,20 +752,15 @@ static const luaL_Reg chan_methods[] = {
     {"send", ch_send}, {"recv", ch_recv}, {"close", ch_close},
     {"cap", ch_cap},   {NULL, NULL}};
 
-static const luaL_Reg handle_methods[] = {{"id", h_id}, {NULL, NULL}};
-
-
 int luaopen_go(lua_State *L) {
-  static const luaL_Reg handle_meta[] = {
-      {"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
   static const luaL_Reg chan_meta[] = {
       {"__gc", ch_gc}, {"__tostring", ch_tostring}, {"__len", ch_len}, {NULL, NULL}};
-  glr_defclass(L, &HANDLE_KEY, HANDLE_MT, handle_methods, handle_meta);
+  go_open_handles(L);
   glr_defclass(L, &CHAN_KEY, CHAN_MT, chan_methods, chan_meta);
   glr_newclass(L, &SELFRAME_KEY, "goluarun.selframe");
   lua_pushcfunction(L, selframe_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pop(L, 3);
+  lua_pop(L, 2);
   luaL_newlib(L, go_funcs);
   glr_open_shared(L);
   glr_open_sharedchan(L);

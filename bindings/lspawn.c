@@ -5,7 +5,8 @@
 ** package paths) queued on the spawner's P; any P may take it (stealing)
 ** and start it as a goroutine of its own VM (start_portable, on that P's
 ** M). The results are copied back into the record; goroutines waiting in
-** go.wait (in any VM) are woken with glr_ready.
+** go.wait (in any VM) are woken with glr_ready; go.wait finds portable_wait
+** through the handle's class (go_setwait, gohandle.h).
 **
 ** Invariants: rec->lock guards state, result and waiters; the record is
 ** reference counted (the handle; the running goroutine, through a prun userdata
@@ -22,8 +23,10 @@
 #include "../runtime/pgq.h"
 #include "../runtime/sched.h"
 #include "../runtime/timer.h"
-#include "bindings.h"
+#include "classes.h"
+#include "gohandle.h"
 #include "goluarun.h"
+#include "lspawn.h"
 #include "vcopy.h"
 
 #define PHANDLE_MT "goluarun.portable"
@@ -259,11 +262,6 @@ static pgrec *check_phandle(lua_State *L, int idx) {
   return *(pgrec **)glr_checkclass(L, idx, &PHANDLE_KEY, PHANDLE_MT);
 }
 
-int portable_is_handle(lua_State *L, int idx) {
-  if (lua_type(L, idx) != LUA_TUSERDATA) return 0;
-  return glr_testclass(L, idx, &PHANDLE_KEY) != NULL;
-}
-
 static int push_result(lua_State *L, pgrec *r) {
   return vcopy_decode(L, &r->result); /* ok flag, then values */
 }
@@ -297,7 +295,8 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
   return push_result(L, r);
 }
 
-int portable_wait(lua_State *L) {
+/* portable_wait — go.wait on a portable handle (its class's wait) */
+static int portable_wait(lua_State *L) {
   pgrec *r = check_phandle(L, 1);
   double timeout = lua_isnoneornil(L, 2) ? -1 : luaL_checknumber(L, 2);
   lua_settop(L, 2);
@@ -359,6 +358,7 @@ void glr_open_spawn(lua_State *L) {
   static const luaL_Reg methods[] = {{"procid", ph_procid}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", ph_gc}, {"__tostring", ph_tostring}, {NULL, NULL}};
   glr_defclass(L, &PHANDLE_KEY, PHANDLE_MT, methods, meta);
+  go_setwait(L, portable_wait);
   glr_newclass(L, &PRUN_KEY, "goluarun.portablerun");
   lua_pushcfunction(L, prun_gc);
   lua_setfield(L, -2, "__gc");

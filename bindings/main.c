@@ -17,6 +17,7 @@
 
 #include "../runtime/sched.h"
 #include "bindings.h"
+#include "gohandle.h"
 #include "goluarun.h"
 
 #ifndef GLR_LUADIR

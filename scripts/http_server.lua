@@ -1,4 +1,4 @@
--- http_server.lua: HTTP/1.1 server on lua/http.lua.
+-- http_server.lua: HTTP/1.1 server on lua/goluarun/http.lua.
 --   goluarun scripts/http_server.lua [port | host:port]     (default 8080)
 -- Prints one line "listening on ADDR" once listening.
 --   GET  /       -> "Hello, World!\n" (text/plain)
@@ -6,7 +6,7 @@
 --   POST /echo   -> the request body (Content-Length or chunked, up to
 --                   HTTP_MAX_BODY bytes, default 64 MiB)
 local go = require "go"
-local http = require "http"
+local http = require "goluarun.http"
 
 local spec = arg and arg[1] or "8080"
 local addr = spec:find(":") and spec or (":" .. spec)

@@ -25,7 +25,7 @@
 local go = require "go"
 local net = require "net"
 local lpeg = require "lpeg"
-local resp = require "resp"
+local resp = require "goluarun.resp"
 
 local spec = arg and arg[1] or "6379"
 local addr = spec:find(":") and spec or (":" .. spec)

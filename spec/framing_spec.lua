@@ -1,9 +1,9 @@
 -- framing_spec: length-prefixed, delimited and fixed-length framing
--- (lua/framing.lua), the pure encode_len/decode_len, and hostile peers:
+-- (lua/goluarun/framing.lua), the pure encode_len/decode_len, and hostile peers:
 -- truncated headers, lengths above max, zero-length frames, huge declared
 -- lengths with no body, peers closing mid-frame.
 local go = require "go"
-local framing = require "framing"
+local framing = require "goluarun.framing"
 local H = require "support.helpers"
 
 H.warmup()

@@ -6,7 +6,7 @@
 -- The server is another process, so blocking this VM in io.popen /
 -- os.execute while curl runs is fine.
 local net = require "net"
-local json = require "json"
+local json = require "goluarun.json"
 local H = require "support.helpers"
 
 local here = debug.getinfo(1, "S").source:gsub("^@", "")

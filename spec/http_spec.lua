@@ -1,11 +1,11 @@
--- http_spec: lua/http.lua through net.dial against servers in this process
+-- http_spec: lua/goluarun/http.lua through net.dial against servers in this process
 -- (http.serve on 127.0.0.1:0): parsing, framing, keep-alive, pipelining,
 -- limits (400/408/413/431/...), 100-continue, the router, and that the
 -- server keeps serving and leaks no fds after hostile clients.
 local go = require "go"
 local net = require "net"
-local http = require "http"
-local json = require "json"
+local http = require "goluarun.http"
+local json = require "goluarun.json"
 local H = require "support.helpers"
 
 ---------------------------------------------------------------------------

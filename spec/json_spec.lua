@@ -1,5 +1,5 @@
--- json_spec: lua/json.lua, the encoder and the LPeg decoder.
-local json = require "json"
+-- json_spec: lua/goluarun/json.lua, the encoder and the LPeg decoder.
+local json = require "goluarun.json"
 
 describe("json.encode", function()
   it("encodes scalars", function()

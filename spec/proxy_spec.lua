@@ -4,7 +4,7 @@
 -- errors and fd hygiene.
 local go = require "go"
 local net = require "net"
-local resp = require "resp"
+local resp = require "goluarun.resp"
 local H = require "support.helpers"
 
 local here = debug.getinfo(1, "S").source:gsub("^@", "")

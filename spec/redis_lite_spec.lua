@@ -4,7 +4,7 @@
 -- commands, expiry, malformed and hostile input.
 local go = require "go"
 local net = require "net"
-local resp = require "resp"
+local resp = require "goluarun.resp"
 local H = require "support.helpers"
 
 local here = debug.getinfo(1, "S").source:gsub("^@", "")

@@ -1,8 +1,8 @@
--- resp_spec: the RESP2 codec (lua/resp.lua): encoding of every type,
+-- resp_spec: the RESP2 codec (lua/goluarun/resp.lua): encoding of every type,
 -- round-trips, inline commands, malformed and hostile input, and the
 -- streaming reader over real conns and over scripted chunkings.
 local go = require "go"
-local resp = require "resp"
+local resp = require "goluarun.resp"
 local H = require "support.helpers"
 
 H.warmup()

@@ -1,0 +1,33 @@
+/*
+** classes.h — userdata classes with fast checks, and weak tables (floor 1:
+** includes nothing from bindings/ but goluarun.h's floor).
+**
+** A class's metatable is registered under its name (so luaL_checkudata
+** still works) and under a static key, which is much cheaper to look up
+** than a string on hot paths. Every function runs on the M holding the
+** VM's P, like any Lua API call.
+*/
+#ifndef GLR_CLASSES_H
+#define GLR_CLASSES_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../runtime/common.h"
+
+/* glr_newclass — a new metatable `name`, also under key; left on the stack */
+GLR_INTERNAL void glr_newclass(lua_State *L, const void *key, const char *name);
+/* glr_defclass — glr_newclass + __index = methods + metamethods; leaves the
+** metatable on the stack. */
+GLR_INTERNAL void glr_defclass(lua_State *L, const void *key, const char *name,
+                               const luaL_Reg *methods, const luaL_Reg *metamethods);
+/* glr_setclass — set the metatable of the value on top to key's class */
+GLR_INTERNAL void glr_setclass(lua_State *L, const void *key);
+/* glr_testclass — the userdata at idx if it is of key's class, else NULL */
+GLR_INTERNAL void *glr_testclass(lua_State *L, int idx, const void *key);
+/* glr_checkclass — as glr_testclass, but raises "tname expected" */
+GLR_INTERNAL void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname);
+/* glr_weaktable — push a new table with weak keys ("k") or values ("v") */
+GLR_INTERNAL void glr_weaktable(lua_State *L, const char *mode);
+
+#endif

@@ -1,0 +1,258 @@
+/*
+** gohandle.c — goroutines of one VM and their handles (see gohandle.h).
+**
+** A goroutine's body is g_entry: [handle, fn, args...] on the G's own
+** lua_State; it runs fn under msgh (which reports an error with its
+** traceback where it happens) and, when fn returns or raises, stores the
+** results in the handle and wakes its waiters. Goroutines in go.wait queue
+** on the handle's `waiters` (only its recvq is used), as on a channel that
+** closes when the goroutine ends.
+*/
+#include <math.h>
+#include <stdio.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../runtime/chan.h"
+#include "../runtime/sched.h"
+#include "classes.h"
+#include "gohandle.h"
+#include "goluarun.h"
+
+#define HANDLE_MT "goluarun.g"
+static const char HANDLE_KEY = 'h', WAIT_KEY = 'w';
+
+/* handle states; each moves once, H_RUNNING -> H_OK or H_ERR, in g_entry_k */
+enum {
+  H_RUNNING = 0, /* the G runs (or is parked); no results yet */
+  H_OK,          /* fn returned: its results are in the uservalue */
+  H_ERR          /* fn raised: the error object is in the uservalue */
+};
+
+typedef struct ghandle {
+  uint64_t id;  /* const after go_start */
+  int state;    /* H_*; owner P only (handle_set_status) */
+  int nres;     /* results: 0, 1 (the uservalue itself) or a table {n=} */
+  chan waiters; /* only its recvq is used: goroutines in go.wait */
+} ghandle;
+
+/* handle_set_status — the one state change of a handle; aborts on any other */
+static void handle_set_status(ghandle *h, int to) {
+  if (h->state != H_RUNNING || (to != H_OK && to != H_ERR))
+    glr_throw("gohandle: bad handle status change");
+  h->state = to;
+}
+
+static double check_seconds(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  if (isnan(s)) luaL_argerror(L, idx, "time is NaN");
+  return s;
+}
+
+static void wake_sudog(sudog *sg, void *arg) {
+  (void)arg;
+  G *g = sg->g;
+  sched_ready(g->tag.p, g, false);
+}
+
+/* ---------- a goroutine's life ---------- */
+
+static void report_error(lua_State *L, G *g, const char *msg) {
+  pthread_mutex_lock(&vm_p(L)->rt->dump_lock);
+  if (g->ismain) fprintf(stderr, "goluarun: %s\n", msg);
+  else fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id, msg);
+  fflush(stderr);
+  pthread_mutex_unlock(&vm_p(L)->rt->dump_lock);
+}
+
+/* msgh — runs at the error point: reports with a traceback, returns the
+** original error object (so to-be-closed variables and go.wait see it). */
+static int msgh(lua_State *L) {
+  G *g = vm_p(L)->curg;
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      msg = lua_tostring(L, -1);
+    else
+      msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  if (g) report_error(L, g, lua_tostring(L, -1));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  G *g = vm_g(L);
+  ghandle *h = lua_touserdata(L, 1);
+  int n = lua_gettop(L) - 2;
+  h->nres = n;
+  if (n > 1) {
+    lua_createtable(L, n, 0);
+    lua_insert(L, 3);
+    for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
+  }
+  if (n > 0) lua_setiuservalue(L, 1, 1);
+  handle_set_status(h, (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR);
+  chan_close(&h->waiters, wake_sudog, NULL);
+  if (g->ismain) {
+    rt *r = vm_p(L)->rt;
+    if (h->state == H_ERR) rt_stop(r, STOP_EXIT, 1, false);
+    sched_main_done(r);
+  }
+  return 0;
+}
+
+/* g_entry — the body of every goroutine: [handle, fn, args...] */
+static int g_entry(lua_State *L) {
+  int nargs = lua_gettop(L) - 2;
+  lua_pushcfunction(L, msgh);
+  lua_insert(L, 2);
+  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
+  return g_entry_k(L, st, 0);
+}
+
+void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
+  P *p = vm_p(L);
+  G *g = g_new(p);
+  lua_State *co = g->L;
+  ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  h->state = H_RUNNING;
+  h->nres = 0;
+  chan_init(&h->waiters, 0);
+  glr_setclass(L, &HANDLE_KEY);
+  lua_checkstack(co, nargs + 3);
+  lua_pushcfunction(co, g_entry);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1); /* handle */
+  lua_pushvalue(L, fnidx);
+  lua_xmove(L, co, 1);
+  for (int i = 1; i <= nargs; i++) {
+    lua_pushvalue(L, fnidx + i);
+    lua_xmove(L, co, 1);
+  }
+  g->nargs = nargs + 2;
+  g->ismain = ismain != 0;
+  sched_start(p, g);
+  h->id = g->id;
+}
+
+int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  go_start(L, 2, lua_gettop(L) - 2, 0);
+  return 1;
+}
+
+void glr_go(lua_State *L, int nargs) {
+  int fnidx = lua_gettop(L) - nargs;
+  luaL_checktype(L, fnidx, LUA_TFUNCTION);
+  go_start(L, fnidx, nargs, 0);
+  lua_replace(L, fnidx);
+  lua_settop(L, fnidx);
+}
+
+/* ---------- go.wait ---------- */
+
+static int push_results(lua_State *L, ghandle *h, int hidx) {
+  int n = h->nres;
+  luaL_checkstack(L, n + 2, "too many results");
+  lua_pushboolean(L, h->state == H_OK);
+  if (n == 1) {
+    lua_getiuservalue(L, hidx, 1);
+  } else if (n > 1) {
+    lua_getiuservalue(L, hidx, 1);
+    int t = lua_gettop(L);
+    for (int i = 1; i <= n; i++) lua_rawgeti(L, t, i);
+    lua_remove(L, t);
+  }
+  return n + 1;
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  G *g = vm_p(L)->curg;
+  chan_dequeue(&g->sg);
+  g->sel = NULL;
+  ghandle *h = lua_touserdata(L, 1);
+  if (h->state == H_RUNNING) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  return push_results(L, h, 1);
+}
+
+/* handle_wait — go.wait on a goroutine of this VM: queue on its waiters */
+static int handle_wait(lua_State *L) {
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
+  if (h->state != H_RUNNING) return push_results(L, h, 1);
+  if (timeout == 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "timeout");
+    return 2;
+  }
+  G *g = vm_p(L)->curg;
+  if (!g) return luaL_error(L, "go.wait: not inside a goroutine");
+  if (!sched_can_park(L)) return glr_cannot_block(L, "go.wait");
+  lua_settop(L, 1);
+  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
+  atomic_store(&g->gsel.done, false);
+  g->gsel.fired = -1;
+  g->sg.sel = &g->gsel;
+  chan_enqueue(&h->waiters, &g->sg);
+  if (timeout > 0) {
+    g->sel = &g->gsel;
+    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
+  }
+  return sched_park(L, NULL, NULL, "wait", timeout > 0 ? PARK_WORLD : PARK_SYNC,
+                    0, wait_k);
+}
+
+int go_wait(lua_State *L) {
+  lua_CFunction wait = NULL;
+  if (lua_type(L, 1) == LUA_TUSERDATA && lua_getmetatable(L, 1)) {
+    lua_rawgetp(L, -1, &WAIT_KEY);
+    wait = lua_tocfunction(L, -1);
+    lua_pop(L, 2);
+  }
+  if (!wait) return luaL_typeerror(L, 1, HANDLE_MT);
+  return wait(L);
+}
+
+void go_setwait(lua_State *L, lua_CFunction wait) {
+  lua_pushcfunction(L, wait);
+  lua_rawsetp(L, -2, &WAIT_KEY);
+}
+
+/* ---------- the handle class ---------- */
+
+static int h_gc(lua_State *L) {
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  chan_free(&h->waiters);
+  return 0;
+}
+
+static int h_tostring(lua_State *L) {
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  static const char *st[] = {"running", "done", "failed"};
+  lua_pushfstring(L, "goroutine %I (%s)", (lua_Integer)h->id, st[h->state]);
+  return 1;
+}
+
+static int h_id(lua_State *L) {
+  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  lua_pushinteger(L, (lua_Integer)h->id);
+  return 1;
+}
+
+void go_open_handles(lua_State *L) {
+  static const luaL_Reg methods[] = {{"id", h_id}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
+  glr_defclass(L, &HANDLE_KEY, HANDLE_MT, methods, meta);
+  go_setwait(L, handle_wait);
+  lua_pop(L, 1);
+}

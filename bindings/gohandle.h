@@ -1,0 +1,41 @@
+/*
+** gohandle.h — goroutines of one VM and their handles (floor 2): starting
+** a goroutine (go_start, go(fn, ...), glr_go) and waiting for one
+** (go.wait), whatever kind of handle it is.
+**
+** Invariants and thread rules:
+** - Everything here runs on the M holding the VM's P (Lua API rules).
+** - A handle (metatable goluarun.g) outlives its G: the G keeps the handle
+**   on its own stack while it runs and stores its results (or its error)
+**   in the handle when it ends; the handle's state moves once, from
+**   running to done or failed, on that P (see gohandle.c).
+** - go.wait asks the handle's class how to wait: a handle class stores a
+**   lua_CFunction in its metatable (go_setwait). Any class may register one
+**   (portable goroutines do, in lspawn.c), so this file knows no module
+**   above it. The function must check its own class: Lua code can read and
+**   change a metatable, so the slot is only ever as trusted as a Lua value.
+*/
+#ifndef GLR_GOHANDLE_H
+#define GLR_GOHANDLE_H
+
+#include <lua.h>
+
+#include "../runtime/common.h"
+
+/* go_start — start fn (at index fnidx) with the nargs values above it as a
+** goroutine of this VM; pushes its handle. ismain: the script's main
+** goroutine (its end ends the program). Go: newproc. */
+GLR_INTERNAL void go_start(lua_State *L, int fnidx, int nargs, int ismain);
+/* go_call — go(fn, ...) as the __call of the go table (arg 1 is the table) */
+GLR_INTERNAL int go_call(lua_State *L);
+/* go_wait — go.wait(h [, timeout]): calls the wait function of h's class
+** with h at 1 and timeout at 2; raises "goluarun.g expected" for a value
+** that is no handle. */
+GLR_INTERNAL int go_wait(lua_State *L);
+/* go_setwait — go.wait on a userdata whose metatable is on top of the stack
+** calls wait (same stack as go_wait; it returns go.wait's results) */
+GLR_INTERNAL void go_setwait(lua_State *L, lua_CFunction wait);
+/* go_open_handles — defines the handle class (goluarun.g) in this VM */
+GLR_INTERNAL void go_open_handles(lua_State *L);
+
+#endif

@@ -1,0 +1,513 @@
+-- resp: a RESP2 (Redis serialization protocol) codec.
+--
+--   local resp = require "goluarun.resp"
+--   resp.encode(v)                      --> wire string (raises on values RESP2 cannot carry)
+--   resp.decode(buf [, pos [, limits]]) --> value, nextpos
+--                                       --  | nil, "incomplete" | nil, "protocol error: ..."
+--   local rd = resp.reader(conn [, limits])
+--   rd:read()    --> value | nil, err   (err: "protocol error: ..." or the conn's error)
+--   rd:tryread() --> value | nil, "incomplete" (no I/O) | nil, err
+--   rd:fill()    --> true | nil, err    (one conn:read() into the buffer)
+--   rd:buffered() --> bytes received and not yet consumed
+--
+-- Lua <-> RESP2 mapping:
+--   simple string "+OK"  -> "OK" (a Lua string)    <- {ok = "OK"}  or resp.simple("OK")
+--   error "-ERR x"       -> {err = "ERR x"}          <- {err = "ERR x"} or resp.error("ERR x")
+--   integer ":42"        -> 42 (a Lua integer)       <- an integer (or an integral float)
+--   bulk string "$3 foo" -> "foo"                    <- a Lua string
+--   null bulk "$-1"      -> resp.null                <- resp.null
+--   array "*2 ..."       -> { ... } (a sequence)     <- a sequence (n = #t, or t.n if set)
+--   null array "*-1"     -> resp.null_array          <- resp.null_array
+--   inline command "PING a\r\n" (first byte not a type byte, top level only, as
+--   redis-server accepts them) -> { "PING", "a" }; quoting as redis-cli /
+--   sdssplitargs: "..." with \n \r \t \b \a \xHH \<c>, '...' with \'. Empty
+--   inline lines are skipped.
+-- resp.isnull(v) is true for both nulls. Simple strings decode to plain Lua
+-- strings, so they re-encode as bulk strings.
+--
+-- Limits (resp.decode and resp.reader), checked before anything is
+-- allocated for the declared size:
+--   max_bulk   (512 MiB)   a declared bulk length above it is a protocol error
+--   max_array  (1 Mi)      a declared array count above it is a protocol error
+--   max_inline (64 KiB)    longest line (inline command or type line) without its CRLF
+--   max_depth  (32)        deepest array nesting
+--   inline     (true)      accept inline commands at the top level
+--
+-- Invariants of the streaming reader: values are decoded incrementally (the
+-- arrays being filled are kept between reads, so input arriving slowly is
+-- scanned once, never re-parsed from the start of the value); received data
+-- is only joined when the value needs it (a pending bulk waits for its
+-- whole length, a pending line for a "\n"), so memory grows with the bytes
+-- actually received, never with a declared size. After a protocol error the
+-- reader is unusable and keeps returning that error.
+local lpeg = require "lpeg"
+
+local P, R, S, C, Cs, Ct, Cp = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cs, lpeg.Ct, lpeg.Cp
+local byte, sub, find, char = string.byte, string.sub, string.find, string.char
+local concat, tointeger, mtype = table.concat, math.tointeger, math.type
+
+local resp = {}
+
+---------------------------------------------------------------------------
+-- Sentinels
+---------------------------------------------------------------------------
+
+local function sentinel(name)
+  return setmetatable({}, {
+    __name = name,
+    __tostring = function() return name end,
+    __newindex = function() error(name .. " is read-only", 2) end,
+  })
+end
+
+resp.null = sentinel("resp.null")
+resp.null_array = sentinel("resp.null_array")
+
+local null, null_array = resp.null, resp.null_array
+
+function resp.isnull(v)
+  return v == null or v == null_array
+end
+
+--- {ok = s}: a value that encodes as a simple string.
+function resp.simple(s)
+  if type(s) ~= "string" then error("resp.simple: string expected", 2) end
+  return { ok = s }
+end
+
+--- {err = msg}: a value that encodes as an error reply.
+function resp.error(msg)
+  if type(msg) ~= "string" then error("resp.error: string expected", 2) end
+  return { err = msg }
+end
+
+---------------------------------------------------------------------------
+-- Encoding
+---------------------------------------------------------------------------
+
+resp.OK = "+OK\r\n"
+resp.PONG = "+PONG\r\n"
+resp.NULL = "$-1\r\n"
+resp.NULL_ARRAY = "*-1\r\n"
+resp.EMPTY_ARRAY = "*0\r\n"
+
+local function check_line(s, what)
+  if find(s, "[\r\n]") then
+    error("resp: " .. what .. " must not contain CR or LF", 3)
+  end
+  return s
+end
+
+function resp.encode_simple(s)
+  return "+" .. check_line(s, "simple string") .. "\r\n"
+end
+
+function resp.encode_error(msg)
+  return "-" .. check_line(msg, "error message") .. "\r\n"
+end
+
+function resp.encode_integer(n)
+  local i = tointeger(n)
+  if not i then error("resp: integer expected, got " .. tostring(n), 2) end
+  return ":" .. i .. "\r\n"
+end
+
+function resp.encode_bulk(s)
+  return "$" .. #s .. "\r\n" .. s .. "\r\n"
+end
+
+local encode_into
+
+local function encode_table(out, n, v, depth)
+  if v == null then
+    out[n + 1] = "$-1\r\n"; return n + 1
+  elseif v == null_array then
+    out[n + 1] = "*-1\r\n"; return n + 1
+  end
+  local err, ok = v.err, v.ok
+  if err ~= nil then
+    if type(err) ~= "string" then error("resp: {err=...} needs a string", depth + 2) end
+    out[n + 1] = "-" .. check_line(err, "error message") .. "\r\n"; return n + 1
+  elseif ok ~= nil then
+    if type(ok) ~= "string" then error("resp: {ok=...} needs a string", depth + 2) end
+    out[n + 1] = "+" .. check_line(ok, "simple string") .. "\r\n"; return n + 1
+  end
+  if depth > 64 then error("resp: nesting too deep (or a cycle)", depth + 2) end
+  local count = v.n or #v
+  n = n + 1
+  out[n] = "*" .. count .. "\r\n"
+  for i = 1, count do
+    n = encode_into(out, n, v[i], depth + 1)
+  end
+  return n
+end
+
+function encode_into(out, n, v, depth)
+  local t = type(v)
+  if t == "string" then
+    out[n + 1] = "$" .. #v .. "\r\n"
+    out[n + 2] = v
+    out[n + 3] = "\r\n"
+    return n + 3
+  elseif t == "number" then
+    local i = tointeger(v)
+    if not i then error("resp: cannot encode non-integral number " .. tostring(v), depth + 2) end
+    out[n + 1] = ":" .. i .. "\r\n"
+    return n + 1
+  elseif t == "table" then
+    return encode_table(out, n, v, depth)
+  elseif v == nil then
+    error("resp: cannot encode nil (use resp.null)", depth + 2)
+  end
+  error("resp: cannot encode a " .. t, depth + 2)
+end
+
+--- Encodes one Lua value (see the mapping above); raises on anything RESP2
+--- cannot carry (nil, booleans, functions, non-integral floats, CR/LF in a
+--- simple string or error).
+function resp.encode(v)
+  local t = type(v)
+  if t == "string" then return "$" .. #v .. "\r\n" .. v .. "\r\n" end
+  local out = {}
+  local n = encode_into(out, 0, v, 0)
+  return concat(out, "", 1, n)
+end
+
+--- Encodes a command as clients send it: an array of bulk strings (numbers
+--- are converted with tostring). resp.command("SET", "k", 1).
+function resp.command(...)
+  local n = select("#", ...)
+  local out = { "*" .. n .. "\r\n" }
+  for i = 1, n do
+    local a = select(i, ...)
+    local ta = type(a)
+    if ta == "number" then a = tostring(a)
+    elseif ta ~= "string" then error("resp.command: argument " .. i .. " is a " .. ta, 2) end
+    out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+  end
+  return concat(out)
+end
+
+---------------------------------------------------------------------------
+-- LPeg grammars: length / integer lines and the inline tokenizer
+---------------------------------------------------------------------------
+
+local digit = R "09"
+-- a declared length: -1, 0 or a number without leading zeros
+local len_pat = (P "-1" + P "0" + R "19" * digit ^ 0) / tonumber * P "\r\n" * Cp()
+-- an integer reply
+local int_pat = (P "-" ^ -1 * digit ^ 1) / tonumber * P "\r\n" * Cp()
+
+-- inline commands, as redis' sdssplitargs splits them
+local space = S " \t\r\n\v\f\0"
+local hex = R("09", "af", "AF")
+local dq_escape = (P "\\x" * C(hex * hex)) / function(h) return char(tonumber(h, 16)) end
+  + P "\\n" / "\n" + P "\\r" / "\r" + P "\\t" / "\t" + P "\\b" / "\b" + P "\\a" / "\a"
+  + (P "\\" / "") * P(1)
+local quote_end = #(space + -1) -- a closing quote must end the word
+local dquoted = (P '"' / "") * (dq_escape + (1 - S '"\\')) ^ 0 * (P '"' / "") * quote_end
+local squoted = (P "'" / "") * (P "\\'" / "'" + (1 - P "'")) ^ 0 * (P "'" / "") * quote_end
+local bare = (1 - space - S "\"'") ^ 1
+local word = Cs(bare * (dquoted + squoted) ^ -1 + dquoted + squoted)
+local inline_pat = space ^ 0 * Ct((word * space ^ 0) ^ 0) * -1
+
+--- Splits an inline command line into words (nil if the quotes do not
+--- balance). Exposed for tests and tools.
+function resp.split_inline(line)
+  return inline_pat:match(line)
+end
+
+---------------------------------------------------------------------------
+-- Decoding
+---------------------------------------------------------------------------
+
+local DEFAULTS = {
+  max_bulk = 512 * 1024 * 1024,
+  max_array = 1024 * 1024,
+  max_inline = 64 * 1024,
+  max_depth = 32,
+  inline = true,
+}
+
+local function check_limits(limits, level)
+  if limits == nil then return DEFAULTS end
+  if type(limits) ~= "table" then error("resp: limits must be a table", level + 1) end
+  local l = {}
+  for k, dv in pairs(DEFAULTS) do
+    local v = limits[k]
+    if v == nil then v = dv end
+    if type(dv) == "number" then
+      if mtype(v) ~= "integer" or v < 0 then
+        error("resp: limit " .. k .. " must be a non-negative integer", level + 1)
+      end
+    end
+    l[k] = v
+  end
+  return l
+end
+
+local INCOMPLETE = "incomplete"
+
+local function perr(msg)
+  return nil, "protocol error: " .. msg
+end
+
+-- The fast path for the commonest value, a complete flat array of bulk
+-- strings (every client request): one LPeg match. It takes the value only
+-- when exactly the declared count of well-formed bulks is there; anything
+-- else (nulls, other types, nesting, incomplete or malformed input, or more
+-- bulks following) is left to the general parser below, which decides.
+local Cmt, Carg = lpeg.Cmt, lpeg.Carg
+local count_pat = (R "19" * digit ^ 0) / tonumber
+local function fast_bulk(s, i, n, lim)
+  if n > lim.max_bulk then return false end
+  local stop = i + n
+  if byte(s, stop) == 13 and byte(s, stop + 1) == 10 then
+    return stop + 2, sub(s, i, stop - 1)
+  end
+  return false
+end
+local function fast_count(_, i, n, lim)
+  if n > lim.max_array or lim.max_depth < 1 then return false end
+  return i, n
+end
+local fast_array = P "*" * Cmt(count_pat * "\r\n" * Carg(1), fast_count)
+  * Ct((P "$" * Cmt((P "0" / tonumber + count_pat) * "\r\n" * Carg(1), fast_bulk)) ^ 0)
+  * Cp()
+
+-- Why the line at `pos` did not match its pattern: nil, "incomplete", pos,
+-- last, "line" while its "\n" has not arrived (and it is not too long yet),
+-- else a protocol error.
+local function bad_line(buf, pos, lim, msg)
+  local nl = find(buf, "\n", pos, true)
+  if not nl then
+    if #buf - pos > lim.max_inline + 1 then return perr("line too long") end
+    return nil, INCOMPLETE, pos, #buf + 1, "line"
+  end
+  if nl - pos - 1 > lim.max_inline then return perr("line too long") end
+  return perr(msg)
+end
+
+-- Decoding state: the arrays being filled, as parallel stacks (no table
+-- per frame): st.arr[d] the array, st.cnt[d] its declared count, st.got[d]
+-- the elements so far, st.depth the number of open arrays.
+local function new_state()
+  return { arr = {}, cnt = {}, got = {}, depth = 0 }
+end
+
+-- parse() decodes from `pos` until one top-level value is complete:
+--   value, nextpos                       complete
+--   nil, "incomplete", at, last, kind    more input needed: `at` is where the
+--        unfinished element starts (st keeps the finished ones); kind
+--        "bulk": the buffer must reach position `last`; kind "line": a "\n"
+--        must arrive first
+--   nil, "protocol error: ..."
+-- Type lines are matched by their LPeg pattern first (the fast path); only
+-- a line that does not match is looked at again (bad_line).
+local function parse(st, buf, pos, lim)
+  local len = #buf
+  local arr, cnt, got = st.arr, st.cnt, st.got
+  while true do
+    local c = byte(buf, pos)
+    if not c then return nil, INCOMPLETE, pos, pos, "line" end
+    local value
+    if c == 42 and st.depth == 0 then
+      local n, t, after = fast_array:match(buf, pos, lim)
+      if n and #t == n then return t, after end
+    end
+    if c == 36 then -- '$' bulk string
+      local n, after = len_pat:match(buf, pos + 1)
+      if not n then return bad_line(buf, pos, lim, "invalid bulk length") end
+      if n == -1 then
+        value = null
+        pos = after
+      else
+        if n > lim.max_bulk then return perr("invalid bulk length") end
+        local stop = after + n -- where the closing CRLF must be
+        if stop + 1 > len then return nil, INCOMPLETE, pos, stop + 1, "bulk" end
+        if byte(buf, stop) ~= 13 or byte(buf, stop + 1) ~= 10 then
+          return perr("bulk string not followed by CRLF")
+        end
+        value = sub(buf, after, stop - 1)
+        pos = stop + 2
+      end
+    elseif c == 42 then -- '*' array
+      local n, after = len_pat:match(buf, pos + 1)
+      if not n then return bad_line(buf, pos, lim, "invalid multibulk length") end
+      if n > lim.max_array then return perr("invalid multibulk length") end
+      pos = after
+      if n == -1 then
+        value = null_array
+      else
+        local d = st.depth
+        if d >= lim.max_depth then return perr("arrays nested too deep") end
+        if n == 0 then
+          value = {}
+        else
+          d = d + 1
+          st.depth = d
+          arr[d], cnt[d], got[d] = {}, n, 0
+        end
+      end
+    elseif c == 58 then -- ':' integer
+      local n, after = int_pat:match(buf, pos + 1)
+      if mtype(n) ~= "integer" then return bad_line(buf, pos, lim, "invalid integer") end
+      value = n
+      pos = after
+    else
+      local nl = find(buf, "\n", pos, true)
+      if not nl or nl - pos - 1 > lim.max_inline then
+        return bad_line(buf, pos, lim, "line too long")
+      end
+      if c == 43 or c == 45 then -- '+' simple string, '-' error
+        if nl - 1 <= pos or byte(buf, nl - 1) ~= 13 then
+          return perr("line not terminated by CRLF")
+        end
+        local text = sub(buf, pos + 1, nl - 2)
+        if c == 43 then value = text else value = { err = text } end
+      else
+        if st.depth > 0 or not lim.inline then
+          return perr(string.format("expected a type byte, got %q", char(c)))
+        end
+        local words = inline_pat:match(sub(buf, pos, nl - 1))
+        if not words then return perr("unbalanced quotes in inline request") end
+        if #words > 0 then value = words end -- empty lines are skipped
+      end
+      pos = nl + 1
+    end
+    -- attach the finished value to the arrays being filled
+    while value ~= nil do
+      local d = st.depth
+      if d == 0 then return value, pos end
+      local i = got[d] + 1
+      local t = arr[d]
+      t[i] = value
+      if i < cnt[d] then
+        got[d] = i
+        break
+      end
+      arr[d] = nil
+      st.depth = d - 1
+      value = t
+    end
+  end
+end
+
+--- Decodes one value from `buf` at `pos` (default 1). Returns the value and
+--- the position after it, nil, "incomplete" if `buf` ends before the value
+--- does, or nil, "protocol error: ...".
+function resp.decode(buf, pos, limits)
+  if type(buf) ~= "string" then error("resp.decode: string expected", 2) end
+  pos = pos or 1
+  if mtype(pos) ~= "integer" or pos < 1 then error("resp.decode: bad position", 2) end
+  local lim = check_limits(limits, 2)
+  local v, np = parse(new_state(), buf, pos, lim)
+  if v == nil then return nil, np end
+  return v, np
+end
+
+---------------------------------------------------------------------------
+-- Streaming reader over a conn
+---------------------------------------------------------------------------
+
+local Reader = {}
+Reader.__index = Reader
+Reader.__name = "resp.reader"
+
+--- A streaming decoder over `conn` (anything with conn:read() returning a
+--- chunk or nil, err).
+function resp.reader(conn, limits)
+  if conn == nil then error("resp.reader: conn expected", 2) end
+  return setmetatable({
+    conn = conn,
+    lim = check_limits(limits, 2),
+    st = new_state(), -- arrays being filled
+    buf = "",       -- joined input
+    pos = 1,        -- first unconsumed byte of buf
+    chunks = {},    -- input received but not joined yet
+    nchunks = 0,
+    pending = 0,    -- bytes in chunks
+    need = 0,       -- kind "bulk": bytes (from pos) that complete the element
+    kind = "line",  -- what the element waits for: "line" (a "\n") or "bulk"
+    newline = false, -- a chunk with a "\n" arrived since the last parse
+    err = nil,      -- sticky protocol error
+  }, Reader)
+end
+
+--- Bytes received and not consumed yet.
+function Reader:buffered()
+  return #self.buf - self.pos + 1 + self.pending
+end
+
+-- joins the pending chunks onto the unconsumed part of the buffer
+local function join(self)
+  local ch = self.chunks
+  if self.nchunks == 1 and self.pos > #self.buf then -- the common case: no copy
+    self.buf, ch[1] = ch[1], nil
+    self.nchunks, self.pending, self.pos = 0, 0, 1
+    return
+  end
+  ch[0] = self.pos <= #self.buf and sub(self.buf, self.pos) or ""
+  self.buf = concat(ch, "", 0, self.nchunks)
+  for i = 0, self.nchunks do ch[i] = nil end
+  self.nchunks, self.pending, self.pos = 0, 0, 1
+end
+
+--- Decodes one value from what is buffered, without I/O: value, or
+--- nil, "incomplete", or nil, "protocol error: ...".
+function Reader:tryread()
+  if self.err then return nil, self.err end
+  if self.pending > 0 then
+    local ready
+    if self.kind == "line" then
+      ready = self.newline or self:buffered() > self.lim.max_inline + 2
+    else
+      ready = self:buffered() >= self.need
+    end
+    if not ready then return nil, INCOMPLETE end
+    join(self)
+  end
+  local v, np, at, last, kind = parse(self.st, self.buf, self.pos, self.lim)
+  if v ~= nil then
+    if np > #self.buf then self.buf, np = "", 1 end
+    self.pos = np
+    return v
+  end
+  if np ~= INCOMPLETE then
+    self.err = np
+    self.st = new_state()
+    self.buf, self.pos = "", 1
+    return nil, np
+  end
+  self.pos = at
+  self.need = last - at + 1
+  self.kind = kind
+  self.newline = false
+  return nil, INCOMPLETE
+end
+
+--- Reads one chunk from the conn into the buffer: true, or nil, err.
+function Reader:fill()
+  local data, err = self.conn:read()
+  if not data then return nil, err end
+  local n = self.nchunks + 1
+  self.chunks[n] = data
+  self.nchunks = n
+  self.pending = self.pending + #data
+  if not self.newline and find(data, "\n", 1, true) then self.newline = true end
+  return true
+end
+
+--- Reads one value: the value, or nil, err (a protocol error, or the
+--- conn's "eof", "closed", "timeout", ...).
+function Reader:read()
+  while true do
+    local v, err = self:tryread()
+    if v ~= nil then return v end
+    if err ~= INCOMPLETE then return nil, err end
+    local ok, rerr = self:fill()
+    if not ok then return nil, rerr end
+  end
+end
+
+return resp

@@ -1,0 +1,22 @@
+-- libnames_spec: the library modules live under goluarun. (API.md v2); the
+-- v1 top-level names stay as aliases for one release and give the same table.
+
+describe("library module names", function()
+  for _, name in ipairs { "http", "resp", "json", "framing" } do
+    it("require '" .. name .. "' is require 'goluarun." .. name .. "'", function()
+      local new = require("goluarun." .. name)
+      assert.is_table(new)
+      assert.are.equal(new, require(name))
+      assert.are.equal(new, package.loaded[name])
+      assert.are.equal(new, package.loaded["goluarun." .. name])
+    end)
+  end
+
+  it("finds the modules in lua/goluarun/", function()
+    for _, name in ipairs { "http", "resp", "json", "framing", "serve" } do
+      local path = package.searchpath("goluarun." .. name, package.path)
+      assert.is_string(path)
+      assert.truthy(path:find("lua/goluarun/" .. name .. ".lua", 1, true), path)
+    end
+  end)
+end)
