@@ -14,8 +14,6 @@
 #include "../runtime/common.h"
 #include "classes.h"
 
-enum conn_kind { CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER };
-
 GLR_INTERNAL int luaopen_go(lua_State *L);
 GLR_INTERNAL int luaopen_net(lua_State *L);
 /* glr_open_coroutine — replaces the coroutine library (see lcoro.c). */
@@ -23,8 +21,6 @@ GLR_INTERNAL int glr_open_coroutine(lua_State *L);
 /* glr_open_stdio — replaces io.read, io.lines, file:read, file:lines,
 ** os.execute and popen's close with versions that park (see lstdio.c). */
 GLR_INTERNAL void glr_open_stdio(lua_State *L);
-/* net_conn_push — push a conn userdata owning fd. */
-GLR_INTERNAL void net_conn_push(lua_State *L, int fd, int kind);
 /* net.lookup and name resolution on the worker pool (lookup.c) */
 GLR_INTERNAL int net_lookup(lua_State *L);
 /* park until host is resolved; k then finds the job at the stack top */
@@ -34,13 +30,6 @@ GLR_INTERNAL int net_lookup_start(lua_State *L, const char *host, lua_KContext c
 GLR_INTERNAL int net_lookup_result(lua_State *L, int idx);
 /* glr_open_shared — sets field "shared" (go.shared) of the table on top. */
 GLR_INTERNAL void glr_open_shared(lua_State *L);
-/* moving conns between VMs (lnet.c): is it a net object; check or do the
-** move (pushes the buffered bytes); re-create it in the receiving VM */
-GLR_INTERNAL int net_conn_is(lua_State *L, int idx);
-GLR_INTERNAL const char *net_conn_detach(lua_State *L, int idx, bool commit, int *fd,
-                                         int *kind);
-GLR_INTERNAL void net_conn_push_buffered(lua_State *L, int fd, int kind, const char *data,
-                                         size_t len);
 /* shared channels (lschan.c): the channel of a handle at idx (or NULL);
 ** push a handle to c in this VM (with a ref of its own) */
 struct schan;

@@ -3,7 +3,6 @@
 #include "goluarun.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <time.h>
 
 #include <lauxlib.h>
@@ -225,20 +224,3 @@ uint64_t glr_goid(lua_State *L) {
 int glr_procid(lua_State *L) { return vm_p(L)->id; }
 
 int glr_nprocs(lua_State *L) { return vm_p(L)->rt->nprocs; }
-
-int glr_conn_wrap(lua_State *L, int fd, const char *kind) {
-  int fl = fcntl(fd, F_GETFL);
-  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
-    int e = errno;
-    close(fd);
-    lua_pushnil(L);
-    lua_pushstring(L, strerror(e));
-    return 2;
-  }
-  int k = CONN_STREAM;
-  if (kind && strcmp(kind, "tcp") == 0) k = CONN_TCP;
-  else if (kind && strcmp(kind, "unix") == 0) k = CONN_UNIX;
-  net_conn_push(L, fd, k);
-  return 1;
-}

@@ -281,6 +281,32 @@ static int sc_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---------- crossing VMs: the vcopy class hook (vcopy.h) ---------- */
+
+/* payload: the schan pointer; a buffer holds one ref on it */
+static const char *sc_vc_encode(lua_State *L, int idx, vbuf *b, bool commit) {
+  (void)commit;
+  shandle *h = lua_touserdata(L, idx);
+  vbuf_put(L, b, &h->c, sizeof h->c);
+  return NULL;
+}
+
+static void sc_vc_decode(lua_State *L, const char **p) {
+  schan *c;
+  vbuf_get(p, &c, sizeof c);
+  lschan_push(L, c);
+}
+
+static void sc_vc_walk(const char **p, int delta) {
+  schan *c;
+  vbuf_get(p, &c, sizeof c);
+  if (delta > 0) schan_retain(c);
+  else if (delta < 0) schan_release(c);
+}
+
+static const vcopy_class schan_vcopy = {false, "shared channels", sc_vc_encode,
+                                        sc_vc_decode, sc_vc_walk, true};
+
 void glr_open_sharedchan(lua_State *L) {
   static const luaL_Reg methods[] = {{"send", sc_send},   {"recv", sc_recv},
                                      {"close", sc_close}, {"cap", sc_cap},
@@ -289,6 +315,7 @@ void glr_open_sharedchan(lua_State *L) {
       {"__gc", sc_gc}, {"__tostring", sc_tostring}, {"__len", sc_len}, {NULL, NULL}};
   static const luaL_Reg wmeta[] = {{"__gc", waiter_gc}, {NULL, NULL}};
   glr_defclass(L, &SCHAN_KEY, SCHAN_MT, methods, meta);
+  vcopy_sethook(L, -1, &schan_vcopy);
   glr_newclass(L, &WAITER_KEY, WAITER_MT);
   luaL_setfuncs(L, wmeta, 0);
   lua_pop(L, 2);

@@ -8,6 +8,8 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include <lauxlib.h>
+
 static int parse_port(const char *s, int *port) {
   if (!*s || strlen(s) > 5) return -1;
   int v = 0;
@@ -104,4 +106,16 @@ const char *netaddr_format(const struct sockaddr *sa, socklen_t len, char *buf, 
     snprintf(buf, n, "?");
   }
   return buf;
+}
+
+const char *netaddr_check(lua_State *L, int idx, bool passive, netaddr *a, int *status) {
+  const char *s = luaL_checkstring(L, idx);
+  const char *err = NULL;
+  *status = netaddr_parse(s, passive, a, &err);
+  if (*status == ADDR_BAD) luaL_error(L, "bad address \"%s\": %s", s, err);
+  return s;
+}
+
+int netaddr_socket(int family, int type) {
+  return socket(family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 }

@@ -1,6 +1,6 @@
 /* vcopy.c — see vcopy.h. Format: a count, then tagged values; a table is
-** its pair count then key, value pairs; a shared channel its schan pointer
-** (the buffer holds a ref on it). */
+** its pair count then key, value pairs; a hooked userdata its class hook's
+** address then the payload the hook wrote. */
 #include "vcopy.h"
 
 #include <stdint.h>
@@ -9,10 +9,8 @@
 
 #include <lauxlib.h>
 
-#include "../runtime/schan.h"
-#include "bindings.h"
-
-enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB, T_CONN, T_SCHAN };
+enum { T_NIL, T_FALSE, T_TRUE, T_INT, T_FLT, T_STR, T_TAB, T_UDATA };
+static const char HOOK_KEY = 'h'; /* metatable field: the class's vcopy_class */
 #define MAX_DEPTH 100
 
 typedef struct reader {
@@ -30,38 +28,43 @@ static size_t get_size(reader *r) {
   return n;
 }
 
-/* skip — steps over one value, calling fn on each shared channel in it */
-static void skip(reader *r, void (*fn)(schan *)) {
+static const vcopy_class *get_class(reader *r) {
+  const vcopy_class *cls;
+  get(r, &cls, sizeof cls);
+  return cls;
+}
+
+/* skip — steps over one value, walking each payload with delta */
+static void skip(reader *r, int delta) {
   unsigned char t = (unsigned char)*r->p++;
   switch (t) {
     case T_NIL: case T_FALSE: case T_TRUE: return;
     case T_INT: r->p += sizeof(lua_Integer); return;
     case T_FLT: r->p += sizeof(lua_Number); return;
     case T_STR: r->p += get_size(r); return;
-    case T_CONN: r->p += 2 * sizeof(int); r->p += get_size(r); return;
-    case T_SCHAN: { schan *c; get(r, &c, sizeof c); fn(c); return; }
+    case T_UDATA: get_class(r)->walk(&r->p, delta); return;
     default: { /* T_TAB */
       size_t n = get_size(r);
-      for (size_t i = 0; i < 2 * n; i++) skip(r, fn);
+      for (size_t i = 0; i < 2 * n; i++) skip(r, delta);
     }
   }
 }
 
-static void walk_chans(const vbuf *b, void (*fn)(schan *)) {
+static void walk_refs(const vbuf *b, int delta) {
   reader r = {b->p, b->p + b->len};
   size_t n = get_size(&r);
-  for (size_t i = 0; i < n; i++) skip(&r, fn);
+  for (size_t i = 0; i < n; i++) skip(&r, delta);
 }
 
 void vbuf_free(vbuf *b) {
-  if (b->refs) walk_chans(b, schan_release);
+  if (b->refs) walk_refs(b, -1);
   free(b->p);
   b->p = NULL;
   b->len = b->cap = 0;
   b->refs = false;
 }
 
-static void put(lua_State *L, vbuf *b, const void *src, size_t n) {
+void vbuf_put(lua_State *L, vbuf *b, const void *src, size_t n) {
   if (b->len + n > b->cap) {
     size_t nc = b->cap ? b->cap * 2 : 64;
     while (nc < b->len + n) nc *= 2;
@@ -79,17 +82,17 @@ static void put(lua_State *L, vbuf *b, const void *src, size_t n) {
 
 static void put_tag(lua_State *L, vbuf *b, int t) {
   unsigned char c = (unsigned char)t;
-  put(L, b, &c, 1);
+  vbuf_put(L, b, &c, 1);
 }
 
-static void put_size(lua_State *L, vbuf *b, size_t n) { put(L, b, &n, sizeof n); }
+static void put_size(lua_State *L, vbuf *b, size_t n) { vbuf_put(L, b, &n, sizeof n); }
 
 typedef struct enc {
   vbuf *b;
   const char *what;
   int seen;       /* stack index: tables already encoded */
-  bool commit;    /* conns: move them (second pass) or only check */
-  bool saw_conn, saw_schan;
+  bool commit;    /* values that move: move them (second pass) or only check */
+  bool saw_move, saw_refs;
   int flags;      /* VC_* */
 } enc;
 
@@ -134,40 +137,38 @@ static void encode_table(lua_State *L, int idx, enc *e, int depth) {
   }
 }
 
-/* a conn moves: fd, kind and its buffered bytes */
-static void encode_conn(lua_State *L, int idx, enc *e) {
-  int fd, kind;
-  const char *why = net_conn_detach(L, idx, e->commit, &fd, &kind);
+void vcopy_sethook(lua_State *L, int mtidx, const vcopy_class *cls) {
+  mtidx = lua_absindex(L, mtidx);
+  lua_pushlightuserdata(L, (void *)cls);
+  lua_rawsetp(L, mtidx, &HOOK_KEY);
+}
+
+/* class_of — the vcopy hook of the userdata at idx, or NULL */
+static const vcopy_class *class_of(lua_State *L, int idx) {
+  if (!lua_getmetatable(L, idx)) return NULL;
+  lua_rawgetp(L, -1, &HOOK_KEY);
+  const vcopy_class *cls = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return cls;
+}
+
+/* userdata with a class hook: its tag, hook and payload; false if none */
+static bool encode_udata(lua_State *L, int idx, enc *e) {
+  const vcopy_class *cls = class_of(L, idx);
+  if (!cls) return false;
+  if (cls->moves && (e->flags & VC_NOCONN)) {
+    vbuf_free(e->b);
+    luaL_error(L, "%s: %s cannot be sent on a shared channel", e->what, cls->plural);
+  }
+  put_tag(L, e->b, T_UDATA);
+  vbuf_put(L, e->b, &cls, sizeof cls);
+  const char *why = cls->encode(L, idx, e->b, e->commit || !cls->moves);
   if (why) {
     vbuf_free(e->b);
     luaL_error(L, "%s: %s", e->what, why);
   }
-  size_t len;
-  const char *data = lua_tolstring(L, -1, &len);
-  put_tag(L, e->b, T_CONN);
-  put(L, e->b, &fd, sizeof fd);
-  put(L, e->b, &kind, sizeof kind);
-  put_size(L, e->b, len);
-  put(L, e->b, data, len);
-  lua_pop(L, 1);
-  e->saw_conn = true;
-}
-
-/* userdata: a shared channel, or a conn that moves; false if neither */
-static bool encode_udata(lua_State *L, int idx, enc *e) {
-  schan *c = lschan_test(L, idx);
-  if (c) {
-    put_tag(L, e->b, T_SCHAN);
-    put(L, e->b, &c, sizeof c);
-    e->saw_schan = true;
-    return true;
-  }
-  if (!net_conn_is(L, idx)) return false;
-  if (e->flags & VC_NOCONN) {
-    vbuf_free(e->b);
-    luaL_error(L, "%s: connections cannot be sent on a shared channel", e->what);
-  }
-  encode_conn(L, idx, e);
+  e->saw_move |= cls->moves;
+  e->saw_refs |= cls->refs;
   return true;
 }
 
@@ -182,11 +183,11 @@ static void encode(lua_State *L, int idx, enc *e, int depth) {
       if (lua_isinteger(L, idx)) {
         lua_Integer i = lua_tointeger(L, idx);
         put_tag(L, b, T_INT);
-        put(L, b, &i, sizeof i);
+        vbuf_put(L, b, &i, sizeof i);
       } else {
         lua_Number f = lua_tonumber(L, idx);
         put_tag(L, b, T_FLT);
-        put(L, b, &f, sizeof f);
+        vbuf_put(L, b, &f, sizeof f);
       }
       return;
     case LUA_TSTRING: {
@@ -194,7 +195,7 @@ static void encode(lua_State *L, int idx, enc *e, int depth) {
       const char *s = lua_tolstring(L, idx, &len);
       put_tag(L, b, T_STR);
       put_size(L, b, len);
-      put(L, b, s, len);
+      vbuf_put(L, b, s, len);
       return;
     }
     case LUA_TTABLE: encode_table(L, idx, e, depth); return;
@@ -219,14 +220,14 @@ void vcopy_encode_ex(lua_State *L, int first, int n, vbuf *b, const char *what,
                      int flags) {
   enc e = {b, what, 0, false, false, false, flags};
   encode_all(L, first, n, &e);
-  if (e.saw_conn) {
+  if (e.saw_move) {
     vbuf_free(b);
     e.commit = true;
-    e.saw_schan = false;
+    e.saw_refs = false;
     encode_all(L, first, n, &e);
   }
-  if (e.saw_schan) { /* the channels are alive: L's values name them */
-    walk_chans(b, schan_retain);
+  if (e.saw_refs) { /* the referents are alive: L's values name them */
+    walk_refs(b, +1);
     b->refs = true;
   }
 }
@@ -250,19 +251,9 @@ static void decode(lua_State *L, reader *r) {
       r->p += n;
       return;
     }
-    case T_SCHAN: {
-      schan *c;
-      get(r, &c, sizeof c);
-      lschan_push(L, c);
-      return;
-    }
-    case T_CONN: {
-      int fd, kind;
-      get(r, &fd, sizeof fd);
-      get(r, &kind, sizeof kind);
-      size_t n = get_size(r);
-      net_conn_push_buffered(L, fd, kind, r->p, n);
-      r->p += n;
+    case T_UDATA: {
+      const vcopy_class *cls = get_class(r);
+      cls->decode(L, &r->p);
       return;
     }
     default: { /* T_TAB */

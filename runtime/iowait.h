@@ -13,7 +13,7 @@
 **    if the new deadline has passed. Waking disarms it.
 **  - iowait_close marks the pollDesc closing and wakes both waiters with
 **    WAKE_CLOSED; the owner frees the pollDesc only after every operation
-**    that could touch it has left (the conn's op count, see lnet.c).
+**    that could touch it has left (the conn's op count, see bindings/conn.h).
 */
 #ifndef GLR_IOWAIT_H
 #define GLR_IOWAIT_H

@@ -1,0 +1,768 @@
+/* conn.c — see conn.h: the conn core, the operation skeleton, and the
+** stream conn class (read buffer, read / write, moving between VMs). */
+#include "conn.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bindings.h"
+#include "errstr.h"
+#include "netaddr.h"
+#include "vcopy.h"
+
+#define CONN_MT "goluarun.conn"
+static const char CONN_KEY = 'c';  /* the stream conn class */
+static const char CLASS_KEY = 'k'; /* metatable field: its conn_class */
+#define DEFAULT_LIMIT (64 * 1024)
+#define READ_CHUNK (64 * 1024)
+#define READ_STEP_MAX (1024 * 1024) /* buffer growth per read at most */
+#define MAX_IOV 64
+
+/* a goroutine queued for an operation lock; the node is a userdata on the
+** waiting goroutine's own stack, so it lives exactly as long as the wait */
+struct conn_waiter {
+  glr_g *g;
+  conn_waiter *next;
+  lua_KContext arg; /* the queued operation's progress argument */
+};
+
+/* ---------- status ---------- */
+
+void conn_cas_status(conn *c, conn_status from, conn_status to) {
+  bool legal = (from == CONN_OPEN && (to == CONN_CLOSING || to == CONN_CLOSED)) ||
+               (from == CONN_CLOSING && to == CONN_CLOSED);
+  if (!legal || c->status != from) glr_throw("conn: illegal status transition");
+  c->status = to;
+}
+
+/* ---------- the plain socket transport ---------- */
+
+static ssize_t plain_read(lua_State *L, conn *c, void *buf, size_t n) {
+  ssize_t r = glr_read(L, c->pd, buf, n);
+  return r == -EAGAIN ? CONN_WANT_READ : r;
+}
+
+static ssize_t plain_writev(lua_State *L, conn *c, struct iovec *iov, int cnt) {
+  ssize_t r = glr_writev(L, c->pd, iov, cnt);
+  return r == -EAGAIN ? CONN_WANT_WRITE : r;
+}
+
+static void plain_close(conn *c) { close(c->fd); }
+
+static const conn_transport plain = {plain_read, plain_writev, plain_close};
+
+/* ---------- lifetime ---------- */
+
+int conn_push_fail(lua_State *L, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  return 2;
+}
+
+conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *key) {
+  conn *c = lua_newuserdatauv(L, size, 0);
+  memset(c, 0, size);
+  c->status = CONN_OPEN;
+  c->fd = fd;
+  c->kind = kind;
+  c->timeout = -1;
+  c->tp = &plain;
+  c->pd = glr_pd_open(L, fd);
+  if (kind == CONN_TCP) glr_pd_tcp(c->pd);
+  glr_setclass(L, key);
+  lua_getmetatable(L, -1);
+  lua_rawgetp(L, -1, &CLASS_KEY);
+  c->cls = lua_touserdata(L, -1);
+  lua_pop(L, 2);
+  return c;
+}
+
+/* destroy — CLOSING -> CLOSED: pd and fd go (no operation is inside) */
+static void destroy(lua_State *L, conn *c) {
+  if (c->status == CONN_CLOSED) return;
+  glr_pd_free(L, c->pd);
+  c->pd = NULL;
+  if (c->cls->destroyed) c->cls->destroyed(c);
+  c->tp->close(c);
+  c->fd = -1;
+  conn_cas_status(c, CONN_CLOSING, CONN_CLOSED);
+}
+
+static void wake_all(conn_side *s) {
+  conn_waiter *n = s->head;
+  s->head = s->tail = NULL;
+  while (n) {
+    conn_waiter *next = n->next;
+    n->next = NULL;
+    glr_ready(n->g);
+    n = next;
+  }
+}
+
+void conn_close(lua_State *L, conn *c) {
+  if (c->status != CONN_OPEN) return;
+  conn_cas_status(c, CONN_OPEN, CONN_CLOSING);
+  if (c->cls->closing) c->cls->closing(L, c);
+  glr_pd_unblock(L, c->pd);
+  wake_all(&c->side[CONN_DIR_R]);
+  wake_all(&c->side[CONN_DIR_W]);
+  if (c->nops == 0) destroy(L, c);
+}
+
+conn *conn_check(lua_State *L, int idx) {
+  conn *c = lua_touserdata(L, idx);
+  bool is = false;
+  if (c && lua_getmetatable(L, idx)) {
+    is = lua_rawgetp(L, -1, &CLASS_KEY) == LUA_TLIGHTUSERDATA;
+    lua_pop(L, 2);
+  }
+  if (!is) luaL_typeerror(L, idx, "connection");
+  return c;
+}
+
+/* ---------- op locks (Go: fdMutex) ---------- */
+
+static void release(lua_State *L, conn *c, int dir) {
+  conn_side *s = &c->side[dir];
+  conn_waiter *next = s->head;
+  if (next && c->status == CONN_OPEN) {
+    s->head = next->next;
+    if (!s->head) s->tail = NULL;
+    next->next = NULL;
+    s->owner = next->g; /* hand-off: nops unchanged */
+    glr_ready(next->g);
+    return;
+  }
+  s->owner = NULL;
+  if (--c->nops == 0 && c->status == CONN_CLOSING) destroy(L, c);
+}
+
+static int lock_k(lua_State *L, int status, lua_KContext ctx);
+
+/* queue — park in side s's FIFO until release hands us the lock */
+static int queue(lua_State *L, conn_side *s, lua_KContext arg, const conn_op *op) {
+  if (!glr_canblock(L)) glr_cannot_block(L, "net");
+  conn_waiter *n = lua_newuserdatauv(L, sizeof *n, 0); /* lives on our stack */
+  n->g = glr_self(L);
+  n->next = NULL;
+  n->arg = arg;
+  if (s->tail) s->tail->next = n;
+  else s->head = n;
+  s->tail = n;
+  return glr_park(L, "IO lock", (lua_KContext)op, lock_k);
+}
+
+/* ---------- the operation skeleton ---------- */
+
+static int op_k(lua_State *L, int status, lua_KContext ctx);
+
+static int op_done(lua_State *L, conn *c, const conn_op *op, int nres) {
+  release(L, c, op->dir);
+  return nres;
+}
+
+static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
+  int n = op->fail(L, c, &c->side[op->dir], msg, true);
+  return op_done(L, c, op, n);
+}
+
+/* op_wait — park on the direction the try step asked for (Go: pd.wait) */
+static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
+  conn_side *s = &c->side[op->dir];
+  s->waitmode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
+  int e = glr_waitfd(L, c->pd, s->waitmode, s->wait_dl, (lua_KContext)op, op_k);
+  return e >= 0 ? e : op_fail(L, c, op, errstr_of(-e));
+}
+
+/* op_loop — try, park, re-check: the lock is held */
+static int op_loop(lua_State *L, conn *c, const conn_op *op) {
+  conn_side *s = &c->side[op->dir];
+  for (;;) {
+    if (c->status != CONN_OPEN) return op_fail(L, c, op, ERRSTR_CLOSED);
+    int r = op->ready ? op->ready(L, c, s) : CONN_PENDING;
+    if (r != CONN_PENDING) return op_done(L, c, op, r);
+    if (glr_pd_check(c->pd, op->mode, s->deadline) == GLR_TIMEOUT)
+      return op_fail(L, c, op, ERRSTR_TIMEOUT);
+    s->wait_dl = s->deadline;
+    r = op->try(L, c, s);
+    if (r >= 0) return op_done(L, c, op, r);
+    if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_wait(L, c, op, r);
+    if (r != CONN_AGAIN) return op_fail(L, c, op, errstr_of(-r));
+  }
+}
+
+/* op_k — woken: closed and timeout end the operation; a shortened wait
+** (accept back-off) or a readiness tries again */
+static int op_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  const conn_op *op = (const conn_op *)ctx;
+  conn *c = lua_touserdata(L, 1);
+  conn_side *s = &c->side[op->dir];
+  int w = glr_wait_result(L, c->pd, s->waitmode);
+  if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
+  if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  return op_loop(L, c, op);
+}
+
+int64_t conn_op_deadline(conn *c) {
+  return c->timeout < 0 ? 0 : glr_deadline(c->timeout);
+}
+
+/* op_begin — take the lock (or queue for it), then run the loop */
+static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) {
+  conn_side *s = &c->side[op->dir];
+  glr_g *g = glr_self(L);
+  if (c->status != CONN_OPEN) {
+    if (s->owner == g) release(L, c, op->dir);
+    return op->fail(L, c, s, ERRSTR_CLOSED, false);
+  }
+  if (s->owner == NULL) {
+    s->owner = g;
+    c->nops++;
+  } else if (s->owner != g) {
+    return queue(L, s, arg, op);
+  }
+  s->arg = arg;
+  s->deadline = op->deadline ? op->deadline(L, c) : conn_op_deadline(c);
+  return op_loop(L, c, op);
+}
+
+static int lock_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_KContext arg = ((conn_waiter *)lua_touserdata(L, -1))->arg;
+  lua_pop(L, 1); /* our queue node: already unlinked */
+  return op_begin(L, lua_touserdata(L, 1), (const conn_op *)ctx, arg);
+}
+
+int conn_op_run(lua_State *L, const conn_op *op, lua_KContext arg) {
+  return op_begin(L, lua_touserdata(L, 1), op, arg);
+}
+
+/* ---------- shared methods ---------- */
+
+double conn_check_time(lua_State *L, int idx) {
+  double s = luaL_checknumber(L, idx);
+  if (s != s) luaL_argerror(L, idx, "time is NaN");
+  return s;
+}
+
+int conn_m_close(lua_State *L) {
+  conn_close(L, conn_check(L, 1));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int conn_m_gc(lua_State *L) {
+  conn *c = lua_touserdata(L, 1);
+  conn_close(L, c);
+  destroy(L, c); /* unreachable: no operation can still be inside */
+  return 0;
+}
+
+int conn_m_settimeout(lua_State *L) {
+  conn *c = conn_check(L, 1);
+  if (lua_isnoneornil(L, 2)) {
+    c->timeout = -1;
+    return 0;
+  }
+  double s = conn_check_time(L, 2);
+  luaL_argcheck(L, s >= 0, 2, "timeout must not be negative");
+  c->timeout = s;
+  return 0;
+}
+
+static int64_t abs_deadline(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return 0;
+  double t = conn_check_time(L, idx);
+  if (t >= 9.2e9) return INT64_MAX;
+  if (t <= 0) return 1;
+  int64_t d = (int64_t)(t * 1e9);
+  return d > 0 ? d : 1;
+}
+
+static int set_deadline(lua_State *L, int mode) {
+  conn *c = conn_check(L, 1);
+  int64_t d = abs_deadline(L, 2);
+  if (c->status == CONN_OPEN) glr_pd_setdeadline(L, c->pd, mode, d);
+  return 0;
+}
+int conn_m_setdeadline(lua_State *L) { return set_deadline(L, GLR_READ | GLR_WRITE); }
+int conn_m_setreaddeadline(lua_State *L) { return set_deadline(L, GLR_READ); }
+static int m_setwritedeadline(lua_State *L) { return set_deadline(L, GLR_WRITE); }
+
+static int push_sockaddr(lua_State *L, int fd, bool peer) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int r = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+               : getsockname(fd, (struct sockaddr *)&ss, &len);
+  if (r < 0) return conn_push_fail(L, errstr_of(errno));
+  char buf[160];
+  lua_pushstring(L, netaddr_format((struct sockaddr *)&ss, len, buf, sizeof buf));
+  return 1;
+}
+
+int conn_m_localaddr(lua_State *L) {
+  conn *c = conn_check(L, 1);
+  if (c->status != CONN_OPEN) return conn_push_fail(L, ERRSTR_CLOSED);
+  return push_sockaddr(L, c->fd, false);
+}
+
+int conn_m_fd(lua_State *L) {
+  conn *c = conn_check(L, 1);
+  lua_pushinteger(L, c->status != CONN_OPEN ? -1 : c->fd);
+  return 1;
+}
+
+static int conn_m_tostring(lua_State *L) {
+  conn *c = conn_check(L, 1);
+  if (c->status != CONN_OPEN) lua_pushfstring(L, "%s (closed)", c->cls->name);
+  else lua_pushfstring(L, "%s (fd %d)", c->cls->name, c->fd);
+  return 1;
+}
+
+void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_Reg *methods,
+                   const conn_class *cls, const vcopy_class *hook) {
+  static const luaL_Reg meta[] = {{"__gc", conn_m_gc},
+                                  {"__close", conn_m_close},
+                                  {"__tostring", conn_m_tostring},
+                                  {NULL, NULL}};
+  glr_defclass(L, key, tname, methods, meta);
+  lua_pushlightuserdata(L, (void *)cls);
+  lua_rawsetp(L, -2, &CLASS_KEY);
+  if (hook) vcopy_sethook(L, -1, hook);
+  lua_pop(L, 1);
+}
+
+/* ---------- stream conns: the read buffer ---------- */
+
+static conn_stream *check_stream(lua_State *L, int idx) {
+  return glr_checkclass(L, idx, &CONN_KEY, CONN_MT);
+}
+
+static void buf_free(conn_stream *cs) {
+  free(cs->buf);
+  cs->buf = NULL;
+  cs->boff = cs->blen = cs->bcap = cs->scan = 0;
+}
+
+static void buf_consume(conn_stream *cs, size_t n) {
+  cs->boff += n;
+  cs->blen -= n;
+  cs->scan = 0;
+  if (cs->blen == 0) buf_free(cs);
+}
+
+static void buf_push(lua_State *L, conn_stream *cs, size_t n) {
+  lua_pushlstring(L, cs->buf + cs->boff, n);
+  buf_consume(cs, n);
+}
+
+/* room for at least want more bytes; returns the free space */
+static size_t buf_reserve(conn_stream *cs, size_t want) {
+  if (cs->boff > 0 && cs->boff + cs->blen + want > cs->bcap) {
+    memmove(cs->buf, cs->buf + cs->boff, cs->blen);
+    cs->boff = 0;
+  }
+  if (cs->blen + want > cs->bcap) {
+    size_t ncap = cs->bcap ? cs->bcap : 4096;
+    while (ncap < cs->blen + want) ncap *= 2;
+    char *nb = realloc(cs->buf, ncap);
+    if (!nb) return 0;
+    cs->buf = nb;
+    cs->bcap = ncap;
+  }
+  return cs->bcap - cs->boff - cs->blen;
+}
+
+static void stream_closing(lua_State *L, conn *c) {
+  (void)L;
+  buf_free((conn_stream *)c);
+}
+
+static const conn_class stream_class = {"conn", stream_closing, NULL};
+
+conn_stream *conn_push(lua_State *L, int fd, conn_kind kind) {
+  conn_stream *cs = (conn_stream *)conn_new(L, sizeof *cs, fd, kind, &CONN_KEY);
+  cs->limit = DEFAULT_LIMIT;
+  return cs;
+}
+
+/* ---------- read ---------- */
+
+enum { RD_CHUNK = 0, RD_EXACT, RD_LINE, RD_LINEK, RD_ALL, RD_UNTIL };
+#define RD_KIND(arg) ((int)((arg) & 7))
+#define RD_SIZE(arg) ((size_t)((arg) >> 3))
+
+/* nil, msg, and the bytes buffered so far */
+static int read_results(lua_State *L, conn_stream *cs, const char *msg) {
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  if (cs->blen) buf_push(L, cs, cs->blen);
+  else lua_pushliteral(L, "");
+  return 3;
+}
+
+static int read_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool started) {
+  (void)s;
+  if (!started) return conn_push_fail(L, msg);
+  return read_results(L, (conn_stream *)c, msg);
+}
+
+/* search for the delimiter; >= 0 is its offset in the buffer */
+static long find_delim(conn_stream *cs, const char *d, size_t dl) {
+  size_t from = cs->scan >= dl ? cs->scan - dl + 1 : 0;
+  if (cs->blen < dl) return -1;
+  const char *base = cs->buf + cs->boff;
+  const char *hit = dl == 1 ? memchr(base + from, d[0], cs->blen - from)
+                            : memmem(base + from, cs->blen - from, d, dl);
+  if (hit) return hit - base;
+  cs->scan = cs->blen;
+  return -1;
+}
+
+/* ready_delimited — the record if complete. The limit counts the record
+** without its delimiter (and, for "l", without the \r before the \n). */
+static int ready_delimited(lua_State *L, conn_stream *cs, int kind) {
+  size_t dl = 1;
+  const char *d = "\n";
+  if (kind == RD_UNTIL) d = lua_tolstring(L, 2, &dl);
+  long at = find_delim(cs, d, dl);
+  if (at >= 0) {
+    size_t n = (size_t)at, reclen = n;
+    if (kind != RD_UNTIL && n > 0 && cs->buf[cs->boff + n - 1] == '\r') reclen--;
+    if (reclen > cs->limit) { /* complete, but too long */
+      lua_pushnil(L);
+      lua_pushliteral(L, ERRSTR_TOOLONG);
+      lua_pushlstring(L, cs->buf + cs->boff, n);
+      buf_consume(cs, n + dl);
+      return 3;
+    }
+    if (kind == RD_LINEK) n += 1;
+    else if (kind == RD_LINE) n = reclen;
+    lua_pushlstring(L, cs->buf + cs->boff, n);
+    buf_consume(cs, (size_t)at + dl);
+    return 1;
+  }
+  /* no delimiter yet: a record that fits may still end with a \r and a
+  ** delimiter that is partly buffered */
+  size_t room = cs->limit + dl + (kind == RD_UNTIL ? 0 : 1);
+  if (cs->blen >= room) return read_results(L, cs, ERRSTR_TOOLONG);
+  return CONN_PENDING;
+}
+
+static int read_ready(lua_State *L, conn *c, conn_side *s) {
+  conn_stream *cs = (conn_stream *)c;
+  size_t n = RD_SIZE(s->arg);
+  switch (RD_KIND(s->arg)) {
+    case RD_CHUNK:
+      if (!cs->blen) return CONN_PENDING;
+      buf_push(L, cs, cs->blen);
+      return 1;
+    case RD_EXACT:
+      if (cs->blen < n) return CONN_PENDING;
+      if (n == 0) lua_pushliteral(L, "");
+      else buf_push(L, cs, n);
+      return 1;
+    case RD_ALL:
+      return CONN_PENDING;
+    default:
+      return ready_delimited(L, cs, RD_KIND(s->arg));
+  }
+}
+
+static int read_eof(lua_State *L, conn_stream *cs, int kind) {
+  if (kind == RD_ALL || ((kind == RD_LINE || kind == RD_LINEK) && cs->blen)) {
+    if (cs->blen) buf_push(L, cs, cs->blen);
+    else lua_pushliteral(L, "");
+    return 1;
+  }
+  if (kind == RD_CHUNK || kind == RD_LINE || kind == RD_LINEK)
+    return conn_push_fail(L, ERRSTR_EOF);
+  return read_results(L, cs, ERRSTR_EOF);
+}
+
+/* read_into — read into the buffer. Grow with the data, never by what the
+** caller (or a peer's length field) asked for: read(2^40) costs nothing
+** until bytes arrive. */
+static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
+  size_t want = kind == RD_EXACT ? n - cs->blen : READ_CHUNK;
+  size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
+  size_t room = buf_reserve(cs, step);
+  if (room == 0) return -ENOMEM;
+  ssize_t r = cs->c.tp->read(L, &cs->c, cs->buf + cs->boff + cs->blen,
+                             kind == RD_EXACT && want < room ? want : room);
+  if (r > 0) cs->blen += (size_t)r;
+  return r;
+}
+
+static int read_try(lua_State *L, conn *c, conn_side *s) {
+  conn_stream *cs = (conn_stream *)c;
+  int kind = RD_KIND(s->arg);
+  ssize_t r;
+  if (kind == RD_CHUNK) { /* empty buffer: straight from scratch */
+    char *b = glr_scratch(L, READ_CHUNK);
+    r = c->tp->read(L, c, b, READ_CHUNK);
+    if (r > 0) {
+      lua_pushlstring(L, b, (size_t)r);
+      return 1;
+    }
+  } else {
+    r = read_into(L, cs, kind, RD_SIZE(s->arg));
+    if (r > 0) return CONN_AGAIN;
+    if (r == -ENOMEM) return read_results(L, cs, ERRSTR_NOMEM);
+  }
+  if (r == 0) return read_eof(L, cs, kind);
+  return (int)r;
+}
+
+static const conn_op read_op = {CONN_DIR_R, GLR_READ, read_ready, read_try, read_fail, NULL};
+
+static lua_KContext read_format(lua_State *L) {
+  if (lua_isnoneornil(L, 2)) return RD_CHUNK;
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lua_Integer n = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, n >= 0 && n < ((lua_Integer)1 << 40), 2, "size out of range");
+    return RD_EXACT | ((lua_KContext)n << 3);
+  }
+  const char *f = luaL_checkstring(L, 2);
+  if (*f == '*') f++;
+  switch (*f) {
+    case 'l': return RD_LINE;
+    case 'L': return RD_LINEK;
+    case 'a': return RD_ALL;
+    default: return luaL_argerror(L, 2, "invalid format (want n, \"l\", \"L\" or \"a\")");
+  }
+}
+
+static int m_read(lua_State *L) {
+  check_stream(L, 1);
+  lua_KContext arg = read_format(L);
+  lua_settop(L, 2);
+  return conn_op_run(L, &read_op, arg);
+}
+
+static int m_readuntil(lua_State *L) {
+  check_stream(L, 1);
+  size_t dl;
+  luaL_checklstring(L, 2, &dl);
+  luaL_argcheck(L, dl > 0, 2, "empty delimiter");
+  lua_settop(L, 2);
+  return conn_op_run(L, &read_op, RD_UNTIL);
+}
+
+/* ---------- write: the strings at 2..top, s->arg bytes of them done ---------- */
+
+static int write_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool started) {
+  (void)c;
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushinteger(L, started ? (lua_Integer)s->arg : 0);
+  return 3;
+}
+
+static size_t write_total(lua_State *L) {
+  size_t total = 0;
+  for (int i = lua_gettop(L); i >= 2; i--) total += lua_rawlen(L, i);
+  return total;
+}
+
+/* build the iovecs for the bytes after `done`; returns count, sets total */
+static int build_iov(lua_State *L, size_t done, struct iovec *iov, size_t *total) {
+  int top = lua_gettop(L), cnt = 0;
+  size_t skip = done;
+  *total = 0;
+  for (int i = 2; i <= top; i++) {
+    size_t len;
+    const char *s = lua_tolstring(L, i, &len);
+    *total += len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    if (cnt < MAX_IOV) {
+      iov[cnt].iov_base = (void *)(s + skip);
+      iov[cnt].iov_len = len - skip;
+      cnt++;
+    }
+    skip = 0;
+  }
+  return cnt;
+}
+
+static int write_ready(lua_State *L, conn *c, conn_side *s) {
+  (void)c;
+  size_t total = write_total(L);
+  if ((size_t)s->arg < total) return CONN_PENDING;
+  lua_pushinteger(L, (lua_Integer)total);
+  return 1;
+}
+
+static int write_try(lua_State *L, conn *c, conn_side *s) {
+  struct iovec iov[MAX_IOV];
+  size_t total;
+  int cnt = build_iov(L, (size_t)s->arg, iov, &total);
+  ssize_t r = c->tp->writev(L, c, iov, cnt);
+  if (r < 0) return (int)r;
+  s->arg += (lua_KContext)r;
+  if ((size_t)s->arg < total) return CONN_AGAIN;
+  lua_pushinteger(L, (lua_Integer)total);
+  return 1;
+}
+
+static const conn_op write_op = {CONN_DIR_W, GLR_WRITE, write_ready, write_try, write_fail, NULL};
+
+static int m_write(lua_State *L) {
+  check_stream(L, 1);
+  int top = lua_gettop(L);
+  for (int i = 2; i <= top; i++) luaL_checklstring(L, i, NULL); /* numbers -> strings */
+  return conn_op_run(L, &write_op, 0);
+}
+
+/* ---------- stream options and addresses ---------- */
+
+static int m_closewrite(lua_State *L) {
+  conn *c = &check_stream(L, 1)->c;
+  if (c->status != CONN_OPEN) return conn_push_fail(L, ERRSTR_CLOSED);
+  if (shutdown(c->fd, SHUT_WR) < 0) return conn_push_fail(L, errstr_of(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_setlimit(lua_State *L) {
+  conn_stream *cs = check_stream(L, 1);
+  lua_Integer n = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, n > 0, 2, "limit must be positive");
+  cs->limit = (size_t)n;
+  return 0;
+}
+
+static int m_remoteaddr(lua_State *L) {
+  conn *c = &check_stream(L, 1)->c;
+  if (c->status != CONN_OPEN) return conn_push_fail(L, ERRSTR_CLOSED);
+  return push_sockaddr(L, c->fd, true);
+}
+
+static int setopt(lua_State *L, conn *c, int level, int opt, int v) {
+  if (c->status != CONN_OPEN) return conn_push_fail(L, ERRSTR_CLOSED);
+  if (setsockopt(c->fd, level, opt, &v, sizeof v) < 0) return conn_push_fail(L, errstr_of(errno));
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int m_setnodelay(lua_State *L) {
+  conn *c = &check_stream(L, 1)->c;
+  return setopt(L, c, IPPROTO_TCP, TCP_NODELAY, lua_toboolean(L, 2));
+}
+
+static int m_setkeepalive(lua_State *L) {
+  conn *c = &check_stream(L, 1)->c;
+  if (!lua_toboolean(L, 2)) return setopt(L, c, SOL_SOCKET, SO_KEEPALIVE, 0);
+  double s = conn_check_time(L, 2);
+  luaL_argcheck(L, s >= 1 && s < 1e6, 2, "keepalive period out of range");
+  int r = setopt(L, c, SOL_SOCKET, SO_KEEPALIVE, 1);
+  if (lua_isnil(L, -r)) return r;
+  lua_pop(L, r);
+  setopt(L, c, IPPROTO_TCP, TCP_KEEPINTVL, (int)s);
+  lua_pop(L, 1);
+  return setopt(L, c, IPPROTO_TCP, TCP_KEEPIDLE, (int)s);
+}
+
+/* ---------- moving stream conns between VMs (vcopy hook) ---------- */
+
+/* payload: fd, kind, buffered length, buffered bytes. Committing the move:
+** the fd leaves this VM's poller but stays open, this handle reads closed */
+static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit) {
+  conn_stream *cs = lua_touserdata(L, idx);
+  conn *c = &cs->c;
+  if (c->status != CONN_OPEN) return "a closed connection cannot move to another VM";
+  if (c->nops > 0) return "a connection in use by another goroutine cannot move";
+  int kind = (int)c->kind;
+  size_t len = cs->blen;
+  vbuf_put(L, b, &c->fd, sizeof c->fd);
+  vbuf_put(L, b, &kind, sizeof kind);
+  vbuf_put(L, b, &len, sizeof len);
+  vbuf_put(L, b, cs->buf ? cs->buf + cs->boff : "", len);
+  if (!commit) return NULL;
+  glr_pd_free(L, c->pd);
+  c->pd = NULL;
+  c->fd = -1;
+  conn_cas_status(c, CONN_OPEN, CONN_CLOSED);
+  buf_free(cs);
+  return NULL;
+}
+
+static void stream_vc_decode(lua_State *L, const char **p) {
+  int fd, kind;
+  size_t len;
+  vbuf_get(p, &fd, sizeof fd);
+  vbuf_get(p, &kind, sizeof kind);
+  vbuf_get(p, &len, sizeof len);
+  conn_stream *cs = conn_push(L, fd, (conn_kind)kind);
+  if (len && buf_reserve(cs, len) >= len) {
+    memcpy(cs->buf + cs->boff, *p, len);
+    cs->blen = len;
+  }
+  *p += len;
+}
+
+static void stream_vc_walk(const char **p, int delta) {
+  (void)delta;
+  size_t len;
+  *p += 2 * sizeof(int);
+  vbuf_get(p, &len, sizeof len);
+  *p += len;
+}
+
+static const vcopy_class stream_vcopy = {true, "connections", stream_vc_encode,
+                                         stream_vc_decode, stream_vc_walk, false};
+
+static const char *stays_vc_encode(lua_State *L, int idx, vbuf *b, bool commit) {
+  (void)L, (void)idx, (void)b, (void)commit;
+  return "a listener or UDP socket cannot move to another VM (yet)";
+}
+
+const vcopy_class conn_vcopy_stays = {true, "connections", stays_vc_encode,
+                                      stream_vc_decode, stream_vc_walk, false};
+
+/* ---------- the public wrapper and the class ---------- */
+
+int glr_conn_wrap(lua_State *L, int fd, const char *kind) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
+      fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+    int e = errno;
+    close(fd);
+    return conn_push_fail(L, strerror(e));
+  }
+  conn_kind k = CONN_STREAM;
+  if (kind && strcmp(kind, "tcp") == 0) k = CONN_TCP;
+  else if (kind && strcmp(kind, "unix") == 0) k = CONN_UNIX;
+  conn_push(L, fd, k);
+  return 1;
+}
+
+void conn_open(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"read", m_read},
+      {"readuntil", m_readuntil},
+      {"write", m_write},
+      {"close", conn_m_close},
+      {"closewrite", m_closewrite},
+      {"setlimit", m_setlimit},
+      {"settimeout", conn_m_settimeout},
+      {"setdeadline", conn_m_setdeadline},
+      {"setreaddeadline", conn_m_setreaddeadline},
+      {"setwritedeadline", m_setwritedeadline},
+      {"localaddr", conn_m_localaddr},
+      {"remoteaddr", m_remoteaddr},
+      {"setnodelay", m_setnodelay},
+      {"setkeepalive", m_setkeepalive},
+      {"fd", conn_m_fd},
+      {NULL, NULL}};
+  conn_defclass(L, &CONN_KEY, CONN_MT, methods, &stream_class, &stream_vcopy);
+}

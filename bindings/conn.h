@@ -1,0 +1,161 @@
+/*
+** conn.h — the ONE connection object under net's three classes: stream
+** conns (tcp / unix / a wrapped fd), listeners and UDP sockets. Each class's
+** userdata starts with a `conn` core (embedded first) and adds only what it
+** needs (conn_stream: the read buffer; lnet.c's listener; ludp.c's socket).
+**
+** Invariants (every field owner M only: a conn belongs to one VM):
+**  - status is one word (conn_status below), moved only by conn_cas_status.
+**  - One operation at a time per direction (Go's fdMutex): the goroutine in
+**    side[dir].owner runs it, others queue FIFO in side[dir].waiters and are
+**    handed ownership. nops counts owners; pd and fd are released only when
+**    the conn is closing AND nops is 0, so a woken owner always finishes its
+**    wait on a live pollDesc.
+**  - Every operation (read, write, accept, UDP receive and send) runs
+**    conn_op_run: lock the direction, [complete from what is here,] check
+**    closed / deadline, try once, on "want read/write" park on the pollDesc
+**    (glr_waitfd), re-check on wake, unlock (Go: fd.Read -> pd.waitRead).
+**    Op steps return a direction to wait for, not EAGAIN, so a transport
+**    whose read may need writability (TLS) fits the same skeleton.
+**  - Bytes move through c->tp (conn_transport); the plain socket one is the
+**    only one today. The read buffer is freed whenever it empties.
+*/
+#ifndef GLR_CONN_H
+#define GLR_CONN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../runtime/common.h"
+#include "goluarun.h"
+
+typedef enum conn_kind { CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER } conn_kind;
+
+typedef enum conn_status {
+  /* CONN_OPEN: fd and pd live; operations may start. */
+  CONN_OPEN = 0,
+  /* CONN_CLOSING: close() was called while operations were inside: pd is
+  ** unblocked (waiters woke with "closed"), fd and pd stay until the last
+  ** owner leaves (conn_op release), which moves it to CONN_CLOSED. */
+  CONN_CLOSING,
+  /* CONN_CLOSED: pd freed, fd closed or moved to another VM (fd == -1).
+  ** Final. */
+  CONN_CLOSED,
+} conn_status;
+
+enum { CONN_DIR_R = 0, CONN_DIR_W = 1 };
+
+/* Results of op steps and transports below 0 other than -errno. */
+enum {
+  CONN_WANT_READ = -0x10000 - GLR_READ,   /* park until readable, retry */
+  CONN_WANT_WRITE = -0x10000 - GLR_WRITE, /* park until writable, retry */
+  CONN_AGAIN = -0x10010,                  /* progress: go round again */
+  CONN_PENDING = -0x10011,                /* ready step: not complete yet */
+};
+
+typedef struct conn conn;
+
+/* conn_transport — how bytes move. Returns bytes (0: eof), -errno, or
+** CONN_WANT_READ / CONN_WANT_WRITE. */
+typedef struct conn_transport {
+  ssize_t (*read)(lua_State *L, conn *c, void *buf, size_t n);
+  ssize_t (*writev)(lua_State *L, conn *c, struct iovec *iov, int cnt);
+  void (*close)(conn *c); /* closes the fd */
+} conn_transport;
+
+/* conn_class — what close does beyond the core, per class. */
+typedef struct conn_class {
+  const char *name;                       /* "conn", "listener", "udp" */
+  void (*closing)(lua_State *L, conn *c); /* at close(); may be NULL */
+  void (*destroyed)(conn *c);             /* after fd closed; may be NULL */
+} conn_class;
+
+typedef struct conn_waiter conn_waiter;
+
+/* one direction's operation lock and the running operation's state */
+typedef struct conn_side {
+  glr_g *owner;                    /* holds the lock, or NULL */
+  conn_waiter *head, *tail;        /* FIFO queue for the lock */
+  int64_t deadline;                /* the operation's deadline, 0 none */
+  int64_t wait_dl;                 /* this wait's: deadline, or earlier */
+  lua_KContext arg;                /* the operation's progress */
+  int waitmode;                    /* GLR_READ/GLR_WRITE parked on */
+} conn_side;
+
+struct conn {
+  conn_status status;
+  conn_kind kind;
+  int fd;                          /* -1 once CONN_CLOSED */
+  int nops;                        /* owners of side[] */
+  glr_pd *pd;                      /* NULL once CONN_CLOSED */
+  const conn_transport *tp;
+  const conn_class *cls;
+  double timeout;                  /* per-operation timeout, < 0 none */
+  conn_side side[2];
+};
+
+/* a stream conn: the core plus the read buffer buf[boff .. boff+blen) */
+typedef struct conn_stream {
+  conn c;
+  char *buf;
+  size_t boff, blen, bcap, scan;
+  size_t limit;
+} conn_stream;
+
+/* conn_op — one operation kind. ctx of every step is the conn's side. */
+typedef struct conn_op {
+  int dir;  /* CONN_DIR_R / CONN_DIR_W: which lock */
+  int mode; /* GLR_READ / GLR_WRITE: the deadline checked before trying */
+  /* ready — complete from what is already here (no system call, before the
+  ** deadline check): results pushed, or CONN_PENDING. May be NULL. */
+  int (*ready)(lua_State *L, conn *c, conn_side *s);
+  /* try — one attempt: results pushed (>= 0), CONN_AGAIN, CONN_WANT_*, or
+  ** -errno (then fail runs with errstr_of). */
+  int (*try)(lua_State *L, conn *c, conn_side *s);
+  /* fail — push the failure results for msg; `started` is false when the
+  ** operation never got its lock (the conn was closed). */
+  int (*fail)(lua_State *L, conn *c, conn_side *s, const char *msg, bool started);
+  /* deadline — the op's deadline once locked; NULL: from c->timeout */
+  int64_t (*deadline)(lua_State *L, conn *c);
+} conn_op;
+
+/* conn_op_run — run op on the conn at stack index 1 with progress arg. */
+GLR_INTERNAL int conn_op_run(lua_State *L, const conn_op *op, lua_KContext arg);
+
+/* conn_new — push a userdata of size bytes (a struct starting with conn)
+** for fd, of class key (defined with conn_defclass). */
+GLR_INTERNAL conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind,
+                            const void *key);
+/* conn_push — push a stream conn owning fd (Go: newFD). */
+GLR_INTERNAL conn_stream *conn_push(lua_State *L, int fd, conn_kind kind);
+/* conn_defclass — define a conn class: methods, the shared metamethods,
+** its conn_class, and (if not NULL) its vcopy hook; pops the metatable. */
+struct vcopy_class;
+GLR_INTERNAL void conn_defclass(lua_State *L, const void *key, const char *tname,
+                                const luaL_Reg *methods, const conn_class *cls,
+                                const struct vcopy_class *hook);
+/* conn_check — the conn of any class at idx, else a type error. */
+GLR_INTERNAL conn *conn_check(lua_State *L, int idx);
+GLR_INTERNAL void conn_close(lua_State *L, conn *c);
+/* conn_cas_status — move c from `from` to `to`; aborts if illegal. */
+GLR_INTERNAL void conn_cas_status(conn *c, conn_status from, conn_status to);
+GLR_INTERNAL int conn_push_fail(lua_State *L, const char *msg);
+GLR_INTERNAL int64_t conn_op_deadline(conn *c);
+GLR_INTERNAL double conn_check_time(lua_State *L, int idx);
+/* the methods every class shares (close, settimeout, deadlines, addresses) */
+GLR_INTERNAL int conn_m_close(lua_State *L);
+GLR_INTERNAL int conn_m_settimeout(lua_State *L);
+GLR_INTERNAL int conn_m_setdeadline(lua_State *L);
+GLR_INTERNAL int conn_m_setreaddeadline(lua_State *L);
+GLR_INTERNAL int conn_m_localaddr(lua_State *L);
+GLR_INTERNAL int conn_m_fd(lua_State *L);
+/* the vcopy hook of classes that cannot move (listeners, UDP sockets) */
+GLR_INTERNAL extern const struct vcopy_class conn_vcopy_stays;
+/* conn_open — defines the stream conn class (net's luaopen calls it). */
+GLR_INTERNAL void conn_open(lua_State *L);
+
+#endif
