@@ -30,22 +30,6 @@ GLR_INTERNAL int net_lookup_start(lua_State *L, const char *host, lua_KContext c
 GLR_INTERNAL int net_lookup_result(lua_State *L, int idx);
 /* glr_open_shared — sets field "shared" (go.shared) of the table on top. */
 GLR_INTERNAL void glr_open_shared(lua_State *L);
-/* shared channels (lschan.c): the channel of a handle at idx (or NULL);
-** push a handle to c in this VM (with a ref of its own) */
-struct schan;
-struct swaiter;
-GLR_INTERNAL struct schan *lschan_test(lua_State *L, int idx);
-GLR_INTERNAL void lschan_push(lua_State *L, struct schan *c);
-/* go.sharedchan, registered in the go table on the stack */
-GLR_INTERNAL void glr_open_sharedchan(lua_State *L);
-/* for go.select: encode the value at idx as a channel element (raises if it
-** cannot be copied); free an element; push an element's value (and free
-** it); wake a claimed waiter's goroutine; undo its progress token */
-GLR_INTERNAL void *lschan_encode(lua_State *L, int idx, const char *what);
-GLR_INTERNAL void lschan_drop(void *v);
-GLR_INTERNAL void lschan_push_value(lua_State *L, void *v);
-GLR_INTERNAL void lschan_wake(struct swaiter *w);
-GLR_INTERNAL void lschan_settle(struct swaiter *w);
 /* glr_cannot_block_error — the Lua error for a park that cannot happen. */
 GLR_INTERNAL int glr_cannot_block_error(lua_State *L, const char *what);
 

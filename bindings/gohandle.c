@@ -50,10 +50,14 @@ static double check_seconds(lua_State *L, int idx) {
   return s;
 }
 
-static void wake_sudog(sudog *sg, void *arg) {
-  (void)arg;
-  G *g = sg->g;
-  sched_ready(g->tag.p, g, false);
+/* wake every goroutine of a chan_close list */
+static void wake_list(sudog *w) {
+  while (w) {
+    sudog *next = w->next;
+    G *g = w->g;
+    sched_ready(g->tag.p, g, false);
+    w = next;
+  }
 }
 
 /* ---------- a goroutine's life ---------- */
@@ -96,7 +100,9 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   }
   if (n > 0) lua_setiuservalue(L, 1, 1);
   handle_set_status(h, (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR);
-  chan_close(&h->waiters, wake_sudog, NULL);
+  sudog *woken;
+  chan_close(&h->waiters, &woken);
+  wake_list(woken);
   if (g->ismain) {
     rt *r = vm_p(L)->rt;
     if (h->state == H_ERR) rt_stop(r, STOP_EXIT, 1, false);

@@ -5,20 +5,22 @@
 ** A handle (metatable goluarun.sharedchan) owns one ref on its channel; a
 ** VM has at most one live handle per channel (a weak cache), so a channel
 ** that comes back to a VM is the same Lua value. Elements are heap vbufs
-** (bindings/vcopy.c), encoded by the sender in its VM and decoded by the
-** receiver in its own VM: a value handed to a parked receiver waits in its
-** swaiter until the receiver runs again.
+** (bindings/vcopy.c) stored as words of the core (runtime/chan.h), encoded
+** by the sender in its VM and decoded by the receiver in its own VM: a
+** value handed to a parked receiver waits in its sudog until the receiver
+** runs again. go.select's shared cases (lchan.c) use the element and wake
+** functions exported here (lschan.h).
 **
-** An swaiter lives in a userdata on the parked goroutine's stack; its __gc
-** unlinks it and frees any value it still holds (a VM closed at exit with
-** goroutines parked). Everything here runs on the M holding the VM's P;
-** the core's lock guards what other threads see.
+** A plain send/recv parks with its sudog in a userdata on the goroutine's
+** stack; its __gc unlinks it and frees any value it still holds (a VM
+** closed at exit with goroutines parked). Everything here runs on the M
+** holding the VM's P; the core's lock guards what other threads see.
 **
 ** Wake-ups and progress (sched.h): a goroutine parked here is woken by
-** whoever claims its waiter, on any thread: through sched_ready on the same
+** whoever claims its sudog, on any thread: through sched_ready on the same
 ** P, else through its P's inbox (sched_ready_remote). It parks PARK_SYNC,
 ** which is safe across threads because the waker first adds a progress
-** token (w->token) that the woken goroutine removes when it runs: while the
+** token (sg->token) that the woken goroutine removes when it runs: while the
 ** wake-up sits in an inbox, n_progress cannot read 0. So a goroutine blocked
 ** for good on a shared channel counts as blocked (exit / deadlock report),
 ** as with local channels.
@@ -27,6 +29,8 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+
+#include "lschan.h"
 
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
@@ -43,13 +47,15 @@ typedef struct shandle {
 
 /* ---------- elements ---------- */
 
-void lschan_drop(void *v) {
-  if (!v) return;
-  vbuf_free(v);
-  free(v);
+static vbuf *vbuf_of(uint64_t elem) { return (vbuf *)(uintptr_t)elem; }
+
+void lschan_drop(uint64_t elem) {
+  if (!elem) return;
+  vbuf_free(vbuf_of(elem));
+  free(vbuf_of(elem));
 }
 
-void *lschan_encode(lua_State *L, int idx, const char *what) {
+uint64_t lschan_encode(lua_State *L, int idx, const char *what) {
   vbuf b = {0};
   vcopy_encode_ex(L, idx, 1, &b, what, VC_NOCONN); /* raises: b freed */
   vbuf *v = malloc(sizeof *v);
@@ -58,12 +64,12 @@ void *lschan_encode(lua_State *L, int idx, const char *what) {
     luaL_error(L, "not enough memory");
   }
   *v = b;
-  return v;
+  return (uint64_t)(uintptr_t)v;
 }
 
-void lschan_push_value(lua_State *L, void *v) {
-  vcopy_decode(L, v);
-  lschan_drop(v);
+void lschan_push_value(lua_State *L, uint64_t elem) {
+  vcopy_decode(L, vbuf_of(elem));
+  lschan_drop(elem);
 }
 
 /* ---------- handles ---------- */
@@ -119,42 +125,56 @@ static int sc_gc(lua_State *L) {
 
 /* ---------- waking and waiters ---------- */
 
-void lschan_wake(swaiter *w) {
-  G *g = w->g;
+void lschan_wake(sudog *sg) {
+  G *g = sg->g;
   P *p = g->tag.p;
   sched_progress_add(p->rt, 1); /* before the wake-up exists: see header */
-  w->token = true;
+  sg->token = true;
   if (sched_current_p() == p) sched_ready(p, g, true);
   else sched_ready_remote(g);
 }
 
-void lschan_settle(swaiter *w) {
-  if (!w->token) return;
-  w->token = false;
-  sched_progress_add(((G *)w->g)->tag.p->rt, -1);
+void lschan_settle(sudog *sg) {
+  if (!sg->token) return;
+  sg->token = false;
+  sched_progress_add(((G *)sg->g)->tag.p->rt, -1);
 }
 
-static void wake_list(swaiter *w) {
-  while (w) {
-    swaiter *next = w->next; /* w may be gone once woken */
-    lschan_wake(w);
-    w = next;
+static void wake_list(sudog *sg) {
+  while (sg) {
+    sudog *next = sg->next; /* sg may be gone once woken */
+    lschan_wake(sg);
+    sg = next;
   }
 }
 
+/* take the value a sudog holds (0: none) */
+static uint64_t take_elem(sudog *sg) {
+  uint64_t elem = sg->elem;
+  sg->elem = 0;
+  return elem;
+}
+
 static int waiter_gc(lua_State *L) {
-  swaiter *w = lua_touserdata(L, 1);
-  schan_dequeue(w);
-  lschan_drop(w->val);
-  w->val = NULL;
+  sudog *sg = lua_touserdata(L, 1);
+  schan_dequeue(sg);
+  lschan_drop(take_elem(sg));
   return 0;
 }
 
-static swaiter *new_waiter(lua_State *L, bool isrecv) {
-  swaiter *w = lua_newuserdatauv(L, sizeof *w, 0);
-  *w = (swaiter){.g = vm_p(L)->curg, .isrecv = isrecv};
+static sudog *new_waiter(lua_State *L, bool isrecv) {
+  sudog *sg = lua_newuserdatauv(L, sizeof *sg, 0);
+  *sg = (sudog){.g = vm_p(L)->curg, .isrecv = isrecv};
   glr_setclass(L, &WAITER_KEY);
-  return w;
+  return sg;
+}
+
+/* the waiter at the top of the stack, once its goroutine runs again */
+static sudog *settle_waiter(lua_State *L) {
+  sudog *sg = lua_touserdata(L, -1);
+  schan_dequeue(sg);
+  lschan_settle(sg);
+  return sg;
 }
 
 /* ---------- send / recv / close ---------- */
@@ -165,23 +185,20 @@ static int closed_send(lua_State *L) { return luaL_error(L, "send on closed chan
 static int send_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  swaiter *w = lua_touserdata(L, -1);
-  schan_dequeue(w);
-  lschan_settle(w);
-  if (!w->ok) {
-    lschan_drop(w->val);
-    w->val = NULL;
+  sudog *sg = settle_waiter(L);
+  if (!sg->ok) {
+    lschan_drop(take_elem(sg)); /* closed: the value was never taken */
     return closed_send(L);
   }
   return 0;
 }
 
-/* try once under the lock; on WOULDBLOCK with w, queue w */
-static int send_locked(schan *c, void *v, swaiter *w) {
-  swaiter *woken;
+/* try once under the lock; on WOULDBLOCK with sg, queue sg */
+static int send_locked(schan *c, uint64_t v, sudog *sg) {
+  sudog *woken;
   schan_lock(c);
-  int r = schan_send_locked(c, v, &woken);
-  if (r == CHAN_WOULDBLOCK && w) schan_enqueue_locked(c, w);
+  int r = chan_trysend(&c->c, v, &woken);
+  if (r == CHAN_WOULDBLOCK && sg) schan_enqueue_locked(c, sg);
   schan_unlock(c);
   if (woken) lschan_wake(woken);
   return r;
@@ -191,7 +208,7 @@ static int sc_send(lua_State *L) {
   schan *c = check_schan(L, 1);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
-  void *v = lschan_encode(L, 2, "shared channel send");
+  uint64_t v = lschan_encode(L, 2, "shared channel send");
   int r = send_locked(c, v, NULL);
   if (r == CHAN_OK) return 0;
   if (r == CHAN_CLOSED || !sched_can_park(L)) {
@@ -199,18 +216,18 @@ static int sc_send(lua_State *L) {
     if (r == CHAN_CLOSED) return closed_send(L);
     return glr_cannot_block_error(L, "send");
   }
-  swaiter *w = new_waiter(L, false); /* OOM here would leak v */
-  w->val = v;
-  r = send_locked(c, v, w);
+  sudog *sg = new_waiter(L, false); /* OOM here would leak v */
+  sg->elem = v;
+  r = send_locked(c, v, sg);
   if (r == CHAN_OK) {
-    w->val = NULL; /* delivered or buffered; w was not queued */
+    sg->elem = 0; /* delivered or buffered; sg was not queued */
     return 0;
   }
-  if (r == CHAN_CLOSED) return send_k(L, 0, 0); /* w->ok is false */
+  if (r == CHAN_CLOSED) return send_k(L, 0, 0); /* sg->ok is false */
   return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, 0, send_k);
 }
 
-static int recv_result(lua_State *L, bool ok, void *v) {
+static int recv_result(lua_State *L, bool ok, uint64_t v) {
   if (!ok) {
     lua_pushnil(L);
     lua_pushboolean(L, 0);
@@ -224,19 +241,15 @@ static int recv_result(lua_State *L, bool ok, void *v) {
 static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  swaiter *w = lua_touserdata(L, -1);
-  schan_dequeue(w);
-  lschan_settle(w);
-  void *v = w->val;
-  w->val = NULL;
-  return recv_result(L, w->ok, v);
+  sudog *sg = settle_waiter(L);
+  return recv_result(L, sg->ok, take_elem(sg));
 }
 
-static int recv_locked(schan *c, void **v, bool *ok, swaiter *w) {
-  swaiter *woken;
+static int recv_locked(schan *c, uint64_t *v, bool *ok, sudog *sg) {
+  sudog *woken;
   schan_lock(c);
-  int r = schan_recv_locked(c, v, ok, &woken);
-  if (r == CHAN_WOULDBLOCK && w) schan_enqueue_locked(c, w);
+  int r = chan_tryrecv(&c->c, v, ok, &woken);
+  if (r == CHAN_WOULDBLOCK && sg) schan_enqueue_locked(c, sg);
   schan_unlock(c);
   if (woken) lschan_wake(woken);
   return r;
@@ -245,17 +258,17 @@ static int recv_locked(schan *c, void **v, bool *ok, swaiter *w) {
 static int sc_recv(lua_State *L) {
   schan *c = check_schan(L, 1);
   lua_settop(L, 1);
-  void *v;
+  uint64_t v;
   bool ok;
   if (recv_locked(c, &v, &ok, NULL) == CHAN_OK) return recv_result(L, ok, v);
   if (!sched_can_park(L)) return glr_cannot_block_error(L, "recv");
-  swaiter *w = new_waiter(L, true);
-  if (recv_locked(c, &v, &ok, w) == CHAN_OK) return recv_result(L, ok, v);
+  sudog *sg = new_waiter(L, true);
+  if (recv_locked(c, &v, &ok, sg) == CHAN_OK) return recv_result(L, ok, v);
   return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
 }
 
 static int sc_close(lua_State *L) {
-  swaiter *woken;
+  sudog *woken;
   if (schan_close(check_schan(L, 1), &woken) == CHAN_CLOSED)
     return luaL_error(L, "close of closed channel");
   wake_list(woken);
@@ -268,15 +281,15 @@ static int sc_len(lua_State *L) {
 }
 
 static int sc_cap(lua_State *L) {
-  lua_pushinteger(L, check_schan(L, 1)->cap);
+  lua_pushinteger(L, check_schan(L, 1)->c.cap);
   return 1;
 }
 
 static int sc_tostring(lua_State *L) {
   schan *c = check_schan(L, 1);
   schan_lock(c);
-  lua_pushfstring(L, "sharedchan (%d/%d%s)", (int)c->count, (int)c->cap,
-                  c->closed ? ", closed" : "");
+  lua_pushfstring(L, "sharedchan (%d/%d%s)", (int)c->c.count, (int)c->c.cap,
+                  c->c.closed ? ", closed" : "");
   schan_unlock(c);
   return 1;
 }

@@ -19,13 +19,16 @@ static void unlink_sg(waitq *q, sudog *sg) {
   if (sg->prev) sg->prev->next = sg->next; else q->first = sg->next;
   if (sg->next) sg->next->prev = sg->prev; else q->last = sg->prev;
   sg->next = sg->prev = NULL;
-  sg->c = NULL;
+  sg->linked = false;
 }
 
+static waitq *queue_of(chan *c, const sudog *sg) { return sg->isrecv ? &c->recvq : &c->sendq; }
+
 void chan_enqueue(chan *c, sudog *sg) {
-  waitq *q = sg->isrecv ? &c->recvq : &c->sendq;
+  waitq *q = queue_of(c, sg);
   if (sg->c) glr_throw("chan: sudog already queued");
   sg->c = c;
+  sg->linked = true;
   sg->next = NULL;
   sg->prev = q->last;
   if (q->last) q->last->next = sg; else q->first = sg;
@@ -34,7 +37,8 @@ void chan_enqueue(chan *c, sudog *sg) {
 
 void chan_dequeue(sudog *sg) {
   if (!sg->c) return;
-  unlink_sg(sg->isrecv ? &sg->c->recvq : &sg->c->sendq, sg);
+  if (sg->linked) unlink_sg(queue_of(sg->c, sg), sg);
+  sg->c = NULL;
 }
 
 /* first live waiter of q, claimed (select siblings lose) and unlinked */
@@ -50,6 +54,15 @@ static sudog *claim(waitq *q) {
   return NULL;
 }
 
+static void buf_put(chan *c, uint64_t elem) { c->buf[(c->head + c->count++) % c->cap] = elem; }
+
+static uint64_t buf_take(chan *c) {
+  uint64_t elem = c->buf[c->head];
+  c->head = (c->head + 1) % c->cap;
+  c->count--;
+  return elem;
+}
+
 int chan_trysend(chan *c, uint64_t elem, sudog **woken) {
   *woken = NULL;
   if (c->closed) return CHAN_CLOSED;
@@ -60,60 +73,52 @@ int chan_trysend(chan *c, uint64_t elem, sudog **woken) {
     *woken = r;
     return CHAN_OK;
   }
-  if (c->count < c->cap) {
-    c->buf[(c->head + c->count++) % c->cap] = elem;
-    return CHAN_OK;
-  }
-  return CHAN_WOULDBLOCK;
-}
-
-int chan_tryrecv(chan *c, uint64_t *elem, bool *ok, sudog **woken) {
-  *woken = NULL;
-  if (c->count > 0) {
-    *elem = c->buf[c->head];
-    c->head = (c->head + 1) % c->cap;
-    c->count--;
-    *ok = true;
-    sudog *s = claim(&c->sendq); /* buffer was full: admit one sender */
-    if (s) {
-      c->buf[(c->head + c->count++) % c->cap] = s->elem;
-      s->ok = true;
-      *woken = s;
-    }
-    return CHAN_OK;
-  }
-  sudog *s = claim(&c->sendq);
-  if (s) {
-    *elem = s->elem;
-    *ok = true;
-    s->ok = true;
-    *woken = s;
-    return CHAN_OK;
-  }
-  if (c->closed) {
-    *elem = 0;
-    *ok = false;
-    return CHAN_OK;
-  }
-  return CHAN_WOULDBLOCK;
-}
-
-int chan_close(chan *c, void (*wake)(sudog *, void *), void *arg) {
-  if (c->closed) return CHAN_CLOSED;
-  c->closed = true;
-  sudog *sg;
-  while ((sg = claim(&c->recvq)) != NULL) {
-    sg->elem = 0;
-    sg->ok = false;
-    wake(sg, arg);
-  }
-  while ((sg = claim(&c->sendq)) != NULL) {
-    sg->ok = false;
-    wake(sg, arg);
-  }
+  if (c->count == c->cap) return CHAN_WOULDBLOCK;
+  buf_put(c, elem);
   return CHAN_OK;
 }
 
-bool chan_has_waiters(const chan *c) {
-  return c->recvq.first || c->sendq.first;
+/* take a parked sender's value: to *elem, or (elem NULL) into the buffer */
+static sudog *take_sender(chan *c, uint64_t *elem) {
+  sudog *s = claim(&c->sendq);
+  if (!s) return NULL;
+  if (elem) *elem = s->elem;
+  else buf_put(c, s->elem);
+  s->elem = 0;
+  s->ok = true;
+  return s;
+}
+
+int chan_tryrecv(chan *c, uint64_t *elem, bool *ok, sudog **woken) {
+  if (c->count > 0) {
+    *elem = buf_take(c);
+    *ok = true;
+    *woken = take_sender(c, NULL); /* the buffer was full: admit one */
+    return CHAN_OK;
+  }
+  *ok = (*woken = take_sender(c, elem)) != NULL;
+  if (*ok) return CHAN_OK;
+  if (!c->closed) return CHAN_WOULDBLOCK;
+  *elem = 0;
+  return CHAN_OK;
+}
+
+/* claim every waiter of q (ok = false) onto the list ending at *tail */
+static sudog **claim_all(waitq *q, sudog **tail, bool isrecv) {
+  sudog *sg;
+  while ((sg = claim(q)) != NULL) {
+    if (isrecv) sg->elem = 0;
+    sg->ok = false;
+    *tail = sg;
+    tail = &sg->next;
+  }
+  return tail;
+}
+
+int chan_close(chan *c, sudog **woken) {
+  *woken = NULL;
+  if (c->closed) return CHAN_CLOSED;
+  c->closed = true;
+  claim_all(&c->sendq, claim_all(&c->recvq, woken, true), false);
+  return CHAN_OK;
 }

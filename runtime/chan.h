@@ -1,23 +1,39 @@
 /*
-** chan.h — channel core (Go: runtime/chan.go, select.go), element type
-** uint64_t (the Lua binding stores values under these keys).
+** chan.h — the one channel core (Go: runtime/chan.go, select.go): a ring
+** buffer of words, two FIFO wait queues of sudogs, one claim. Local
+** channels use it bare; shared channels (schan.h) wrap it with a mutex,
+** refs and a `drop` for the elements they still hold.
+**
+** Elements are uint64_t words the core never looks into: a local channel
+** stores a key into its Lua table (bindings/lchan.c), a shared one a pointer
+** to an encoded value (bindings/lschan.c). 0 is never a value: a sudog's
+** elem == 0 means "holds nothing".
+**
+** Threads: a chan is guarded by its owner's rule — a local one is touched
+** only by the M holding its VM's P (owner M only), a shared one only under
+** its schan lock. "Under c's lock" below means whichever applies.
 **
 ** Invariants:
-**  - A local channel belongs to one VM and is touched only by the M holding
-**    that VM's P (owner M only): no locks. (Shared channels: schan.h.)
 **  - count <= cap; receivers wait only while count == 0 and no sender
 **    waits; senders wait only while count == cap and no receiver waits.
 **  - Buffered values are delivered FIFO; waiters are served FIFO.
-**  - A sudog lives in the waiting G's record (or its select frame) and is
-**    linked into at most one wait queue; select sudogs share a selstate, and
-**    the first counterpart that fires one marks it done: siblings are then
-**    skipped and unlinked lazily (Go: selectDone). The mark is an atomic
-**    compare-and-swap because a select may also wait on shared channels
-**    (schan.h), whose counterparts run on other threads and claim the same
-**    selstate; the winner writes `fired` before it wakes the G.
-**  - After close: no value is lost (buffered values still drain), blocked
-**    receivers get ok=false, blocked senders get ok=false (the binding
-**    raises "send on closed channel").
+**  - A sudog is written by its owner (the waiting G's M) before
+**    chan_enqueue and after chan_dequeue. In between it is linked into at
+**    most one queue (`linked`) and only code under c's lock touches its
+**    queue fields; the one claimer writes `elem`, `ok` and `sel->fired`,
+**    then the owner is woken (by the caller, after unlocking).
+**  - A waiter is claimed at most once: a plain one by being unlinked, a
+**    select case also by the selstate CAS shared with its sibling cases
+**    (which may sit on other channels, local or shared, and a timer, so
+**    the claimer may run on any thread): the winner writes `fired` before
+**    it wakes the G; losers are skipped and unlinked lazily (Go:
+**    selectDone).
+**  - A value handed to a parked receiver is moved into its elem; a parked
+**    sender's value is moved out of its elem (elem = 0) when taken, and
+**    stays there if the channel closes (the sender frees it).
+**  - After close: no value is lost (buffered values still drain), parked
+**    receivers get ok = false (elem = 0), parked senders get ok = false
+**    (the binding raises "send on closed channel").
 */
 #ifndef GLR_CHAN_H
 #define GLR_CHAN_H
@@ -29,7 +45,7 @@ typedef struct sudog sudog;
 
 typedef struct selstate {
   _Atomic bool done; /* claimed: set once, by compare-and-swap */
-  int fired;         /* caseidx of the sudog that fired (-1: timeout) */
+  int fired;         /* written by the claimer: caseidx that fired, -1 timeout */
 } selstate;
 
 /* selstate_claim — true for the one caller that marks sel done. */
@@ -38,15 +54,19 @@ static inline bool selstate_claim(selstate *sel) {
   return atomic_compare_exchange_strong(&sel->done, &expect, true);
 }
 
+/* sudog — a G waiting on a channel (Go: sudog). Lives in the G's record or
+** its select frame: waiting allocates nothing. */
 struct sudog {
-  void *g;        /* waiting G */
-  uint64_t elem;  /* send: value to deliver; recv: value received */
-  bool ok;        /* recv: a value arrived; send: delivered (false = closed) */
-  bool isrecv;
-  int caseidx;
-  selstate *sel;  /* NULL for a plain send/recv */
-  sudog *next, *prev;
-  chan *c;        /* queue it is linked into, NULL if none */
+  void *g;            /* owner: the waiting G (opaque here) */
+  selstate *sel;      /* owner: NULL for a plain send/recv */
+  chan *c;            /* owner: queued on, set by chan_enqueue until chan_dequeue */
+  sudog *next, *prev; /* under c's lock; chan_close's list reuses next */
+  uint64_t elem;      /* send: value offered; recv: value received (claimer) */
+  int caseidx;        /* owner */
+  bool isrecv;        /* owner */
+  bool linked;        /* under c's lock: in c's queue */
+  bool ok;            /* claimer: delivered / taken; false = closed */
+  bool token;         /* waker: bindings' progress token (shared channels) */
 };
 
 typedef struct waitq {
@@ -54,29 +74,34 @@ typedef struct waitq {
 } waitq;
 
 struct chan {
-  uint32_t cap, count, head;
-  uint64_t *buf;
-  bool closed;
-  waitq recvq, sendq;
+  uint32_t cap;         /* const */
+  uint32_t count, head; /* under c's lock */
+  uint64_t *buf;        /* under c's lock */
+  bool closed;          /* under c's lock */
+  waitq recvq, sendq;   /* under c's lock */
 };
 
 enum chan_result { CHAN_OK = 0, CHAN_WOULDBLOCK = 1, CHAN_CLOSED = 2 };
 
 GLR_INTERNAL void chan_init(chan *c, uint32_t cap);
 GLR_INTERNAL void chan_free(chan *c);
-/* chan_trysend — deliver to a waiting receiver (returned in *woken: the
-** caller readies woken->g) or buffer; CHAN_WOULDBLOCK if neither. */
+/* All below under c's lock. The waiter returned in *woken (or NULL) has
+** been claimed and unlinked; the caller wakes its owner (after unlocking).
+** chan_trysend — CHAN_OK: elem was buffered or handed to *woken (the caller
+** no longer owns it); CHAN_WOULDBLOCK / CHAN_CLOSED: elem untouched. */
 GLR_INTERNAL int chan_trysend(chan *c, uint64_t elem, sudog **woken);
-/* chan_tryrecv — take a buffered value or a waiting sender's; on a closed,
-** drained channel returns CHAN_OK with *ok = false. */
+/* chan_tryrecv — CHAN_OK with *elem (the caller owns it) and *ok; on a
+** closed, drained channel *elem = 0 and *ok = false; else WOULDBLOCK. */
 GLR_INTERNAL int chan_tryrecv(chan *c, uint64_t *elem, bool *ok, sudog **woken);
-/* chan_enqueue — link a sudog (isrecv decides the queue). */
+/* chan_enqueue — queue sg (isrecv decides the queue) and set sg->c. */
 GLR_INTERNAL void chan_enqueue(chan *c, sudog *sg);
-/* chan_dequeue — unlink a sudog if still linked. */
+/* chan_dequeue — by the owner once it runs again: unlink sg if still
+** queued and clear sg->c; a no-op if sg->c is NULL. */
 GLR_INTERNAL void chan_dequeue(sudog *sg);
-/* chan_close — CHAN_CLOSED if already closed; else wakes every waiter
-** through wake(sg, arg) with sg->ok = false. */
-GLR_INTERNAL int chan_close(chan *c, void (*wake)(sudog *, void *), void *arg);
-GLR_INTERNAL bool chan_has_waiters(const chan *c);
+/* chan_close — CHAN_CLOSED if already closed; else claims every waiter
+** (ok = false) and returns them in *woken, receivers then senders, each in
+** queue order, linked through `next`: the caller wakes each (reading
+** `next` first) after unlocking. */
+GLR_INTERNAL int chan_close(chan *c, sudog **woken);
 
 #endif

@@ -80,9 +80,9 @@ struct G {
   int parkkind;
   bool parked_sync;      /* not counted in n_progress while parked */
   int wake;              /* WAKE_* left by the waker */
-  timer sleept;          /* sleep and timeouts of select / go.wait */
+  timer sleept;          /* sleep and go.wait's timeout */
   selstate *sel;         /* claimed by the timer on timeout */
-  selstate gsel;         /* storage for sel (select, go.wait) */
+  selstate gsel;         /* storage for sel (go.wait) */
   sudog sg;              /* single channel op / go.wait waiter */
   bool escaped;          /* identity reached Lua: never recycle */
   bool ismain;

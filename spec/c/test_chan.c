@@ -34,14 +34,29 @@ static sudog mk(bool isrecv, uint64_t elem) {
   return s;
 }
 
-/* wake callback for chan_close: records the woken sudogs in order */
+/* whether any sudog (live or a skipped select sibling) is queued on c */
+static bool has_waiters(const chan *c) { return c->recvq.first || c->sendq.first; }
+
+/* chan_close's list of woken sudogs, recorded in order */
 static sudog *woke[64];
 static int nwoke;
 static void record_wake(sudog *sg, void *arg) {
   CHECK(arg == (void *)&nwoke);
-  CHECK(sg->c == NULL); /* unlinked before the callback */
+  CHECK(!sg->linked); /* unlinked before the wake-up */
   CHECK(!sg->ok);
   woke[nwoke++] = sg;
+}
+
+/* chan_close, then wake each sudog of its list through wake(sg, arg) */
+static int close_wake(chan *c, void (*wake)(sudog *, void *), void *arg) {
+  sudog *sg;
+  int r = chan_close(c, &sg);
+  while (sg) {
+    sudog *next = sg->next;
+    wake(sg, arg);
+    sg = next;
+  }
+  return r;
 }
 
 /* ------------------------------------------------------------------ */
@@ -52,7 +67,7 @@ static void test_buffered_fifo(void) {
   sudog *w;
   uint64_t v;
   bool ok;
-  CHECK(!chan_has_waiters(&c));
+  CHECK(!has_waiters(&c));
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_WOULDBLOCK);
   CHECK(w == NULL);
   for (uint64_t i = 1; i <= 4; i++) {
@@ -102,22 +117,22 @@ static void test_unbuffered(void) {
   sudog r = mk(true, 0);
   chan_enqueue(&c, &r);
   CHECK(r.c == &c);
-  CHECK(chan_has_waiters(&c));
+  CHECK(has_waiters(&c));
   CHECK_EQ(chan_trysend(&c, 42, &w), CHAN_OK);
   CHECK(w == &r);
   CHECK(r.elem == 42 && r.ok);
-  CHECK(r.c == NULL);
-  CHECK(!chan_has_waiters(&c));
+  CHECK(!r.linked);
+  CHECK(!has_waiters(&c));
   CHECK_EQ(c.count, 0);
 
   /* hand-off from a waiting sender */
   sudog s = mk(false, 7);
   chan_enqueue(&c, &s);
-  CHECK(chan_has_waiters(&c));
+  CHECK(has_waiters(&c));
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_OK);
   CHECK(w == &s && v == 7 && ok && s.ok);
-  CHECK(s.c == NULL);
-  CHECK(!chan_has_waiters(&c));
+  CHECK(!s.linked);
+  CHECK(!has_waiters(&c));
 
   /* waiters are served FIFO */
   sudog rs[3] = {mk(true, 0), mk(true, 0), mk(true, 0)};
@@ -155,7 +170,7 @@ static void test_unbuffered(void) {
   CHECK_EQ(chan_trysend(&c, 2, &w), CHAN_OK);
   CHECK(w == &q[2]);
   CHECK_EQ(chan_trysend(&c, 3, &w), CHAN_WOULDBLOCK);
-  CHECK(!chan_has_waiters(&c));
+  CHECK(!has_waiters(&c));
   chan_free(&c);
 }
 
@@ -175,7 +190,7 @@ static void test_sender_admitted(void) {
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_OK);
   CHECK(v == 1 && ok && w == &s3 && s3.ok);
   CHECK_EQ(c.count, 2);
-  CHECK(s3.c == NULL && s4.c == &c);
+  CHECK(!s3.linked && s4.c == &c);
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_OK);
   CHECK(v == 2 && w == &s4 && s4.ok);
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_OK);
@@ -183,7 +198,7 @@ static void test_sender_admitted(void) {
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_OK);
   CHECK(v == 4 && w == NULL);
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_WOULDBLOCK);
-  CHECK(!chan_has_waiters(&c));
+  CHECK(!has_waiters(&c));
   chan_free(&c);
 }
 
@@ -201,14 +216,14 @@ static void test_close(void) {
     chan_enqueue(&c, &r[i]);
   }
   nwoke = 0;
-  CHECK_EQ(chan_close(&c, record_wake, &nwoke), CHAN_OK);
+  CHECK_EQ(close_wake(&c, record_wake, &nwoke), CHAN_OK);
   CHECK_EQ(nwoke, 3);
   for (int i = 0; i < 3; i++) {
     CHECK(woke[i] == &r[i]);
     CHECK(!r[i].ok && r[i].elem == 0);
   }
-  CHECK(!chan_has_waiters(&c));
-  CHECK_EQ(chan_close(&c, record_wake, &nwoke), CHAN_CLOSED); /* twice */
+  CHECK(!has_waiters(&c));
+  CHECK_EQ(close_wake(&c, record_wake, &nwoke), CHAN_CLOSED); /* twice */
   CHECK_EQ(nwoke, 3);
   CHECK_EQ(chan_trysend(&c, 1, &w), CHAN_CLOSED);
   CHECK(w == NULL);
@@ -225,7 +240,7 @@ static void test_close(void) {
   chan_enqueue(&c, &s[0]);
   chan_enqueue(&c, &s[1]);
   nwoke = 0;
-  CHECK_EQ(chan_close(&c, record_wake, &nwoke), CHAN_OK);
+  CHECK_EQ(close_wake(&c, record_wake, &nwoke), CHAN_OK);
   CHECK_EQ(nwoke, 2);
   CHECK(woke[0] == &s[0] && woke[1] == &s[1]);
   CHECK(!s[0].ok && !s[1].ok);
@@ -245,7 +260,7 @@ static void test_close(void) {
   sudog s0 = mk(false, 1);
   chan_enqueue(&c, &s0);
   nwoke = 0;
-  CHECK_EQ(chan_close(&c, record_wake, &nwoke), CHAN_OK);
+  CHECK_EQ(close_wake(&c, record_wake, &nwoke), CHAN_OK);
   CHECK(nwoke == 1 && woke[0] == &s0 && !s0.ok);
   CHECK_EQ(chan_tryrecv(&c, &v, &ok, &w), CHAN_OK);
   CHECK(!ok);
@@ -254,7 +269,7 @@ static void test_close(void) {
   /* close of an empty channel wakes nobody */
   chan_init(&c, 1);
   nwoke = 0;
-  CHECK_EQ(chan_close(&c, record_wake, &nwoke), CHAN_OK);
+  CHECK_EQ(close_wake(&c, record_wake, &nwoke), CHAN_OK);
   CHECK_EQ(nwoke, 0);
   chan_free(&c);
 }
@@ -283,8 +298,8 @@ static void test_select(void) {
   CHECK_EQ(chan_trysend(&c2, 6, &w), CHAN_WOULDBLOCK);
   CHECK(w == NULL);
   CHECK(!b.ok && b.elem == 0);
-  CHECK(b.c == NULL); /* unlinked while being skipped */
-  CHECK(!chan_has_waiters(&c2));
+  CHECK(!b.linked); /* unlinked while being skipped */
+  CHECK(!has_waiters(&c2));
   chan_dequeue(&b); /* already unlinked: no-op */
   CHECK(b.c == NULL);
   chan_dequeue(&a);
@@ -323,7 +338,7 @@ static void test_select(void) {
   CHECK(w == &p);
   CHECK_EQ(chan_trysend(&c2, 2, &w), CHAN_OK);
   CHECK(w == &plain && plain.elem == 2);
-  CHECK(q.c == NULL && !q.ok);
+  CHECK(!q.linked && !q.ok);
   CHECK(sel3.fired == 0);
 
   /* select with a send case and a recv case: the receiver claims the send
@@ -354,7 +369,7 @@ static void test_select(void) {
   CHECK(w == &e1 && sel5.fired == 1);
   chan_dequeue(&e0);
   chan_dequeue(&e1);
-  CHECK(!chan_has_waiters(&c1) && !chan_has_waiters(&c2));
+  CHECK(!has_waiters(&c1) && !has_waiters(&c2));
 
   /* two cases on the same channel: only the first fires */
   selstate sel6 = {false, -1};
@@ -367,7 +382,7 @@ static void test_select(void) {
   CHECK_EQ(chan_trysend(&c1, 50, &w), CHAN_OK);
   CHECK(w == &d0 && sel6.fired == 0);
   CHECK_EQ(chan_trysend(&c1, 51, &w), CHAN_WOULDBLOCK);
-  CHECK(!d1.ok && d1.c == NULL);
+  CHECK(!d1.ok && !d1.linked);
 
   /* close fires a select case (fired = its index); the sibling in another
   ** channel is skipped when that one is closed too */
@@ -379,13 +394,13 @@ static void test_select(void) {
   chan_enqueue(&c1, &k0);
   chan_enqueue(&c2, &k1);
   nwoke = 0;
-  CHECK_EQ(chan_close(&c1, record_wake, &nwoke), CHAN_OK);
+  CHECK_EQ(close_wake(&c1, record_wake, &nwoke), CHAN_OK);
   CHECK(nwoke == 1 && woke[0] == &k0 && !k0.ok);
   CHECK(sel7.done && sel7.fired == 0);
   nwoke = 0;
-  CHECK_EQ(chan_close(&c2, record_wake, &nwoke), CHAN_OK);
+  CHECK_EQ(close_wake(&c2, record_wake, &nwoke), CHAN_OK);
   CHECK_EQ(nwoke, 0);
-  CHECK(k1.c == NULL);
+  CHECK(!k1.linked);
 
   /* a select cancelled by its timeout (done already set) is never fired */
   chan c4;
@@ -421,6 +436,7 @@ typedef struct waiter {
   sudog sg[2];
   int ch[2];
   bool inq[2];   /* model: linked */
+  uint64_t val[2]; /* send cases: the value offered (the core moves it out) */
 } waiter;
 
 typedef struct mq {
@@ -453,6 +469,7 @@ static uint64_t rnd(void) {
 
 static waiter *wof(sudog *s) { return (waiter *)s->g; }
 static int case_of(sudog *s) { return s->caseidx; }
+static uint64_t offered(sudog *s) { return wof(s)->val[case_of(s)]; }
 
 static void mq_push(mq *q, sudog *s) {
   CHECK(q->n < NW * 2);
@@ -512,7 +529,7 @@ static void retire_if_done(waiter *w) {
 static void on_woken(sudog *s, bool by_close) {
   waiter *w = wof(s);
   CHECK(w->active && w->waiting);
-  CHECK(s->c == NULL);
+  CHECK(!s->linked);
   w->waiting = false;
   if (w->isselect) {
     CHECK(w->sel.done);
@@ -564,7 +581,7 @@ static void setup_sudog(waiter *w, int k, int c, bool isrecv) {
   s->sel = w->isselect ? &w->sel : NULL;
   w->ch[k] = c;
   if (!isrecv) {
-    s->elem = ++next_val;
+    s->elem = w->val[k] = ++next_val;
     CHECK(next_val < MAXVAL);
     vstate[s->elem] = V_QUEUED;
   }
@@ -643,9 +660,10 @@ static void op_recv(int c) {
     sudog *s = m_claim(&m->sendq);
     if (s) {
       CHECK(w == s);
-      CHECK_EQ(vstate[s->elem], V_QUEUED);
-      vstate[s->elem] = V_BUF;
-      m->buf[m->count++] = s->elem;
+      CHECK_EQ(s->elem, 0); /* moved into the buffer */
+      CHECK_EQ(vstate[offered(s)], V_QUEUED);
+      vstate[offered(s)] = V_BUF;
+      m->buf[m->count++] = offered(s);
       on_woken(s, false);
       st_recv_admit++;
     } else {
@@ -657,7 +675,8 @@ static void op_recv(int c) {
   if (s) {
     CHECK_EQ(res, CHAN_OK);
     CHECK(ok && w == s);
-    CHECK_EQ(v, s->elem);
+    CHECK_EQ(v, offered(s));
+    CHECK_EQ(s->elem, 0); /* moved out */
     CHECK_EQ(vstate[v], V_QUEUED);
     vstate[v] = V_RECV;
     on_woken(s, false);
@@ -745,7 +764,7 @@ static void close_cb(sudog *sg, void *arg) {
 static void op_close(int c) {
   mchan *m = &MC[c];
   nclose_woke = 0;
-  int res = chan_close(&C[c], close_cb, close_woke);
+  int res = close_wake(&C[c], close_cb, close_woke);
   if (m->closed) {
     CHECK_EQ(res, CHAN_CLOSED);
     CHECK_EQ(nclose_woke, 0);
@@ -761,7 +780,7 @@ static void op_close(int c) {
   CHECK_EQ(nclose_woke, n);
   for (int i = 0; i < n; i++) CHECK(close_woke[i] == expect[i]);
   for (int i = 0; i < n; i++) on_woken(expect[i], true);
-  CHECK(!chan_has_waiters(&C[c]));
+  CHECK(!has_waiters(&C[c]));
   st_closes++;
 }
 
@@ -777,7 +796,7 @@ static void check_consistent(void) {
     mchan *m = &MC[c];
     CHECK_EQ(C[c].count, m->count);
     CHECK(C[c].closed == m->closed);
-    CHECK(chan_has_waiters(&C[c]) == (m->recvq.n + m->sendq.n > 0));
+    CHECK(has_waiters(&C[c]) == (m->recvq.n + m->sendq.n > 0));
     /* Go's invariants, over live waiters */
     if (m_live(&m->recvq)) CHECK(m->count == 0 && !m_live(&m->sendq));
     if (m_live(&m->sendq)) CHECK(m->count == m->cap);
@@ -785,7 +804,7 @@ static void check_consistent(void) {
   for (int i = 0; i < NW; i++) {
     waiter *w = &W[i];
     for (int k = 0; k < w->ncase; k++)
-      CHECK((w->sg[k].c != NULL) == (w->active && w->inq[k]));
+      CHECK(w->sg[k].linked == (w->active && w->inq[k]));
   }
 }
 
@@ -804,7 +823,7 @@ static void test_model_random(void) {
     ** are empty after close; lazily skipped siblings were unlinked) */
     for (int k = 0; k < NCH; k++)
       if (MC[k].closed && MC[k].count == 0 && rnd() % 4 == 0) {
-        CHECK(!chan_has_waiters(&C[k]));
+        CHECK(!has_waiters(&C[k]));
         chan_free(&C[k]);
         new_chan(k);
       }
@@ -830,7 +849,7 @@ static void test_model_random(void) {
   }
   for (int i = 0; i < NW; i++) {
     CHECK(!W[i].waiting || !W[i].active);
-    for (int k = 0; k < W[i].ncase; k++) CHECK(W[i].sg[k].c == NULL);
+    for (int k = 0; k < W[i].ncase; k++) CHECK(!W[i].sg[k].linked);
   }
   unsigned long recv = 0, dropped = 0;
   for (uint64_t v = 1; v <= next_val; v++) {

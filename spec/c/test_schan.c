@@ -30,7 +30,33 @@ static long take(void *v) {
   return x;
 }
 
-static void drop(void *v) { take(v); }
+static void drop(uint64_t e) { take((void *)(uintptr_t)e); }
+
+/* the core's words <-> element pointers */
+static uint64_t E(void *v) { return (uint64_t)(uintptr_t)v; }
+static void *V(uint64_t e) { return (void *)(uintptr_t)e; }
+
+/* ---------- the core's operations, as the binding calls them ---------- */
+
+/* with c locked */
+static int send_locked(schan *c, void *v, sudog **woken) {
+  return chan_trysend(&c->c, E(v), woken);
+}
+
+/* with c locked */
+static int recv_locked(schan *c, void **v, bool *ok, sudog **woken) {
+  uint64_t e;
+  int r = chan_tryrecv(&c->c, &e, ok, woken);
+  if (r == CHAN_OK) *v = V(e);
+  return r;
+}
+
+static bool is_closed(schan *c) {
+  schan_lock(c);
+  bool b = c->c.closed;
+  schan_unlock(c);
+  return b;
+}
 
 /* ---------- a parked "goroutine": a condition variable ---------- */
 
@@ -51,7 +77,7 @@ static void pk_destroy(parker *pk) {
   pthread_cond_destroy(&pk->cv);
 }
 
-static void wake(swaiter *w) {
+static void wake(sudog *w) {
   parker *pk = w->g; /* w may be gone once pk is signalled */
   pthread_mutex_lock(&pk->m);
   pk->ready = true;
@@ -59,9 +85,9 @@ static void wake(swaiter *w) {
   pthread_mutex_unlock(&pk->m);
 }
 
-static void wake_list(swaiter *w) {
+static void wake_list(sudog *w) {
   while (w) {
-    swaiter *next = w->next;
+    sudog *next = w->next;
     wake(w);
     w = next;
   }
@@ -83,32 +109,32 @@ static bool park(parker *pk, const struct timespec *deadline) {
 /* ---------- blocking operations as a binding does them ---------- */
 
 static int bsend(schan *c, void *v, parker *pk) {
-  swaiter *woken, w = {.g = pk, .val = v};
+  sudog *woken, w = {.g = pk, .elem = E(v)};
   schan_lock(c);
-  int r = schan_send_locked(c, v, &woken);
+  int r = send_locked(c, v, &woken);
   if (r == CHAN_WOULDBLOCK) schan_enqueue_locked(c, &w);
   schan_unlock(c);
   if (woken) wake(woken);
   if (r != CHAN_WOULDBLOCK) return r;
   park(pk, NULL);
   schan_dequeue(&w);
-  if (!w.ok) CHECK(w.val == v); /* closed: the sender keeps its value */
-  else CHECK(w.val == NULL);
+  if (!w.ok) CHECK(V(w.elem) == v); /* closed: the sender keeps its value */
+  else CHECK(w.elem == 0);
   return w.ok ? CHAN_OK : CHAN_CLOSED;
 }
 
 static bool brecv(schan *c, void **v, parker *pk) {
-  swaiter *woken, w = {.g = pk, .isrecv = true};
+  sudog *woken, w = {.g = pk, .isrecv = true};
   bool ok;
   schan_lock(c);
-  int r = schan_recv_locked(c, v, &ok, &woken);
+  int r = recv_locked(c, v, &ok, &woken);
   if (r == CHAN_WOULDBLOCK) schan_enqueue_locked(c, &w);
   schan_unlock(c);
   if (woken) wake(woken);
   if (r == CHAN_OK) return ok;
   park(pk, NULL);
   schan_dequeue(&w);
-  *v = w.val;
+  *v = V(w.elem);
   return w.ok;
 }
 
@@ -127,15 +153,15 @@ static int bselect2(schan **cs, void **v, bool *ok, parker *pk, long timeout_us)
   selstate sel;
   atomic_init(&sel.done, false);
   sel.fired = -1;
-  swaiter w[2];
+  sudog w[2];
   schan *locks[2] = {cs[0], cs[1]};
   for (int i = 0; i < 2; i++)
-    w[i] = (swaiter){.g = pk, .isrecv = true, .sel = &sel, .caseidx = i};
-  swaiter *woken = NULL;
+    w[i] = (sudog){.g = pk, .isrecv = true, .sel = &sel, .caseidx = i};
+  sudog *woken = NULL;
   int fired = -1;
   schan_lock_many(locks, 2);
   for (int i = 0; i < 2 && fired < 0; i++)
-    if (schan_recv_locked(cs[i], v, ok, &woken) == CHAN_OK) fired = i;
+    if (recv_locked(cs[i], v, ok, &woken) == CHAN_OK) fired = i;
   if (fired < 0)
     for (int i = 0; i < 2; i++) schan_enqueue_locked(cs[i], &w[i]);
   schan_unlock_many(locks, 2);
@@ -149,9 +175,9 @@ static int bselect2(schan **cs, void **v, bool *ok, parker *pk, long timeout_us)
   for (int i = 0; i < 2; i++) schan_dequeue(&w[i]);
   fired = sel.fired;
   if (fired >= 0) {
-    *v = w[fired].val;
+    *v = V(w[fired].elem);
     *ok = w[fired].ok;
-    CHECK(w[1 - fired].val == NULL);
+    CHECK(w[1 - fired].elem == 0);
   }
   return fired;
 }
@@ -162,29 +188,29 @@ static void test_buffered(void) {
   long live = schan_live();
   schan *c = schan_new(3, drop);
   CHECK_EQ(schan_live(), live + 1);
-  swaiter *woken;
-  for (long i = 0; i < 3; i++) CHECK_EQ(schan_send_locked(c, mkval(i), &woken), CHAN_OK);
+  sudog *woken;
+  for (long i = 0; i < 3; i++) CHECK_EQ(send_locked(c, mkval(i), &woken), CHAN_OK);
   void *x = mkval(9);
-  CHECK_EQ(schan_send_locked(c, x, &woken), CHAN_WOULDBLOCK);
+  CHECK_EQ(send_locked(c, x, &woken), CHAN_WOULDBLOCK);
   CHECK_EQ(schan_len(c), 3);
   void *v;
   bool ok;
-  CHECK_EQ(schan_recv_locked(c, &v, &ok, &woken), CHAN_OK);
+  CHECK_EQ(recv_locked(c, &v, &ok, &woken), CHAN_OK);
   CHECK(ok && woken == NULL);
   CHECK_EQ(take(v), 0);
-  CHECK_EQ(schan_send_locked(c, x, &woken), CHAN_OK);
+  CHECK_EQ(send_locked(c, x, &woken), CHAN_OK);
   CHECK_EQ(schan_close(c, &woken), CHAN_OK);
   CHECK(woken == NULL);
   CHECK_EQ(schan_close(c, &woken), CHAN_CLOSED);
   void *y = mkval(10);
-  CHECK_EQ(schan_send_locked(c, y, &woken), CHAN_CLOSED);
+  CHECK_EQ(send_locked(c, y, &woken), CHAN_CLOSED);
   take(y);
   for (long i = 1; i <= 2; i++) { /* drains after close, FIFO */
-    CHECK_EQ(schan_recv_locked(c, &v, &ok, &woken), CHAN_OK);
+    CHECK_EQ(recv_locked(c, &v, &ok, &woken), CHAN_OK);
     CHECK(ok);
     CHECK_EQ(take(v), i);
   }
-  CHECK(schan_closed(c));
+  CHECK(is_closed(c));
   schan_release(c); /* one value (9) still buffered: dropped with c */
   CHECK_EQ(atomic_load(&nvals), 0);
   CHECK_EQ(schan_live(), live);
@@ -194,34 +220,34 @@ static void test_unbuffered_waiters(void) {
   schan *c = schan_new(0, drop);
   parker pk;
   pk_init(&pk);
-  swaiter *woken, r = {.g = &pk, .isrecv = true};
+  sudog *woken, r = {.g = &pk, .isrecv = true};
   void *v;
   bool ok;
   schan_lock(c);
-  CHECK_EQ(schan_recv_locked(c, &v, &ok, &woken), CHAN_WOULDBLOCK);
+  CHECK_EQ(recv_locked(c, &v, &ok, &woken), CHAN_WOULDBLOCK);
   schan_enqueue_locked(c, &r);
   CHECK_EQ(atomic_load(&c->refs), 2); /* the waiter holds one */
   void *x = mkval(5);
-  CHECK_EQ(schan_send_locked(c, x, &woken), CHAN_OK);
+  CHECK_EQ(send_locked(c, x, &woken), CHAN_OK);
   schan_unlock(c);
-  CHECK(woken == &r && r.ok && r.val == x && !r.linked);
+  CHECK(woken == &r && r.ok && V(r.elem) == x && !r.linked);
   schan_dequeue(&r);
   CHECK_EQ(atomic_load(&c->refs), 1);
-  CHECK_EQ(take(r.val), 5);
+  CHECK_EQ(take(V(r.elem)), 5);
   /* close wakes parked receivers and senders; the sender keeps its value */
-  swaiter s = {.g = &pk, .val = mkval(6)}, r2 = {.g = &pk, .isrecv = true};
+  sudog s = {.g = &pk, .elem = E(mkval(6))}, r2 = {.g = &pk, .isrecv = true};
   schan_lock(c);
   schan_enqueue_locked(c, &s);
   schan_unlock(c);
   CHECK_EQ(schan_close(c, &woken), CHAN_OK);
-  CHECK(woken == &s && !s.ok && s.val != NULL && woken->next == NULL);
+  CHECK(woken == &s && !s.ok && s.elem != 0 && woken->next == NULL);
   schan_lock(c);
-  CHECK_EQ(schan_recv_locked(c, &v, &ok, &woken), CHAN_OK);
+  CHECK_EQ(recv_locked(c, &v, &ok, &woken), CHAN_OK);
   CHECK(!ok && v == NULL);
   schan_unlock(c);
   (void)r2;
   schan_dequeue(&s);
-  take(s.val);
+  take(V(s.elem));
   schan_release(c);
   CHECK_EQ(atomic_load(&nvals), 0);
   pk_destroy(&pk);
@@ -234,26 +260,26 @@ static void test_select_claim(void) {
   selstate sel;
   atomic_init(&sel.done, false);
   sel.fired = -1;
-  swaiter wa = {.g = &pk, .isrecv = true, .sel = &sel, .caseidx = 0};
-  swaiter wb = {.g = &pk, .isrecv = true, .sel = &sel, .caseidx = 1};
+  sudog wa = {.g = &pk, .isrecv = true, .sel = &sel, .caseidx = 0};
+  sudog wb = {.g = &pk, .isrecv = true, .sel = &sel, .caseidx = 1};
   schan *locks[3] = {b, a, b};
   schan_lock_many(locks, 3); /* duplicates locked once */
   schan_enqueue_locked(a, &wa);
   schan_enqueue_locked(b, &wb);
   schan_unlock_many(locks, 3);
-  swaiter *woken;
+  sudog *woken;
   void *x = mkval(1), *y = mkval(2);
   schan_lock(b);
-  CHECK_EQ(schan_send_locked(b, x, &woken), CHAN_OK);
+  CHECK_EQ(send_locked(b, x, &woken), CHAN_OK);
   schan_unlock(b);
   CHECK(woken == &wb && sel.fired == 1);
   schan_lock(a); /* the sibling lost: skipped and unlinked, no receiver */
-  CHECK_EQ(schan_send_locked(a, y, &woken), CHAN_WOULDBLOCK);
-  CHECK(!wa.linked && a->recvq.first == NULL);
+  CHECK_EQ(send_locked(a, y, &woken), CHAN_WOULDBLOCK);
+  CHECK(!wa.linked && a->c.recvq.first == NULL);
   schan_unlock(a);
   schan_dequeue(&wa);
   schan_dequeue(&wb);
-  take(wb.val);
+  take(V(wb.elem));
   take(y);
   schan_release(a);
   schan_release(b);
@@ -338,7 +364,7 @@ static void test_stress(uint32_t cap) {
   for (long i = 0; i < NPROD; i++)
     pthread_create(&p[i], NULL, producer, (void *)(intptr_t)i);
   for (int i = 0; i < NPROD; i++) pthread_join(p[i], NULL);
-  swaiter *woken;
+  sudog *woken;
   for (int i = 0; i < 2; i++) {
     CHECK_EQ(schan_close(chs[i], &woken), CHAN_OK);
     wake_list(woken);
@@ -369,9 +395,9 @@ static void *churn(void *arg) {
 static void test_refs(void) {
   long live = schan_live();
   schan *c = schan_new(4, drop);
-  swaiter *woken;
+  sudog *woken;
   schan_lock(c);
-  CHECK_EQ(schan_send_locked(c, mkval(1), &woken), CHAN_OK);
+  CHECK_EQ(send_locked(c, mkval(1), &woken), CHAN_OK);
   schan_unlock(c);
   pthread_t t[4];
   for (int i = 0; i < 4; i++) {
