@@ -4,27 +4,27 @@
 
 #include "classes.h"
 
-void glr_newclass(lua_State *L, const void *key, const char *name) {
+void class_new(lua_State *L, const void *key, const char *name) {
   luaL_newmetatable(L, name);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, key);
 }
 
-void glr_defclass(lua_State *L, const void *key, const char *name, const luaL_Reg *methods,
+void class_define(lua_State *L, const void *key, const char *name, const luaL_Reg *methods,
                   const luaL_Reg *metamethods) {
-  glr_newclass(L, key, name);
+  class_new(L, key, name);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
   lua_setfield(L, -2, "__index");
   luaL_setfuncs(L, metamethods, 0);
 }
 
-void glr_setclass(lua_State *L, const void *key) {
+void class_set(lua_State *L, const void *key) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, key);
   lua_setmetatable(L, -2);
 }
 
-void *glr_testclass(lua_State *L, int idx, const void *key) {
+void *class_test(lua_State *L, int idx, const void *key) {
   void *p = lua_touserdata(L, idx);
   if (!p || !lua_getmetatable(L, idx)) return NULL;
   lua_rawgetp(L, LUA_REGISTRYINDEX, key);
@@ -33,13 +33,13 @@ void *glr_testclass(lua_State *L, int idx, const void *key) {
   return eq ? p : NULL;
 }
 
-void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname) {
-  void *p = glr_testclass(L, idx, key);
+void *class_check(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = class_test(L, idx, key);
   if (!p) luaL_typeerror(L, idx, tname);
   return p;
 }
 
-void glr_weaktable(lua_State *L, const char *mode) {
+void class_weaktable(lua_State *L, const char *mode) {
   lua_newtable(L);
   lua_createtable(L, 0, 1);
   lua_pushstring(L, mode);

@@ -15,19 +15,19 @@
 
 #include "../runtime/common.h"
 
-/* glr_newclass — a new metatable `name`, also under key; left on the stack */
-GLR_INTERNAL void glr_newclass(lua_State *L, const void *key, const char *name);
-/* glr_defclass — glr_newclass + __index = methods + metamethods; leaves the
+/* class_new — a new metatable `name`, also under key; left on the stack */
+GLR_INTERNAL void class_new(lua_State *L, const void *key, const char *name);
+/* class_define — class_new + __index = methods + metamethods; leaves the
 ** metatable on the stack. */
-GLR_INTERNAL void glr_defclass(lua_State *L, const void *key, const char *name,
+GLR_INTERNAL void class_define(lua_State *L, const void *key, const char *name,
                                const luaL_Reg *methods, const luaL_Reg *metamethods);
-/* glr_setclass — set the metatable of the value on top to key's class */
-GLR_INTERNAL void glr_setclass(lua_State *L, const void *key);
-/* glr_testclass — the userdata at idx if it is of key's class, else NULL */
-GLR_INTERNAL void *glr_testclass(lua_State *L, int idx, const void *key);
-/* glr_checkclass — as glr_testclass, but raises "tname expected" */
-GLR_INTERNAL void *glr_checkclass(lua_State *L, int idx, const void *key, const char *tname);
-/* glr_weaktable — push a new table with weak keys ("k") or values ("v") */
-GLR_INTERNAL void glr_weaktable(lua_State *L, const char *mode);
+/* class_set — set the metatable of the value on top to key's class */
+GLR_INTERNAL void class_set(lua_State *L, const void *key);
+/* class_test — the userdata at idx if it is of key's class, else NULL */
+GLR_INTERNAL void *class_test(lua_State *L, int idx, const void *key);
+/* class_check — as class_test, but raises "tname expected" */
+GLR_INTERNAL void *class_check(lua_State *L, int idx, const void *key, const char *tname);
+/* class_weaktable — push a new table with weak keys ("k") or values ("v") */
+GLR_INTERNAL void class_weaktable(lua_State *L, const char *mode);
 
 #endif

@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "bindings.h"
+#include "classes.h"
 #include "errstr.h"
 #include "netaddr.h"
 #include "vcopy.h"
@@ -74,7 +74,7 @@ conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *ke
   c->tp = &plain;
   c->pd = glr_pd_open(L, fd);
   if (kind == CONN_TCP) glr_pd_tcp(c->pd);
-  glr_setclass(L, key);
+  class_set(L, key);
   lua_getmetatable(L, -1);
   lua_rawgetp(L, -1, &CLASS_KEY);
   c->cls = lua_touserdata(L, -1);
@@ -331,7 +331,7 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
                                   {"__close", conn_m_close},
                                   {"__tostring", conn_m_tostring},
                                   {NULL, NULL}};
-  glr_defclass(L, key, tname, methods, meta);
+  class_define(L, key, tname, methods, meta);
   lua_pushlightuserdata(L, (void *)cls);
   lua_rawsetp(L, -2, &CLASS_KEY);
   if (hook) vcopy_sethook(L, -1, hook);
@@ -341,7 +341,7 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
 /* ---------- stream conns: the read buffer ---------- */
 
 static conn_stream *check_stream(lua_State *L, int idx) {
-  return glr_checkclass(L, idx, &CONN_KEY, CONN_MT);
+  return class_check(L, idx, &CONN_KEY, CONN_MT);
 }
 
 static void buf_free(conn_stream *cs) {

@@ -3,6 +3,7 @@
 #include "goluarun.h"
 
 #include <errno.h>
+#include <string.h>
 #include <time.h>
 
 #include <lauxlib.h>
@@ -12,7 +13,6 @@
 #include "../runtime/pd.h"
 #include "../runtime/sched.h"
 #include "../runtime/sockio.h"
-#include "bindings.h"
 
 #define PD(x) ((pollDesc *)(x))
 
@@ -70,7 +70,7 @@ static int in_finalizer(lua_State *L) {
   return 0;
 }
 
-int glr_cannot_block_error(lua_State *L, const char *what) {
+int glr_cannot_block(lua_State *L, const char *what) {
   if (!vm_p(L)->curg)
     return luaL_error(L, "%s: not inside a goroutine", what);
   if (in_finalizer(L))
@@ -90,7 +90,7 @@ static bool can_block_sync(lua_State *L) {
 int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
                lua_KContext ctx, lua_KFunction k) {
   if (sched_can_park(L)) return iowait_park(L, PD(pd), mode, deadline, ctx, k);
-  if (!can_block_sync(L)) return glr_cannot_block_error(L, "wait on fd");
+  if (!can_block_sync(L)) return glr_cannot_block(L, "wait on fd");
   int e = iowait_block(L, PD(pd), mode, deadline);
   if (e < 0) return e;
   return k(L, LUA_OK, ctx);
@@ -143,7 +143,7 @@ static void sleep_sync(P *p, int64_t deadline) {
 
 int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k) {
   if (!sched_can_park(L)) {
-    if (!can_block_sync(L)) return glr_cannot_block_error(L, "sleep");
+    if (!can_block_sync(L)) return glr_cannot_block(L, "sleep");
     if (deadline != DEADLINE_NONE) sleep_sync(vm_p(L), deadline);
     return k(L, LUA_OK, ctx);
   }
@@ -165,7 +165,7 @@ static bool park_commit(G *g, void *arg) {
 }
 
 int glr_park(lua_State *L, const char *reason, lua_KContext ctx, lua_KFunction k) {
-  if (!sched_can_park(L)) return glr_cannot_block_error(L, reason ? reason : "park");
+  if (!sched_can_park(L)) return glr_cannot_block(L, reason ? reason : "park");
   return sched_park(L, park_commit, NULL, reason ? reason : "park", PARK_WORLD, ctx, k);
 }
 
@@ -185,9 +185,6 @@ void glr_ready(glr_g *gg) {
   }
 }
 
-int glr_cannot_block(lua_State *L, const char *what) {
-  return glr_cannot_block_error(L, what);
-}
 
 _Static_assert(sizeof(glr_shutdown_hook) == sizeof(closer), "hook layout");
 

@@ -128,7 +128,7 @@ void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   h->state = H_RUNNING;
   h->nres = 0;
   chan_init(&h->waiters, 0);
-  glr_setclass(L, &HANDLE_KEY);
+  class_set(L, &HANDLE_KEY);
   lua_checkstack(co, nargs + 3);
   lua_pushcfunction(co, g_entry);
   lua_pushvalue(L, -1);
@@ -193,7 +193,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* handle_wait — go.wait on a goroutine of this VM: queue on its waiters */
 static int handle_wait(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
   double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
   if (h->state != H_RUNNING) return push_results(L, h, 1);
   if (timeout == 0) {
@@ -237,20 +237,20 @@ void go_setwait(lua_State *L, lua_CFunction wait) {
 /* ---------- the handle class ---------- */
 
 static int h_gc(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
   chan_free(&h->waiters);
   return 0;
 }
 
 static int h_tostring(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
   static const char *st[] = {"running", "done", "failed"};
   lua_pushfstring(L, "goroutine %I (%s)", (lua_Integer)h->id, st[h->state]);
   return 1;
 }
 
 static int h_id(lua_State *L) {
-  ghandle *h = glr_checkclass(L, 1, &HANDLE_KEY, HANDLE_MT);
+  ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
   lua_pushinteger(L, (lua_Integer)h->id);
   return 1;
 }
@@ -258,7 +258,7 @@ static int h_id(lua_State *L) {
 void go_open_handles(lua_State *L) {
   static const luaL_Reg methods[] = {{"id", h_id}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
-  glr_defclass(L, &HANDLE_KEY, HANDLE_MT, methods, meta);
+  class_define(L, &HANDLE_KEY, HANDLE_MT, methods, meta);
   go_setwait(L, handle_wait);
   lua_pop(L, 1);
 }

@@ -29,7 +29,8 @@
 #include "../runtime/chan.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
-#include "bindings.h"
+#include "classes.h"
+#include "goluarun.h"
 #include "lschan.h"
 
 #define CHAN_MT "goluarun.chan"
@@ -69,7 +70,7 @@ static int push_timeout(lua_State *L) {
 /* ---------- local channels ---------- */
 
 static lchan *check_chan(lua_State *L, int idx) {
-  return glr_checkclass(L, idx, &CHAN_KEY, CHAN_MT);
+  return class_check(L, idx, &CHAN_KEY, CHAN_MT);
 }
 
 static void push_new_chan(lua_State *L, lua_Integer cap) {
@@ -80,7 +81,7 @@ static void push_new_chan(lua_State *L, lua_Integer cap) {
   c->nfree = c->capfree = 0;
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
-  glr_setclass(L, &CHAN_KEY);
+  class_set(L, &CHAN_KEY);
 }
 
 static int go_chan(lua_State *L) {
@@ -160,7 +161,7 @@ static int ch_send(lua_State *L) {
   }
   if (!sched_can_park(L)) {
     drop_value(L, 1, key);
-    return glr_cannot_block_error(L, "send");
+    return glr_cannot_block(L, "send");
   }
   G *g = vm_p(L)->curg;
   g->sg = (sudog){.g = g, .elem = key, .isrecv = false};
@@ -196,7 +197,7 @@ static int ch_recv(lua_State *L) {
     ready_woken(L, w);
     return recv_result(L, ok, key);
   }
-  if (!sched_can_park(L)) return glr_cannot_block_error(L, "recv");
+  if (!sched_can_park(L)) return glr_cannot_block(L, "recv");
   G *g = vm_p(L)->curg;
   g->sg = (sudog){.g = g, .isrecv = true};
   chan_enqueue(&c->c, &g->sg);
@@ -300,7 +301,7 @@ static void parse_case(lua_State *L, selframe *f, int i) {
   int t = lua_gettop(L);
   selcase *c = &f->cases[i];
   lua_rawgeti(L, t, 1);
-  lchan *lc = glr_testclass(L, -1, &CHAN_KEY);
+  lchan *lc = class_test(L, -1, &CHAN_KEY);
   c->sc = lc ? NULL : lschan_test(L, -1);
   if (!lc && !c->sc) luaL_error(L, "go.select: case %d has no channel", i + 1);
   c->c = lc ? &lc->c : &c->sc->c;
@@ -441,7 +442,7 @@ static int select_run(lua_State *L, selframe *f, double timeout) {
   if (timeout == 0) return select_result(L, f, -1, false, 0);
   if (!can_park) {
     drop_sends(L, f);
-    return glr_cannot_block_error(L, "go.select");
+    return glr_cannot_block(L, "go.select");
   }
   if (timeout > 0) timer_arm(&vm_p(L)->timers, &f->t, deadline_from_seconds(timeout));
   return sched_park(L, NULL, NULL, f->n ? "select" : "select (no cases)",
@@ -458,7 +459,7 @@ static int go_select(lua_State *L) {
   for (int i = 0; i < n; i++) parse_case(L, f, i);
   if (f->nshared) { /* before any value is encoded */
     lua_pushvalue(L, 3);
-    glr_setclass(L, &SELFRAME_KEY);
+    class_set(L, &SELFRAME_KEY);
     lua_pop(L, 1);
   }
   store_sends(L, f);
@@ -518,8 +519,8 @@ void lchan_open(lua_State *L) {
       {"__gc", ch_gc}, {"__tostring", ch_tostring}, {"__len", ch_len}, {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"chan", go_chan}, {"select", go_select}, {"after", go_after}, {NULL, NULL}};
-  glr_defclass(L, &CHAN_KEY, CHAN_MT, methods, meta);
-  glr_newclass(L, &SELFRAME_KEY, "goluarun.selframe");
+  class_define(L, &CHAN_KEY, CHAN_MT, methods, meta);
+  class_new(L, &SELFRAME_KEY, "goluarun.selframe");
   lua_pushcfunction(L, selframe_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 2);

@@ -16,7 +16,8 @@
 
 #include "../runtime/preempt.h"
 #include "../runtime/sched.h"
-#include "bindings.h"
+#include "classes.h"
+#include "lcoro.h"
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
 #define glr_closethread(co, from) lua_closethread((co), (from))
@@ -249,8 +250,8 @@ static const luaL_Reg co_funcs[] = {
     {"isyieldable", co_isyieldable}, {"close", co_close},
     {NULL, NULL}};
 
-int glr_open_coroutine(lua_State *L) {
-  glr_weaktable(L, "k");
+int lcoro_open(lua_State *L) {
+  class_weaktable(L, "k");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &PARKED_KEY);
   luaL_newlib(L, co_funcs);
   return 1;

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -14,11 +15,12 @@
 #include "../runtime/pd.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
-#include "bindings.h"
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lchan.h"
+#include "lgo.h"
 #include "lschan.h"
+#include "lshared.h"
 #include "lspawn.h"
 
 /* ---------- helpers ---------- */
@@ -30,7 +32,7 @@ static G *cur_g(lua_State *L, const char *what) {
 }
 
 static void need_park(lua_State *L, const char *what) {
-  if (!sched_can_park(L)) glr_cannot_block_error(L, what);
+  if (!sched_can_park(L)) glr_cannot_block(L, what);
 }
 
 static double check_seconds(lua_State *L, int idx) {
@@ -169,9 +171,9 @@ int luaopen_go(lua_State *L) {
   go_open_handles(L);
   luaL_newlib(L, go_funcs);
   lchan_open(L);
-  glr_open_shared(L);
-  glr_open_sharedchan(L);
-  glr_open_spawn(L);
+  lshared_open(L);
+  lschan_open(L);
+  lspawn_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

@@ -18,14 +18,17 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "bindings.h"
+#include "classes.h"
 #include "conn.h"
 #include "errstr.h"
 #include "goluarun.h"
+#include "lnet.h"
+#include "lookup.h"
 #include "ludp.h"
 #include "netaddr.h"
 
@@ -285,7 +288,7 @@ static const conn_op accept_op = {CONN_DIR_R, GLR_READ, NULL, accept_try, accept
                                   accept_deadline};
 
 static int l_accept(lua_State *L) {
-  glr_checkclass(L, 1, &LISTENER_KEY, LISTENER_MT);
+  class_check(L, 1, &LISTENER_KEY, LISTENER_MT);
   if (!lua_isnoneornil(L, 2)) conn_check_time(L, 2);
   lua_settop(L, 2);
   return conn_op_run(L, &accept_op, 0);

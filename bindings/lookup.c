@@ -14,8 +14,8 @@
 #include <lua.h>
 
 #include "../runtime/workpool.h"
-#include "bindings.h"
 #include "goluarun.h"
+#include "lookup.h"
 
 #define LOOKUP_MAX 16
 #define HOST_MAX 256

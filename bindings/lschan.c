@@ -34,7 +34,8 @@
 
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
-#include "bindings.h"
+#include "classes.h"
+#include "goluarun.h"
 #include "vcopy.h"
 
 #define SCHAN_MT "goluarun.sharedchan"
@@ -75,12 +76,12 @@ void lschan_push_value(lua_State *L, uint64_t elem) {
 /* ---------- handles ---------- */
 
 schan *lschan_test(lua_State *L, int idx) {
-  shandle *h = glr_testclass(L, idx, &SCHAN_KEY);
+  shandle *h = class_test(L, idx, &SCHAN_KEY);
   return h ? h->c : NULL;
 }
 
 static schan *check_schan(lua_State *L, int idx) {
-  shandle *h = glr_checkclass(L, idx, &SCHAN_KEY, SCHAN_MT);
+  shandle *h = class_check(L, idx, &SCHAN_KEY, SCHAN_MT);
   if (!h->c) luaL_argerror(L, idx, "shared channel already collected");
   return h->c;
 }
@@ -89,7 +90,7 @@ static schan *check_schan(lua_State *L, int idx) {
 static void push_owning(lua_State *L, schan *c) {
   shandle *h = lua_newuserdatauv(L, sizeof *h, 0);
   h->c = NULL;
-  glr_setclass(L, &SCHAN_KEY);
+  class_set(L, &SCHAN_KEY);
   h->c = c;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
   lua_pushvalue(L, -2);
@@ -165,7 +166,7 @@ static int waiter_gc(lua_State *L) {
 static sudog *new_waiter(lua_State *L, bool isrecv) {
   sudog *sg = lua_newuserdatauv(L, sizeof *sg, 0);
   *sg = (sudog){.g = vm_p(L)->curg, .isrecv = isrecv};
-  glr_setclass(L, &WAITER_KEY);
+  class_set(L, &WAITER_KEY);
   return sg;
 }
 
@@ -214,7 +215,7 @@ static int sc_send(lua_State *L) {
   if (r == CHAN_CLOSED || !sched_can_park(L)) {
     lschan_drop(v);
     if (r == CHAN_CLOSED) return closed_send(L);
-    return glr_cannot_block_error(L, "send");
+    return glr_cannot_block(L, "send");
   }
   sudog *sg = new_waiter(L, false); /* OOM here would leak v */
   sg->elem = v;
@@ -261,7 +262,7 @@ static int sc_recv(lua_State *L) {
   uint64_t v;
   bool ok;
   if (recv_locked(c, &v, &ok, NULL) == CHAN_OK) return recv_result(L, ok, v);
-  if (!sched_can_park(L)) return glr_cannot_block_error(L, "recv");
+  if (!sched_can_park(L)) return glr_cannot_block(L, "recv");
   sudog *sg = new_waiter(L, true);
   if (recv_locked(c, &v, &ok, sg) == CHAN_OK) return recv_result(L, ok, v);
   return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
@@ -320,19 +321,19 @@ static void sc_vc_walk(const char **p, int delta) {
 static const vcopy_class schan_vcopy = {false, "shared channels", sc_vc_encode,
                                         sc_vc_decode, sc_vc_walk, true};
 
-void glr_open_sharedchan(lua_State *L) {
+void lschan_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"send", sc_send},   {"recv", sc_recv},
                                      {"close", sc_close}, {"cap", sc_cap},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {
       {"__gc", sc_gc}, {"__tostring", sc_tostring}, {"__len", sc_len}, {NULL, NULL}};
   static const luaL_Reg wmeta[] = {{"__gc", waiter_gc}, {NULL, NULL}};
-  glr_defclass(L, &SCHAN_KEY, SCHAN_MT, methods, meta);
+  class_define(L, &SCHAN_KEY, SCHAN_MT, methods, meta);
   vcopy_sethook(L, -1, &schan_vcopy);
-  glr_newclass(L, &WAITER_KEY, WAITER_MT);
+  class_new(L, &WAITER_KEY, WAITER_MT);
   luaL_setfuncs(L, wmeta, 0);
   lua_pop(L, 2);
-  glr_weaktable(L, "v"); /* cache: schan pointer -> handle, weak values */
+  class_weaktable(L, "v"); /* cache: schan pointer -> handle, weak values */
   lua_rawsetp(L, LUA_REGISTRYINDEX, &CACHE_KEY);
   lua_pushcfunction(L, go_sharedchan);
   lua_setfield(L, -2, "sharedchan");

@@ -16,8 +16,8 @@
 GLR_INTERNAL schan *lschan_test(lua_State *L, int idx);
 /* lschan_push — push this VM's handle to c (with a ref of its own). */
 GLR_INTERNAL void lschan_push(lua_State *L, schan *c);
-/* glr_open_sharedchan — go.sharedchan, set in the go table on the stack. */
-GLR_INTERNAL void glr_open_sharedchan(lua_State *L);
+/* lschan_open — go.sharedchan, set in the go table on the stack. */
+GLR_INTERNAL void lschan_open(lua_State *L);
 
 /* Elements, for go.select (lchan.c): encode the value at idx (raises if it
 ** cannot be copied); free one (0: nothing); push its value and free it. */

@@ -18,7 +18,8 @@
 #include <lua.h>
 
 #include "../runtime/shdict.h"
-#include "bindings.h"
+#include "classes.h"
+#include "lshared.h"
 
 #define SHARED_MT "goluarun.shared"
 static const char SHARED_KEY = 's';
@@ -26,7 +27,7 @@ static const char SHARED_KEY = 's';
 #define GET_STACKBUF 256 /* strings up to this size are read without allocating */
 
 static shdict *check_dict(lua_State *L) {
-  shdict **h = glr_checkclass(L, 1, &SHARED_KEY, SHARED_MT);
+  shdict **h = class_check(L, 1, &SHARED_KEY, SHARED_MT);
   return *h;
 }
 
@@ -221,22 +222,22 @@ static int go_shared(lua_State *L) {
   if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TUSERDATA) return 1;
   shdict **h = lua_newuserdatauv(L, sizeof *h, 0);
   *h = shdict_open(name, len);
-  glr_setclass(L, &SHARED_KEY);
+  class_set(L, &SHARED_KEY);
   lua_pushvalue(L, 1);
   lua_pushvalue(L, -2);
   lua_rawset(L, lua_upvalueindex(1));
   return 1;
 }
 
-void glr_open_shared(lua_State *L) {
+void lshared_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"get", sh_get},       {"set", sh_set},
                                      {"add", sh_add},       {"incr", sh_incr},
                                      {"delete", sh_delete}, {"keys", sh_keys},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__tostring", sh_tostring}, {NULL, NULL}};
-  glr_defclass(L, &SHARED_KEY, SHARED_MT, methods, meta);
+  class_define(L, &SHARED_KEY, SHARED_MT, methods, meta);
   lua_pop(L, 1);
-  glr_weaktable(L, "v"); /* the cache, weak values */
+  class_weaktable(L, "v"); /* the cache, weak values */
   lua_pushcclosure(L, go_shared, 1);
   lua_setfield(L, -2, "shared");
 }

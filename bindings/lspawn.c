@@ -143,7 +143,7 @@ static int spawn(lua_State *L, int at, P *pin) {
   paths(L, r);
   pgrec **h = lua_newuserdatauv(L, sizeof *h, 0);
   *h = r;
-  glr_setclass(L, &PHANDLE_KEY);
+  class_set(L, &PHANDLE_KEY);
   if (pin) sched_spawn_pinned(pin, &r->q);
   else sched_spawn_portable(vm_p(L), &r->q);
   return 1;
@@ -244,7 +244,7 @@ static void start_portable(P *p, portable *q) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &DRIVER_KEY);
   prun *run = lua_newuserdatauv(L, sizeof *run, 0);
   run->r = r;
-  glr_setclass(L, &PRUN_KEY);
+  class_set(L, &PRUN_KEY);
   go_start(L, lua_gettop(L) - 1, 1, 0);
   lua_pop(L, 3);
   /* only now: the G counts as progress, so the record may stop counting
@@ -259,7 +259,7 @@ static void start_portable(P *p, portable *q) {
 /* ---------- go.wait on a portable handle ---------- */
 
 static pgrec *check_phandle(lua_State *L, int idx) {
-  return *(pgrec **)glr_checkclass(L, idx, &PHANDLE_KEY, PHANDLE_MT);
+  return *(pgrec **)class_check(L, idx, &PHANDLE_KEY, PHANDLE_MT);
 }
 
 static int push_result(lua_State *L, pgrec *r) {
@@ -327,7 +327,7 @@ static int portable_wait(lua_State *L) {
 }
 
 static int ph_gc(lua_State *L) {
-  pgrec **h = glr_checkclass(L, 1, &PHANDLE_KEY, PHANDLE_MT);
+  pgrec **h = class_check(L, 1, &PHANDLE_KEY, PHANDLE_MT);
   if (*h) rec_release(*h);
   *h = NULL;
   return 0;
@@ -354,12 +354,12 @@ static int ph_procid(lua_State *L) {
   return 1;
 }
 
-void glr_open_spawn(lua_State *L) {
+void lspawn_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"procid", ph_procid}, {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", ph_gc}, {"__tostring", ph_tostring}, {NULL, NULL}};
-  glr_defclass(L, &PHANDLE_KEY, PHANDLE_MT, methods, meta);
+  class_define(L, &PHANDLE_KEY, PHANDLE_MT, methods, meta);
   go_setwait(L, portable_wait);
-  glr_newclass(L, &PRUN_KEY, "goluarun.portablerun");
+  class_new(L, &PRUN_KEY, "goluarun.portablerun");
   lua_pushcfunction(L, prun_gc);
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 2);

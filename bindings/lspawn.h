@@ -9,9 +9,9 @@
 
 #include "../runtime/common.h"
 
-/* glr_open_spawn — registers go.spawn and go.spawn_on in the go table on
+/* lspawn_open — registers go.spawn and go.spawn_on in the go table on
 ** the stack, the portable handle class (go.wait on it: through its class,
 ** gohandle.h) and the runtime's start_portable hook. */
-GLR_INTERNAL void glr_open_spawn(lua_State *L);
+GLR_INTERNAL void lspawn_open(lua_State *L);
 
 #endif

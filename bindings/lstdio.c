@@ -2,7 +2,7 @@
 ** lstdio.c — the standard library's blocking calls without freezing the VM
 ** (DESIGN.md "Blocking calls"): io.read, io.lines, file:read, file:lines,
 ** os.execute and the close of io.popen files (pclose waits for the child)
-** are replaced at VM open (glr_open_stdio). Results, errors and messages are
+** are replaced at VM open (lstdio_open). Results, errors and messages are
 ** those of stock Lua 5.4 (liolib.c / loslib.c).
 **
 ** How: a call from a goroutine that can park builds a job (malloc'd, owned
@@ -61,8 +61,9 @@
 #include <lualib.h>
 
 #include "../runtime/workpool.h"
-#include "bindings.h"
+#include "classes.h"
 #include "goluarun.h"
+#include "lstdio.h"
 
 extern char **environ;
 
@@ -810,8 +811,8 @@ static void push_stock_iter(lua_State *L) {
   lua_pop(L, 2);
 }
 
-void glr_open_stdio(lua_State *L) {
-  glr_weaktable(L, "k");
+void lstdio_open(lua_State *L) {
+  class_weaktable(L, "k");
   lua_rawsetp(L, LUA_REGISTRYINDEX, &kind_key);
   luaL_newmetatable(L, ANCHOR_MT);
   lua_pushcfunction(L, anchor_gc);

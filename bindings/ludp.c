@@ -12,7 +12,7 @@
 
 #include <lauxlib.h>
 
-#include "bindings.h"
+#include "classes.h"
 #include "conn.h"
 #include "errstr.h"
 #include "goluarun.h"
@@ -50,7 +50,7 @@ static int recv_try(lua_State *L, conn *c, conn_side *s) {
 static const conn_op recv_op = {CONN_DIR_R, GLR_READ, NULL, recv_try, udp_fail, NULL};
 
 static int u_recvfrom(lua_State *L) {
-  glr_checkclass(L, 1, &UDP_KEY, UDP_MT);
+  class_check(L, 1, &UDP_KEY, UDP_MT);
   lua_Integer max = luaL_optinteger(L, 2, 65536);
   luaL_argcheck(L, max >= 0 && max <= 65536, 2, "size out of range");
   lua_settop(L, 2);
@@ -91,7 +91,7 @@ static int send_try(lua_State *L, conn *c, conn_side *s) {
 static const conn_op send_op = {CONN_DIR_W, GLR_WRITE, send_ready, send_try, send_fail, NULL};
 
 static int u_sendto(lua_State *L) {
-  glr_checkclass(L, 1, &UDP_KEY, UDP_MT);
+  class_check(L, 1, &UDP_KEY, UDP_MT);
   luaL_checkstring(L, 2);
   netaddr a;
   int st;

@@ -16,9 +16,12 @@
 #include <lualib.h>
 
 #include "../runtime/sched.h"
-#include "bindings.h"
 #include "gohandle.h"
 #include "goluarun.h"
+#include "lcoro.h"
+#include "lgo.h"
+#include "lnet.h"
+#include "lstdio.h"
 
 #ifndef GLR_LUADIR
 #define GLR_LUADIR "/usr/local/share/goluarun/lua"
@@ -138,10 +141,10 @@ static void open_vm(lua_State *L, P *p, void *ud) {
     lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
   }
   luaL_openlibs(L);
-  glr_open_stdio(L);
+  lstdio_open(L);
   if (c->warn) lua_warning(L, "@on", 0);
   /* replace the standard coroutine library (already in package.loaded) */
-  glr_open_coroutine(L);
+  lcoro_open(L);
   lua_pushvalue(L, -1);
   lua_setglobal(L, "coroutine");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
