@@ -1,5 +1,5 @@
 /*
-** errstr.h — the fixed error strings the net layer returns to Lua as
+** errstr.h — the fixed error strings the bindings return to Lua as
 ** `nil, err[, partial]` (API.md), defined once. Scripts compare them
 ** literally (`if err == "timeout"`), so they never change spelling.
 ** errstr_of maps an errno to the stable string when there is one, else to

@@ -17,6 +17,7 @@
 #include "../runtime/chan.h"
 #include "../runtime/sched.h"
 #include "classes.h"
+#include "errstr.h"
 #include "gohandle.h"
 #include "goluarun.h"
 
@@ -185,7 +186,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   ghandle *h = lua_touserdata(L, 1);
   if (h->state == H_RUNNING) {
     lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
+    lua_pushliteral(L, ERRSTR_TIMEOUT);
     return 2;
   }
   return push_results(L, h, 1);
@@ -198,7 +199,7 @@ static int handle_wait(lua_State *L) {
   if (h->state != H_RUNNING) return push_results(L, h, 1);
   if (timeout == 0) {
     lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
+    lua_pushliteral(L, ERRSTR_TIMEOUT);
     return 2;
   }
   G *g = vm_p(L)->curg;

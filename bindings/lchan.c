@@ -30,6 +30,7 @@
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
 #include "classes.h"
+#include "errstr.h"
 #include "goluarun.h"
 #include "lschan.h"
 
@@ -63,7 +64,7 @@ static uint32_t rnd(void) {
 
 static int push_timeout(lua_State *L) {
   lua_pushnil(L);
-  lua_pushliteral(L, "timeout");
+  lua_pushliteral(L, ERRSTR_TIMEOUT);
   return 2;
 }
 

@@ -14,6 +14,7 @@
 #include <lua.h>
 
 #include "../runtime/workpool.h"
+#include "errstr.h"
 #include "goluarun.h"
 #include "lookup.h"
 
@@ -76,7 +77,7 @@ int net_lookup_result(lua_State *L, int idx) {
     lua_pushnil(L);
     if (j->gai_err == EAI_NONAME || j->gai_err == EAI_NODATA || j->n == 0 ||
         j->gai_err == EAI_FAIL)
-      lua_pushfstring(L, "no such host: %s", j->host);
+      lua_pushfstring(L, ERRSTR_NOHOST ": %s", j->host);
     else
       lua_pushfstring(L, "%s: %s", gai_strerror(j->gai_err), j->host);
     return 2;

@@ -24,6 +24,7 @@
 #include "../runtime/sched.h"
 #include "../runtime/timer.h"
 #include "classes.h"
+#include "errstr.h"
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lspawn.h"
@@ -289,7 +290,7 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
   pthread_mutex_unlock(&r->lock);
   if (!done) {
     lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
+    lua_pushliteral(L, ERRSTR_TIMEOUT);
     return 2;
   }
   return push_result(L, r);
@@ -306,7 +307,7 @@ static int portable_wait(lua_State *L) {
   if (done) return push_result(L, r);
   if (timeout == 0) {
     lua_pushnil(L);
-    lua_pushliteral(L, "timeout");
+    lua_pushliteral(L, ERRSTR_TIMEOUT);
     return 2;
   }
   if (!glr_canblock(L)) return glr_cannot_block(L, "go.wait");

@@ -10,6 +10,8 @@
 
 #include <lauxlib.h>
 
+#include "errstr.h"
+
 static int parse_port(const char *s, int *port) {
   if (!*s || strlen(s) > 5) return -1;
   int v = 0;
@@ -82,7 +84,7 @@ int netaddr_parse(const char *s, bool passive, netaddr *a, const char **err) {
   if (strcmp(host, "localhost") == 0) return set_inet(a, AF_INET, "127.0.0.1", port), ADDR_OK;
   if (set_inet(a, AF_INET, host, port) == 0) return ADDR_OK;
   if (strchr(host, ':') && set_inet(a, AF_INET6, host, port) == 0) return ADDR_OK;
-  *err = "no such host";
+  *err = ERRSTR_NOHOST;
   return ADDR_NOHOST;
 }
 
