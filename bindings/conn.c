@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "args.h"
 #include "classes.h"
 #include "errstr.h"
 #include "netaddr.h"
@@ -245,12 +246,6 @@ int conn_op_run(lua_State *L, const conn_op *op, lua_KContext arg) {
 
 /* ---------- shared methods ---------- */
 
-double conn_check_time(lua_State *L, int idx) {
-  double s = luaL_checknumber(L, idx);
-  if (s != s) luaL_argerror(L, idx, "time is NaN");
-  return s;
-}
-
 int conn_m_close(lua_State *L) {
   conn_close(L, conn_check(L, 1));
   lua_pushboolean(L, 1);
@@ -270,7 +265,7 @@ int conn_m_settimeout(lua_State *L) {
     c->timeout = -1;
     return 0;
   }
-  double s = conn_check_time(L, 2);
+  double s = args_seconds(L, 2);
   luaL_argcheck(L, s >= 0, 2, "timeout must not be negative");
   c->timeout = s;
   return 0;
@@ -278,7 +273,7 @@ int conn_m_settimeout(lua_State *L) {
 
 static int64_t abs_deadline(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx)) return 0;
-  double t = conn_check_time(L, idx);
+  double t = args_seconds(L, idx);
   if (t >= 9.2e9) return INT64_MAX;
   if (t <= 0) return 1;
   int64_t d = (int64_t)(t * 1e9);
@@ -662,7 +657,7 @@ static int m_setnodelay(lua_State *L) {
 static int m_setkeepalive(lua_State *L) {
   conn *c = &check_stream(L, 1)->c;
   if (!lua_toboolean(L, 2)) return setopt(L, c, SOL_SOCKET, SO_KEEPALIVE, 0);
-  double s = conn_check_time(L, 2);
+  double s = args_seconds(L, 2);
   luaL_argcheck(L, s >= 1 && s < 1e6, 2, "keepalive period out of range");
   int r = setopt(L, c, SOL_SOCKET, SO_KEEPALIVE, 1);
   if (lua_isnil(L, -r)) return r;

@@ -145,7 +145,6 @@ GLR_INTERNAL void conn_close(lua_State *L, conn *c);
 GLR_INTERNAL void conn_cas_status(conn *c, conn_status from, conn_status to);
 GLR_INTERNAL int conn_push_fail(lua_State *L, const char *msg);
 GLR_INTERNAL int64_t conn_op_deadline(conn *c);
-GLR_INTERNAL double conn_check_time(lua_State *L, int idx);
 /* the methods every class shares (close, settimeout, deadlines, addresses) */
 GLR_INTERNAL int conn_m_close(lua_State *L);
 GLR_INTERNAL int conn_m_settimeout(lua_State *L);

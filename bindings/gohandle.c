@@ -16,6 +16,7 @@
 
 #include "../runtime/chan.h"
 #include "../runtime/sched.h"
+#include "args.h"
 #include "classes.h"
 #include "errstr.h"
 #include "gohandle.h"
@@ -43,12 +44,6 @@ static void handle_set_status(ghandle *h, int to) {
   if (h->state != H_RUNNING || (to != H_OK && to != H_ERR))
     glr_throw("gohandle: bad handle status change");
   h->state = to;
-}
-
-static double check_seconds(lua_State *L, int idx) {
-  double s = luaL_checknumber(L, idx);
-  if (isnan(s)) luaL_argerror(L, idx, "time is NaN");
-  return s;
 }
 
 /* wake every goroutine of a chan_close list */
@@ -195,7 +190,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 /* handle_wait — go.wait on a goroutine of this VM: queue on its waiters */
 static int handle_wait(lua_State *L) {
   ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
-  double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
+  double timeout = lua_isnoneornil(L, 2) ? -1 : args_seconds(L, 2);
   if (h->state != H_RUNNING) return push_results(L, h, 1);
   if (timeout == 0) {
     lua_pushnil(L);

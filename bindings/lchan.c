@@ -29,6 +29,7 @@
 #include "../runtime/chan.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
+#include "args.h"
 #include "classes.h"
 #include "errstr.h"
 #include "goluarun.h"
@@ -46,12 +47,6 @@ typedef struct lchan {
   uint64_t *freekeys; /* keys whose slot is empty */
   size_t nfree, capfree;
 } lchan;
-
-static double check_seconds(lua_State *L, int idx) {
-  double s = luaL_checknumber(L, idx);
-  if (isnan(s)) luaL_argerror(L, idx, "time is NaN");
-  return s;
-}
 
 static uint32_t rnd(void) {
   static _Thread_local uint32_t x = 0;
@@ -452,7 +447,7 @@ static int select_run(lua_State *L, selframe *f, double timeout) {
 
 static int go_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  double timeout = lua_isnoneornil(L, 2) ? -1 : check_seconds(L, 2);
+  double timeout = lua_isnoneornil(L, 2) ? -1 : args_seconds(L, 2);
   lua_settop(L, 2);
   int n = (int)luaL_len(L, 1);
   luaL_checkstack(L, n + 8, "too many select cases");
@@ -497,7 +492,7 @@ static void after_fire(timer *t, void *arg) {
 }
 
 static int go_after(lua_State *L) {
-  double s = check_seconds(L, 1);
+  double s = args_seconds(L, 1);
   P *p = vm_p(L);
   push_new_chan(L, 1);
   after_t *a = lua_newuserdatauv(L, sizeof *a, 1);

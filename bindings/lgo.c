@@ -15,6 +15,7 @@
 #include "../runtime/pd.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
+#include "args.h"
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lchan.h"
@@ -35,12 +36,6 @@ static void need_park(lua_State *L, const char *what) {
   if (!sched_can_park(L)) glr_cannot_block(L, what);
 }
 
-static double check_seconds(lua_State *L, int idx) {
-  double s = luaL_checknumber(L, idx);
-  if (isnan(s)) luaL_argerror(L, idx, "time is NaN");
-  return s;
-}
-
 /* ---------- goroutines ---------- */
 
 static int resume0_k(lua_State *L, int status, lua_KContext ctx) {
@@ -57,7 +52,7 @@ static int go_yield(lua_State *L) {
 }
 
 static int go_sleep(lua_State *L) {
-  double s = check_seconds(L, 1);
+  double s = args_seconds(L, 1);
   cur_g(L, "go.sleep");
   need_park(L, "go.sleep");
   if (s <= 0) return sched_gosched(L, 0, resume0_k);

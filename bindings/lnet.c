@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "args.h"
 #include "classes.h"
 #include "conn.h"
 #include "errstr.h"
@@ -127,7 +128,7 @@ static int n_dial(lua_State *L) {
   netaddr a;
   int st;
   netaddr_check(L, 1, false, &a, &st);
-  double timeout = lua_isnoneornil(L, 2) ? -1 : conn_check_time(L, 2);
+  double timeout = lua_isnoneornil(L, 2) ? -1 : args_seconds(L, 2);
   lua_settop(L, 2);
   if (st == ADDR_NOHOST) return resolve_then(L, n_dial);
   int fd = netaddr_socket(a.family, SOCK_STREAM);
@@ -289,7 +290,7 @@ static const conn_op accept_op = {CONN_DIR_R, GLR_READ, NULL, accept_try, accept
 
 static int l_accept(lua_State *L) {
   class_check(L, 1, &LISTENER_KEY, LISTENER_MT);
-  if (!lua_isnoneornil(L, 2)) conn_check_time(L, 2);
+  if (!lua_isnoneornil(L, 2)) args_seconds(L, 2);
   lua_settop(L, 2);
   return conn_op_run(L, &accept_op, 0);
 }
