@@ -11,6 +11,7 @@
 #include "../runtime/iowait.h"
 #include "../runtime/pd.h"
 #include "../runtime/sched.h"
+#include "../runtime/signal.h"
 #include "../runtime/sockio.h"
 #include "bindings.h"
 
@@ -200,11 +201,11 @@ int glr_cannot_block(lua_State *L, const char *what) {
 _Static_assert(sizeof(glr_shutdown_hook) == sizeof(closer), "hook layout");
 
 void glr_shutdown_hook_add(lua_State *L, glr_shutdown_hook *hook) {
-  sched_closer_add(vm_p(L), (closer *)(void *)hook);
+  signal_closer_add(vm_p(L), (closer *)(void *)hook);
 }
 
 void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook) {
-  sched_closer_del(vm_p(L), (closer *)(void *)hook);
+  signal_closer_del(vm_p(L), (closer *)(void *)hook);
 }
 
 void glr_blocking_enter(lua_State *L) {
