@@ -12,6 +12,7 @@
 #include "../runtime/iowait.h"
 #include "../runtime/pd.h"
 #include "../runtime/sched.h"
+#include "../runtime/signal.h"
 #include "../runtime/sockio.h"
 
 #define PD(x) ((pollDesc *)(x))
@@ -189,11 +190,11 @@ void glr_ready(glr_g *gg) {
 _Static_assert(sizeof(glr_shutdown_hook) == sizeof(closer), "hook layout");
 
 void glr_shutdown_hook_add(lua_State *L, glr_shutdown_hook *hook) {
-  sched_closer_add(vm_p(L), (closer *)(void *)hook);
+  signal_closer_add(vm_p(L), (closer *)(void *)hook);
 }
 
 void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook) {
-  sched_closer_del(vm_p(L), (closer *)(void *)hook);
+  signal_closer_del(vm_p(L), (closer *)(void *)hook);
 }
 
 void glr_blocking_enter(lua_State *L) {

@@ -15,6 +15,7 @@
 #include "../runtime/pd.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
+#include "../runtime/sysmon.h"
 #include "args.h"
 #include "gohandle.h"
 #include "goluarun.h"
@@ -87,43 +88,41 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+static void push_proc_stats(lua_State *L, int id, const proc_stats *s) {
+  lua_createtable(L, 0, 8);
+  set_int(L, "goroutines", s->goroutines);
+  set_int(L, "runq", s->runq);
+  set_int(L, "id", id);
+  set_int(L, "portable", s->portable);
+  set_int(L, "spawned", (lua_Integer)s->st.spawned);
+  set_int(L, "steals", (lua_Integer)s->st.steals);
+  set_int(L, "preemptions", (lua_Integer)s->st.preemptions);
+  set_int(L, "handoffs", (lua_Integer)s->st.handoffs);
+}
+
 static int go_stats(lua_State *L) {
   P *self = vm_p(L);
   rt *r = self->rt;
   sched_publish(self);
-  lua_Integer gs = 0, rq = 0, pw = 0, sum[5] = {0};
+  proc_stats *per_p = lua_newuserdatauv(L, (size_t)r->nprocs * sizeof *per_p, 0);
+  rt_stats s;
+  sysmon_stats(r, &s, per_p);
   lua_newtable(L);
   lua_createtable(L, r->nprocs, 0);
   for (int i = 0; i < r->nprocs; i++) {
-    P *p = r->ps[i];
-    lua_Integer pg = atomic_load(&p->ngoroutines_pub), prq = atomic_load(&p->runq_pub);
-    gs += pg;
-    rq += prq;
-    pw += atomic_load(&p->npollwait);
-    for (int k = 0; k < 5; k++) sum[k] += (lua_Integer)atomic_load(&p->st_pub[k]);
-    lua_createtable(L, 0, 8);
-    set_int(L, "goroutines", pg);
-    set_int(L, "runq", prq);
-    set_int(L, "id", i);
-    set_int(L, "portable", atomic_load(&p->pq.n));
-    set_int(L, "spawned", (lua_Integer)atomic_load(&p->st_pub[0]));
-    set_int(L, "steals", (lua_Integer)atomic_load(&p->st_pub[2]));
-    set_int(L, "preemptions", (lua_Integer)atomic_load(&p->st_pub[3]));
-    set_int(L, "handoffs", (lua_Integer)atomic_load(&p->st_pub[4]));
+    push_proc_stats(L, i, &per_p[i]);
     lua_rawseti(L, -2, i + 1);
   }
   lua_setfield(L, -2, "procs");
-  set_int(L, "goroutines", gs);
-  set_int(L, "runnable", rq);
-  pthread_mutex_lock(&r->mlock);
-  set_int(L, "threads", r->nm); /* Ms, counting pool threads for hand-offs */
-  pthread_mutex_unlock(&r->mlock);
-  set_int(L, "netpoll_waiters", pw);
-  set_int(L, "spawned", sum[0]);
-  set_int(L, "coroutines_created", sum[1]);
-  set_int(L, "steals", sum[2]);
-  set_int(L, "preemptions", sum[3]);
-  set_int(L, "handoffs", sum[4]);
+  set_int(L, "goroutines", s.total.goroutines);
+  set_int(L, "runnable", s.total.runq);
+  set_int(L, "threads", s.threads); /* Ms, counting pool threads for hand-offs */
+  set_int(L, "netpoll_waiters", s.total.npollwait);
+  set_int(L, "spawned", (lua_Integer)s.total.st.spawned);
+  set_int(L, "coroutines_created", (lua_Integer)s.total.st.created);
+  set_int(L, "steals", (lua_Integer)s.total.st.steals);
+  set_int(L, "preemptions", (lua_Integer)s.total.st.preemptions);
+  set_int(L, "handoffs", (lua_Integer)s.total.st.handoffs);
   size_t alloc, inuse;
   pd_cache_stats(&alloc, &inuse);
   set_int(L, "polldescs", (lua_Integer)inuse);

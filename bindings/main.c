@@ -2,6 +2,8 @@
 ** main.c — the goluarun executable: a drop-in `lua` interpreter (-e, -l,
 ** -v, arg, ..., #! line, stdin) whose script runs as the main goroutine on
 ** P 0 of a G/M/P runtime; -p N / GOLUA_MAXPROCS sets the number of Ps.
+** The runtime's settings come from the environment (config_from_env, the
+** only reader of GOLUA_*), then the command line overrides them.
 */
 #include <errno.h>
 #include <signal.h>
@@ -15,7 +17,9 @@
 #include <lua.h>
 #include <lualib.h>
 
+#include "../runtime/config.h"
 #include "../runtime/sched.h"
+#include "../runtime/signal.h"
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lcoro.h"
@@ -93,16 +97,13 @@ static int parse_args(cli *c) {
   return 0;
 }
 
-static int default_nprocs(const cli *c) {
-  if (c->nprocs) return c->nprocs;
-  const char *e = c->no_env ? NULL : getenv("GOLUA_MAXPROCS");
-  if (e && *e) {
-    int n = atoi(e);
-    if (n >= 1 && n <= 256) return n;
-    fprintf(stderr, "%s: GOLUA_MAXPROCS must be 1..256; ignored\n", progname);
-  }
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 1 ? 1 : n > 256 ? 256 : (int)n;
+/* runtime_config — the environment's settings, then the flags' (-p; -E
+** has only ever hidden GOLUA_MAXPROCS among the GOLUA_* variables) */
+static rt_config runtime_config(const cli *c) {
+  rt_config cfg;
+  config_from_env(&cfg, progname, c->nprocs || c->no_env);
+  if (c->nprocs) cfg.nprocs = c->nprocs;
+  return cfg;
 }
 
 /* raise_nofile — as Go does: the soft fd limit up to the hard one */
@@ -263,9 +264,10 @@ int main(int argc, char **argv) {
     fflush(stdout);
   }
   raise_nofile();
-  rt *r = rt_new(default_nprocs(&c), open_vm, &c);
+  rt_config cfg = runtime_config(&c);
+  rt *r = rt_new(&cfg, open_vm, &c);
   if (start_main(r, &c)) return 1;
-  sched_install_signals(r);
+  signal_install(r);
   int code = rt_run(r);
   fflush(NULL);
   if (atomic_load(&r->close_vms)) rt_free(r);

@@ -11,8 +11,47 @@
 
 #include "netpoll.h"
 #include "preempt.h"
+#include "sysmon.h"
 
 static _Thread_local M *current_m;
+
+/* ---------- P status (the table in handoff.h) ---------- */
+
+static const char *pstatus_name(int s) {
+  static const char *n[] = {"running", "syscall", "free"};
+  return (unsigned)s < 3 ? n[s] : "?";
+}
+
+static bool p_status_legal(int from, int to) {
+  switch (from) {
+    case P_RUNNING: return to == P_SYSCALL || to == P_FREE;
+    case P_SYSCALL: return to == P_RUNNING;
+    case P_FREE: return to == P_RUNNING;
+    default: return false;
+  }
+}
+
+static _Noreturn void p_bad_status(P *p, int from, int to) {
+  char buf[128];
+  snprintf(buf, sizeof buf, "bad p status transition %s -> %s (is %s)",
+           pstatus_name(from), pstatus_name(to), pstatus_name(atomic_load(&p->pstatus)));
+  glr_throw(buf);
+}
+
+/* p_cas_status — Go: casgstatus for a P. Aborts on a transition the table
+** does not allow; returns whether p was in `from` (false is legal only
+** where two threads race for the same move: SYSCALL -> RUNNING). */
+static bool p_cas_status(P *p, int from, int to) {
+  if (!p_status_legal(from, to)) p_bad_status(p, from, to);
+  int expect = from;
+  return atomic_compare_exchange_strong(&p->pstatus, &expect, to);
+}
+
+/* p_set_status — a move only the caller can make now (p's holder, or under
+** p->hlock): p must be in `from`, else abort. */
+static void p_set_status(P *p, int from, int to) {
+  if (!p_cas_status(p, from, to)) p_bad_status(p, from, to);
+}
 
 M *handoff_current_m(void) { return current_m; }
 
@@ -33,8 +72,7 @@ static void m_init(M *m, rt *r, int id) {
 void handoff_init(rt *r) {
   pthread_mutex_init(&r->mlock, NULL);
   pthread_cond_init(&r->mcond, NULL);
-  const char *s = getenv("GOLUA_MAXTHREADS");
-  r->maxm = s ? atoi(s) : MAXM_DEFAULT;
+  r->maxm = r->cfg.maxthreads;
   if (r->maxm < r->nprocs) r->maxm = r->nprocs;
   r->ms = x_calloc((size_t)r->nprocs, sizeof *r->ms);
   r->nm = r->nprocs;
@@ -221,8 +259,8 @@ void handoff_enter(P *p) {
   atomic_store(&p->syscall_when, mono_now());
   if (!m->ism0) live_dec(r, true);
   else m0_blocked(r, true);
-  atomic_store(&p->pstatus, P_SYSCALL); /* from here sysmon may retake p */
-  sched_sysmon_wake(r);
+  p_set_status(p, P_RUNNING, P_SYSCALL); /* from here sysmon may retake p */
+  sysmon_wake(r);
 }
 
 static void append_waiter(P *p, M *m) {
@@ -238,12 +276,12 @@ static void append_waiter(P *p, M *m) {
 static void wait_for_p(P *p, M *m) {
   pthread_mutex_lock(&p->hlock);
   if (atomic_load(&p->pstatus) == P_FREE) {
-    atomic_store(&p->pstatus, P_RUNNING);
+    p_set_status(p, P_FREE, P_RUNNING);
     atomic_store(&p->m, m);
   } else {
     append_waiter(p, m);
     netpoll_break(p); /* the holder may sleep in epoll_wait */
-    sched_sysmon_wake(p->rt); /* or be in a blocking call itself */
+    sysmon_wake(p->rt); /* or be in a blocking call itself */
     while (!m->granted) pthread_cond_wait(&m->cond, &p->hlock);
   }
   pthread_mutex_unlock(&p->hlock);
@@ -256,8 +294,7 @@ void handoff_exit(P *p) {
   rt *r = p->rt;
   if (!m->ism0) live_inc(r);
   else m0_blocked(r, false);
-  int expect = P_SYSCALL;
-  if (!atomic_compare_exchange_strong(&p->pstatus, &expect, P_RUNNING)) {
+  if (!p_cas_status(p, P_SYSCALL, P_RUNNING)) { /* sysmon retook p */
     wait_for_p(p, m);
     p->st.handoffs++;
   }
@@ -316,7 +353,7 @@ bool handoff_give(P *p) {
 
 void handoff_release(P *p) {
   pthread_mutex_lock(&p->hlock);
-  if (!grant_first(p)) atomic_store(&p->pstatus, P_FREE);
+  if (!grant_first(p)) p_set_status(p, P_RUNNING, P_FREE);
   sched_set_current_p(NULL);
   pthread_mutex_unlock(&p->hlock);
 }
@@ -327,7 +364,7 @@ void handoff_release(P *p) {
 static bool has_work(P *p) {
   rt *r = p->rt;
   return atomic_load(&p->nhwaiters) || atomic_load(&p->inbox_n) ||
-         atomic_load(&p->runq_pub) > 0 || atomic_load(&p->npollwait) > 0 ||
+         atomic_load(&p->pub.runq) > 0 || atomic_load(&p->npollwait) > 0 ||
          atomic_load(&p->next_timer_pub) != DEADLINE_NONE ||
          atomic_load(&p->pq.n) || atomic_load(&p->pinq.n) ||
          atomic_load(&p->shutdown_req) ||
@@ -385,8 +422,7 @@ int handoff_retake(rt *r, int64_t now) {
     if (now - atomic_load(&p->syscall_when) < HANDOFF_NS) continue;
     M *m = m_get(r);
     if (!m) continue; /* at the cap: the VM waits for its blocking call */
-    int expect = P_SYSCALL;
-    if (!atomic_compare_exchange_strong(&p->pstatus, &expect, P_RUNNING)) {
+    if (!p_cas_status(p, P_SYSCALL, P_RUNNING)) { /* its M came back first */
       m_put(r, m);
       continue;
     }
@@ -394,7 +430,7 @@ int handoff_retake(rt *r, int64_t now) {
     if (!m_run(r, m, p)) { /* no thread: give p back to its blocked M */
       m_put(r, m);
       pthread_mutex_lock(&p->hlock);
-      if (!grant_first(p)) atomic_store(&p->pstatus, P_SYSCALL);
+      if (!grant_first(p)) p_set_status(p, P_RUNNING, P_SYSCALL);
       pthread_mutex_unlock(&p->hlock);
     }
   }

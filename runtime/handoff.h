@@ -16,7 +16,14 @@
 **   holder   gives the P to the first M of p->hwaiters, under p->hlock, at a
 **            scheduling point (between two goroutine slices: sched_loop)
 **   holder   RUNNING -> FREE under p->hlock when it leaves at stop with no
-**            waiter
+**            waiter                       handoff_release
+**   returner FREE -> RUNNING under p->hlock: the P it waits for was left
+**                                         wait_for_p (handoff_exit)
+**   sysmon   RUNNING -> SYSCALL under p->hlock: no thread for the retaken P
+**            and no waiter, so it goes back to its blocked M  handoff_retake
+** Every change goes through p_cas_status (the two racing CASes) or
+** p_set_status (the moves only the caller can make), in handoff.c, which
+** abort on a move not in this table.
 ** An M returning from a blocking call whose P was taken appends itself to
 ** p->hwaiters, breaks the P's netpoll, and sleeps on its own condition
 ** variable until a holder grants it THAT P: the goroutine's C frames live
@@ -25,8 +32,8 @@
 ** Ms: M0 (the process's main thread, which must return from rt_run) never
 ** joins the idle pool: when it gives P0 away between slices it waits to get
 ** P0 back. Every other M that gives its P away goes idle in r->midle until
-** sysmon hands it a P. At most r->maxm Ms exist (GOLUA_MAXTHREADS, default
-** 256); past the cap a blocking call keeps its P and the VM waits for it.
+** sysmon hands it a P. At most r->maxm Ms exist (cfg.maxthreads:
+** GOLUA_MAXTHREADS, default 256); past the cap a blocking call keeps its P and the VM waits for it.
 **
 ** Exit: rt_run waits until every M other than M0 has exited its scheduler
 ** or is inside a blocking call (r->nlive == 0); an M that returns from a
@@ -43,10 +50,10 @@
 
 #include "sched.h"
 
-enum { P_RUNNING = 0, P_SYSCALL = 1, P_FREE = 2 };
+/* pstatus — the values of p->pstatus (above). */
+enum pstatus { P_RUNNING = 0, P_SYSCALL = 1, P_FREE = 2 };
 
 #define HANDOFF_NS (20 * NS_PER_US) /* sysmon retakes after this long */
-#define MAXM_DEFAULT 256
 
 /* handoff_init — Ms of rt_new (M0..Mn-1 for P0..Pn-1) and the cap. */
 GLR_INTERNAL void handoff_init(rt *r);

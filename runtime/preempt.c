@@ -45,9 +45,7 @@ static void on_sigurg(int sig) {
 }
 
 void preempt_init(rt *r) {
-  const char *off = getenv("GOLUA_NOPREEMPT");
-  r->preempt_on = !(off && *off && strcmp(off, "0") != 0);
-  if (!r->preempt_on) return;
+  if (!r->cfg.preempt) return;
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_sigurg;
@@ -70,7 +68,7 @@ bool preempt_check(rt *r, int64_t now) {
     }
     int64_t nt = atomic_load_explicit(&p->next_timer_pub, memory_order_relaxed);
     int64_t slice = nt != 0 && nt <= now ? PREEMPT_TIMER_NS : PREEMPT_NS;
-    if (r->preempt_on && now - p->seen_when >= slice) {
+    if (r->cfg.preempt && now - p->seen_when >= slice) {
       p->seen_when = now; /* ask again in PREEMPT_NS if it could not yield */
       pthread_kill(atomic_load(&p->m)->thread, SIGURG);
     }

@@ -27,7 +27,8 @@
 #define PREEMPT_NS (10 * NS_PER_MS)     /* longest slice */
 #define PREEMPT_TIMER_NS (1 * NS_PER_MS) /* slice when a timer of the P is due */
 
-/* preempt_init — install the SIGURG handler (unless GOLUA_NOPREEMPT=1). */
+/* preempt_init — install the SIGURG handler (unless cfg.preempt is off:
+** GOLUA_NOPREEMPT=1). */
 GLR_INTERNAL void preempt_init(rt *r);
 /* preempt_check — sysmon: signal the Ms whose goroutine ran too long;
 ** returns whether some P is running a goroutine. */

@@ -68,16 +68,3 @@ void *runq_get(runq *q) {
 size_t runq_len(const runq *q) {
   return (q->tail - q->head) + q->over_len + (q->runnext ? 1 : 0);
 }
-
-bool runq_remove(runq *q, void *g) {
-  size_t n = runq_len(q);
-  bool found = false;
-  for (size_t i = 0; i < n; i++) {
-    void *x = runq_get(q);
-    if (x == g && !found)
-      found = true;
-    else
-      tail_put(q, x);
-  }
-  return found;
-}

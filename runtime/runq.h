@@ -34,8 +34,5 @@ GLR_INTERNAL void runq_put(runq *q, void *g, bool next);
 /* runq_get — Go: runqget. NULL when empty. */
 GLR_INTERNAL void *runq_get(runq *q);
 GLR_INTERNAL size_t runq_len(const runq *q);
-/* runq_remove — drops one entry wherever it is (used when a runtime stops);
-** returns whether it was found. O(n). */
-GLR_INTERNAL bool runq_remove(runq *q, void *g);
 
 #endif

@@ -1,15 +1,13 @@
-/* sched.c — see sched.h. This file and gexec-like parts here are the only
-** runtime code that calls the Lua API: it owns the VMs' lifetimes and
-** resumes goroutine threads. */
+/* sched.c — see sched.h: G lifecycle, park/ready, the scheduling loop,
+** find_runnable with portable goroutines and stealing, runtime construction.
+** Signals and dumps are signal.c's, sysmon and statistics sysmon.c's, the
+** P hand-off handoff.c's. With signal.c (dumps) and preempt.c (hooks) this
+** is the only runtime code that calls the Lua API: it owns the VMs'
+** lifetimes and resumes goroutine threads. */
 #include "sched.h"
 
-#include <errno.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -19,14 +17,13 @@
 #include "netpoll.h"
 #include "preempt.h"
 #include "shdict.h"
+#include "signal.h"
+#include "sysmon.h"
 #include "workpool.h"
 
 #define GFREE_MAX 4096
 #define PQ_LOCAL_MAX 256 /* portable records a P queues before the global queue */
 #define FORCED_POLL_NS (10 * NS_PER_MS)
-#define SYSMON_MIN_US 20
-#define SYSMON_MAX_US 10000
-#define SYSMON_BUSY_MAX_US 2000 /* while a goroutine runs: preemption checks */
 
 /* ---------- VM tags ---------- */
 
@@ -41,7 +38,7 @@ G *vm_g(lua_State *L) {
 
 /* ---------- G status ---------- */
 
-static const char *gstatus_name(gstatus s) {
+const char *sched_gstatus_name(gstatus s) {
   static const char *n[] = {"idle", "runnable", "running", "waiting", "dead"};
   return (unsigned)s < 5 ? n[s] : "?";
 }
@@ -51,7 +48,8 @@ static void g_cas_status(G *g, gstatus from, gstatus to) {
   if (g->status != from) {
     char buf[128];
     snprintf(buf, sizeof buf, "bad g status transition %s -> %s (is %s)",
-             gstatus_name(from), gstatus_name(to), gstatus_name(g->status));
+             sched_gstatus_name(from), sched_gstatus_name(to),
+             sched_gstatus_name(g->status));
     glr_throw(buf);
   }
   g->status = to;
@@ -93,7 +91,7 @@ G *g_new(P *p) {
   *tagslot(g->L) = &g->tag;
   lua_sethook(g->L, NULL, 0, 0);
   timer_init(&g->sleept, g_sleep_fire, g);
-  g->status = G_IDLE;
+  g->status = G_IDLE; /* a new record starts idle: not a transition */
   p->st.created++;
   return g;
 }
@@ -128,7 +126,7 @@ static void g_exit(P *p, G *g, bool reusable) {
   if (reusable && !g->escaped && p->ngfree < GFREE_MAX &&
       lua_status(g->L) == LUA_OK) {
     g->gen++;
-    g->status = G_IDLE;
+    g_cas_status(g, G_DEAD, G_IDLE);
     g->link = p->gfree;
     p->gfree = g;
     p->ngfree++;
@@ -277,24 +275,6 @@ static void execute(P *p, G *g) {
   g_exit(p, g, st == LUA_OK);
 }
 
-/* ---------- dumps ---------- */
-
-static void dump_goroutines(P *p) {
-  for (G *g = p->allg; g; g = g->allnext) {
-    const char *why = g->status == G_WAITING ? g->waitreason : gstatus_name(g->status);
-    if (p->rt->nprocs > 1)
-      fprintf(stderr, "goroutine %llu [%s, P %d]:\n", (unsigned long long)g->id,
-              why ? why : "?", p->id);
-    else
-      fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id,
-              why ? why : "?");
-    luaL_traceback(p->L, g->L, NULL, 0);
-    fprintf(stderr, "%s\n\n", lua_tostring(p->L, -1));
-    lua_pop(p->L, 1);
-  }
-  fflush(stderr);
-}
-
 /* ---------- stop ---------- */
 
 void rt_stop(rt *r, int reason, int code, bool close_vms) {
@@ -309,9 +289,7 @@ void rt_stop(rt *r, int reason, int code, bool close_vms) {
   }
   for (int i = 0; i < r->nprocs; i++) netpoll_break(r->ps[i]);
   handoff_stop(r);
-  pthread_mutex_lock(&r->sysmon_lock);
-  pthread_cond_broadcast(&r->sysmon_cond);
-  pthread_mutex_unlock(&r->sysmon_lock);
+  sysmon_kick(r);
 }
 
 /* check_quiescent — nothing can ever run again: end or deadlock. */
@@ -324,121 +302,16 @@ static bool check_quiescent(rt *r) {
   return true;
 }
 
-/* ---------- graceful shutdown (SIGINT / SIGTERM) ---------- */
-
-static rt *signal_rt; /* the one runtime signals are routed to */
-static timer grace_timer;
-
-static void on_sigquit(int sig) {
-  (void)sig;
-  rt *r = signal_rt;
-  if (!r) return;
-  int saved = errno;
-  for (int i = 0; i < r->nprocs; i++) {
-    atomic_store(&r->ps[i]->dump_req, true);
-    netpoll_break(r->ps[i]);
-  }
-  errno = saved;
-}
-
-/* dump_on_request — SIGQUIT: this P's goroutines, from its own M (the only
-** thread that may walk its VM); a goroutine running a long loop delays it */
-static void dump_on_request(P *p) {
-  if (!atomic_exchange(&p->dump_req, false)) return;
-  pthread_mutex_lock(&p->rt->dump_lock);
-  fprintf(stderr, "SIGQUIT: goroutines of P %d\n\n", p->id);
-  dump_goroutines(p);
-  pthread_mutex_unlock(&p->rt->dump_lock);
-}
-
-static void on_signal(int sig) {
-  rt *r = signal_rt;
-  if (!r) return;
-  int saved = errno;
-  if (atomic_fetch_add(&r->nsignals, 1) >= 1) _exit(128 + sig);
-  atomic_store(&r->signal_pending, sig);
-  netpoll_break(r->ps[0]);
-  errno = saved;
-}
-
-static void on_sigpipe(int sig) { (void)sig; }
-
-void sched_install_signals(rt *r) {
-  signal_rt = r;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sa.sa_handler = on_sigquit;
-  sigaction(SIGQUIT, &sa, NULL);
-  preempt_init(r);
-  /* a handler, not SIG_IGN: writes to a closed pipe still fail with EPIPE,
-  ** but exec resets handlers, so children (io.popen, os.execute) start
-  ** with the default SIGPIPE as they would from a shell (Go does the same) */
-  sa.sa_handler = on_sigpipe;
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGPIPE, &sa, NULL);
-}
-
-static void grace_fire(timer *t, void *arg) {
-  (void)t;
-  rt *r = arg;
-  fprintf(stderr, "goluarun: shutdown grace period expired\n");
-  rt_stop(r, STOP_EXIT, 1, false);
-}
-
-static void handle_signal(P *p0) {
-  rt *r = p0->rt;
-  int sig = atomic_exchange(&r->signal_pending, 0);
-  if (!sig) return;
-  for (int i = 0; i < r->nprocs; i++) {
-    atomic_store(&r->ps[i]->shutdown_req, true);
-    netpoll_break(r->ps[i]);
-  }
-  const char *g = getenv("GOLUA_GRACE");
-  double secs = g ? atof(g) : 5.0;
-  timer_init(&grace_timer, grace_fire, r);
-  timer_arm(&p0->timers, &grace_timer, deadline_from_seconds(secs));
-}
-
-void sched_closer_add(P *p, closer *c) {
-  c->prev = NULL;
-  c->next = p->closers;
-  if (p->closers) p->closers->prev = c;
-  p->closers = c;
-}
-
-void sched_closer_del(P *p, closer *c) {
-  if (c->prev) c->prev->next = c->next;
-  else if (p->closers == c) p->closers = c->next;
-  if (c->next) c->next->prev = c->prev;
-  c->next = c->prev = NULL;
-}
-
-static void close_listeners(P *p) {
-  atomic_store(&p->shutdown_req, false);
-  closer *c = p->closers;
-  while (c) {
-    closer *next = c->next;
-    sched_closer_del(p, c); /* removed before it runs */
-    c->fn(p->L, c);
-    c = next;
-  }
-}
-
 /* ---------- the scheduling loop ---------- */
 
 void sched_publish(P *p) {
-  atomic_store(&p->ngoroutines_pub, p->ngoroutines);
-  atomic_store(&p->runq_pub, (int)runq_len(&p->q));
-  atomic_store(&p->st_pub[0], p->st.spawned);
-  atomic_store(&p->st_pub[1], p->st.created);
-  atomic_store(&p->st_pub[2], p->st.steals);
-  atomic_store(&p->st_pub[3], p->st.preemptions);
-  atomic_store(&p->st_pub[4], p->st.handoffs);
+  atomic_store(&p->pub.goroutines, p->ngoroutines);
+  atomic_store(&p->pub.runq, (int)runq_len(&p->q));
+  atomic_store(&p->pub.spawned, p->st.spawned);
+  atomic_store(&p->pub.created, p->st.created);
+  atomic_store(&p->pub.steals, p->st.steals);
+  atomic_store(&p->pub.preemptions, p->st.preemptions);
+  atomic_store(&p->pub.handoffs, p->st.handoffs);
 }
 
 /* portable_pending — work any P could take (re-checked after `sleeping` is
@@ -468,7 +341,7 @@ static void block_in_netpoll(P *p) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
-    sched_sysmon_wake(r); /* this P may now run a goroutine for long */
+    sysmon_wake(r); /* this P may now run a goroutine for long */
   }
   atomic_store(&p->sleeping, false);
 }
@@ -536,9 +409,9 @@ static G *find_runnable(P *p) {
   for (;;) {
     if (atomic_load(&r->stopping)) return NULL;
     if (atomic_load(&p->nhwaiters)) return NULL; /* sched_loop hands p over */
-    if (p->id == 0 && atomic_load(&r->signal_pending)) handle_signal(p);
-    if (atomic_load(&p->shutdown_req)) close_listeners(p);
-    if (atomic_load(&p->dump_req)) dump_on_request(p);
+    if (p->id == 0 && atomic_load(&r->signal_pending)) signal_handle(p);
+    if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
+    if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
     /* the clock only when timers are pending, or every 61st round */
     bool tick61 = ++p->schedtick % 61 == 0;
     int64_t now = p->timers.len || tick61 ? mono_now() : p->lastpoll;
@@ -582,120 +455,14 @@ bool sched_loop(P *p) {
   }
   if (atomic_load(&r->stopping) == STOP_DEADLOCK) {
     pthread_mutex_lock(&r->dump_lock);
-    dump_goroutines(p);
+    signal_dump_goroutines(p);
     pthread_mutex_unlock(&r->dump_lock);
   }
   handoff_release(p);
   return true;
 }
 
-/* ---------- sysmon ---------- */
-
-/* schedtrace — Go's GODEBUG=schedtrace: one line per period, from the
-** published per-P figures (sysmon never touches a VM) */
-static void schedtrace(rt *r, int64_t now) {
-  char q[512];
-  size_t off = 0;
-  long gs = 0;
-  uint64_t sum[5] = {0};
-  for (int i = 0; i < r->nprocs && off < sizeof q - 16; i++) {
-    P *p = r->ps[i];
-    gs += atomic_load(&p->ngoroutines_pub);
-    for (int k = 0; k < 5; k++) sum[k] += atomic_load(&p->st_pub[k]);
-    off += (size_t)snprintf(q + off, sizeof q - off, "%s%d", i ? " " : "",
-                            atomic_load(&p->runq_pub));
-  }
-  pthread_mutex_lock(&r->mlock);
-  int nm = r->nm;
-  pthread_mutex_unlock(&r->mlock);
-  pthread_mutex_lock(&r->dump_lock);
-  fprintf(stderr,
-          "SCHED %lldms: procs=%d idleprocs=%d threads=%d goroutines=%ld "
-          "progress=%lld runqueue=[%s] spawned=%llu created=%llu preemptions=%llu "
-          "handoffs=%llu\n",
-          (long long)((now - r->start_ns) / NS_PER_MS), r->nprocs,
-          atomic_load(&r->npidle), nm, gs,
-          (long long)atomic_load(&r->n_progress), q, (unsigned long long)sum[0],
-          (unsigned long long)sum[1], (unsigned long long)sum[3],
-          (unsigned long long)sum[4]);
-  pthread_mutex_unlock(&r->dump_lock);
-}
-
-void sched_sysmon_wake(rt *r) {
-  if (!atomic_load(&r->sysmon_deep)) return; /* seq_cst: pairs with npidle */
-  pthread_mutex_lock(&r->sysmon_lock);
-  pthread_cond_broadcast(&r->sysmon_cond);
-  pthread_mutex_unlock(&r->sysmon_lock);
-}
-
-static void *sysmon_main(void *arg) {
-  rt *r = arg;
-  sigset_t set;
-  sigfillset(&set);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
-  unsigned delay = SYSMON_MIN_US;
-  int idle_rounds = 0;
-  int64_t next_trace = r->start_ns + (int64_t)r->schedtrace_ms * NS_PER_MS;
-  while (!atomic_load(&r->stopping)) {
-    if (r->schedtrace_ms && mono_now() >= next_trace) {
-      schedtrace(r, mono_now());
-      next_trace += (int64_t)r->schedtrace_ms * NS_PER_MS;
-    }
-    if (atomic_load(&r->npidle) == r->nprocs) {
-      /* every P is blocked in netpoll: the Ps themselves detect deadlock
-      ** before blocking, so there is nothing to watch; back off deeply */
-      if (++idle_rounds > 20) {
-        pthread_mutex_lock(&r->sysmon_lock);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (r->schedtrace_ms) { /* wake for the next trace line */
-          int64_t wait = next_trace - mono_now();
-          int64_t ns = ts.tv_nsec + (wait > 0 ? wait : 0);
-          ts.tv_sec += (time_t)(ns / NS_PER_SEC);
-          ts.tv_nsec = (long)(ns % NS_PER_SEC);
-        } else {
-          ts.tv_sec += 1;
-        }
-        atomic_store(&r->sysmon_deep, true);
-        if (!atomic_load(&r->stopping) && atomic_load(&r->npidle) == r->nprocs)
-          pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
-        atomic_store(&r->sysmon_deep, false);
-        pthread_mutex_unlock(&r->sysmon_lock);
-        continue;
-      }
-    } else {
-      idle_rounds = 0;
-    }
-    usleep(delay);
-    int64_t now = mono_now();
-    bool busy = preempt_check(r, now);
-    if (handoff_retake(r, now) > 0) { /* a P in a blocking call: stay close */
-      busy = true;
-      idle_rounds = 0;
-    }
-    unsigned cap = busy ? SYSMON_BUSY_MAX_US : SYSMON_MAX_US;
-    delay = delay * 2 > cap ? cap : delay * 2;
-    if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
-      netpoll_break(r->ps[0]); /* let P0 run check_quiescent */
-  }
-  return NULL;
-}
-
 /* ---------- runtime construction ---------- */
-
-static void debug_config(rt *r) {
-  const char *d = getenv("GOLUA_DEBUG");
-  const char *t = d ? strstr(d, "schedtrace=") : NULL;
-  if (t) r->schedtrace_ms = atoi(t + strlen("schedtrace="));
-  if (r->schedtrace_ms < 0) r->schedtrace_ms = 0;
-}
-
-static void mock_config(rt *r) {
-  const char *m = getenv("GOLUA_MOCKEAGAIN");
-  if (!m) return;
-  r->mock_eagain_r = strchr(m, 'r') != NULL;
-  r->mock_eagain_w = strchr(m, 'w') != NULL;
-}
 
 static P *p_new(rt *r, int id) {
   P *p = x_calloc(1, sizeof *p);
@@ -718,17 +485,15 @@ static P *p_new(rt *r, int id) {
   return p;
 }
 
-rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
+rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
   rt *r = x_calloc(1, sizeof *r);
-  r->nprocs = nprocs;
+  r->cfg = *cfg;
+  int nprocs = r->nprocs = config_nprocs(cfg);
   r->open_vm = open_vm;
   r->open_vm_ud = ud;
   atomic_store(&r->next_goid, 1);
   pthread_mutex_init(&r->dump_lock, NULL);
-  pthread_mutex_init(&r->sysmon_lock, NULL);
-  pthread_cond_init(&r->sysmon_cond, NULL);
-  mock_config(r);
-  debug_config(r);
+  sysmon_init(r);
   pgq_init(&r->global);
   r->start_ns = mono_now();
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
@@ -739,14 +504,12 @@ rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud) {
 
 int rt_run(rt *r) {
   handoff_start(r);
-  if (pthread_create(&r->sysmon, NULL, sysmon_main, r) != 0)
-    glr_throw("cannot start sysmon");
-  r->sysmon_started = true;
+  sysmon_start(r);
   sched_set_current_p(r->ps[0]);
   sched_loop(r->ps[0]);
   handoff_wait_ms(r);
   rt_stop(r, STOP_EXIT, 0, false); /* make sure sysmon sees the stop */
-  pthread_join(r->sysmon, NULL);
+  sysmon_join(r);
   return atomic_load(&r->exit_code);
 }
 
@@ -776,11 +539,16 @@ static void p_free(P *p, bool close_vm) {
   free(p);
 }
 
-static rt *abandoned_rt; /* see rt_free */
+/* abandoned_rt — a runtime rt_free had to keep (below). It cannot be a
+** field of anything the caller still holds: the caller is about to return
+** from main and drop its pointer, so this is the root that keeps the
+** runtime reachable (for the threads still in it, and for leak checkers)
+** until the process exits. Written only by rt_free. */
+static rt *abandoned_rt;
 
 void rt_free(rt *r) {
   bool close_vms = atomic_load(&r->close_vms);
-  if (signal_rt == r) signal_rt = NULL;
+  signal_forget(r);
   bool blocked = handoff_blocked(r);
   if (blocked || workpool_outstanding() > 0) {
     /* a worker's job or an M in a blocking call may still touch the
@@ -801,8 +569,7 @@ void rt_free(rt *r) {
   if (close_vms) shdict_registry_free(); /* no VM can reach a dict now */
   free(r->ps);
   pthread_mutex_destroy(&r->dump_lock);
-  pthread_mutex_destroy(&r->sysmon_lock);
-  pthread_cond_destroy(&r->sysmon_cond);
+  sysmon_free(r);
   free(r);
 }
 

@@ -15,7 +15,9 @@
 ** hand-off protocol of handoff.h, whose mutexes order the accesses), except those tagged atomic or guarded. Other
 ** threads reach a P only through its inbox (sched_ready_remote) and
 ** netpoll_break. A G's status follows gstatus below; every change goes
-** through g_cas_status, which aborts on an illegal transition.
+** through g_cas_status (sched.c), which aborts on an illegal transition. A
+** P's status (p->pstatus) is handoff.h's, changed only by p_cas_status /
+** p_set_status there.
 **
 ** Progress accounting (deadlock detection and exit): rt->n_progress counts
 ** Gs that are runnable, running, or parked on something the world can wake
@@ -30,8 +32,9 @@
 #include <pthread.h>
 
 #include "chan.h"
-#include "pgq.h"
 #include "common.h"
+#include "config.h"
+#include "pgq.h"
 #include "runq.h"
 #include "timer.h"
 
@@ -96,17 +99,24 @@ struct G {
 /* glr_park / glr_ready handshake (any thread may ready) */
 enum { PT_NONE = 0, PT_PARKED = 1, PT_TOKEN = 2 };
 
-typedef struct closer closer;
-/* closer — something to close on graceful shutdown (listeners). Linked in
-** its P's list; owner M only. Layout-compatible with glr_shutdown_hook. */
-struct closer {
-  void (*fn)(struct lua_State *L, closer *c);
-  closer *next, *prev;
-};
+typedef struct closer closer; /* signal.h */
 
+/* pstats — a P's counters; owner M only (published in P.pub). */
 typedef struct pstats {
-  uint64_t spawned, created, steals, preemptions, handoffs;
+  uint64_t spawned;      /* goroutines started (sched_start) */
+  uint64_t created;      /* G records created (Lua threads) */
+  uint64_t steals;       /* portable goroutines stolen from another P */
+  uint64_t preemptions;  /* asynchronous preemptions (preempt.c) */
+  uint64_t handoffs;     /* blocking calls whose P was retaken (handoff.c) */
 } pstats;
+
+/* ppub — a P's figures as last published by sched_publish, for other
+** threads (sysmon_stats, handoff's has_work); every field atomic. */
+typedef struct ppub {
+  _Atomic int goroutines;  /* p->ngoroutines */
+  _Atomic int runq;        /* runq_len(&p->q) */
+  _Atomic uint64_t spawned, created, steals, preemptions, handoffs; /* p->st */
+} ppub;
 
 struct P {
   vmtag tag;              /* const */
@@ -124,8 +134,6 @@ struct P {
   G *curg;                /* owner M only */
   G *allg;                /* owner M only: live goroutines */
   int ngoroutines;        /* owner M only */
-  _Atomic int ngoroutines_pub; /* atomic: published copy for go.stats */
-  _Atomic int runq_pub;   /* atomic: published run queue length */
   _Atomic int npollwait;  /* atomic: Gs parked on a pollDesc */
   G *gfree;               /* owner M only: recyclable Gs */
   int nparked;            /* owner M only: coroutines parked through (lcoro.c) */
@@ -143,13 +151,14 @@ struct P {
   _Atomic int inbox_n;        /* atomic: approximate length */
   _Atomic bool shutdown_req;  /* atomic: close listeners */
   _Atomic bool dump_req;      /* atomic: SIGQUIT, print goroutines */
-  closer *closers;        /* owner M only */
+  closer *closers;        /* owner M only (signal.c) */
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
   pgq pq;                 /* portable goroutines queued here (any thread) */
   pgq pinq;               /* portable goroutines for this P only: never stolen */
   uint32_t rnd;           /* owner M only: steal order */
   pstats st;              /* owner M only */
+  ppub pub;               /* atomic fields: st and lengths, published */
   /* preemption (preempt.c) */
   struct lua_State *_Atomic curL; /* atomic: innermost running coroutine */
   _Atomic bool running;   /* atomic: a goroutine is executing */
@@ -160,7 +169,6 @@ struct P {
   struct lua_State *hooked_L; /* owner M (and its signal handler) */
   void *saved_hook;       /* the user's hook on hooked_L */
   int saved_mask, saved_count;
-  _Atomic uint64_t st_pub[5]; /* atomic: published stats */
 };
 
 /* M — an OS thread (handoff.h has the protocol). */
@@ -191,6 +199,7 @@ typedef void (*open_vm_fn)(struct lua_State *L, P *p, void *ud);
 typedef void (*start_portable_fn)(P *p, portable *w);
 
 struct rt {
+  rt_config cfg;               /* const: settings (config.h) */
   int nprocs;                  /* const */
   P **ps;                      /* const array */
   M *ms;                       /* const array */
@@ -207,34 +216,33 @@ struct rt {
   _Atomic int signal_pending;  /* atomic: set by the signal handler */
   _Atomic int nsignals;        /* atomic: SIGINT/SIGTERM received */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
+  timer grace_timer;           /* P0's M only: shutdown grace (signal.c) */
   /* Ms (handoff.h) */
   pthread_mutex_t mlock;       /* guards the fields below and every M's nextp */
   pthread_cond_t mcond;        /* guarded by mlock: nlive reached 0 */
   M *midle;                    /* guarded by mlock: idle pool Ms */
   M *mall;                     /* guarded by mlock: every pool-allocated M */
   int nm;                      /* guarded by mlock: Ms that exist */
-  int maxm;                    /* const: cap on Ms (GOLUA_MAXTHREADS) */
+  int maxm;                    /* const: cap on Ms (cfg.maxthreads, >= nprocs) */
   int nlive;                   /* guarded by mlock: threads other than M0 that
                                   are not in a blocking call and not exited */
   bool ms_done;                /* guarded by mlock: rt_run stopped waiting */
   int nblocked;                /* guarded by mlock: Ms in a blocking call */
   bool m0_blocked;             /* guarded by mlock: M0 is in a blocking call */
   _Atomic bool sysmon_deep;    /* atomic: sysmon sleeps on sysmon_cond */
-  /* sysmon */
-  pthread_t sysmon;
-  bool sysmon_started;
+  /* sysmon (sysmon.h) */
+  pthread_t sysmon;            /* const once started */
+  bool sysmon_started;         /* rt_run's thread only */
   pthread_mutex_t sysmon_lock;
   pthread_cond_t sysmon_cond;  /* guarded by sysmon_lock */
   _Atomic int npidle;          /* atomic: Ps blocked in netpoll */
-  bool mock_eagain_r, mock_eagain_w; /* const: fault injection */
-  bool preempt_on;             /* const: asynchronous preemption enabled */
-  int schedtrace_ms;           /* const: GOLUA_DEBUG=schedtrace=MS, 0 = off */
   int64_t start_ns;            /* const */
 };
 
-/* rt_new — allocates the runtime and its Ps, creates each VM through
-** open_vm (on the calling thread). Ms are started by rt_run. */
-GLR_INTERNAL rt *rt_new(int nprocs, open_vm_fn open_vm, void *ud);
+/* rt_new — allocates the runtime with config_nprocs(cfg) Ps (cfg is
+** copied), creates each VM through open_vm (on the calling thread). Ms are
+** started by rt_run. */
+GLR_INTERNAL rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud);
 /* rt_run — starts M1..Mn-1 and sysmon, runs P0 on the calling thread until
 ** the runtime stops; joins every thread; returns the exit code. */
 GLR_INTERNAL int rt_run(rt *r);
@@ -251,6 +259,8 @@ GLR_INTERNAL P *vm_p(struct lua_State *L);
 ** the VM's main thread). */
 GLR_INTERNAL G *vm_g(struct lua_State *L);
 
+/* sched_gstatus_name — "running", "waiting", ... (dumps). */
+GLR_INTERNAL const char *sched_gstatus_name(gstatus s);
 /* g_new — a G of p with its Lua thread, recycled when possible. The thread
 ** is empty; the caller pushes the entry function and arguments, sets nargs,
 ** then calls sched_start. */
@@ -281,13 +291,8 @@ GLR_INTERNAL void sched_arm_gtimer(P *p, G *g, int64_t when);
 /* progress accounting for non-G event sources (go.after timers) */
 GLR_INTERNAL void sched_progress_add(rt *r, int64_t d);
 GLR_INTERNAL void sched_main_done(rt *r);
-/* closers (graceful shutdown) */
-GLR_INTERNAL void sched_closer_add(P *p, closer *c);
-GLR_INTERNAL void sched_closer_del(P *p, closer *c);
-/* publish stats for go.stats */
+/* sched_publish — owner M: copy p's counters into p->pub (sysmon.h). */
 GLR_INTERNAL void sched_publish(P *p);
-/* signal plumbing: install SIGINT/SIGTERM/SIGPIPE handling for r */
-GLR_INTERNAL void sched_install_signals(rt *r);
 /* sched_spawn_portable — queue w on p (the spawner's P) and wake a
 ** sleeping P to steal it; counts as progress until started. Any thread. */
 GLR_INTERNAL void sched_spawn_portable(P *p, portable *w);
@@ -301,8 +306,6 @@ GLR_INTERNAL void sched_portable_started(rt *r);
 GLR_INTERNAL bool sched_loop(P *p);
 /* sched_set_current_p — the calling thread now holds p (NULL: none). */
 GLR_INTERNAL void sched_set_current_p(P *p);
-/* sched_sysmon_wake — end sysmon's deep sleep (a P became busy). */
-GLR_INTERNAL void sched_sysmon_wake(rt *r);
 /* scratch buffer of at least n bytes (owner M only) */
 GLR_INTERNAL char *sched_scratch(P *p, size_t n);
 

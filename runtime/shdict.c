@@ -384,15 +384,6 @@ int shdict_delete(shdict *d, const char *k, size_t klen) {
   return slot ? 0 : -ENOENT;
 }
 
-size_t shdict_count(shdict *d) {
-  int64_t now = 0;
-  pthread_mutex_lock(&d->lock);
-  sweep_all(d, &now);
-  size_t n = d->n;
-  pthread_mutex_unlock(&d->lock);
-  return n;
-}
-
 /* fill_keys — copies the first nk keys of the (swept) table into ks */
 static void fill_keys(shdict *d, shd_keys *ks, size_t nk) {
   char *bytes = (char *)&ks->k[nk];

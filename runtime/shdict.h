@@ -96,8 +96,6 @@ GLR_INTERNAL int shdict_incr(shdict *d, const char *k, size_t klen, const shd_va
                              const shd_value *init, shd_value *out);
 /* shdict_delete — 0 if a live entry was removed, -ENOENT otherwise. */
 GLR_INTERNAL int shdict_delete(shdict *d, const char *k, size_t klen);
-/* shdict_count — number of live entries (frees expired ones). */
-GLR_INTERNAL size_t shdict_count(shdict *d);
 /* shdict_keys — a snapshot of at most max live keys (0 = all), in no
 ** particular order, in *out (free() it). */
 GLR_INTERNAL int shdict_keys(shdict *d, size_t max, shd_keys **out);

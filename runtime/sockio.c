@@ -31,7 +31,7 @@ static bool read_would_block(pollDesc *pd) {
 }
 
 ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n) {
-  if (p->rt->mock_eagain_r && n > 0) {
+  if (p->rt->cfg.mock_eagain_r && n > 0) {
     if (mock_eagain(p, pd, PD_MODE_R)) return -EAGAIN;
     n = 1;
   } else if (n > 0 && read_would_block(pd)) {
@@ -40,17 +40,17 @@ ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n) {
   for (;;) {
     ssize_t r = read(pd->fd, buf, n);
     if (r >= 0) {
-      pd->rdrained = r > 0 && (size_t)r < n && !p->rt->mock_eagain_r;
+      pd->rdrained = r > 0 && (size_t)r < n && !p->rt->cfg.mock_eagain_r;
       return r;
     }
-    if (errno == EAGAIN) pd->rdrained = !p->rt->mock_eagain_r;
+    if (errno == EAGAIN) pd->rdrained = !p->rt->cfg.mock_eagain_r;
     if (errno != EINTR) return -errno;
   }
 }
 
 ssize_t sock_writev(P *p, pollDesc *pd, struct iovec *iov, int cnt) {
   struct iovec one;
-  if (p->rt->mock_eagain_w) {
+  if (p->rt->cfg.mock_eagain_w) {
     if (mock_eagain(p, pd, PD_MODE_W)) return -EAGAIN;
     int i = 0;
     while (i < cnt && iov[i].iov_len == 0) i++;
@@ -77,7 +77,7 @@ ssize_t sock_writev(P *p, pollDesc *pd, struct iovec *iov, int cnt) {
 
 ssize_t sock_recvfrom(P *p, pollDesc *pd, void *buf, size_t n,
                       struct sockaddr *sa, socklen_t *salen, int *flags) {
-  if (p->rt->mock_eagain_r && mock_eagain(p, pd, PD_MODE_R)) return -EAGAIN;
+  if (p->rt->cfg.mock_eagain_r && mock_eagain(p, pd, PD_MODE_R)) return -EAGAIN;
   struct iovec iov = {buf, n};
   struct msghdr msg = {0};
   msg.msg_name = sa;
@@ -97,7 +97,7 @@ ssize_t sock_recvfrom(P *p, pollDesc *pd, void *buf, size_t n,
 
 ssize_t sock_sendto(P *p, pollDesc *pd, const void *buf, size_t n,
                     const struct sockaddr *sa, socklen_t salen) {
-  if (p->rt->mock_eagain_w && mock_eagain(p, pd, PD_MODE_W)) return -EAGAIN;
+  if (p->rt->cfg.mock_eagain_w && mock_eagain(p, pd, PD_MODE_W)) return -EAGAIN;
   for (;;) {
     ssize_t r = sendto(pd->fd, buf, n, MSG_NOSIGNAL, sa, salen);
     if (r >= 0) return r;

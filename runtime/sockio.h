@@ -1,7 +1,7 @@
 /*
 ** sockio.h — the socket system calls the net layer makes, with EINTR retried
 ** and the fault-injection switch (GOLUA_MOCKEAGAIN=r|w|rw, read once at
-** start; OpenResty's mockeagain): under it every stream read and write moves
+** start into rt->cfg; OpenResty's mockeagain): under it every stream read and write moves
 ** at most one byte and every other call fails with EAGAIN, after queueing a
 ** synthetic readiness event so the parked G is woken by the netpoller path.
 **

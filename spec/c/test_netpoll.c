@@ -413,7 +413,9 @@ static void test_eintr(P *p) {
 
 int main(void) {
   alarm(10); /* a hang is a failure (SIGALRM kills the test) */
-  rt *r = rt_new(1, open_vm, NULL);
+  rt_config cfg = RT_CONFIG_DEFAULTS;
+  cfg.nprocs = 1;
+  rt *r = rt_new(&cfg, open_vm, NULL);
   CHECK(r != NULL);
   P *p = r->ps[0];
   CHECK(p->epfd >= 0 && p->evfd >= 0);

@@ -23,6 +23,22 @@ enum { NITEMS = 20000 };
 static char items[NITEMS];
 #define IT(i) ((void *)&items[(i)])
 
+/* runq_remove — drops one entry wherever it is, keeping the others' order;
+** whether it was found. O(n). Test-only: the runtime never removes from a
+** run queue, so this lives here, built from runq_get and runq_put. */
+static bool runq_remove(runq *q, void *g) {
+  size_t n = runq_len(q);
+  bool found = false;
+  for (size_t i = 0; i < n; i++) {
+    void *x = runq_get(q);
+    if (x == g && !found)
+      found = true;
+    else
+      runq_put(q, x, false);
+  }
+  return found;
+}
+
 /* ------------------------------------------------------------------ */
 /* reference model                                                     */
 

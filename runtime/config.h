@@ -1,0 +1,45 @@
+/*
+** config.h — the runtime's settings, read from the environment once.
+**
+** Invariants:
+**  - config_from_env is the only reader of GOLUA_* variables; it runs once,
+**    before rt_new, on the main thread. The executable then overrides the
+**    result with its command-line flags (main.c: -p) and hands it to rt_new,
+**    which copies it into rt->cfg: const from then on, read by any thread.
+**  - A malformed value is ignored: reported on stderr where it always was
+**    (GOLUA_MAXPROCS), otherwise read as C's atoi/atof read it.
+**  - RT_CONFIG_DEFAULTS is the configuration with no variable set (C tests
+**    start from it, so the environment never changes what they test).
+*/
+#ifndef GLR_CONFIG_H
+#define GLR_CONFIG_H
+
+#include "common.h"
+
+#define CONFIG_MAXPROCS 256         /* Ps: 1..CONFIG_MAXPROCS */
+#define CONFIG_MAXTHREADS_DEFAULT 256
+#define CONFIG_GRACE_DEFAULT 5.0    /* seconds */
+
+typedef struct rt_config {
+  int nprocs;          /* GOLUA_MAXPROCS / -p N; 0 = one per online CPU */
+  int maxthreads;      /* GOLUA_MAXTHREADS: cap on Ms (raised to nprocs) */
+  bool preempt;        /* asynchronous preemption; GOLUA_NOPREEMPT=1 clears */
+  double grace;        /* GOLUA_GRACE: seconds between SIGINT/SIGTERM and exit */
+  int schedtrace_ms;   /* GOLUA_DEBUG=schedtrace=MS; 0 = off */
+  bool mock_eagain_r;  /* GOLUA_MOCKEAGAIN contains r: one-byte reads */
+  bool mock_eagain_w;  /* GOLUA_MOCKEAGAIN contains w: one-byte writes */
+} rt_config;
+
+#define RT_CONFIG_DEFAULTS                                                 \
+  ((rt_config){.nprocs = 0, .maxthreads = CONFIG_MAXTHREADS_DEFAULT,        \
+               .preempt = true, .grace = CONFIG_GRACE_DEFAULT})
+
+/* config_from_env — c = RT_CONFIG_DEFAULTS overridden by the GOLUA_*
+** variables. skip_maxprocs: leave GOLUA_MAXPROCS unread (the command line
+** chose the Ps, or -E said to ignore the environment). A bad GOLUA_MAXPROCS
+** is reported as "<progname>: GOLUA_MAXPROCS must be 1..256; ignored". */
+GLR_INTERNAL void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs);
+/* config_nprocs — c->nprocs, or one per online CPU (1..CONFIG_MAXPROCS). */
+GLR_INTERNAL int config_nprocs(const rt_config *c);
+
+#endif

@@ -1,0 +1,145 @@
+/* signal.c — see signal.h. */
+#include "signal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "netpoll.h"
+#include "preempt.h"
+
+/* signal_rt — the one runtime signals are routed to. A signal handler gets
+** no argument, so this is the one process-wide pointer it can use; it is
+** written only by signal_install / signal_forget (main thread), and the
+** handlers only read it. */
+static rt *signal_rt;
+
+/* ---------- dumps ---------- */
+
+void signal_dump_goroutines(P *p) {
+  for (G *g = p->allg; g; g = g->allnext) {
+    const char *why = g->status == G_WAITING ? g->waitreason : sched_gstatus_name(g->status);
+    if (p->rt->nprocs > 1)
+      fprintf(stderr, "goroutine %llu [%s, P %d]:\n", (unsigned long long)g->id,
+              why ? why : "?", p->id);
+    else
+      fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id,
+              why ? why : "?");
+    luaL_traceback(p->L, g->L, NULL, 0);
+    fprintf(stderr, "%s\n\n", lua_tostring(p->L, -1));
+    lua_pop(p->L, 1);
+  }
+  fflush(stderr);
+}
+
+static void on_sigquit(int sig) {
+  (void)sig;
+  rt *r = signal_rt;
+  if (!r) return;
+  int saved = errno;
+  for (int i = 0; i < r->nprocs; i++) {
+    atomic_store(&r->ps[i]->dump_req, true);
+    netpoll_break(r->ps[i]);
+  }
+  errno = saved;
+}
+
+/* signal_dump_on_request — SIGQUIT: this P's goroutines, from its own M
+** (the only thread that may walk its VM); a goroutine running a long loop
+** delays it */
+void signal_dump_on_request(P *p) {
+  if (!atomic_exchange(&p->dump_req, false)) return;
+  pthread_mutex_lock(&p->rt->dump_lock);
+  fprintf(stderr, "SIGQUIT: goroutines of P %d\n\n", p->id);
+  signal_dump_goroutines(p);
+  pthread_mutex_unlock(&p->rt->dump_lock);
+}
+
+/* ---------- graceful shutdown (SIGINT / SIGTERM) ---------- */
+
+static void on_signal(int sig) {
+  rt *r = signal_rt;
+  if (!r) return;
+  int saved = errno;
+  if (atomic_fetch_add(&r->nsignals, 1) >= 1) _exit(128 + sig);
+  atomic_store(&r->signal_pending, sig);
+  netpoll_break(r->ps[0]);
+  errno = saved;
+}
+
+static void on_sigpipe(int sig) { (void)sig; }
+
+void signal_install(rt *r) {
+  signal_rt = r;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sa.sa_flags = SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sa.sa_handler = on_sigquit;
+  sigaction(SIGQUIT, &sa, NULL);
+  preempt_init(r);
+  /* a handler, not SIG_IGN: writes to a closed pipe still fail with EPIPE,
+  ** but exec resets handlers, so children (io.popen, os.execute) start
+  ** with the default SIGPIPE as they would from a shell (Go does the same) */
+  sa.sa_handler = on_sigpipe;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGPIPE, &sa, NULL);
+}
+
+void signal_forget(rt *r) {
+  if (signal_rt == r) signal_rt = NULL;
+}
+
+static void grace_fire(timer *t, void *arg) {
+  (void)t;
+  rt *r = arg;
+  fprintf(stderr, "goluarun: shutdown grace period expired\n");
+  rt_stop(r, STOP_EXIT, 1, false);
+}
+
+void signal_handle(P *p0) {
+  rt *r = p0->rt;
+  int sig = atomic_exchange(&r->signal_pending, 0);
+  if (!sig) return;
+  for (int i = 0; i < r->nprocs; i++) {
+    atomic_store(&r->ps[i]->shutdown_req, true);
+    netpoll_break(r->ps[i]);
+  }
+  timer_init(&r->grace_timer, grace_fire, r);
+  timer_arm(&p0->timers, &r->grace_timer, deadline_from_seconds(r->cfg.grace));
+}
+
+/* ---------- closers ---------- */
+
+void signal_closer_add(P *p, closer *c) {
+  c->prev = NULL;
+  c->next = p->closers;
+  if (p->closers) p->closers->prev = c;
+  p->closers = c;
+}
+
+void signal_closer_del(P *p, closer *c) {
+  if (c->prev) c->prev->next = c->next;
+  else if (p->closers == c) p->closers = c->next;
+  if (c->next) c->next->prev = c->prev;
+  c->next = c->prev = NULL;
+}
+
+void signal_run_closers(P *p) {
+  atomic_store(&p->shutdown_req, false);
+  closer *c = p->closers;
+  while (c) {
+    closer *next = c->next;
+    signal_closer_del(p, c); /* removed before it runs */
+    c->fn(p->L, c);
+    c = next;
+  }
+}

@@ -1,0 +1,53 @@
+/*
+** signal.h — process signals, graceful shutdown, closers and goroutine
+** dumps (Go: os/signal's default handling, SIGQUIT's traceback dump).
+**
+** Invariants and thread rules:
+**  - Handlers (any thread, async-signal context) only set atomics and break
+**    a netpoll: SIGINT/SIGTERM set rt->signal_pending and break P0; SIGQUIT
+**    sets every P's dump_req and breaks it; a second SIGINT/SIGTERM exits at
+**    once with 128+signo. SIGPIPE has an empty handler (writes fail with
+**    EPIPE; exec'd children get the default back). SIGURG is preempt.c's.
+**  - They find the runtime through the one process-wide pointer of this
+**    file (signal.c: signal_rt), set by signal_install and cleared by
+**    signal_forget before the runtime is freed.
+**  - The work happens later on Ps' own Ms, from find_runnable: P0 runs
+**    signal_handle (asks every P to run its closers, arms rt->grace_timer
+**    on P0's heap: rt->cfg.grace seconds, then exit 1); each P runs
+**    signal_run_closers and signal_dump_on_request itself, the only thread
+**    that may walk its VM.
+**  - closer lists: a P's own (p->closers, owner M only). A closer is
+**    unlinked before it runs, so it may free itself.
+**  - Dumps are printed under rt->dump_lock, so two Ps never interleave.
+*/
+#ifndef GLR_SIGNAL_H
+#define GLR_SIGNAL_H
+
+#include "sched.h"
+
+/* closer — something to close on graceful shutdown (listeners). Linked in
+** its P's list; owner M only. Layout-compatible with glr_shutdown_hook. */
+struct closer {
+  void (*fn)(struct lua_State *L, closer *c);
+  closer *next, *prev;
+};
+
+/* signal_install — route SIGINT/SIGTERM/SIGQUIT/SIGPIPE (and SIGURG, via
+** preempt_init) to r. Main thread, before rt_run. */
+GLR_INTERNAL void signal_install(rt *r);
+/* signal_forget — r is going away: its signals are no longer routed. */
+GLR_INTERNAL void signal_forget(rt *r);
+/* signal_handle — P0's M: act on a pending SIGINT/SIGTERM (shutdown). */
+GLR_INTERNAL void signal_handle(P *p0);
+/* signal_run_closers — p's M: run and unlink every closer of p. */
+GLR_INTERNAL void signal_run_closers(P *p);
+/* signal_dump_on_request — p's M: SIGQUIT asked for p's goroutines. */
+GLR_INTERNAL void signal_dump_on_request(P *p);
+/* signal_dump_goroutines — p's M: print p's goroutines with tracebacks
+** (the caller holds rt->dump_lock). */
+GLR_INTERNAL void signal_dump_goroutines(P *p);
+/* closers of p (owner M only) */
+GLR_INTERNAL void signal_closer_add(P *p, closer *c);
+GLR_INTERNAL void signal_closer_del(P *p, closer *c);
+
+#endif

@@ -1,0 +1,166 @@
+/* sysmon.c — see sysmon.h. */
+#include "sysmon.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "handoff.h"
+#include "netpoll.h"
+#include "preempt.h"
+
+/* ---------- statistics ---------- */
+
+static void proc_snapshot(P *p, proc_stats *s) {
+  s->goroutines = atomic_load(&p->pub.goroutines);
+  s->runq = atomic_load(&p->pub.runq);
+  s->npollwait = atomic_load(&p->npollwait);
+  s->portable = atomic_load(&p->pq.n);
+  s->st.spawned = atomic_load(&p->pub.spawned);
+  s->st.created = atomic_load(&p->pub.created);
+  s->st.steals = atomic_load(&p->pub.steals);
+  s->st.preemptions = atomic_load(&p->pub.preemptions);
+  s->st.handoffs = atomic_load(&p->pub.handoffs);
+}
+
+static void proc_add(proc_stats *t, const proc_stats *s) {
+  t->goroutines += s->goroutines;
+  t->runq += s->runq;
+  t->npollwait += s->npollwait;
+  t->portable += s->portable;
+  t->st.spawned += s->st.spawned;
+  t->st.created += s->st.created;
+  t->st.steals += s->st.steals;
+  t->st.preemptions += s->st.preemptions;
+  t->st.handoffs += s->st.handoffs;
+}
+
+void sysmon_stats(rt *r, rt_stats *s, proc_stats *per_p) {
+  memset(s, 0, sizeof *s);
+  s->nprocs = r->nprocs;
+  for (int i = 0; i < r->nprocs; i++) {
+    proc_stats ps;
+    proc_snapshot(r->ps[i], &ps);
+    proc_add(&s->total, &ps);
+    if (per_p) per_p[i] = ps;
+  }
+  s->idleprocs = atomic_load(&r->npidle);
+  pthread_mutex_lock(&r->mlock);
+  s->threads = r->nm;
+  pthread_mutex_unlock(&r->mlock);
+  s->progress = atomic_load(&r->n_progress);
+}
+
+/* ---------- schedtrace ---------- */
+
+/* schedtrace — Go's GODEBUG=schedtrace: one line per period, from the
+** published per-P figures (sysmon never touches a VM) */
+static void schedtrace(rt *r, int64_t now) {
+  char q[512];
+  size_t off = 0;
+  for (int i = 0; i < r->nprocs && off < sizeof q - 16; i++) {
+    off += (size_t)snprintf(q + off, sizeof q - off, "%s%d", i ? " " : "",
+                            atomic_load(&r->ps[i]->pub.runq));
+  }
+  rt_stats s;
+  sysmon_stats(r, &s, NULL);
+  pthread_mutex_lock(&r->dump_lock);
+  fprintf(stderr,
+          "SCHED %lldms: procs=%d idleprocs=%d threads=%d goroutines=%d "
+          "progress=%lld runqueue=[%s] spawned=%llu created=%llu preemptions=%llu "
+          "handoffs=%llu\n",
+          (long long)((now - r->start_ns) / NS_PER_MS), s.nprocs, s.idleprocs,
+          s.threads, s.total.goroutines, (long long)s.progress, q,
+          (unsigned long long)s.total.st.spawned, (unsigned long long)s.total.st.created,
+          (unsigned long long)s.total.st.preemptions,
+          (unsigned long long)s.total.st.handoffs);
+  pthread_mutex_unlock(&r->dump_lock);
+}
+
+/* ---------- the thread ---------- */
+
+void sysmon_wake(rt *r) {
+  if (!atomic_load(&r->sysmon_deep)) return; /* seq_cst: pairs with npidle */
+  pthread_mutex_lock(&r->sysmon_lock);
+  pthread_cond_broadcast(&r->sysmon_cond);
+  pthread_mutex_unlock(&r->sysmon_lock);
+}
+
+void sysmon_kick(rt *r) {
+  pthread_mutex_lock(&r->sysmon_lock);
+  pthread_cond_broadcast(&r->sysmon_cond);
+  pthread_mutex_unlock(&r->sysmon_lock);
+}
+
+static void *sysmon_main(void *arg) {
+  rt *r = arg;
+  sigset_t set;
+  sigfillset(&set);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  unsigned delay = SYSMON_MIN_US;
+  int idle_rounds = 0;
+  int64_t next_trace = r->start_ns + (int64_t)r->cfg.schedtrace_ms * NS_PER_MS;
+  while (!atomic_load(&r->stopping)) {
+    if (r->cfg.schedtrace_ms && mono_now() >= next_trace) {
+      schedtrace(r, mono_now());
+      next_trace += (int64_t)r->cfg.schedtrace_ms * NS_PER_MS;
+    }
+    if (atomic_load(&r->npidle) == r->nprocs) {
+      /* every P is blocked in netpoll: the Ps themselves detect deadlock
+      ** before blocking, so there is nothing to watch; back off deeply */
+      if (++idle_rounds > 20) {
+        pthread_mutex_lock(&r->sysmon_lock);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        if (r->cfg.schedtrace_ms) { /* wake for the next trace line */
+          int64_t wait = next_trace - mono_now();
+          int64_t ns = ts.tv_nsec + (wait > 0 ? wait : 0);
+          ts.tv_sec += (time_t)(ns / NS_PER_SEC);
+          ts.tv_nsec = (long)(ns % NS_PER_SEC);
+        } else {
+          ts.tv_sec += 1;
+        }
+        atomic_store(&r->sysmon_deep, true);
+        if (!atomic_load(&r->stopping) && atomic_load(&r->npidle) == r->nprocs)
+          pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
+        atomic_store(&r->sysmon_deep, false);
+        pthread_mutex_unlock(&r->sysmon_lock);
+        continue;
+      }
+    } else {
+      idle_rounds = 0;
+    }
+    usleep(delay);
+    int64_t now = mono_now();
+    bool busy = preempt_check(r, now);
+    if (handoff_retake(r, now) > 0) { /* a P in a blocking call: stay close */
+      busy = true;
+      idle_rounds = 0;
+    }
+    unsigned cap = busy ? SYSMON_BUSY_MAX_US : SYSMON_MAX_US;
+    delay = delay * 2 > cap ? cap : delay * 2;
+    if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
+      netpoll_break(r->ps[0]); /* let P0 run check_quiescent */
+  }
+  return NULL;
+}
+
+void sysmon_init(rt *r) {
+  pthread_mutex_init(&r->sysmon_lock, NULL);
+  pthread_cond_init(&r->sysmon_cond, NULL);
+}
+
+void sysmon_free(rt *r) {
+  pthread_mutex_destroy(&r->sysmon_lock);
+  pthread_cond_destroy(&r->sysmon_cond);
+}
+
+void sysmon_start(rt *r) {
+  if (pthread_create(&r->sysmon, NULL, sysmon_main, r) != 0)
+    glr_throw("cannot start sysmon");
+  r->sysmon_started = true;
+}
+
+void sysmon_join(rt *r) { pthread_join(r->sysmon, NULL); }
