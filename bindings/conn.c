@@ -37,7 +37,7 @@ struct conn_waiter {
 void conn_cas_status(conn *c, conn_status from, conn_status to) {
   bool legal = (from == CONN_OPEN && (to == CONN_CLOSING || to == CONN_CLOSED)) ||
                (from == CONN_CLOSING && to == CONN_CLOSED);
-  if (!legal || c->status != from) glr_throw("conn: illegal status transition");
+  if (!legal || c->status != from) rt_throw("conn: illegal status transition");
   c->status = to;
 }
 

@@ -42,7 +42,7 @@ typedef struct ghandle {
 /* handle_set_status — the one state change of a handle; aborts on any other */
 static void handle_set_status(ghandle *h, int to) {
   if (h->state != H_RUNNING || (to != H_OK && to != H_ERR))
-    glr_throw("gohandle: bad handle status change");
+    rt_throw("gohandle: bad handle status change");
   h->state = to;
 }
 

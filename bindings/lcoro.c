@@ -20,9 +20,9 @@
 #include "lcoro.h"
 
 #if LUA_VERSION_RELEASE_NUM >= 50406
-#define glr_closethread(co, from) lua_closethread((co), (from))
+#define lcoro_closethread(co, from) lua_closethread((co), (from))
 #else
-#define glr_closethread(co, from) ((void)(from), lua_resetthread(co))
+#define lcoro_closethread(co, from) ((void)(from), lua_resetthread(co))
 #endif
 
 static const char PARKED_KEY = 'p';
@@ -84,7 +84,7 @@ static int resume_cont(lua_State *L, int status, lua_KContext kind) {
 static int finish_wrap_error(lua_State *L, lua_State *co) {
   int stat = lua_status(co);
   if (stat != LUA_OK && stat != LUA_YIELD) {
-    stat = glr_closethread(co, L);
+    stat = lcoro_closethread(co, L);
     lua_xmove(co, L, 1);
   }
   if (stat != LUA_ERRMEM && lua_type(L, -1) == LUA_TSTRING) {
@@ -233,7 +233,7 @@ static int co_close(lua_State *L) {
   int status = auxstatus(L, co);
   if (status != COS_DEAD && status != COS_YIELD)
     return luaL_error(L, "cannot close a %s coroutine", statname[status]);
-  status = glr_closethread(co, L);
+  status = lcoro_closethread(co, L);
   if (status == LUA_OK) {
     lua_pushboolean(L, 1);
     return 1;

@@ -85,7 +85,7 @@ static int prun_gc(lua_State *L) {
 
 static char *dupstr(const char *s) {
   char *d = strdup(s ? s : "");
-  if (!d) glr_throw("out of memory");
+  if (!d) rt_throw("out of memory");
   return d;
 }
 

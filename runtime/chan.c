@@ -26,7 +26,7 @@ static waitq *queue_of(chan *c, const sudog *sg) { return sg->isrecv ? &c->recvq
 
 void chan_enqueue(chan *c, sudog *sg) {
   waitq *q = queue_of(c, sg);
-  if (sg->c) glr_throw("chan: sudog already queued");
+  if (sg->c) rt_throw("chan: sudog already queued");
   sg->c = c;
   sg->linked = true;
   sg->next = NULL;

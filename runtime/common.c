@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <time.h>
 
-void glr_throw(const char *msg) {
+void rt_throw(const char *msg) {
   fprintf(stderr, "fatal error: goluarun: %s\n", msg);
   fflush(stderr);
   abort();
@@ -28,18 +28,18 @@ int64_t deadline_from_seconds(double s) {
 
 void *x_malloc(size_t n) {
   void *p = malloc(n ? n : 1);
-  if (!p) glr_throw("out of memory");
+  if (!p) rt_throw("out of memory");
   return p;
 }
 
 void *x_calloc(size_t n, size_t sz) {
   void *p = calloc(n ? n : 1, sz ? sz : 1);
-  if (!p) glr_throw("out of memory");
+  if (!p) rt_throw("out of memory");
   return p;
 }
 
 void *x_realloc(void *p, size_t n) {
   void *q = realloc(p, n ? n : 1);
-  if (!q) glr_throw("out of memory");
+  if (!q) rt_throw("out of memory");
   return q;
 }

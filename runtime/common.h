@@ -3,7 +3,7 @@
 **
 ** Invariants: nothing here owns state. Time inside the core is absolute
 ** monotonic nanoseconds (int64_t); 0 means "no deadline". Broken internal
-** invariants go through glr_throw(), which prints and aborts: they are bugs,
+** invariants go through rt_throw(), which prints and aborts: they are bugs,
 ** never conditions of the world.
 */
 #ifndef GLR_COMMON_H
@@ -24,8 +24,8 @@
 #define DEADLINE_NONE INT64_C(0)
 #define DEADLINE_MAX INT64_MAX
 
-/* glr_throw — Go: throw. A broken invariant: print and abort. */
-GLR_INTERNAL _Noreturn void glr_throw(const char *msg);
+/* rt_throw — Go: throw. A broken invariant: print and abort. */
+GLR_INTERNAL _Noreturn void rt_throw(const char *msg);
 
 /* mono_now — monotonic clock in ns (CLOCK_MONOTONIC, vDSO). */
 GLR_INTERNAL int64_t mono_now(void);

@@ -35,7 +35,7 @@ static _Noreturn void p_bad_status(P *p, int from, int to) {
   char buf[128];
   snprintf(buf, sizeof buf, "bad p status transition %s -> %s (is %s)",
            pstatus_name(from), pstatus_name(to), pstatus_name(atomic_load(&p->pstatus)));
-  glr_throw(buf);
+  rt_throw(buf);
 }
 
 /* p_cas_status — Go: casgstatus for a P. Aborts on a transition the table
@@ -199,7 +199,7 @@ void handoff_start(rt *r) {
   r->ms[0].thread = pthread_self(); /* M0 holds P0: sysmon may signal it */
   r->ms[0].started = true;
   for (int i = 1; i < r->nprocs; i++)
-    if (!m_spawn(r, &r->ms[i])) glr_throw("cannot start M thread");
+    if (!m_spawn(r, &r->ms[i])) rt_throw("cannot start M thread");
 }
 
 void handoff_stop(rt *r) {
@@ -290,7 +290,7 @@ static void wait_for_p(P *p, M *m) {
 void handoff_exit(P *p) {
   M *m = current_m;
   if (!m || m->sys_depth == 0 || --m->sys_depth > 0) return;
-  if (p != m->sys_p) glr_throw("blocking call left on another P");
+  if (p != m->sys_p) rt_throw("blocking call left on another P");
   rt *r = p->rt;
   if (!m->ism0) live_inc(r);
   else m0_blocked(r, false);

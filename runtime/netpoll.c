@@ -120,7 +120,7 @@ int netpoll(P *p, int64_t timeout) {
   else ms = (int)((timeout + NS_PER_MS - 1) / NS_PER_MS);
   int n = epoll_wait(p->epfd, evs, NETPOLL_BATCH, ms);
   if (n < 0) {
-    if (errno != EINTR) glr_throw("netpoll: epoll_wait failed");
+    if (errno != EINTR) rt_throw("netpoll: epoll_wait failed");
     n = 0;
   }
   p->lastpoll = mono_now();

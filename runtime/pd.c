@@ -18,7 +18,7 @@ static struct {
 } cache = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void grow_locked(void) {
-  if (cache.nslabs == MAX_SLABS) glr_throw("pollDesc cache exhausted");
+  if (cache.nslabs == MAX_SLABS) rt_throw("pollDesc cache exhausted");
   pollDesc *slab = x_calloc(SLAB_SIZE, sizeof *slab);
   uint32_t base = cache.nslabs << SLAB_SHIFT;
   for (uint32_t i = SLAB_SIZE; i-- > 0;) {
@@ -40,7 +40,7 @@ pollDesc *pd_alloc(int fd) {
   pthread_mutex_unlock(&cache.lock);
 
   if (atomic_load(&pd->rg) != PD_NIL || atomic_load(&pd->wg) != PD_NIL)
-    glr_throw("netpoll: blocked read on free polldesc");
+    rt_throw("netpoll: blocked read on free polldesc");
   atomic_fetch_add(&pd->seq, 1);
   atomic_store(&pd->closing, false);
   pd->fd = fd;
@@ -59,9 +59,9 @@ pollDesc *pd_alloc(int fd) {
 
 void pd_free(pollDesc *pd) {
   if (atomic_load(&pd->rg) > PD_READY || atomic_load(&pd->wg) > PD_READY)
-    glr_throw("netpoll: close polldesc w/o unblock");
+    rt_throw("netpoll: close polldesc w/o unblock");
   if (timer_armed(&pd->rt) || timer_armed(&pd->wt))
-    glr_throw("netpoll: free polldesc with armed timer");
+    rt_throw("netpoll: free polldesc with armed timer");
   atomic_fetch_add(&pd->seq, 1);
   atomic_store(&pd->rg, PD_NIL);
   atomic_store(&pd->wg, PD_NIL);
@@ -105,7 +105,7 @@ int pd_block_prepare(pollDesc *pd, int mode) {
       if (atomic_compare_exchange_strong(gp, &old, PD_NIL)) return PD_PREP_READY;
       continue;
     }
-    if (old != PD_NIL) glr_throw("netpoll: double wait");
+    if (old != PD_NIL) rt_throw("netpoll: double wait");
     if (atomic_compare_exchange_strong(gp, &old, PD_WAIT)) return PD_PREP_WAIT;
   }
 }
@@ -117,7 +117,7 @@ bool pd_block_commit(pollDesc *pd, int mode, void *g) {
 
 bool pd_block_finish(pollDesc *pd, int mode) {
   uintptr_t old = atomic_exchange(slot(pd, mode), PD_NIL);
-  if (old > PD_WAIT) glr_throw("netpoll: corrupted polldesc");
+  if (old > PD_WAIT) rt_throw("netpoll: corrupted polldesc");
   return old == PD_READY;
 }
 

@@ -40,7 +40,7 @@ static void tail_put(runq *q, void *g) {
 }
 
 void runq_put(runq *q, void *g, bool next) {
-  if (!g) glr_throw("runq: put of NULL");
+  if (!g) rt_throw("runq: put of NULL");
   if (next) {
     void *old = q->runnext;
     q->runnext = g;

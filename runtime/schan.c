@@ -23,7 +23,7 @@ void schan_release(schan *c) {
   if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1) return;
   /* no other thread can reach c now: no lock needed */
   chan *ch = &c->c;
-  if (ch->recvq.first || ch->sendq.first) glr_throw("schan: freed with waiters");
+  if (ch->recvq.first || ch->sendq.first) rt_throw("schan: freed with waiters");
   for (uint32_t i = 0; i < ch->count; i++) c->drop(ch->buf[(ch->head + i) % ch->cap]);
   chan_free(ch);
   pthread_mutex_destroy(&c->lock);

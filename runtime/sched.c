@@ -50,7 +50,7 @@ static void g_cas_status(G *g, gstatus from, gstatus to) {
     snprintf(buf, sizeof buf, "bad g status transition %s -> %s (is %s)",
              sched_gstatus_name(from), sched_gstatus_name(to),
              sched_gstatus_name(g->status));
-    glr_throw(buf);
+    rt_throw(buf);
   }
   g->status = to;
 }
@@ -197,14 +197,14 @@ void sched_chain_push(G *g, bool ok) {
 }
 
 void sched_chain_pop(G *g) {
-  if (g->chaindepth <= 0) glr_throw("coroutine chain underflow");
+  if (g->chaindepth <= 0) rt_throw("coroutine chain underflow");
   g->chaindepth--;
 }
 
 int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
                int kind, intptr_t ctx, int (*k)(lua_State *, int, intptr_t)) {
   G *g = vm_p(L)->curg;
-  if (!g) glr_throw("park outside a goroutine");
+  if (!g) rt_throw("park outside a goroutine");
   g->yieldkind = Y_PARK;
   g->unlock = unlock;
   g->unlockarg = arg;
@@ -215,7 +215,7 @@ int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
 
 int sched_gosched(lua_State *L, intptr_t ctx, int (*k)(lua_State *, int, intptr_t)) {
   G *g = vm_p(L)->curg;
-  if (!g) glr_throw("gosched outside a goroutine");
+  if (!g) rt_throw("gosched outside a goroutine");
   g->yieldkind = Y_GOSCHED;
   return lua_yieldk(L, 0, ctx, k);
 }
@@ -476,9 +476,9 @@ static P *p_new(rt *r, int id) {
   p->rnd = (uint32_t)(id * 2654435761u + 1);
   timerheap_init(&p->timers);
   pthread_mutex_init(&p->inbox_lock, NULL);
-  if (netpoll_init(p) < 0) glr_throw("netpoll: cannot create epoll/eventfd");
+  if (netpoll_init(p) < 0) rt_throw("netpoll: cannot create epoll/eventfd");
   p->L = luaL_newstate();
-  if (!p->L) glr_throw("cannot create Lua state");
+  if (!p->L) rt_throw("cannot create Lua state");
   *tagslot(p->L) = &p->tag;
   r->open_vm(p->L, p, r->open_vm_ud);
   p->lastpoll = mono_now();

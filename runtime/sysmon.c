@@ -159,7 +159,7 @@ void sysmon_free(rt *r) {
 
 void sysmon_start(rt *r) {
   if (pthread_create(&r->sysmon, NULL, sysmon_main, r) != 0)
-    glr_throw("cannot start sysmon");
+    rt_throw("cannot start sysmon");
   r->sysmon_started = true;
 }
 

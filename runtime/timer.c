@@ -59,7 +59,7 @@ static void sift_down(timerheap *h, int i) {
 void timer_disarm(timerheap *h, timer *t) {
   int i = t->idx;
   if (i < 0) return;
-  if (i >= h->len || h->v[i] != t) glr_throw("timer: corrupted heap index");
+  if (i >= h->len || h->v[i] != t) rt_throw("timer: corrupted heap index");
   t->idx = -1;
   h->len--;
   if (i == h->len) return;
