@@ -1,6 +1,6 @@
 /*
 ** errstr.h — the fixed error strings the bindings return to Lua as
-** `nil, err[, partial]` (API.md), defined once. Scripts compare them
+** `nil, err[, partial]` (docs/API.md), defined once. Scripts compare them
 ** literally (`if err == "timeout"`), so they never change spelling.
 ** errstr_of maps an errno to the stable string when there is one, else to
 ** strerror's text. Floor 1: includes nothing from bindings/. Any thread.

@@ -82,7 +82,7 @@ int glr_cannot_block(lua_State *L, const char *what) {
 }
 
 /* can_block_sync — L cannot yield, but its M may block with the P handed
-** off (DESIGN.md: "falls back to a blocking wait with P hand-off") */
+** off (runtime/HACKING.md, "Parking": the blocking fallback) */
 static bool can_block_sync(lua_State *L) {
   P *p = vm_p(L);
   return p->curg && sched_current_p() == p && !in_finalizer(L);

@@ -1,6 +1,6 @@
 /*
 ** lcoro.c — the coroutine library, replaced so that runtime parks pass
-** through user coroutines (DESIGN.md "No yield-across-C-boundary failures").
+** through user coroutines (runtime/HACKING.md, "Parking").
 **
 ** When code inside a user coroutine parks (conn:read, go.sleep, ch:recv...),
 ** the innermost resume sees a runtime yield (the G's yieldkind is set) and

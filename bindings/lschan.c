@@ -1,6 +1,6 @@
 /*
-** lschan.c — go.sharedchan: channels usable from every VM (DESIGN.md
-** "Across VMs"), on the core in runtime/schan.c.
+** lschan.c — go.sharedchan: channels usable from every VM (runtime/HACKING.md
+** "Parking"), on the core in runtime/schan.c.
 **
 ** A handle (metatable goluarun.sharedchan) owns one ref on its channel; a
 ** VM has at most one live handle per channel (a weak cache), so a channel

@@ -1,5 +1,5 @@
 /*
-** lspawn.c — go.spawn: portable goroutines (DESIGN.md "Scheduling").
+** lspawn.c — go.spawn: portable goroutines (runtime/HACKING.md, "Portable goroutines").
 **
 ** A pgrec is a C record (module, function, copied arguments, the spawner's
 ** package paths) queued on the spawner's P; any P may take it (stealing)

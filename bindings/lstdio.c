@@ -1,6 +1,6 @@
 /*
 ** lstdio.c — the standard library's blocking calls without freezing the VM
-** (DESIGN.md "Blocking calls"): io.read, io.lines, file:read, file:lines,
+** (runtime/HACKING.md, "Worker pool"): io.read, io.lines, file:read, file:lines,
 ** os.execute and the close of io.popen files (pclose waits for the child)
 ** are replaced at VM open (lstdio_open). Results, errors and messages are
 ** those of stock Lua 5.4 (liolib.c / loslib.c).

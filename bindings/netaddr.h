@@ -1,5 +1,5 @@
 /*
-** netaddr.h — parsing and formatting of net addresses (API.md): "host:port",
+** netaddr.h — parsing and formatting of net addresses (docs/API.md): "host:port",
 ** ":port", "[v6]:port", "unix:/path". Host names other than "localhost" are
 ** not resolved here (that needs net.lookup, which never blocks a P).
 ** Pure functions, any thread; netaddr_check raises Lua errors in L.

@@ -1,8 +1,8 @@
 /*
 ** workpool.h — a small pool of worker threads for blocking calls that can
 ** wait elsewhere (getaddrinfo...): the goroutine parks, a worker runs the
-** job, and the job's completion readies the goroutine (DESIGN.md "Blocking
-** calls", the yieldable case).
+** job, and the job's completion readies the goroutine (runtime/HACKING.md,
+** "Worker pool").
 **
 ** Invariants:
 **  - Jobs are queued FIFO under pool.lock; at most WORKPOOL_MAX threads,

@@ -1,5 +1,5 @@
--- coroutine_spec: runtime parks pass through user coroutines (DESIGN.md,
--- "No yield-across-C-boundary failures"), goroutine top level looks like
+-- coroutine_spec: runtime parks pass through user coroutines (runtime/HACKING.md,
+-- "Parking"), goroutine top level looks like
 -- a main thread, and blocking inside __gc raises.
 local go = require "go"
 local H = require "support.helpers"

@@ -1,4 +1,4 @@
--- The blocking-call hand-off (DESIGN.md "Blocking calls"; runtime/handoff.h):
+-- The blocking-call hand-off (runtime/HACKING.md "Hand-off"; runtime/handoff.h):
 -- a goroutine blocked in C, or in an operation that cannot yield, leaves its
 -- P to another M, so the VM's other goroutines keep running.
 local go = require "go"

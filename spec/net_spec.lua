@@ -1,4 +1,4 @@
--- net_spec: every call of the net module in API.md.
+-- net_spec: every call of the net module in docs/API.md.
 local go = require "go"
 local net = require "net"
 local H = require "support.helpers"

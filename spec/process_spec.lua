@@ -1,5 +1,5 @@
--- process_spec: the goluarun command line and process life (DESIGN.md
--- "Process life"), tested through subprocesses (H.run / H.spawn).
+-- process_spec: the goluarun command line and process life (runtime/HACKING.md
+-- "Progress, exit and deadlock"), tested through subprocesses (H.run / H.spawn).
 local go = require "go"
 local net = require "net"
 local H = require "support.helpers"
