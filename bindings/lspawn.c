@@ -22,6 +22,7 @@
 
 #include "../runtime/pgq.h"
 #include "../runtime/sched.h"
+#include "../runtime/steal.h"
 #include "../runtime/timer.h"
 #include "classes.h"
 #include "errstr.h"
@@ -145,8 +146,8 @@ static int spawn(lua_State *L, int at, P *pin) {
   pgrec **h = lua_newuserdatauv(L, sizeof *h, 0);
   *h = r;
   class_set(L, &PHANDLE_KEY);
-  if (pin) sched_spawn_pinned(pin, &r->q);
-  else sched_spawn_portable(vm_p(L), &r->q);
+  if (pin) steal_spawn_on(pin, &r->q);
+  else steal_spawn(vm_p(L), &r->q);
   return 1;
 }
 
@@ -250,7 +251,7 @@ static void start_portable(P *p, portable *q) {
   lua_pop(L, 3);
   /* only now: the G counts as progress, so the record may stop counting
   ** (a goroutine that sees procid and parks must not make n_progress 0) */
-  sched_portable_started(p->rt);
+  steal_started(p->rt);
   pthread_mutex_lock(&r->lock);
   r->state = PG_RUNNING;
   r->procid = p->id;

@@ -1,7 +1,7 @@
 /* sched.c — see sched.h: G lifecycle, park/ready, the scheduling loop,
-** find_runnable with portable goroutines and stealing, runtime construction.
-** Signals and dumps are signal.c's, sysmon and statistics sysmon.c's, the
-** P hand-off handoff.c's. With signal.c (dumps) and preempt.c (hooks) this
+** find_runnable, runtime construction. Signals and dumps are signal.c's,
+** sysmon and statistics sysmon.c's, portable work and stealing steal.c's,
+** the P hand-off handoff.c's. With signal.c (dumps) and preempt.c (hooks) this
 ** is the only runtime code that calls the Lua API: it owns the VMs'
 ** lifetimes and resumes goroutine threads. */
 #include "sched.h"
@@ -18,11 +18,11 @@
 #include "preempt.h"
 #include "shdict.h"
 #include "signal.h"
+#include "steal.h"
 #include "sysmon.h"
 #include "workpool.h"
 
 #define GFREE_MAX 4096
-#define PQ_LOCAL_MAX 256 /* portable records a P queues before the global queue */
 #define FORCED_POLL_NS (10 * NS_PER_MS)
 
 /* ---------- VM tags ---------- */
@@ -314,16 +314,6 @@ void sched_publish(P *p) {
   atomic_store(&p->pub.handoffs, p->st.handoffs);
 }
 
-/* portable_pending — work any P could take (re-checked after `sleeping` is
-** set, so a spawner that missed our flag is seen here: no lost wake-up) */
-static bool portable_pending(rt *r) {
-  if (!r->start_portable) return false;
-  if (atomic_load(&r->global.n)) return true;
-  for (int i = 0; i < r->nprocs; i++)
-    if (atomic_load(&r->ps[i]->pq.n)) return true;
-  return false;
-}
-
 static void block_in_netpoll(P *p) {
   rt *r = p->rt;
   int64_t timeout = -1;
@@ -337,70 +327,13 @@ static void block_in_netpoll(P *p) {
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
       !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
-      !portable_pending(r)) {
+      !steal_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
     sysmon_wake(r); /* this P may now run a goroutine for long */
   }
   atomic_store(&p->sleeping, false);
-}
-
-/* ---------- portable goroutines ---------- */
-
-void sched_spawn_portable(P *p, portable *w) {
-  rt *r = p->rt;
-  atomic_fetch_add(&r->n_progress, 1);
-  /* Go's runqputslow: past PQ_LOCAL_MAX the work goes to the global queue,
-  ** which every P takes from without stealing */
-  if (atomic_load(&p->pq.n) >= PQ_LOCAL_MAX) pgq_put(&r->global, w);
-  else pgq_put(&p->pq, w);
-  for (int i = 1; i < r->nprocs; i++) { /* wakep: one sleeping P steals */
-    P *o = r->ps[(p->id + i) % r->nprocs];
-    if (atomic_load(&o->sleeping)) {
-      netpoll_break(o);
-      return;
-    }
-  }
-}
-
-void sched_spawn_pinned(P *target, portable *w) {
-  atomic_fetch_add(&target->rt->n_progress, 1);
-  pgq_put(&target->pinq, w);
-  if (atomic_load(&target->sleeping)) netpoll_break(target);
-}
-
-void sched_portable_started(rt *r) { atomic_fetch_sub(&r->n_progress, 1); }
-
-/* steal — Go: stealWork, over the portable queues, random victim order */
-static portable *steal(P *p) {
-  rt *r = p->rt;
-  if (r->nprocs < 2) return NULL;
-  p->rnd = p->rnd * 1103515245u + 12345u;
-  int start = (int)((p->rnd >> 8) % (uint32_t)r->nprocs);
-  for (int i = 0; i < r->nprocs; i++) {
-    P *v = r->ps[(start + i) % r->nprocs];
-    if (v != p && pgq_steal_half(&v->pq, &p->pq) > 0) {
-      p->st.steals++;
-      return pgq_get(&p->pq);
-    }
-  }
-  return NULL;
-}
-
-/* take_portable — pinned, own queue, global queue, then stealing; the
-** global queue first every 61st round so it never starves (Go: schedtick) */
-static bool take_portable(P *p) {
-  rt *r = p->rt;
-  if (!r->start_portable) return false;
-  portable *w = pgq_get(&p->pinq);
-  if (!w && p->schedtick % 61 == 0) w = pgq_get(&r->global);
-  if (!w) w = pgq_get(&p->pq);
-  if (!w) w = pgq_get(&r->global);
-  if (!w) w = steal(p);
-  if (!w) return false;
-  r->start_portable(p, w);
-  return true;
 }
 
 /* find_runnable — Go: findRunnable. NULL once the runtime stops. */
@@ -429,7 +362,7 @@ static G *find_runnable(P *p) {
     if (g) return g;
     inbox_drain(p);
     if ((g = runq_get(&p->q)) != NULL) return g;
-    if (take_portable(p)) continue;
+    if (steal_take(p)) continue;
     if (netpoll_has_mock(p)) {
       netpoll(p, 0);
       continue;

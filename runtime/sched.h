@@ -293,13 +293,6 @@ GLR_INTERNAL void sched_progress_add(rt *r, int64_t d);
 GLR_INTERNAL void sched_main_done(rt *r);
 /* sched_publish — owner M: copy p's counters into p->pub (sysmon.h). */
 GLR_INTERNAL void sched_publish(P *p);
-/* sched_spawn_portable — queue w on p (the spawner's P) and wake a
-** sleeping P to steal it; counts as progress until started. Any thread. */
-GLR_INTERNAL void sched_spawn_portable(P *p, portable *w);
-/* sched_spawn_pinned — queue w for target only (go.spawn_on); any thread */
-GLR_INTERNAL void sched_spawn_pinned(P *target, portable *w);
-/* sched_portable_started — the record became a G (undo its progress) */
-GLR_INTERNAL void sched_portable_started(rt *r);
 /* sched_loop — run p on the calling M (which holds it) until the runtime
 ** stops (the P is then released) or the P was given to a waiting M and this
 ** M must leave it (returns false: a pool M goes idle). */
