@@ -7,6 +7,8 @@
 
 #include <lua.h>
 
+#include "signal.h"
+
 static void preempt_hook(lua_State *L, lua_Debug *ar);
 
 /* restore — put back the user's hook on the thread we hooked */
@@ -45,13 +47,7 @@ static void on_sigurg(int sig) {
 }
 
 void preempt_init(rt *r) {
-  if (!r->cfg.preempt) return;
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigurg;
-  sa.sa_flags = SA_RESTART;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGURG, &sa, NULL);
+  if (r->cfg.preempt) signal_set_handler(SIGURG, on_sigurg);
 }
 
 bool preempt_check(rt *r, int64_t now) {

@@ -74,24 +74,25 @@ static void on_signal(int sig) {
 
 static void on_sigpipe(int sig) { (void)sig; }
 
-void signal_install(rt *r) {
-  signal_rt = r;
+void signal_set_handler(int sig, void (*handler)(int)) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_signal;
+  sa.sa_handler = handler;
   sa.sa_flags = SA_RESTART;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
-  sa.sa_handler = on_sigquit;
-  sigaction(SIGQUIT, &sa, NULL);
+  sigaction(sig, &sa, NULL);
+}
+
+void signal_install(rt *r) {
+  signal_rt = r;
+  signal_set_handler(SIGINT, on_signal);
+  signal_set_handler(SIGTERM, on_signal);
+  signal_set_handler(SIGQUIT, on_sigquit);
   preempt_init(r);
   /* a handler, not SIG_IGN: writes to a closed pipe still fail with EPIPE,
   ** but exec resets handlers, so children (io.popen, os.execute) start
   ** with the default SIGPIPE as they would from a shell (Go does the same) */
-  sa.sa_handler = on_sigpipe;
-  sa.sa_flags = SA_RESTART;
-  sigaction(SIGPIPE, &sa, NULL);
+  signal_set_handler(SIGPIPE, on_sigpipe);
 }
 
 void signal_forget(rt *r) {

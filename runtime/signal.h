@@ -35,6 +35,9 @@ struct closer {
 /* signal_install — route SIGINT/SIGTERM/SIGQUIT/SIGPIPE (and SIGURG, via
 ** preempt_init) to r. Main thread, before rt_run. */
 GLR_INTERNAL void signal_install(rt *r);
+/* signal_set_handler — install handler for sig, SA_RESTART, nothing
+** masked (every runtime signal is installed this way) */
+GLR_INTERNAL void signal_set_handler(int sig, void (*handler)(int));
 /* signal_forget — r is going away: its signals are no longer routed. */
 GLR_INTERNAL void signal_forget(rt *r);
 /* signal_handle — P0's M: act on a pending SIGINT/SIGTERM (shutdown). */
