@@ -1,4 +1,4 @@
--- libnames_spec: the library modules live under goluarun. (API.md v2); the
+-- libnames_spec: the library modules live under goluarun. (docs/API.md, "Library modules"); the
 -- v1 top-level names stay as aliases for one release and give the same table.
 
 describe("library module names", function()
