@@ -34,7 +34,7 @@ int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
   timer_disarm(&p->timers, t);
   atomic_fetch_sub(&p->npollwait, 1);
   g->wake = code;
-  sched_ready(p, g, false);
+  sched_ready(p, g, p->wake_next);
   return 1;
 }
 

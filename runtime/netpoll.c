@@ -123,7 +123,7 @@ int netpoll(P *p, int64_t timeout) {
     if (errno != EINTR) rt_throw("netpoll: epoll_wait failed");
     n = 0;
   }
-  p->lastpoll = mono_now();
+  atomic_store_explicit(&p->lastpoll, mono_now(), memory_order_relaxed);
   int woke = 0;
   for (int i = 0; i < n; i++) {
     if (evs[i].data.u64 == 0) {

@@ -23,7 +23,6 @@
 #include "workpool.h"
 
 #define GFREE_MAX 4096
-#define FORCED_POLL_NS (10 * NS_PER_MS)
 
 /* ---------- VM tags ---------- */
 
@@ -336,6 +335,23 @@ static void block_in_netpoll(P *p) {
   atomic_store(&p->sleeping, false);
 }
 
+/* forced_poll — the inbox and a non-blocking poll between two slices, so
+** busy goroutines never starve readers (Go: schedtick % 61 and sysmon's
+** netpoll). As Go, no poll when no goroutine waits on an fd (an event then
+** only leaves READY behind, consumed by the next wait anyway). */
+static void forced_poll(P *p, int64_t now, bool tick61) {
+  atomic_store_explicit(&p->poll_due, false, memory_order_relaxed);
+  inbox_drain(p);
+  if (atomic_load(&p->npollwait) > 0 || netpoll_has_mock(p)) {
+    p->wake_next = true;
+    netpoll(p, 0);
+    p->wake_next = false;
+  } else {
+    atomic_store_explicit(&p->lastpoll, now, memory_order_relaxed);
+  }
+  if (tick61) sched_publish(p);
+}
+
 /* find_runnable — Go: findRunnable. NULL once the runtime stops. */
 static G *find_runnable(P *p) {
   rt *r = p->rt;
@@ -345,19 +361,15 @@ static G *find_runnable(P *p) {
     if (p->id == 0 && atomic_load(&r->signal_pending)) signal_handle(p);
     if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
     if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
-    /* the clock only when timers are pending, or every 61st round */
+    /* the clock only when timers are pending, every 61st round, or when
+    ** sysmon saw this P go FORCED_POLL_NS without polling */
     bool tick61 = ++p->schedtick % 61 == 0;
-    int64_t now = p->timers.len || tick61 ? mono_now() : p->lastpoll;
+    bool due = atomic_load_explicit(&p->poll_due, memory_order_relaxed);
+    int64_t last = atomic_load_explicit(&p->lastpoll, memory_order_relaxed);
+    int64_t now = p->timers.len || tick61 || due ? mono_now() : last;
     if (p->timers.len) timer_run_due(&p->timers, now);
     atomic_store_explicit(&p->next_timer_pub, timer_next(&p->timers), memory_order_relaxed);
-    if (tick61 || now - p->lastpoll > FORCED_POLL_NS) {
-      inbox_drain(p);
-      /* as Go: no poll when no goroutine waits on an fd (an event then
-      ** only leaves READY behind, consumed by the next wait anyway) */
-      if (atomic_load(&p->npollwait) > 0 || netpoll_has_mock(p)) netpoll(p, 0);
-      else p->lastpoll = now;
-      if (tick61) sched_publish(p);
-    }
+    if (tick61 || due || now - last > FORCED_POLL_NS) forced_poll(p, now, tick61);
     G *g = runq_get(&p->q);
     if (g) return g;
     inbox_drain(p);
@@ -414,7 +426,7 @@ static P *p_new(rt *r, int id) {
   if (!p->L) rt_throw("cannot create Lua state");
   *tagslot(p->L) = &p->tag;
   r->open_vm(p->L, p, r->open_vm_ud);
-  p->lastpoll = mono_now();
+  atomic_store_explicit(&p->lastpoll, mono_now(), memory_order_relaxed);
   return p;
 }
 

@@ -38,6 +38,10 @@
 #include "runq.h"
 #include "timer.h"
 
+/* a P that runs goroutines polls its fds at least this often (Go: sysmon's
+** forced netpoll every 10 ms) */
+#define FORCED_POLL_NS (10 * NS_PER_MS)
+
 struct lua_State;
 typedef struct G G;
 typedef struct P P;
@@ -139,7 +143,12 @@ struct P {
   int nparked;            /* owner M only: coroutines parked through (lcoro.c) */
   int ngfree;
   uint64_t schedtick;
-  int64_t lastpoll;
+  bool wake_next;         /* owner M: fd wake-ups go to runnext (set during a
+                          ** busy P's forced poll, so a reader does not wait
+                          ** behind every CPU-bound goroutine's slice) */
+  _Atomic int64_t lastpoll; /* atomic: set by the owner M at each poll, read by sysmon */
+  _Atomic bool poll_due;    /* atomic: set by sysmon (not polled for FORCED_POLL_NS while
+                            ** running); cleared by the owner M when it polls */
   /* netpoller */
   int epfd, evfd;         /* const after init */
   _Atomic bool sleeping;  /* atomic: blocked (or about to) in epoll_wait */

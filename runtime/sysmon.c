@@ -94,6 +94,20 @@ void sysmon_kick(rt *r) {
   pthread_mutex_unlock(&r->sysmon_lock);
 }
 
+/* poll_nudge — Go's sysmon netpoll: a running P that has not polled for
+** FORCED_POLL_NS while a goroutine waits on an fd or a wake-up waits in its
+** inbox is told to poll between its next two slices (a P reads its own
+** clock only when it has timers, so it cannot tell by itself) */
+static void poll_nudge(rt *r, int64_t now) {
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    if (!atomic_load(&p->running)) continue;
+    if (!atomic_load(&p->npollwait) && !atomic_load(&p->inbox_n)) continue;
+    if (now - atomic_load_explicit(&p->lastpoll, memory_order_relaxed) > FORCED_POLL_NS)
+      atomic_store_explicit(&p->poll_due, true, memory_order_relaxed);
+  }
+}
+
 static void *sysmon_main(void *arg) {
   rt *r = arg;
   sigset_t set;
@@ -134,6 +148,7 @@ static void *sysmon_main(void *arg) {
     }
     usleep(delay);
     int64_t now = mono_now();
+    poll_nudge(r, now); /* before preempting: the slice it ends polls */
     bool busy = preempt_check(r, now);
     if (handoff_retake(r, now) > 0) { /* a P in a blocking call: stay close */
       busy = true;

@@ -1,0 +1,48 @@
+-- busy_neighbour_spec: a reader sharing its P with CPU-bound goroutines
+-- answers within a scheduling slice, also when no timer is armed in its VM
+-- (sysmon asks a P that has not polled for 10 ms to poll between two
+-- slices, and the woken reader runs next). Before, such a P polled only
+-- every 61st slice: ~750 ms per answer. The bounds here are loose on
+-- purpose (sanitizers, fault injection, a loaded CI box); the figures are
+-- measured by scripts/bench/busy_neighbour.lua.
+local net = require "net"
+local H = require "support.helpers"
+
+local SERVER = H.root() .. "/scripts/bench/busy_server.lua"
+
+-- round trips of one line, at random gaps; returns median and max in ms
+local function pings(addr, n)
+  local c = assert(net.dial(addr, 10))
+  c:settimeout(5)
+  local t = {}
+  for i = 1, n do
+    local t0 = go.now()
+    assert(c:write("ping " .. i .. "\n"))
+    assert.are.equal("ping " .. i, c:read("l"))
+    t[#t + 1] = (go.now() - t0) * 1000
+    go.sleep(math.random() * 0.02)
+  end
+  c:close()
+  table.sort(t)
+  return t[(n + 1) // 2], t[n]
+end
+
+describe("a reader beside CPU-bound goroutines", function()
+  for _, case in ipairs { { 1, 1 }, { 1, 4 }, { 2, 1 }, { 2, 4 } } do
+    local procs, busy = case[1], case[2]
+    it(("answers within a slice (-p %d, %d busy, no timers)"):format(procs, busy), function()
+      -- the server runs without fault injection: under it every byte is
+      -- one more park, and each park lets a spinning goroutine take a slice
+      local p = H.spawn(SERVER, { tostring(busy) },
+        { flags = { "-p", tostring(procs) }, file = true, unsetenv = { "GOLUA_MOCKEAGAIN" } })
+      local addr = p:wait_output("listening on (%S+)", 10)
+      assert.is_string(addr, p:stderr())
+      local ok, median, max = pcall(pings, addr, 15)
+      p:kill("KILL")
+      p:cleanup()
+      assert(ok, median)
+      assert.is_true(median < 100, ("median %.1f ms"):format(median))
+      assert.is_true(max < 500, ("max %.1f ms"):format(max))
+    end)
+  end
+end)
