@@ -98,24 +98,29 @@ typedef struct enc {
 
 static void encode(lua_State *L, int idx, enc *e, int depth);
 
+/* once — mark the value at idx as encoded; raise if it already was (the
+** check pass sees it, so nothing has moved yet when it raises) */
+static void once(lua_State *L, int idx, enc *e, const char *why) {
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->seen) != LUA_TNIL) {
+    vbuf_free(e->b);
+    luaL_error(L, "%s: a %s %s", e->what, luaL_typename(L, idx), why);
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, e->seen);
+}
+
 static void encode_table(lua_State *L, int idx, enc *e, int depth) {
   vbuf *b = e->b;
   const char *what = e->what;
-  int seen = e->seen;
   if (depth > MAX_DEPTH || lua_getmetatable(L, idx)) {
     vbuf_free(b);
     luaL_error(L, "%s: only plain tables (no metatables, depth <= %d) can be copied",
                what, MAX_DEPTH);
   }
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, seen) != LUA_TNIL) {
-    vbuf_free(b);
-    luaL_error(L, "%s: a table that contains itself (or is shared) cannot be copied", what);
-  }
-  lua_pop(L, 1);
-  lua_pushvalue(L, idx);
-  lua_pushboolean(L, 1);
-  lua_rawset(L, seen);
+  once(L, idx, e, "that contains itself (or is shared) cannot be copied");
   size_t n = 0;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -160,6 +165,7 @@ static bool encode_udata(lua_State *L, int idx, enc *e) {
     vbuf_free(e->b);
     luaL_error(L, "%s: %s cannot be sent on a shared channel", e->what, cls->plural);
   }
+  if (cls->moves) once(L, idx, e, "passed twice cannot be moved");
   put_tag(L, e->b, T_UDATA);
   vbuf_put(L, e->b, &cls, sizeof cls);
   const char *why = cls->encode(L, idx, e->b, e->commit || !cls->moves);

@@ -34,6 +34,19 @@ describe("moving a connection with go.spawn", function()
     assert.has_error(function() go.spawn("support.serve_work:moved", s) end)
     ln:close()
   end)
+
+  it("a spawn that fails leaves every argument as it was (a conn passed twice)", function()
+    H.no_fd_leak(function()
+      local c, s, ln = H.pair()
+      for _, args in ipairs { { s, s }, { s, { s } }, { s, function() end } } do
+        assert.has_error(function() go.spawn("support.serve_work:moved", table.unpack(args)) end)
+        c:settimeout(5); s:settimeout(5)
+        assert(c:write("still here\n"))
+        assert.are.equal("still here", s:read("l")) -- s neither moved nor closed
+      end
+      c:close(); s:close(); ln:close()
+    end)
+  end)
 end)
 
 describe("net.serve with a module handler", function()
