@@ -1,7 +1,11 @@
 -- redis_lite.lua: a small Redis-compatible server on the RESP codec.
---   goluarun scripts/redis_lite.lua [port | host:port]     (default 6379)
--- Prints "listening on ADDR" once listening. Works with redis-cli and
--- redis-benchmark.
+--   goluarun scripts/redis_lite.lua [port | host:port] [request_timeout]
+-- (default 6379, 30 s). Prints "listening on ADDR" once listening. Works
+-- with redis-cli and redis-benchmark. An idle client may stay connected as
+-- long as it likes (as with redis-server's default `timeout 0`), but a
+-- client that has sent part of a request must send the rest within
+-- request_timeout seconds, or it is disconnected (an inline command that
+-- never gets its newline cannot pin a goroutine and an fd for good).
 --
 -- Commands: PING [msg], ECHO msg, GET, SET key value [EX s] [PX ms]
 -- [NX|XX] [KEEPTTL], MSET, MGET, DEL, EXISTS, INCR, TTL, PTTL, COMMAND (an
@@ -37,6 +41,7 @@ local LIMITS = {
   max_depth = 1,                -- commands are flat arrays
 }
 local BATCH = 64 * 1024
+local REQUEST_TIMEOUT = tonumber(arg and arg[2]) or 30
 
 local now = go.now
 local concat, upper, tointeger = table.concat, string.upper, math.tointeger
@@ -143,7 +148,9 @@ function commands.SET(a, n)
     elseif (opt == "EX" or opt == "PX") and not ttl_ms and not keepttl and i < n then
       local v = to_integer(a[i + 1])
       if not v then return ERR_INT end
-      if v <= 0 or (opt == "EX" and v > math.maxinteger // 1000) then
+      -- as redis 7: the deadline in ms (now + ttl) must not overflow
+      local limit = math.maxinteger - math.ceil(now() * 1000)
+      if v <= 0 or v > (opt == "EX" and limit // 1000 or limit) then
         return err("ERR invalid expire time in 'set' command")
       end
       ttl_ms = opt == "EX" and v * 1000 or v
@@ -344,11 +351,15 @@ local function handle(conn)
         end
         return
       end
-      -- nothing complete is buffered: send what is ready, then wait
+      -- nothing complete is buffered: send what is ready, then wait (for
+      -- the rest of a started request, at most REQUEST_TIMEOUT)
       if not flush() then return end
+      conn:settimeout(rd:partial() and REQUEST_TIMEOUT or nil)
       if not rd:fill() then return end
-    elseif req == resp.null_array or (type(req) == "table" and req[1] == nil and req.err == nil) then
-      -- "*-1" and "*0": ignored, as redis-server does
+    elseif req == resp.null_array or (type(req) == "table" and not resp.isnull(req)
+        and req[1] == nil and req.err == nil and req.ok == nil) then
+      -- "*-1" and "*0": ignored, as redis-server does (a top-level "$-1"
+      -- is a null bulk, not an array: check_request refuses it)
     else
       local n, perr = check_request(req)
       local reply, quit

@@ -140,6 +140,12 @@ describe("scripts/redis_lite.lua", function()
       assert.are.equal("ERR syntax error", cli_err("SET", "cli:k", "v", "EX", "1", "PX", "1"))
       assert.are.equal("ERR invalid expire time in 'set' command", cli_err("SET", "cli:k", "v", "EX", "0"))
       assert.are.equal("ERR invalid expire time in 'set' command", cli_err("SET", "cli:k", "v", "PX", "-3"))
+      -- a deadline past the largest integer (redis 7 refuses it too)
+      assert.are.equal("ERR invalid expire time in 'set' command",
+        cli_err("SET", "cli:huge", "v", "PX", "9223372036854775807"))
+      assert.are.equal("ERR invalid expire time in 'set' command",
+        cli_err("SET", "cli:huge", "v", "EX", "9223372036854775"))
+      assert.are.equal("0\n", cli("EXISTS", "cli:huge"))
       assert.are.equal("ERR value is not an integer or out of range", cli_err("SET", "cli:k", "v", "EX", "1.5"))
       assert.are.equal("ERR wrong number of arguments for 'get' command", cli_err("GET"))
       assert.are.equal("ERR unknown command 'NOPE', with args beginning with: 'a' 'b c' ",
@@ -223,6 +229,28 @@ describe("scripts/redis_lite.lua", function()
       end)
     end)
 
+    it("a client that sends part of a request and stops is disconnected after the request timeout", function()
+      -- its own server, with a 0.3 s request timeout
+      local p2, addr2 = H.start_script("redis_lite.lua", { "127.0.0.1:0", "0.3" })
+      finally(function() p2:cleanup() end)
+      H.no_fd_leak(function()
+        for _, partial in ipairs { "PING", "*1\r\n$4\r\nPI", "*2\r\n" } do
+          local c = assert(net.dial(addr2, 5))
+          c:settimeout(10)
+          local t0 = go.now()
+          assert(c:write(partial))
+          assert.are.same({ nil, "eof" }, { c:read() })
+          assert.is_true(go.now() - t0 < 5)
+          c:close()
+        end
+        -- an idle client (nothing sent) is not disconnected
+        local idle = client(addr2)
+        go.sleep(0.6)
+        assert.are.equal("PONG", idle:call("PING"))
+        idle:close()
+      end)
+    end)
+
     it("QUIT answers OK and closes", function()
       H.no_fd_leak(function()
         local c = client(addr)
@@ -246,6 +274,7 @@ describe("scripts/redis_lite.lua", function()
           { "*1\r\n:1\r\n", "bulk strings" },
           { "*1\r\n$4\r\nPINGxx", "CRLF" },
           { "$4\r\nPING\r\n", "array" },
+          { "$-1\r\n", "array" },
           { "SET k \"unbalanced\r\n", "unbalanced" },
           { "*1\r\n$" .. (512 * 1024 * 1024 + 1) .. "\r\n", "invalid bulk length" },
           { "*" .. (1024 * 1024 + 1) .. "\r\n", "invalid multibulk length" },

@@ -9,6 +9,7 @@
 --   rd:tryread() --> value | nil, "incomplete" (no I/O) | nil, err
 --   rd:fill()    --> true | nil, err    (one conn:read() into the buffer)
 --   rd:buffered() --> bytes received and not yet consumed
+--   rd:partial()  --> true while a value has begun but is not complete
 --
 -- Lua <-> RESP2 mapping:
 --   simple string "+OK"  -> "OK" (a Lua string)    <- {ok = "OK"}  or resp.simple("OK")
@@ -437,6 +438,12 @@ end
 --- Bytes received and not consumed yet.
 function Reader:buffered()
   return #self.buf - self.pos + 1 + self.pending
+end
+
+--- Whether a value has begun and is not complete yet: bytes are buffered,
+--- or an array's finished elements are held in the decoding state.
+function Reader:partial()
+  return self.st.depth > 0 or self:buffered() > 0
 end
 
 -- joins the pending chunks onto the unconsumed part of the buffer
