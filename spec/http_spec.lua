@@ -124,6 +124,7 @@ local function app()
   local a = http.router()
   a:get("/", function(_, res) res:send("hello\n") end)
   a:post("/echo", function(req, res) res:send(req:body()) end)
+  a:post("/strict", function(req, res) res:send(assert(req:body())) end)
   a:put("/echo", function(req, res)
     local b, err = req:body()
     if not b then return res:status(400):send("body error: " .. err) end
@@ -763,6 +764,26 @@ describe("http server limits and hostile clients", function()
       assert.are.equal("close", r.headers.connection)
       expect_eof(c)
       c:close()
+    end)
+    assert_serving(addr)
+  end)
+
+  it("400, not 500, for a body the client cut short by closing its side", function()
+    H.no_fd_leak(function()
+      for _, raw in ipairs {
+        "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
+        "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        "POST /strict HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc",
+      } do
+        local c = dial(addr)
+        assert(c:write(raw))
+        assert(c:closewrite())
+        local r = assert(read_response(c))
+        assert.are.equal(400, r.code, raw)
+        assert.are.equal("close", r.headers.connection)
+        expect_eof(c)
+        c:close()
+      end
     end)
     assert_serving(addr)
   end)

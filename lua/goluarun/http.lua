@@ -402,10 +402,12 @@ local function readline(st)
   return sub(line, 1, -2)
 end
 
--- status for a failed body read (nil: the connection is gone, no answer)
+-- status for a failed body read (nil: the connection is gone, no answer).
+-- "eof": the client closed its side before the body was complete: its
+-- fault, and it may still read the answer (a half-close)
 local function body_code(err)
   if err == "timeout" then return 408 end
-  if err == "line too long" then return 400 end
+  if err == "line too long" or err == "eof" then return 400 end
   return nil
 end
 
