@@ -83,9 +83,20 @@ static int msgh(lua_State *L) {
   return 1;
 }
 
+/* unreported — the text of an error Lua raises without calling msgh (out
+** of memory; an error inside msgh itself, e.g. no memory for the
+** traceback): static, so reporting it needs no memory */
+static const char *unreported(int status) {
+  if (status == LUA_ERRMEM) return "not enough memory";
+  if (status == LUA_ERRERR) return "error in error handling";
+  return NULL;
+}
+
 static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   G *g = vm_g(L);
+  const char *why = unreported(status);
+  if (why) report_error(L, g, why);
   ghandle *h = lua_touserdata(L, 1);
   int n = lua_gettop(L) - 2;
   h->nres = n;

@@ -246,6 +246,29 @@ describe("process exit", function()
     assert.truthy(r.stderr:find("goroutine went wrong 9012", 1, true), r.stderr)
     assert.truthy(r.stderr:find("traceback", 1, true), r.stderr)
   end)
+
+  it("a goroutine that runs out of memory is reported (with no memory to spare); the process goes on", function()
+    -- testutil.alloc_limit makes this VM's allocations fail past a budget;
+    -- Lua raises "not enough memory" without calling the message handler
+    local r = H.run([[
+      local tu = require "testutil"
+      tu.alloc_limit(8 * 1024 * 1024)
+      local g = go(function()
+        io.stdout:write(go.id(), "\n"); io.stdout:flush()
+        local t = {}
+        while true do t[#t + 1] = ("x"):rep(1000) .. #t end
+      end)
+      print("wait:", go.wait(g))
+      collectgarbage()
+      print("main still here")
+    ]])
+    assert.are.equal(0, r.status, ok_run(r))
+    local id = r.stdout:match("^(%d+)\n")
+    assert.truthy(id, ok_run(r))
+    assert.truthy(r.stdout:find("wait:\tfalse\tnot enough memory", 1, true), ok_run(r))
+    assert.truthy(r.stdout:find("main still here", 1, true), ok_run(r))
+    assert.truthy(("\n" .. r.stderr):find("\ngoroutine " .. id .. ": not enough memory", 1, true), r.stderr)
+  end)
 end)
 
 describe("signals", function()

@@ -11,6 +11,10 @@
 ** counts how many such calls are in flight at once (the hand-off lets
 ** several goroutines of one VM block together, up to the M cap).
 **
+** alloc_limit(bytes) wraps the calling VM's allocator so that growth past
+** `bytes` more than in use now fails (Lua's "not enough memory"), to test
+** what the runtime does when a goroutine runs out of memory.
+**
 ** Thread safety: the module may be loaded in several VMs on several
 ** threads at once. Its only global state is the storm's and the in-flight
 ** counters, every field of it atomic; a second storm while one runs is
@@ -18,6 +22,7 @@
 */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -274,7 +279,42 @@ static int tu_block_max(lua_State *L) {
   return 1;
 }
 
+/* alloc_limit: the VM's own allocator, and the bytes it may still grow by
+** (owner M only: a VM's allocator runs on the M holding its P) */
+typedef struct limited_alloc {
+  lua_Alloc real;
+  void *real_ud;
+  long long budget;
+} limited_alloc;
+
+static void *limited(void *ud, void *ptr, size_t osize, size_t nsize) {
+  limited_alloc *la = ud;
+  size_t old = ptr ? osize : 0;
+  if (nsize > old && (long long)(nsize - old) > la->budget) return NULL;
+  void *np = la->real(la->real_ud, ptr, osize, nsize);
+  if (np || nsize == 0) la->budget -= (long long)nsize - (long long)old;
+  return np;
+}
+
+/* pin this module: lua_close unloads C modules before the last frees,
+** which still come through `limited` */
+static void pin_self(void) {
+  Dl_info info;
+  if (dladdr((void *)pin_self, &info) && info.dli_fname)
+    dlopen(info.dli_fname, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+}
+
+static int tu_alloc_limit(lua_State *L) {
+  static limited_alloc la; /* one limited VM per process: tests only */
+  pin_self();
+  la.budget = (long long)luaL_checkinteger(L, 1);
+  if (lua_getallocf(L, NULL) != limited) la.real = lua_getallocf(L, &la.real_ud);
+  lua_setallocf(L, limited, &la);
+  return 0;
+}
+
 static const luaL_Reg tu_funcs[] = {
+  {"alloc_limit", tu_alloc_limit},
   {"block_sleep", tu_block_sleep},
   {"block_max", tu_block_max},
   {"nfds", tu_nfds},
