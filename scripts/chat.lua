@@ -1,6 +1,6 @@
 -- chat.lua: line-based chat room.
---   goluarun scripts/chat.lua [port | host:port]     (default 8080)
--- Prints "listening on ADDR" once listening.
+--   goluarun scripts/chat.lua [port | host:port] [idle_timeout] [write_timeout]
+-- (defaults 8080, 600 s, 10 s). Prints "listening on ADDR" once listening.
 --
 -- Each client is served by two goroutines: a reader (lines from the
 -- socket to the hub) and a writer (lines from its outbox channel to the
@@ -8,7 +8,14 @@
 -- clients and broadcasts "name: text" to every other client.
 --   /nick NAME   change your name
 --   /quit        leave
--- A client that cannot keep up (outbox full) is dropped.
+-- A client that cannot keep up (outbox full) is dropped; so is one that
+-- sends nothing for idle_timeout seconds, or that does not take a line
+-- within write_timeout (its socket buffers full): nothing a client does
+-- (or fails to do) pins a goroutine and an fd for good.
+--
+-- Who closes the conn: its writer, once the outbox is closed and drained
+-- (or a write failed); the handler waits for the writer before it returns,
+-- so net.serve's own close never cuts off the last lines ("* bye").
 local go = require "go"
 local net = require "net"
 
@@ -17,6 +24,8 @@ local addr = spec:find(":") and spec or (":" .. spec)
 
 local OUTBOX = 256            -- lines buffered per client
 local MAX_LINE = 4096
+local IDLE_TIMEOUT = tonumber(arg and arg[2]) or 600
+local WRITE_TIMEOUT = tonumber(arg and arg[3]) or 10
 
 local join = go.chan()        -- client records
 local leave = go.chan()       -- client records
@@ -80,6 +89,7 @@ local function writer(c)
   while true do
     local line, ok = c.out:recv()
     if not ok then break end
+    c.conn:setwritedeadline(go.now() + WRITE_TIMEOUT)
     if not c.conn:write(line, "\n") then break end
   end
   c.conn:close()                      -- wakes the reader, if still reading
@@ -91,11 +101,12 @@ local function handle(conn)
   nextid = nextid + 1
   local c = { conn = conn, out = go.chan(OUTBOX), name = "guest" .. nextid }
   conn:setlimit(MAX_LINE)
-  go(writer, c)
+  local w = go(writer, c)
   join:send(c)
   while true do
+    conn:setreaddeadline(go.now() + IDLE_TIMEOUT)
     local line = conn:read("l")
-    if not line then break end        -- eof, closed, reset, line too long
+    if not line then break end        -- eof, closed, reset, timeout, too long
     local cmd, rest = line:match("^/(%a+)%s*(.-)%s*$")
     if cmd == "quit" then
       break
@@ -106,6 +117,7 @@ local function handle(conn)
     end
   end
   leave:send(c)
+  go.wait(w)                          -- the writer drains the outbox, closes
 end
 
 go(hub)

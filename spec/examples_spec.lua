@@ -123,6 +123,20 @@ describe("scripts/chat.lua", function()
     a:close()
   end)
 
+  it("/quit: the client gets its '* bye' line before the close, every time", function()
+    for i = 1, 5 do
+      local b = join("quitter" .. i)
+      assert(b:write("/quit\n"))
+      local line, err = H.read_line_matching(b, "^%* bye$", 5)
+      assert.truthy(line, "no bye: " .. tostring(err))
+      b:settimeout(5)
+      local l, e = b:read("l")
+      assert.is_nil(l)
+      H.assert_err(e, { "eof", "connection reset" })
+      b:close()
+    end
+  end)
+
   it("a client that disconnects is removed", function()
     local a = join("erin")
     local b = join("frank")
@@ -133,6 +147,75 @@ describe("scripts/chat.lua", function()
     assert(c:write("still here\n"))
     assert.truthy(H.read_line_matching(a, "^grace: still here$", 5))
     a:close(); c:close()
+  end)
+end)
+
+describe("scripts/chat.lua timeouts", function()
+  -- its own server: idle timeout 1 s, write timeout 0.3 s
+  local p, addr
+  setup(function()
+    p = H.spawn(root .. "/scripts/chat.lua", { "127.0.0.1:0", "1", "0.3" },
+      { file = true, timeout = 120, unsetenv = { "GOLUA_MOCKEAGAIN" } })
+    addr = p:wait_output("listening on (%S+)", 10)
+    assert.is_string(addr, p:stderr())
+  end)
+  teardown(function() if p then p:cleanup() end end)
+
+  local function server_fds()
+    local n = 0
+    local d = io.popen("ls /proc/" .. p.pid .. "/fd")
+    for _ in d:lines() do n = n + 1 end
+    d:close()
+    return n
+  end
+
+  it("an idle client is disconnected after the idle timeout", function()
+    local c = assert(net.dial(addr, 5))
+    c:settimeout(10)
+    local t0 = go.now()
+    while true do
+      local l, err = c:read("l")
+      if not l then H.assert_err(err, { "eof", "connection reset" }) break end
+    end
+    assert.is_true(go.now() - t0 >= 0.9, "dropped after " .. (go.now() - t0) .. " s")
+    c:close()
+  end)
+
+  it("a client that never reads is dropped and its fd freed; the room goes on", function()
+    if H.mock() then
+      pending("filling socket buffers one byte per call takes too long")
+      return
+    end
+    local slow = assert(net.dial(addr, 5)) -- never reads again after this
+    assert.truthy(H.read_line_matching(slow, "^%* welcome ", 5))
+    local stop = false
+    local keep = go(function() -- empty lines: not idle, so only writes can drop it
+      while not stop and slow:write("\n") do go.sleep(0.2) end
+    end)
+    local talker = assert(net.dial(addr, 5))
+    talker:settimeout(20)
+    local name = assert(H.read_line_matching(talker, "^%* welcome ", 5)):match("welcome (%S+)")
+    local before = server_fds()
+    local line = ("x"):rep(4000) .. "\n"
+    local w = go(function() -- talk until the slow one is gone (bounded)
+      for _ = 1, 20000 do
+        if stop or not talker:write(line) then break end
+      end
+    end)
+    local left = H.read_line_matching(talker, " left$", 20)
+    stop = true
+    go.wait(w, 20)
+    go.wait(keep, 5)
+    assert.truthy(left, "the slow client was never dropped")
+    assert.is_nil(left:find(name, 1, true))
+    assert.is_true(H.wait_until(function() return server_fds() == before - 1 end, 5),
+      "server fds: " .. server_fds() .. ", before: " .. before)
+    -- the room still works
+    local c = assert(net.dial(addr, 5))
+    assert.truthy(H.read_line_matching(c, "^%* welcome ", 5))
+    assert(talker:write("still here\n"))
+    assert.truthy(H.read_line_matching(c, ": still here$", 5))
+    c:close(); talker:close(); slow:close()
   end)
 end)
 
