@@ -367,7 +367,7 @@ row() {                 # row KIND SECTION OTHER LABEL UNIT TARGET(>=x or <=KiB)
     if (substr(t, 1, 2) == "<=") { print (a <= substr(t, 3) + 0) ? "met" : "NOT met"; exit }
     if (b == "NA" || b == 0) { print "-"; exit }
     print (a / b >= substr(t, 3) + 0) ? "met" : "NOT met" }')
-  printf '| %-44s | %-5s | %10s | %10s | %-6s | %7s | %7s | %-9s %-7s |\n' \
+  printf '| %-44s | %-5s | %10s | %10s | %-6s | %9s | %9s | %-9s %-7s |\n' \
     "$label" "$other" "$g" "$n" "$ratio" "$gu" "$nu" "$target" "$verdict"
 }
 
@@ -379,9 +379,9 @@ row() {                 # row KIND SECTION OTHER LABEL UNIT TARGET(>=x or <=KiB)
     echo
     echo "### $([ "$kind" = ec ] && echo "ECDSA P-256" || echo "RSA 2048") certificate"
     echo
-    printf '| %-44s | %-5s | %10s | %10s | %-6s | %7s | %7s | %-17s |\n' \
+    printf '| %-44s | %-5s | %10s | %10s | %-6s | %9s | %9s | %-17s |\n' \
       "test" "vs" "goluarun" "other" "ratio" "glr us/op" "oth us/op" "target"
-    echo "|----------------------------------------------|-------|-----------:|-----------:|--------|--------:|--------:|-------------------|"
+    echo "|----------------------------------------------|-------|-----------:|-----------:|--------|----------:|----------:|-------------------|"
     section hello && row "$kind" hello nginx "HTTPS keep-alive hello, req/s (wrk)" "req/s" ">=0.9"
     section full && row "$kind" full nginx "full handshakes/s (tls_hs -m full)" "/s" ">=0.9"
     section resume && row "$kind" resume nginx "resumed handshakes/s (tls_hs -m resume)" "/s" ">=0.9"
