@@ -1,21 +1,48 @@
--- echo.lua: TCP echo server.
---   goluarun scripts/echo.lua [port | host:port]     (default 8080)
--- Prints "listening on ADDR" once listening; every connection gets back
--- exactly the bytes it sends.
+-- echo.lua: TCP echo server, plain or TLS.
+--   goluarun scripts/echo.lua [port | host:port] [--tls CERT KEY]
+-- (default 8080). Prints "listening on ADDR" once listening; every
+-- connection gets back exactly the bytes it sends. With --tls CERT KEY
+-- (PEM files: certificate chain, private key) the listener is a TLS one:
+-- each connection's handshake runs on its first read.
 local net = require "net"
 
-local spec = arg and arg[1] or "8080"
+local function usage(msg)
+  io.stderr:write("echo: ", msg, "\n",
+    "usage: goluarun scripts/echo.lua [port | host:port] [--tls CERT KEY]\n")
+  os.exit(2)
+end
+
+-- arguments: one address, and --tls CERT KEY anywhere
+local spec, tls
+local i = 1
+while arg and arg[i] do
+  local a = arg[i]
+  if a == "--tls" then
+    if not arg[i + 1] or not arg[i + 2] then usage("--tls needs CERT and KEY") end
+    tls = { cert = arg[i + 1], key = arg[i + 2] }
+    i = i + 3
+  elseif spec then
+    usage("unexpected argument " .. a)
+  else
+    spec, i = a, i + 1
+  end
+end
+spec = spec or "8080"
 local addr = spec:find(":") and spec or (":" .. spec)
 
 local function handle(conn)
   while true do
     local data = conn:read()
-    if not data then break end            -- "eof", "closed", reset...
+    if not data then break end            -- "eof", "closed", reset, failed handshake...
     if not conn:write(data) then break end
   end
   conn:close()
 end
 
-local ln = assert(net.serve(addr, handle))
+local ln, err = net.serve(addr, handle, tls and { tls = tls } or nil)
+if not ln then
+  io.stderr:write("echo: cannot listen on ", addr, ": ", tostring(err), "\n")
+  os.exit(1)
+end
 io.stdout:write("listening on ", ln:addr(), "\n")
 io.stdout:flush()

@@ -1,7 +1,9 @@
 -- http_hello.lua: minimal HTTP/1.1 "Hello, World!" server with keep-alive,
 -- served from every P (every core).
 --   goluarun [-p N] scripts/http_hello.lua [port | host:port] [every | one]
--- (default 8080, every). The file is both the script and the handler
+--                                          [--tls CERT KEY]
+-- (default 8080, every). With --tls CERT KEY (PEM files) it serves HTTPS,
+-- ALPN "http/1.1"; the handshake runs on each connection's first read. The file is both the script and the handler
 -- module: net.serve(addr, "http_hello") makes every P load it as a module
 -- and call its handle(conn). "every" accepts on every P (SO_REUSEPORT, the
 -- default of net.serve); "one" accepts on one P and lets idle Ps steal the
@@ -117,16 +119,37 @@ end
 
 if AS_MODULE then return { handle = handle } end
 
-local spec = arg and arg[1] or "8080"
-local addr = spec:find(":") and spec or (":" .. spec)
-local mode = arg and arg[2] or "every"
-if mode ~= "one" and mode ~= "every" then
-  io.stderr:write("http_hello: mode must be 'every' or 'one'\n")
+local function usage(msg)
+  io.stderr:write("http_hello: ", msg, "\n", "usage: goluarun [-p N] ",
+    "scripts/http_hello.lua [port | host:port] [every | one] [--tls CERT KEY]\n")
   os.exit(2)
 end
+
+-- arguments: address, mode, and --tls CERT KEY anywhere
+local pos, tls = {}, nil
+local i = 1
+while arg and arg[i] do
+  if arg[i] == "--tls" then
+    if not arg[i + 1] or not arg[i + 2] then usage("--tls needs CERT and KEY") end
+    tls = { cert = arg[i + 1], key = arg[i + 2], alpn = { "http/1.1" } }
+    i = i + 3
+  else
+    pos[#pos + 1] = arg[i]
+    i = i + 1
+  end
+end
+if #pos > 2 then usage("unexpected argument " .. pos[3]) end
+local spec = pos[1] or "8080"
+local addr = spec:find(":") and spec or (":" .. spec)
+local mode = pos[2] or "every"
+if mode ~= "one" and mode ~= "every" then usage("mode must be 'every' or 'one'") end
 -- this file's directory first on the path, so every P finds "http_hello"
 local dir = (arg and arg[0] or ""):match("^(.*/)") or "./"
 package.path = dir .. "?.lua;" .. package.path
-local ln = assert(net.serve(addr, "http_hello", { accept = mode }))
+local ln, err = net.serve(addr, "http_hello", { accept = mode, tls = tls })
+if not ln then
+  io.stderr:write("http_hello: cannot listen on ", addr, ": ", tostring(err), "\n")
+  os.exit(1)
+end
 io.stdout:write("listening on ", ln:addr(), "\n")
 io.stdout:flush()

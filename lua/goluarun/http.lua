@@ -27,6 +27,10 @@
 --   on_error          function(err, req) for handler errors (default:
 --                     a line on stderr)
 --   backlog, reuseport  passed to net.listen
+--   tls               a TLS config (net's: cert, key, sni, ca, verify,
+--                     min_version, ...; docs/API.md "TLS"): http.serve
+--                     serves HTTPS; alpn defaults to { "http/1.1" }.
+--                     req.conn:tlsinfo() tells the handler about it
 --
 -- req: method, path (without the query), query_string (raw, or nil),
 --   query (table: name -> value, or a list when a name repeats; percent-
@@ -259,6 +263,17 @@ local function default_on_error(err)
   io.stderr:flush()
 end
 
+-- opts.tls: a copy of the caller's TLS config (net checks its fields) that
+-- offers HTTP/1.1 over ALPN unless the caller chose the protocols
+local function tls_config(t, level)
+  if t == nil then return nil end
+  if type(t) ~= "table" then error("http: opts.tls must be a table", level + 1) end
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  if c.alpn == nil then c.alpn = { "http/1.1" } end
+  return c
+end
+
 local cfg_cache = setmetatable({}, { __mode = "k" })
 local NOOPTS = {}
 
@@ -287,8 +302,9 @@ local function config(opts, level)
   end
   c.on_error = opts.on_error or default_on_error
   c.head_pat = head_pattern(c.max_headers)
-  if opts.backlog ~= nil or opts.reuseport ~= nil then
-    c.listen = { backlog = opts.backlog, reuseport = opts.reuseport }
+  if opts.backlog ~= nil or opts.reuseport ~= nil or opts.tls ~= nil then
+    c.listen = { backlog = opts.backlog, reuseport = opts.reuseport,
+      tls = tls_config(opts.tls, level + 1) }
   end
   cfg_cache[opts] = c
   return c
