@@ -596,10 +596,25 @@ static int read_eof(lua_State *L, conn_stream *cs, int kind) {
   return read_results(L, cs, ERRSTR_EOF);
 }
 
+/* read_fresh — an empty buffer reads into the P's scratch and keeps only
+** what arrived: a conn parked waiting for bytes holds no buffer at all (an
+** idle keep-alive conn used to keep a 64 KiB one) */
+static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
+  char *b = glr_scratch(L, READ_CHUNK);
+  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, b,
+                             kind == RD_EXACT && n < READ_CHUNK ? n : READ_CHUNK);
+  if (r <= 0) return r;
+  if (buf_reserve(cs, (size_t)r) < (size_t)r) return -ENOMEM;
+  memcpy(cs->buf + cs->boff + cs->blen, b, (size_t)r);
+  cs->blen += (size_t)r;
+  return r;
+}
+
 /* read_into — read into the buffer. Grow with the data, never by what the
 ** caller (or a peer's length field) asked for: read(2^40) costs nothing
 ** until bytes arrive. */
 static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
+  if (cs->blen == 0) return read_fresh(L, cs, kind, n);
   size_t want = kind == RD_EXACT ? n - cs->blen : READ_CHUNK;
   size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
   size_t room = buf_reserve(cs, step);
