@@ -1,14 +1,19 @@
 -- echo.lua: TCP echo server, plain or TLS.
---   goluarun scripts/echo.lua [port | host:port] [--tls CERT KEY]
+--   goluarun scripts/echo.lua [port | host:port] [--tls CERT KEY] [--timeout S]
 -- (default 8080). Prints "listening on ADDR" once listening; every
 -- connection gets back exactly the bytes it sends. With --tls CERT KEY
 -- (PEM files: certificate chain, private key) the listener is a TLS one:
 -- each connection's handshake runs on its first read.
+-- Every read and write of a connection must complete within --timeout S
+-- seconds (default 60: idle clients and clients that stop reading are
+-- disconnected, so none can pin a goroutine and an fd for good).
 local net = require "net"
+
+local TIMEOUT = 60
 
 local function usage(msg)
   io.stderr:write("echo: ", msg, "\n",
-    "usage: goluarun scripts/echo.lua [port | host:port] [--tls CERT KEY]\n")
+    "usage: goluarun scripts/echo.lua [port | host:port] [--tls CERT KEY] [--timeout S]\n")
   os.exit(2)
 end
 
@@ -21,6 +26,10 @@ while arg and arg[i] do
     if not arg[i + 1] or not arg[i + 2] then usage("--tls needs CERT and KEY") end
     tls = { cert = arg[i + 1], key = arg[i + 2] }
     i = i + 3
+  elseif a == "--timeout" then
+    TIMEOUT = tonumber(arg[i + 1])
+    if not TIMEOUT or TIMEOUT <= 0 then usage("--timeout needs a number of seconds") end
+    i = i + 2
   elseif spec then
     usage("unexpected argument " .. a)
   else
@@ -31,6 +40,7 @@ spec = spec or "8080"
 local addr = spec:find(":") and spec or (":" .. spec)
 
 local function handle(conn)
+  conn:settimeout(TIMEOUT)
   while true do
     local data = conn:read()
     if not data then break end            -- "eof", "closed", reset, failed handshake...

@@ -1,7 +1,7 @@
 -- http_hello.lua: minimal HTTP/1.1 "Hello, World!" server with keep-alive,
 -- served from every P (every core).
 --   goluarun [-p N] scripts/http_hello.lua [port | host:port] [every | one]
---                                          [--tls CERT KEY]
+--                    [--tls CERT KEY] [--timeout S] [--head-timeout S]
 -- (default 8080, every). With --tls CERT KEY (PEM files) it serves HTTPS,
 -- ALPN "http/1.1"; the handshake runs on each connection's first read. The file is both the script and the handler
 -- module: net.serve(addr, "http_hello") makes every P load it as a module
@@ -9,6 +9,10 @@
 -- default of net.serve); "one" accepts on one P and lets idle Ps steal the
 -- connections. GET
 -- /debug/procs tells how many connections each P has served.
+-- Timeouts: each read and write --timeout S (default 60: idle keep-alive
+-- connections and clients that stop reading are dropped), and a request
+-- head must be complete --head-timeout S (default 10) after its request
+-- line.
 -- Prints "listening on ADDR" once listening. HTTP/1.1 connections stay
 -- open unless the request says "Connection: close"; HTTP/1.0 ones close
 -- unless it says "Connection: keep-alive". A malformed request gets a
@@ -20,7 +24,10 @@ local modname, modpath = ...
 local AS_MODULE = modname == "http_hello" and type(modpath) == "string"
 
 local BODY = "Hello, World!\n"
-local IDLE_TIMEOUT = 60
+-- the timeouts, set by the main script for every P's copy of the module
+local cfg = go.shared("http_hello.cfg")
+local IDLE_TIMEOUT = 60 -- each read and write, so also the write timeout
+local HEAD_TIMEOUT = 10 -- from a request line to the end of its head
 local MAX_HEADERS = 100
 
 local function respond(conn, status, body, close, head_only)
@@ -39,6 +46,9 @@ local function read_request(conn)
   local method, target, major, minor =
     line:match("^(%u+) (%S+) HTTP/(%d)%.(%d)$")
   if not method or major ~= "1" then return nil, "bad request" end
+  -- the rest of the head comes within HEAD_TIMEOUT (a client dripping one
+  -- header line a minute cannot hold the connection); cleared when done
+  conn:setreaddeadline(go.now() + (cfg:get("head_timeout") or HEAD_TIMEOUT))
   local headers = {}
   for _ = 1, MAX_HEADERS + 1 do
     local h, herr = conn:read("l")
@@ -47,6 +57,7 @@ local function read_request(conn)
       return nil, herr
     end
     if h == "" then
+      conn:setreaddeadline(nil)
       return method, target, tonumber(minor), headers
     end
     local name, value = h:match("^([%w!#$%%&'*+%.^_`|~-]+):[ \t]*(.-)[ \t]*$")
@@ -82,7 +93,7 @@ end
 
 local function handle(conn)
   procs:incr("P" .. go.procid(), 1, 0)
-  conn:settimeout(IDLE_TIMEOUT)
+  conn:settimeout(cfg:get("timeout") or IDLE_TIMEOUT)
   while true do
     local method, err_or_target, minor, headers = read_request(conn)
     if not method then
@@ -121,7 +132,8 @@ if AS_MODULE then return { handle = handle } end
 
 local function usage(msg)
   io.stderr:write("http_hello: ", msg, "\n", "usage: goluarun [-p N] ",
-    "scripts/http_hello.lua [port | host:port] [every | one] [--tls CERT KEY]\n")
+    "scripts/http_hello.lua [port | host:port] [every | one] [--tls CERT KEY]",
+    " [--timeout S] [--head-timeout S]\n")
   os.exit(2)
 end
 
@@ -133,6 +145,11 @@ while arg and arg[i] do
     if not arg[i + 1] or not arg[i + 2] then usage("--tls needs CERT and KEY") end
     tls = { cert = arg[i + 1], key = arg[i + 2], alpn = { "http/1.1" } }
     i = i + 3
+  elseif arg[i] == "--timeout" or arg[i] == "--head-timeout" then
+    local s = tonumber(arg[i + 1])
+    if not s or s <= 0 then usage(arg[i] .. " needs a number of seconds") end
+    cfg:set((arg[i]:sub(3):gsub("-", "_")), s)
+    i = i + 2
   else
     pos[#pos + 1] = arg[i]
     i = i + 1

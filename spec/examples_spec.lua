@@ -219,6 +219,85 @@ describe("scripts/chat.lua timeouts", function()
   end)
 end)
 
+describe("example timeouts", function()
+  local function start_with(script, args)
+    local p = H.spawn(root .. "/scripts/" .. script, args, { file = true, timeout = 120 })
+    local addr = p:wait_output("listening on (%S+)", 10)
+    assert.is_string(addr, p:stderr())
+    return p, addr
+  end
+
+  local function expect_closed(c, within)
+    c:settimeout(within + 5)
+    local t0 = go.now()
+    while true do
+      local l, err = c:read()
+      if not l then H.assert_err(err, { "eof", "connection reset" }) break end
+    end
+    return go.now() - t0
+  end
+
+  it("echo.lua drops an idle client after --timeout", function()
+    local p, addr = start_with("echo.lua", { "127.0.0.1:0", "--timeout", "0.5" })
+    finally(function() p:cleanup() end)
+    local c = assert(net.dial(addr, 5))
+    assert(c:write("x"))
+    local dt = expect_closed(c, 0.5)
+    assert.is_true(dt >= 0.4 and dt < 5, "closed after " .. dt .. " s")
+    c:close()
+  end)
+
+  it("echo.lua drops a client that never reads after --timeout, freeing its fd", function()
+    if H.mock() then
+      pending("filling socket buffers one byte per call takes too long")
+      return
+    end
+    local p, addr = start_with("echo.lua", { "127.0.0.1:0", "--timeout", "0.5" })
+    finally(function() p:cleanup() end)
+    local c = assert(net.dial(addr, 5))
+    c:settimeout(20)
+    local chunk = ("y"):rep(64 * 1024)
+    local sent, werr = 0, nil
+    while sent < 64 * 1024 * 1024 do -- the server's writes block: it stops reading
+      local ok, e = c:write(chunk)
+      if not ok then werr = e break end
+      sent = sent + #chunk
+    end
+    assert.is_not_nil(werr, "the server never gave up on a client that does not read")
+    H.assert_err(werr, { "connection reset", "broken pipe" })
+    c:close()
+  end)
+
+  it("http_hello.lua drops a client that drips its head past --head-timeout", function()
+    local p, addr = start_with("http_hello.lua", { "127.0.0.1:0", "--head-timeout", "0.5" })
+    finally(function() p:cleanup() end)
+    local c = assert(net.dial(addr, 5))
+    assert(c:write("GET / HTTP/1.1\r\nHost: t\r\n"))
+    local stop = false
+    local drip = go(function() -- a header line every 0.2 s: never idle for long
+      for i = 1, 100 do
+        if stop or not c:write("X-Drip-" .. i .. ": 1\r\n") then break end
+        go.sleep(0.2)
+      end
+    end)
+    local dt = expect_closed(c, 0.5)
+    stop = true
+    go.wait(drip, 5)
+    assert.is_true(dt >= 0.4 and dt < 5, "closed after " .. dt .. " s")
+    c:close()
+    -- a well-behaved client is still served, with keep-alive
+    local k = assert(net.dial(addr, 5))
+    k:settimeout(5)
+    for _ = 1, 2 do
+      assert(k:write("GET / HTTP/1.1\r\nHost: t\r\n\r\n"))
+      assert.are.equal("HTTP/1.1 200 OK", k:read("l"))
+      repeat local l = k:read("l") until l == ""
+      assert.are.equal("Hello, World!\n", k:read(14))
+    end
+    k:close()
+  end)
+end)
+
 describe("scripts/http_hello.lua", function()
   local p, addr
   setup(function() p, addr = start("http_hello.lua") end)
