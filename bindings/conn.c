@@ -41,21 +41,31 @@ void conn_cas_status(conn *c, conn_status from, conn_status to) {
   c->status = to;
 }
 
+void conn_cas_hs(conn *c, conn_hs_status from, conn_hs_status to) {
+  bool legal = (from == CONN_HS_DONE && to == CONN_HS_PENDING) || /* settransport */
+               (from == CONN_HS_PENDING && to == CONN_HS_RUNNING) ||
+               (from == CONN_HS_RUNNING && to != CONN_HS_RUNNING);
+  if (!legal || c->hs.status != from) rt_throw("conn: illegal handshake transition");
+  c->hs.status = to;
+}
+
 /* ---------- the plain socket transport ---------- */
 
-static ssize_t plain_read(lua_State *L, conn *c, void *buf, size_t n) {
-  ssize_t r = glr_read(L, c->pd, buf, n);
+static ssize_t plain_read(lua_State *L, void *data, glr_pd *pd, void *buf, size_t n) {
+  (void)data;
+  ssize_t r = glr_read(L, pd, buf, n);
   return r == -EAGAIN ? CONN_WANT_READ : r;
 }
 
-static ssize_t plain_writev(lua_State *L, conn *c, struct iovec *iov, int cnt) {
-  ssize_t r = glr_writev(L, c->pd, iov, cnt);
+static ssize_t plain_writev(lua_State *L, void *data, glr_pd *pd, struct iovec *iov, int cnt) {
+  (void)data;
+  ssize_t r = glr_writev(L, pd, iov, cnt);
   return r == -EAGAIN ? CONN_WANT_WRITE : r;
 }
 
-static void plain_close(conn *c) { close(c->fd); }
+static void plain_moved(lua_State *L, void *data, glr_pd *pd) { (void)L, (void)data, (void)pd; }
 
-static const conn_transport plain = {plain_read, plain_writev, plain_close};
+static const conn_transport plain = {plain_read, plain_writev, NULL, NULL, NULL, plain_moved, NULL};
 
 /* ---------- lifetime ---------- */
 
@@ -86,17 +96,20 @@ conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *ke
 /* destroy — CLOSING -> CLOSED: pd and fd go (no operation is inside) */
 static void destroy(lua_State *L, conn *c) {
   if (c->status == CONN_CLOSED) return;
+  if (c->tp->close) c->tp->close(L, c->tpdata, c->pd);
+  c->tp = &plain;
+  c->tpdata = NULL;
   glr_pd_free(L, c->pd);
   c->pd = NULL;
   if (c->cls->destroyed) c->cls->destroyed(c);
-  c->tp->close(c);
+  close(c->fd);
   c->fd = -1;
   conn_cas_status(c, CONN_CLOSING, CONN_CLOSED);
 }
 
-static void wake_all(conn_side *s) {
-  conn_waiter *n = s->head;
-  s->head = s->tail = NULL;
+static void wake_list(conn_waiter **head, conn_waiter **tail) {
+  conn_waiter *n = *head;
+  *head = *tail = NULL;
   while (n) {
     conn_waiter *next = n->next;
     n->next = NULL;
@@ -105,6 +118,8 @@ static void wake_all(conn_side *s) {
   }
 }
 
+static void wake_all(conn_side *s) { wake_list(&s->head, &s->tail); }
+
 void conn_close(lua_State *L, conn *c) {
   if (c->status != CONN_OPEN) return;
   conn_cas_status(c, CONN_OPEN, CONN_CLOSING);
@@ -112,6 +127,7 @@ void conn_close(lua_State *L, conn *c) {
   glr_pd_unblock(L, c->pd);
   wake_all(&c->side[CONN_DIR_R]);
   wake_all(&c->side[CONN_DIR_W]);
+  wake_list(&c->hs.head, &c->hs.tail);
   if (c->nops == 0) destroy(L, c);
 }
 
@@ -145,24 +161,45 @@ static void release(lua_State *L, conn *c, int dir) {
 
 static int lock_k(lua_State *L, int status, lua_KContext ctx);
 
-/* queue — park in side s's FIFO until release hands us the lock */
-static int queue(lua_State *L, conn_side *s, lua_KContext arg, const conn_op *op) {
+/* enqueue — park in the FIFO head/tail until a waker unlinks us and
+** readies us; then k runs with our node on top of the stack */
+static int enqueue(lua_State *L, conn_waiter **head, conn_waiter **tail, lua_KContext arg,
+                   const char *reason, const conn_op *op, lua_KFunction k) {
   if (!glr_canblock(L)) glr_cannot_block(L, "net");
   conn_waiter *n = lua_newuserdatauv(L, sizeof *n, 0); /* lives on our stack */
   n->g = glr_self(L);
   n->next = NULL;
   n->arg = arg;
-  if (s->tail) s->tail->next = n;
-  else s->head = n;
-  s->tail = n;
-  return glr_park(L, "IO lock", (lua_KContext)op, lock_k);
+  if (*tail) (*tail)->next = n;
+  else *head = n;
+  *tail = n;
+  return glr_park(L, reason, (lua_KContext)op, k);
+}
+
+/* queue — park in side s's FIFO until release hands us the lock */
+static int queue(lua_State *L, conn_side *s, lua_KContext arg, const conn_op *op) {
+  return enqueue(L, &s->head, &s->tail, arg, "IO lock", op, lock_k);
 }
 
 /* ---------- the operation skeleton ---------- */
 
 static int op_k(lua_State *L, int status, lua_KContext ctx);
 
+/* gate_leave — the driver leaves before the end: the next one carries on */
+static void gate_leave(lua_State *L, conn *c) {
+  if (c->hs.status != CONN_HS_RUNNING || c->hs.owner != glr_self(L)) return;
+  conn_cas_hs(c, CONN_HS_RUNNING, CONN_HS_PENDING);
+  c->hs.owner = NULL;
+  wake_list(&c->hs.head, &c->hs.tail);
+}
+
 static int op_done(lua_State *L, conn *c, const conn_op *op, int nres) {
+  gate_leave(L, c);
+  if (c->borrowed && c->side[c->borrowed - 1].owner == glr_self(L)) {
+    int d = c->borrowed - 1;
+    c->borrowed = 0;
+    release(L, c, d);
+  }
   release(L, c, op->dir);
   return nres;
 }
@@ -172,12 +209,77 @@ static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
   return op_done(L, c, op, n);
 }
 
+static int op_loop(lua_State *L, conn *c, const conn_op *op);
+
+/* borrow_k — the other direction's lock was handed to us: try again */
+static int borrow_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  const conn_op *op = (const conn_op *)ctx;
+  conn_waiter *n = lua_touserdata(L, -1);
+  int wdir = (int)n->arg;
+  lua_pop(L, 1); /* our queue node: already unlinked */
+  conn *c = lua_touserdata(L, 1);
+  if (c->side[wdir].owner != glr_self(L)) return op_fail(L, c, op, ERRSTR_CLOSED);
+  c->borrowed = wdir + 1;
+  return op_loop(L, c, op);
+}
+
+/* cross — a wait in the other direction than op's, after the handshake:
+** take that direction's lock first. 0: we hold it; else the park. */
+static int cross(lua_State *L, conn *c, const conn_op *op, int wdir) {
+  conn_side *o = &c->side[wdir];
+  glr_g *g = glr_self(L);
+  if (o->owner == g) return 0;
+  if (o->owner == NULL) {
+    o->owner = g;
+    c->nops++;
+    c->borrowed = wdir + 1;
+    return 0;
+  }
+  return enqueue(L, &o->head, &o->tail, wdir, "IO lock", op, borrow_k);
+}
+
 /* op_wait — park on the direction the try step asked for (Go: pd.wait) */
 static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
   conn_side *s = &c->side[op->dir];
+  int wdir = want == CONN_WANT_READ ? CONN_DIR_R : CONN_DIR_W;
+  if (wdir != op->dir && c->hs.status == CONN_HS_DONE && c->side[wdir].owner != glr_self(L)) {
+    int r = cross(L, c, op, wdir);
+    if (r != 0) return r;
+  }
   s->waitmode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
   int e = glr_waitfd(L, c->pd, s->waitmode, s->wait_dl, (lua_KContext)op, op_k);
   return e >= 0 ? e : op_fail(L, c, op, errstr_of(-e));
+}
+
+/* gate_k — the handshake ended (or its driver left): go round again */
+static int gate_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  lua_pop(L, 1); /* our queue node: already unlinked */
+  return op_loop(L, lua_touserdata(L, 1), (const conn_op *)ctx);
+}
+
+/* hs_try — one step of the handshake through the gate: CONN_AGAIN once
+** done, CONN_GATE if another goroutine drives it, a WANT, or a failure */
+static int hs_try(lua_State *L, conn *c) {
+  if (c->hs.status == CONN_HS_FAILED) return CONN_FAILED;
+  glr_g *g = glr_self(L);
+  if (c->hs.status == CONN_HS_RUNNING && c->hs.owner != g) return CONN_GATE;
+  if (c->hs.status == CONN_HS_PENDING) {
+    conn_cas_hs(c, CONN_HS_PENDING, CONN_HS_RUNNING);
+    c->hs.owner = g;
+  }
+  int r = c->tp->handshake(L, c->tpdata, c->pd);
+  if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return r;
+  conn_cas_hs(c, CONN_HS_RUNNING, r == 0 ? CONN_HS_DONE : CONN_HS_FAILED);
+  c->hs.owner = NULL;
+  wake_list(&c->hs.head, &c->hs.tail);
+  return r == 0 ? CONN_AGAIN : r;
+}
+
+static const char *failed_msg(conn *c) {
+  const char *m = c->tp->errmsg ? c->tp->errmsg(c->tpdata) : NULL;
+  return m ? m : "transport failed";
 }
 
 /* op_loop — try, park, re-check: the lock is held */
@@ -190,9 +292,12 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
     if (glr_pd_check(c->pd, op->mode, s->deadline) == GLR_TIMEOUT)
       return op_fail(L, c, op, ERRSTR_TIMEOUT);
     s->wait_dl = s->deadline;
-    r = op->try(L, c, s);
+    r = c->hs.status == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
     if (r >= 0) return op_done(L, c, op, r);
     if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_wait(L, c, op, r);
+    if (r == CONN_GATE)
+      return enqueue(L, &c->hs.head, &c->hs.tail, 0, "TLS handshake", op, gate_k);
+    if (r == CONN_FAILED) return op_fail(L, c, op, failed_msg(c));
     if (r != CONN_AGAIN) return op_fail(L, c, op, errstr_of(-r));
   }
 }
@@ -337,6 +442,16 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
 
 static conn_stream *check_stream(lua_State *L, int idx) {
   return class_check(L, idx, &CONN_KEY, CONN_MT);
+}
+
+conn_stream *conn_stream_check(lua_State *L, int idx) { return check_stream(L, idx); }
+
+void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &CONN_KEY);
+  lua_getfield(L, -1, "__index");
+  lua_pushcfunction(L, f);
+  lua_setfield(L, -2, name);
+  lua_pop(L, 2);
 }
 
 static void buf_free(conn_stream *cs) {
@@ -489,7 +604,7 @@ static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
   size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
   size_t room = buf_reserve(cs, step);
   if (room == 0) return -ENOMEM;
-  ssize_t r = cs->c.tp->read(L, &cs->c, cs->buf + cs->boff + cs->blen,
+  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, cs->buf + cs->boff + cs->blen,
                              kind == RD_EXACT && want < room ? want : room);
   if (r > 0) cs->blen += (size_t)r;
   return r;
@@ -501,7 +616,7 @@ static int read_try(lua_State *L, conn *c, conn_side *s) {
   ssize_t r;
   if (kind == RD_CHUNK) { /* empty buffer: straight from scratch */
     char *b = glr_scratch(L, READ_CHUNK);
-    r = c->tp->read(L, c, b, READ_CHUNK);
+    r = c->tp->read(L, c->tpdata, c->pd, b, READ_CHUNK);
     if (r > 0) {
       lua_pushlstring(L, b, (size_t)r);
       return 1;
@@ -601,7 +716,7 @@ static int write_try(lua_State *L, conn *c, conn_side *s) {
   struct iovec iov[MAX_IOV];
   size_t total;
   int cnt = build_iov(L, (size_t)s->arg, iov, &total);
-  ssize_t r = c->tp->writev(L, c, iov, cnt);
+  ssize_t r = c->tp->writev(L, c->tpdata, c->pd, iov, cnt);
   if (r < 0) return (int)r;
   s->arg += (lua_KContext)r;
   if ((size_t)s->arg < total) return CONN_AGAIN;
@@ -620,12 +735,93 @@ static int m_write(lua_State *L) {
 
 /* ---------- stream options and addresses ---------- */
 
+static int closewrite_try(lua_State *L, conn *c, conn_side *s) {
+  (void)s;
+  int r = c->tp->closewrite(L, c->tpdata, c->pd);
+  if (r != 0) return r;
+  if (shutdown(c->fd, SHUT_WR) < 0) return -errno;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int plain_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool started) {
+  (void)c, (void)s, (void)started;
+  return conn_push_fail(L, msg);
+}
+
+/* closewrite on a transport that has one (TLS: close_notify) runs as a
+** write; on the plain socket it is one shutdown, deadlines or not */
+static const conn_op closewrite_op = {CONN_DIR_W, GLR_WRITE, NULL, closewrite_try, plain_fail,
+                                      NULL};
+
 static int m_closewrite(lua_State *L) {
   conn *c = &check_stream(L, 1)->c;
   if (c->status != CONN_OPEN) return conn_push_fail(L, ERRSTR_CLOSED);
+  if (c->tp->closewrite) {
+    lua_settop(L, 1);
+    return conn_op_run(L, &closewrite_op, 0);
+  }
   if (shutdown(c->fd, SHUT_WR) < 0) return conn_push_fail(L, errstr_of(errno));
   lua_pushboolean(L, 1);
   return 1;
+}
+
+/* ---------- the handshake (conn:handshake, and the net.dial of tls.c) ---------- */
+
+/* dial mode (net.dial with tls): index 3 holds the absolute deadline; the
+** result is the conn, and a failure closes it */
+static bool hs_dialing(lua_State *L) { return lua_isinteger(L, 3); }
+
+static int hs_ready(lua_State *L, conn *c, conn_side *s) {
+  (void)s;
+  if (c->hs.status != CONN_HS_DONE) return CONN_PENDING;
+  if (hs_dialing(L)) lua_pushvalue(L, 1);
+  else lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int hs_try_op(lua_State *L, conn *c, conn_side *s) { return hs_ready(L, c, s); }
+
+static int hs_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool started) {
+  (void)s, (void)started;
+  if (hs_dialing(L)) {
+    lua_pushstring(L, msg); /* msg may live in the transport's state */
+    conn_close(L, c);
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+  }
+  return conn_push_fail(L, msg);
+}
+
+static int64_t hs_deadline(lua_State *L, conn *c) {
+  if (hs_dialing(L)) return (int64_t)lua_tointeger(L, 3);
+  if (lua_isnumber(L, 2)) return glr_deadline(lua_tonumber(L, 2));
+  return conn_op_deadline(c);
+}
+
+const conn_op conn_hs_op = {CONN_DIR_W, GLR_WRITE, hs_ready, hs_try_op, hs_fail, hs_deadline};
+
+static int m_handshake(lua_State *L) {
+  check_stream(L, 1);
+  if (!lua_isnoneornil(L, 2)) args_seconds(L, 2);
+  lua_settop(L, 2);
+  return conn_op_run(L, &conn_hs_op, 0);
+}
+
+/* ---------- transports ---------- */
+
+int conn_settransport(conn *c, const conn_transport *tp, void *data) {
+  if (c->status != CONN_OPEN) return -EBADF;
+  if (c->nops > 0 || c->tp != &plain || ((conn_stream *)c)->blen > 0) return -EBUSY;
+  c->tp = tp;
+  c->tpdata = data;
+  if (tp->handshake) conn_cas_hs(c, CONN_HS_DONE, CONN_HS_PENDING);
+  return 0;
+}
+
+int glr_conn_settransport(lua_State *L, int idx, const glr_transport *tp, void *data) {
+  return conn_settransport(&check_stream(L, idx)->c, tp, data);
 }
 
 static int m_setlimit(lua_State *L) {
@@ -676,28 +872,43 @@ static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit)
   conn *c = &cs->c;
   if (c->status != CONN_OPEN) return "a closed connection cannot move to another VM";
   if (c->nops > 0) return "a connection in use by another goroutine cannot move";
-  int kind = (int)c->kind;
+  if (!c->tp->moved) return "a connection on this transport cannot move to another VM";
+  int kind = (int)c->kind, hs = (int)c->hs.status;
   size_t len = cs->blen;
   vbuf_put(L, b, &c->fd, sizeof c->fd);
   vbuf_put(L, b, &kind, sizeof kind);
+  vbuf_put(L, b, &hs, sizeof hs);
+  vbuf_put(L, b, &c->tp, sizeof c->tp);
+  vbuf_put(L, b, &c->tpdata, sizeof c->tpdata);
   vbuf_put(L, b, &len, sizeof len);
   vbuf_put(L, b, cs->buf ? cs->buf + cs->boff : "", len);
   if (!commit) return NULL;
   glr_pd_free(L, c->pd);
   c->pd = NULL;
   c->fd = -1;
+  c->tp = &plain; /* tpdata moved with the payload */
+  c->tpdata = NULL;
   conn_cas_status(c, CONN_OPEN, CONN_CLOSED);
   buf_free(cs);
   return NULL;
 }
 
 static void stream_vc_decode(lua_State *L, const char **p) {
-  int fd, kind;
+  int fd, kind, hs;
+  const conn_transport *tp;
+  void *data;
   size_t len;
   vbuf_get(p, &fd, sizeof fd);
   vbuf_get(p, &kind, sizeof kind);
+  vbuf_get(p, &hs, sizeof hs);
+  vbuf_get(p, &tp, sizeof tp);
+  vbuf_get(p, &data, sizeof data);
   vbuf_get(p, &len, sizeof len);
   conn_stream *cs = conn_push(L, fd, (conn_kind)kind);
+  cs->c.tp = tp;
+  cs->c.tpdata = data;
+  cs->c.hs.status = (conn_hs_status)hs; /* DONE, PENDING or FAILED: no driver */
+  tp->moved(L, data, cs->c.pd);
   if (len && buf_reserve(cs, len) >= len) {
     memcpy(cs->buf + cs->boff, *p, len);
     cs->blen = len;
@@ -708,7 +919,7 @@ static void stream_vc_decode(lua_State *L, const char **p) {
 static void stream_vc_walk(const char **p, int delta) {
   (void)delta;
   size_t len;
-  *p += 2 * sizeof(int);
+  *p += 3 * sizeof(int) + sizeof(const conn_transport *) + sizeof(void *);
   vbuf_get(p, &len, sizeof len);
   *p += len;
 }
@@ -748,6 +959,7 @@ void conn_open(lua_State *L) {
       {"write", m_write},
       {"close", conn_m_close},
       {"closewrite", m_closewrite},
+      {"handshake", m_handshake},
       {"setlimit", m_setlimit},
       {"settimeout", conn_m_settimeout},
       {"setdeadline", conn_m_setdeadline},

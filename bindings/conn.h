@@ -17,8 +17,21 @@
 **    (glr_waitfd), re-check on wake, unlock (Go: fd.Read -> pd.waitRead).
 **    Op steps return a direction to wait for, not EAGAIN, so a transport
 **    whose read may need writability (TLS) fits the same skeleton.
-**  - Bytes move through c->tp (conn_transport); the plain socket one is the
-**    only one today. The read buffer is freed whenever it empties.
+**  - Bytes move through c->tp (a glr_transport, goluarun.h) with its state
+**    c->tpdata: the plain socket, TLS (tls.c), or a C module's. The read
+**    buffer is freed whenever it empties.
+**  - Handshake gate (c->hs): a transport with a handshake starts
+**    CONN_HS_PENDING; the first operation of either direction takes the
+**    gate (hs.owner) and drives it; operations of other goroutines park in
+**    hs's FIFO (reason "TLS handshake") while holding their own direction's
+**    lock, so during a handshake no goroutine but the driver waits on the
+**    pollDesc, and the driver may wait in either direction. An owner that
+**    leaves before the end (timeout, closed) puts the gate back to PENDING
+**    and wakes the queue, so the next one carries on; a failure is final.
+**  - Cross-direction waits after the handshake (a TLS read that must
+**    write): the op takes the other direction's lock too (queueing behind
+**    its owner), so at most one goroutine waits per direction of the pd;
+**    it is released when the op ends (Go's crypto/tls: Read takes c.out).
 */
 #ifndef GLR_CONN_H
 #define GLR_CONN_H
@@ -51,21 +64,16 @@ enum { CONN_DIR_R = 0, CONN_DIR_W = 1 };
 
 /* Results of op steps and transports below 0 other than -errno. */
 enum {
-  CONN_WANT_READ = -0x10000 - GLR_READ,   /* park until readable, retry */
-  CONN_WANT_WRITE = -0x10000 - GLR_WRITE, /* park until writable, retry */
-  CONN_AGAIN = -0x10010,                  /* progress: go round again */
-  CONN_PENDING = -0x10011,                /* ready step: not complete yet */
+  CONN_WANT_READ = GLR_WANT_READ,   /* park until readable, retry */
+  CONN_WANT_WRITE = GLR_WANT_WRITE, /* park until writable, retry */
+  CONN_FAILED = GLR_FAILED,         /* the transport's error: tp->errmsg */
+  CONN_AGAIN = -0x10010,            /* progress: go round again */
+  CONN_PENDING = -0x10011,          /* ready step: not complete yet */
+  CONN_GATE = -0x10012,             /* another goroutine drives the handshake */
 };
 
 typedef struct conn conn;
-
-/* conn_transport — how bytes move. Returns bytes (0: eof), -errno, or
-** CONN_WANT_READ / CONN_WANT_WRITE. */
-typedef struct conn_transport {
-  ssize_t (*read)(lua_State *L, conn *c, void *buf, size_t n);
-  ssize_t (*writev)(lua_State *L, conn *c, struct iovec *iov, int cnt);
-  void (*close)(conn *c); /* closes the fd */
-} conn_transport;
+typedef glr_transport conn_transport;
 
 /* conn_class — what close does beyond the core, per class. */
 typedef struct conn_class {
@@ -86,6 +94,24 @@ typedef struct conn_side {
   int waitmode;                    /* GLR_READ/GLR_WRITE parked on */
 } conn_side;
 
+typedef enum conn_hs_status {
+  /* CONN_HS_DONE: no handshake to do (plain), or it completed. Final. */
+  CONN_HS_DONE = 0,
+  /* CONN_HS_PENDING: to do; the next operation takes the gate. */
+  CONN_HS_PENDING,
+  /* CONN_HS_RUNNING: hs.owner drives it; other operations queue. */
+  CONN_HS_RUNNING,
+  /* CONN_HS_FAILED: every operation fails with tp->errmsg. Final. */
+  CONN_HS_FAILED,
+} conn_hs_status;
+
+/* the handshake gate (owner M only) */
+typedef struct conn_hs {
+  conn_hs_status status;      /* moved only by conn_cas_hs */
+  glr_g *owner;               /* the driver while RUNNING */
+  conn_waiter *head, *tail;   /* operations waiting for the end */
+} conn_hs;
+
 struct conn {
   conn_status status;
   conn_kind kind;
@@ -93,6 +119,10 @@ struct conn {
   int nops;                        /* owners of side[] */
   glr_pd *pd;                      /* NULL once CONN_CLOSED */
   const conn_transport *tp;
+  void *tpdata;                    /* tp's state (NULL for plain) */
+  conn_hs hs;
+  int borrowed;                    /* side[] index+1 lent to the other
+                                      direction's op (cross wait), or 0 */
   const conn_class *cls;
   double timeout;                  /* per-operation timeout, < 0 none */
   conn_side side[2];
@@ -123,6 +153,10 @@ typedef struct conn_op {
   int64_t (*deadline)(lua_State *L, conn *c);
 } conn_op;
 
+/* conn_hs_op — the handshake as an operation: conn:handshake([timeout])
+** with [conn, timeout]; net.dial with [conn, nil, absolute deadline] (the
+** conn is the result, a failure closes it). */
+GLR_INTERNAL extern const conn_op conn_hs_op;
 /* conn_op_run — run op on the conn at stack index 1 with progress arg. */
 GLR_INTERNAL int conn_op_run(lua_State *L, const conn_op *op, lua_KContext arg);
 
@@ -143,6 +177,14 @@ GLR_INTERNAL conn *conn_check(lua_State *L, int idx);
 GLR_INTERNAL void conn_close(lua_State *L, conn *c);
 /* conn_cas_status — move c from `from` to `to`; aborts if illegal. */
 GLR_INTERNAL void conn_cas_status(conn *c, conn_status from, conn_status to);
+/* conn_cas_hs — move c's handshake gate; aborts if illegal. */
+GLR_INTERNAL void conn_cas_hs(conn *c, conn_hs_status from, conn_hs_status to);
+/* conn_settransport — glr_conn_settransport on a checked conn */
+GLR_INTERNAL int conn_settransport(conn *c, const conn_transport *tp, void *data);
+/* conn_stream_check — the stream conn at idx, else a type error */
+GLR_INTERNAL conn_stream *conn_stream_check(lua_State *L, int idx);
+/* conn_stream_method — add method f as name to the stream conn class */
+GLR_INTERNAL void conn_stream_method(lua_State *L, const char *name, lua_CFunction f);
 GLR_INTERNAL int conn_push_fail(lua_State *L, const char *msg);
 GLR_INTERNAL int64_t conn_op_deadline(conn *c);
 /* the methods every class shares (close, settimeout, deadlines, addresses) */

@@ -22,6 +22,10 @@
 #define ERRSTR_TOOLONG "line too long"
 #define ERRSTR_NOMEM "not enough memory"
 #define ERRSTR_TRUNCATED "truncated"
+#define ERRSTR_TLS_HANDSHAKE "tls handshake failed" /* ": detail" follows */
+#define ERRSTR_TLS_VERIFY "certificate verify failed" /* ": detail" follows */
+#define ERRSTR_TLS "tls error" /* after the handshake; ": detail" follows */
+#define ERRSTR_CANCELLED "cancelled"
 
 static inline const char *errstr_of(int e) {
   switch (e) {

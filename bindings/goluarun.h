@@ -182,6 +182,57 @@ GLR_API int glr_nprocs(lua_State *L);
 ** (returns 2). */
 GLR_API int glr_conn_wrap(lua_State *L, int fd, const char *kind);
 
+/* Transports — how a connection moves its bytes. Every conn starts on the
+** plain socket transport; glr_conn_settransport puts a library that speaks
+** "want read / want write" (TLS, compression, a framing layer) between the
+** conn's operations and its fd, and every conn method (all read forms,
+** write, timeouts, deadlines, close from another goroutine, closewrite,
+** go.spawn) then runs through it: the runtime parks the goroutine in the
+** direction a call asks for and calls it again on the edge. The runtime's
+** own TLS (bindings/tls.c) is such a transport.
+**
+** Each function gets the conn's `data` and its pollDesc; it moves bytes with
+** glr_read / glr_writev on that pd (so the fault-injection switch applies)
+** and returns bytes (read: 0 is EOF), -errno, GLR_WANT_READ / GLR_WANT_WRITE
+** (park until the fd is readable / writable, then call again with the same
+** arguments: a read may want writability and a write readability), or
+** GLR_FAILED (the transport's own error: errmsg(data) is the message the
+** operation returns). Calls are never concurrent: one goroutine at a time
+** per direction, and the runtime makes a read that wants writability (or the
+** reverse) take the other direction's lock first, so at most one goroutine
+** waits on each direction of the pd. The handshake runs before the first
+** operation in either direction, driven by exactly one goroutine while the
+** others wait for it; its failure is final (every later operation fails
+** with errmsg). All on the VM's thread. */
+enum { GLR_WANT_READ = -0x10001, GLR_WANT_WRITE = -0x10002, GLR_FAILED = -0x10003 };
+typedef struct glr_transport {
+  ssize_t (*read)(lua_State *L, void *data, glr_pd *pd, void *buf, size_t n);
+  ssize_t (*writev)(lua_State *L, void *data, glr_pd *pd, struct iovec *iov, int cnt);
+  /* closewrite — end the sending direction (conn:closewrite); 0 when done.
+  ** NULL: shutdown(fd, SHUT_WR). */
+  int (*closewrite)(lua_State *L, void *data, glr_pd *pd);
+  /* handshake — one attempt; 0 when complete. NULL: none. */
+  int (*handshake)(lua_State *L, void *data, glr_pd *pd);
+  /* errmsg — the message of the last GLR_FAILED; stays valid until close */
+  const char *(*errmsg)(void *data);
+  /* moved — the conn moved to the VM of L (go.spawn) and now has pd; data
+  ** moved with it (it is used by one thread at a time). NULL: a conn on
+  ** this transport cannot move (go.spawn raises). */
+  void (*moved)(lua_State *L, void *data, glr_pd *pd);
+  /* close — free data; best effort only (nothing may wait). The runtime
+  ** closes the fd afterwards. */
+  void (*close)(lua_State *L, void *data, glr_pd *pd);
+} glr_transport;
+
+/* glr_conn_settransport — installs tp with data on the stream conn at idx
+** (tp must stay valid for the conn's life: a static). On success (0) the
+** conn owns data and calls tp->close at the end; the handshake, if tp has
+** one, runs on the next operation (or `conn:handshake()`). Fails without
+** touching the conn: -EBADF (closed), -EBUSY (an operation is in progress,
+** or bytes the old transport read are still buffered: they would bypass the
+** new one). Raises if idx is not a stream conn. */
+GLR_API int glr_conn_settransport(lua_State *L, int idx, const glr_transport *tp, void *data);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,7 +1,8 @@
 /*
 ** lnet.c — the `net` module: net.dial, net.listen and the listener class,
 ** net.lookup glue (host names resolve on the worker pool, lookup.c), and
-** net.serve (in Lua). Connections are conn.c's; UDP sockets ludp.c's.
+** net.serve (in Lua). Connections are conn.c's; UDP sockets ludp.c's; TLS
+** (dial's tls option, listen's, ln:settls) tls.c's.
 **
 ** Invariants: as conn.h (owner M only). A listener's accepts run the conn
 ** operation skeleton on its read side; under fd exhaustion it backs off
@@ -32,9 +33,11 @@
 #include "lookup.h"
 #include "ludp.h"
 #include "netaddr.h"
+#include "tls.h"
 
 #define LISTENER_MT "goluarun.listener"
 static const char LISTENER_KEY = 'l';
+static const char DIALOPTS_KEY = 'o'; /* marks net.dial's own copy of opts */
 #define BACKOFF_MIN_NS (5 * INT64_C(1000000))
 #define BACKOFF_MAX_NS (1000 * INT64_C(1000000))
 
@@ -44,6 +47,7 @@ typedef struct listener {
   int64_t backoff;         /* accept back-off under fd exhaustion */
   glr_shutdown_hook cl;    /* graceful shutdown closes it */
   char *unixpath;          /* path to unlink (if still ours), or NULL */
+  tls_config *tls;         /* a ref: accepted conns speak TLS; or NULL */
   dev_t dev;
   ino_t ino;
 } listener;
@@ -99,6 +103,53 @@ static int dial_fail(lua_State *L, conn *c, int e) {
   return 2;
 }
 
+/* dial_opts — net.dial(addr, {timeout =, tls =}): a private copy of the
+** options, made at the first call (before a host name is resolved, which
+** replaces index 1), that also keeps the address as dialled and its host
+** part (the default TLS server name). Returns the timeout, < 0 none. */
+static double dial_opts(lua_State *L) {
+  if (lua_isnoneornil(L, 2)) return -1;
+  if (!lua_istable(L, 2)) return args_seconds(L, 2);
+  if (lua_rawgetp(L, 2, &DIALOPTS_KEY) == LUA_TNIL) {
+    lua_createtable(L, 0, 5);
+    lua_getfield(L, 2, "timeout");
+    if (!lua_isnil(L, -1)) args_seconds(L, lua_gettop(L));
+    lua_setfield(L, -2, "timeout");
+    lua_getfield(L, 2, "tls");
+    if (lua_toboolean(L, -1)) tls_config_get(L, -1, false); /* a bad config raises now */
+    lua_setfield(L, -2, "tls");
+    const char *a = lua_tostring(L, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "addr");
+    if (*a == '[') lua_pushlstring(L, a + 1, strcspn(a + 1, "]"));
+    else if (strncmp(a, "unix:", 5) == 0) lua_pushnil(L);
+    else if (*a == ':') lua_pushliteral(L, "127.0.0.1");
+    else lua_pushlstring(L, a, (size_t)(strrchr(a, ':') - a));
+    lua_setfield(L, -2, "host");
+    lua_pushboolean(L, 1);
+    lua_rawsetp(L, -2, &DIALOPTS_KEY);
+    lua_replace(L, 2);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, 2, "timeout");
+  double t = lua_isnil(L, -1) ? -1 : lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return t;
+}
+
+/* dial_done — connected: the conn at cidx, or its TLS handshake first */
+static int dial_done(lua_State *L, int cidx) {
+  if (!lua_istable(L, 2)) return lua_pushvalue(L, cidx), 1;
+  lua_getfield(L, 2, "tls");
+  if (!lua_toboolean(L, -1)) return lua_pushvalue(L, cidx), 1;
+  tls_config *cfg = tls_config_get(L, -1, false);
+  lua_getfield(L, 2, "addr");
+  lua_getfield(L, 2, "host");
+  conn *c = lua_touserdata(L, cidx);
+  return tls_dial(L, cidx, cfg, lua_tostring(L, -2), lua_tostring(L, -1),
+                  c->side[CONN_DIR_W].deadline);
+}
+
 static int dial_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
@@ -121,15 +172,15 @@ static int dial_k(lua_State *L, int status, lua_KContext ctx) {
   if (err) return dial_fail(L, c, err);
   if (self_connected(c->fd)) return dial_fail(L, c, ECONNREFUSED);
   lua_settop(L, 3);
-  return 1;
+  return dial_done(L, 3);
 }
 
 static int n_dial(lua_State *L) {
   netaddr a;
   int st;
   netaddr_check(L, 1, false, &a, &st);
-  double timeout = lua_isnoneornil(L, 2) ? -1 : args_seconds(L, 2);
   lua_settop(L, 2);
+  double timeout = dial_opts(L);
   if (st == ADDR_NOHOST) return resolve_then(L, n_dial);
   int fd = netaddr_socket(a.family, SOCK_STREAM);
   if (fd < 0) return conn_push_fail(L, errstr_of(errno));
@@ -140,7 +191,7 @@ static int n_dial(lua_State *L) {
   do r = connect(fd, (struct sockaddr *)&a.ss, a.len);
   while (r < 0 && errno == EINTR);
   if (r < 0 && errno != EINPROGRESS) return dial_fail(L, c, errno);
-  if (r == 0 && !self_connected(fd)) return 1;
+  if (r == 0 && !self_connected(fd)) return dial_done(L, 3);
   int e = glr_waitfd(L, c->pd, GLR_WRITE, c->side[CONN_DIR_W].deadline, 0, dial_k);
   return e >= 0 ? e : dial_fail(L, c, -e);
 }
@@ -158,6 +209,8 @@ static void listener_closing(lua_State *L, conn *c) {
 
 static void listener_destroyed(conn *c) {
   listener *l = (listener *)c;
+  tls_config_unref(l->tls);
+  l->tls = NULL;
   if (!l->unixpath) return;
   struct stat st;
   if (stat(l->unixpath, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
@@ -209,12 +262,15 @@ static int n_listen(lua_State *L) {
   if (st == ADDR_NOHOST) return resolve_then(L, n_listen);
   int backlog = SOMAXCONN;
   bool reuseport = false;
+  tls_config *tls = NULL;
   if (lua_istable(L, 2)) {
     lua_getfield(L, 2, "backlog");
     backlog = (int)luaL_optinteger(L, -1, SOMAXCONN);
     lua_getfield(L, 2, "reuseport");
     reuseport = lua_toboolean(L, -1);
-    lua_pop(L, 2);
+    lua_getfield(L, 2, "tls");
+    if (!lua_isnil(L, -1)) tls = tls_config_get(L, -1, true); /* raises before any socket */
+    lua_pop(L, 3);
   }
   if (a.family == AF_UNIX) {
     int e = prepare_unix(&a);
@@ -226,6 +282,8 @@ static int n_listen(lua_State *L) {
   if (e < 0) return listen_fail(L, fd, -e, s);
   listener *l = (listener *)conn_new(L, sizeof *l, fd, CONN_LISTENER, &LISTENER_KEY);
   l->accepted_kind = a.family == AF_UNIX ? CONN_UNIX : CONN_TCP;
+  if (tls) tls_config_ref(tls);
+  l->tls = tls;
   if (a.family == AF_UNIX) {
     const char *path = ((struct sockaddr_un *)&a.ss)->sun_path;
     struct stat stt;
@@ -264,7 +322,12 @@ static int accept_try(lua_State *L, conn *c, conn_side *s) {
   int fd = glr_accept(L, c->pd, NULL, NULL);
   if (fd >= 0) {
     l->backoff = 0;
-    conn_push(L, fd, l->accepted_kind);
+    conn *nc = &conn_push(L, fd, l->accepted_kind)->c;
+    if (l->tls && tls_accept(L, nc, l->tls) < 0) {
+      conn_close(L, nc);
+      lua_pop(L, 1);
+      return accept_backoff(l, s, ENOMEM);
+    }
     return 1;
   }
   int e = -fd;
@@ -295,6 +358,17 @@ static int l_accept(lua_State *L) {
   return conn_op_run(L, &accept_op, 0);
 }
 
+/* ln:settls(T) — handshakes from now on use T; live conns keep theirs */
+static int l_settls(lua_State *L) {
+  listener *l = class_check(L, 1, &LISTENER_KEY, LISTENER_MT);
+  tls_config *cfg = tls_config_get(L, 2, true);
+  tls_config_ref(cfg);
+  tls_config_unref(l->tls);
+  l->tls = cfg;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* ---------- net.serve: in Lua (lua/goluarun/serve.lua) ---------- */
 
 /* a tail call, so error levels in goluarun.serve point at net.serve's caller */
@@ -306,7 +380,7 @@ static const char serve_src[] =
 static const luaL_Reg listener_methods[] = {
     {"accept", l_accept},     {"close", conn_m_close}, {"addr", conn_m_localaddr},
     {"settimeout", conn_m_settimeout}, {"setdeadline", conn_m_setreaddeadline},
-    {"fd", conn_m_fd},        {NULL, NULL}};
+    {"fd", conn_m_fd},        {"settls", l_settls}, {NULL, NULL}};
 
 static const luaL_Reg net_funcs[] = {
     {"dial", n_dial}, {"listen", n_listen}, {"udp", ludp_new},
@@ -314,6 +388,7 @@ static const luaL_Reg net_funcs[] = {
 
 int luaopen_net(lua_State *L) {
   conn_open(L);
+  tls_open(L);
   conn_defclass(L, &LISTENER_KEY, LISTENER_MT, listener_methods, &listener_class,
                 &conn_vcopy_stays);
   ludp_open(L);

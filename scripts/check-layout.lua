@@ -16,7 +16,7 @@ local FLOORS = {
   [0] = { "runtime/*" },
   [1] = { "bindings/goluarun.h", "bindings/glr_api.c", "bindings/args.h", "bindings/classes.*",
           "bindings/netaddr.*", "bindings/vcopy.*", "bindings/errstr.h" },
-  [2] = { "bindings/conn.*", "bindings/gohandle.*" },
+  [2] = { "bindings/conn.*", "bindings/gohandle.*", "bindings/tls.*" },
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
           "bindings/lspawn.*", "bindings/lookup.*", "bindings/lstdio.*", "bindings/lcoro.*",
           "bindings/lshared.*", "bindings/bindings.h" },
