@@ -253,9 +253,12 @@ describe("our client against servers it must not trust", function()
         assert.is_nil(c, "dial succeeded")
         H.assert_err(err, "certificate verify failed")
         assert.truthy(err:lower():match(detail), "detail does not say '" .. detail .. "': " .. err)
-        -- the same server with verification off
-        t.verify = false
-        local c2, err2 = net.dial(host .. ":" .. srv.port, opts)
+        -- the same server with verification off (a new config table: a
+        -- config may be compiled once per table)
+        local t2 = { verify = false }
+        for k, v in pairs(t) do t2[k] = v end
+        t2.verify = false
+        local c2, err2 = net.dial(host .. ":" .. srv.port, { timeout = opts.timeout, tls = t2 })
         assert.truthy(c2, "verify = false: " .. tostring(err2))
         c2:settimeout(H.scale(10, 30))
         assert(c2:write("ok\n"))
@@ -389,29 +392,38 @@ describe("a handshake flood", function()
         assert(e ~= "a line" and not H.is_err(e, "timeout"), "flood conn ended with " .. e)
       end
       ln:close()
+      started, ended, ports = nil, nil, nil
       return worst, served, peak
     end
 
-    -- round 1 warms the allocator; round 2 must not grow memory
+    -- Memory: the allocator's arenas grow over the first rounds and then
+    -- level off (measured: +18, +6, +1.6, +0.5 MiB at 2,000), while a leak
+    -- of one SSL object per conn would add > 12 MiB every round. So rounds
+    -- go on until one grows RSS by less than `calm`; five that all grow
+    -- more is a leak. fds, pollDescs and goroutines must be back after each.
+    local calm = H.scale(3 * 1024, 512)
     local fds, pds, gs = H.nfds(), P.polldescs(), P.goroutines()
-    round()
-    full_gc()
-    local rss1, lua1 = P.rss_kib(), collectgarbage("count")
-    local worst, served, peak = round()
-    assert(H.wait_until(function()
+    local rss0, lua0 = P.rss_kib(), collectgarbage("count")
+    local rss, lua, report = { rss0 }, nil, {}
+    for k = 1, 5 do
+      local worst, served, peak = round()
+      assert(H.wait_until(function()
+        full_gc()
+        return H.nfds() <= fds and P.polldescs() <= pds and P.goroutines() <= gs
+      end, 20), string.format("round %d left behind: fds %d -> %d, polldescs %d -> %d,"
+        .. " goroutines %d -> %d", k, fds, H.nfds(), pds, P.polldescs(), gs, P.goroutines()))
+      assert.is_true(worst < H.scale(5, 20), "a good client waited " .. worst .. " s")
       full_gc()
-      return H.nfds() <= fds and P.polldescs() <= pds and P.goroutines() <= gs
-    end, 20), string.format("left behind: fds %d -> %d, polldescs %d -> %d, goroutines %d -> %d",
-      fds, H.nfds(), pds, P.polldescs(), gs, P.goroutines()))
-    local rss2, lua2 = P.rss_kib(), collectgarbage("count")
-    local grew = rss2 - rss1
-    print(string.format("\nflood of %d: %d good clients served during it, worst %.3f s; RSS %d KiB"
-      .. " after round 1, peak %d, %d after round 2; Lua heap %+.0f KiB", n, served, worst,
-      rss1, peak, rss2, lua2 - lua1))
-    assert.is_true(worst < H.scale(5, 20), "a good client waited " .. worst .. " s")
-    -- a leak of one SSL object per flood conn would be > 12 MiB at 2,000
-    assert.is_true(grew < H.scale(10 * 1024, 4 * 1024),
-      "RSS grew by " .. grew .. " KiB in a second flood of " .. n)
-    assert.is_true(lua2 - lua1 < 2048, "Lua heap grew by " .. (lua2 - lua1) .. " KiB")
+      rss[k + 1], lua = P.rss_kib(), collectgarbage("count")
+      report[#report + 1] = string.format("round %d: %d good clients served, worst %.3f s,"
+        .. " peak RSS %d KiB (%.1f KiB per flood conn), after %d KiB (%+d)", k, served, worst,
+        peak, (peak - rss0) / n, rss[k + 1], rss[k + 1] - rss[k])
+      if k >= 2 and rss[k + 1] - rss[k] < calm then break end
+    end
+    print("\nflood of " .. n .. ": " .. table.concat(report, "\n  "))
+    local last = rss[#rss] - rss[#rss - 1]
+    assert.is_true(last < calm, "RSS still grows by " .. last
+      .. " KiB per flood of " .. n .. " after " .. (#rss - 1) .. " rounds:\n" .. table.concat(report, "\n"))
+    assert.is_true(lua - lua0 < 2048, "Lua heap grew by " .. (lua - lua0) .. " KiB")
   end)
 end)

@@ -77,15 +77,30 @@ describe("our client against openssl s_server", function()
     end)
   end)
 
-  it("verifies an IP literal against the certificate's IP SANs", function()
-    local srv = P.s_server(pki, { "-rev" })
+  it("verifies an IP literal against the IP SANs and sends no SNI for it", function()
+    local srv = P.s_server(pki, { "-rev", "-tlsextdebug" })
     finally(function() srv:stop() end)
+    local function sni_sent()
+      local _, k = srv:output():gsub('extension "server name"', "")
+      return k
+    end
     H.no_fd_leak(function()
       local c, err = dial(srv.addr)
       assert.truthy(c, "dial: " .. tostring(err))
-      assert.is_nil(c:tlsinfo().servername) -- an IP literal sends no SNI
       assert.is_true(c:tlsinfo().peer.verified)
+      c:settimeout(H.scale(10, 30))
+      assert(c:write("ip\n"))
+      assert.are.equal("pi", c:read("l"))
       c:close()
+      -- s_server has printed that ClientHello's extensions: no SNI
+      assert.are.equal(0, sni_sent(), srv:output())
+      local c2, err2 = dial("localhost:" .. srv.port)
+      assert.truthy(c2, "dial: " .. tostring(err2))
+      c2:settimeout(H.scale(10, 30))
+      assert(c2:write("name\n"))
+      assert.are.equal("eman", c2:read("l"))
+      c2:close()
+      assert.are.equal(1, sni_sent(), srv:output())
     end)
   end)
 
