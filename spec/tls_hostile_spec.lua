@@ -93,7 +93,10 @@ describe("hostile clients against our TLS server", function()
       local good = assert(dial_tls("localhost:" .. port))
       good:settimeout(H.scale(10, 30))
       local bad = assert(net.dial("127.0.0.1:" .. port, 5))
-      assert(bad:write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+      -- the server may give up after the first bytes and reset the rest
+      -- (mockeagain writes one byte at a time)
+      local wn, werr = bad:write("GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+      if not wn then H.assert_err(werr, { "connection reset", "broken pipe" }) end
       bad:settimeout(H.scale(10, 30))
       local all, berr, partial = bad:read("a")
       local r = P.recv(results, 10, "server result")

@@ -431,6 +431,38 @@ describe("openssl s_client against our server", function()
 end)
 
 ---------------------------------------------------------------------------
+describe("RSA 2048 certificates", function()
+  it("our client with s_server, and s_client with our server", function()
+    local rsa = P.pki("rsa")
+    local srv = P.s_server(rsa, { "-rev" })
+    finally(function() srv:stop() end)
+    H.no_fd_leak(function()
+      local c, err = net.dial("localhost:" .. srv.port,
+        { timeout = H.scale(10, 30), tls = { ca = rsa.ca } })
+      assert.truthy(c, "dial: " .. tostring(err))
+      c:settimeout(H.scale(10, 30))
+      assert(c:write("rsa\n"))
+      assert.are.equal("asr", c:read("l"))
+      assert.is_true(c:tlsinfo().peer.verified)
+      c:close()
+
+      local results = go.chan(8)
+      local ln, port = line_server(P.server_tls(rsa), results)
+      for _, v in ipairs({ {}, { "-tls1_2" } }) do
+        local args = { "-CAfile", rsa.ca, "-verify_return_error", "-ign_eof" }
+        for _, a in ipairs(v) do args[#args + 1] = a end
+        local out = P.s_client(port, args, "rsa\n")
+        local r = P.recv(results, 10, "server result")
+        assert.matches("Verify return code: 0 %(ok%)", out)
+        assert.matches("reply:rsa", out)
+        assert.are.equal(v[1] and "TLSv1.2" or "TLSv1.3", r.info.version)
+      end
+      ln:close()
+    end)
+  end)
+end)
+
+---------------------------------------------------------------------------
 describe("curl against goluarun.http over net.serve with tls", function()
   local ln, port, base, resolve
   local alpns = {}
