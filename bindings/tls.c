@@ -159,11 +159,14 @@ static int sni_select(SSL *ssl, int *al, void *arg) {
 
 static int new_session(SSL *ssl, SSL_SESSION *sess);
 
-/* ctx_new — an SSL_CTX with the table's common fields (not cert/key) */
-static SSL_CTX *ctx_new(lua_State *L, int idx, tls_config *cfg) {
+/* ctx_new — an SSL_CTX with the table's common fields (not cert/key),
+** stored in *slot at once (the config frees it if a later step raises) */
+static SSL_CTX *ctx_new(lua_State *L, int idx, tls_config *cfg, SSL_CTX **slot) {
+  int minv = min_version(L, idx);
   SSL_CTX *ctx = SSL_CTX_new(cfg->server ? TLS_server_method() : TLS_client_method());
   if (!ctx) luaL_error(L, "tls: %s", ssl_reason("cannot create a context"));
-  SSL_CTX_set_min_proto_version(ctx, min_version(L, idx));
+  *slot = ctx;
+  SSL_CTX_set_min_proto_version(ctx, minv);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
                                SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
@@ -244,10 +247,9 @@ static void parse_sni(lua_State *L, int idx, tls_config *cfg) {
     if (lua_type(L, -2) != LUA_TSTRING || !lua_istable(L, -1))
       luaL_error(L, "tls.sni: a map of name -> {cert =, key =}");
     if (cfg->nsni == MAX_SNI) luaL_error(L, "tls.sni: at most %d names", MAX_SNI);
-    sni_entry *e = &cfg->sni[cfg->nsni];
-    e->ctx = ctx_new(L, idx, cfg);
+    sni_entry *e = &cfg->sni[cfg->nsni++]; /* counted at once: the box frees a partial config */
     e->name = strdup(lua_tostring(L, -2));
-    cfg->nsni++; /* counted at once: the box frees a partial config */
+    ctx_new(L, idx, cfg, &e->ctx);
     if (!e->name) luaL_error(L, "not enough memory");
     load_pair(L, e->ctx, opt_string(L, -1, "cert"), opt_string(L, -1, "key"));
     lua_pop(L, 1);
@@ -261,7 +263,7 @@ static void cfg_build(lua_State *L, int idx, tls_config *cfg) {
   luaL_checkstack(L, 10, NULL);
   parse_verify(L, idx, cfg);
   parse_alpn(L, idx, cfg);
-  cfg->ctx = ctx_new(L, idx, cfg);
+  ctx_new(L, idx, cfg, &cfg->ctx);
   const char *cert = opt_string(L, idx, "cert"), *key = opt_string(L, idx, "key");
   if (cfg->server && (!cert || !key))
     luaL_error(L, "tls: cert and key are required on the server side");

@@ -71,10 +71,10 @@ function M.run(spec, conn, path, cpath)
 end
 
 -- acceptor: accept = "every" on one more P, until `stop` closes
-function M.acceptor(addr, spec, path, cpath, backlog, stop)
+function M.acceptor(addr, spec, path, cpath, backlog, stop, tls)
   local go, net = require "go", require "net"
   local f = handler(spec, path, cpath)
-  local ln = assert(net.listen(addr, { reuseport = true, backlog = backlog }))
+  local ln = assert(net.listen(addr, { reuseport = true, backlog = backlog, tls = tls }))
   go(function()
     stop:recv()
     ln:close()
@@ -83,13 +83,13 @@ function M.acceptor(addr, spec, path, cpath, backlog, stop)
 end
 
 -- every: the caller's side of accept = "every"
-local function every(ln, spec, path, cpath, backlog)
+local function every(ln, spec, path, cpath, backlog, tls)
   local go = require "go"
   local stop = go.sharedchan()
   local addr = ln:addr()
   for p = 0, go.nprocs() - 1 do
     if p ~= go.procid() then
-      go.spawn_on(p, "goluarun.serve:acceptor", addr, spec, path, cpath, backlog, stop)
+      go.spawn_on(p, "goluarun.serve:acceptor", addr, spec, path, cpath, backlog, stop, tls)
     end
   end
   local f = handler(spec, path, cpath)
@@ -124,13 +124,14 @@ function M.serve(addr, h, opts)
     error('net.serve: opts.accept must be "every" or "one"', 2)
   end
   local backlog = type(opts) == "table" and opts.backlog or nil
+  local tls = type(opts) == "table" and opts.tls or nil
   local each = portable and accept == "every" and not tostring(addr):match("^unix:")
-  if each then opts = { backlog = backlog, reuseport = true } end
+  if each then opts = { backlog = backlog, reuseport = true, tls = tls } end
   local ln, err = net.listen(addr, opts)
   if not ln then return nil, err end
   local path, cpath = package.path, package.cpath
   if each then
-    every(ln, h, path, cpath, backlog)
+    every(ln, h, path, cpath, backlog, tls)
   elseif portable then
     go(accept_loop, ln, function(c) go.spawn("goluarun.serve:run", h, c, path, cpath) end)
   else
