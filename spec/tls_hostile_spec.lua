@@ -403,7 +403,9 @@ describe("a handshake flood", function()
     -- level off (measured: +18, +6, +1.6, +0.5 MiB at 2,000), while a leak
     -- of one SSL object per conn would add > 12 MiB every round. So rounds
     -- go on until one grows RSS by less than `calm`; five that all grow
-    -- more is a leak. fds, pollDescs and goroutines must be back after each.
+    -- more is a leak (not checked under ASan: its quarantine holds freed
+    -- memory; LeakSanitizer checks at exit). fds, pollDescs and goroutines
+    -- must be back after each.
     local calm = H.scale(3 * 1024, 512)
     local fds, pds, gs = H.nfds(), P.polldescs(), P.goroutines()
     local rss0, lua0 = P.rss_kib(), collectgarbage("count")
@@ -425,7 +427,7 @@ describe("a handshake flood", function()
     end
     print("\nflood of " .. n .. ": " .. table.concat(report, "\n  "))
     local last = rss[#rss] - rss[#rss - 1]
-    assert.is_true(last < calm, "RSS still grows by " .. last
+    assert.is_true(P.asan() or last < calm, "RSS still grows by " .. last
       .. " KiB per flood of " .. n .. " after " .. (#rss - 1) .. " rounds:\n" .. table.concat(report, "\n"))
     assert.is_true(lua - lua0 < 2048, "Lua heap grew by " .. (lua - lua0) .. " KiB")
   end)
