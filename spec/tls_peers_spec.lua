@@ -257,11 +257,12 @@ describe("openssl s_client against our server", function()
     end)
   end)
 
-  it("chooses the certificate by SNI (sni map), default for other names", function()
+  it("chooses the certificate by SNI (sni map, '*.domain' too), default for other names", function()
     H.no_fd_leak(function()
       local results = go.chan(8)
+      local other = { cert = pki.other_cert, key = pki.other_key }
       local ln, port = line_server(P.server_tls(pki, {
-        sni = { ["other.test"] = { cert = pki.other_cert, key = pki.other_key } },
+        sni = { ["other.test"] = other, ["*.other.test"] = other },
       }), results)
       local out = P.s_client(port, s_client_args({ "-servername", "other.test",
         "-verify_hostname", "other.test" }), "sni\n")
@@ -270,6 +271,13 @@ describe("openssl s_client against our server", function()
       assert.matches("Verify return code: 0 %(ok%)", out)
       assert.matches("reply:sni", out)
       assert.are.equal("other.test", r.info.servername)
+
+      local outw = P.s_client(port, s_client_args({ "-servername", "api.other.test",
+        "-verify_hostname", "api.other.test" }), "w\n")
+      local rw = P.recv(results, 10, "server result")
+      assert.matches("subject=CN = other%.test", outw)
+      assert.matches("Verify return code: 0 %(ok%)", outw)
+      assert.are.equal("api.other.test", rw.info.servername)
 
       local out2 = P.s_client(port, s_client_args({ "-servername", "nomatch.test" }), "d\n")
       local r2 = P.recv(results, 10, "server result")
