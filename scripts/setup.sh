@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted
-      procps coreutils openssl libssl-dev python3
+      procps coreutils openssl libssl-dev python3 wrk
       curl netcat-openbsd redis-tools)   # real clients the specs drive
 missing=()
 for p in "${PKGS[@]}"; do
