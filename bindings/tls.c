@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <errno.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -526,8 +527,19 @@ static void call_begin(tls_state *t, lua_State *L, glr_pd *pd) {
   ERR_clear_error();
 }
 
+/* awaiting_hello — a server's handshake starts only once the client has
+** sent something: before that, OpenSSL would set up its buffers for nothing
+** (a flood of silent connections cost about 46 KiB each; nginx peeks too) */
+static bool awaiting_hello(tls_state *t, glr_pd *pd) {
+  if (!SSL_is_server(t->ssl) || !SSL_in_before(t->ssl)) return false;
+  char b;
+  ssize_t r = recv(glr_pd_fd(pd), &b, 1, MSG_PEEK);
+  return r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 static int tp_handshake(lua_State *L, void *data, glr_pd *pd) {
   tls_state *t = data;
+  if (awaiting_hello(t, pd)) return GLR_WANT_READ;
   call_begin(t, L, pd);
   int r = SSL_do_handshake(t->ssl);
   return r == 1 ? 0 : result(t, r, true);
