@@ -6,6 +6,7 @@
 ** lifetimes and resumes goroutine threads. */
 #include "sched.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -248,7 +249,9 @@ static void execute(P *p, G *g) {
   atomic_store_explicit(&p->curL, g->L, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst);
   atomic_store_explicit(&p->running, true, memory_order_relaxed);
+  p->mem.enforcing = true; /* past GOLUA_MEMLIMIT, the goroutine's allocations fail */
   int st = lua_resume(g->L, p->L, nargs, &nres);
+  p->mem.enforcing = false;
   atomic_store_explicit(&p->running, false, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst); /* from here SIGURG is ignored */
   preempt_clear(p);
@@ -301,6 +304,49 @@ static bool check_quiescent(rt *r) {
   return true;
 }
 
+/* ---------- memory ---------- */
+
+/* an idle P collects once its VM passes 1.5 times its size after the last
+** full GC plus this; a collection that freed this much is given back to
+** the system (malloc_trim: glibc keeps freed heap pages otherwise) */
+#define IDLE_GC_SLACK_KB (16 * 1024)
+#define TRIM_KB (16 * 1024)
+
+static int64_t vm_kb(P *p) { return lua_gc(p->L, LUA_GCCOUNT); }
+
+/* sched_collect — a full GC of p's VM, on its M outside any goroutine
+** (finalizers may make goroutines runnable: the caller's round goes on) */
+static void sched_collect(P *p) {
+  atomic_store_explicit(&p->gc_req, false, memory_order_relaxed);
+  int64_t before = vm_kb(p);
+  lua_gc(p->L, LUA_GCCOLLECT);
+  int64_t after = vm_kb(p);
+  memlimit_flush(&p->mem);
+  memlimit_collected();
+  p->gc_idle_kb = after + after / 2 + IDLE_GC_SLACK_KB;
+  if (before - after >= TRIM_KB) malloc_trim(0);
+}
+
+/* idle_collect — before sleeping: a VM that grew since its last full GC
+** is collected, so the memory of finished work goes back to the system
+** even when nothing allocates again to drive Lua's own collector */
+static bool idle_collect(P *p) {
+  if (vm_kb(p) <= p->gc_idle_kb) return false;
+  sched_collect(p);
+  return true;
+}
+
+/* request_gc — memlimit's hook (any M): every P collects at its next round */
+static void request_gc(void *ud) {
+  rt *r = ud;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i]; /* NULL while rt_new is still creating it */
+    if (!p) continue;
+    atomic_store(&p->gc_req, true);
+    if (atomic_load(&p->sleeping)) netpoll_break(p);
+  }
+}
+
 /* ---------- the scheduling loop ---------- */
 
 void sched_publish(P *p) {
@@ -326,7 +372,7 @@ static void block_in_netpoll(P *p) {
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
       !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
-      !steal_pending(r)) {
+      !atomic_load(&p->gc_req) && !steal_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
@@ -361,6 +407,7 @@ static G *find_runnable(P *p) {
     if (p->id == 0 && atomic_load(&r->signal_pending)) signal_handle(p);
     if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
     if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
+    if (atomic_load_explicit(&p->gc_req, memory_order_relaxed)) sched_collect(p);
     /* the clock only when timers are pending, every 61st round, or when
     ** sysmon saw this P go FORCED_POLL_NS without polling */
     bool tick61 = ++p->schedtick % 61 == 0;
@@ -380,6 +427,7 @@ static G *find_runnable(P *p) {
       continue;
     }
     if (check_quiescent(r)) continue;
+    if (idle_collect(p)) continue;
     block_in_netpoll(p);
   }
 }
@@ -424,8 +472,12 @@ static P *p_new(rt *r, int id) {
   if (netpoll_init(p) < 0) rt_throw("netpoll: cannot create epoll/eventfd");
   p->L = luaL_newstate();
   if (!p->L) rt_throw("cannot create Lua state");
+  /* from now on the VM's memory is counted (its first bytes adopted) */
+  lua_setallocf(p->L, memlimit_alloc, &p->mem);
+  memlimit_adopt(&p->mem, vm_kb(p) * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
   *tagslot(p->L) = &p->tag;
   r->open_vm(p->L, p, r->open_vm_ud);
+  p->gc_idle_kb = vm_kb(p) * 3 / 2 + IDLE_GC_SLACK_KB;
   atomic_store_explicit(&p->lastpoll, mono_now(), memory_order_relaxed);
   return p;
 }
@@ -441,6 +493,7 @@ rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
   sysmon_init(r);
   pgq_init(&r->global);
   r->start_ns = mono_now();
+  memlimit_setup(cfg->memlimit, request_gc, r);
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
   for (int i = 0; i < nprocs; i++) r->ps[i] = p_new(r, i);
   handoff_init(r);

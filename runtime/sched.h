@@ -34,6 +34,7 @@
 #include "chan.h"
 #include "common.h"
 #include "config.h"
+#include "memlimit.h"
 #include "pgq.h"
 #include "runq.h"
 #include "timer.h"
@@ -133,6 +134,12 @@ struct P {
   M *hwaiters;            /* guarded by hlock: Ms waiting for this P */
   _Atomic int nhwaiters;  /* atomic: length of hwaiters */
   struct lua_State *L;    /* the VM; owner M only */
+  memvm mem;              /* owner M only: the VM's allocator state (memlimit.h) */
+  _Atomic bool gc_req;    /* atomic: memory near GOLUA_MEMLIMIT; set by any M
+                          ** (memlimit's hook), cleared by the owner M when it
+                          ** collects its VM fully at its next round */
+  int64_t gc_idle_kb;     /* owner M only: VM size (KiB) past which an idle P
+                          ** collects before sleeping (sched.c, sched_collect) */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
   G *curg;                /* owner M only */
