@@ -55,7 +55,7 @@ void memlimit_collected(void) {
 /* grow_slow — a growth that takes v's pending bytes past a batch: refused
 ** past the limit while a goroutine runs, else done and published */
 static void *grow_slow(memvm *v, void *ptr, size_t nsize, int64_t grow) {
-  if (ml.limit && v->enforcing && memlimit_inuse() + v->delta + grow > ml.limit)
+  if (ml.limit && *v->curg && memlimit_inuse() + v->delta + grow > ml.limit)
     return NULL; /* Lua collects this VM and retries, then raises */
   void *np = realloc(ptr, nsize);
   if (np) {

@@ -15,8 +15,8 @@
 **  - A memvm is one VM's allocator state, the `ud` of memlimit_alloc. Its
 **    fields are its VM's: touched only by the M holding that VM's P, as
 **    every use of the VM is (owner M only). Freeing and shrinking never
-**    fail. Growing fails only past the limit and only while `enforcing`
-**    (sched.c's execute sets it around a goroutine's slice): Lua then
+**    fail. Growing fails only past the limit and only while a goroutine
+**    runs (*curg, the P's p->curg, also right after a hand-off): Lua then
 **    collects that VM fully, retries, and raises "not enough memory" in
 **    the goroutine that asked. The scheduler's own Lua work outside any
 **    goroutine (threads for new goroutines, timer callbacks, portable
@@ -39,9 +39,11 @@
 #define MEMLIMIT_BATCH (64 * 1024)  /* bytes a VM counts before publishing */
 #define MEMLIMIT_SOFT_PCT 90        /* full GCs are asked for past this % */
 
+struct G;
 typedef struct memvm {
-  int64_t delta;   /* owner M only: bytes not yet added to the count */
-  bool enforcing;  /* owner M only: a goroutine runs; growth may fail */
+  int64_t delta;          /* owner M only: bytes not yet added to the count */
+  struct G *const *curg;  /* const: the P's running goroutine (p->curg): when
+                          ** not NULL, growth past the limit fails */
 } memvm;
 
 /* memlimit_hook — called when the count crosses the soft limit (any M). */

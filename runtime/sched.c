@@ -249,9 +249,7 @@ static void execute(P *p, G *g) {
   atomic_store_explicit(&p->curL, g->L, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst);
   atomic_store_explicit(&p->running, true, memory_order_relaxed);
-  p->mem.enforcing = true; /* past GOLUA_MEMLIMIT, the goroutine's allocations fail */
   int st = lua_resume(g->L, p->L, nargs, &nres);
-  p->mem.enforcing = false;
   atomic_store_explicit(&p->running, false, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst); /* from here SIGURG is ignored */
   preempt_clear(p);
@@ -306,10 +304,14 @@ static bool check_quiescent(rt *r) {
 
 /* ---------- memory ---------- */
 
-/* an idle P collects once its VM passes 1.5 times its size after the last
-** full GC plus this; a collection that freed this much is given back to
-** the system (malloc_trim: glibc keeps freed heap pages otherwise) */
+/* an idle P collects its VM once it passes 1.5 times its size after the
+** last full GC plus IDLE_GC_SLACK_KB, or, if it is that big and grew at
+** all, once IDLE_GC_EVERY_NS (and 20 times the last collection's length)
+** passed: what a finished request left may have been live at the last
+** GC. A collection that freed TRIM_KB is given back to the system
+** (malloc_trim: glibc keeps freed heap pages otherwise) */
 #define IDLE_GC_SLACK_KB (16 * 1024)
+#define IDLE_GC_EVERY_NS NS_PER_SEC
 #define TRIM_KB (16 * 1024)
 
 static int64_t vm_kb(P *p) { return lua_gc(p->L, LUA_GCCOUNT); }
@@ -318,12 +320,15 @@ static int64_t vm_kb(P *p) { return lua_gc(p->L, LUA_GCCOUNT); }
 ** (finalizers may make goroutines runnable: the caller's round goes on) */
 static void sched_collect(P *p) {
   atomic_store_explicit(&p->gc_req, false, memory_order_relaxed);
-  int64_t before = vm_kb(p);
+  int64_t before = vm_kb(p), t0 = mono_now();
   lua_gc(p->L, LUA_GCCOLLECT);
-  int64_t after = vm_kb(p);
+  int64_t after = vm_kb(p), t1 = mono_now();
   memlimit_flush(&p->mem);
   memlimit_collected();
+  p->gc_after_kb = after;
   p->gc_idle_kb = after + after / 2 + IDLE_GC_SLACK_KB;
+  int64_t wait = 20 * (t1 - t0);
+  p->gc_idle_at = t1 + (wait > IDLE_GC_EVERY_NS ? wait : IDLE_GC_EVERY_NS);
   if (before - after >= TRIM_KB) malloc_trim(0);
 }
 
@@ -331,7 +336,10 @@ static void sched_collect(P *p) {
 ** is collected, so the memory of finished work goes back to the system
 ** even when nothing allocates again to drive Lua's own collector */
 static bool idle_collect(P *p) {
-  if (vm_kb(p) <= p->gc_idle_kb) return false;
+  int64_t kb = vm_kb(p);
+  bool grown = kb > p->gc_idle_kb;
+  bool stale = kb > p->gc_after_kb && kb >= IDLE_GC_SLACK_KB && mono_now() >= p->gc_idle_at;
+  if (!(grown || stale) || !lua_gc(p->L, LUA_GCISRUNNING)) return false;
   sched_collect(p);
   return true;
 }
@@ -473,11 +481,13 @@ static P *p_new(rt *r, int id) {
   p->L = luaL_newstate();
   if (!p->L) rt_throw("cannot create Lua state");
   /* from now on the VM's memory is counted (its first bytes adopted) */
+  p->mem.curg = &p->curg; /* past GOLUA_MEMLIMIT, a goroutine's growth fails */
   lua_setallocf(p->L, memlimit_alloc, &p->mem);
   memlimit_adopt(&p->mem, vm_kb(p) * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
   *tagslot(p->L) = &p->tag;
   r->open_vm(p->L, p, r->open_vm_ud);
-  p->gc_idle_kb = vm_kb(p) * 3 / 2 + IDLE_GC_SLACK_KB;
+  p->gc_after_kb = vm_kb(p);
+  p->gc_idle_kb = p->gc_after_kb * 3 / 2 + IDLE_GC_SLACK_KB;
   atomic_store_explicit(&p->lastpoll, mono_now(), memory_order_relaxed);
   return p;
 }

@@ -138,8 +138,10 @@ struct P {
   _Atomic bool gc_req;    /* atomic: memory near GOLUA_MEMLIMIT; set by any M
                           ** (memlimit's hook), cleared by the owner M when it
                           ** collects its VM fully at its next round */
-  int64_t gc_idle_kb;     /* owner M only: VM size (KiB) past which an idle P
-                          ** collects before sleeping (sched.c, sched_collect) */
+  int64_t gc_after_kb;    /* owner M only: VM size (KiB) after its last full GC */
+  int64_t gc_idle_kb;     /* owner M only: size past which an idle P collects */
+  int64_t gc_idle_at;     /* owner M only: from when an idle P whose VM grew at
+                          ** all collects (sched.c, idle_collect) */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
   G *curg;                /* owner M only */
