@@ -305,10 +305,10 @@ static bool check_quiescent(rt *r) {
 /* ---------- memory ---------- */
 
 /* an idle P collects its VM once it passes 1.5 times its size after the
-** last full GC plus IDLE_GC_SLACK_KB, or, if it is that big and grew at
-** all, once IDLE_GC_EVERY_NS (and 20 times the last collection's length)
-** passed: what a finished request left may have been live at the last
-** GC. A collection that freed TRIM_KB is given back to the system
+** last full GC plus IDLE_GC_SLACK_KB, or, if it is that big and ran
+** goroutines since, once IDLE_GC_EVERY_NS (and 20 times the last
+** collection's length) passed: what a finished request left may have been
+** live at the last GC, and freeing it allocates nothing that would show. A collection that freed TRIM_KB is given back to the system
 ** (malloc_trim: glibc keeps freed heap pages otherwise) */
 #define IDLE_GC_SLACK_KB (16 * 1024)
 #define IDLE_GC_EVERY_NS NS_PER_SEC
@@ -326,6 +326,7 @@ static void sched_collect(P *p) {
   memlimit_flush(&p->mem);
   memlimit_collected();
   p->gc_after_kb = after;
+  p->gc_exec_seq = atomic_load_explicit(&p->exec_seq, memory_order_relaxed);
   p->gc_idle_kb = after + after / 2 + IDLE_GC_SLACK_KB;
   int64_t wait = 20 * (t1 - t0);
   p->gc_idle_at = t1 + (wait > IDLE_GC_EVERY_NS ? wait : IDLE_GC_EVERY_NS);
@@ -334,12 +335,20 @@ static void sched_collect(P *p) {
 
 /* idle_collect — before sleeping: a VM that grew since its last full GC
 ** is collected, so the memory of finished work goes back to the system
-** even when nothing allocates again to drive Lua's own collector */
+** even when nothing allocates again to drive Lua's own collector. A VM
+** that is only stale too early sets p->gc_wake_at: the P's sleep ends
+** then, to look again (block_in_netpoll) */
 static bool idle_collect(P *p) {
+  p->gc_wake_at = DEADLINE_NONE;
+  if (!lua_gc(p->L, LUA_GCISRUNNING)) return false;
   int64_t kb = vm_kb(p);
-  bool grown = kb > p->gc_idle_kb;
-  bool stale = kb > p->gc_after_kb && kb >= IDLE_GC_SLACK_KB && mono_now() >= p->gc_idle_at;
-  if (!(grown || stale) || !lua_gc(p->L, LUA_GCISRUNNING)) return false;
+  bool stale = kb >= IDLE_GC_SLACK_KB &&
+               atomic_load_explicit(&p->exec_seq, memory_order_relaxed) != p->gc_exec_seq;
+  if (kb <= p->gc_idle_kb && !stale) return false;
+  if (kb <= p->gc_idle_kb && mono_now() < p->gc_idle_at) {
+    p->gc_wake_at = p->gc_idle_at;
+    return false;
+  }
   sched_collect(p);
   return true;
 }
@@ -371,6 +380,8 @@ static void block_in_netpoll(P *p) {
   rt *r = p->rt;
   int64_t timeout = -1;
   int64_t next = timer_next(&p->timers);
+  if (p->gc_wake_at != DEADLINE_NONE && (next == DEADLINE_NONE || p->gc_wake_at < next))
+    next = p->gc_wake_at; /* idle_collect looks again then */
   if (next != DEADLINE_NONE) {
     int64_t now = mono_now();
     timeout = next > now ? next - now : 0;

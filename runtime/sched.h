@@ -139,9 +139,11 @@ struct P {
                           ** (memlimit's hook), cleared by the owner M when it
                           ** collects its VM fully at its next round */
   int64_t gc_after_kb;    /* owner M only: VM size (KiB) after its last full GC */
+  uint64_t gc_exec_seq;   /* owner M only: exec_seq at its last full GC */
   int64_t gc_idle_kb;     /* owner M only: size past which an idle P collects */
-  int64_t gc_idle_at;     /* owner M only: from when an idle P whose VM grew at
-                          ** all collects (sched.c, idle_collect) */
+  int64_t gc_idle_at;     /* owner M only: from when an idle P whose VM ran
+                          ** goroutines since collects (sched.c, idle_collect) */
+  int64_t gc_wake_at;     /* owner M only: an idle P wakes then to collect */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
   G *curg;                /* owner M only */
