@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../runtime/memlimit.h"
 #include "../runtime/pd.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
@@ -104,6 +105,7 @@ static int go_stats(lua_State *L) {
   P *self = vm_p(L);
   rt *r = self->rt;
   sched_publish(self);
+  memlimit_flush(&self->mem); /* this VM's count is exact; others lag a batch */
   proc_stats *per_p = lua_newuserdatauv(L, (size_t)r->nprocs * sizeof *per_p, 0);
   rt_stats s;
   sysmon_stats(r, &s, per_p);
@@ -127,6 +129,8 @@ static int go_stats(lua_State *L) {
   pd_cache_stats(&alloc, &inuse);
   set_int(L, "polldescs", (lua_Integer)inuse);
   set_int(L, "sharedchans", schan_live());
+  set_int(L, "memory", (lua_Integer)memlimit_inuse()); /* bytes held by every VM */
+  set_int(L, "memlimit", (lua_Integer)memlimit_limit()); /* GOLUA_MEMLIMIT; 0: none */
   return 1;
 }
 

@@ -1,6 +1,7 @@
 /* config.c — see config.h. */
 #include "config.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,31 @@ static void mock_from_env(rt_config *c) {
   c->mock_eagain_w = strchr(m, 'w') != NULL;
 }
 
+int64_t config_parse_bytes(const char *s) {
+  static const struct { const char *suffix; int shift; } units[] = {
+      {"", 0}, {"B", 0}, {"KiB", 10}, {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+  if (*s < '0' || *s > '9') return -1;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(s, &end, 10);
+  if (errno || n == 0) return -1;
+  for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+    if (strcmp(end, units[i].suffix) != 0) continue;
+    if (n > (unsigned long long)INT64_MAX >> units[i].shift) return -1;
+    return (int64_t)(n << units[i].shift);
+  }
+  return -1;
+}
+
+static void memlimit_from_env(rt_config *c, const char *progname) {
+  const char *e = getenv("GOLUA_MEMLIMIT");
+  if (!e || !*e || strcmp(e, "off") == 0) return;
+  int64_t n = config_parse_bytes(e);
+  if (n > 0) c->memlimit = n;
+  else fprintf(stderr, "%s: GOLUA_MEMLIMIT=%s: must be a number of bytes with an optional "
+               "KiB/MiB/GiB/TiB suffix, or off; ignored\n", progname, e);
+}
+
 void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   *c = RT_CONFIG_DEFAULTS;
   if (!skip_maxprocs) maxprocs_from_env(c, progname);
@@ -39,6 +65,7 @@ void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   if (g) c->grace = atof(g);
   debug_from_env(c);
   mock_from_env(c);
+  memlimit_from_env(c, progname);
 }
 
 int config_nprocs(const rt_config *c) {

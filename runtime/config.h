@@ -7,7 +7,8 @@
 **    result with its command-line flags (main.c: -p) and hands it to rt_new,
 **    which copies it into rt->cfg: const from then on, read by any thread.
 **  - A malformed value is ignored: reported on stderr where it always was
-**    (GOLUA_MAXPROCS), otherwise read as C's atoi/atof read it.
+**    (GOLUA_MAXPROCS) and for GOLUA_MEMLIMIT, otherwise read as C's
+**    atoi/atof read it.
 **  - RT_CONFIG_DEFAULTS is the configuration with no variable set (C tests
 **    start from it, so the environment never changes what they test).
 */
@@ -28,6 +29,7 @@ typedef struct rt_config {
   int schedtrace_ms;   /* GOLUA_DEBUG=schedtrace=MS; 0 = off */
   bool mock_eagain_r;  /* GOLUA_MOCKEAGAIN contains r: one-byte reads */
   bool mock_eagain_w;  /* GOLUA_MOCKEAGAIN contains w: one-byte writes */
+  int64_t memlimit;    /* GOLUA_MEMLIMIT: bytes all VMs may hold; 0 = no limit */
 } rt_config;
 
 #define RT_CONFIG_DEFAULTS                                                 \
@@ -37,8 +39,13 @@ typedef struct rt_config {
 /* config_from_env — c = RT_CONFIG_DEFAULTS overridden by the GOLUA_*
 ** variables. skip_maxprocs: leave GOLUA_MAXPROCS unread (the command line
 ** chose the Ps, or -E said to ignore the environment). A bad GOLUA_MAXPROCS
-** is reported as "<progname>: GOLUA_MAXPROCS must be 1..256; ignored". */
+** is reported as "<progname>: GOLUA_MAXPROCS must be 1..256; ignored", a
+** bad GOLUA_MEMLIMIT as "<progname>: GOLUA_MEMLIMIT=<value>: must be a
+** number of bytes with an optional KiB/MiB/GiB/TiB suffix, or off; ignored". */
 GLR_INTERNAL void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs);
+/* config_parse_bytes — "123", "64MiB", "1GiB" (B, KiB, MiB, GiB, TiB, as
+** Go's GOMEMLIMIT) -> bytes > 0, or -1 if malformed or out of range. */
+GLR_INTERNAL int64_t config_parse_bytes(const char *s);
 /* config_nprocs — c->nprocs, or one per online CPU (1..CONFIG_MAXPROCS). */
 GLR_INTERNAL int config_nprocs(const rt_config *c);
 

@@ -6,6 +6,7 @@
 ** lifetimes and resumes goroutine threads. */
 #include "sched.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -301,6 +302,59 @@ static bool check_quiescent(rt *r) {
   return true;
 }
 
+/* ---------- memory ---------- */
+
+/* an idle P collects its VM once it passes 1.5 times its size after the
+** last full GC plus IDLE_GC_SLACK_KB, or, if it is that big and grew at
+** all, once IDLE_GC_EVERY_NS (and 20 times the last collection's length)
+** passed: what a finished request left may have been live at the last
+** GC. A collection that freed TRIM_KB is given back to the system
+** (malloc_trim: glibc keeps freed heap pages otherwise) */
+#define IDLE_GC_SLACK_KB (16 * 1024)
+#define IDLE_GC_EVERY_NS NS_PER_SEC
+#define TRIM_KB (16 * 1024)
+
+static int64_t vm_kb(P *p) { return lua_gc(p->L, LUA_GCCOUNT); }
+
+/* sched_collect — a full GC of p's VM, on its M outside any goroutine
+** (finalizers may make goroutines runnable: the caller's round goes on) */
+static void sched_collect(P *p) {
+  atomic_store_explicit(&p->gc_req, false, memory_order_relaxed);
+  int64_t before = vm_kb(p), t0 = mono_now();
+  lua_gc(p->L, LUA_GCCOLLECT);
+  int64_t after = vm_kb(p), t1 = mono_now();
+  memlimit_flush(&p->mem);
+  memlimit_collected();
+  p->gc_after_kb = after;
+  p->gc_idle_kb = after + after / 2 + IDLE_GC_SLACK_KB;
+  int64_t wait = 20 * (t1 - t0);
+  p->gc_idle_at = t1 + (wait > IDLE_GC_EVERY_NS ? wait : IDLE_GC_EVERY_NS);
+  if (before - after >= TRIM_KB) malloc_trim(0);
+}
+
+/* idle_collect — before sleeping: a VM that grew since its last full GC
+** is collected, so the memory of finished work goes back to the system
+** even when nothing allocates again to drive Lua's own collector */
+static bool idle_collect(P *p) {
+  int64_t kb = vm_kb(p);
+  bool grown = kb > p->gc_idle_kb;
+  bool stale = kb > p->gc_after_kb && kb >= IDLE_GC_SLACK_KB && mono_now() >= p->gc_idle_at;
+  if (!(grown || stale) || !lua_gc(p->L, LUA_GCISRUNNING)) return false;
+  sched_collect(p);
+  return true;
+}
+
+/* request_gc — memlimit's hook (any M): every P collects at its next round */
+static void request_gc(void *ud) {
+  rt *r = ud;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i]; /* NULL while rt_new is still creating it */
+    if (!p) continue;
+    atomic_store(&p->gc_req, true);
+    if (atomic_load(&p->sleeping)) netpoll_break(p);
+  }
+}
+
 /* ---------- the scheduling loop ---------- */
 
 void sched_publish(P *p) {
@@ -326,7 +380,7 @@ static void block_in_netpoll(P *p) {
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
       !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
-      !steal_pending(r)) {
+      !atomic_load(&p->gc_req) && !steal_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);
@@ -361,6 +415,7 @@ static G *find_runnable(P *p) {
     if (p->id == 0 && atomic_load(&r->signal_pending)) signal_handle(p);
     if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
     if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
+    if (atomic_load_explicit(&p->gc_req, memory_order_relaxed)) sched_collect(p);
     /* the clock only when timers are pending, every 61st round, or when
     ** sysmon saw this P go FORCED_POLL_NS without polling */
     bool tick61 = ++p->schedtick % 61 == 0;
@@ -380,6 +435,7 @@ static G *find_runnable(P *p) {
       continue;
     }
     if (check_quiescent(r)) continue;
+    if (idle_collect(p)) continue;
     block_in_netpoll(p);
   }
 }
@@ -424,8 +480,14 @@ static P *p_new(rt *r, int id) {
   if (netpoll_init(p) < 0) rt_throw("netpoll: cannot create epoll/eventfd");
   p->L = luaL_newstate();
   if (!p->L) rt_throw("cannot create Lua state");
+  /* from now on the VM's memory is counted (its first bytes adopted) */
+  p->mem.curg = &p->curg; /* past GOLUA_MEMLIMIT, a goroutine's growth fails */
+  lua_setallocf(p->L, memlimit_alloc, &p->mem);
+  memlimit_adopt(&p->mem, vm_kb(p) * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
   *tagslot(p->L) = &p->tag;
   r->open_vm(p->L, p, r->open_vm_ud);
+  p->gc_after_kb = vm_kb(p);
+  p->gc_idle_kb = p->gc_after_kb * 3 / 2 + IDLE_GC_SLACK_KB;
   atomic_store_explicit(&p->lastpoll, mono_now(), memory_order_relaxed);
   return p;
 }
@@ -441,6 +503,7 @@ rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
   sysmon_init(r);
   pgq_init(&r->global);
   r->start_ns = mono_now();
+  memlimit_setup(cfg->memlimit, request_gc, r);
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
   for (int i = 0; i < nprocs; i++) r->ps[i] = p_new(r, i);
   handoff_init(r);

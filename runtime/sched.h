@@ -34,6 +34,7 @@
 #include "chan.h"
 #include "common.h"
 #include "config.h"
+#include "memlimit.h"
 #include "pgq.h"
 #include "runq.h"
 #include "timer.h"
@@ -133,6 +134,14 @@ struct P {
   M *hwaiters;            /* guarded by hlock: Ms waiting for this P */
   _Atomic int nhwaiters;  /* atomic: length of hwaiters */
   struct lua_State *L;    /* the VM; owner M only */
+  memvm mem;              /* owner M only: the VM's allocator state (memlimit.h) */
+  _Atomic bool gc_req;    /* atomic: memory near GOLUA_MEMLIMIT; set by any M
+                          ** (memlimit's hook), cleared by the owner M when it
+                          ** collects its VM fully at its next round */
+  int64_t gc_after_kb;    /* owner M only: VM size (KiB) after its last full GC */
+  int64_t gc_idle_kb;     /* owner M only: size past which an idle P collects */
+  int64_t gc_idle_at;     /* owner M only: from when an idle P whose VM grew at
+                          ** all collects (sched.c, idle_collect) */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
   G *curg;                /* owner M only */

@@ -16,6 +16,14 @@
 -- wording. A protocol error is answered with "-ERR Protocol error: ..."
 -- and the connection is closed, as redis-server does.
 --
+-- Limits: a request's bulk is at most 512 MiB (redis' proto-max-bulk-len)
+-- and a whole request at most 1 GiB (redis' client-query-buffer-limit),
+-- refused as a protocol error when declared, before the body is read. A
+-- reply is at most 64 MiB: a GET or MGET whose reply would be longer gets
+-- "-ERR reply exceeds ..." instead, decided from the sizes before the
+-- reply is built (an MGET naming a big value many times costs nothing).
+-- Run it with GOLUA_MEMLIMIT to bound the whole process.
+--
 -- Pipelining: replies are collected while complete commands are still
 -- buffered and sent with one conn:write when the input runs dry (or the
 -- batch passes 64 KiB).
@@ -36,11 +44,13 @@ local addr = spec:find(":") and spec or (":" .. spec)
 
 local LIMITS = {
   max_bulk = 512 * 1024 * 1024, -- redis' proto-max-bulk-len
+  max_value = 1024 * 1024 * 1024, -- redis' client-query-buffer-limit
   max_array = 1024 * 1024,
   max_inline = 64 * 1024,       -- redis' PROTO_INLINE_MAX_SIZE
   max_depth = 1,                -- commands are flat arrays
 }
 local BATCH = 64 * 1024
+local MAX_REPLY = 64 * 1024 * 1024
 local REQUEST_TIMEOUT = tonumber(arg and arg[2]) or 30
 
 local now = go.now
@@ -79,6 +89,8 @@ local OK, PONG, NULL = "+OK\r\n", "+PONG\r\n", "$-1\r\n"
 local EMPTY = "*0\r\n"
 local ERR_INT = "-ERR value is not an integer or out of range\r\n"
 local ERR_SYNTAX = "-ERR syntax error\r\n"
+local ERR_REPLY = "-ERR reply exceeds the server's " .. MAX_REPLY .. " byte limit\r\n"
+local bulk_size = resp.bulk_size
 
 local function bulk(s)
   return "$" .. #s .. "\r\n" .. s .. "\r\n"
@@ -129,6 +141,7 @@ function commands.GET(a, n)
   if n ~= 2 then return arity_err("get") end
   local v = lookup(a[2])
   if v == nil then return NULL end
+  if bulk_size(#v) > MAX_REPLY then return ERR_REPLY end
   return "$" .. #v .. "\r\n" .. v .. "\r\n"
 end
 
@@ -184,12 +197,25 @@ function commands.MSET(a, n)
   return OK
 end
 
+-- the reply's size is added up first, each key fetched once, and the
+-- reply refused as soon as it would pass MAX_REPLY
 function commands.MGET(a, n)
   if n < 2 then return arity_err("mget") end
+  local vals, size = {}, #tostring(n - 1) + 3
+  for i = 2, n do
+    local k = a[i]
+    local v = vals[k]
+    if v == nil then
+      v = lookup(k) or false
+      vals[k] = v
+    end
+    size = size + (v and bulk_size(#v) or #NULL)
+    if size > MAX_REPLY then return ERR_REPLY end
+  end
   local out = { "*" .. (n - 1) .. "\r\n" }
   for i = 2, n do
-    local v = lookup(a[i])
-    out[i] = v == nil and NULL or bulk(v)
+    local v = vals[a[i]]
+    out[i] = v and bulk(v) or NULL
   end
   return concat(out)
 end

@@ -344,5 +344,63 @@ describe("scripts/redis_lite.lua", function()
         end
       end)
     end)
+
+    it("an MGET whose reply would pass the 64 MiB reply limit gets -ERR; RSS stays bounded", function()
+      local c = client(addr)
+      local size = H.scale(10 * 1024 * 1024, 64 * 1024)
+      assert.are.equal("OK", c:call("SET", "mget:big", ("m"):rep(size)))
+      assert.are.equal("OK", c:call("SET", "mget:small", "s"))
+      -- a 7 KB request naming the big key 1,000 times (10 GB of reply)
+      local keys = {}
+      for i = 1, 1000 do keys[i] = "mget:big" end
+      local n = H.scale(1000, 7000) -- mocked: 7000 x 64 KiB still passes 64 MiB
+      for i = 1001, n do keys[i] = "mget:big" end
+      local v = c:call("MGET", table.unpack(keys))
+      assert.are.equal("table", type(v)); assert.is_string(v.err)
+      assert.matches("^ERR reply exceeds", v.err)
+      assert.is_true(rss_kib(p.pid) < 300 * 1024, "server RSS " .. rss_kib(p.pid) .. " KiB")
+      -- the conn goes on; a reply under the limit is served whole
+      local ok = c:call("MGET", "mget:big", "mget:small", "mget:none")
+      assert.are.same({ ("m"):rep(size), "s", resp.null }, ok)
+      assert.are.equal(size, #c:call("GET", "mget:big"))
+      assert.are.equal(1, c:call("DEL", "mget:big"))
+      c:close()
+    end)
+
+    it("after clients streaming big requests disconnect, the server's RSS goes back down", function()
+      -- four clients each send 100 MiB of a declared 400 MiB bulk, then leave
+      local nclients, chunk = 4, 1024 * 1024
+      local nchunks = H.scale(100, 1)
+      collectgarbage()
+      local before = rss_kib(p.pid)
+      local conns = {}
+      for i = 1, nclients do
+        conns[i] = assert(net.dial(addr, 5))
+        conns[i]:settimeout(60)
+        assert(conns[i]:write("*3\r\n$3\r\nSET\r\n$6\r\nstream\r\n$419430400\r\n"))
+      end
+      local piece = ("b"):rep(chunk)
+      local gs = {}
+      for i = 1, nclients do
+        gs[i] = go(function()
+          for _ = 1, nchunks do assert(conns[i]:write(piece)) end
+          return true
+        end)
+      end
+      for i = 1, nclients do assert.are.same({ true, true }, { go.wait(gs[i], 120) }) end
+      -- the server holds most of it (what is not still in socket buffers)
+      local total = nclients * nchunks * chunk // 1024
+      local held = H.wait_until(function() return rss_kib(p.pid) - before > total * 3 // 4 end, 30)
+      assert.is_true(held or H.mock(), "server RSS grew by " .. (rss_kib(p.pid) - before) .. " KiB only")
+      local peak = rss_kib(p.pid)
+      for i = 1, nclients do conns[i]:close() end
+      local back = H.wait_until(function() return rss_kib(p.pid) - before < 48 * 1024 end, 20)
+      assert.is_true(back, string.format("RSS %d KiB before, %d KiB at the peak, %d KiB after",
+        before, peak, rss_kib(p.pid)))
+      -- and still serving
+      local c = client(addr)
+      assert.are.equal("PONG", c:call("PING"))
+      c:close()
+    end)
   end)
 end)

@@ -232,6 +232,21 @@ describe("resp.decode", function()
     perr(("A"):rep(64 * 1024 + 10), nil, "line too long")
   end)
 
+  it("max_value bounds one value (a request): a bulk declared past it is refused before its body", function()
+    -- "*2\r\n$3\r\nSET\r\n" is 13 bytes; "$20\r\n" + 20 + "\r\n" is 27 more: 40 in all
+    local req = resp.command("SET", ("v"):rep(20))
+    assert.are.equal(40, #req)
+    assert.are.same({ "SET", ("v"):rep(20) }, (resp.decode(req, 1, { max_value = 40 })))
+    perr(req, { max_value = 39 }, "value too large")
+    perr("*2\r\n$3\r\nSET\r\n$20\r\n", { max_value = 39 }, "value too large")
+    perr("$1073741824\r\n", { max_bulk = 1 << 31 }, "value too large") -- the 1 GiB default
+    -- each value has its own budget: pipelined values never add up
+    local two = req .. req
+    local v, np = resp.decode(two, 1, { max_value = 40 })
+    assert.are.same({ "SET", ("v"):rep(20) }, v)
+    assert.are.same({ "SET", ("v"):rep(20) }, (resp.decode(two, np, { max_value = 40 })))
+  end)
+
   it("flat arrays of bulks (the fast path) and everything near them", function()
     local v, np = resp.decode("*2\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n")
     assert.are.same({ { "a", "b" }, 19 }, { v, np })
@@ -386,6 +401,39 @@ describe("resp.reader", function()
     assert.is_nil(v); assert.matches("^protocol error: invalid bulk length", err)
     assert.are.same({ nil, err }, { rd:read() })
     assert.are.same({ nil, err }, { rd:tryread() })
+  end)
+
+  it("max_value counts the elements of a value that arrived in earlier reads", function()
+    local req = resp.command("MSET", "a", ("1"):rep(30), "b", ("2"):rep(30))
+    for _, sizes in ipairs({ { 1 }, { 5 }, { 4096 } }) do
+      local rd = resp.reader(script_conn(req, sizes), { max_value = #req })
+      assert.are.same({ "MSET", "a", ("1"):rep(30), "b", ("2"):rep(30) }, (rd:read()))
+      local conn = script_conn(req .. req, sizes)
+      rd = resp.reader(conn, { max_value = #req - 1 })
+      local v, err = rd:read()
+      assert.is_nil(v); assert.matches("value too large", err)
+      -- refused at the last bulk's declaration, before its body is read
+      assert.is_true(conn.reads * sizes[1] < #req + sizes[1] - 30, "read " .. conn.reads * sizes[1])
+    end
+  end)
+
+  it("encode with a maximum does not build a reply longer than it", function()
+    assert.are.equal(resp.bulk_size(10), #resp.encode(("x"):rep(10)))
+    assert.are.equal(17, resp.bulk_size(10))
+    assert.are.equal("$3\r\nabc\r\n", resp.encode("abc", 9))
+    assert.are.same({ nil, "reply too large" }, { resp.encode("abcd", 9) })
+    local arr = { "abc", 12, resp.null }
+    local wire = resp.encode(arr)
+    assert.are.equal(wire, resp.encode(arr, #wire))
+    assert.are.same({ nil, "reply too large" }, { resp.encode(arr, #wire - 1) })
+    -- a reply naming one big string many times is refused without being built
+    local big = ("z"):rep(1024 * 1024)
+    local many = {}
+    for i = 1, 1000 do many[i] = big end
+    collectgarbage(); collectgarbage()
+    local kb = collectgarbage("count")
+    assert.are.same({ nil, "reply too large" }, { resp.encode(many, 64 * 1024 * 1024) })
+    assert.is_true(collectgarbage("count") - kb < 10 * 1024)
   end)
 
   it("applies its limits", function()

@@ -1,7 +1,9 @@
 -- resp: a RESP2 (Redis serialization protocol) codec.
 --
 --   local resp = require "goluarun.resp"
---   resp.encode(v)                      --> wire string (raises on values RESP2 cannot carry)
+--   resp.encode(v [, max])              --> wire string (raises on values RESP2 cannot carry)
+--                                       --  | nil, "reply too large" (longer than max bytes)
+--   resp.bulk_size(n)                   --> bytes of the bulk reply of an n-byte string
 --   resp.decode(buf [, pos [, limits]]) --> value, nextpos
 --                                       --  | nil, "incomplete" | nil, "protocol error: ..."
 --   local rd = resp.reader(conn [, limits])
@@ -29,6 +31,10 @@
 -- Limits (resp.decode and resp.reader), checked before anything is
 -- allocated for the declared size:
 --   max_bulk   (512 MiB)   a declared bulk length above it is a protocol error
+--   max_value  (1 GiB)     bytes of one top-level value (a request): a bulk
+--                          declared past it is a protocol error ("value too
+--                          large"), so the reader never holds more than
+--                          this plus one read's chunk for a value
 --   max_array  (1 Mi)      a declared array count above it is a protocol error
 --   max_inline (64 KiB)    longest line (inline command or type line) without its CRLF
 --   max_depth  (32)        deepest array nesting
@@ -163,14 +169,31 @@ function encode_into(out, n, v, depth)
   error("resp: cannot encode a " .. t, depth + 2)
 end
 
+--- Bytes of the bulk reply carrying an n-byte string ("$n\r\n...\r\n"):
+--- to check a reply's size before building it.
+function resp.bulk_size(n)
+  return #tostring(n) + n + 5
+end
+
+local TOO_LARGE = "reply too large"
+
 --- Encodes one Lua value (see the mapping above); raises on anything RESP2
 --- cannot carry (nil, booleans, functions, non-integral floats, CR/LF in a
---- simple string or error).
-function resp.encode(v)
+--- simple string or error). With `max`, a reply longer than max bytes is
+--- not built: nil, "reply too large".
+function resp.encode(v, max)
   local t = type(v)
-  if t == "string" then return "$" .. #v .. "\r\n" .. v .. "\r\n" end
+  if t == "string" then
+    if max and resp.bulk_size(#v) > max then return nil, TOO_LARGE end
+    return "$" .. #v .. "\r\n" .. v .. "\r\n"
+  end
   local out = {}
   local n = encode_into(out, 0, v, 0)
+  if max then -- the parts are the value's own strings and small headers
+    local size = 0
+    for i = 1, n do size = size + #out[i] end
+    if size > max then return nil, TOO_LARGE end
+  end
   return concat(out, "", 1, n)
 end
 
@@ -224,6 +247,7 @@ end
 
 local DEFAULTS = {
   max_bulk = 512 * 1024 * 1024,
+  max_value = 1024 * 1024 * 1024,
   max_array = 1024 * 1024,
   max_inline = 64 * 1024,
   max_depth = 32,
@@ -260,9 +284,9 @@ end
 -- bulks following) is left to the general parser below, which decides.
 local Cmt, Carg = lpeg.Cmt, lpeg.Carg
 local count_pat = (R "19" * digit ^ 0) / tonumber
-local function fast_bulk(s, i, n, lim)
-  if n > lim.max_bulk then return false end
+local function fast_bulk(s, i, n, lim, vstart)
   local stop = i + n
+  if n > lim.max_bulk or stop + 2 - vstart > lim.max_value then return false end
   if byte(s, stop) == 13 and byte(s, stop + 1) == 10 then
     return stop + 2, sub(s, i, stop - 1)
   end
@@ -273,7 +297,7 @@ local function fast_count(_, i, n, lim)
   return i, n
 end
 local fast_array = P "*" * Cmt(count_pat * "\r\n" * Carg(1), fast_count)
-  * Ct((P "$" * Cmt((P "0" / tonumber + count_pat) * "\r\n" * Carg(1), fast_bulk)) ^ 0)
+  * Ct((P "$" * Cmt((P "0" / tonumber + count_pat) * "\r\n" * Carg(1) * Carg(2), fast_bulk)) ^ 0)
   * Cp()
 
 -- Why the line at `pos` did not match its pattern: nil, "incomplete", pos,
@@ -291,9 +315,10 @@ end
 
 -- Decoding state: the arrays being filled, as parallel stacks (no table
 -- per frame): st.arr[d] the array, st.cnt[d] its declared count, st.got[d]
--- the elements so far, st.depth the number of open arrays.
+-- the elements so far, st.depth the number of open arrays; st.used the
+-- bytes of the current top-level value before the buffer parse starts in.
 local function new_state()
-  return { arr = {}, cnt = {}, got = {}, depth = 0 }
+  return { arr = {}, cnt = {}, got = {}, depth = 0, used = 0 }
 end
 
 -- parse() decodes from `pos` until one top-level value is complete:
@@ -308,13 +333,17 @@ end
 local function parse(st, buf, pos, lim)
   local len = #buf
   local arr, cnt, got = st.arr, st.cnt, st.got
+  local vstart = pos -- where the current value's bytes in buf begin
   while true do
     local c = byte(buf, pos)
     if not c then return nil, INCOMPLETE, pos, pos, "line" end
     local value
-    if c == 42 and st.depth == 0 then
-      local n, t, after = fast_array:match(buf, pos, lim)
-      if n and #t == n then return t, after end
+    if st.depth == 0 then
+      vstart, st.used = pos, 0
+      if c == 42 then
+        local n, t, after = fast_array:match(buf, pos, lim, pos)
+        if n and #t == n then return t, after end
+      end
     end
     if c == 36 then -- '$' bulk string
       local n, after = len_pat:match(buf, pos + 1)
@@ -325,6 +354,7 @@ local function parse(st, buf, pos, lim)
       else
         if n > lim.max_bulk then return perr("invalid bulk length") end
         local stop = after + n -- where the closing CRLF must be
+        if st.used + stop + 2 - vstart > lim.max_value then return perr("value too large") end
         if stop + 1 > len then return nil, INCOMPLETE, pos, stop + 1, "bulk" end
         if byte(buf, stop) ~= 13 or byte(buf, stop + 1) ~= 10 then
           return perr("bulk string not followed by CRLF")
@@ -474,6 +504,7 @@ function Reader:tryread()
     if not ready then return nil, INCOMPLETE end
     join(self)
   end
+  local start = self.pos
   local v, np, at, last, kind = parse(self.st, self.buf, self.pos, self.lim)
   if v ~= nil then
     if np > #self.buf then self.buf, np = "", 1 end
@@ -486,6 +517,7 @@ function Reader:tryread()
     self.buf, self.pos = "", 1
     return nil, np
   end
+  self.st.used = self.st.used + (at - start) -- the value's finished elements
   self.pos = at
   self.need = last - at + 1
   self.kind = kind

@@ -1,0 +1,85 @@
+/* memlimit.c — see memlimit.h. */
+#include "memlimit.h"
+
+#include <stdlib.h>
+
+/* the process's figures: limit and hook const after memlimit_setup */
+static struct {
+  _Atomic int64_t inuse;    /* atomic: bytes published by every VM */
+  _Atomic int64_t trigger;  /* atomic: count at which the hook runs next */
+  int64_t limit;            /* const after setup: 0 = none */
+  int64_t soft;             /* const after setup: MEMLIMIT_SOFT_PCT of limit */
+  memlimit_hook hook;       /* const after setup */
+  void *hook_ud;            /* const after setup */
+} ml = {.trigger = INT64_MAX};
+
+void memlimit_setup(int64_t limit, memlimit_hook hook, void *ud) {
+  ml.limit = limit > 0 ? limit : 0;
+  ml.soft = ml.limit / 100 * MEMLIMIT_SOFT_PCT;
+  ml.hook = hook;
+  ml.hook_ud = ud;
+  atomic_store(&ml.trigger, ml.limit ? ml.soft : INT64_MAX);
+}
+
+int64_t memlimit_inuse(void) { return atomic_load_explicit(&ml.inuse, memory_order_relaxed); }
+
+int64_t memlimit_limit(void) { return ml.limit; }
+
+/* publish — add d to the count; the first batch past the trigger calls
+** the hook (the CAS makes it once per arming) */
+static void publish(int64_t d) {
+  int64_t now = atomic_fetch_add_explicit(&ml.inuse, d, memory_order_relaxed) + d;
+  if (GLR_LIKELY(!ml.limit) || d < 0) return; /* frees never call the hook */
+  int64_t t = atomic_load_explicit(&ml.trigger, memory_order_relaxed);
+  if (now >= t && atomic_compare_exchange_strong(&ml.trigger, &t, INT64_MAX) && ml.hook)
+    ml.hook(ml.hook_ud);
+}
+
+void memlimit_flush(memvm *v) {
+  if (v->delta) publish(v->delta);
+  v->delta = 0;
+}
+
+void memlimit_adopt(memvm *v, int64_t bytes) {
+  v->delta += bytes;
+  memlimit_flush(v);
+}
+
+void memlimit_collected(void) {
+  if (!ml.limit) return;
+  int64_t now = memlimit_inuse();
+  int64_t next = now + (ml.limit - now) / 2;
+  atomic_store(&ml.trigger, next > ml.soft ? next : ml.soft);
+}
+
+/* grow_slow — a growth that takes v's pending bytes past a batch: refused
+** past the limit while a goroutine runs, else done and published */
+static void *grow_slow(memvm *v, void *ptr, size_t nsize, int64_t grow) {
+  if (ml.limit && *v->curg && memlimit_inuse() + v->delta + grow > ml.limit)
+    return NULL; /* Lua collects this VM and retries, then raises */
+  void *np = realloc(ptr, nsize);
+  if (np) {
+    v->delta += grow;
+    memlimit_flush(v);
+  }
+  return np;
+}
+
+void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  memvm *v = ud;
+  int64_t old = ptr ? (int64_t)osize : 0; /* with no block, osize is a type */
+  if (nsize == 0) {
+    free(ptr);
+    v->delta -= old;
+    if (GLR_UNLIKELY(v->delta <= -MEMLIMIT_BATCH)) memlimit_flush(v);
+    return NULL;
+  }
+  int64_t grow = (int64_t)nsize - old;
+  if (GLR_UNLIKELY(v->delta + grow >= MEMLIMIT_BATCH)) return grow_slow(v, ptr, nsize, grow);
+  void *np = realloc(ptr, nsize);
+  if (GLR_LIKELY(np != NULL)) {
+    v->delta += grow;
+    if (GLR_UNLIKELY(v->delta <= -MEMLIMIT_BATCH)) memlimit_flush(v);
+  }
+  return np;
+}

@@ -1,0 +1,68 @@
+/*
+** memlimit.h — the bytes every VM's allocator holds, counted once for the
+** process, and the limit GOLUA_MEMLIMIT puts on them (Go: GOMEMLIMIT,
+** runtime/mgcpacer.go's memoryLimit).
+**
+** Invariants:
+**  - The count is process-wide, as the heap it measures: one atomic
+**    (memlimit_inuse), added to by every VM's allocator in batches, so it
+**    lags the truth by less than MEMLIMIT_BATCH bytes per VM. Only Lua's
+**    memory is counted; the runtime's own C allocations are not Lua's and
+**    are neither counted nor limited.
+**  - memlimit_setup runs on the main thread before the first VM exists
+**    (rt_new) and before any other thread starts; the limit and the hook
+**    are const from then on, read by any thread.
+**  - A memvm is one VM's allocator state, the `ud` of memlimit_alloc. Its
+**    fields are its VM's: touched only by the M holding that VM's P, as
+**    every use of the VM is (owner M only). Freeing and shrinking never
+**    fail. Growing fails only past the limit and only while a goroutine
+**    runs (*curg, the P's p->curg, also right after a hand-off): Lua then
+**    collects that VM fully, retries, and raises "not enough memory" in
+**    the goroutine that asked. The scheduler's own Lua work outside any
+**    goroutine (threads for new goroutines, timer callbacks, portable
+**    starts) is never refused, so the runtime keeps running.
+**  - The soft limit (MEMLIMIT_SOFT_PCT of the limit): the allocation whose
+**    batch crosses the trigger calls the hook once, on whatever M it runs;
+**    frees never call it (the VMs of a runtime being freed close through
+**    it); the hook may only set flags and wake Ps (sched.c: every P's gc_req,
+**    then each P collects its own VM at its next round; no thread ever
+**    collects another's VM). A P that collected calls memlimit_collected,
+**    which re-arms the trigger halfway between the count and the limit.
+**  - With no limit: a plain add and compare per allocation, one relaxed
+**    atomic add per MEMLIMIT_BATCH bytes, nothing else.
+*/
+#ifndef GLR_MEMLIMIT_H
+#define GLR_MEMLIMIT_H
+
+#include "common.h"
+
+#define MEMLIMIT_BATCH (64 * 1024)  /* bytes a VM counts before publishing */
+#define MEMLIMIT_SOFT_PCT 90        /* full GCs are asked for past this % */
+
+struct G;
+typedef struct memvm {
+  int64_t delta;          /* owner M only: bytes not yet added to the count */
+  struct G *const *curg;  /* const: the P's running goroutine (p->curg): when
+                          ** not NULL, growth past the limit fails */
+} memvm;
+
+/* memlimit_hook — called when the count crosses the soft limit (any M). */
+typedef void (*memlimit_hook)(void *ud);
+
+/* memlimit_setup — limit in bytes (0: none); hook(ud) at the soft limit. */
+GLR_INTERNAL void memlimit_setup(int64_t limit, memlimit_hook hook, void *ud);
+/* memlimit_alloc — a lua_Alloc over malloc; ud is the VM's memvm. */
+GLR_INTERNAL void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+/* memlimit_adopt — count bytes a VM got before memlimit_alloc was its
+** allocator (luaL_newstate's own; they are freed through memlimit_alloc). */
+GLR_INTERNAL void memlimit_adopt(memvm *v, int64_t bytes);
+/* memlimit_flush — publish v's pending bytes (owner M). */
+GLR_INTERNAL void memlimit_flush(memvm *v);
+/* memlimit_collected — a VM finished a full GC: re-arm the soft trigger. */
+GLR_INTERNAL void memlimit_collected(void);
+/* memlimit_inuse — bytes held by every VM (atomic read, any thread). */
+GLR_INTERNAL int64_t memlimit_inuse(void);
+/* memlimit_limit — the limit in bytes, 0 when there is none. */
+GLR_INTERNAL int64_t memlimit_limit(void);
+
+#endif
