@@ -86,8 +86,15 @@ G *g_new(P *p) {
   g = x_calloc(1, sizeof *g);
   g->tag.kind = TAG_G;
   g->tag.p = p;
+  /* the thread and its registry slot are the scheduler's own memory, made
+  ** on the VM's main thread, where nothing protects a memory error: never
+  ** refused (memlimit.h), even when a goroutine's go() asks for them
+  ** (GOLUA_ALLOCFAIL found the panic: lua_newthread refused past the limit) */
+  G *curg = p->curg;
+  p->curg = NULL;
   g->L = lua_newthread(p->L);
   g->ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  p->curg = curg;
   *tagslot(g->L) = &g->tag;
   lua_sethook(g->L, NULL, 0, 0);
   timer_init(&g->sleept, g_sleep_fire, g);
