@@ -120,8 +120,7 @@ ssize_t glr_sendto(lua_State *L, glr_pd *pd, const void *buf, size_t n,
 }
 
 int glr_accept(lua_State *L, glr_pd *pd, struct sockaddr *sa, socklen_t *salen) {
-  (void)L;
-  return sock_accept(PD(pd), sa, salen);
+  return sock_accept(vm_p(L), PD(pd), sa, salen);
 }
 
 char *glr_scratch(lua_State *L, size_t n) { return sched_scratch(vm_p(L), n); }

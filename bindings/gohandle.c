@@ -129,14 +129,22 @@ static int g_entry(lua_State *L) {
 
 void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   P *p = vm_p(L);
-  G *g = g_new(p);
-  lua_State *co = g->L;
+  /* what may raise (the handle: a goroutine's memory) comes before the G,
+  ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
+  ** found the leak); the G's thread and stack are the scheduler's, never
+  ** refused (memlimit.h), so nothing raises once it exists */
   ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
   h->state = H_RUNNING;
   h->nres = 0;
   chan_init(&h->waiters, 0);
   class_set(L, &HANDLE_KEY);
-  lua_checkstack(co, nargs + 3);
+  G *g = g_new(p);
+  lua_State *co = g->L;
+  G *curg = p->curg;
+  p->curg = NULL;
+  bool room = lua_checkstack(co, nargs + 3);
+  p->curg = curg;
+  if (!room) rt_throw("go: no memory for a goroutine's arguments");
   lua_pushcfunction(co, g_entry);
   lua_pushvalue(L, -1);
   lua_xmove(L, co, 1); /* handle */

@@ -71,13 +71,16 @@ static lchan *check_chan(lua_State *L, int idx) {
 
 static void push_new_chan(lua_State *L, lua_Integer cap) {
   lchan *c = lua_newuserdatauv(L, sizeof *c, 1);
-  chan_init(&c->c, (uint32_t)cap);
+  chan_init(&c->c, 0); /* nothing to free yet: the next calls may raise */
   c->nextkey = 0;
   c->freekeys = NULL;
   c->nfree = c->capfree = 0;
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   class_set(L, &CHAN_KEY);
+  /* the buffer only once __gc frees it (GOLUA_ALLOCFAIL + ASan: a memory
+  ** error in lua_newtable leaked it) */
+  chan_init(&c->c, (uint32_t)cap);
 }
 
 static int go_chan(lua_State *L) {

@@ -54,6 +54,53 @@ static void memlimit_from_env(rt_config *c, const char *progname) {
                "KiB/MiB/GiB/TiB suffix, or off; ignored\n", progname, e);
 }
 
+/* parse_seed_rate — "SEED" or "SEED:RATE" (SEED a decimal integer, RATE a
+** fraction in (0, 1]); the rate is def when absent (def < 0: required) */
+static bool parse_seed_rate(const char *s, double def, uint64_t *seed, uint32_t *ppm) {
+  if (*s < '0' || *s > '9') return false;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(s, &end, 10);
+  if (errno) return false;
+  double rate = def;
+  if (*end == ':') {
+    const char *r = end + 1;
+    if ((*r < '0' || *r > '9') && *r != '.') return false;
+    rate = strtod(r, &end);
+  }
+  if (*end || !(rate > 0 && rate <= 1)) return false;
+  *seed = n;
+  *ppm = (uint32_t)(rate * 1e6 + 0.5);
+  if (*ppm == 0) *ppm = 1;
+  return true;
+}
+
+static void chaos_from_env(rt_config *c, const char *progname) {
+  const char *e = getenv("GOLUA_CHAOS");
+  if (!e || !*e || strcmp(e, "off") == 0) return;
+  if (!parse_seed_rate(e, CONFIG_CHAOS_RATE, &c->chaos_seed, &c->chaos_ppm))
+    fprintf(stderr, "%s: GOLUA_CHAOS=%s: must be SEED[:RATE] (an integer, and a "
+            "fraction in (0, 1]), or off; ignored\n", progname, e);
+}
+
+static void allocfail_from_env(rt_config *c, const char *progname) {
+  const char *e = getenv("GOLUA_ALLOCFAIL");
+  if (!e || !*e || strcmp(e, "off") == 0) return;
+  bool ok;
+  if (strchr(e, ':')) {
+    ok = parse_seed_rate(e, -1, &c->allocfail_seed, &c->allocfail_ppm);
+  } else {
+    char *end;
+    errno = 0;
+    long long n = strtoll(e, &end, 10);
+    ok = *e >= '0' && *e <= '9' && !errno && !*end && n > 0;
+    if (ok) c->allocfail_nth = n;
+  }
+  if (!ok)
+    fprintf(stderr, "%s: GOLUA_ALLOCFAIL=%s: must be N (a count > 0) or SEED:RATE (an "
+            "integer, and a fraction in (0, 1]), or off; ignored\n", progname, e);
+}
+
 void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   *c = RT_CONFIG_DEFAULTS;
   if (!skip_maxprocs) maxprocs_from_env(c, progname);
@@ -66,6 +113,8 @@ void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   debug_from_env(c);
   mock_from_env(c);
   memlimit_from_env(c, progname);
+  chaos_from_env(c, progname);
+  allocfail_from_env(c, progname);
 }
 
 int config_nprocs(const rt_config *c) {

@@ -30,7 +30,20 @@ typedef struct rt_config {
   bool mock_eagain_r;  /* GOLUA_MOCKEAGAIN contains r: one-byte reads */
   bool mock_eagain_w;  /* GOLUA_MOCKEAGAIN contains w: one-byte writes */
   int64_t memlimit;    /* GOLUA_MEMLIMIT: bytes all VMs may hold; 0 = no limit */
+  /* GOLUA_CHAOS=SEED[:RATE]: each socket call gets a random fault (sockio.c)
+  ** with probability RATE (default CONFIG_CHAOS_RATE) */
+  uint64_t chaos_seed;
+  uint32_t chaos_ppm;  /* RATE in parts per million; 0 = off */
+  /* GOLUA_ALLOCFAIL=N: a goroutine's Nth growing allocation (counted over the
+  ** process) fails; GOLUA_ALLOCFAIL=SEED:RATE: each one fails with
+  ** probability RATE. Each failure also fails the next growth of that VM,
+  ** Lua's retry after its emergency collection (memlimit.c). */
+  int64_t allocfail_nth;   /* 0 = not by count */
+  uint64_t allocfail_seed;
+  uint32_t allocfail_ppm;  /* 0 = not at random */
 } rt_config;
+
+#define CONFIG_CHAOS_RATE 0.02
 
 #define RT_CONFIG_DEFAULTS                                                 \
   ((rt_config){.nprocs = 0, .maxthreads = CONFIG_MAXTHREADS_DEFAULT,        \
@@ -41,7 +54,9 @@ typedef struct rt_config {
 ** chose the Ps, or -E said to ignore the environment). A bad GOLUA_MAXPROCS
 ** is reported as "<progname>: GOLUA_MAXPROCS must be 1..256; ignored", a
 ** bad GOLUA_MEMLIMIT as "<progname>: GOLUA_MEMLIMIT=<value>: must be a
-** number of bytes with an optional KiB/MiB/GiB/TiB suffix, or off; ignored". */
+** number of bytes with an optional KiB/MiB/GiB/TiB suffix, or off; ignored",
+** a bad GOLUA_CHAOS or GOLUA_ALLOCFAIL as "<progname>: GOLUA_CHAOS=<value>:
+** must be SEED[:RATE] ...; ignored" (the switch stays off). */
 GLR_INTERNAL void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs);
 /* config_parse_bytes — "123", "64MiB", "1GiB" (B, KiB, MiB, GiB, TiB, as
 ** Go's GOMEMLIMIT) -> bytes > 0, or -1 if malformed or out of range. */

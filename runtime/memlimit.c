@@ -11,7 +11,42 @@ static struct {
   int64_t soft;             /* const after setup: MEMLIMIT_SOFT_PCT of limit */
   memlimit_hook hook;       /* const after setup */
   void *hook_ud;            /* const after setup */
+  /* allocation-failure injection (GOLUA_ALLOCFAIL): const after setup */
+  bool fail;                 /* any of the below */
+  int64_t fail_nth;          /* refuse the nth growth; 0 = not by count */
+  uint64_t fail_seed;        /* seed of every VM's stream */
+  uint32_t fail_ppm;         /* refuse each growth with this probability */
+  _Atomic int64_t fail_count; /* atomic: growths counted so far */
 } ml = {.trigger = INT64_MAX};
+
+void memlimit_failsetup(int64_t nth, uint64_t seed, uint32_t ppm) {
+  ml.fail_nth = nth > 0 ? nth : 0;
+  ml.fail_seed = seed;
+  ml.fail_ppm = ppm;
+  ml.fail = ml.fail_nth || ml.fail_ppm;
+  atomic_store(&ml.fail_count, 0);
+}
+
+void memlimit_vm_init(memvm *v, struct G *const *curg, int id) {
+  v->delta = 0;
+  v->curg = curg;
+  v->failnext = false;
+  chaos_rng_init(&v->failrng, ml.fail_seed, (uint64_t)id);
+}
+
+/* inject — should this growth fail (GOLUA_ALLOCFAIL)? */
+static bool inject(memvm *v) {
+  if (!*v->curg) return false; /* the scheduler's own work is never refused */
+  if (v->failnext) {
+    v->failnext = false;
+    return true;
+  }
+  bool hit = ml.fail_nth ? atomic_fetch_add_explicit(&ml.fail_count, 1, memory_order_relaxed) + 1 ==
+                               ml.fail_nth
+                         : chaos_hit(&v->failrng, ml.fail_ppm);
+  v->failnext = hit;
+  return hit;
+}
 
 void memlimit_setup(int64_t limit, memlimit_hook hook, void *ud) {
   ml.limit = limit > 0 ? limit : 0;
@@ -75,6 +110,7 @@ void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
     return NULL;
   }
   int64_t grow = (int64_t)nsize - old;
+  if (GLR_UNLIKELY(ml.fail) && grow > 0 && inject(v)) return NULL;
   if (GLR_UNLIKELY(v->delta + grow >= MEMLIMIT_BATCH)) return grow_slow(v, ptr, nsize, grow);
   void *np = realloc(ptr, nsize);
   if (GLR_LIKELY(np != NULL)) {

@@ -30,10 +30,19 @@
 **    which re-arms the trigger halfway between the count and the limit.
 **  - With no limit: a plain add and compare per allocation, one relaxed
 **    atomic add per MEMLIMIT_BATCH bytes, nothing else.
+**  - Allocation-failure injection (GOLUA_ALLOCFAIL, memlimit_failsetup,
+**    const after rt_new like the limit): only growths that the limit
+**    could refuse are refused (while a goroutine runs), the Nth of them
+**    counted over the process (one atomic), or each with a probability from
+**    the VM's seeded stream (chaos.h). A refused growth also refuses the
+**    VM's next one (v->failnext), the retry Lua makes after its emergency
+**    collection, so Lua really raises "not enough memory"; failing one
+**    call alone would only test the collector. Off: one predictable branch.
 */
 #ifndef GLR_MEMLIMIT_H
 #define GLR_MEMLIMIT_H
 
+#include "chaos.h"
 #include "common.h"
 
 #define MEMLIMIT_BATCH (64 * 1024)  /* bytes a VM counts before publishing */
@@ -44,6 +53,8 @@ typedef struct memvm {
   int64_t delta;          /* owner M only: bytes not yet added to the count */
   struct G *const *curg;  /* const: the P's running goroutine (p->curg): when
                           ** not NULL, growth past the limit fails */
+  bool failnext;          /* owner M only: refuse the next growth (allocfail) */
+  chaos_rng failrng;      /* owner M only: allocfail's random stream */
 } memvm;
 
 /* memlimit_hook — called when the count crosses the soft limit (any M). */
@@ -51,6 +62,12 @@ typedef void (*memlimit_hook)(void *ud);
 
 /* memlimit_setup — limit in bytes (0: none); hook(ud) at the soft limit. */
 GLR_INTERNAL void memlimit_setup(int64_t limit, memlimit_hook hook, void *ud);
+/* memlimit_failsetup — GOLUA_ALLOCFAIL: refuse the nth growth (0: not by
+** count), or each with probability ppm (0: not at random) from streams of
+** seed. Main thread, before the first VM (as memlimit_setup). */
+GLR_INTERNAL void memlimit_failsetup(int64_t nth, uint64_t seed, uint32_t ppm);
+/* memlimit_vm_init — v's allocator state for VM number id, curg as memvm's */
+GLR_INTERNAL void memlimit_vm_init(memvm *v, struct G *const *curg, int id);
 /* memlimit_alloc — a lua_Alloc over malloc; ud is the VM's memvm. */
 GLR_INTERNAL void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 /* memlimit_adopt — count bytes a VM got before memlimit_alloc was its

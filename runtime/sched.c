@@ -86,8 +86,15 @@ G *g_new(P *p) {
   g = x_calloc(1, sizeof *g);
   g->tag.kind = TAG_G;
   g->tag.p = p;
+  /* the thread and its registry slot are the scheduler's own memory, made
+  ** on the VM's main thread, where nothing protects a memory error: never
+  ** refused (memlimit.h), even when a goroutine's go() asks for them
+  ** (GOLUA_ALLOCFAIL found the panic: lua_newthread refused past the limit) */
+  G *curg = p->curg;
+  p->curg = NULL;
   g->L = lua_newthread(p->L);
   g->ref = luaL_ref(p->L, LUA_REGISTRYINDEX);
+  p->curg = curg;
   *tagslot(g->L) = &g->tag;
   lua_sethook(g->L, NULL, 0, 0);
   timer_init(&g->sleept, g_sleep_fire, g);
@@ -486,13 +493,15 @@ static P *p_new(rt *r, int id) {
   pgq_init(&p->pq);
   pgq_init(&p->pinq);
   p->rnd = (uint32_t)(id * 2654435761u + 1);
+  chaos_rng_init(&p->chaos, r->cfg.chaos_seed, (uint64_t)id);
   timerheap_init(&p->timers);
   pthread_mutex_init(&p->inbox_lock, NULL);
   if (netpoll_init(p) < 0) rt_throw("netpoll: cannot create epoll/eventfd");
   p->L = luaL_newstate();
   if (!p->L) rt_throw("cannot create Lua state");
   /* from now on the VM's memory is counted (its first bytes adopted) */
-  p->mem.curg = &p->curg; /* past GOLUA_MEMLIMIT, a goroutine's growth fails */
+  /* past GOLUA_MEMLIMIT (or as GOLUA_ALLOCFAIL says) a goroutine's growth fails */
+  memlimit_vm_init(&p->mem, &p->curg, id);
   lua_setallocf(p->L, memlimit_alloc, &p->mem);
   memlimit_adopt(&p->mem, vm_kb(p) * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
   *tagslot(p->L) = &p->tag;
@@ -515,6 +524,7 @@ rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
   pgq_init(&r->global);
   r->start_ns = mono_now();
   memlimit_setup(cfg->memlimit, request_gc, r);
+  memlimit_failsetup(cfg->allocfail_nth, cfg->allocfail_seed, cfg->allocfail_ppm);
   r->ps = x_calloc((size_t)nprocs, sizeof *r->ps);
   for (int i = 0; i < nprocs; i++) r->ps[i] = p_new(r, i);
   handoff_init(r);

@@ -32,6 +32,7 @@
 #include <pthread.h>
 
 #include "chan.h"
+#include "chaos.h"
 #include "common.h"
 #include "config.h"
 #include "memlimit.h"
@@ -164,6 +165,7 @@ struct P {
   int epfd, evfd;         /* const after init */
   _Atomic bool sleeping;  /* atomic: blocked (or about to) in epoll_wait */
   void *mockready;        /* owner M only: synthetic events (fault injection) */
+  chaos_rng chaos;        /* owner M only: GOLUA_CHAOS's faults (sockio.c) */
   size_t nmockready, capmockready;
   /* inbox: cross-thread wake-ups */
   pthread_mutex_t inbox_lock;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # test.sh — build goluarun and run the whole test suite with CTest:
 #   1. warnings-as-errors build: C unit tests + every busted spec, each spec
-#      also under the fault-injection switch (GOLUA_MOCKEAGAIN=rw);
+#      also under the fault-injection switch (GOLUA_MOCKEAGAIN=rw); among
+#      them chaos_spec (GOLUA_CHAOS, the example servers under two seeds)
+#      and allocfail_spec (GOLUA_ALLOCFAIL across many N);
 #   2. AddressSanitizer + UBSan build: the same suite;
 #   3. ThreadSanitizer build: the scheduler / netpoller C tests.
 # Set GLR_TEST_QUICK=1 to run only step 1.
