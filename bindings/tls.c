@@ -3,6 +3,7 @@
 #include "tls.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,7 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <errno.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -21,6 +21,7 @@
 
 #include "errstr.h"
 #include "netaddr.h"
+#include "tlswire.h"
 
 static const char CFGS_KEY[2] = {'s', 'c'}; /* weak tables: server, client */
 static const char DEFAULT_KEY = 'd';        /* the default client config */
@@ -123,24 +124,9 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
                        const unsigned char *in, unsigned inlen, void *arg) {
   (void)ssl;
   tls_config *cfg = arg;
-  for (unsigned i = 0; i < cfg->alpnlen; i += 1u + cfg->alpn[i]) {
-    for (unsigned j = 0; j < inlen; j += 1u + in[j]) {
-      if (in[j] == cfg->alpn[i] && j + 1u + in[j] <= inlen &&
-          memcmp(in + j + 1, cfg->alpn + i + 1, in[j]) == 0) {
-        *out = in + j + 1;
-        *outlen = in[j];
-        return SSL_TLSEXT_ERR_OK;
-      }
-    }
-  }
-  return SSL_TLSEXT_ERR_NOACK;
-}
-
-static bool sni_match(const char *pat, const char *name) {
-  if (strcasecmp(pat, name) == 0) return true;
-  if (pat[0] != '*' || pat[1] != '.') return false;
-  const char *dot = strchr(name, '.');
-  return dot && strcasecmp(dot, pat + 1) == 0;
+  return tlswire_alpn_pick(cfg->alpn, cfg->alpnlen, in, inlen, out, outlen)
+             ? SSL_TLSEXT_ERR_OK
+             : SSL_TLSEXT_ERR_NOACK;
 }
 
 /* sni_select — switch to the context of the name the client asked for */
@@ -150,7 +136,7 @@ static int sni_select(SSL *ssl, int *al, void *arg) {
   const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
   if (!name) return SSL_TLSEXT_ERR_OK;
   for (int i = 0; i < cfg->nsni; i++) {
-    if (sni_match(cfg->sni[i].name, name)) {
+    if (tlswire_sni_match(cfg->sni[i].name, name)) {
       SSL_set_SSL_CTX(ssl, cfg->sni[i].ctx);
       return SSL_TLSEXT_ERR_OK;
     }

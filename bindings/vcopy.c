@@ -3,6 +3,8 @@
 ** address then the payload the hook wrote. */
 #include "vcopy.h"
 
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,6 +215,12 @@ static void encode(lua_State *L, int idx, enc *e, int depth) {
 }
 
 static void encode_all(lua_State *L, int first, int n, enc *e) {
+  /* the slots used before encode_table's own check (seen, once's two):
+  ** not the caller's spare ones (a decode leaves just 2 above its values) */
+  if (!lua_checkstack(L, 4)) {
+    vbuf_free(e->b);
+    luaL_error(L, "%s: too many values", e->what);
+  }
   lua_newtable(L); /* tables already seen (cycle check) */
   e->seen = lua_gettop(L);
   put_size(L, e->b, (size_t)n);
@@ -272,6 +280,62 @@ static void decode(lua_State *L, reader *r) {
       }
     }
   }
+}
+
+/* ---------- checking reader (vcopy_validate): every read is bounded ---------- */
+
+static bool can_read(const reader *r, size_t n) { return (size_t)(r->end - r->p) >= n; }
+
+static const char *check_value(reader *r, int depth, bool key) {
+  if (!can_read(r, 1)) return "truncated value";
+  unsigned char t = (unsigned char)*r->p++;
+  switch (t) {
+    case T_NIL: return key ? "nil table key" : NULL;
+    case T_FALSE: case T_TRUE: return NULL;
+    case T_INT:
+      if (!can_read(r, sizeof(lua_Integer))) return "truncated integer";
+      r->p += sizeof(lua_Integer);
+      return NULL;
+    case T_FLT: {
+      lua_Number f;
+      if (!can_read(r, sizeof f)) return "truncated float";
+      get(r, &f, sizeof f);
+      return key && isnan(f) ? "NaN table key" : NULL;
+    }
+    case T_STR: {
+      if (!can_read(r, sizeof(size_t))) return "truncated string length";
+      size_t n = get_size(r);
+      if (!can_read(r, n)) return "string longer than the buffer";
+      r->p += n;
+      return NULL;
+    }
+    case T_TAB: {
+      if (depth > MAX_DEPTH) return "tables nested too deep";
+      if (!can_read(r, sizeof(size_t))) return "truncated table size";
+      size_t n = get_size(r);
+      if (n > (size_t)(r->end - r->p) / 2) return "table larger than the buffer";
+      for (size_t i = 0; i < n; i++) {
+        const char *why = check_value(r, depth + 1, true);
+        if (!why) why = check_value(r, depth + 1, false);
+        if (why) return why;
+      }
+      return NULL;
+    }
+    case T_UDATA: return "userdata (only this process's own buffers carry them)";
+    default: return "bad tag";
+  }
+}
+
+const char *vcopy_validate(const char *p, size_t len) {
+  reader r = {p, p + len};
+  if (!can_read(&r, sizeof(size_t))) return "truncated value count";
+  size_t n = get_size(&r);
+  if (n > len || n > INT_MAX - 2) return "value count larger than the buffer";
+  for (size_t i = 0; i < n; i++) {
+    const char *why = check_value(&r, 0, false);
+    if (why) return why;
+  }
+  return r.p == r.end ? NULL : "trailing bytes";
 }
 
 int vcopy_decode(lua_State *L, const vbuf *b) {

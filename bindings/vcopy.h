@@ -20,6 +20,14 @@
 ** succeeded, dropped by vbuf_free through walk(-1)), and every decode makes
 ** values with refs of their own, so a buffer may be decoded any number of
 ** times. Encoding runs on the sending VM's M; decoding on the receiver's.
+**
+** Trust: vcopy_decode trusts its buffer. Buffers are made only by
+** vcopy_encode in this process and never read from a file or the network
+** (they hold class hooks' addresses, which no byte check could vouch for),
+** so decode does no bounds checks. vcopy_validate is the checking reader
+** for bytes of unknown origin (the fuzz target spec/fuzz/vcopy_decode.c
+** feeds it arbitrary bytes): it accepts exactly the encodings of plain
+** values that vcopy_decode decodes without reading out of bounds.
 */
 #ifndef GLR_VCOPY_H
 #define GLR_VCOPY_H
@@ -74,6 +82,12 @@ GLR_INTERNAL void vcopy_encode_ex(lua_State *L, int first, int n, vbuf *b, const
                                   int flags);
 /* vcopy_decode — pushes the n values encoded in b; returns n. */
 GLR_INTERNAL int vcopy_decode(lua_State *L, const vbuf *b);
+/* vcopy_validate — NULL if the n bytes at p are one whole encoding of plain
+** values (no userdata: hook addresses cannot be checked) that vcopy_decode
+** reads entirely within bounds and stores without raising (no nil or NaN
+** table keys, depth as vcopy_encode allows, no trailing bytes); else why
+** not. Decoding may still raise for memory or stack. Pure; any thread. */
+GLR_INTERNAL const char *vcopy_validate(const char *p, size_t n);
 /* vbuf_free — frees b's bytes and drops its refs; any thread. */
 GLR_INTERNAL void vbuf_free(vbuf *b);
 

@@ -15,7 +15,7 @@
 local FLOORS = {
   [0] = { "runtime/*" },
   [1] = { "bindings/goluarun.h", "bindings/glr_api.c", "bindings/args.h", "bindings/classes.*",
-          "bindings/netaddr.*", "bindings/vcopy.*", "bindings/errstr.h" },
+          "bindings/netaddr.*", "bindings/vcopy.*", "bindings/errstr.h", "bindings/tlswire.h" },
   [2] = { "bindings/conn.*", "bindings/gohandle.*", "bindings/tls.*" },
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
           "bindings/lspawn.*", "bindings/lookup.*", "bindings/lstdio.*", "bindings/lcoro.*",

@@ -5,7 +5,9 @@
 #      them chaos_spec (GOLUA_CHAOS, the example servers under two seeds)
 #      and allocfail_spec (GOLUA_ALLOCFAIL across many N);
 #   2. AddressSanitizer + UBSan build: the same suite;
-#   3. ThreadSanitizer build: the scheduler / netpoller C tests.
+#   3. ThreadSanitizer build: the scheduler / netpoller C tests;
+#   4. fuzzing: each libFuzzer target of spec/fuzz for GLR_FUZZ_SECONDS
+#      (default 30) from its seed corpus (scripts/fuzz.sh; clang-16).
 # Set GLR_TEST_QUICK=1 to run only step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +28,6 @@ if [ "${GLR_TEST_QUICK:-0}" != 1 ]; then
     run_ctest build-asan
   BUILD=build-tsan scripts/setup.sh -DGLR_SANITIZE=thread -DCMAKE_BUILD_TYPE=Debug
   TSAN_OPTIONS=halt_on_error=1 run_ctest build-tsan -L sched
+  scripts/fuzz.sh "${GLR_FUZZ_SECONDS:-30}" || status=1
 fi
 exit $status
