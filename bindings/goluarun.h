@@ -95,7 +95,7 @@ GLR_API int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
 GLR_API int glr_wait_result(lua_State *L, glr_pd *pd, int mode);
 
 /* I/O helpers on a pd's fd: EINTR retried, SIGPIPE never raised, and the
-** runtime's fault-injection switch (GOLUA_MOCKEAGAIN) applied. Bytes or
+** runtime's fault-injection switches (GOLUA_MOCKEAGAIN, GOLUA_CHAOS) applied. Bytes or
 ** -errno (-EAGAIN: wait with glr_waitfd). */
 GLR_API ssize_t glr_read(lua_State *L, glr_pd *pd, void *buf, size_t n);
 GLR_API ssize_t glr_writev(lua_State *L, glr_pd *pd, struct iovec *iov, int cnt);

@@ -3,7 +3,7 @@
 ** OpenSSL 3: the conn's operations (conn.c's one skeleton) drive SSL_read /
 ** SSL_write / SSL_do_handshake / SSL_shutdown, and a custom BIO moves the
 ** bytes with glr_read / glr_writev on the conn's pollDesc, so the
-** fault-injection switch (GOLUA_MOCKEAGAIN) and the TCP drained-read
+** fault-injection switches (GOLUA_MOCKEAGAIN, GOLUA_CHAOS) and the TCP drained-read
 ** shortcut apply, and every WANT_READ / WANT_WRITE becomes a park in that
 ** direction. No thread ever blocks in OpenSSL.
 **
