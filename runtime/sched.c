@@ -275,8 +275,9 @@ static void execute(P *p, G *g) {
     return;
   }
   if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
-    fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id,
-            lua_isstring(g->L, -1) ? lua_tostring(g->L, -1) : "(error object)");
+    const char *msg = lua_isstring(g->L, -1) ? lua_tostring(g->L, -1) : "(error object)";
+    if (g->ismain) fprintf(stderr, "goluarun: %s\n", msg); /* as gohandle's report */
+    else fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id, msg);
     if (g->ismain) rt_stop(p->rt, STOP_EXIT, 1, false);
   }
   g_exit(p, g, st == LUA_OK);
