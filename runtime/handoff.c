@@ -164,7 +164,7 @@ static void *m_thread(void *arg) {
   M *m = arg;
   rt *r = m->rt;
   current_m = m;
-  /* no signal is blocked here: the handlers only set flags and break P0's
+  /* no signal is blocked here: the handlers only set flags and break Ps'
   ** netpoll, safe on any thread, and children started from this thread
   ** (io.popen) inherit its mask */
   P *p = m->startp;
