@@ -135,7 +135,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
 /* sleep_sync — the non-yieldable sleep: this M sleeps, the P runs on */
 static void sleep_sync(P *p, int64_t deadline) {
   struct timespec ts = {(time_t)(deadline / NS_PER_SEC), (long)(deadline % NS_PER_SEC)};
-  handoff_enter(p);
+  handoff_enter(p, "sleep", deadline);
   while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
   }
   handoff_exit(p);
@@ -202,7 +202,7 @@ void glr_blocking_enter(lua_State *L) {
   P *p = m->sys_depth > 0 ? m->sys_p : vm_p(L);
   if (m->sys_depth == 0 && (sched_current_p() != p || !p->curg || in_finalizer(L)))
     return; /* not in a goroutine, or in __gc: block in place */
-  handoff_enter(p);
+  handoff_enter(p, "C call", DEADLINE_NONE);
 }
 
 void glr_blocking_exit(lua_State *L) {

@@ -20,6 +20,8 @@ static void debug_from_env(rt_config *c) {
   const char *t = d ? strstr(d, "schedtrace=") : NULL;
   if (t) c->schedtrace_ms = atoi(t + strlen("schedtrace="));
   if (c->schedtrace_ms < 0) c->schedtrace_ms = 0;
+  const char *w = d ? strstr(d, "mcapwait=") : NULL;
+  if (w && atoi(w + strlen("mcapwait=")) > 0) c->mcapwait_ms = atoi(w + strlen("mcapwait="));
 }
 
 static void mock_from_env(rt_config *c) {

@@ -20,6 +20,7 @@
 #define CONFIG_MAXPROCS 256         /* Ps: 1..CONFIG_MAXPROCS */
 #define CONFIG_MAXTHREADS_DEFAULT 256
 #define CONFIG_GRACE_DEFAULT 5.0    /* seconds */
+#define CONFIG_MCAPWAIT_DEFAULT 10000 /* ms: thread-limit starvation before the fatal error */
 
 typedef struct rt_config {
   int nprocs;          /* GOLUA_MAXPROCS / -p N; 0 = one per online CPU */
@@ -27,6 +28,8 @@ typedef struct rt_config {
   bool preempt;        /* asynchronous preemption; GOLUA_NOPREEMPT=1 clears */
   double grace;        /* GOLUA_GRACE: seconds between SIGINT/SIGTERM and exit */
   int schedtrace_ms;   /* GOLUA_DEBUG=schedtrace=MS; 0 = off */
+  int mcapwait_ms;     /* GOLUA_DEBUG=mcapwait=MS: how long every M may sit in
+                       ** blocking calls with work waiting (handoff.h) */
   bool mock_eagain_r;  /* GOLUA_MOCKEAGAIN contains r: one-byte reads */
   bool mock_eagain_w;  /* GOLUA_MOCKEAGAIN contains w: one-byte writes */
   int64_t memlimit;    /* GOLUA_MEMLIMIT: bytes all VMs may hold; 0 = no limit */
@@ -47,7 +50,8 @@ typedef struct rt_config {
 
 #define RT_CONFIG_DEFAULTS                                                 \
   ((rt_config){.nprocs = 0, .maxthreads = CONFIG_MAXTHREADS_DEFAULT,        \
-               .preempt = true, .grace = CONFIG_GRACE_DEFAULT})
+               .preempt = true, .grace = CONFIG_GRACE_DEFAULT,                \
+               .mcapwait_ms = CONFIG_MCAPWAIT_DEFAULT})
 
 /* config_from_env — c = RT_CONFIG_DEFAULTS overridden by the GOLUA_*
 ** variables. skip_maxprocs: leave GOLUA_MAXPROCS unread (the command line

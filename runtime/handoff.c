@@ -11,6 +11,7 @@
 
 #include "netpoll.h"
 #include "preempt.h"
+#include "signal.h"
 #include "sysmon.h"
 
 static _Thread_local M *current_m;
@@ -163,7 +164,7 @@ static void *m_thread(void *arg) {
   M *m = arg;
   rt *r = m->rt;
   current_m = m;
-  /* no signal is blocked here: the handlers only set flags and break P0's
+  /* no signal is blocked here: the handlers only set flags and break Ps'
   ** netpoll, safe on any thread, and children started from this thread
   ** (io.popen) inherit its mask */
   P *p = m->startp;
@@ -244,11 +245,14 @@ void handoff_free(rt *r) {
 
 /* ---------- enter / exit ---------- */
 
-void handoff_enter(P *p) {
+void handoff_enter(P *p, const char *what, int64_t until) {
   M *m = current_m;
   if (!m || m->sys_depth++ > 0) return;
   rt *r = p->rt;
   m->sys_p = p;
+  m->sys_what = what;
+  atomic_store(&m->sys_until, until);
+  atomic_store(&m->sys_state, M_SYS_IN_C);
   m->sys_g = p->curg;
   m->sys_L = atomic_load_explicit(&p->curL, memory_order_relaxed);
   atomic_store_explicit(&p->running, false, memory_order_relaxed);
@@ -292,6 +296,7 @@ void handoff_exit(P *p) {
   if (!m || m->sys_depth == 0 || --m->sys_depth > 0) return;
   if (p != m->sys_p) rt_throw("blocking call left on another P");
   rt *r = p->rt;
+  atomic_store(&m->sys_state, M_SYS_BACK);
   if (!m->ism0) live_inc(r);
   else m0_blocked(r, false);
   if (!p_cas_status(p, P_SYSCALL, P_RUNNING)) { /* sysmon retook p */
@@ -308,6 +313,8 @@ void handoff_exit(P *p) {
   m->sys_g = NULL;
   m->sys_L = NULL;
   m->sys_p = NULL;
+  m->sys_what = NULL;
+  atomic_store(&m->sys_state, M_SYS_NONE);
 }
 
 /* ---------- giving a P away ---------- */
@@ -369,7 +376,7 @@ static bool has_work(P *p) {
          atomic_load(&p->pq.n) || atomic_load(&p->pinq.n) ||
          atomic_load(&p->shutdown_req) ||
          atomic_load(&p->dump_req) ||
-         (p->id == 0 && atomic_load(&r->signal_pending));
+         atomic_load(&r->signal_pending);
 }
 
 /* m_get — an idle M, or a new (not yet started) one under the cap */
@@ -435,4 +442,129 @@ int handoff_retake(rt *r, int64_t now) {
     }
   }
   return insys;
+}
+
+/* ---------- thread exhaustion (handoff.h) ---------- */
+
+/* ready_work — p has work that could run now (published figures; an fd
+** waiter is not: whether its event came only a poll can tell) */
+static bool ready_work(P *p, int64_t now) {
+  int64_t t = atomic_load(&p->next_timer_pub);
+  return atomic_load(&p->nhwaiters) || atomic_load(&p->inbox_n) ||
+         atomic_load(&p->pub.runq) > 0 || (t != DEADLINE_NONE && t <= now) ||
+         atomic_load(&p->pq.n) || atomic_load(&p->pinq.n) ||
+         atomic_load(&p->rt->global.n);
+}
+
+/* m_bounded — m is in a blocking call that ends by itself (a deadline) */
+static bool m_bounded(M *m) {
+  return atomic_load(&m->sys_state) == M_SYS_IN_C &&
+         atomic_load(&m->sys_until) != DEADLINE_NONE;
+}
+
+/* exhausted — the state handoff.h calls thread exhaustion, now */
+static bool exhausted(rt *r, int64_t now) {
+  bool work = false;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    if (atomic_load(&p->pstatus) != P_SYSCALL) return false;
+    work = work || ready_work(p, now);
+  }
+  if (!work) return false;
+  pthread_mutex_lock(&r->mlock);
+  bool stuck = !r->midle && r->nm >= r->maxm;
+  for (int i = 0; stuck && i < r->nprocs; i++) stuck = !m_bounded(&r->ms[i]);
+  for (M *m = r->mall; stuck && m; m = m->allnext) stuck = !m_bounded(m);
+  pthread_mutex_unlock(&r->mlock);
+  return stuck;
+}
+
+/* give_back — sysmon took p from its blocked M but will not keep it */
+static void give_back(P *p) {
+  pthread_mutex_lock(&p->hlock);
+  if (!grant_first(p)) p_set_status(p, P_RUNNING, P_SYSCALL);
+  pthread_mutex_unlock(&p->hlock);
+}
+
+/* take_all — every P out of P_SYSCALL into sysmon's hands; false (every P
+** given back) if an M came back first */
+static bool take_all(rt *r) {
+  int i = 0;
+  while (i < r->nprocs && p_cas_status(r->ps[i], P_SYSCALL, P_RUNNING)) i++;
+  if (i == r->nprocs) return true;
+  while (i-- > 0) give_back(r->ps[i]);
+  return false;
+}
+
+/* the Ms in or back from a blocking call, for the report's labels */
+typedef struct sysm {
+  G *g;
+  const char *what;
+  int state;
+} sysm;
+typedef struct sysms {
+  sysm *v;
+  int n;
+} sysms;
+
+static void collect(sysms *s, M *m) {
+  int st = atomic_load(&m->sys_state);
+  if (st == M_SYS_NONE || !m->sys_g) return;
+  s->v[s->n++] = (sysm){m->sys_g, m->sys_what ? m->sys_what : "C call", st};
+}
+
+static const char *blocked_why(G *g, void *ud) {
+  static char buf[96];
+  sysms *s = ud;
+  for (int i = 0; i < s->n; i++) {
+    if (s->v[i].g != g) continue;
+    snprintf(buf, sizeof buf, s->v[i].state == M_SYS_IN_C ? "syscall: %s"
+                                                           : "%s returned, waiting for its P",
+             s->v[i].what);
+    return buf;
+  }
+  return NULL;
+}
+
+/* exhaustion_fatal — every P is sysmon's (take_all): print and leave. The
+** process cannot end through rt_stop: no M would ever get back to run it */
+static _Noreturn void exhaustion_fatal(rt *r) {
+  sysms s = {0};
+  pthread_mutex_lock(&r->mlock);
+  s.v = x_calloc((size_t)r->nm + 1, sizeof *s.v); /* every M, at most */
+  for (int i = 0; i < r->nprocs; i++) collect(&s, &r->ms[i]);
+  for (M *m = r->mall; m; m = m->allnext) collect(&s, m);
+  pthread_mutex_unlock(&r->mlock);
+  pthread_mutex_lock(&r->dump_lock);
+  fflush(stdout);
+  fprintf(stderr,
+          "fatal error: all threads are blocked in C calls (GOLUA_MAXTHREADS=%d)\n"
+          "(%d blocked; goroutines waiting to run for %d ms)\n\n",
+          r->maxm, s.n, r->cfg.mcapwait_ms);
+  for (int i = 0; i < r->nprocs; i++) signal_dump_taken(r->ps[i], blocked_why, &s);
+  fflush(NULL);
+  _exit(2);
+}
+
+void handoff_starved(rt *r, int64_t now) {
+  /* a goroutine ran or a call came back on some P since the last round
+  ** (exec_seq moved): a new stretch, however alike it looks */
+  bool moved = false;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    uint64_t seq = atomic_load_explicit(&p->exec_seq, memory_order_relaxed);
+    if (seq != p->starve_seq) moved = true;
+    p->starve_seq = seq;
+  }
+  bool ex = exhausted(r, now);
+  if (!ex || moved || !r->starve_since) {
+    r->starve_since = ex ? now : 0;
+    return;
+  }
+  if (now - r->starve_since < (int64_t)r->cfg.mcapwait_ms * NS_PER_MS) return;
+  if (!take_all(r)) {
+    r->starve_since = 0;
+    return;
+  }
+  exhaustion_fatal(r);
 }

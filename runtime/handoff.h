@@ -35,6 +35,23 @@
 ** sysmon hands it a P. At most r->maxm Ms exist (cfg.maxthreads:
 ** GOLUA_MAXTHREADS, default 256); past the cap a blocking call keeps its P and the VM waits for it.
 **
+** Thread exhaustion (Go: "fatal error: thread exhaustion"): when no M can
+** be had (the cap reached, none idle), every P is P_SYSCALL (so every M is
+** inside a blocking call or waiting for a P whose M is), some P has work
+** ready (run queue, inbox, a due timer, portable work, a waiting M) and no
+** blocking call has a deadline of its own, nothing can run until a call
+** returns by itself. When that has lasted cfg.mcapwait_ms (GOLUA_DEBUG=
+** mcapwait=MS, default 10 s) sysmon (handoff_starved) takes every P by the
+** SYSCALL -> RUNNING CAS, which gives it the VMs (their Ms touch no Lua
+** state in a call, and one that returns waits for its P), prints
+** "fatal error: all threads are blocked in C calls (GOLUA_MAXTHREADS=K)"
+** and every goroutine, the blocked ones as [syscall: <what>], and exits
+** with status 2. The stretch starts again whenever a goroutine ran or
+** a call came back on some P (its exec_seq moved), so a run of short calls
+** at the cap is never taken for one long one. An M's sys_state:
+** M_SYS_NONE, M_SYS_IN_C (between handoff_enter and handoff_exit),
+** M_SYS_BACK (returned, waiting for its P).
+**
 ** Exit: rt_run waits until every M other than M0 has exited its scheduler
 ** or is inside a blocking call (r->nlive == 0); an M that returns from a
 ** blocking call after that sleeps for good (Go: goroutines still in a
@@ -69,9 +86,13 @@ GLR_INTERNAL bool handoff_blocked(rt *r);
 /* handoff_free — free every M (none blocked). */
 GLR_INTERNAL void handoff_free(rt *r);
 
+enum { M_SYS_NONE = 0, M_SYS_IN_C = 1, M_SYS_BACK = 2 };
+
 /* handoff_enter / handoff_exit — bracket a blocking call on the M holding
-** p, inside a goroutine. Nested pairs count; only the outer one acts. */
-GLR_INTERNAL void handoff_enter(P *p);
+** p, inside a goroutine. Nested pairs count; only the outer one acts. what
+** names the call for reports (a static string); until is when it ends by
+** itself (its deadline), DEADLINE_NONE if unknown. */
+GLR_INTERNAL void handoff_enter(P *p, const char *what, int64_t until);
 GLR_INTERNAL void handoff_exit(P *p);
 /* handoff_give — the holder, between slices, grants p to the first waiter.
 ** true: this M holds p again (M0 waited for it); false: it must go idle. */
@@ -82,6 +103,9 @@ GLR_INTERNAL void handoff_release(P *p);
 ** many Ps in a blocking call have work (sysmon then keeps a short period;
 ** work that arrives for the others is seen at its next, longer round). */
 GLR_INTERNAL int handoff_retake(rt *r, int64_t now);
+/* handoff_starved — sysmon, each round: watch for thread exhaustion
+** (above); past cfg.mcapwait_ms of it, report and exit 2 (no return). */
+GLR_INTERNAL void handoff_starved(rt *r, int64_t now);
 
 /* handoff_current_m — the calling thread's M (NULL on foreign threads). */
 GLR_INTERNAL M *handoff_current_m(void);

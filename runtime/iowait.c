@@ -104,7 +104,7 @@ static int poll_once(P *p, pollDesc *pd, int mode, int wakefd) {
   int *slot = mode == PD_MODE_R ? &pd->syncfd_r : &pd->syncfd_w;
   struct timespec *tsp = poll_timeout(effective(pd, mode), &ts);
   *slot = wakefd;
-  handoff_enter(p);
+  handoff_enter(p, "IO wait", effective(pd, mode));
   int n = ppoll(f, wakefd >= 0 ? 2 : 1, tsp, NULL);
   handoff_exit(p);
   *slot = -1;

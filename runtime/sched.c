@@ -431,7 +431,7 @@ static G *find_runnable(P *p) {
   for (;;) {
     if (atomic_load(&r->stopping)) return NULL;
     if (atomic_load(&p->nhwaiters)) return NULL; /* sched_loop hands p over */
-    if (p->id == 0 && atomic_load(&r->signal_pending)) signal_handle(p);
+    if (atomic_load(&r->signal_pending)) signal_handle(p);
     if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
     if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
     if (atomic_load_explicit(&p->gc_req, memory_order_relaxed)) sched_collect(p);
@@ -538,7 +538,9 @@ int rt_run(rt *r) {
   sched_set_current_p(r->ps[0]);
   sched_loop(r->ps[0]);
   handoff_wait_ms(r);
+  atomic_store(&r->run_done, true); /* sysmon's stop_watch may stand down */
   rt_stop(r, STOP_EXIT, 0, false); /* make sure sysmon sees the stop */
+  sysmon_kick(r);
   sysmon_join(r);
   return atomic_load(&r->exit_code);
 }

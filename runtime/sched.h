@@ -188,6 +188,7 @@ struct P {
   _Atomic int64_t next_timer_pub; /* atomic: earliest timer, 0 if none */
   uint64_t seen_seq;      /* sysmon only */
   int64_t seen_when;      /* sysmon only */
+  uint64_t starve_seq;    /* sysmon only: exec_seq at its last exhaustion check */
   struct lua_State *hooked_L; /* owner M (and its signal handler) */
   void *saved_hook;       /* the user's hook on hooked_L */
   int saved_mask, saved_count;
@@ -210,6 +211,12 @@ struct M {
   P *sys_p;               /* this M only: the P it left for the call */
   G *sys_g;               /* this M only: the G in the blocking call */
   struct lua_State *sys_L; /* this M only: its innermost running coroutine */
+  const char *sys_what;   /* this M: what the blocking call waits for ("IO
+                          ** wait", "sleep", "C call"); others read it only
+                          ** while holding sys_p (the P's CAS orders it) */
+  _Atomic int sys_state;  /* atomic: M_SYS_* (handoff.h) */
+  _Atomic int64_t sys_until; /* atomic: when the blocking call ends by itself
+                             ** (its deadline), DEADLINE_NONE if unknown */
   int wakefd;             /* this M only: eventfd for non-yieldable waits, or -1 */
 };
 
@@ -237,8 +244,15 @@ struct rt {
   _Atomic uint64_t next_goid;  /* atomic */
   _Atomic int signal_pending;  /* atomic: set by the signal handler */
   _Atomic int nsignals;        /* atomic: SIGINT/SIGTERM received */
+  _Atomic int64_t signal_when; /* atomic: mono time of the first one, 0 before */
+  _Atomic bool grace_done;     /* atomic: the grace period's end was acted on */
+  _Atomic bool run_done;       /* atomic: rt_run's M0 is past its wait for the Ms */
+  int64_t starve_since;        /* sysmon only: since when no M could be had
+                                  while work waited (handoff_starved) */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
-  timer grace_timer;           /* P0's M only: shutdown grace (signal.c) */
+  timer grace_timer;           /* shutdown grace (signal.c): armed once, on the
+                                  heap of the P that took the signal; that P's
+                                  M only */
   /* Ms (handoff.h) */
   pthread_mutex_t mlock;       /* guards the fields below and every M's nextp */
   pthread_cond_t mcond;        /* guarded by mlock: nlive reached 0 */

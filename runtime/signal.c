@@ -21,19 +21,27 @@ static rt *signal_rt;
 
 /* ---------- dumps ---------- */
 
+static void dump_one(P *p, G *g, const char *why) {
+  if (!why) why = g->status == G_WAITING ? g->waitreason : sched_gstatus_name(g->status);
+  if (p->rt->nprocs > 1)
+    fprintf(stderr, "goroutine %llu [%s, P %d]:\n", (unsigned long long)g->id,
+            why ? why : "?", p->id);
+  else
+    fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id, why ? why : "?");
+  luaL_traceback(p->L, g->L, NULL, 0);
+  fprintf(stderr, "%s\n\n", lua_tostring(p->L, -1));
+  lua_pop(p->L, 1);
+}
+
 void signal_dump_goroutines(P *p) {
-  for (G *g = p->allg; g; g = g->allnext) {
-    const char *why = g->status == G_WAITING ? g->waitreason : sched_gstatus_name(g->status);
-    if (p->rt->nprocs > 1)
-      fprintf(stderr, "goroutine %llu [%s, P %d]:\n", (unsigned long long)g->id,
-              why ? why : "?", p->id);
-    else
-      fprintf(stderr, "goroutine %llu [%s]:\n", (unsigned long long)g->id,
-              why ? why : "?");
-    luaL_traceback(p->L, g->L, NULL, 0);
-    fprintf(stderr, "%s\n\n", lua_tostring(p->L, -1));
-    lua_pop(p->L, 1);
-  }
+  for (G *g = p->allg; g; g = g->allnext) dump_one(p, g, NULL);
+  fflush(stderr);
+}
+
+void signal_dump_taken(P *p, const char *(*why)(G *g, void *ud), void *ud) {
+  /* no collection step on this thread: a finalizer would run Lua here */
+  lua_gc(p->L, LUA_GCSTOP);
+  for (G *g = p->allg; g; g = g->allnext) dump_one(p, g, why(g, ud));
   fflush(stderr);
 }
 
@@ -62,13 +70,17 @@ void signal_dump_on_request(P *p) {
 
 /* ---------- graceful shutdown (SIGINT / SIGTERM) ---------- */
 
+/* on_signal — the first SIGINT/SIGTERM: note it and when (clock_gettime is
+** async-signal-safe) and break every P, so whichever is in its loop takes
+** it even when P0's M is stuck in a blocking call; the second: exit now */
 static void on_signal(int sig) {
   rt *r = signal_rt;
   if (!r) return;
   int saved = errno;
   if (atomic_fetch_add(&r->nsignals, 1) >= 1) _exit(128 + sig);
+  atomic_store(&r->signal_when, mono_now());
   atomic_store(&r->signal_pending, sig);
-  netpoll_break(r->ps[0]);
+  for (int i = 0; i < r->nprocs; i++) netpoll_break(r->ps[i]);
   errno = saved;
 }
 
@@ -99,23 +111,35 @@ void signal_forget(rt *r) {
   if (signal_rt == r) signal_rt = NULL;
 }
 
-static void grace_fire(timer *t, void *arg) {
-  (void)t;
-  rt *r = arg;
+void signal_grace_expired(rt *r) {
+  if (atomic_exchange(&r->grace_done, true)) return;
+  pthread_mutex_lock(&r->dump_lock);
   fprintf(stderr, "goluarun: shutdown grace period expired\n");
+  pthread_mutex_unlock(&r->dump_lock);
   rt_stop(r, STOP_EXIT, 1, false);
 }
 
-void signal_handle(P *p0) {
-  rt *r = p0->rt;
+static void grace_fire(timer *t, void *arg) {
+  (void)t;
+  signal_grace_expired(arg);
+}
+
+int64_t signal_grace_end(rt *r) {
+  int64_t when = atomic_load(&r->signal_when);
+  if (!when) return DEADLINE_NONE;
+  return when + (int64_t)(r->cfg.grace * (double)NS_PER_SEC);
+}
+
+void signal_handle(P *p) {
+  rt *r = p->rt;
   int sig = atomic_exchange(&r->signal_pending, 0);
-  if (!sig) return;
+  if (!sig) return; /* another P took it */
   for (int i = 0; i < r->nprocs; i++) {
     atomic_store(&r->ps[i]->shutdown_req, true);
     netpoll_break(r->ps[i]);
   }
   timer_init(&r->grace_timer, grace_fire, r);
-  timer_arm(&p0->timers, &r->grace_timer, deadline_from_seconds(r->cfg.grace));
+  timer_arm(&p->timers, &r->grace_timer, deadline_from_seconds(r->cfg.grace));
 }
 
 /* ---------- closers ---------- */

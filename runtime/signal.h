@@ -4,18 +4,29 @@
 **
 ** Invariants and thread rules:
 **  - Handlers (any thread, async-signal context) only set atomics and break
-**    a netpoll: SIGINT/SIGTERM set rt->signal_pending and break P0; SIGQUIT
+**    a netpoll: SIGINT/SIGTERM set rt->signal_pending and rt->signal_when
+**    and break every P; SIGQUIT
 **    sets every P's dump_req and breaks it; a second SIGINT/SIGTERM exits at
 **    once with 128+signo. SIGPIPE has an empty handler (writes fail with
 **    EPIPE; exec'd children get the default back). SIGURG is preempt.c's.
 **  - They find the runtime through the one process-wide pointer of this
 **    file (signal.c: signal_rt), set by signal_install and cleared by
 **    signal_forget before the runtime is freed.
-**  - The work happens later on Ps' own Ms, from find_runnable: P0 runs
+**  - The work happens later on Ps' own Ms, from find_runnable: the first
+**    P in its loop takes rt->signal_pending (atomic exchange) and runs
 **    signal_handle (asks every P to run its closers, arms rt->grace_timer
-**    on P0's heap: rt->cfg.grace seconds, then exit 1); each P runs
+**    on its own heap: rt->cfg.grace seconds, then exit 1); each P runs
 **    signal_run_closers and signal_dump_on_request itself, the only thread
 **    that may walk its VM.
+**  - The grace period ends the process even when no P can run its timer
+**    (every M stuck in blocking calls): sysmon calls signal_grace_expired
+**    itself past signal_grace_end + SIGNAL_GRACE_SLACK_NS, and if rt_run
+**    has not returned SIGNAL_EXIT_SLACK_NS after that, it _exits with the
+**    exit code (sysmon.c). signal_grace_expired acts once (rt->grace_done).
+**  - signal_dump_taken is the one dump from a thread that is not the P's
+**    M: sysmon, holding the P it took from a blocked M (handoff.h, thread
+**    exhaustion). It stops the VM's collector first, so no finalizer runs
+**    there.
 **  - closer lists: a P's own (p->closers, owner M only). A closer is
 **    unlinked before it runs, so it may free itself.
 **  - Dumps are printed under rt->dump_lock, so two Ps never interleave.
@@ -40,8 +51,17 @@ GLR_INTERNAL void signal_install(rt *r);
 GLR_INTERNAL void signal_set_handler(int sig, void (*handler)(int));
 /* signal_forget — r is going away: its signals are no longer routed. */
 GLR_INTERNAL void signal_forget(rt *r);
-/* signal_handle — P0's M: act on a pending SIGINT/SIGTERM (shutdown). */
-GLR_INTERNAL void signal_handle(P *p0);
+#define SIGNAL_GRACE_SLACK_NS (100 * NS_PER_MS) /* the P's timer goes first */
+#define SIGNAL_EXIT_SLACK_NS (250 * NS_PER_MS)  /* for rt_run to return */
+
+/* signal_handle — p's M: act on a pending SIGINT/SIGTERM (shutdown), if
+** no other P took it first. */
+GLR_INTERNAL void signal_handle(P *p);
+/* signal_grace_end — when the grace period of the first SIGINT/SIGTERM
+** ends, DEADLINE_NONE before any. Any thread. */
+GLR_INTERNAL int64_t signal_grace_end(rt *r);
+/* signal_grace_expired — say so and stop with status 1, once. Any thread. */
+GLR_INTERNAL void signal_grace_expired(rt *r);
 /* signal_run_closers — p's M: run and unlink every closer of p. */
 GLR_INTERNAL void signal_run_closers(P *p);
 /* signal_dump_on_request — p's M: SIGQUIT asked for p's goroutines. */
@@ -49,6 +69,10 @@ GLR_INTERNAL void signal_dump_on_request(P *p);
 /* signal_dump_goroutines — p's M: print p's goroutines with tracebacks
 ** (the caller holds rt->dump_lock). */
 GLR_INTERNAL void signal_dump_goroutines(P *p);
+/* signal_dump_taken — the same from a thread holding p it took from a
+** blocked M (above); why(g, ud) names a goroutine's state, NULL: the
+** usual one. The VM's collector stays stopped: the process is ending. */
+GLR_INTERNAL void signal_dump_taken(P *p, const char *(*why)(G *g, void *ud), void *ud);
 /* closers of p (owner M only) */
 GLR_INTERNAL void signal_closer_add(P *p, closer *c);
 GLR_INTERNAL void signal_closer_del(P *p, closer *c);

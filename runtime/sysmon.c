@@ -10,6 +10,7 @@
 #include "handoff.h"
 #include "netpoll.h"
 #include "preempt.h"
+#include "signal.h"
 
 /* ---------- statistics ---------- */
 
@@ -108,6 +109,48 @@ static void poll_nudge(rt *r, int64_t now) {
   }
 }
 
+/* timespec_in — CLOCK_REALTIME time ns from now (condition waits) */
+static struct timespec timespec_in(int64_t ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t t = ts.tv_nsec + (ns > 0 ? ns : 0);
+  ts.tv_sec += (time_t)(t / NS_PER_SEC);
+  ts.tv_nsec = (long)(t % NS_PER_SEC);
+  return ts;
+}
+
+/* grace_watch — the grace period of a SIGINT/SIGTERM is over and the P
+** that took the signal has not ended it (or none could take it: every M
+** stuck in a blocking call) */
+static void grace_watch(rt *r, int64_t now) {
+  int64_t end = signal_grace_end(r);
+  if (end != DEADLINE_NONE && now >= end + SIGNAL_GRACE_SLACK_NS) signal_grace_expired(r);
+}
+
+/* stop_watch — after the stop: once a shutdown signal came, the process
+** ends by the grace period's end (plus slack) even if rt_run cannot
+** return (M0, or an M it waits for, stuck in a blocking call or waiting
+** for a P held by one) */
+static void stop_watch(rt *r) {
+  int64_t end = signal_grace_end(r);
+  if (end == DEADLINE_NONE) return;
+  int64_t now = mono_now();
+  end += SIGNAL_GRACE_SLACK_NS;
+  int64_t limit = (end > now ? end : now) + SIGNAL_EXIT_SLACK_NS;
+  pthread_mutex_lock(&r->sysmon_lock);
+  while (!atomic_load(&r->run_done) && (now = mono_now()) < limit) {
+    struct timespec ts = timespec_in(limit - now);
+    pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
+  }
+  bool done = atomic_load(&r->run_done);
+  pthread_mutex_unlock(&r->sysmon_lock);
+  if (done) return;
+  pthread_mutex_lock(&r->dump_lock);
+  fprintf(stderr, "goluarun: exiting with threads still blocked in C calls\n");
+  fflush(NULL);
+  _exit(atomic_load(&r->exit_code));
+}
+
 static void *sysmon_main(void *arg) {
   rt *r = arg;
   sigset_t set;
@@ -126,16 +169,9 @@ static void *sysmon_main(void *arg) {
       ** before blocking, so there is nothing to watch; back off deeply */
       if (++idle_rounds > 20) {
         pthread_mutex_lock(&r->sysmon_lock);
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        if (r->cfg.schedtrace_ms) { /* wake for the next trace line */
-          int64_t wait = next_trace - mono_now();
-          int64_t ns = ts.tv_nsec + (wait > 0 ? wait : 0);
-          ts.tv_sec += (time_t)(ns / NS_PER_SEC);
-          ts.tv_nsec = (long)(ns % NS_PER_SEC);
-        } else {
-          ts.tv_sec += 1;
-        }
+        /* wake for the next trace line, else within 1 s */
+        struct timespec ts =
+            timespec_in(r->cfg.schedtrace_ms ? next_trace - mono_now() : NS_PER_SEC);
         atomic_store(&r->sysmon_deep, true);
         if (!atomic_load(&r->stopping) && atomic_load(&r->npidle) == r->nprocs)
           pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
@@ -154,11 +190,14 @@ static void *sysmon_main(void *arg) {
       busy = true;
       idle_rounds = 0;
     }
+    handoff_starved(r, now); /* every M stuck with work waiting: exit 2 */
+    grace_watch(r, now);
     unsigned cap = busy ? SYSMON_BUSY_MAX_US : SYSMON_MAX_US;
     delay = delay * 2 > cap ? cap : delay * 2;
     if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
       netpoll_break(r->ps[0]); /* let P0 run check_quiescent */
   }
+  stop_watch(r);
   return NULL;
 }
 

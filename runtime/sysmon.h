@@ -5,9 +5,12 @@
 ** Invariants and thread rules:
 **  - sysmon is one thread per runtime, started by rt_run (sysmon_start) and
 **    joined after the stop (sysmon_join). It blocks every signal. It reads
-**    atomics and published figures only and never touches a VM; what it
-**    acts on it hands to preempt.c (preempt_check: SIGURG to a long slice)
-**    and handoff.c (handoff_retake: Ps stuck in blocking calls). When
+**    atomics and published figures only and never touches a VM (but for
+**    the thread-exhaustion report, handoff.h, from Ps it took, before it
+**    exits the process); what it acts on it hands to preempt.c
+**    (preempt_check: SIGURG to a long slice) and handoff.c (handoff_retake:
+**    Ps stuck in blocking calls; handoff_starved: thread exhaustion). It
+**    also ends a shutdown whose grace period no P could end (signal.h). When
 **    nothing counts as progress and every P is blocked in netpoll, it
 **    breaks P0's netpoll so P0 runs the exit/deadlock check.
 **  - Period: doubles from SYSMON_MIN_US to SYSMON_MAX_US (SYSMON_BUSY_MAX_US
