@@ -204,7 +204,7 @@ static void parse_alpn(lua_State *L, int idx, tls_config *cfg) {
   size_t len = 0;
   unsigned char w[1024];
   for (lua_Integer i = 1; i <= n; i++) {
-    size_t k;
+    size_t k = 0; /* clang: unset when p is NULL (then unread) */
     lua_rawgeti(L, list, i);
     const char *p = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &k) : NULL;
     if (!p || k == 0 || k > 255 || len + 1 + k > sizeof w)

@@ -10,6 +10,15 @@ local H = require "support.helpers"
 
 local SERVER = H.root() .. "/scripts/bench/busy_server.lua"
 
+-- under ThreadSanitizer (GOLUA_TSAN): TSan runs a signal handler only when
+-- the thread enters one of its interceptors, and the server's spinning Lua
+-- loops (liblua is not instrumented) never do, so SIGURG never preempts
+-- them and the reader never gets a slice
+local TSAN = os.getenv("GOLUA_TSAN") ~= nil
+local function it_notsan(name, fn)
+  if TSAN then pending(name .. " (not under TSan: no SIGURG in a Lua loop)") else it(name, fn) end
+end
+
 -- round trips of one line, at random gaps; returns median and max in ms
 local function pings(addr, n)
   local c = assert(net.dial(addr, 10))
@@ -30,7 +39,7 @@ end
 describe("a reader beside CPU-bound goroutines", function()
   for _, case in ipairs { { 1, 1 }, { 1, 4 }, { 2, 1 }, { 2, 4 } } do
     local procs, busy = case[1], case[2]
-    it(("answers within a slice (-p %d, %d busy, no timers)"):format(procs, busy), function()
+    it_notsan(("answers within a slice (-p %d, %d busy, no timers)"):format(procs, busy), function()
       -- the server runs without fault injection: under it every byte is
       -- one more park, and each park lets a spinning goroutine take a slice
       local p = H.spawn(SERVER, { tostring(busy) },

@@ -4,6 +4,15 @@
 local go = require "go"
 local H = require "support.helpers"
 
+-- under ThreadSanitizer (GOLUA_TSAN): TSan runs a signal handler only when
+-- the thread enters one of its interceptors, and a pure Lua loop (liblua is
+-- not instrumented) never does, so SIGURG never preempts it: the hog spins
+-- forever. Only the GOLUA_NOPREEMPT case, which wants that, runs there.
+local TSAN = os.getenv("GOLUA_TSAN") ~= nil
+local function it_notsan(name, fn)
+  if TSAN then pending(name .. " (not under TSan: no SIGURG in a Lua loop)") else it(name, fn) end
+end
+
 -- runs hog(stopflag) next to a 10 ms ticker for `secs`; returns ticks, worst lateness
 local function with_ticker(hog, secs)
   local state = { stop = false }
@@ -37,7 +46,7 @@ local function expect_ticking(ticks, worst, secs)
 end
 
 describe("preemption", function()
-  it("a busy loop does not stop a ticker on the same P", function()
+  it_notsan("a busy loop does not stop a ticker on the same P", function()
     local p0 = go.stats().preemptions
     local ticks, worst, n = with_ticker(function(st)
       local n = 0
@@ -49,7 +58,7 @@ describe("preemption", function()
     assert.is_true(go.stats().preemptions > p0)
   end)
 
-  it("inside a coroutine.wrap generator", function()
+  it_notsan("inside a coroutine.wrap generator", function()
     local ticks, worst, n = with_ticker(function(st)
       local gen = coroutine.wrap(function()
         local n = 0
@@ -62,7 +71,7 @@ describe("preemption", function()
     assert.is_true(n > 0)
   end)
 
-  it("inside pcall, finishing with the right result and locals intact", function()
+  it_notsan("inside pcall, finishing with the right result and locals intact", function()
     local ticks, worst, r = with_ticker(function(st)
       local closed = false
       local ok, sum, tag = pcall(function()
@@ -82,7 +91,7 @@ describe("preemption", function()
     assert.are.same({ ok = true, sum = 42, tag = "keep", closed = true }, r)
   end)
 
-  it("inside a Lua __index metamethod", function()
+  it_notsan("inside a Lua __index metamethod", function()
     local ticks, worst, v = with_ticker(function(st)
       local t = setmetatable({}, { __index = function(_, k)
         local n = 0
@@ -95,7 +104,7 @@ describe("preemption", function()
     assert.are.equal("key:true", v)
   end)
 
-  it("a user's debug hook survives preemption", function()
+  it_notsan("a user's debug hook survives preemption", function()
     local count = 0
     local st = { stop = false }
     local g = go(function()
@@ -114,7 +123,7 @@ describe("preemption", function()
     assert.is_true(count > 10)
   end)
 
-  it("preempted goroutines of several kinds all finish", function()
+  it_notsan("preempted goroutines of several kinds all finish", function()
     local st = { stop = false }
     local gs = {}
     for i = 1, 4 do
