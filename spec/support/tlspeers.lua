@@ -352,11 +352,12 @@ end
 function M.rss_kib()
   return tonumber(H.read_file("/proc/self/status"):match("VmRSS:%s*(%d+)"))
 end
---- Is this process built with AddressSanitizer? Its quarantine keeps
---- freed memory, so RSS says nothing about leaks there (LeakSanitizer,
---- at exit, does).
+--- Is this process built with AddressSanitizer (or ThreadSanitizer)? Their
+--- allocators keep freed memory, so RSS says nothing about leaks there
+--- (LeakSanitizer, at exit, does).
 function M.asan()
   return (H.read_file("/proc/self/maps") or ""):find("libasan", 1, true) ~= nil
+    or os.getenv("GOLUA_TSAN") ~= nil
 end
 function M.polldescs() return go.stats().polldescs end
 function M.goroutines() return go.stats().goroutines end
