@@ -87,7 +87,7 @@ static int msgh(lua_State *L) {
 ** of memory; an error inside msgh itself, e.g. no memory for the
 ** traceback): static, so reporting it needs no memory */
 static const char *unreported(int status) {
-  if (status == LUA_ERRMEM) return "not enough memory";
+  if (status == LUA_ERRMEM) return ERRSTR_NOMEM;
   if (status == LUA_ERRERR) return "error in error handling";
   return NULL;
 }

@@ -35,6 +35,7 @@
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
 #include "classes.h"
+#include "errstr.h"
 #include "goluarun.h"
 #include "vcopy.h"
 
@@ -62,7 +63,7 @@ uint64_t lschan_encode(lua_State *L, int idx, const char *what) {
   vbuf *v = malloc(sizeof *v);
   if (!v) {
     vbuf_free(&b);
-    luaL_error(L, "not enough memory");
+    luaL_error(L, ERRSTR_NOMEM);
   }
   *v = b;
   return (uint64_t)(uintptr_t)v;

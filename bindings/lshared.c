@@ -19,6 +19,7 @@
 
 #include "../runtime/shdict.h"
 #include "classes.h"
+#include "errstr.h"
 #include "lshared.h"
 
 #define SHARED_MT "goluarun.shared"
@@ -93,7 +94,7 @@ static int fail(lua_State *L, const char *err) {
   return 2;
 }
 
-static int no_memory(lua_State *L) { return luaL_error(L, "not enough memory"); }
+static int no_memory(lua_State *L) { return luaL_error(L, ERRSTR_NOMEM); }
 
 /* ---------- methods ---------- */
 

@@ -135,7 +135,7 @@ static int spawn(lua_State *L, int at, P *pin) {
   pgrec *r = calloc(1, sizeof *r);
   if (!r) {
     vbuf_free(&args);
-    return luaL_error(L, "not enough memory");
+    return luaL_error(L, ERRSTR_NOMEM);
   }
   r->args = args;
   pthread_mutex_init(&r->lock, NULL);

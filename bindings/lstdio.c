@@ -62,6 +62,7 @@
 
 #include "../runtime/workpool.h"
 #include "classes.h"
+#include "errstr.h"
 #include "goluarun.h"
 #include "lstdio.h"
 
@@ -130,7 +131,7 @@ static int anchor_gc(lua_State *L) {
 }
 
 static void raise_oom(lua_State *L) {
-  lua_pushliteral(L, "not enough memory");
+  lua_pushliteral(L, ERRSTR_NOMEM);
   lua_error(L);
 }
 

@@ -216,7 +216,7 @@ static void parse_alpn(lua_State *L, int idx, tls_config *cfg) {
   }
   lua_pop(L, 1);
   if (len == 0) return;
-  if (!(cfg->alpn = malloc(len))) luaL_error(L, "not enough memory");
+  if (!(cfg->alpn = malloc(len))) luaL_error(L, ERRSTR_NOMEM);
   memcpy(cfg->alpn, w, len);
   cfg->alpnlen = (unsigned)len;
 }
@@ -237,7 +237,7 @@ static void parse_sni(lua_State *L, int idx, tls_config *cfg) {
     sni_entry *e = &cfg->sni[cfg->nsni++]; /* counted at once: the box frees a partial config */
     e->name = strdup(lua_tostring(L, -2));
     ctx_new(L, idx, cfg, &e->ctx);
-    if (!e->name) luaL_error(L, "not enough memory");
+    if (!e->name) luaL_error(L, ERRSTR_NOMEM);
     load_pair(L, e->ctx, opt_string(L, -1, "cert"), opt_string(L, -1, "key"));
     lua_pop(L, 1);
   }
@@ -256,11 +256,11 @@ static void cfg_build(lua_State *L, int idx, tls_config *cfg) {
     luaL_error(L, "tls: cert and key are required on the server side");
   if (cert || key) load_pair(L, cfg->ctx, cert, key);
   const char *sn = opt_string(L, idx, "servername");
-  if (sn && !cfg->server && !(cfg->servername = strdup(sn))) luaL_error(L, "not enough memory");
+  if (sn && !cfg->server && !(cfg->servername = strdup(sn))) luaL_error(L, ERRSTR_NOMEM);
   if (!cfg->server) {
     const char *ca = opt_string(L, idx, "ca");
     lua_pushfstring(L, "%d|%s|%s", cfg->verify, ca ? ca : "", cert ? cert : "");
-    if (!(cfg->trust = strdup(lua_tostring(L, -1)))) luaL_error(L, "not enough memory");
+    if (!(cfg->trust = strdup(lua_tostring(L, -1)))) luaL_error(L, ERRSTR_NOMEM);
     lua_pop(L, 1);
   }
   parse_sni(L, idx, cfg);
@@ -288,7 +288,7 @@ static tls_config *box_new(lua_State *L, bool server) {
   }
   lua_setmetatable(L, -2);
   tls_config *cfg = calloc(1, sizeof *cfg);
-  if (!cfg) luaL_error(L, "not enough memory");
+  if (!cfg) luaL_error(L, ERRSTR_NOMEM);
   atomic_init(&cfg->refs, 1);
   cfg->server = server;
   *box = cfg;
