@@ -220,12 +220,7 @@ describe("scripts/chat.lua timeouts", function()
 end)
 
 describe("example timeouts", function()
-  local function start_with(script, args)
-    local p = H.spawn(root .. "/scripts/" .. script, args, { file = true, timeout = 120 })
-    local addr = p:wait_output("listening on (%S+)", 10)
-    assert.is_string(addr, p:stderr())
-    return p, addr
-  end
+  local start_with = H.start_script
 
   local function expect_closed(c, within)
     c:settimeout(within + 5)

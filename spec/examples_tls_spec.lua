@@ -23,15 +23,7 @@ local function start(name, pki, args, flags)
   argv[#argv + 1] = "--tls"
   argv[#argv + 1] = pki.cert
   argv[#argv + 1] = pki.key
-  local p = H.spawn(H.root() .. "/scripts/" .. name, argv,
-    { file = true, flags = flags, timeout = 280 })
-  local addr = p:wait_output("listening on (%S+)", 10)
-  if not addr then
-    local msg = "no 'listening on' from " .. name .. ":\n" .. p:stdout() .. "\n" .. p:stderr()
-    p:cleanup()
-    error(msg, 2)
-  end
-  return p, addr
+  return H.start_script(name, argv, { flags = flags })
 end
 
 local function port_of(addr) return addr:match(":(%d+)$") end

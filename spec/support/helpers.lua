@@ -495,11 +495,12 @@ function H.sh(cmd, stdin_file)
 end
 
 --- Starts scripts/NAME as a subprocess and waits for its "listening on
---- ADDR" line; returns the process and ADDR.
+--- ADDR" line; returns the process and ADDR. opts: timeout, wait, flags
+--- (goluarun's own, e.g. {"-p", "2"}).
 function H.start_script(name, args, opts)
   opts = opts or {}
   local p = H.spawn(H.root() .. "/scripts/" .. name, args or { "127.0.0.1:0" },
-    { file = true, timeout = opts.timeout or 280 })
+    { file = true, timeout = opts.timeout or 280, flags = opts.flags })
   local addr = p:wait_output("listening on (%S+)", opts.wait or 10)
   if not addr then
     local msg = "no 'listening on' from " .. name .. ":\n" .. p:stdout() .. "\n" .. p:stderr()
