@@ -21,6 +21,7 @@
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lchan.h"
+#include "lexec.h"
 #include "lgo.h"
 #include "lschan.h"
 #include "lshared.h"
@@ -172,6 +173,7 @@ int luaopen_go(lua_State *L) {
   lshared_open(L);
   lschan_open(L);
   lspawn_open(L);
+  lexec_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");
