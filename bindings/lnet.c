@@ -26,6 +26,8 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../runtime/config.h"
+#include "../runtime/sched.h"
 #include "args.h"
 #include "classes.h"
 #include "conn.h"
@@ -267,6 +269,63 @@ static int bind_listen(int fd, netaddr *a, int backlog, bool reuseport) {
   return 0;
 }
 
+/* ---------- inherited listeners (LISTEN_FDS: systemd, go.exec's files) ----
+** config.c read LISTEN_FDS once at start-up (rt->cfg.listen_fds); fds 3..
+** are listening sockets. net.listen adopts the first one bound to the
+** address asked for, each at most once in the process (any VM). */
+
+static atomic_bool adopted[CONFIG_MAXLISTENFDS];
+
+static bool same_sockaddr(const struct sockaddr_storage *ss, const netaddr *a) {
+  if (ss->ss_family != a->family) return false;
+  if (a->family == AF_INET) {
+    const struct sockaddr_in *x = (const void *)ss, *y = (const void *)&a->ss;
+    return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+  }
+  if (a->family == AF_INET6) {
+    const struct sockaddr_in6 *x = (const void *)ss, *y = (const void *)&a->ss;
+    return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+  }
+  const struct sockaddr_un *x = (const void *)ss, *y = (const void *)&a->ss;
+  return strcmp(x->sun_path, y->sun_path) == 0;
+}
+
+/* listening_on — fd is a listening stream socket bound to a */
+static bool listening_on(int fd, const netaddr *a) {
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  int type = 0, acc = 0;
+  socklen_t tl = sizeof type, al = sizeof acc;
+  memset(&ss, 0, sizeof ss);
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return false;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM) return false;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &al) < 0 || !acc) return false;
+  return same_sockaddr(&ss, a);
+}
+
+static bool wants_fresh_port(const netaddr *a) {
+  if (a->family == AF_INET) return ((const struct sockaddr_in *)&a->ss)->sin_port == 0;
+  if (a->family == AF_INET6) return ((const struct sockaddr_in6 *)&a->ss)->sin6_port == 0;
+  return false;
+}
+
+/* adopt — an inherited listening socket bound to a (now ours, non-blocking
+** and close-on-exec), or -1 */
+static int adopt(lua_State *L, const netaddr *a) {
+  int n = vm_p(L)->rt->cfg.listen_fds;
+  if (n == 0 || wants_fresh_port(a)) return -1;
+  for (int i = 0; i < n; i++) {
+    if (atomic_load(&adopted[i]) || !listening_on(3 + i, a)) continue;
+    if (atomic_exchange(&adopted[i], true)) continue;
+    fcntl(3 + i, F_SETFL, fcntl(3 + i, F_GETFL) | O_NONBLOCK);
+    fcntl(3 + i, F_SETFD, FD_CLOEXEC);
+    return 3 + i;
+  }
+  return -1;
+}
+
+static int push_listener(lua_State *L, int fd, netaddr *a, tls_config *tls, bool owned);
+
 static int n_listen(lua_State *L) {
   netaddr a;
   int st;
@@ -284,20 +343,28 @@ static int n_listen(lua_State *L) {
     if (!lua_isnil(L, -1)) tls = tls_config_get(L, -1, true); /* raises before any socket */
     lua_pop(L, 3);
   }
+  int fd = adopt(L, &a);
+  if (fd >= 0) return push_listener(L, fd, &a, tls, false);
   if (a.family == AF_UNIX) {
     int e = prepare_unix(&a);
     if (e < 0) return listen_fail(L, -1, -e, s);
   }
-  int fd = netaddr_socket(a.family, SOCK_STREAM);
+  fd = netaddr_socket(a.family, SOCK_STREAM);
   if (fd < 0) return listen_fail(L, -1, errno, s);
   int e = bind_listen(fd, &a, backlog, reuseport);
   if (e < 0) return listen_fail(L, fd, -e, s);
+  return push_listener(L, fd, &a, tls, true);
+}
+
+/* push_listener — the listener object for fd; a Unix socket file we made
+** (owned) is unlinked when it closes, an inherited one is left alone */
+static int push_listener(lua_State *L, int fd, netaddr *a, tls_config *tls, bool owned) {
   listener *l = (listener *)conn_new(L, sizeof *l, fd, CONN_LISTENER, &LISTENER_KEY);
-  l->accepted_kind = a.family == AF_UNIX ? CONN_UNIX : CONN_TCP;
+  l->accepted_kind = a->family == AF_UNIX ? CONN_UNIX : CONN_TCP;
   if (tls) tls_config_ref(tls);
   l->tls = tls;
-  if (a.family == AF_UNIX) {
-    const char *path = ((struct sockaddr_un *)&a.ss)->sun_path;
+  if (owned && a->family == AF_UNIX) {
+    const char *path = ((struct sockaddr_un *)&a->ss)->sun_path;
     struct stat stt;
     if (stat(path, &stt) == 0) {
       l->unixpath = strdup(path);

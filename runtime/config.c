@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,6 +104,27 @@ static void allocfail_from_env(rt_config *c, const char *progname) {
             "integer, and a fraction in (0, 1]), or off; ignored\n", progname, e);
 }
 
+/* listen_from_env — systemd's LISTEN_FDS, if LISTEN_PID names us: the fds
+** 3 .. 3+n-1 become close-on-exec (a child gets them only through
+** go.exec's files), and the three variables are removed from the
+** environment, so no child inherits them by accident */
+static void listen_from_env(rt_config *c, const char *progname) {
+  const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  if (pid && fds && strtol(pid, NULL, 10) == (long)getpid()) {
+    long n = strtol(fds, NULL, 10);
+    if (n < 0 || n > CONFIG_MAXLISTENFDS) {
+      fprintf(stderr, "%s: LISTEN_FDS=%s: must be 0..%d; ignored\n", progname, fds,
+              CONFIG_MAXLISTENFDS);
+      n = 0;
+    }
+    for (int fd = 3; fd < 3 + n; fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    c->listen_fds = (int)n;
+  }
+  unsetenv("LISTEN_PID");
+  unsetenv("LISTEN_FDS");
+  unsetenv("LISTEN_FDNAMES");
+}
+
 void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   *c = RT_CONFIG_DEFAULTS;
   if (!skip_maxprocs) maxprocs_from_env(c, progname);
@@ -117,6 +139,7 @@ void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   memlimit_from_env(c, progname);
   chaos_from_env(c, progname);
   allocfail_from_env(c, progname);
+  listen_from_env(c, progname);
 }
 
 int config_nprocs(const rt_config *c) {

@@ -2,7 +2,8 @@
 ** config.h — the runtime's settings, read from the environment once.
 **
 ** Invariants:
-**  - config_from_env is the only reader of GOLUA_* variables; it runs once,
+**  - config_from_env is the only reader of GOLUA_* variables and of
+**    systemd's LISTEN_PID/LISTEN_FDS (which it then unsets); it runs once,
 **    before rt_new, on the main thread. The executable then overrides the
 **    result with its command-line flags (main.c: -p) and hands it to rt_new,
 **    which copies it into rt->cfg: const from then on, read by any thread.
@@ -20,6 +21,7 @@
 #define CONFIG_MAXPROCS 256         /* Ps: 1..CONFIG_MAXPROCS */
 #define CONFIG_MAXTHREADS_DEFAULT 256
 #define CONFIG_GRACE_DEFAULT 5.0    /* seconds */
+#define CONFIG_MAXLISTENFDS 256   /* inherited listeners (LISTEN_FDS) at most */
 #define CONFIG_MCAPWAIT_DEFAULT 10000 /* ms: thread-limit starvation before the fatal error */
 
 typedef struct rt_config {
@@ -44,6 +46,10 @@ typedef struct rt_config {
   int64_t allocfail_nth;   /* 0 = not by count */
   uint64_t allocfail_seed;
   uint32_t allocfail_ppm;  /* 0 = not at random */
+  /* LISTEN_FDS (systemd socket activation, go.exec's files) when LISTEN_PID
+  ** is this process: fds 3 .. 3+listen_fds-1 are inherited listening
+  ** sockets that net.listen adopts (bindings/lnet.c); 0 = none */
+  int listen_fds;
 } rt_config;
 
 #define CONFIG_CHAOS_RATE 0.02
