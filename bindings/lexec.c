@@ -368,6 +368,8 @@ static int open_fds(exec_fds *f, child_spec *s, const int *mode, const int *conn
 
 /* ---------- the child (async-signal-safe calls only) ---------- */
 
+enum { CHILD_EXEC = 1, CHILD_CHDIR, CHILD_DUP }; /* the step that failed */
+
 static void put_pid(char *at, pid_t pid) {
   char tmp[24];
   int n = 0;
@@ -388,9 +390,10 @@ static void default_signals(void) {
   }
 }
 
-static _Noreturn void child_fail(const child_spec *s) {
-  int e = errno;
-  ssize_t w = write(s->errfd, &e, sizeof e);
+/* child_fail — tell the parent which step failed (CHILD_*) and errno */
+static _Noreturn void child_fail(const child_spec *s, int step) {
+  int e[2] = {step, errno};
+  ssize_t w = write(s->errfd, e, sizeof e);
   (void)w;
   _exit(127);
 }
@@ -398,16 +401,16 @@ static _Noreturn void child_fail(const child_spec *s) {
 static _Noreturn void child_run(const child_spec *s) {
   default_signals();
   for (int i = 0; i < 3; i++)
-    if (s->src[i] >= 0 && dup2(s->src[i], i) < 0) child_fail(s);
+    if (s->src[i] >= 0 && dup2(s->src[i], i) < 0) child_fail(s, CHILD_DUP);
   for (int i = 0; i < s->nfiles; i++)
-    if (dup2(s->file_src[i], 3 + i) < 0) child_fail(s);
-  if (s->cwd && chdir(s->cwd) < 0) child_fail(s);
+    if (dup2(s->file_src[i], 3 + i) < 0) child_fail(s, CHILD_DUP);
+  if (s->cwd && chdir(s->cwd) < 0) child_fail(s, CHILD_CHDIR);
   if (s->listen_pid) put_pid(s->listen_pid, getpid());
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   execve(s->path, s->argv, s->envp);
-  child_fail(s);
+  child_fail(s, CHILD_EXEC);
 }
 
 /* spawn — vfork with every signal blocked: the pid, or -errno */
@@ -422,15 +425,17 @@ static pid_t spawn(const child_spec *s) {
   return pid < 0 ? -e : pid;
 }
 
-/* exec_error — the child's errno from the error pipe, 0 if it exec'd */
-static int exec_error(exec_fds *f, int errslot) {
+/* exec_error — the child's errno from the error pipe (and the failed step
+** in *step), 0 if it exec'd */
+static int exec_error(exec_fds *f, int errslot, int *step) {
   close(f->fd[errslot + 1]);
   f->fd[errslot + 1] = -1;
-  int e = 0;
+  int e[2] = {0, 0};
   ssize_t r;
-  do r = read(f->fd[errslot], &e, sizeof e);
+  do r = read(f->fd[errslot], e, sizeof e);
   while (r < 0 && errno == EINTR);
-  return r == (ssize_t)sizeof e ? e : 0;
+  *step = e[0];
+  return r == (ssize_t)sizeof e ? e[1] : 0;
 }
 
 static void reap(pid_t pid) {
@@ -616,10 +621,11 @@ static int go_exec(lua_State *L) {
   if (e < 0) return fail_fds(L, &x, -e, "exec");
   pid_t pid = spawn(x.s);
   if (pid < 0) return fail_fds(L, &x, -pid, x.s->path);
-  e = exec_error(x.f, x.errslot);
+  int step;
+  e = exec_error(x.f, x.errslot, &step);
   if (e) {
     reap(pid);
-    return fail_fds(L, &x, e, x.s->path);
+    return fail_fds(L, &x, e, step == CHILD_CHDIR ? x.s->cwd : step == CHILD_DUP ? "dup2" : x.s->path);
   }
   int pidfd = (int)syscall(SYS_pidfd_open, pid, PIDFD_NONBLOCK);
   if (pidfd < 0) {
