@@ -25,6 +25,7 @@
 #include "lschan.h"
 #include "lshared.h"
 #include "lspawn.h"
+#include "lsignal.h"
 
 /* ---------- helpers ---------- */
 
@@ -172,6 +173,7 @@ int luaopen_go(lua_State *L) {
   lshared_open(L);
   lschan_open(L);
   lspawn_open(L);
+  lsignal_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

@@ -398,6 +398,7 @@ static void block_in_netpoll(P *p) {
   atomic_store(&p->sleeping, true);
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
+      !atomic_load(&p->sig_pend) &&
       !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
       !atomic_load(&p->gc_req) && !steal_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
@@ -434,6 +435,7 @@ static G *find_runnable(P *p) {
     if (atomic_load(&r->signal_pending)) signal_handle(p);
     if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
     if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
+    if (atomic_load_explicit(&p->sig_pend, memory_order_relaxed)) signal_deliver(p);
     if (atomic_load_explicit(&p->gc_req, memory_order_relaxed)) sched_collect(p);
     /* the clock only when timers are pending, every 61st round, or when
     ** sysmon saw this P go FORCED_POLL_NS without polling */
