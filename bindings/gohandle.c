@@ -11,6 +11,8 @@
 #include <math.h>
 #include <stdio.h>
 
+#include <string.h>
+
 #include <lauxlib.h>
 #include <lua.h>
 
@@ -92,11 +94,20 @@ static const char *unreported(int status) {
   return NULL;
 }
 
+/* interrupted — the goroutine died of SIGINT's "interrupted!" (its error
+** object, on top): as under lua, that ends the process with status 1 */
+static bool interrupted(lua_State *L, rt *r) {
+  if (atomic_load(&r->ninterrupts) == 0 || lua_type(L, -1) != LUA_TSTRING) return false;
+  return strstr(lua_tostring(L, -1), "interrupted!") != NULL;
+}
+
 static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   G *g = vm_g(L);
   const char *why = unreported(status);
   if (why) report_error(L, g, why);
+  rt *r = vm_p(L)->rt;
+  bool intr = status != LUA_OK && status != LUA_YIELD && interrupted(L, r);
   ghandle *h = lua_touserdata(L, 1);
   int n = lua_gettop(L) - 2;
   h->nres = n;
@@ -110,11 +121,8 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   sudog *woken;
   chan_close(&h->waiters, &woken);
   wake_list(woken);
-  if (g->ismain) {
-    rt *r = vm_p(L)->rt;
-    if (h->state == H_ERR) rt_stop(r, STOP_EXIT, 1, false);
-    sched_main_done(r);
-  }
+  if (h->state == H_ERR && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
+  if (g->ismain) sched_main_done(r);
   return 0;
 }
 

@@ -508,6 +508,24 @@ static int go_after(lua_State *L) {
   return 1;
 }
 
+/* ---------- for other modules (lchan.h) ---------- */
+
+void lchan_push_new(lua_State *L, lua_Integer cap) { push_new_chan(L, cap); }
+
+lchan_t *lchan_test(lua_State *L, int idx) { return class_test(L, idx, &CHAN_KEY); }
+
+int lchan_offer(lua_State *L, int cidx, int vidx) {
+  cidx = lua_absindex(L, cidx);
+  vidx = lua_absindex(L, vidx);
+  lchan *c = check_chan(L, cidx);
+  uint64_t key = store_value(L, cidx, c, vidx);
+  sudog *w;
+  int r = chan_trysend(&c->c, key, &w);
+  if (r == CHAN_OK) ready_woken(L, w);
+  else drop_value(L, cidx, key);
+  return r;
+}
+
 /* ---------- module ---------- */
 
 void lchan_open(lua_State *L) {

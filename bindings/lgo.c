@@ -26,6 +26,7 @@
 #include "lschan.h"
 #include "lshared.h"
 #include "lspawn.h"
+#include "lsignal.h"
 
 /* ---------- helpers ---------- */
 
@@ -174,6 +175,7 @@ int luaopen_go(lua_State *L) {
   lschan_open(L);
   lspawn_open(L);
   lexec_open(L);
+  lsignal_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

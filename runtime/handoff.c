@@ -375,7 +375,7 @@ static bool has_work(P *p) {
          atomic_load(&p->next_timer_pub) != DEADLINE_NONE ||
          atomic_load(&p->pq.n) || atomic_load(&p->pinq.n) ||
          atomic_load(&p->shutdown_req) ||
-         atomic_load(&p->dump_req) ||
+         atomic_load(&p->dump_req) || atomic_load(&p->sig_pend) ||
          atomic_load(&r->signal_pending);
 }
 

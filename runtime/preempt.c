@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
 #include <lua.h>
 
 #include "signal.h"
@@ -24,6 +25,10 @@ static void preempt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   P *p = vm_p(L);
   restore(p, L);
+  if (atomic_exchange(&p->interrupt_req, false)) { /* SIGINT, as lua's lstop */
+    atomic_fetch_add(&p->rt->ninterrupts, 1);
+    luaL_error(L, "interrupted!");
+  }
   G *g = p->curg;
   if (!g || !sched_can_park(L)) return; /* not here: sysmon will ask again */
   g->yieldkind = Y_PREEMPT;
@@ -46,8 +51,18 @@ static void on_sigurg(int sig) {
   lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
 }
 
+/* preempt_init — the handler is installed even with preemption off: a
+** stop and SIGINT's interrupt use it too */
 void preempt_init(rt *r) {
-  if (r->cfg.preempt) signal_set_handler(SIGURG, on_sigurg);
+  (void)r;
+  signal_set_handler(SIGURG, on_sigurg);
+}
+
+void preempt_stop(rt *r) {
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    if (atomic_load(&p->running)) pthread_kill(atomic_load(&p->m)->thread, SIGURG);
+  }
 }
 
 bool preempt_check(rt *r, int64_t now) {

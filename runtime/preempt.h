@@ -16,6 +16,9 @@
 **    park (sched_can_park: not inside a C call that cannot yield), yields with
 **    Y_PREEMPT; the replacement coroutine library forwards that yield like
 **    any runtime yield and the G goes to the back of its run queue.
+**  - The same hook raises "interrupted!" (lua's Ctrl-C) when the P's
+**    interrupt_req is set (signal.h), wherever the code runs, and yields
+**    for good once the runtime stops (preempt_stop).
 **  - No hook is installed while nothing needs preempting; a hook left on a
 **    thread that stopped running is removed when execute returns.
 */
@@ -27,12 +30,17 @@
 #define PREEMPT_NS (10 * NS_PER_MS)     /* longest slice */
 #define PREEMPT_TIMER_NS (1 * NS_PER_MS) /* slice when a timer of the P is due */
 
-/* preempt_init — install the SIGURG handler (unless cfg.preempt is off:
-** GOLUA_NOPREEMPT=1). */
+/* preempt_init — install the SIGURG handler (always: with GOLUA_NOPREEMPT=1
+** sysmon just sends no slice preemptions). */
 GLR_INTERNAL void preempt_init(rt *r);
 /* preempt_check — sysmon: signal the Ms whose goroutine ran too long;
 ** returns whether some P is running a goroutine. */
 GLR_INTERNAL bool preempt_check(rt *r, int64_t now);
+/* preempt_stop — sysmon, once the runtime stops: SIGURG to every M running
+** Lua; the hook yields wherever the goroutine can park (a stop is final:
+** the scheduler then runs nothing more), and sysmon asks again each round
+** while it cannot. */
+GLR_INTERNAL void preempt_stop(rt *r);
 /* preempt_clear — after lua_resume returns on p's M: drop a stale hook. */
 GLR_INTERNAL void preempt_clear(P *p);
 /* preempt_unhook — L stopped running (a user coroutine returned or yielded):

@@ -7,6 +7,7 @@
 #include "sched.h"
 
 #include <malloc.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -256,6 +257,8 @@ static void execute(P *p, G *g) {
   atomic_store_explicit(&p->curL, g->L, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst);
   atomic_store_explicit(&p->running, true, memory_order_relaxed);
+  if (atomic_load_explicit(&p->interrupt_req, memory_order_relaxed))
+    pthread_kill(pthread_self(), SIGURG); /* its SIGURG found nothing running */
   int st = lua_resume(g->L, p->L, nargs, &nres);
   atomic_store_explicit(&p->running, false, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst); /* from here SIGURG is ignored */
@@ -286,6 +289,8 @@ static void execute(P *p, G *g) {
 /* ---------- stop ---------- */
 
 void rt_stop(rt *r, int reason, int code, bool close_vms) {
+  int64_t none = 0; /* when, before sysmon can see the stop (stop_round) */
+  atomic_compare_exchange_strong(&r->stop_when, &none, mono_now());
   int expect = STOP_NONE;
   if (!atomic_compare_exchange_strong(&r->stopping, &expect, reason)) return;
   atomic_store(&r->exit_code, code);
@@ -398,6 +403,7 @@ static void block_in_netpoll(P *p) {
   atomic_store(&p->sleeping, true);
   if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
       !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
+      !atomic_load(&p->sig_pend) &&
       !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
       !atomic_load(&p->gc_req) && !steal_pending(r)) {
     atomic_fetch_add(&r->npidle, 1);
@@ -434,6 +440,7 @@ static G *find_runnable(P *p) {
     if (atomic_load(&r->signal_pending)) signal_handle(p);
     if (atomic_load(&p->shutdown_req)) signal_run_closers(p);
     if (atomic_load(&p->dump_req)) signal_dump_on_request(p);
+    if (atomic_load_explicit(&p->sig_pend, memory_order_relaxed)) signal_deliver(p);
     if (atomic_load_explicit(&p->gc_req, memory_order_relaxed)) sched_collect(p);
     /* the clock only when timers are pending, every 61st round, or when
     ** sysmon saw this P go FORCED_POLL_NS without polling */
@@ -442,6 +449,7 @@ static G *find_runnable(P *p) {
     int64_t last = atomic_load_explicit(&p->lastpoll, memory_order_relaxed);
     int64_t now = p->timers.len || tick61 || due ? mono_now() : last;
     if (p->timers.len) timer_run_due(&p->timers, now);
+    if (atomic_load(&r->stopping)) return NULL; /* a timer stopped it (grace) */
     atomic_store_explicit(&p->next_timer_pub, timer_next(&p->timers), memory_order_relaxed);
     if (tick61 || due || now - last > FORCED_POLL_NS) forced_poll(p, now, tick61);
     G *g = runq_get(&p->q);

@@ -173,6 +173,13 @@ struct P {
   _Atomic int inbox_n;        /* atomic: approximate length */
   _Atomic bool shutdown_req;  /* atomic: close listeners */
   _Atomic bool dump_req;      /* atomic: SIGQUIT, print goroutines */
+  _Atomic uint64_t sig_sub;   /* atomic: signals this VM subscribed (bit
+                              ** signo; written by the owner M, signal.c) */
+  _Atomic uint64_t sig_pend;  /* atomic: subscribed signals arrived, not yet
+                              ** delivered (set by handlers, taken by owner M) */
+  _Atomic bool interrupt_req; /* atomic: SIGINT asks the running Lua code to
+                              ** raise "interrupted!" (set by the handler,
+                              ** taken by preempt.c's hook) */
   closer *closers;        /* owner M only (signal.c) */
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
@@ -247,6 +254,12 @@ struct rt {
   _Atomic int64_t signal_when; /* atomic: mono time of the first one, 0 before */
   _Atomic bool grace_done;     /* atomic: the grace period's end was acted on */
   _Atomic bool run_done;       /* atomic: rt_run's M0 is past its wait for the Ms */
+  _Atomic int64_t stop_when;   /* atomic: mono time of the stop, 0 before */
+  _Atomic int sig_nsub[65];    /* atomic: VMs subscribed to each signal (signal.c) */
+  _Atomic int nclosers;        /* atomic: live closers (listeners) over every P */
+  _Atomic int ninterrupts;     /* atomic: "interrupted!" errors raised */
+  void (*sig_deliver)(P *p, uint64_t mask); /* const after init (bindings):
+                                  send arrived signals to p's subscribers */
   int64_t starve_since;        /* sysmon only: since when no M could be had
                                   while work waited (handoff_starved) */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */

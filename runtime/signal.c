@@ -70,18 +70,113 @@ void signal_dump_on_request(P *p) {
 
 /* ---------- graceful shutdown (SIGINT / SIGTERM) ---------- */
 
-/* on_signal — the first SIGINT/SIGTERM: note it and when (clock_gettime is
-** async-signal-safe) and break every P, so whichever is in its loop takes
-** it even when P0's M is stuck in a blocking call; the second: exit now */
+/* notify — a subscribed signal: mark it on every P whose VM subscribed and
+** break that P; its M sends the name at its next round (signal_deliver) */
+static void notify(rt *r, int sig) {
+  uint64_t bit = UINT64_C(1) << sig;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    if (!(atomic_load(&p->sig_sub) & bit)) continue;
+    atomic_fetch_or(&p->sig_pend, bit);
+    netpoll_break(p);
+  }
+}
+
+static void on_notify(int sig) {
+  rt *r = signal_rt;
+  if (!r) return;
+  int saved = errno;
+  notify(r, sig);
+  errno = saved;
+}
+
+/* interrupt — lua's SIGINT: every P running Lua raises "interrupted!" at
+** its next instruction (preempt.c's hook); false if none runs Lua */
+static bool interrupt(rt *r) {
+  bool any = false;
+  for (int i = 0; i < r->nprocs; i++) {
+    P *p = r->ps[i];
+    if (!atomic_load(&p->running)) continue;
+    atomic_store(&p->interrupt_req, true);
+    pthread_kill(atomic_load(&p->m)->thread, SIGURG);
+    any = true;
+  }
+  return any;
+}
+
+/* on_signal — SIGINT/SIGTERM. Subscribed: to the channels. Otherwise the
+** first: SIGINT with no listener interrupts the running Lua code; else
+** note the signal and when (clock_gettime is async-signal-safe) and break
+** every P, so whichever is in its loop takes it even when P0's M is stuck
+** in a blocking call (graceful shutdown); the second: exit now */
 static void on_signal(int sig) {
   rt *r = signal_rt;
   if (!r) return;
   int saved = errno;
+  if (atomic_load(&r->sig_nsub[sig]) > 0) {
+    notify(r, sig);
+    errno = saved;
+    return;
+  }
   if (atomic_fetch_add(&r->nsignals, 1) >= 1) _exit(128 + sig);
+  if (sig == SIGINT && atomic_load(&r->nclosers) == 0 && interrupt(r)) {
+    errno = saved;
+    return;
+  }
   atomic_store(&r->signal_when, mono_now());
   atomic_store(&r->signal_pending, sig);
   for (int i = 0; i < r->nprocs; i++) netpoll_break(r->ps[i]);
   errno = saved;
+}
+
+/* ---------- subscriptions (go.signal) ---------- */
+
+static const struct {
+  const char *name;
+  int sig;
+} signal_names[] = {
+    {"SIGHUP", SIGHUP},     {"SIGINT", SIGINT},     {"SIGTERM", SIGTERM},
+    {"SIGUSR1", SIGUSR1},   {"SIGUSR2", SIGUSR2},   {"SIGWINCH", SIGWINCH},
+    {"SIGALRM", SIGALRM},   {"SIGCONT", SIGCONT},   {"SIGTSTP", SIGTSTP},
+    {"SIGTTIN", SIGTTIN},   {"SIGTTOU", SIGTTOU},   {"SIGVTALRM", SIGVTALRM},
+    {"SIGPROF", SIGPROF},   {"SIGXCPU", SIGXCPU},   {"SIGXFSZ", SIGXFSZ},
+    {"SIGPWR", SIGPWR},
+};
+#define NSIGNAMES (sizeof signal_names / sizeof signal_names[0])
+
+int signal_by_name(const char *name) {
+  for (size_t i = 0; i < NSIGNAMES; i++)
+    if (strcmp(signal_names[i].name, name) == 0) return signal_names[i].sig;
+  return 0;
+}
+
+const char *signal_name(int sig) {
+  for (size_t i = 0; i < NSIGNAMES; i++)
+    if (signal_names[i].sig == sig) return signal_names[i].name;
+  return NULL;
+}
+
+/* count — one VM more (d = 1) or less (-1) subscribes to sig: the first
+** routes it to the channels, the last gives it back its default action
+** (SIGINT/SIGTERM keep on_signal, which looks at the count) */
+static void count(rt *r, int sig, int d) {
+  int was = atomic_fetch_add(&r->sig_nsub[sig], d);
+  if (sig == SIGINT || sig == SIGTERM) return;
+  if (d > 0 && was == 0) signal_set_handler(sig, on_notify);
+  if (d < 0 && was == 1) signal(sig, SIG_DFL);
+}
+
+void signal_subscribe(P *p, uint64_t mask) {
+  uint64_t old = atomic_exchange(&p->sig_sub, mask);
+  for (int sig = 1; sig < 64; sig++) {
+    uint64_t bit = UINT64_C(1) << sig;
+    if ((old ^ mask) & bit) count(p->rt, sig, mask & bit ? 1 : -1);
+  }
+}
+
+void signal_deliver(P *p) {
+  uint64_t mask = atomic_exchange(&p->sig_pend, 0) & atomic_load(&p->sig_sub);
+  if (mask && p->rt->sig_deliver) p->rt->sig_deliver(p, mask);
 }
 
 static void on_sigpipe(int sig) { (void)sig; }
@@ -145,6 +240,7 @@ void signal_handle(P *p) {
 /* ---------- closers ---------- */
 
 void signal_closer_add(P *p, closer *c) {
+  atomic_fetch_add(&p->rt->nclosers, 1);
   c->prev = NULL;
   c->next = p->closers;
   if (p->closers) p->closers->prev = c;
@@ -152,6 +248,8 @@ void signal_closer_add(P *p, closer *c) {
 }
 
 void signal_closer_del(P *p, closer *c) {
+  if (!c->prev && p->closers != c) return; /* not linked */
+  atomic_fetch_sub(&p->rt->nclosers, 1);
   if (c->prev) c->prev->next = c->next;
   else if (p->closers == c) p->closers = c->next;
   if (c->next) c->next->prev = c->prev;

@@ -3,8 +3,14 @@
 ** dumps (Go: os/signal's default handling, SIGQUIT's traceback dump).
 **
 ** Invariants and thread rules:
-**  - Handlers (any thread, async-signal context) only set atomics and break
-**    a netpoll: SIGINT/SIGTERM set rt->signal_pending and rt->signal_when
+**  - Handlers (any thread, async-signal context) only set atomics, break
+**    a netpoll or send SIGURG: a signal some VM subscribed to (go.signal;
+**    rt->sig_nsub counts the VMs) sets the bit in each subscribing P's
+**    sig_pend and breaks it, and that P's M sends the name to the channels
+**    (rt->sig_deliver) at its next round. An unsubscribed SIGINT with no
+**    closer anywhere (no listener) sets interrupt_req on every P running
+**    Lua and sends it SIGURG: preempt.c's hook raises "interrupted!"
+**    (if no P runs Lua it is a shutdown signal). Otherwise SIGINT/SIGTERM set rt->signal_pending and rt->signal_when
 **    and break every P; SIGQUIT
 **    sets every P's dump_req and breaks it; a second SIGINT/SIGTERM exits at
 **    once with 128+signo. SIGPIPE has an empty handler (writes fail with
@@ -73,7 +79,19 @@ GLR_INTERNAL void signal_dump_goroutines(P *p);
 ** blocked M (above); why(g, ud) names a goroutine's state, NULL: the
 ** usual one. The VM's collector stays stopped: the process is ending. */
 GLR_INTERNAL void signal_dump_taken(P *p, const char *(*why)(G *g, void *ud), void *ud);
-/* closers of p (owner M only) */
+/* signal_by_name / signal_name — "SIGHUP" <-> SIGHUP for the signals
+** go.signal may subscribe to (0 / NULL for any other). */
+GLR_INTERNAL int signal_by_name(const char *name);
+GLR_INTERNAL const char *signal_name(int sig);
+/* signal_subscribe — p's M: its VM now subscribes to mask (bit signo): the
+** first subscriber of a signal anywhere installs its handler, the last
+** restores its default (SIGINT/SIGTERM: the graceful shutdown). */
+GLR_INTERNAL void signal_subscribe(P *p, uint64_t mask);
+/* signal_deliver — p's M, between slices: hand the subscribed signals
+** that arrived to rt->sig_deliver. */
+GLR_INTERNAL void signal_deliver(P *p);
+/* closers of p (owner M only); they are counted in rt->nclosers (a
+** process with none takes SIGINT as an interrupt) */
 GLR_INTERNAL void signal_closer_add(P *p, closer *c);
 GLR_INTERNAL void signal_closer_del(P *p, closer *c);
 

@@ -109,6 +109,8 @@ static void poll_nudge(rt *r, int64_t now) {
   }
 }
 
+#define STOP_ROUND_NS NS_PER_MS /* while stopping: SIGURG to Ps in Lua */
+
 /* timespec_in — CLOCK_REALTIME time ns from now (condition waits) */
 static struct timespec timespec_in(int64_t ns) {
   struct timespec ts;
@@ -127,24 +129,23 @@ static void grace_watch(rt *r, int64_t now) {
   if (end != DEADLINE_NONE && now >= end + SIGNAL_GRACE_SLACK_NS) signal_grace_expired(r);
 }
 
-/* stop_watch — after the stop: once a shutdown signal came, the process
-** ends by the grace period's end (plus slack) even if rt_run cannot
-** return (M0, or an M it waits for, stuck in a blocking call or waiting
-** for a P held by one) */
-static void stop_watch(rt *r) {
-  int64_t end = signal_grace_end(r);
-  if (end == DEADLINE_NONE) return;
+/* stop_round — the runtime stops: every P still running Lua is asked to
+** leave it (preempt_stop: the hook yields at the next instruction where it
+** can), and if rt_run has not returned SIGNAL_EXIT_SLACK_NS after the stop
+** (an M stuck in a C call, or in a loop that cannot yield), the process
+** exits anyway with the stop's code: a stop is final */
+static void stop_round(rt *r) {
+  preempt_stop(r);
+  int64_t limit = atomic_load(&r->stop_when) + SIGNAL_EXIT_SLACK_NS;
   int64_t now = mono_now();
-  end += SIGNAL_GRACE_SLACK_NS;
-  int64_t limit = (end > now ? end : now) + SIGNAL_EXIT_SLACK_NS;
   pthread_mutex_lock(&r->sysmon_lock);
-  while (!atomic_load(&r->run_done) && (now = mono_now()) < limit) {
-    struct timespec ts = timespec_in(limit - now);
+  if (!atomic_load(&r->run_done) && now < limit) {
+    struct timespec ts = timespec_in(STOP_ROUND_NS < limit - now ? STOP_ROUND_NS : limit - now);
     pthread_cond_timedwait(&r->sysmon_cond, &r->sysmon_lock, &ts);
   }
   bool done = atomic_load(&r->run_done);
   pthread_mutex_unlock(&r->sysmon_lock);
-  if (done) return;
+  if (done || mono_now() < limit) return;
   pthread_mutex_lock(&r->dump_lock);
   fprintf(stderr, "goluarun: exiting with threads still blocked in C calls\n");
   fflush(NULL);
@@ -159,7 +160,11 @@ static void *sysmon_main(void *arg) {
   unsigned delay = SYSMON_MIN_US;
   int idle_rounds = 0;
   int64_t next_trace = r->start_ns + (int64_t)r->cfg.schedtrace_ms * NS_PER_MS;
-  while (!atomic_load(&r->stopping)) {
+  while (!atomic_load(&r->run_done)) {
+    if (atomic_load(&r->stopping)) {
+      stop_round(r);
+      continue;
+    }
     if (r->cfg.schedtrace_ms && mono_now() >= next_trace) {
       schedtrace(r, mono_now());
       next_trace += (int64_t)r->cfg.schedtrace_ms * NS_PER_MS;
@@ -197,7 +202,6 @@ static void *sysmon_main(void *arg) {
     if (atomic_load(&r->n_progress) == 0 && atomic_load(&r->npidle) == r->nprocs)
       netpoll_break(r->ps[0]); /* let P0 run check_quiescent */
   }
-  stop_watch(r);
   return NULL;
 }
 

@@ -10,7 +10,12 @@
 **    exits the process); what it acts on it hands to preempt.c
 **    (preempt_check: SIGURG to a long slice) and handoff.c (handoff_retake:
 **    Ps stuck in blocking calls; handoff_starved: thread exhaustion). It
-**    also ends a shutdown whose grace period no P could end (signal.h). When
+**    also ends a shutdown whose grace period no P could end (signal.h).
+**    It runs until rt_run's M0 is done (rt->run_done), not just until the
+**    stop: while the runtime stops it asks every P still running Lua to
+**    leave it (preempt_stop) every STOP_ROUND_NS, and SIGNAL_EXIT_SLACK_NS
+**    after the stop, if rt_run has not returned, it _exits with the stop's
+**    code (a stop is final). When
 **    nothing counts as progress and every P is blocked in netpoll, it
 **    breaks P0's netpoll so P0 runs the exit/deadlock check.
 **  - Period: doubles from SYSMON_MIN_US to SYSMON_MAX_US (SYSMON_BUSY_MAX_US
