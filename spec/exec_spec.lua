@@ -163,6 +163,22 @@ describe("go.exec", function()
     assert.are.equal(0, child:wait(10))
   end)
 
+  it("binds a new socket when no inherited listener matches the address", function()
+    local ln = assert(net.listen("127.0.0.1:0"))
+    local other = assert(net.listen("127.0.0.1:0"))
+    local other_addr = other:addr()
+    other:close()
+    local child = assert(go.exec({ H.bin(), "-e", [[
+      local net = require "net"
+      local a = assert(net.listen("]] .. other_addr .. [["))
+      local b = assert(net.listen("127.0.0.1:0"))
+      print(a:fd() ~= 3 and b:fd() ~= 3, a:addr())
+    ]] }, { files = { ln }, stderr = "inherit" }))
+    assert.are.equal("true\t" .. other_addr, child.stdout:read("l", 10))
+    assert.are.equal(0, child:wait(10))
+    ln:close()
+  end)
+
   it("raises for bad arguments", function()
     local cases = {
       { {}, "argv must name a program" },
