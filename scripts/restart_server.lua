@@ -61,8 +61,6 @@ local function handler(req, res)
 end
 
 local function serve(conn)
-  active = active + 1
-  conns[conn] = "new"
   http.handle(conn, handler, { idle_timeout = 30 })
   conns[conn] = nil
   active = active - 1
@@ -72,6 +70,8 @@ local function accept_loop()
   while true do
     local conn = ln:accept()
     if not conn then return end -- closed: the successor accepts now
+    active = active + 1 -- counted now: the drain must not miss a conn whose goroutine has not run yet
+    conns[conn] = "new"
     go(serve, conn)
   end
 end

@@ -70,8 +70,12 @@ local HAPROXY_CFG = [[
 global
   maxconn 2000
   stats socket %s mode 600 level admin
+  log stderr format raw local0
 defaults
   mode http
+  log global
+  option httplog
+  option dontlog-normal
   timeout connect 2s
   timeout client 20s
   timeout server 20s
@@ -147,19 +151,21 @@ describe("zero-downtime restart", function()
     assert.are.equal(0, wrk:wait(10))
     os.remove(cfg)
 
-    assert.is_nil(out:find("Socket errors", 1, true), out)
-    assert.is_nil(out:find("Non-2xx", 1, true), out)
-    local requests = tonumber(out:match("(%d+) requests in"))
-    assert.is_true(requests and requests > 100, out)
+    local why = out .. "\nhaproxy:\n" .. table.concat(hlog, "\n") .. "\ninstances:\n"
+      .. table.concat(insts[1].log, "\n") .. "\n" .. table.concat(insts[2].log, "\n")
     local st = haproxy_stats(sock)
     for _, s in ipairs({ "s1", "s2" }) do
       local row = assert(st[s], "no stats for " .. s)
-      assert.are.equal(0, row.econ, s .. ": refused or failed connections")
-      assert.are.equal(0, row.eresp, s .. ": failed responses")
-      assert.are.equal(0, row.wretr, s .. ": retried connections")
-      assert.are.equal(0, row.wredis, s .. ": redispatched requests")
+      assert.are.equal(0, row.econ, s .. ": refused or failed connections\n" .. why)
+      assert.are.equal(0, row.eresp, s .. ": failed responses\n" .. why)
+      assert.are.equal(0, row.wretr, s .. ": retried connections\n" .. why)
+      assert.are.equal(0, row.wredis, s .. ": redispatched requests\n" .. why)
       assert.is_true(row.stot > 0)
     end
+    assert.is_nil(out:find("Socket errors", 1, true), why)
+    assert.is_nil(out:find("Non-2xx", 1, true), why)
+    local requests = tonumber(out:match("(%d+) requests in"))
+    assert.is_true(requests and requests > 100, out)
     -- the successors answer now
     local seen = {}
     for _ = 1, 4 do
@@ -186,8 +192,8 @@ describe("socket activation", function()
     end, 10), "no answer: " .. table.concat(log, "\n"))
     -- systemd-socket-activate execs the server in its own process
     assert.truthy(r:find("hello from " .. p.pid, 1, true), r)
-    assert.truthy(find_line(log, "^restart_server " .. p.pid .. ": listening on " .. addr:gsub("%p", "%%%0")),
-      table.concat(log, "\n"))
+    local pat = "^restart_server " .. p.pid .. ": listening on " .. addr:gsub("%p", "%%%0")
+    assert(H.wait_until(function() return find_line(log, pat) end, 10), table.concat(log, "\n"))
     assert.truthy(get(addr):find("hello from " .. p.pid, 1, true))
     assert.is_true(p:kill("SIGTERM"))
     assert.is_not_nil(p:wait(10), "SIGTERM ends it")
