@@ -331,6 +331,87 @@ describe("goluarun.redis against redis-server", function()
 end)
 
 ---------------------------------------------------------------------------
+-- opts.pool takes any object with dial and put: this stand-in keeps a list
+-- and counts, so the client's side of pooling (what it puts back, and how
+-- it sets up a conn it gets back) is checked whether or not the runtime has
+-- net.pool yet
+local function list_pool()
+  local pool = { idle = {}, dials = 0, reuses = 0, puts = 0 }
+  function pool.dial(self, a, opts)
+    local c = table.remove(self.idle)
+    if c then self.reuses = self.reuses + 1; return c end
+    self.dials = self.dials + 1
+    return net.dial(a, opts)
+  end
+  function pool.put(self, c)
+    self.puts = self.puts + 1
+    self.idle[#self.idle + 1] = c
+    return true
+  end
+  function pool.close(self)
+    for _, c in ipairs(self.idle) do c:close() end
+    self.idle = {}
+  end
+  return pool
+end
+
+describe("goluarun.redis with a pool", function()
+  local srv, addr
+
+  setup(function() srv, addr = start_redis("--requirepass pw") end)
+  teardown(function() if srv then srv:stop() end end)
+
+  it("puts back only conns in a known state and sets up reused ones", function()
+    H.no_fd_leak(function()
+      local pool = list_pool()
+      local r = connect(addr, { pool = pool, password = "pw", db = 2 })
+      assert.are.equal("OK", r:set("pool:k", "two"))
+      r:release()
+      assert.are.same({ 1, 1 }, { pool.dials, pool.puts })
+      -- same password, db 0: the conn is reused and SELECT 0 sent
+      r = connect(addr, { pool = pool, password = "pw" })
+      assert.are.equal(1, pool.reuses)
+      assert.are.equal(null, r:get("pool:k"))
+      assert.are.equal("OK", r:select(2)) -- followed: the next user asks for 2
+      r:release()
+      r = connect(addr, { pool = pool, password = "pw", db = 2 })
+      assert.are.equal("two", r:get("pool:k"))
+      r:release()
+      -- no password: a conn authenticated by someone else is not handed on
+      r = connect(addr, { pool = pool })
+      assert.are.equal(2, pool.dials)
+      local v, err = r:get("pool:k")
+      assert.is_nil(v)
+      assert.matches("^NOAUTH", err)
+      r:close()
+      assert.are.equal(0, #pool.idle)
+      -- not put back: a MULTI left open, a subscription, a session change,
+      -- a failed call, a closed client
+      local function not_pooled(fn)
+        local c = connect(addr, { pool = pool, password = "pw" })
+        fn(c)
+        local puts = pool.puts
+        c:release()
+        assert.are.equal(puts, pool.puts)
+      end
+      not_pooled(function(c) assert.are.equal("OK", c:multi()) end)
+      not_pooled(function(c) assert.is_true(c:subscribe("pool:ch")) end)
+      not_pooled(function(c) assert.are.equal("OK", c:client("SETNAME", "x")) end)
+      not_pooled(function(c) c:close() end)
+      -- a MULTI closed by EXEC, a subscription ended: back in the pool
+      local c = connect(addr, { pool = pool, password = "pw" })
+      c:multi(); c:incr("pool:n"); c:exec()
+      assert.is_true(c:subscribe("pool:ch"))
+      assert.is_true(c:unsubscribe())
+      local puts = pool.puts
+      c:release()
+      assert.are.equal(puts + 1, pool.puts)
+      pool:close()
+    end)
+  end)
+end)
+
+---------------------------------------------------------------------------
 describe("goluarun.redis AUTH", function()
   local srv, addr
 
