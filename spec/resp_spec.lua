@@ -332,8 +332,12 @@ describe("resp.decode", function()
         end
       end
       local dv, derr = resp.decode(buf)
+      -- byte by byte (parse()), and whole (read()'s fast path for simple replies)
       local rd = resp.reader(script_conn(buf, { 1 }))
       local rv, rerr = rd:read()
+      local whole = resp.reader(script_conn(buf, { #buf }))
+      whole:fill()
+      assert.are.same({ rv, rerr }, { whole:read() }, string.format("%q", buf))
       if dv ~= nil then
         assert.are.same(dv, rv, "round " .. round .. ": " .. string.format("%q", buf))
       elseif derr == "incomplete" then

@@ -89,36 +89,69 @@ local setup_of = setmetatable({}, { __mode = "k" })
 -- Encoding commands
 ---------------------------------------------------------------------------
 
--- appends the command (cmd, ...) to out from index n+1; returns the new n
-local function encode_into(out, n, cmd, ...)
-  local argc = select("#", ...)
-  local c = arg_of(cmd)
-  out[n + 1] = "*" .. (argc + 1) .. "\r\n$" .. #c .. "\r\n" .. c .. "\r\n"
-  n = n + 1
-  for i = 1, argc do
-    local a = select(i, ...)
-    if type(a) ~= "string" then
-      if type(a) ~= "number" then
-        error("redis: argument " .. i .. " of " .. c .. " is a " .. type(a)
-          .. " (strings and numbers only)", 4)
-      end
-      a = arg_of(a)
-    end
-    out[n + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
-    n = n + 1
+-- The wire text is built from cached pieces, so that a command costs no
+-- number formatting and, for the usual one to three arguments, no table:
+-- LEN[n] is "$n\r\n", HEADS[argc][cmd] is "*argc+1\r\n$#cmd\r\ncmd\r\n".
+local CRLF = "\r\n"
+local LEN_CACHED = 4096
+local LEN = setmetatable({}, { __index = function(t, n)
+  local s = "$" .. n .. CRLF
+  if n < LEN_CACHED then t[n] = s end
+  return s
+end })
+
+local HEADS_CACHED = 512 -- distinct names kept per argument count
+local function heads_for(argc)
+  local count = 0
+  return setmetatable({}, { __index = function(t, cmd)
+    local s = "*" .. (argc + 1) .. CRLF .. LEN[#cmd] .. cmd .. CRLF
+    if count < HEADS_CACHED then count = count + 1; t[cmd] = s end
+    return s
+  end })
+end
+local HEADS = setmetatable({}, { __index = function(t, argc)
+  local h = heads_for(argc)
+  if argc <= 64 then t[argc] = h end
+  return h
+end })
+
+-- an argument's text; misuse raises at the caller of r:CMD / p:CMD
+local function text(a, i, cmd)
+  if type(a) == "number" then return arg_of(a) end
+  error("redis: argument " .. i .. " of " .. cmd .. " is a " .. type(a)
+    .. " (strings and numbers only)", 4)
+end
+
+local function check_name(cmd)
+  if type(cmd) ~= "string" then
+    error("redis: command name must be a string, got " .. type(cmd), 4)
   end
-  return n
 end
 
 -- one command's wire text
 local function encode(cmd, ...)
-  if type(cmd) ~= "string" then
-    error("redis: command name must be a string, got " .. type(cmd), 3)
+  check_name(cmd)
+  local argc = select("#", ...)
+  local head = HEADS[argc][cmd]
+  if argc == 2 then
+    local a, b = ...
+    if type(a) ~= "string" then a = text(a, 1, cmd) end
+    if type(b) ~= "string" then b = text(b, 2, cmd) end
+    return head .. LEN[#a] .. a .. CRLF .. LEN[#b] .. b .. CRLF
+  elseif argc == 1 then
+    local a = ...
+    if type(a) ~= "string" then a = text(a, 1, cmd) end
+    return head .. LEN[#a] .. a .. CRLF
+  elseif argc == 0 then
+    return head
   end
-  local out = {}
-  local n = encode_into(out, 0, cmd, ...)
-  if n == 1 then return out[1] end
-  return concat(out, "", 1, n)
+  local out = { head }
+  for i = 1, argc do
+    local a = select(i, ...)
+    if type(a) ~= "string" then a = text(a, i, cmd) end
+    out[3 * i - 1], out[3 * i], out[3 * i + 1] = LEN[#a], a, CRLF
+  end
+  return concat(out, "", 1, 3 * argc + 1)
 end
 
 ---------------------------------------------------------------------------
@@ -280,11 +313,8 @@ local Pipe = {}
 local pipe_methods = {}
 
 function pipe_methods.call(p, cmd, ...)
-  if type(cmd) ~= "string" then
-    error("redis: command name must be a string, got " .. type(cmd), 2)
-  end
-  p._n = encode_into(p._out, p._n, cmd, ...)
   local k = p._count + 1
+  p._out[k] = encode(cmd, ...)
   p._count = k
   local sp = special[cmd]
   if sp then
@@ -294,19 +324,24 @@ function pipe_methods.call(p, cmd, ...)
   return p
 end
 
-local pipe_cmd_cache = {}
-
-Pipe.__index = function(_, name)
-  local m = pipe_methods[name]
-  if m then return m end
-  if type(name) ~= "string" or byte(name) == 95 then return nil end -- "_": a field
-  local f = pipe_cmd_cache[name]
-  if not f then
-    f = function(p, ...) return pipe_methods.call(p, name, ...) end
-    pipe_cmd_cache[name] = f
-  end
-  return f
+-- The methods of `base`, and for any other name a function sending that
+-- command, made once: a table, so that r:get finds its function with plain
+-- table lookups (no __index call per command)
+local function command_table(base, make)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  return setmetatable(t, { __index = function(cache, name)
+    if type(name) ~= "string" or byte(name) == 95 then return nil end -- "_": a field
+    local f = make(name)
+    cache[name] = f
+    return f
+  end })
 end
+
+local pipe_call = pipe_methods.call
+Pipe.__index = command_table(pipe_methods, function(name)
+  return function(p, ...) return pipe_call(p, name, ...) end
+end)
 Pipe.__name = "redis.pipeline"
 
 -- a write bigger than this goes out from a helper goroutine while the
@@ -345,10 +380,10 @@ end
 function methods.pipeline(self, fn)
   if type(fn) ~= "function" then error("redis: pipeline needs a function", 2) end
   if self._subs > 0 then error("redis: pipeline on a subscribed client", 2) end
-  local p = setmetatable({ _out = {}, _n = 0, _count = 0, _track = {} }, Pipe)
+  local p = setmetatable({ _out = {}, _count = 0, _track = {} }, Pipe)
   fn(p)
   if p._count == 0 then return { n = 0 } end
-  local replies, err = exclusive(self, pipeline_io, concat(p._out, "", 1, p._n), p._count)
+  local replies, err = exclusive(self, pipeline_io, concat(p._out, "", 1, p._count), p._count)
   if not replies then return nil, err end
   for k, args in pairs(p._track) do
     if not redis.iserror(replies[k]) then track(self, table.unpack(args, 1, args.n)) end
@@ -508,19 +543,9 @@ Client.__tostring = function(self)
   return "redis.client (" .. (self._conn and "open" or "closed") .. ")"
 end
 
-local cmd_cache = {}
-
-Client.__index = function(_, name)
-  local m = methods[name]
-  if m then return m end
-  if type(name) ~= "string" or byte(name) == 95 then return nil end -- "_": a field
-  local f = cmd_cache[name]
-  if not f then
-    f = function(self, ...) return call(self, name, ...) end
-    cmd_cache[name] = f
-  end
-  return f
-end
+Client.__index = command_table(methods, function(name)
+  return function(self, ...) return call(self, name, ...) end
+end)
 
 ---------------------------------------------------------------------------
 -- Connecting

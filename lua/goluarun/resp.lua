@@ -610,7 +610,70 @@ end
 
 --- Reads one value: the value, or nil, err (a protocol error, or the
 --- conn's "eof", "closed", "timeout", ...).
+-- The fast path of read() for the commonest replies: a simple string, an
+-- integer or a bulk string complete in the joined buffer, at the top level
+-- and with nothing pending. Anything else, or anything it is unsure of (a
+-- limit, a malformed line), returns nil and is left to parse(), which
+-- decides; the value and position it gives are the ones parse() would.
+local function quick(self)
+  local buf, pos, lim = self.buf, self.pos, self.lim
+  local c = byte(buf, pos)
+  local v, np
+  if c == 43 then -- '+'
+    local nl = find(buf, "\n", pos + 1, true)
+    if not nl or nl - pos - 1 > lim.max_inline or byte(buf, nl - 1) ~= 13 then return nil end
+    v, np = sub(buf, pos + 1, nl - 2), nl + 1
+  elseif c == 36 then -- '$': the length's digits read by hand (no leading zeros)
+    local n, i = 0, pos + 1
+    local b = byte(buf, i)
+    if b == 48 then
+      i = i + 1
+    elseif b and b > 48 and b <= 57 then
+      repeat
+        n = n * 10 + (b - 48)
+        i = i + 1
+        b = byte(buf, i)
+      until not b or b < 48 or b > 57 or i - pos > 12
+    elseif b == 45 and byte(buf, i + 1) == 49 and byte(buf, i + 2) == 13
+      and byte(buf, i + 3) == 10 then -- "$-1\r\n"
+      v, np = null, i + 4
+    else
+      return nil
+    end
+    if v == nil then
+      if n > lim.max_bulk or byte(buf, i) ~= 13 or byte(buf, i + 1) ~= 10 then return nil end
+      local after = i + 2
+      local stop = after + n
+      if stop + 2 - pos > lim.max_value or stop + 1 > #buf
+        or byte(buf, stop) ~= 13 or byte(buf, stop + 1) ~= 10 then return nil end
+      v, np = sub(buf, after, stop - 1), stop + 2
+    end
+  elseif c == 58 then -- ':' (up to 18 digits here; longer ones go to parse)
+    local i, sign = pos + 1, 1
+    local b = byte(buf, i)
+    if b == 45 then sign, i = -1, i + 1; b = byte(buf, i) end
+    if not b or b < 48 or b > 57 then return nil end
+    local n, first = 0, i
+    repeat
+      n = n * 10 + (b - 48)
+      i = i + 1
+      b = byte(buf, i)
+    until not b or b < 48 or b > 57
+    if i - first > 18 or b ~= 13 or byte(buf, i + 1) ~= 10 then return nil end
+    v, np = sign * n, i + 2
+  else
+    return nil
+  end
+  if np > #buf then self.buf, np = "", 1 end
+  self.pos = np
+  return v
+end
+
 function Reader:read()
+  if self.pending == 0 and self.st.depth == 0 and not self.err then
+    local v = quick(self)
+    if v ~= nil then return v end
+  end
   while true do
     local v, err = self:tryread()
     if v ~= nil then return v end
