@@ -350,11 +350,12 @@ Pipe.__name = "redis.pipeline"
 local CONCURRENT_WRITE = 256 * 1024
 
 local function read_replies(self, count)
-  local replies = { n = count }
+  local replies, rd = { n = count }, self._rd
   for i = 1, count do
-    local v, err = read_reply(self)
-    if v == nil then return nil, err end
-    replies[i] = element_of(v)
+    local v, err = rd:read()
+    if v == nil then return fail(self, err) end
+    if type(v) == "table" then v = element_of(v) end
+    replies[i] = v
   end
   return replies
 end
