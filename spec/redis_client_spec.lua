@@ -256,6 +256,15 @@ describe("goluarun.redis against redis-server", function()
     assert.are.same({ nil, "closed" }, { sub:ping() })
   end)
 
+  it("a subscriber without a client timeout: next's timeout does not linger", function()
+    local sub = assert(redis.connect(addr))
+    assert.is_true(sub:subscribe("ps:quiet"))
+    assert.are.same({ nil, "timeout" }, { sub:next(0.02) })
+    assert.is_true(sub:unsubscribe("ps:quiet")) -- a read after next's deadline
+    assert.are.equal("PONG", sub:ping())
+    sub:release()
+  end)
+
   it("serves BLPOP to 50 goroutines at once", function()
     local n = 50
     local got = go.chan(n)
@@ -522,6 +531,14 @@ describe("goluarun.redis against broken servers", function()
       assert.are.equal("timeout", err)
       assert.is_true(el >= 0.15 and el < 3, "took " .. el)
       assert.are.same({ nil, "closed" }, { r:get("k") }) -- out of step: closed
+      -- a pipeline bigger than the one-write limit (written from a helper
+      -- goroutine while the replies are awaited) times out the same way
+      local rp = assert(redis.connect(addr, { timeout = H.scale(0.5, 5) }))
+      local big = H.payload(H.scale(300 * 1024, 300 * 1024), 1)
+      local pv, perr = rp:pipeline(function(p) p:set("a", big); p:get("a") end)
+      assert.is_nil(pv)
+      assert.are.equal("timeout", perr)
+      assert.are.same({ nil, "closed" }, { rp:get("k") })
       -- AUTH on connect against the silent server times out too
       local r2, err2 = redis.connect(addr, { timeout = 0.2, password = "x" })
       assert.is_nil(r2)

@@ -38,8 +38,9 @@
 --
 -- Timeouts: opts.timeout (seconds, default none) bounds the dial and each
 -- call or pipeline as a whole (a BLPOP longer than it times out: give the
--- client a longer timeout). r:next(timeout) waits for a message; its
--- "timeout" leaves the client usable.
+-- client a longer timeout). r:next(timeout) waits for a message that long
+-- (without one, as long as it takes); its "timeout" leaves the client
+-- usable.
 --
 -- A client is used by one goroutine at a time (a second one raises);
 -- run one client per goroutine.
@@ -372,10 +373,13 @@ local function pipeline_io(self, wire, count)
     if not ok then conn:close() end -- wakes the reader
     return ok, err
   end)
-  local replies, err = read_replies(self, count)
+  local replies, rerr = read_replies(self, count)
   local _, wok, werr = go.wait(writer)
-  if not wok then return fail(self, werr) end
-  return replies, err
+  if replies and wok then return replies end
+  -- the first failure is the cause: a failed write closes the conn, which
+  -- the reader then sees as "closed" (and the other way round)
+  if replies or (rerr == "closed" and not wok) then return fail(self, werr) end
+  return fail(self, rerr)
 end
 
 function methods.pipeline(self, fn)
@@ -478,9 +482,7 @@ function methods.psubscribe(self, ...) return subscribe(self, "psubscribe", ...)
 function methods.unsubscribe(self, ...) return unsubscribe(self, "unsubscribe", ...) end
 function methods.punsubscribe(self, ...) return unsubscribe(self, "punsubscribe", ...) end
 
-local function next_io(self, timeout)
-  local conn = self._conn
-  conn:setreaddeadline(timeout and now() + timeout or nil)
+local function next_io(self)
   while true do
     local v, err = self._rd:read()
     if v == nil then
@@ -495,6 +497,14 @@ local function next_io(self, timeout)
   end
 end
 
+local function next_wait(self, timeout)
+  local conn = self._conn
+  conn:setreaddeadline(timeout and now() + timeout or nil)
+  local v, err = next_io(self)
+  if self._conn then conn:setreaddeadline(nil) end -- no stale deadline for later calls
+  return v, err
+end
+
 -- next message: kind ("message" or "pmessage"), channel, payload [, pattern]
 function methods.next(self, timeout)
   if timeout ~= nil and (type(timeout) ~= "number" or timeout ~= timeout) then
@@ -503,7 +513,7 @@ function methods.next(self, timeout)
   local q = self._queue
   if q[1] then return push_of(table.remove(q, 1)) end
   if self._subs == 0 and self._conn then error("redis: next on a client with no subscription", 2) end
-  local v, err = exclusive(self, next_io, timeout)
+  local v, err = exclusive(self, next_wait, timeout)
   if v == nil then return nil, err end
   return push_of(v)
 end
