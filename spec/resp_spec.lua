@@ -50,10 +50,22 @@ local SAMPLES = {
   0, 1, -1, 42, math.maxinteger, math.mininteger,
   null, null_array,
   { err = "ERR something bad" }, { err = "" },
-  {}, { "a", "b" }, { 1, "two", null, { err = "E" }, {} },
-  { { { { "deep" } } }, { 1, { 2, { 3 } } } },
+  {}, { "a", "b" }, { resp.integer(1), "two", null, { err = "E" }, {} },
+  { { { { "deep" } } }, { resp.integer(1), { resp.integer(2), { resp.integer(3) } } } },
   { null_array, { null, null_array }, "" },
+  { resp.integer(math.mininteger), { resp.integer(-1) } },
 }
+
+-- a sample as it decodes: resp.integer markers become plain integers
+local function plain(v)
+  if type(v) ~= "table" or resp.isnull(v) then return v end
+  if v.int ~= nil then return v.int end
+  if v.err ~= nil or v.ok ~= nil then return v end
+  local t = {}
+  for i, e in ipairs(v) do t[i] = plain(e) end
+  return t
+end
+local DECODED = plain(SAMPLES)
 
 describe("resp.encode", function()
   it("encodes every type to the exact wire form", function()
@@ -69,9 +81,11 @@ describe("resp.encode", function()
     assert.are.equal("$-1\r\n", resp.encode(null))
     assert.are.equal("*-1\r\n", resp.encode(null_array))
     assert.are.equal("*0\r\n", resp.encode({}))
-    assert.are.equal("*2\r\n$1\r\na\r\n:1\r\n", resp.encode({ "a", 1 }))
+    assert.are.equal("*2\r\n$1\r\na\r\n:1\r\n", resp.encode({ "a", resp.integer(1) }))
+    assert.are.equal(":1\r\n", resp.encode(resp.integer(1)))
     assert.are.equal("*2\r\n*1\r\n$-1\r\n*-1\r\n", resp.encode({ { null }, null_array }))
-    assert.are.equal("*3\r\n$1\r\na\r\n$-1\r\n:2\r\n", resp.encode({ n = 3, "a", null, 2 }))
+    assert.are.equal("*3\r\n$1\r\na\r\n$-1\r\n:2\r\n",
+      resp.encode({ n = 3, "a", null, resp.integer(2) }))
   end)
 
   it("has the direct encoders and constants", function()
@@ -82,6 +96,40 @@ describe("resp.encode", function()
     assert.are.equal("+OK\r\n", resp.OK)
     assert.are.equal("$-1\r\n", resp.NULL)
     assert.are.equal("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n10\r\n", resp.command("SET", "k", 10))
+  end)
+
+  it("sends numbers inside an array as bulk strings (a command), never ':n'", function()
+    -- the trap: {"INCRBY", "k", 5} once went out as ":5", which redis-server
+    -- refuses with "ERR Protocol error"
+    assert.are.equal("*3\r\n$6\r\nINCRBY\r\n$1\r\nk\r\n$1\r\n5\r\n",
+      resp.encode({ "INCRBY", "k", 5 }))
+    assert.are.equal(resp.command("INCRBY", "k", 5), resp.encode({ "INCRBY", "k", 5 }))
+    assert.are.equal(resp.command("ZADD", "z", 0.1, "m", -3),
+      resp.encode({ "ZADD", "z", 0.1, "m", -3 }))
+    assert.are.equal("*2\r\n$3\r\nSET\r\n$3\r\n0.1\r\n", resp.command("SET", 0.1))
+    assert.are.equal("0.30000000000000004", resp.arg(0.1 + 0.2))
+    for _, x in ipairs({ 0.1, 1 / 3, math.pi, 1e300, -2.5e-300, 2 ^ 60 + 0.0, 123456789.123 }) do
+      assert.are.equal(x, tonumber(resp.arg(x)), "round trip of " .. string.format("%a", x))
+    end
+    assert.are.equal("nan", resp.arg(0 / 0))
+    -- an integral float is its integer text, infinities are redis' "inf"
+    assert.are.same({ "5", "-7", "inf", "-inf", "1e+300", "9223372036854775807" },
+      { resp.arg(5.0), resp.arg(-7), resp.arg(1 / 0), resp.arg(-1 / 0), resp.arg(1e300),
+        resp.arg(math.maxinteger) })
+    assert.are.equal("x", resp.arg("x"))
+    for _, bad in ipairs({ true, false, {}, print }) do
+      assert.has_error(function() resp.arg(bad) end)
+      assert.has_error(function() resp.command("SET", "k", bad) end)
+      if type(bad) ~= "table" then -- a table in an array is a nested array
+        assert.has_error(function() resp.encode({ "SET", "k", bad }) end)
+      end
+    end
+    assert.has_error(function() resp.arg(nil) end)
+    assert.has_error(function() resp.command("SET", nil, "v") end)
+    -- a number on its own stays an integer reply (servers answer INCR so)
+    assert.are.equal(":5\r\n", resp.encode(5))
+    assert.has_error(function() resp.integer(1.5) end)
+    assert.has_error(function() resp.encode({ { int = 0.5 } }) end)
   end)
 
   it("raises on values RESP2 cannot carry", function()
@@ -121,16 +169,16 @@ describe("resp.decode", function()
     for i, v in ipairs(SAMPLES) do
       local wire = resp.encode(v)
       local got, np = resp.decode(wire)
-      assert.are.same(v, got, "sample " .. i)
+      assert.are.same(DECODED[i], got, "sample " .. i)
       assert.are.equal(#wire + 1, np)
       all[#all + 1] = wire
     end
     local got = assert(decode_all(table.concat(all)))
-    assert.are.same(SAMPLES, got)
+    assert.are.same(DECODED, got)
   end)
 
   it("decodes at a position and returns the next one", function()
-    local buf = "junk" .. resp.encode({ "a", 1 }) .. resp.encode("b")
+    local buf = "junk" .. resp.encode({ "a", resp.integer(1) }) .. resp.encode("b")
     local v, np = resp.decode(buf, 5)
     assert.are.same({ "a", 1 }, v)
     assert.are.same({ "b", #buf + 1 }, { resp.decode(buf, np) })
@@ -284,8 +332,12 @@ describe("resp.decode", function()
         end
       end
       local dv, derr = resp.decode(buf)
+      -- byte by byte (parse()), and whole (read()'s fast path for simple replies)
       local rd = resp.reader(script_conn(buf, { 1 }))
       local rv, rerr = rd:read()
+      local whole = resp.reader(script_conn(buf, { #buf }))
+      whole:fill()
+      assert.are.same({ rv, rerr }, { whole:read() }, string.format("%q", buf))
       if dv ~= nil then
         assert.are.same(dv, rv, "round " .. round .. ": " .. string.format("%q", buf))
       elseif derr == "incomplete" then
@@ -321,7 +373,7 @@ describe("resp.reader", function()
 
   local function expected_all()
     local e = {}
-    for i, v in ipairs(SAMPLES) do e[i] = v end
+    for i, v in ipairs(DECODED) do e[i] = v end
     e[#e + 1] = { "PING" }
     e[#e + 1] = { "SET", "k", "v w" }
     return e

@@ -3,6 +3,9 @@
 --   local resp = require "goluarun.resp"
 --   resp.encode(v [, max])              --> wire string (raises on values RESP2 cannot carry)
 --                                       --  | nil, "reply too large" (longer than max bytes)
+--   resp.command(...)                   --> a command: an array of bulk strings
+--   resp.arg(v)                         --> the bulk text of a command argument
+--   resp.integer(n)                     --> {int = n}: an integer element of an array
 --   resp.bulk_size(n)                   --> bytes of the bulk reply of an n-byte string
 --   resp.decode(buf [, pos [, limits]]) --> value, nextpos
 --                                       --  | nil, "incomplete" | nil, "protocol error: ..."
@@ -16,7 +19,8 @@
 -- Lua <-> RESP2 mapping:
 --   simple string "+OK"  -> "OK" (a Lua string)    <- {ok = "OK"}  or resp.simple("OK")
 --   error "-ERR x"       -> {err = "ERR x"}          <- {err = "ERR x"} or resp.error("ERR x")
---   integer ":42"        -> 42 (a Lua integer)       <- an integer (or an integral float)
+--   integer ":42"        -> 42 (a Lua integer)       <- a top-level integer (or integral
+--                                                      float); in an array resp.integer(42)
 --   bulk string "$3 foo" -> "foo"                    <- a Lua string
 --   null bulk "$-1"      -> resp.null                <- resp.null
 --   array "*2 ..."       -> { ... } (a sequence)     <- a sequence (n = #t, or t.n if set)
@@ -27,6 +31,24 @@
 --   inline lines are skipped.
 -- resp.isnull(v) is true for both nulls. Simple strings decode to plain Lua
 -- strings, so they re-encode as bulk strings.
+--
+-- Numbers: a number on its own encodes as an integer reply (what a server
+-- answers INCR with), but a number inside an array encodes as a bulk string
+-- (resp.arg's text), because an array of strings and numbers is what a
+-- client sends as a command, and redis-server refuses anything but bulk
+-- strings there: resp.encode({"INCRBY", "k", 5}) is "*3 $6 INCRBY $1 k $1 5".
+-- A server that replies with integers inside an array marks them:
+-- resp.encode({"a", resp.integer(1)}) is "*2 $1 a :1". Decoding gives plain
+-- Lua integers either way (so integers nested in a decoded reply re-encode
+-- as bulk strings).
+--
+-- Command arguments (resp.arg, resp.command, arrays in resp.encode):
+-- strings as they are; integers in decimal; floats as the shortest of
+-- "%.15g", "%.16g", "%.17g" that reads back as the same float (0.1 ->
+-- "0.1", 0.1 + 0.2 -> "0.30000000000000004", 5.0 -> "5", 1/0 -> "inf",
+-- -1/0 -> "-inf", NaN -> "nan", as redis writes them); anything else
+-- (booleans, nil, tables) raises, so no argument ever becomes a protocol
+-- error on the wire.
 --
 -- Limits (resp.decode and resp.reader), checked before anything is
 -- allocated for the declared size:
@@ -52,6 +74,7 @@ local lpeg = require "lpeg"
 local P, R, S, C, Cs, Ct, Cp = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cs, lpeg.Ct, lpeg.Cp
 local byte, sub, find, char = string.byte, string.sub, string.find, string.char
 local concat, tointeger, mtype = table.concat, math.tointeger, math.type
+local format = string.format
 
 local resp = {}
 
@@ -80,6 +103,14 @@ end
 function resp.simple(s)
   if type(s) ~= "string" then error("resp.simple: string expected", 2) end
   return { ok = s }
+end
+
+--- {int = n}: a value that encodes as an integer reply, inside an array too
+--- (a plain number inside an array is a bulk string: see "Numbers").
+function resp.integer(n)
+  local i = tointeger(n)
+  if not i then error("resp.integer: integer expected, got " .. tostring(n), 2) end
+  return { int = i }
 end
 
 --- {err = msg}: a value that encodes as an error reply.
@@ -123,6 +154,32 @@ function resp.encode_bulk(s)
   return "$" .. #s .. "\r\n" .. s .. "\r\n"
 end
 
+-- The bulk text of a command argument (see "Command arguments" above), or
+-- nil for a value that is not a string or a number.
+-- the shortest of these that reads back as the same float ("%.17g" always does)
+local FLOAT_FORMATS = { "%.15g", "%.16g" }
+
+local function float_text(x)
+  if x ~= x then return "nan" end
+  if x == math.huge then return "inf" end
+  if x == -math.huge then return "-inf" end
+  for _, f in ipairs(FLOAT_FORMATS) do
+    local s = format(f, x)
+    if tonumber(s) == x then return s end
+  end
+  return format("%.17g", x)
+end
+
+local function arg_text(a)
+  local t = type(a)
+  if t == "string" then return a end
+  if t == "number" then
+    if mtype(a) == "integer" then return tostring(a) end
+    return float_text(a)
+  end
+  return nil
+end
+
 local encode_into
 
 local function encode_table(out, n, v, depth)
@@ -131,8 +188,12 @@ local function encode_table(out, n, v, depth)
   elseif v == null_array then
     out[n + 1] = "*-1\r\n"; return n + 1
   end
-  local err, ok = v.err, v.ok
-  if err ~= nil then
+  local err, ok, int = v.err, v.ok, v.int
+  if int ~= nil then
+    local i = tointeger(int)
+    if not i then error("resp: {int=...} needs an integer", depth + 2) end
+    out[n + 1] = ":" .. i .. "\r\n"; return n + 1
+  elseif err ~= nil then
     if type(err) ~= "string" then error("resp: {err=...} needs a string", depth + 2) end
     out[n + 1] = "-" .. check_line(err, "error message") .. "\r\n"; return n + 1
   elseif ok ~= nil then
@@ -157,6 +218,11 @@ function encode_into(out, n, v, depth)
     out[n + 3] = "\r\n"
     return n + 3
   elseif t == "number" then
+    if depth > 0 then -- an argument of a command: a bulk string
+      local a = arg_text(v)
+      out[n + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+      return n + 1
+    end
     local i = tointeger(v)
     if not i then error("resp: cannot encode non-integral number " .. tostring(v), depth + 2) end
     out[n + 1] = ":" .. i .. "\r\n"
@@ -169,6 +235,12 @@ function encode_into(out, n, v, depth)
   error("resp: cannot encode a " .. t, depth + 2)
 end
 
+function resp.arg(v)
+  local s = arg_text(v)
+  if s == nil then error("resp.arg: string or number expected, got " .. type(v), 2) end
+  return s
+end
+
 --- Bytes of the bulk reply carrying an n-byte string ("$n\r\n...\r\n"):
 --- to check a reply's size before building it.
 function resp.bulk_size(n)
@@ -178,8 +250,8 @@ end
 local TOO_LARGE = "reply too large"
 
 --- Encodes one Lua value (see the mapping above); raises on anything RESP2
---- cannot carry (nil, booleans, functions, non-integral floats, CR/LF in a
---- simple string or error). With `max`, a reply longer than max bytes is
+--- cannot carry (nil, booleans, functions, a non-integral float on its own,
+--- CR/LF in a simple string or error). With `max`, a reply longer than max bytes is
 --- not built: nil, "reply too large".
 function resp.encode(v, max)
   local t = type(v)
@@ -198,18 +270,17 @@ function resp.encode(v, max)
 end
 
 --- Encodes a command as clients send it: an array of bulk strings (numbers
---- are converted with tostring). resp.command("SET", "k", 1).
+--- converted as resp.arg does). resp.command("SET", "k", 1).
 function resp.command(...)
   local n = select("#", ...)
+  local args = { ... }
   local out = { "*" .. n .. "\r\n" }
   for i = 1, n do
-    local a = select(i, ...)
-    local ta = type(a)
-    if ta == "number" then a = tostring(a)
-    elseif ta ~= "string" then error("resp.command: argument " .. i .. " is a " .. ta, 2) end
-    out[#out + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
+    local a = arg_text(args[i])
+    if a == nil then error("resp.command: argument " .. i .. " is a " .. type(args[i]), 2) end
+    out[i + 1] = "$" .. #a .. "\r\n" .. a .. "\r\n"
   end
-  return concat(out)
+  return concat(out, "", 1, n + 1)
 end
 
 ---------------------------------------------------------------------------
@@ -539,7 +610,70 @@ end
 
 --- Reads one value: the value, or nil, err (a protocol error, or the
 --- conn's "eof", "closed", "timeout", ...).
+-- The fast path of read() for the commonest replies: a simple string, an
+-- integer or a bulk string complete in the joined buffer, at the top level
+-- and with nothing pending. Anything else, or anything it is unsure of (a
+-- limit, a malformed line), returns nil and is left to parse(), which
+-- decides; the value and position it gives are the ones parse() would.
+local function quick(self)
+  local buf, pos, lim = self.buf, self.pos, self.lim
+  local c = byte(buf, pos)
+  local v, np
+  if c == 43 then -- '+'
+    local nl = find(buf, "\n", pos + 1, true)
+    if not nl or nl - pos - 1 > lim.max_inline or byte(buf, nl - 1) ~= 13 then return nil end
+    v, np = sub(buf, pos + 1, nl - 2), nl + 1
+  elseif c == 36 then -- '$': the length's digits read by hand (no leading zeros)
+    local n, i = 0, pos + 1
+    local b = byte(buf, i)
+    if b == 48 then
+      i = i + 1
+    elseif b and b > 48 and b <= 57 then
+      repeat
+        n = n * 10 + (b - 48)
+        i = i + 1
+        b = byte(buf, i)
+      until not b or b < 48 or b > 57 or i - pos > 12
+    elseif b == 45 and byte(buf, i + 1) == 49 and byte(buf, i + 2) == 13
+      and byte(buf, i + 3) == 10 then -- "$-1\r\n"
+      v, np = null, i + 4
+    else
+      return nil
+    end
+    if v == nil then
+      if n > lim.max_bulk or byte(buf, i) ~= 13 or byte(buf, i + 1) ~= 10 then return nil end
+      local after = i + 2
+      local stop = after + n
+      if stop + 2 - pos > lim.max_value or stop + 1 > #buf
+        or byte(buf, stop) ~= 13 or byte(buf, stop + 1) ~= 10 then return nil end
+      v, np = sub(buf, after, stop - 1), stop + 2
+    end
+  elseif c == 58 then -- ':' (up to 18 digits here; longer ones go to parse)
+    local i, sign = pos + 1, 1
+    local b = byte(buf, i)
+    if b == 45 then sign, i = -1, i + 1; b = byte(buf, i) end
+    if not b or b < 48 or b > 57 then return nil end
+    local n, first = 0, i
+    repeat
+      n = n * 10 + (b - 48)
+      i = i + 1
+      b = byte(buf, i)
+    until not b or b < 48 or b > 57
+    if i - first > 18 or b ~= 13 or byte(buf, i + 1) ~= 10 then return nil end
+    v, np = sign * n, i + 2
+  else
+    return nil
+  end
+  if np > #buf then self.buf, np = "", 1 end
+  self.pos = np
+  return v
+end
+
 function Reader:read()
+  if self.pending == 0 and self.st.depth == 0 and not self.err then
+    local v = quick(self)
+    if v ~= nil then return v end
+  end
   while true do
     local v, err = self:tryread()
     if v ~= nil then return v end
