@@ -139,21 +139,25 @@ describe("receive and send", function()
       assert.are.same({ nil, "timeout", "abc" }, { a:receive(5) })
       c:send("no newline")
       assert.are.same({ nil, "timeout", "no newline" }, { a:receive() })
-      -- block mode: a trickle that never pauses for 50 ms keeps the call alive
+      -- block mode: a trickle that never pauses for the block timeout
+      -- (0.5 s) keeps the call alive past it
+      a:settimeout(0.5)
       go(function()
-        for _ = 1, 6 do go.sleep(0.02); c:send("t") end
+        for _ = 1, 6 do go.sleep(0.12); c:send("t") end
       end)
-      assert.are.same({ "tttttt", nil, nil }, { a:receive(6) })
+      local bt, got = H.timed(a.receive, a, 6)
+      assert.are.equal("tttttt", got)
+      assert.is_true(bt > 0.5, tostring(bt))
       -- total mode: the whole call is bounded
       a:settimeout(nil)
-      a:settimeout(0.07, "t")
+      a:settimeout(0.3, "t")
       go(function()
-        for _ = 1, 10 do go.sleep(0.02); c:send("u") end
+        for _ = 1, 10 do go.sleep(0.05); c:send("u") end
       end)
       local dt, r, err, part = H.timed(a.receive, a, 10)
       assert.is_nil(r); assert.are.equal("timeout", err)
       assert.is_true(#part >= 1 and #part < 10, part)
-      assert.is_true(dt < 0.5, tostring(dt))
+      assert.is_true(dt < 0.45, tostring(dt))
       assert.is_true(H.wait_until(function() return select(2, c:getstats()) == 29 end))
       a:settimeout(-1, "t"); a:settimeout(1)
       assert.are.same({ ("u"):rep(10 - #part), nil, nil }, { a:receive(10 - #part) })
@@ -413,7 +417,7 @@ describe("socket.http and ltn12 (Debian's, unchanged)", function()
     assert.are.equal(404, res.missing)
   end)
 
-  it("200 requests run at once on ONE P; its ticker keeps running (max lateness printed)", function()
+  it("200 requests run at once on ONE P; its ticker is never late by more than 5 ms", function()
     local N = 200
     -- the server holds every answer until all N requests have arrived, so
     -- the run can only finish if they are all in flight together
@@ -441,12 +445,23 @@ describe("socket.http and ltn12 (Debian's, unchanged)", function()
       local socket = require("goluarun.socket").install()
       local http, ltn12, go = require "socket.http", require "ltn12", require "go"
       local url, N = arg[1], tonumber(arg[2])
-      local late, stop = 0, false
+      -- lateness net of the time the kernel kept this thread off the CPU
+      -- (/proc/thread-self/schedstat: run delay), which is the box's, not
+      -- the P's: the machine running the suite is shared
+      local function rundelay()
+        local f = assert(io.open("/proc/thread-self/schedstat"))
+        local s = f:read("a")
+        f:close()
+        return tonumber(s:match("^%d+ (%d+)")) / 1e9
+      end
+      local late, raw, stop = 0, 0, false
       go(function()
         while not stop do
-          local t = go.now()
+          local t, w = go.now(), rundelay()
           go.sleep(0.002)
-          local d = go.now() - t - 0.002
+          local r = go.now() - t - 0.002
+          local d = r - (rundelay() - w)
+          if r > raw then raw = r end
           if d > late then late = d end
         end
       end)
@@ -465,23 +480,24 @@ describe("socket.http and ltn12 (Debian's, unchanged)", function()
         else print("failed", i, r, code) end
       end
       stop = true
-      print(("ok %d late_ms %.3f procs %d"):format(good, late * 1000, go.nprocs()))
+      print(("ok %d late_ms %.3f raw_ms %.3f procs %d"):format(good, late * 1000, raw * 1000, go.nprocs()))
     ]], { "http://" .. addr, tostring(N) }, { flags = { "-p", "1" }, timeout = 60 })
     local sout = server:stdout()
     server:kill("TERM"); server:wait(10); server:cleanup()
     assert.are.equal(0, client.status, H.describe_run(client))
     assert.matches("all " .. N .. " requests in flight", sout)
-    local good, late, procs = client.stdout:match("ok (%d+) late_ms ([%d.]+) procs (%d+)")
+    local good, late, raw, procs = client.stdout:match("ok (%d+) late_ms ([%d.]+) raw_ms ([%d.]+) procs (%d+)")
     assert.are.equal(tostring(N), good, client.stdout)
     assert.are.equal("1", procs)
-    print(("\n  socket.http x%d on one P: ticker late by at most %s ms"):format(N, late))
-    -- The target is 5 ms; measured about 20 ms: every goroutine a poll
-    -- wakes goes to runnext and pushes the one there (the ticker, woken by
-    -- its timer) to the tail of a 200-long run queue. A call that blocked
-    -- the P would show up as the whole run (seconds), so 250 ms (1 s under
-    -- GOLUA_MOCKEAGAIN, one byte per read) still tells parking from blocking.
-    local bound = H.scale(250, 1000)
-    assert.is_true(tonumber(late) <= bound, "ticker late by " .. late .. " ms")
+    print(("\n  socket.http x%d on one P: ticker late by at most %s ms (%s ms with the kernel's run delay)")
+      :format(N, late, raw))
+    if os.getenv("GOLUA_TSAN") then
+      -- ThreadSanitizer makes every slice several times longer: a blocked
+      -- P would still show up as the whole run (seconds)
+      assert.is_true(tonumber(late) <= 250, "ticker late by " .. late .. " ms")
+    else
+      assert.is_true(tonumber(late) <= 5, "ticker late by " .. late .. " ms")
+    end
   end)
 end)
 
