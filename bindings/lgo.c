@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -65,6 +66,15 @@ static int go_sleep(lua_State *L) {
 
 static int go_now(lua_State *L) {
   lua_pushnumber(L, (double)mono_now() / 1e9);
+  return 1;
+}
+
+/* go.time() — wall-clock seconds since the epoch (CLOCK_REALTIME, with
+** sub-second precision); go.now() is monotonic and not a date */
+static int go_time(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
   return 1;
 }
 
@@ -165,7 +175,7 @@ static const luaL_Reg go_funcs[] = {
     {"wait", go_wait},     {"sleep", go_sleep},   {"yield", go_yield},
     {"now", go_now},       {"id", go_id},         {"procid", go_procid},
     {"nprocs", go_nprocs}, {"stats", go_stats},   {"exit", go_exit},
-    {NULL, NULL}};
+    {"time", go_time},     {NULL, NULL}};
 
 int luaopen_go(lua_State *L) {
   go_open_handles(L);

@@ -107,7 +107,34 @@ static int dial_fail(lua_State *L, conn *c, int e) {
   return 2;
 }
 
-/* dial_opts — net.dial(addr, {timeout =, tls =}): a private copy of the
+/* check_localaddr — opts.localaddr must be an "ip:port" literal (no name
+** lookup: the bind happens right before connect) */
+static void check_localaddr(lua_State *L, int idx) {
+  netaddr a;
+  const char *err = NULL;
+  const char *s = luaL_checkstring(L, idx);
+  if (netaddr_parse(s, true, &a, &err) != ADDR_OK || a.family == AF_UNIX)
+    luaL_error(L, "net.dial: bad localaddr '%s' (want \"ip:port\")", s);
+}
+
+/* bind_local — the private opts (index 2) name a local address: bind fd to
+** it (port 0: the kernel picks); 0 or -errno */
+static int bind_local(lua_State *L, int fd, int family) {
+  if (!lua_istable(L, 2)) return 0;
+  lua_getfield(L, 2, "localaddr");
+  const char *s = lua_tostring(L, -1);
+  lua_pop(L, 1); /* the opts table keeps the string alive */
+  if (!s) return 0;
+  netaddr a;
+  const char *err = NULL;
+  netaddr_parse(s, true, &a, &err);
+  if (a.family != family) return -EAFNOSUPPORT;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  return bind(fd, (struct sockaddr *)&a.ss, a.len) < 0 ? -errno : 0;
+}
+
+/* dial_opts — net.dial(addr, {timeout =, tls =, localaddr =}): a private copy of the
 ** options, made at the first call (before a host name is resolved, which
 ** replaces index 1), that also keeps the address as dialled and its host
 ** part (the default TLS server name). Returns the timeout, < 0 none. */
@@ -122,6 +149,9 @@ static double dial_opts(lua_State *L) {
     lua_getfield(L, 2, "tls");
     if (lua_toboolean(L, -1)) tls_config_get(L, -1, false); /* a bad config raises now */
     lua_setfield(L, -2, "tls");
+    lua_getfield(L, 2, "localaddr");
+    if (!lua_isnil(L, -1)) check_localaddr(L, lua_gettop(L));
+    lua_setfield(L, -2, "localaddr");
     const char *a = lua_tostring(L, 1);
     lua_pushvalue(L, 1);
     lua_setfield(L, -2, "addr");
@@ -199,6 +229,8 @@ static int n_dial(lua_State *L) {
   if (fd < 0) return conn_push_fail(L, errstr_of(errno));
   conn *c = &conn_push(L, fd, a.family == AF_UNIX ? CONN_UNIX : CONN_TCP)->c;
   nodelay(c);
+  int be = bind_local(L, fd, a.family);
+  if (be < 0) return dial_fail(L, c, -be);
   c->side[CONN_DIR_W].deadline = timeout < 0 ? 0 : glr_deadline(timeout);
   if (glr_pd_check(c->pd, GLR_WRITE, c->side[CONN_DIR_W].deadline) == GLR_TIMEOUT) return dial_fail(L, c, ETIMEDOUT);
   int r;

@@ -34,7 +34,10 @@ int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
   timer_disarm(&p->timers, t);
   atomic_fetch_sub(&p->npollwait, 1);
   g->wake = code;
-  sched_ready(p, g, p->wake_next);
+  /* a forced poll's wake-up takes runnext only if it is free: it must not
+  ** push a G already there (a ticker its timer just woke) to the tail of
+  ** the run queue, behind every other goroutine the same poll wakes */
+  sched_ready(p, g, p->wake_next && p->q.runnext == NULL);
   return 1;
 }
 

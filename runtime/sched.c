@@ -72,7 +72,11 @@ static void g_sleep_fire(timer *t, void *arg) {
     g->sel->fired = -1;
   }
   g->wake = WAKE_TIMEOUT;
-  sched_ready(g->tag.p, g, true); /* as Go's goready: runs next */
+  /* runs next (as Go's goready), unless another G already waits in
+  ** runnext: timers due in the same round then run in deadline order, not
+  ** the last one first */
+  P *p = g->tag.p;
+  sched_ready(p, g, p->q.runnext == NULL);
 }
 
 G *g_new(P *p) {

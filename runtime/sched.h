@@ -155,9 +155,10 @@ struct P {
   int nparked;            /* owner M only: coroutines parked through (lcoro.c) */
   int ngfree;
   uint64_t schedtick;
-  bool wake_next;         /* owner M: fd wake-ups go to runnext (set during a
-                          ** busy P's forced poll, so a reader does not wait
-                          ** behind every CPU-bound goroutine's slice) */
+  bool wake_next;         /* owner M: fd wake-ups go to runnext when it is
+                          ** free (set during a busy P's forced poll, so a
+                          ** reader does not wait behind every CPU-bound
+                          ** goroutine's slice) */
   _Atomic int64_t lastpoll; /* atomic: set by the owner M at each poll, read by sysmon */
   _Atomic bool poll_due;    /* atomic: set by sysmon (not polled for FORCED_POLL_NS while
                             ** running); cleared by the owner M when it polls */

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted
+PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted lua-socket
       procps coreutils openssl libssl-dev python3 wrk
       curl netcat-openbsd redis-tools    # real clients the specs drive
       haproxy systemd                    # restart_spec: the load balancer, systemd-socket-activate
