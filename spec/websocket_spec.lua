@@ -346,3 +346,49 @@ describe("our server against raw clients", function()
     assert.has_error(function() websocket.dial("ws://x/", { max_message = 0 }) end)
   end)
 end)
+
+---------------------------------------------------------------------------
+describe("goroutines sharing a ws", function()
+  it("a reader goroutine finishes the handshake that close() started elsewhere", function()
+    H.no_fd_leak(function()
+      local ends = go.chan(4)
+      local ln, url = echo_server(ends)
+      local ws = assert(websocket.dial(url))
+      local got = go.chan(4)
+      go(function()
+        while true do
+          local msg, err, code = ws:recv()
+          got:send({ msg, err, code })
+          if not msg then return end
+        end
+      end)
+      for i = 1, 20 do assert.is_true(ws:send("m" .. i)) end
+      for i = 1, 20 do assert.are.equal("m" .. i, P.recv(got, T)[1]) end
+      local t0 = go.now()
+      assert.is_true(ws:close(4002, "done"))
+      assert.are.same({ nil, "closed", 4002 }, P.recv(got, T))
+      assert.is_true(go.now() - t0 < 2, "the close handshake waited for a timeout")
+      assert.are.same({ "closed", 4002, "done" }, P.recv(ends, T))
+      ln:close()
+    end)
+  end)
+
+  it("serves wss:// from goluarun.http with TLS", function()
+    local pki = P.pki("ec")
+    H.no_fd_leak(function()
+      local ln = assert(http.serve("127.0.0.1:0", function(req, res)
+        local ws = websocket.upgrade(req, res)
+        if not ws then return end
+        local msg, kind = ws:recv(T)
+        if msg then ws:send(msg:upper(), kind) end
+        ws:recv(T)
+      end, { tls = P.server_tls(pki) }))
+      local port = ln:addr():match(":(%d+)$")
+      local ws = assert(websocket.dial("wss://localhost:" .. port .. "/", { tls = { ca = pki.ca } }))
+      assert.is_true(ws:send("secret"))
+      assert.are.equal("SECRET", ws:recv(T))
+      assert.is_true(ws:close())
+      ln:close()
+    end)
+  end)
+end)
