@@ -277,25 +277,30 @@ local function read_frame(ws)
     return false, 1002, op == OP_CONT and "continuation without a message"
       or "new message inside a fragmented one"
   end
-  if len >= 126 then
-    local x
-    x, err = take(ws, got, len == 126 and 2 or 8)
-    if not x then return nil, err end
-    len = unpack(len == 126 and ">I2" or ">i8", x)
-    if len < 0 then return false, 1002, "bad frame length" end
+  local klen = ws._client and 0 or 4
+  if len < 126 then -- a small frame: key and payload in one read
+    if op < OP_CLOSE and ws._mlen + len > ws._max then
+      return false, 1009, "message too big"
+    end
+    local rest
+    rest, err = take(ws, got, klen + len)
+    if not rest then return nil, err end
+    if klen == 0 then return op, rest, fin end
+    if len == 0 then return op, "", fin end
+    return op, mask(sub(rest, 5), sub(rest, 1, 4)), fin
   end
+  local x
+  x, err = take(ws, got, (len == 126 and 2 or 8) + klen)
+  if not x then return nil, err end
+  len = unpack(len == 126 and ">I2" or ">i8", x)
+  if len < 0 then return false, 1002, "bad frame length" end
   if op < OP_CLOSE and ws._mlen + len > ws._max then
     return false, 1009, "message too big"
-  end
-  local key
-  if not ws._client then
-    key, err = take(ws, got, 4)
-    if not key then return nil, err end
   end
   local data
   data, err = take(ws, got, len)
   if not data then return nil, err end
-  if key and len > 0 then data = mask(data, key) end
+  if klen > 0 and len > 0 then data = mask(data, sub(x, -4)) end
   return op, data, fin
 end
 
