@@ -295,6 +295,34 @@ describe("our server against raw clients", function()
     end)
   end)
 
+  it("fails other protocol violations with 1002, each with its reason", function()
+    H.no_fd_leak(function()
+      local ends = go.chan(8)
+      local ln = echo_server(ends)
+      local key = "\0\0\0\0" -- XOR with zeros: payloads read as written
+      local cases = {
+        { "\128\130" .. key .. "ab", "continuation without a message" },
+        { "\1\129" .. key .. "a\1\129" .. key .. "b", "new message inside a fragmented one" },
+        { "\9\129" .. key .. "p", "bad control frame" },    -- a ping without FIN
+        { "\131\128" .. key, "unknown opcode" },
+        { "\193\128" .. key, "reserved bits set" },
+        { "\136\130" .. key .. "\3\237", "bad close code" }, -- 1005 on the wire
+        { "\136\129" .. key .. "x", "bad close frame" },
+      }
+      for _, case in ipairs(cases) do
+        local c = raw_upgrade(ln:addr())
+        assert(c:write(case[1]))
+        local h = assert(c:read(2))
+        assert.are.equal(0x88, h:byte(1))
+        local body = assert(c:read(h:byte(2)))
+        assert.are.same({ 1002, case[2] }, { string.unpack(">I2", body), body:sub(3) })
+        c:close()
+        assert.are.same({ "closed", 1002, case[2] }, P.recv(ends, T))
+      end
+      ln:close()
+    end)
+  end)
+
   it("resumes a frame cut by a recv timeout", function()
     H.no_fd_leak(function()
       local first, ends = go.chan(1), go.chan(1)

@@ -70,8 +70,8 @@ local byte, char, sub, lower, find, gmatch, pack, unpack =
   string.gmatch, string.pack, string.unpack
 local concat = table.concat
 local utf8_len = utf8.len
-local type, error, tostring, tonumber, setmetatable, pairs, ipairs =
-  type, error, tostring, tonumber, setmetatable, pairs, ipairs
+local type, error, tostring, tonumber, setmetatable, pairs, ipairs, pcall =
+  type, error, tostring, tonumber, setmetatable, pairs, ipairs, pcall
 local math_type = math.type
 local now = go.now
 local mask, random, sha1, base64 = codec.mask, codec.random, codec.sha1, codec.base64
@@ -435,8 +435,9 @@ function WS:recv(timeout)
   if not self._sent_close then
     self.conn:setreaddeadline(timeout and now() + timeout or nil)
   end
-  local a, b, c, d = recv_loop(self)
+  local ok, a, b, c, d = pcall(recv_loop, self)
   self._reading = false
+  if not ok then error(a, 0) end -- "cancelled", "not enough memory": re-raised
   return a, b, c, d
 end
 
@@ -491,8 +492,14 @@ function WS:close(code, reason)
   self.conn:setreaddeadline(now() + self._linger)
   if self._reading then return true end -- that recv finishes the handshake
   self._reading = true
-  while not self._done do recv_loop(self) end -- messages meanwhile are dropped
+  local ok, err = pcall(function()
+    while not self._done do recv_loop(self) end -- messages meanwhile are dropped
+  end)
   self._reading = false
+  if not ok then
+    self.conn:close()
+    error(err, 0)
+  end
   return true
 end
 WS.__close = function(self) self:close() end
