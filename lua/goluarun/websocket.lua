@@ -35,7 +35,9 @@
 -- Both: opts.max_message (bytes, default 16 MiB): a bigger message (one
 --   frame or the sum of its fragments) fails the connection with close
 --   code 1009; opts.close_timeout (seconds, default 5): how long a closing
---   side waits for the peer's close frame and for the TCP close.
+--   side waits for the peer's close frame and for the TCP close. An opts
+--   table is checked at its first use and remembered: pass a new table to
+--   change settings.
 --
 -- ws:send(data [, "text" | "binary"]) -> true | nil, err  (default "text";
 --   text must be valid UTF-8, else raises; one unfragmented frame; the
@@ -160,10 +162,14 @@ local function check_protocols(list, level)
   return list
 end
 
+local cfg_cache = setmetatable({}, { __mode = "k" }) -- opts -> checked config
+
 local function config(opts, level)
   if opts == nil then return DEFAULTS end
   if type(opts) ~= "table" then error("websocket: opts must be a table", level + 1) end
-  local c = {
+  local c = cfg_cache[opts]
+  if c then return c end
+  c = {
     max_message = check_number(opts, "max_message", true, level + 1),
     close_timeout = check_number(opts, "close_timeout", false, level + 1),
     timeout = check_number(opts, "timeout", false, level + 1),
@@ -176,6 +182,7 @@ local function config(opts, level)
     error("websocket: opts.headers must be a table", level + 1)
   end
   c.origin, c.headers, c.tls = opts.origin, opts.headers, opts.tls
+  cfg_cache[opts] = c
   return c
 end
 
