@@ -445,7 +445,9 @@ function WS:recv(timeout)
   local ok, a, b, c, d = pcall(recv_loop, self)
   self._reading = false
   if not ok then error(a, 0) end -- "cancelled", "not enough memory": re-raised
-  return a, b, c, d
+  if a ~= nil then return a, b end
+  if c == nil then return nil, b end
+  return nil, b, c, d
 end
 
 --- ws:send(data [, kind]) -> true | nil, err
