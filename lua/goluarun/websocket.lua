@@ -200,7 +200,7 @@ local function new_ws(conn, buffered, client, cfg, protocol)
     _pre = buffered ~= "" and buffered or nil, -- bytes read before the conn's
     _client = client, _max = cfg.max_message, _linger = cfg.close_timeout,
     _mop = nil, _parts = nil, _np = 0, _mlen = 0, -- a fragmented message
-    _sent_close = false, _done = false, _reading = false,
+    _sent_close = false, _done = false, _reading = false, _deadline = false,
     _code = nil, _reason = nil,
   }, WS)
 end
@@ -439,8 +439,13 @@ function WS:recv(timeout)
   end
   if self._reading then error("websocket: recv: another goroutine is receiving", 2) end
   self._reading = true
-  if not self._sent_close then
-    self.conn:setreaddeadline(timeout and now() + timeout or nil)
+  if self._sent_close then -- close() set the deadline
+  elseif timeout then
+    self.conn:setreaddeadline(now() + timeout)
+    self._deadline = true
+  elseif self._deadline then
+    self.conn:setreaddeadline(nil)
+    self._deadline = false
   end
   local ok, a, b, c, d = pcall(recv_loop, self)
   self._reading = false
