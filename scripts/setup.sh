@@ -11,6 +11,7 @@ PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted 
       haproxy systemd                    # restart_spec: the load balancer, systemd-socket-activate
       dpkg-dev file                      # package_test: CPack's DEB generator (dpkg-shlibdeps)
       redis-server                       # the real server redis_client_spec drives
+      nodejs node-ws                     # the WebSocket peer (spec/node/ws_peer.js)
       clang-16 libclang-rt-16-dev)       # the TSan build and libFuzzer (test.sh, fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do

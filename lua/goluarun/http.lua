@@ -47,6 +47,11 @@
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
 --   ends the body (also done when the handler returns).
+--   res:hijack() -> conn, buffered: takes the connection over from the
+--   server (a protocol upgrade, e.g. goluarun.websocket): nothing more is
+--   sent or read as HTTP, `buffered` is what the server had read past
+--   this request's head (the new protocol's first bytes), the conn's
+--   timeout is cleared; the conn stays open until the handler returns.
 --   A response has Content-Length unless streamed; a handler that returns
 --   without sending sends its status with an empty body. An error in a handler
 --   gives 500 (or the body error's status, e.g. 413) and closes the
@@ -338,6 +343,7 @@ end
 --   keep10       HTTP/1.0 keep-alive (answer "Connection: keep-alive")
 --   head         HEAD request (no body in the response)
 --   req          the current request
+--   hijacked     res:hijack() took the conn over: the loop ends, no answer
 
 -- Drains what the client still sends (bounded in time and bytes) after
 -- FIN, so that closing does not reset the connection before the client
@@ -857,6 +863,19 @@ function Res:finish()
   return true
 end
 
+--- res:hijack() -> conn, buffered: the handler takes the connection over
+--- (see the top of this file); raises once a response was sent
+function Res:hijack()
+  if self._sent then error("http: res:hijack: response already sent", 2) end
+  self._sent, self._done = true, true
+  local st = self._st
+  st.hijacked = true
+  local buffered = st.pos <= #st.buf and sub(st.buf, st.pos) or ""
+  st.buf, st.pos = "", 1
+  st.conn:settimeout(nil)
+  return st.conn, buffered
+end
+
 local json
 --- res:json(value) -> true | nil, err (Content-Type: application/json)
 function Res:json(v)
@@ -1038,7 +1057,7 @@ local function serve_conn(conn, call, cfg)
   local st = {
     conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
     close = false, keep10 = false, v10 = false, head = false, req = nil, res = nil,
-    trailers = nil,
+    trailers = nil, hijacked = false,
   }
   local res = setmetatable({
     _st = st, _code = 200, _line = nil, _sent = false, _done = false,
@@ -1126,6 +1145,10 @@ local function serve_conn(conn, call, cfg)
     res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
     -- the handler
     local ok, err = xpcall(call, traceback, req, res)
+    if st.hijacked then
+      if not ok then on_error(err, req) end
+      break
+    end
     if not ok then
       on_error(err, req)
       if not res._sent then
