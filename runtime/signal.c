@@ -229,6 +229,7 @@ void signal_handle(P *p) {
   rt *r = p->rt;
   int sig = atomic_exchange(&r->signal_pending, 0);
   if (!sig) return; /* another P took it */
+  atomic_store(&r->shutting_down, true);
   for (int i = 0; i < r->nprocs; i++) {
     atomic_store(&r->ps[i]->shutdown_req, true);
     netpoll_break(r->ps[i]);
