@@ -6,6 +6,15 @@
 local net = require "net"
 local H = require "support.helpers"
 
+-- under ThreadSanitizer a signal handler runs only when the thread enters
+-- one of TSan's interceptors, which a pure Lua loop never does: SIGURG
+-- reaches no spinning goroutine, so neither an interrupt nor a stop's
+-- yield can (a stop still ends by sysmon's last resort there)
+local TSAN = os.getenv("GOLUA_TSAN") ~= nil
+local function it_notsan(name, fn)
+  if TSAN then pending(name .. " (not under TSan: no SIGURG in a Lua loop)") else it(name, fn) end
+end
+
 -- a temp dir on LUA_PATH holding module NAME with source SRC
 local function module_dir(name, src)
   local dir = H.tmpname()
@@ -49,7 +58,7 @@ describe("SIGINT without a subscriber or a listener", function()
         go.sleep(30) ]], { "-p", "2" } },
   }
   for _, c in ipairs(cases) do
-    it("raises 'interrupted!' in " .. c[1] .. ", status 1", function()
+    it_notsan("raises 'interrupted!' in " .. c[1] .. ", status 1", function()
       local st, dt, p = signal_run(c[2], "INT", { flags = c[3] })
       finally(function() p:cleanup() end)
       assert.are.equal(1, st, p:stderr())
@@ -58,7 +67,7 @@ describe("SIGINT without a subscriber or a listener", function()
     end)
   end
 
-  it("a second SIGINT before the script ends exits at once with 130", function()
+  it_notsan("a second SIGINT before the script ends exits at once with 130", function()
     local p = H.spawn([[
       io.stdout:write("ready\n"); io.stdout:flush()
       pcall(function() while true do end end)
@@ -80,6 +89,7 @@ describe("a stop is final", function()
     dir, env, clean = module_dir("stopper", [[
       return { run = function(how, code)
         go.sleep(0.02)
+        io.stdout:write(string.format("%.6f\n", go.now())); io.stdout:flush()
         if how == "os" then os.exit(code) else go.exit(code) end
       end }
     ]])
@@ -95,14 +105,11 @@ describe("a stop is final", function()
         while true do x = x + 1 end
       ]], how))
       finally(function() os.remove(src) end)
-      local worst = 0
       for i = 1, 30 do
-        local t0 = go.now()
         local r = H.run(src, nil, { flags = { "-p", "2" }, env = env, timeout = 10 })
-        local dt = go.now() - t0
-        worst = math.max(worst, dt)
+        local dt = go.now() - (tonumber(r.stdout:match("^(%S+)")) or 0) -- since the call
         assert.are.equal(7, r.status, "run " .. i .. ": " .. H.describe_run(r))
-        assert.is_true(dt < 1, string.format("run %d took %.3f s", i, dt))
+        assert.is_true(dt < 1, string.format("run %d: exit took %.3f s", i, dt))
       end
     end)
   end
@@ -115,10 +122,10 @@ describe("a stop is final", function()
       table.sort(t, function(a, b) while true do end end)
     ]])
     finally(function() os.remove(src) end)
-    local t0 = go.now()
     local r = H.run(src, nil, { flags = { "-p", "2" }, env = env, timeout = 10 })
     assert.are.equal(5, r.status, H.describe_run(r))
-    assert.is_true(go.now() - t0 < 2)
+    assert.is_true(go.now() - tonumber(r.stdout:match("^(%S+)")) < 1.5)
+    assert.truthy(r.stderr:find("exiting with threads still blocked", 1, true), r.stderr)
   end)
 end)
 
@@ -132,7 +139,7 @@ describe("the grace period", function()
   ]]
 
   for _, flags in ipairs({ { "-p", "1" }, { "-p", "2" } }) do
-    it("a spinning goroutine cannot outlive it (" .. table.concat(flags, " ") .. ")", function()
+    it_notsan("a spinning goroutine cannot outlive it (" .. table.concat(flags, " ") .. ")", function()
       local st, dt, p = signal_run(serving_spinner, "TERM",
         { flags = flags, env = { GOLUA_GRACE = "0.3" } })
       finally(function() p:cleanup() end)
@@ -142,7 +149,7 @@ describe("the grace period", function()
     end)
   end
 
-  it("SIGINT on a server is the graceful shutdown, not an interrupt", function()
+  it_notsan("SIGINT on a server is the graceful shutdown, not an interrupt", function()
     local st, dt, p = signal_run(serving_spinner, "INT", { env = { GOLUA_GRACE = "0.3" } })
     finally(function() p:cleanup() end)
     assert.are.equal(1, st, p:stderr())
@@ -150,7 +157,7 @@ describe("the grace period", function()
     assert.is_true(dt < 1.5)
   end)
 
-  it("a second signal ends it at once with 128+signal, spinning or not", function()
+  it_notsan("a second signal ends it at once with 128+signal, spinning or not", function()
     local p = H.spawn(serving_spinner, nil, { timeout = 60, env = { GOLUA_GRACE = "30" } })
     finally(function() p:cleanup() end)
     assert.truthy(p:wait_output("(ready)", 10))
