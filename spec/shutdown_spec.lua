@@ -70,6 +70,17 @@ describe("SIGINT without a subscriber or a listener", function()
     end)
   end
 
+  it_notsan("a caught interrupt is not a shutdown: a later deadlock still reports (status 2)", function()
+    local st, _, p = signal_run([[
+      io.stdout:write("ready\n"); io.stdout:flush()
+      print(pcall(function() while true do end end))
+      go.chan():recv() ]], "INT")
+    finally(function() p:cleanup() end)
+    assert.are.equal(2, st, p:stderr())
+    assert.truthy(p:stdout():find("false\tinterrupted!", 1, true), p:stdout())
+    assert.truthy(p:stderr():find("deadlock", 1, true), p:stderr())
+  end)
+
   it_notsan("a second SIGINT before the script ends exits at once with 130", function()
     local p = H.spawn([[
       io.stdout:write("ready\n"); io.stdout:flush()
