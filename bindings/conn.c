@@ -489,8 +489,15 @@ static size_t buf_reserve(conn_stream *cs, size_t want) {
   return cs->bcap - cs->boff - cs->blen;
 }
 
+/* idle_unlink — the conn leaves the shutdown's idle set */
+static void idle_unlink(lua_State *L, conn_stream *cs) {
+  if (!cs->idle_on) return;
+  cs->idle_on = false;
+  glr_shutdown_hook_del(L, &cs->idle);
+}
+
 static void stream_closing(lua_State *L, conn *c) {
-  (void)L;
+  idle_unlink(L, (conn_stream *)c);
   buf_free((conn_stream *)c);
 }
 
@@ -904,6 +911,7 @@ static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit)
   c->tp = &plain; /* tpdata moved with the payload */
   c->tpdata = NULL;
   conn_cas_status(c, CONN_OPEN, CONN_CLOSED);
+  idle_unlink(L, cs);
   buf_free(cs);
   return NULL;
 }
@@ -967,6 +975,44 @@ int glr_conn_wrap(lua_State *L, int fd, const char *kind) {
   return 1;
 }
 
+/* ---------- idle (graceful shutdown) ---------- */
+
+/* idle_now — marked idle and nothing to read: no byte buffered here or in
+** the kernel (a request that arrived is not idle) */
+static bool idle_now(conn_stream *cs) {
+  if (cs->blen > 0) return false;
+  char b;
+  ssize_t n = recv(cs->c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+/* idle_fire — the graceful shutdown: a conn marked idle with nothing to
+** read is between requests; close it (a parked read returns "closed") */
+static void idle_fire(lua_State *L, glr_shutdown_hook *h) {
+  conn_stream *cs = (conn_stream *)((char *)h - offsetof(conn_stream, idle));
+  cs->idle_on = false; /* the runtime unlinked it */
+  if (idle_now(cs)) conn_close(L, &cs->c);
+}
+
+/* conn:setidle(on) — between requests (on) or inside one (off) */
+static int m_setidle(lua_State *L) {
+  conn_stream *cs = (conn_stream *)conn_check(L, 1);
+  bool on = lua_toboolean(L, 2);
+  if (cs->c.status != CONN_OPEN || on == cs->idle_on) return 0;
+  if (!on) {
+    idle_unlink(L, cs);
+    return 0;
+  }
+  if (glr_shutting_down(L) && idle_now(cs)) { /* too late to wait for a request */
+    conn_close(L, &cs->c);
+    return 0;
+  }
+  cs->idle.fn = idle_fire;
+  glr_shutdown_hook_add(L, &cs->idle);
+  cs->idle_on = true;
+  return 0;
+}
+
 void conn_open(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"read", m_read},
@@ -984,6 +1030,7 @@ void conn_open(lua_State *L) {
       {"remoteaddr", m_remoteaddr},
       {"setnodelay", m_setnodelay},
       {"setkeepalive", m_setkeepalive},
+      {"setidle", m_setidle},
       {"fd", conn_m_fd},
       {NULL, NULL}};
   conn_defclass(L, &CONN_KEY, CONN_MT, methods, &stream_class, &stream_vcopy);

@@ -134,6 +134,9 @@ typedef struct conn_stream {
   char *buf;
   size_t boff, blen, bcap, scan;
   size_t limit;
+  glr_shutdown_hook idle; /* linked while conn:setidle(true): the graceful
+                          ** shutdown closes the conn if nothing is buffered */
+  bool idle_on;           /* idle is linked in the P's closers */
 } conn_stream;
 
 /* conn_op — one operation kind. ctx of every step is the conn's side. */

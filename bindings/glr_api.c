@@ -192,6 +192,12 @@ void glr_shutdown_hook_add(lua_State *L, glr_shutdown_hook *hook) {
   signal_closer_add(vm_p(L), (closer *)(void *)hook);
 }
 
+int glr_shutting_down(lua_State *L) { return atomic_load(&vm_p(L)->rt->shutting_down); }
+
+void glr_pd_wake(lua_State *L, glr_pd *pd, int mode) {
+  iowait_wake(vm_p(L), PD(pd), mode == GLR_WRITE ? PD_MODE_W : PD_MODE_R, true, WAKE_READY);
+}
+
 void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook) {
   signal_closer_del(vm_p(L), (closer *)(void *)hook);
 }

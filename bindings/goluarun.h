@@ -149,6 +149,13 @@ struct glr_shutdown_hook {
 };
 GLR_API void glr_shutdown_hook_add(lua_State *L, glr_shutdown_hook *hook);
 GLR_API void glr_shutdown_hook_del(lua_State *L, glr_shutdown_hook *hook);
+/* glr_shutting_down — the graceful shutdown (first SIGINT/SIGTERM) has
+** begun: its hooks ran or are about to. Any thread. */
+GLR_API int glr_shutting_down(lua_State *L);
+/* glr_pd_wake — wakes the goroutine parked on pd in mode (GLR_READ or
+** GLR_WRITE) as if the fd were ready: it tries its operation again. Same-VM
+** thread only. */
+GLR_API void glr_pd_wake(lua_State *L, glr_pd *pd, int mode);
 
 /* glr_blocking_enter / glr_blocking_exit — bracket a call that blocks the
 ** thread (a synchronous C library call) and cannot park instead:

@@ -11,6 +11,7 @@
 */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdatomic.h>
@@ -44,12 +45,16 @@ static const char LISTENER_KEY = 'l';
 static const char DIALOPTS_KEY = 'o'; /* marks net.dial's own copy of opts */
 #define BACKOFF_MIN_NS (5 * INT64_C(1000000))
 #define BACKOFF_MAX_NS (1000 * INT64_C(1000000))
+#define DRAIN_SETTLE_NS (20 * INT64_C(1000000))
 
 typedef struct listener {
   conn c;
   conn_kind accepted_kind; /* const after listen */
   int64_t backoff;         /* accept back-off under fd exhaustion */
-  glr_shutdown_hook cl;    /* graceful shutdown closes it */
+  glr_shutdown_hook cl;    /* graceful shutdown drains, then closes it */
+  bool draining;           /* the shutdown began: accept what is queued, then close */
+  int64_t drain_until;     /* until then an empty queue is waited on (handshakes
+                           ** in flight when new SYNs started to be dropped) */
   char *unixpath;          /* path to unlink (if still ours), or NULL */
   tls_config *tls;         /* a ref: accepted conns speak TLS; or NULL */
   dev_t dev;
@@ -244,9 +249,44 @@ static int n_dial(lua_State *L) {
 
 /* ---------- listen / accept ---------- */
 
+/* drop_syns — the listening TCP socket drops new SYNs (a classic BPF
+** socket filter on the TCP flags; the filter sees the TCP header at offset
+** 0): no new handshake starts, those in flight complete and queue. Their
+** clients retry the SYN and find the port closed (refused), never a
+** connection accepted by the kernel and then reset. */
+static void drop_syns(int fd) {
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),             /* TCP flags */
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0x12),           /* SYN | ACK */
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x02, 0, 1),     /* a bare SYN */
+      BPF_STMT(BPF_RET | BPF_K, 0),                        /* drop */
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),               /* keep */
+  };
+  struct sock_fprog prog = {sizeof code / sizeof code[0], code};
+  setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof prog); /* best effort */
+}
+
+/* listener_closer — the graceful shutdown: stop new handshakes, then let
+** the acceptor take what the kernel queued (accept_try closes the listener
+** at the first empty queue after DRAIN_SETTLE_NS); wake it to look */
 static void listener_closer(lua_State *L, glr_shutdown_hook *cl) {
   listener *l = (listener *)((char *)cl - offsetof(listener, cl));
+  if (l->c.status != CONN_OPEN) return;
+  l->draining = true;
+  l->drain_until = glr_now() + DRAIN_SETTLE_NS;
+  if (l->accepted_kind == CONN_TCP) drop_syns(l->c.fd);
+  glr_pd_wake(L, l->c.pd, GLR_READ);
+}
+
+/* drain_empty — accept found the queue empty while draining: wait out the
+** settle time, then close */
+static int drain_empty(lua_State *L, listener *l, conn_side *s) {
+  if (glr_now() < l->drain_until) {
+    s->wait_dl = s->deadline && s->deadline < l->drain_until ? s->deadline : l->drain_until;
+    return CONN_WANT_READ;
+  }
   conn_close(L, &l->c);
+  return CONN_AGAIN; /* the loop sees it closed */
 }
 
 static void listener_closing(lua_State *L, conn *c) {
@@ -443,7 +483,7 @@ static int accept_try(lua_State *L, conn *c, conn_side *s) {
     return 1;
   }
   int e = -fd;
-  if (e == EAGAIN) return CONN_WANT_READ;
+  if (e == EAGAIN) return l->draining ? drain_empty(L, l, s) : CONN_WANT_READ;
   if (e == ECONNABORTED || e == EPROTO || e == EPERM) return CONN_AGAIN;
   if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) return accept_backoff(l, s, e);
   return fd;
@@ -462,6 +502,18 @@ static int64_t accept_deadline(lua_State *L, conn *c) {
 
 static const conn_op accept_op = {CONN_DIR_R, GLR_READ, NULL, accept_try, accept_fail,
                                   accept_deadline};
+
+/* l_close — while the shutdown drains the listener and a goroutine accepts,
+** the drain closes it (so net.serve's acceptors, told to close when the
+** first listener is done, do not reset what their own queue holds) */
+static int l_close(lua_State *L) {
+  listener *l = class_check(L, 1, &LISTENER_KEY, LISTENER_MT);
+  if (l->draining && l->c.side[CONN_DIR_R].owner) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return conn_m_close(L);
+}
 
 static int l_accept(lua_State *L) {
   class_check(L, 1, &LISTENER_KEY, LISTENER_MT);
@@ -490,7 +542,7 @@ static const char serve_src[] =
 /* ---------- module ---------- */
 
 static const luaL_Reg listener_methods[] = {
-    {"accept", l_accept},     {"close", conn_m_close}, {"addr", conn_m_localaddr},
+    {"accept", l_accept},     {"close", l_close}, {"addr", conn_m_localaddr},
     {"settimeout", conn_m_settimeout}, {"setdeadline", conn_m_setreaddeadline},
     {"fd", conn_m_fd},        {"settls", l_settls}, {NULL, NULL}};
 

@@ -312,7 +312,7 @@ void rt_stop(rt *r, int reason, int code, bool close_vms) {
 /* check_quiescent — nothing can ever run again: end or deadlock. */
 static bool check_quiescent(rt *r) {
   if (atomic_load(&r->n_progress) != 0) return false;
-  if (atomic_load(&r->main_done) || atomic_load(&r->nsignals) > 0)
+  if (atomic_load(&r->main_done) || atomic_load(&r->signal_when) != 0) /* shutting down */
     rt_stop(r, STOP_EXIT, 0, true);
   else
     rt_stop(r, STOP_DEADLOCK, 2, false);

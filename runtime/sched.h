@@ -254,6 +254,7 @@ struct rt {
   _Atomic int nsignals;        /* atomic: SIGINT/SIGTERM received */
   _Atomic int64_t signal_when; /* atomic: mono time of the first one, 0 before */
   _Atomic bool grace_done;     /* atomic: the grace period's end was acted on */
+  _Atomic bool shutting_down;  /* atomic: the graceful shutdown began (signal_handle) */
   _Atomic bool run_done;       /* atomic: rt_run's M0 is past its wait for the Ms */
   _Atomic int64_t stop_when;   /* atomic: mono time of the stop, 0 before */
   _Atomic int sig_nsub[65];    /* atomic: VMs subscribed to each signal (signal.c) */

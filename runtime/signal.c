@@ -90,12 +90,15 @@ static void on_notify(int sig) {
   errno = saved;
 }
 
-/* interrupt — lua's SIGINT: every P running Lua raises "interrupted!" at
-** its next instruction (preempt.c's hook); false if none runs Lua */
-static bool interrupt(rt *r) {
+/* interrupt — lua's SIGINT: every P running Lua (every P: all) raises
+** "interrupted!" at its next instruction (preempt.c's hook; a P not
+** running Lua when the next goroutine starts, see execute); false if none
+** runs Lua */
+static bool interrupt(rt *r, bool all) {
   bool any = false;
   for (int i = 0; i < r->nprocs; i++) {
     P *p = r->ps[i];
+    if (all) atomic_store(&p->interrupt_req, true);
     if (!atomic_load(&p->running)) continue;
     atomic_store(&p->interrupt_req, true);
     pthread_kill(atomic_load(&p->m)->thread, SIGURG);
@@ -119,10 +122,12 @@ static void on_signal(int sig) {
     return;
   }
   if (atomic_fetch_add(&r->nsignals, 1) >= 1) _exit(128 + sig);
-  if (sig == SIGINT && atomic_load(&r->nclosers) == 0 && interrupt(r)) {
+  if (sig == SIGINT && atomic_load(&r->nclosers) == 0 && interrupt(r, false)) {
     errno = saved;
     return;
   }
+  if (sig == SIGINT && atomic_load(&r->nclosers) == 0)
+    interrupt(r, true); /* none runs Lua: the next to run raises it (as lua) */
   atomic_store(&r->signal_when, mono_now());
   atomic_store(&r->signal_pending, sig);
   for (int i = 0; i < r->nprocs; i++) netpoll_break(r->ps[i]);
@@ -229,6 +234,7 @@ void signal_handle(P *p) {
   rt *r = p->rt;
   int sig = atomic_exchange(&r->signal_pending, 0);
   if (!sig) return; /* another P took it */
+  atomic_store(&r->shutting_down, true);
   for (int i = 0; i < r->nprocs; i++) {
     atomic_store(&r->ps[i]->shutdown_req, true);
     netpoll_break(r->ps[i]);

@@ -26,9 +26,13 @@
 **    that may walk its VM.
 **  - The grace period ends the process even when no P can run its timer
 **    (every M stuck in blocking calls): sysmon calls signal_grace_expired
-**    itself past signal_grace_end + SIGNAL_GRACE_SLACK_NS, and if rt_run
-**    has not returned SIGNAL_EXIT_SLACK_NS after that, it _exits with the
-**    exit code (sysmon.c). signal_grace_expired acts once (rt->grace_done).
+**    itself past signal_grace_end + SIGNAL_GRACE_SLACK_NS, and, as after
+**    any stop, if rt_run has not returned SIGNAL_EXIT_SLACK_NS after the
+**    stop, it _exits with the exit code (sysmon.c). signal_grace_expired
+**    acts once (rt->grace_done).
+**  - The graceful shutdown's closers drain: a listener drops new SYNs and
+**    closes at its first empty accept queue (bindings/lnet.c), a conn
+**    marked idle closes if it has nothing to read (bindings/conn.c).
 **  - signal_dump_taken is the one dump from a thread that is not the P's
 **    M: sysmon, holding the P it took from a blocked M (handoff.h, thread
 **    exhaustion). It stops the VM's collector first, so no finalizer runs
@@ -58,7 +62,7 @@ GLR_INTERNAL void signal_set_handler(int sig, void (*handler)(int));
 /* signal_forget — r is going away: its signals are no longer routed. */
 GLR_INTERNAL void signal_forget(rt *r);
 #define SIGNAL_GRACE_SLACK_NS (100 * NS_PER_MS) /* the P's timer goes first */
-#define SIGNAL_EXIT_SLACK_NS (250 * NS_PER_MS)  /* for rt_run to return */
+#define SIGNAL_EXIT_SLACK_NS (250 * NS_PER_MS)  /* after a stop, for rt_run to return */
 
 /* signal_handle — p's M: act on a pending SIGINT/SIGTERM (shutdown), if
 ** no other P took it first. */

@@ -87,8 +87,16 @@ describe("go.signal", function()
       local M = {}
       function M.run()
         local ch = go.signal("SIGUSR1")
-        -- a handler busy on this P the whole time
-        go(function() local x = 0 while true do x = x + 1 end end)
+        -- a handler busy on this P the whole time (under TSan, where no
+        -- SIGURG reaches a Lua loop, one that yields now and then)
+        local tsan = os.getenv("GOLUA_TSAN") ~= nil
+        go(function()
+          local x = 0
+          while true do
+            x = x + 1
+            if tsan and x % 100000 == 0 then go.yield() end
+          end
+        end)
         io.stdout:write("ready P", go.procid(), "\n"); io.stdout:flush()
         for i = 1, 3 do
           ch:recv()

@@ -1069,14 +1069,18 @@ local function serve_conn(conn, call, cfg)
   conn:setlimit(cfg.max_header_bytes)
   conn:setnodelay(true)
   local head_pat, limit, on_error = cfg.head_pat, cfg.max_header_bytes, cfg.on_error
+  local again = false -- a keep-alive wait (not the first request's)
   while true do
     -- the request head
     local buf, pos = st.buf, st.pos
     if pos > #buf then
+      if again then conn:setidle(true) end -- a graceful shutdown closes it
       buf = conn:read()
-      if not buf then break end -- idle timeout, EOF, reset: close quietly
+      if again then conn:setidle(false) end
+      if not buf then break end -- idle timeout, EOF, reset, shutdown: close quietly
       pos = 1
     end
+    again = true
     local method, path, qs, major, minor, h, nx = match(head_pat, buf, pos)
     if method and nx - pos <= limit then
       st.buf, st.pos = buf, nx
