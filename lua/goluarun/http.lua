@@ -189,6 +189,34 @@ local function head_pattern(n)
   return p
 end
 
+-- The client's side of the same grammar (lua/goluarun/http_client.lua):
+-- status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF;
+-- the same field lines, but a repeated field becomes a list.
+local STATUS_LINE_P = P"HTTP/" * C(DIGIT) * "." * C(DIGIT) * " "
+  * (C(DIGIT * DIGIT * DIGIT) / tonumber) * (" " * C((FCHAR + WS)^0) + Cc(""))
+  * EOL
+local function listfold(t, k, v)
+  local old = t[k]
+  if old == nil then
+    t[k] = v
+  elseif type(old) == "table" then
+    old[#old + 1] = v
+  else
+    t[k] = { old, v }
+  end
+  return t
+end
+-- response head: major, minor, status, reason, headers, position after it
+local response_patterns = {}
+local function response_pattern(n)
+  local p = response_patterns[n]
+  if not p then
+    p = STATUS_LINE_P * Cf(Ct"" * FIELD^-n, listfold) * EOL * Cp()
+    response_patterns[n] = p
+  end
+  return p
+end
+
 local LEADING_END = LEADING * Cp()
 local CONTENT_LENGTH = DIGIT^1 * -1
 -- chunk = chunk-size [ chunk-ext ] CRLF (the line without its "\n")
@@ -1159,6 +1187,13 @@ local function serve_conn(conn, call, cfg)
   st.req = nil
   conn:close()
 end
+
+-- the client (http.request, http.get, http.post) shares the grammar above
+require("goluarun.http_client").install(M, {
+  response_pattern = response_pattern, status_line = STATUS_LINE_P * Cp(),
+  chunk_line = CHUNK_LINE, trailer_line = TRAILER_LINE, token_only = TOKEN_ONLY,
+  lower = LOWER, has_token = has_token, tls_config = tls_config,
+})
 
 --- http.handle(conn, handler [, opts]): serves one connection, then closes it.
 function M.handle(conn, handler, opts)
