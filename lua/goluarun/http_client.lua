@@ -31,7 +31,8 @@
 -- res: status (integer), reason, version ("1.1"/"1.0"), headers (lower-
 --   case names, looked up case-insensitively: res.headers["Content-Type"];
 --   a repeated field is a list), body (string), trailers (chunked, or nil),
---   url (after redirects), res:read(), res:close().
+--   url (after redirects), res:read(), res:close(), res:settimeout(s) (the
+--   rest of a streamed body: s seconds per read instead of req.timeout).
 -- http.get(url [, req]), http.post(url, body [, req]): shorthands.
 --
 -- Keep-alive: the conn goes back to the pool once the response body has
@@ -343,6 +344,7 @@ local function release(st, reusable)
   st.conn = nil
   if reusable and not st.close and st.pos > #st.buf then
     if st.dl then conn:setdeadline(nil) end
+    if st.to then conn:settimeout(nil) end
     st.pool:put(conn)
   else
     conn:close()
@@ -403,6 +405,21 @@ function Res:read()
   self.trailers = st.trailers
   release(st, st.mode ~= "close")
   return nil
+end
+
+--- res:settimeout(s): the rest of a streamed body is bounded per read (s
+--- seconds each; nil: not at all) instead of by the request's timeout
+function Res:settimeout(s)
+  local st = self._st
+  if s ~= nil and (type(s) ~= "number" or not (s > 0)) then
+    error("res:settimeout: a positive number or nil expected", 2)
+  end
+  if st and st.conn then
+    st.conn:setdeadline(nil)
+    st.conn:settimeout(s)
+    st.dl, st.to = true, true
+  end
+  return self
 end
 
 --- res:close(): ends the response (an unread body closes the conn)
