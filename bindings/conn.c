@@ -546,7 +546,11 @@ const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
   if (cs->blen > 0) return "unread bytes";
   pollDesc *pd = (pollDesc *)c->pd;
   if (pd->rdhup) return ERRSTR_EOF;
-  const char *why = peek(c->fd);
+  /* a TCP socket whose last read was short has nothing pending until its
+  ** next readiness event (sockio.c's drained reads): no peek needed */
+  bool drained = pd->drain_ok && pd->rdrained && pd->registered &&
+                 atomic_load(&pd->rg) == PD_NIL;
+  const char *why = drained ? NULL : peek(c->fd);
   if (why) return why;
   int e = iowait_watch(vm_p(L), pd, deadline, idle_fired, cs);
   if (e < 0) return errstr_of(-e);

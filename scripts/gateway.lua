@@ -125,10 +125,16 @@ local function connection_names(v)
   return t
 end
 
+local ip_of = setmetatable({}, { __mode = "k" }) -- conn -> client address
 local function client_ip(req)
-  local ra = req.conn:remoteaddr()
+  local conn = req.conn
+  local ip = ip_of[conn]
+  if ip then return ip end
+  local ra = conn:remoteaddr()
   if not ra then return "unknown" end
-  return ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra
+  ip = ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra
+  ip_of[conn] = ip
+  return ip
 end
 
 local function fail(res, code, msg)
@@ -156,12 +162,15 @@ local function body_of(req)
   end
 end
 
+-- the upstream's fields the gateway replaces with its own (as nginx does)
+local HIDE = { date = true, server = true }
+
 -- sends the upstream's answer on
 local function relay(res, up, req)
   res:status(up.status)
   local drop = connection_names(up.headers.connection)
   for k, v in pairs(up.headers) do
-    if not HOP[k] and not (drop and drop[k]) then res:header(k, v) end
+    if not HOP[k] and not HIDE[k] and not (drop and drop[k]) then res:header(k, v) end
   end
   local cl = tonumber(up.headers["content-length"] or "")
   if req.method == "HEAD" or up.status == 204 or up.status == 304 then
