@@ -13,7 +13,7 @@ return {
   -- max_body, idle_timeout, header_timeout, reuseport: goluarun.http's serve options
 
   routes = {                                     -- first matching prefix wins
-    { prefix = "/api/", upstream = "api", strip = true },   -- /api/x -> /x
+    { prefix = "/api/", upstream = "api", strip = true, timeout = 5 },  -- /api/x -> /x
     { prefix = "/", upstream = "web" },
   },
   upstreams = {

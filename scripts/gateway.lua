@@ -5,8 +5,8 @@
 -- ADDR" once listening.
 --
 --   * routes: the first route whose `prefix` starts the request path
---     picks an upstream group (`strip = true` removes the prefix);
---     no route: 404
+--     picks an upstream group (`strip = true` removes the prefix; a
+--     route's own `timeout` replaces the global one); no route: 404
 --   * upstream groups: round-robin over their servers; a server that
 --     refuses the connection is skipped for `fail_timeout` seconds (passive
 --     health) and the next one is tried; every server refusing: 502
@@ -71,7 +71,8 @@ for i, r in ipairs(cfg.routes or {}) do
   end
   local grp = groups[r.upstream]
   if not grp then die("route " .. i .. ": unknown upstream " .. tostring(r.upstream)) end
-  routes[i] = { prefix = r.prefix, n = #r.prefix, group = grp, strip = r.strip }
+  routes[i] = { prefix = r.prefix, n = #r.prefix, group = grp, strip = r.strip,
+    timeout = r.timeout or TIMEOUT }
 end
 if #routes == 0 then die("no routes") end
 
@@ -225,7 +226,7 @@ local function handle(req, res)
     local s = pick(grp, tried)
     if not s then return fail(res, 502, "bad gateway: no upstream of " .. grp.name .. " answers") end
     tried[s] = true
-    local left = TIMEOUT - (now() - start)
+    local left = r.timeout - (now() - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
     local up, err = http.request({
       method = req.method, url = s.base .. target, headers = h, body = body,

@@ -82,7 +82,7 @@ return {
     { prefix = "/static/", upstream = "web", strip = true },
     { prefix = "/dead/", upstream = "dead" },
     { prefix = "/half/", upstream = "half", strip = true },
-    { prefix = "/slow/", upstream = "slow" },
+    { prefix = "/slow/", upstream = "slow", timeout = %s },
   },
   upstreams = {
     api = { "%s", "%s" },
@@ -92,7 +92,7 @@ return {
     slow = { "%s" },
   },
 }
-]]):format(H.scale(0.5, 3), a, b, ngx.ports[1], dead, dead, a, never:addr())
+]]):format(T, H.scale(0.5, 3), a, b, ngx.ports[1], dead, dead, a, never:addr())
   conf_file = dir .. "/gw.lua"
   H.write_file(conf_file, conf)
   gw, gw_addr = H.start_script("gateway.lua", { conf_file, "127.0.0.1:0" }, { flags = { "-p", "1" } })
@@ -162,8 +162,9 @@ describe("gateway.lua", function()
     local src, dst = dir .. "/up.bin", dir .. "/down.bin"
     os.execute("head -c " .. n .. " /dev/urandom > " .. H.shquote(src))
     local out, code = curl("-H 'Transfer-Encoding: chunked' -T " .. H.shquote(src)
-      .. " -o " .. H.shquote(dst) .. " http://" .. gw_addr .. "/api/echo")
+      .. " -o " .. H.shquote(dst) .. " -w '%{http_code}' http://" .. gw_addr .. "/api/echo")
     assert.are.equal(0, code, out)
+    assert.are.equal("200", out)
     local _, same = H.sh("cmp " .. H.shquote(src) .. " " .. H.shquote(dst))
     assert.are.equal(0, same)
     out = curl("-N http://" .. gw_addr .. "/api/stream")

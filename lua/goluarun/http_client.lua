@@ -127,6 +127,9 @@ local function check_value(v)
   return v
 end
 
+-- valid field names seen -> lower case (bounded)
+local NAME, nnames = {}, 0
+
 -- "Name: value\r\n"... of req.headers; and whether Host, User-Agent are
 -- there and Connection says close
 local function header_lines(h)
@@ -134,10 +137,17 @@ local function header_lines(h)
   if type(h) ~= "table" then error("http.request: req.headers must be a table", 3) end
   local out, n, host, ua, close = {}, 0, false, false, false
   for k, v in pairs(h) do
-    if type(k) ~= "string" or not match(W.token_only, k) then
-      error("http.request: invalid header name " .. tostring(k), 3)
+    local lk = NAME[k]
+    if not lk then
+      if type(k) ~= "string" or not match(W.token_only, k) then
+        error("http.request: invalid header name " .. tostring(k), 3)
+      end
+      lk = lower(k)
+      if nnames < 1000 then
+        nnames = nnames + 1
+        NAME[k] = lk
+      end
     end
-    local lk = lower(k)
     if lk == "host" then host = true elseif lk == "user-agent" then ua = true end
     if lk == "connection" then
       local cv = type(v) == "table" and concat(v, ",") or tostring(v)
@@ -342,7 +352,7 @@ local function release(st, reusable)
   local conn = st.conn
   if not conn then return end
   st.conn = nil
-  if reusable and not st.close and st.pos > #st.buf then
+  if reusable and not st.close and not st.writing and st.pos > #st.buf then
     if st.dl then conn:setdeadline(nil) end
     if st.to then conn:settimeout(nil) end
     st.pool:put(conn)
@@ -436,23 +446,41 @@ Res.__close = Res.close
 
 local CHUNK_END = "0\r\n\r\n"
 
--- writes the request: true | nil, err
-local function send(conn, head, body)
-  if type(body) ~= "function" then return conn:write(head, body or "") end
-  local ok, err = conn:write(head)
-  if not ok then return nil, err end
+-- the pieces of a body function, chunked, and the last chunk: true | nil, err
+local function write_chunks(conn, body)
   while true do
     local piece = body()
     if piece == nil then break end
     if type(piece) ~= "string" then
-      error("http.request: a body function must return strings, then nil", 3)
+      error("http.request: a body function must return strings, then nil", 0)
     end
     if #piece > 0 then
-      ok, err = conn:write(format("%x\r\n", #piece), piece, "\r\n")
+      local ok, err = conn:write(format("%x\r\n", #piece), piece, "\r\n")
       if not ok then return nil, err end
     end
   end
   return conn:write(CHUNK_END)
+end
+
+-- writes the request: true | nil, err. A body function runs in a goroutine
+-- of its own, so that the answer is read while the body goes out (a server
+-- may answer early, or echo as it reads); until it ends, st.writing holds
+-- and the conn cannot go back to the pool; its failure (st.werr) closes
+-- the conn, which fails the reader.
+local function send(st, conn, head, body)
+  if type(body) ~= "function" then return conn:write(head, body or "") end
+  local ok, err = conn:write(head)
+  if not ok then return nil, err end
+  st.writing = true
+  go(function()
+    local pok, wok, werr = pcall(write_chunks, conn, body)
+    st.writing = false
+    if not pok or not wok then
+      st.werr = pok and werr or tostring(wok)
+      conn:close()
+    end
+  end)
+  return true
 end
 
 local function check_req(req)
@@ -509,7 +537,7 @@ local RETRY = { eof = true, ["connection reset"] = true, ["broken pipe"] = true 
 
 -- one exchange on one conn: res | nil, err, retry (the conn was reused and
 -- failed before any byte of the answer)
-local function exchange(req, u, method, body, deadline, pool)
+local function exchange(req, lim, u, method, body, deadline, pool)
   local dopts
   local timeout = deadline and deadline - now()
   if timeout and timeout <= 0 then return nil, "timeout" end
@@ -538,11 +566,10 @@ local function exchange(req, u, method, body, deadline, pool)
     .. hl .. framing .. "\r\n"
   local st = {
     conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
-    max_header_bytes = req._mhb, max_headers = req._mh,
-    head_pat = W.response_pattern(req._mh),
+    max_header_bytes = lim.mhb, max_headers = lim.mh, head_pat = lim.pat,
   }
   local ok
-  ok, err = send(conn, head, body)
+  ok, err = send(st, conn, head, body)
   if not ok then
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
@@ -553,7 +580,7 @@ local function exchange(req, u, method, body, deadline, pool)
     if not status then
       local retry = reused and not st.got and RETRY[reason] and type(body) ~= "function"
       release(st, false)
-      return nil, reason, retry
+      return nil, st.werr or reason, retry
     end
   until status >= 200 or status == 101
   if major ~= "1" then
@@ -603,21 +630,27 @@ local function exchange(req, u, method, body, deadline, pool)
     return setmetatable(res, Res)
   end
   local b
-  b, err = read_body(st, req._mb)
+  b, err = read_body(st, lim.mb)
   if not b then return nil, err end
   res.body = b
   res.trailers = st.trailers
   return setmetatable(res, Res)
 end
 
+-- the response limits: max_header_bytes, max_headers, max_body, pattern
+local DEFAULT_LIMITS
+
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
 --- http.request(req) -> res | nil, err
 function M.request(req)
   local method, follow = check_req(req)
-  req._mhb = limit(req, "max_header_bytes", 16384)
-  req._mh = limit(req, "max_headers", 100)
-  req._mb = limit(req, "max_body", 8 * 1024 * 1024)
+  local lim = DEFAULT_LIMITS
+  if req.max_header_bytes or req.max_headers or req.max_body then
+    local mh = limit(req, "max_headers", 100)
+    lim = { mhb = limit(req, "max_header_bytes", 16384), mh = mh,
+      mb = limit(req, "max_body", 8 * 1024 * 1024), pat = W.response_pattern(mh) }
+  end
   local pool = req.pool or net.defaultpool
   local deadline = req.timeout and now() + req.timeout
   local url, body, headers = req.url, req.body, req.headers
@@ -627,7 +660,7 @@ function M.request(req)
     if not u then return nil, uerr end
     local res, err, retry
     for _ = 1, 3 do
-      res, err, retry = exchange(req, u, method, body, deadline, pool)
+      res, err, retry = exchange(req, lim, u, method, body, deadline, pool)
       if res or not retry then break end
     end
     if not res then return nil, err end
@@ -678,6 +711,7 @@ end
 --- install(http, grammar): adds request/get/post to goluarun.http
 function M.install(http, grammar)
   W = grammar
+  DEFAULT_LIMITS = { mhb = 16384, mh = 100, mb = 8 * 1024 * 1024, pat = W.response_pattern(100) }
   http.request, http.get, http.post = M.request, M.get, M.post
   http.ClientResponse = Res
 end

@@ -35,6 +35,8 @@ else
 fi
 
 TMP=$(mktemp -d /tmp/gateway-bench.XXXXXX)
+chmod 755 "$TMP" # nginx's worker (www-data when started as root) reads the files
+export LUA_PATH="$ROOT/lua/?.lua;;" # this tree's library first
 PIDS=()
 cleanup() {
   local p
@@ -113,7 +115,9 @@ done
 [ -n "${GLR_ADDR:-}" ] || { echo "gateway.sh: gateway.lua did not start" >&2; cat "$TMP/glr.err" >&2; exit 1; }
 GLR_URL="http://$GLR_ADDR/body.txt"
 wait_http gateway.sh "$GLR_URL"
-[ "$(curl -s "$GLR_URL")" = "$(curl -s "$NGX_URL")" ] || { echo "gateway.sh: the proxies answer differently" >&2; exit 1; }
+BODY=$(printf '%099d' 0)
+[ "$(curl -s "$GLR_URL")" = "$BODY" ] || { echo "gateway.sh: gateway.lua answers wrong" >&2; exit 1; }
+[ "$(curl -s "$NGX_URL")" = "$BODY" ] || { echo "gateway.sh: nginx answers wrong" >&2; exit 1; }
 
 run() {
   local name=$1 url=$2; shift 2
