@@ -549,7 +549,6 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   local conn, err = pool:dial(u.addr, dopts)
   if not conn then return nil, err end
   local reused = conn:reused() > 0
-  if not reused then conn:setnodelay(true) end
   if deadline then conn:setdeadline(deadline) end
   local hl, has_host, has_ua, close = header_lines(req.headers)
   local framing = ""
