@@ -116,7 +116,7 @@ local function forward_headers(h, drop_extra)
 end
 
 local function connection_names(v)
-  if not v then return nil end
+  if not v or v == "keep-alive" or v == "close" then return nil end
   if type(v) == "table" then v = table.concat(v, ",") end
   local t
   for name in gmatch(v, "[^,%s]+") do
@@ -169,11 +169,12 @@ local HIDE = { date = true, server = true }
 -- sends the upstream's answer on
 local function relay(res, up, req)
   res:status(up.status)
-  local drop = connection_names(up.headers.connection)
-  for k, v in pairs(up.headers) do
+  local uh = up.headers
+  local drop = connection_names(rawget(uh, "connection"))
+  for k, v in pairs(uh) do
     if not HOP[k] and not HIDE[k] and not (drop and drop[k]) then res:header(k, v) end
   end
-  local cl = tonumber(up.headers["content-length"] or "")
+  local cl = tonumber(rawget(uh, "content-length") or "")
   if req.method == "HEAD" or up.status == 204 or up.status == 304 then
     up:close()
     return res:send("")

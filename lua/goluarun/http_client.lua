@@ -587,14 +587,14 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     return nil, "bad response: HTTP/" .. major .. "." .. minor
   end
   setmetatable(h, Headers)
-  local connh = h.connection
+  local connh = rawget(h, "connection")
   if type(connh) == "table" then connh = concat(connh, ",") end
   if minor == "0" then
     if not (connh and W.has_token(connh, "keep-alive")) then st.close = true end
   elseif connh and W.has_token(connh, "close") then
     st.close = true
   end
-  local te, cl = h["transfer-encoding"], h["content-length"]
+  local te, cl = rawget(h, "transfer-encoding"), rawget(h, "content-length")
   if method == "HEAD" or status == 204 or status == 304 or status < 200 then
     st.mode = "none"
   elseif te then
@@ -663,7 +663,7 @@ function M.request(req)
       if res or not retry then break end
     end
     if not res then return nil, err end
-    local loc = res.headers.location
+    local loc = rawget(res.headers, "location")
     if not (REDIRECT[res.status] and loc and type(loc) == "string") then return res end
     if hops >= follow then
       if follow == 0 then return res end

@@ -164,48 +164,43 @@ local function release_slot(self, key)
   self.nactive[key] = n > 0 and n or nil
 end
 
+-- opts with the time left of a dial that waited
+local function with_timeout(opts, timeout)
+  if type(opts) ~= "table" then return timeout end
+  local o = {}
+  for k, v in pairs(opts) do o[k] = v end
+  o.timeout = timeout
+  return o
+end
+
 --- pool:dial(addr [, opts]) -> conn | nil, err
 function Pool:dial(addr, opts)
   if type(addr) ~= "string" then error("pool:dial: address must be a string", 2) end
   if self.closed then return nil, "closed" end
   local key = key_of(addr, opts)
-  local c = take_idle(self, key)
-  if c then
-    self.reuses = self.reuses + 1
-    hand_out(self, key, c)
-    return c
-  end
-  local timeout = timeout_of(opts)
-  local start = now()
   local max = self.max_conns
-  if max then
+  if max then -- a slot first: conns handed out count, idle or new
     if (self.nactive[key] or 0) >= max then
+      local timeout, start = timeout_of(opts), now()
       local ok, err = wait_slot(self, key, timeout)
       if not ok then return nil, err end
-      c = take_idle(self, key)
-      if c then
-        self.reuses = self.reuses + 1
-        hand_out(self, key, c)
-        return c
-      end
       if timeout then
         timeout = timeout - (now() - start)
         if timeout <= 0 then
           release_slot(self, key)
           return nil, "timeout"
         end
-        if type(opts) == "table" then
-          local o = {}
-          for k, v in pairs(opts) do o[k] = v end
-          o.timeout = timeout
-          opts = o
-        else
-          opts = timeout
-        end
+        opts = with_timeout(opts, timeout)
       end
     else
       self.nactive[key] = (self.nactive[key] or 0) + 1
     end
+  end
+  local c = take_idle(self, key)
+  if c then
+    self.reuses = self.reuses + 1
+    hand_out(self, key, c)
+    return c
   end
   local err
   c, err = net.dial(addr, opts)
