@@ -20,6 +20,8 @@
 **                      | false (it was dropped: closed)
 **   set:idle(conn)  -> whether conn is still idle in the set
 **   set:count()     -> idle conns
+**
+** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
 */
 #include "lpool.h"
 
@@ -109,6 +111,17 @@ static int s_gc(lua_State *L) {
   return 0;
 }
 
+/* net._nopreempt(fn, ...) -> fn(...): called without a continuation, so
+** fn cannot yield: asynchronous preemption (preempt.c) skips it, and a
+** multi-step update of state that goroutines share (a pool's lists and
+** counts) is never interleaved with another goroutine's. fn must not park
+** (a parking call raises inside it). */
+static int nopreempt(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 static int new_set(lua_State *L) {
   idleset *set = lua_newuserdatauv(L, sizeof *set, 1);
   set->idle = 0;
@@ -126,4 +139,6 @@ void lpool_open(lua_State *L) {
   lua_pop(L, 1);
   lua_pushcfunction(L, new_set);
   lua_setfield(L, -2, "_idleset");
+  lua_pushcfunction(L, nopreempt);
+  lua_setfield(L, -2, "_nopreempt");
 }

@@ -9,7 +9,7 @@
 
 #include "../runtime/common.h"
 
-/* lpool_open — sets field "_idleset" of the table on top */
+/* lpool_open — sets fields "_idleset" and "_nopreempt" of the table on top */
 GLR_INTERNAL void lpool_open(lua_State *L);
 
 #endif

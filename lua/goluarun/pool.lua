@@ -18,7 +18,7 @@
 --   "in use", "pool closed", ...; the conn is then closed). Every conn from
 --   pool:dial goes back through put, failed or closed ones too: that is
 --   what frees its max_conns slot.
--- pool:stats() -> { idle =, active =, dials =, reuses =, dropped = }
+-- pool:stats() -> { idle =, active =, dials =, reuses = }
 -- pool:close()      closes the idle conns; later puts close theirs
 -- net.defaultpool   this module's default(): the pool the clients use
 --
@@ -35,6 +35,10 @@ local type, pairs, ipairs, error, setmetatable, tostring, math_type =
   type, pairs, ipairs, error, setmetatable, tostring, math.type
 local concat, remove = table.concat, table.remove
 local now = go.now
+-- Goroutines of one VM share a pool, and preemption may stop one between
+-- any two Lua instructions: every multi-step update of the pool's state
+-- runs through atomic(fn, ...), which preemption skips (bindings/lpool.c).
+local atomic = net._nopreempt
 
 local M = {}
 
@@ -124,44 +128,90 @@ local function hand_out(self, key, c)
   self.active = self.active + 1
 end
 
--- waits for a max_conns slot of key: true, or nil, "timeout"
-local function wait_slot(self, key, timeout)
-  local q = self.waiters[key]
-  if not q then
-    q = {}
-    self.waiters[key] = q
+-- an idle conn of key handed out, or nil
+local function take_out(self, key)
+  local c = take_idle(self, key)
+  if c then
+    self.reuses = self.reuses + 1
+    hand_out(self, key, c)
   end
-  local ch = go.chan(1)
-  q[#q + 1] = ch
-  local got
-  if timeout then
-    local i, v = go.select({ { ch, "recv" } }, timeout > 0 and timeout or 0)
-    if i then
-      got = v
-    else
-      for j = 1, #q do
-        if q[j] == ch then remove(q, j) break end
-      end
-      if #ch == 0 then return nil, "timeout" end
-      got = ch:recv() -- the slot came as the time ran out
-    end
-  else
-    got = ch:recv()
-  end
-  if not got then return nil, "closed" end -- pool:close()
-  return true
+  return c
 end
 
 -- frees one slot of key: to the first waiter, else the count
 local function release_slot(self, key)
   local q = self.waiters[key]
   if q and #q > 0 then
-    remove(q, 1):send(true)
+    remove(q, 1):send(true) -- a channel of capacity 1, empty: no wait
     if #q == 0 then self.waiters[key] = nil end
     return
   end
   local n = (self.nactive[key] or 1) - 1
   self.nactive[key] = n > 0 and n or nil
+end
+
+-- dial's first step: a max_conns slot ("wait" if none), then an idle conn
+local function dial_begin(self, key)
+  local max = self.max_conns
+  if max then
+    local n = self.nactive[key] or 0
+    if n >= max then return "wait" end
+    self.nactive[key] = n + 1
+  end
+  return take_out(self, key)
+end
+
+-- dial's last step, after net.dial
+local function dial_end(self, key, c)
+  if not c then
+    if self.max_conns then release_slot(self, key) end
+    return
+  end
+  self.dials = self.dials + 1
+  hand_out(self, key, c)
+end
+
+local function enqueue(self, key, ch)
+  local q = self.waiters[key]
+  if not q then
+    q = {}
+    self.waiters[key] = q
+  end
+  q[#q + 1] = ch
+end
+
+-- a waiter that timed out leaves the queue: true if the slot came meanwhile
+local function dequeue(self, key, ch)
+  local q = self.waiters[key]
+  for j = 1, q and #q or 0 do
+    if q[j] == ch then
+      remove(q, j)
+      if #q == 0 then self.waiters[key] = nil end
+      return false
+    end
+  end
+  return true -- release_slot took it out and sent the slot
+end
+
+-- waits for a max_conns slot of key: true, or nil, "timeout" / "closed"
+local function wait_slot(self, key, timeout)
+  local ch = go.chan(1)
+  atomic(enqueue, self, key, ch)
+  local got
+  if timeout then
+    local i, v = go.select({ { ch, "recv" } }, timeout > 0 and timeout or 0)
+    if i then
+      got = v
+    elseif atomic(dequeue, self, key, ch) then
+      got = ch:recv() -- the slot came as the time ran out: it is there
+    else
+      return nil, "timeout"
+    end
+  else
+    got = ch:recv()
+  end
+  if not got then return nil, "closed" end -- pool:close()
+  return true
 end
 
 -- opts with the time left of a dial that waited
@@ -178,38 +228,26 @@ function Pool:dial(addr, opts)
   if type(addr) ~= "string" then error("pool:dial: address must be a string", 2) end
   if self.closed then return nil, "closed" end
   local key = key_of(addr, opts)
-  local max = self.max_conns
-  if max then -- a slot first: conns handed out count, idle or new
-    if (self.nactive[key] or 0) >= max then
-      local timeout, start = timeout_of(opts), now()
-      local ok, err = wait_slot(self, key, timeout)
-      if not ok then return nil, err end
-      if timeout then
-        timeout = timeout - (now() - start)
-        if timeout <= 0 then
-          release_slot(self, key)
-          return nil, "timeout"
-        end
-        opts = with_timeout(opts, timeout)
+  local c = atomic(dial_begin, self, key)
+  if c == "wait" then -- past max_conns: a put hands its slot over
+    local timeout, start = timeout_of(opts), now()
+    local ok, err = wait_slot(self, key, timeout)
+    if not ok then return nil, err end
+    if timeout then
+      timeout = timeout - (now() - start)
+      if timeout <= 0 then
+        atomic(release_slot, self, key)
+        return nil, "timeout"
       end
-    else
-      self.nactive[key] = (self.nactive[key] or 0) + 1
+      opts = with_timeout(opts, timeout)
     end
+    c = atomic(take_out, self, key)
   end
-  local c = take_idle(self, key)
-  if c then
-    self.reuses = self.reuses + 1
-    hand_out(self, key, c)
-    return c
-  end
+  if c then return c end
   local err
   c, err = net.dial(addr, opts)
-  if not c then
-    if max then release_slot(self, key) end
-    return nil, err
-  end
-  self.dials = self.dials + 1
-  hand_out(self, key, c)
+  atomic(dial_end, self, key, c)
+  if not c then return nil, err end
   return c
 end
 
@@ -236,10 +274,7 @@ local function make_room(self, list)
   end
 end
 
---- pool:put(conn) -> true | nil, why
-function Pool:put(c)
-  local key = self.keyof[c]
-  if not key then error("pool:put: this connection did not come from this pool", 2) end
+local function put(self, c, key)
   self.keyof[c] = nil
   self.active = self.active - 1
   if self.max_conns then release_slot(self, key) end
@@ -266,14 +301,22 @@ function Pool:put(c)
   return true
 end
 
---- pool:stats() -> { idle =, active =, dials =, reuses = }
-function Pool:stats()
+--- pool:put(conn) -> true | nil, why
+function Pool:put(c)
+  local key = self.keyof[c]
+  if not key then error("pool:put: this connection did not come from this pool", 2) end
+  return atomic(put, self, c, key)
+end
+
+local function stats(self)
   return { idle = self.set:count(), active = self.active, dials = self.dials,
     reuses = self.reuses }
 end
 
---- pool:close(): closes the idle conns; later puts close theirs
-function Pool:close()
+--- pool:stats() -> { idle =, active =, dials =, reuses = }
+function Pool:stats() return atomic(stats, self) end
+
+local function close(self)
   self.closed = true
   local set = self.set
   for key, list in pairs(self.lists) do
@@ -287,5 +330,9 @@ function Pool:close()
     self.waiters[key] = nil
   end
 end
+
+--- pool:close(): closes the idle conns; waiting dials get "closed"; later
+--- puts close theirs
+function Pool:close() atomic(close, self) end
 
 return M
