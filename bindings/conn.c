@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <errno.h>
+#include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include "errstr.h"
 #include "netaddr.h"
 #include "vcopy.h"
+#include "../runtime/iowait.h"
 
 #define CONN_MT "goluarun.conn"
 static const char CONN_KEY = 'c';  /* the stream conn class */
@@ -496,9 +499,86 @@ static void idle_unlink(lua_State *L, conn_stream *cs) {
   glr_shutdown_hook_del(L, &cs->idle);
 }
 
+/* idle_end — the conn leaves its pool's idle watch (not the shutdown's idle set) */
+static void idle_end(lua_State *L, conn_stream *cs) {
+  iowait_unwatch(vm_p(L), (pollDesc *)cs->c.pd);
+  cs->idle_drop = NULL;
+  cs->idle_arg = NULL;
+  cs->c.side[CONN_DIR_R].deadline = 0;
+}
+
 static void stream_closing(lua_State *L, conn *c) {
-  idle_unlink(L, (conn_stream *)c);
-  buf_free((conn_stream *)c);
+  conn_stream *cs = (conn_stream *)c;
+  idle_unlink(L, cs);
+  if (cs->idle_drop) { /* closed while idle: tell the pool */
+    conn_idle_drop drop = cs->idle_drop;
+    void *arg = cs->idle_arg;
+    idle_end(L, cs);
+    drop(cs, arg);
+  }
+  buf_free(cs);
+}
+
+/* ---------- idle in a pool ---------- */
+
+/* peek — NULL if nothing waits on the socket, else what does */
+static const char *peek(int fd) {
+  char b;
+  ssize_t r = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (r > 0) return "unread bytes";
+  if (r == 0) return ERRSTR_EOF;
+  if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) return NULL;
+  return errstr_of(errno);
+}
+
+/* idle_fired — the watch of an idle conn (scheduler loop, outside any
+** goroutine): a readable event with nothing to read (a spurious or mock
+** edge) re-arms it; EOF, a byte, an error or the deadline closes the conn,
+** whose closing tells the pool. */
+static void idle_fired(pollDesc *pd, void *arg, uint32_t events) {
+  conn_stream *cs = arg;
+  P *p = pd->owner;
+  bool hup = events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR);
+  if (events && !hup && !peek(cs->c.fd) &&
+      iowait_watch(p, pd, cs->c.side[CONN_DIR_R].deadline, idle_fired, cs) == 0)
+    return;
+  conn_close(p->L, &cs->c);
+}
+
+const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
+                            conn_idle_drop drop, void *arg) {
+  conn *c = &cs->c;
+  if (c->status != CONN_OPEN) return ERRSTR_CLOSED;
+  if (cs->idle_drop) return "already idle";
+  if (c->nops > 0 || c->side[CONN_DIR_R].head || c->side[CONN_DIR_W].head) return "in use";
+  if (c->hs.status != CONN_HS_DONE) return "handshake not done";
+  if (cs->blen > 0) return "unread bytes";
+  pollDesc *pd = (pollDesc *)c->pd;
+  if (pd->rdhup) return ERRSTR_EOF;
+  /* a TCP socket whose last read was short has nothing pending until its
+  ** next readiness event (sockio.c's drained reads): no peek needed */
+  bool drained = pd->drain_ok && pd->rdrained && pd->registered &&
+                 atomic_load(&pd->rg) == PD_NIL;
+  const char *why = drained ? NULL : peek(c->fd);
+  if (why) return why;
+  int e = iowait_watch(vm_p(L), pd, deadline, idle_fired, cs);
+  if (e < 0) return errstr_of(-e);
+  cs->idle_drop = drop;
+  cs->idle_arg = arg;
+  c->side[CONN_DIR_R].deadline = deadline;
+  return NULL;
+}
+
+bool conn_idle_stop(lua_State *L, conn_stream *cs) {
+  if (!cs->idle_drop) return false;
+  idle_end(L, cs);
+  cs->reused++;
+  return true;
+}
+
+static int m_reused(lua_State *L) {
+  lua_pushinteger(L, check_stream(L, 1)->reused);
+  return 1;
 }
 
 static const conn_class stream_class = {"conn", stream_closing, NULL};
@@ -894,6 +974,7 @@ static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit)
   conn *c = &cs->c;
   if (c->status != CONN_OPEN) return "a closed connection cannot move to another VM";
   if (c->nops > 0) return "a connection in use by another goroutine cannot move";
+  if (cs->idle_drop) return "an idle pooled connection cannot move";
   if (!c->tp->moved) return "a connection on this transport cannot move to another VM";
   int kind = (int)c->kind, hs = (int)c->hs.status;
   size_t len = cs->blen;
@@ -1032,6 +1113,7 @@ void conn_open(lua_State *L) {
       {"setkeepalive", m_setkeepalive},
       {"setidle", m_setidle},
       {"fd", conn_m_fd},
+      {"reused", m_reused},
       {NULL, NULL}};
   conn_defclass(L, &CONN_KEY, CONN_MT, methods, &stream_class, &stream_vcopy);
 }

@@ -32,6 +32,12 @@
 **    write): the op takes the other direction's lock too (queueing behind
 **    its owner), so at most one goroutine waits per direction of the pd;
 **    it is released when the op ends (Go's crypto/tls: Read takes c.out).
+**  - Idle (conn_idle_start): a stream conn parked in a pool has no
+**    operation, no buffered byte and a finished handshake; its pollDesc is
+**    watched (runtime/iowait.h) instead of waited on, so the peer's close,
+**    any byte from it, or the idle deadline closes the conn right from the
+**    scheduler loop and tells the pool (idle_drop). conn_idle_stop takes it
+**    back. While idle, the conn cannot move to another VM.
 */
 #ifndef GLR_CONN_H
 #define GLR_CONN_H
@@ -128,8 +134,12 @@ struct conn {
   conn_side side[2];
 };
 
+typedef struct conn_stream conn_stream;
+/* conn_idle_drop — an idle conn was closed (peer, deadline, or close()) */
+typedef void (*conn_idle_drop)(conn_stream *cs, void *arg);
+
 /* a stream conn: the core plus the read buffer buf[boff .. boff+blen) */
-typedef struct conn_stream {
+struct conn_stream {
   conn c;
   char *buf;
   size_t boff, blen, bcap, scan;
@@ -137,7 +147,10 @@ typedef struct conn_stream {
   glr_shutdown_hook idle; /* linked while conn:setidle(true): the graceful
                           ** shutdown closes the conn if nothing is buffered */
   bool idle_on;           /* idle is linked in the P's closers */
-} conn_stream;
+  conn_idle_drop idle_drop;        /* set while idle in a pool, else NULL */
+  void *idle_arg;                  /* idle_drop's argument */
+  lua_Integer reused;              /* times taken idle from a pool */
+};
 
 /* conn_op — one operation kind. ctx of every step is the conn's side. */
 typedef struct conn_op {
@@ -199,6 +212,14 @@ GLR_INTERNAL int conn_m_localaddr(lua_State *L);
 GLR_INTERNAL int conn_m_fd(lua_State *L);
 /* the vcopy hook of classes that cannot move (listeners, UDP sockets) */
 GLR_INTERNAL extern const struct vcopy_class conn_vcopy_stays;
+/* conn_idle_start — park an open stream conn idle until `deadline` (0:
+** none): NULL, or why it cannot be ("closed", "eof", "unread bytes",
+** "in use", ...; the caller closes it). */
+GLR_INTERNAL const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
+                                         conn_idle_drop drop, void *arg);
+/* conn_idle_stop — take an idle conn back (reused + 1): true, or false if
+** it was dropped meanwhile (then it is closed). */
+GLR_INTERNAL bool conn_idle_stop(lua_State *L, conn_stream *cs);
 /* conn_open — defines the stream conn class (net's luaopen calls it). */
 GLR_INTERNAL void conn_open(lua_State *L);
 

@@ -35,6 +35,7 @@
 #include "errstr.h"
 #include "goluarun.h"
 #include "lnet.h"
+#include "lpool.h"
 #include "lookup.h"
 #include "ludp.h"
 #include "netaddr.h"
@@ -539,6 +540,19 @@ static int l_settls(lua_State *L) {
 static const char serve_src[] =
     "return function(...) return require('goluarun.serve').serve(...) end\n";
 
+/* ---------- net.pool, net.defaultpool: in Lua (lua/goluarun/pool.lua) ---------- */
+
+/* loaded at their first use, so a script that never pools pays nothing */
+static const char pool_src[] =
+    "local net = ...\n"
+    "return setmetatable(net, {__index = function(t, k)\n"
+    "  if k ~= 'pool' and k ~= 'defaultpool' then return nil end\n"
+    "  local m = require('goluarun.pool')\n"
+    "  rawset(t, 'pool', m.new)\n"
+    "  rawset(t, 'defaultpool', m.default())\n"
+    "  return rawget(t, k)\n"
+    "end})\n";
+
 /* ---------- module ---------- */
 
 static const luaL_Reg listener_methods[] = {
@@ -561,5 +575,10 @@ int luaopen_net(lua_State *L) {
     return lua_error(L);
   lua_call(L, 0, 1);
   lua_setfield(L, -2, "serve");
+  lpool_open(L);
+  if (luaL_loadbuffer(L, pool_src, sizeof pool_src - 1, "=net.pool") != LUA_OK)
+    return lua_error(L);
+  lua_pushvalue(L, -2);
+  lua_call(L, 1, 0);
   return 1;
 }

@@ -44,6 +44,10 @@ int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
 static void deadline_fire(pollDesc *pd, int mode) {
   uint32_t armed = mode == PD_MODE_R ? pd->rseq : pd->wseq;
   if (armed != atomic_load(&pd->seq)) return; /* stale timer: pd reused */
+  if (mode == PD_MODE_R && pd->watch) {
+    iowait_fire_watch(pd->owner, pd, 0);
+    return;
+  }
   iowait_wake(pd->owner, pd, mode, false, WAKE_TIMEOUT);
 }
 static void rtimer_fire(timer *t, void *arg) { (void)t; deadline_fire(arg, PD_MODE_R); }
@@ -188,4 +192,29 @@ void iowait_close(P *p, pollDesc *pd) {
   timer_disarm(&p->timers, &pd->rt);
   timer_disarm(&p->timers, &pd->wt);
   if (pd->registered) netpoll_close(pd->owner ? pd->owner : p, pd);
+}
+
+int iowait_watch(P *p, pollDesc *pd, int64_t when, pd_watch_fn fn, void *arg) {
+  if (!pd->registered) {
+    int e = netpoll_open(p, pd);
+    if (e < 0) return e;
+  }
+  pd->watch = fn;
+  pd->watch_arg = arg;
+  arm(p, pd, PD_MODE_R, when);
+  return 0;
+}
+
+void iowait_unwatch(P *p, pollDesc *pd) {
+  if (!pd->watch) return;
+  pd->watch = NULL;
+  pd->watch_arg = NULL;
+  timer_disarm(&p->timers, &pd->rt);
+}
+
+void iowait_fire_watch(P *p, pollDesc *pd, uint32_t events) {
+  pd_watch_fn fn = pd->watch;
+  void *arg = pd->watch_arg;
+  iowait_unwatch(p, pd);
+  fn(pd, arg, events);
 }

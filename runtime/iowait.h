@@ -48,4 +48,15 @@ GLR_INTERNAL void iowait_close(P *p, pollDesc *pd);
 ** parked G with `code`; returns 1 if a G was readied. */
 GLR_INTERNAL int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code);
 
+/* iowait_watch — hand an idle pollDesc (no G waits on it) to fn: the next
+** read-side event, or the deadline `when` (DEADLINE_NONE: none), calls
+** fn(pd, arg, events) once from the scheduler loop (events 0 for the
+** deadline), with the watch already off; fn may free the pollDesc. Registers
+** the fd with epoll first: -errno if it cannot be. */
+GLR_INTERNAL int iowait_watch(P *p, pollDesc *pd, int64_t when, pd_watch_fn fn, void *arg);
+/* iowait_unwatch — turn a watch off (no-op if none) and disarm its timer. */
+GLR_INTERNAL void iowait_unwatch(P *p, pollDesc *pd);
+/* iowait_fire_watch — netpoll's and the read timer's way to a watch. */
+GLR_INTERNAL void iowait_fire_watch(P *p, pollDesc *pd, uint32_t events);
+
 #endif

@@ -82,10 +82,11 @@ int netpoll_dispatch(P *p, uint64_t tag, uint32_t events) {
   if (!pd) return 0; /* stale: fd closed (and maybe reused) since */
   int n = 0;
   if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) pd->rdhup = true;
-  if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-    n += iowait_wake(p, pd, PD_MODE_R, true, WAKE_READY);
   if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
     n += iowait_wake(p, pd, PD_MODE_W, true, WAKE_READY);
+  if (!(events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))) return n;
+  if (pd->watch) iowait_fire_watch(p, pd, events); /* may free pd: last */
+  else n += iowait_wake(p, pd, PD_MODE_R, true, WAKE_READY);
   return n;
 }
 

@@ -52,6 +52,8 @@ pollDesc *pd_alloc(int fd) {
   pd->rseq = pd->wseq = 0;
   pd->mock_r = pd->mock_w = 0;
   pd->rdrained = pd->rdhup = pd->drain_ok = false;
+  pd->watch = NULL;
+  pd->watch_arg = NULL;
   pd->syncfd_r = pd->syncfd_w = -1;
   pd->next_free = NULL;
   return pd;

@@ -19,6 +19,11 @@
 ** case of an fd number reused after close). rg/wg/seq/closing are atomics and
 ** may be touched by any thread; every other field belongs to the M that holds
 ** the owning P (owner M only).
+**
+** Idle watch (watch/watch_arg, iowait_watch): a pollDesc nobody waits on may
+** be handed to a callback instead (an idle conn parked in a pool): the next
+** read-side event (readable, RDHUP, HUP, ERR) or the read timer calls it
+** once, with the watch already off. No G may wait in rg while it is set.
 */
 #ifndef GLR_PD_H
 #define GLR_PD_H
@@ -33,6 +38,8 @@
 enum pd_mode { PD_MODE_R = 1, PD_MODE_W = 2 };
 
 typedef struct pollDesc pollDesc;
+/* pd_watch_fn — an idle watch fired: events are epoll's, 0 for the timer */
+typedef void (*pd_watch_fn)(pollDesc *pd, void *arg, uint32_t events);
 struct pollDesc {
   uint32_t idx;             /* const after first allocation: slot in cache */
   _Atomic uint32_t seq;     /* atomic: bumped on reuse and close */
@@ -52,6 +59,8 @@ struct pollDesc {
   bool rdhup;               /* owner M only: RDHUP/HUP/ERR seen (sticky) */
   bool drain_ok;            /* owner M only: a TCP socket, where a short
                                read proves no data is pending */
+  pd_watch_fn watch;        /* owner M only: idle watch, or NULL */
+  void *watch_arg;          /* owner M only: its argument */
   int syncfd_r, syncfd_w;   /* owner M only: eventfd of an M blocked in poll()
                                on this fd (iowait_block), or -1 */
   pollDesc *next_free;      /* guarded by the cache lock */

@@ -41,6 +41,12 @@
 --   large", "bad chunked encoding", "timeout", "eof", ...). The body is
 --   read only when asked for ("100 Continue" is sent then, if the client
 --   expects it); an unread body is discarded after the handler returns.
+--   req:read() -> the next piece of the body | nil at its end | nil, err:
+--   the body as it arrives, instead of req:body() (proxies).
+--
+-- The client (http.request, http.get, http.post) lives in
+-- lua/goluarun/http_client.lua, which this module installs: see its API
+-- there; both sides parse with the grammar below.
 -- res: res:status(code [, reason]) -> res, res:header(name, value) -> res
 --   (sets; value nil removes; a list value sends several lines),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
@@ -190,6 +196,34 @@ local function head_pattern(n)
   if not p then
     p = LEADING * REQUEST_LINE * Cf(Ct"" * FIELD^-n, fold) * EOL * Cp()
     head_patterns[n] = p
+  end
+  return p
+end
+
+-- The client's side of the same grammar (lua/goluarun/http_client.lua):
+-- status-line = HTTP-version SP status-code SP [ reason-phrase ] CRLF;
+-- the same field lines, but a repeated field becomes a list.
+local STATUS_LINE_P = P"HTTP/" * C(DIGIT) * "." * C(DIGIT) * " "
+  * (C(DIGIT * DIGIT * DIGIT) / tonumber) * (" " * C((FCHAR + WS)^0) + Cc(""))
+  * EOL
+local function listfold(t, k, v)
+  local old = t[k]
+  if old == nil then
+    t[k] = v
+  elseif type(old) == "table" then
+    old[#old + 1] = v
+  else
+    t[k] = { old, v }
+  end
+  return t
+end
+-- response head: major, minor, status, reason, headers, position after it
+local response_patterns = {}
+local function response_pattern(n)
+  local p = response_patterns[n]
+  if not p then
+    p = STATUS_LINE_P * Cf(Ct"" * FIELD^-n, listfold) * EOL * Cp()
+    response_patterns[n] = p
   end
   return p
 end
@@ -433,6 +467,27 @@ local function body_code(err)
   return nil
 end
 
+-- the trailer section after the last chunk: true, or nil, err, status
+local function read_trailers(st)
+  local cfg = st.cfg
+  local trailers, nt, tb = nil, 0, 0
+  while true do
+    local line, err = readline(st)
+    if not line then return nil, err, body_code(err) end
+    if line == "" or line == "\r" then break end
+    nt = nt + 1
+    tb = tb + #line
+    if nt > cfg.max_headers or tb > cfg.max_header_bytes then
+      return nil, "trailers too large", 431
+    end
+    local k, v = match(TRAILER_LINE, line)
+    if not k then return nil, "bad chunked encoding", 400 end
+    trailers = fold(trailers or {}, k, v)
+  end
+  st.trailers = trailers
+  return true
+end
+
 -- reads a chunked body: the body (keep) or true, or nil, err, status
 local function read_chunked(st, keep)
   local cfg = st.cfg
@@ -460,29 +515,26 @@ local function read_chunked(st, keep)
       return nil, "bad chunked encoding", 400
     end
   end
-  -- trailer section
-  local trailers, nt, tb = nil, 0, 0
-  while true do
-    local line, err = readline(st)
-    if not line then return nil, err, body_code(err) end
-    if line == "" or line == "\r" then break end
-    nt = nt + 1
-    tb = tb + #line
-    if nt > cfg.max_headers or tb > cfg.max_header_bytes then
-      return nil, "trailers too large", 431
-    end
-    local k, v = match(TRAILER_LINE, line)
-    if not k then return nil, "bad chunked encoding", 400 end
-    trailers = fold(trailers or {}, k, v)
-  end
-  st.trailers = trailers
+  local ok, err, code = read_trailers(st)
+  if not ok then return nil, err, code end
   if keep then return concat(parts, "", 1, np) end
   return true
 end
 
+local next_chunk
+
 -- discards the unread body of the current request: true, or nil
 local function discard_body(st)
   local blen = st.blen
+  if blen < 0 and st.req and st.req._reading then -- req:read() began it
+    while true do
+      local d, err = next_chunk(st)
+      if not d then
+        st.blen = 0
+        return not err or nil
+      end
+    end
+  end
   st.blen = 0
   if blen > 0 then
     while blen > 0 do
@@ -567,6 +619,27 @@ Req.__index = Req
 Req.__name = "http.request"
 M.Request = Req
 
+-- "100 Continue" if the client waits for it: true, or nil, err
+local function continue(self, st)
+  if not st.expect then return true end
+  if st.res._sent then
+    -- the final answer went out without "100 Continue": the client
+    -- may never send the body; the connection closes after this request
+    st.close = true
+    self._body_err = "response already sent"
+    return nil, self._body_err
+  end
+  st.expect = false
+  local ok, werr = st.conn:write("HTTP/1.1 100 Continue\r\n\r\n")
+  if not ok then
+    st.close = true
+    st.blen = 0
+    self._body_err = werr
+    return nil, werr
+  end
+  return true
+end
+
 --- req:body() -> the whole request body | nil, err
 function Req:body()
   local b = self._body
@@ -576,29 +649,15 @@ function Req:body()
   if st.req ~= self then
     error("http: req:body() after the request was answered and finished", 2)
   end
+  if self._reading then error("http: req:body() after req:read()", 2) end
   local blen = st.blen
   if blen == 0 then
     self._body = ""
     return ""
   end
   local err, code
-  if st.expect then
-    if st.res._sent then
-      -- the final answer went out without "100 Continue": the client
-      -- may never send the body; the connection closes after this request
-      st.close = true
-      self._body_err = "response already sent"
-      return nil, self._body_err
-    end
-    st.expect = false
-    local ok, werr = st.conn:write("HTTP/1.1 100 Continue\r\n\r\n")
-    if not ok then
-      st.close = true
-      st.blen = 0
-      self._body_err = werr
-      return nil, werr
-    end
-  end
+  local ok, cerr = continue(self, st)
+  if not ok then return nil, cerr end
   st.blen = 0
   if blen > 0 then
     b, err = readn(st, blen)
@@ -615,6 +674,78 @@ function Req:body()
   end
   self._body = b
   return b
+end
+
+-- a failed streamed body read: the connection closes after this request
+local function read_failed(self, st, err, code)
+  st.close = true
+  st.blen = 0
+  self._body_err = err
+  self._body_code = code
+  return nil, err
+end
+
+-- the next piece of a chunked body (nil at its end), or nil, err, status
+function next_chunk(st)
+  local left = st.chunk_left or 0
+  if left == 0 then
+    local line, err = readline(st)
+    if not line then return nil, err, body_code(err) end
+    local hex = match(CHUNK_LINE, line)
+    if not hex or #hex > 15 then return nil, "bad chunked encoding", 400 end
+    left = tonumber(hex, 16)
+    if left == 0 then
+      local ok, terr, code = read_trailers(st)
+      if not ok then return nil, terr, code end
+      st.blen = 0
+      return nil
+    end
+    st.body_total = (st.body_total or 0) + left
+    if st.body_total > st.cfg.max_body then return nil, "body too large", 413 end
+  end
+  local n = left < PIECE and left or PIECE
+  local d, err = readn(st, n)
+  if not d then return nil, err, body_code(err) end
+  left = left - n
+  st.chunk_left = left
+  if left == 0 then
+    local line, lerr = readline(st)
+    if not line then return nil, lerr, body_code(lerr) end
+    if line ~= "" and line ~= "\r" then return nil, "bad chunked encoding", 400 end
+  end
+  return d
+end
+
+--- req:read() -> the next piece of the request body | nil at its end |
+--- nil, err: the body as it arrives (a proxy streams it on), instead of
+--- req:body(); max_body still bounds it.
+function Req:read()
+  if self._body_err then return nil, self._body_err end
+  local st = self._st
+  if st.req ~= self then
+    error("http: req:read() after the request was answered and finished", 2)
+  end
+  if self._body then error("http: req:read() after req:body()", 2) end
+  local blen = st.blen
+  if blen == 0 then return nil end
+  if not self._reading then
+    self._reading = true
+    st.chunk_left, st.body_total = 0, 0
+    local ok, err = continue(self, st)
+    if not ok then return nil, err end
+  end
+  if blen > 0 then
+    local n = blen < PIECE and blen or PIECE
+    local d, err = readn(st, n)
+    if not d then return read_failed(self, st, err, body_code(err)) end
+    st.blen = blen - n
+    return d
+  end
+  local d, err, code = next_chunk(st)
+  if d then return d end
+  if err then return read_failed(self, st, err, code) end
+  self.trailers = st.trailers
+  return nil
 end
 
 ---------------------------------------------------------------------------
@@ -1186,6 +1317,13 @@ local function serve_conn(conn, call, cfg)
   st.req = nil
   conn:close()
 end
+
+-- the client (http.request, http.get, http.post) shares the grammar above
+require("goluarun.http_client").install(M, {
+  response_pattern = response_pattern, status_line = STATUS_LINE_P * Cp(),
+  chunk_line = CHUNK_LINE, trailer_line = TRAILER_LINE, token_only = TOKEN_ONLY,
+  lower = LOWER, has_token = has_token, tls_config = tls_config,
+})
 
 --- http.handle(conn, handler [, opts]): serves one connection, then closes it.
 function M.handle(conn, handler, opts)

@@ -1,0 +1,144 @@
+/*
+** lpool.c — net._idleset(): a set of idle stream conns, each watched by its
+** pollDesc while it sits in a pool (conn.h "Idle"), so that a conn the peer
+** closes (or that outlives its idle timeout) is closed and leaves the set
+** when that happens, from the scheduler loop, with no goroutine or timer
+** of its own. lua/goluarun/pool.lua keeps the keys, the LRU order and the
+** limits; this file keeps the count exact.
+**
+** Invariants (owner M only: a set belongs to one VM):
+**  - set->idle is the number of conns in the set still idle (open and
+**    watched); a conn's close while idle (peer, deadline, close(), GC)
+**    calls set_drop, which decrements it.
+**  - The set's user value holds every conn added and not yet taken
+**    (dropped ones included, until take or the set's collection), so a
+**    watched conn never outlives the set it points to: the set's __gc
+**    closes the conns still idle.
+**
+**   set:add(conn [, idle_timeout]) -> true | nil, why (the caller closes)
+**   set:take(conn)  -> true (idle, now the caller's; conn:reused() + 1)
+**                      | false (it was dropped: closed)
+**   set:idle(conn)  -> whether conn is still idle in the set
+**   set:count()     -> idle conns
+**
+** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
+*/
+#include "lpool.h"
+
+#include <lauxlib.h>
+
+#include "args.h"
+#include "classes.h"
+#include "conn.h"
+
+#define IDLESET_MT "goluarun.idleset"
+static const char IDLESET_KEY = 'i';
+
+typedef struct idleset {
+  lua_Integer idle; /* owner M only: conns still idle */
+} idleset;
+
+static idleset *check_set(lua_State *L) { return class_check(L, 1, &IDLESET_KEY, IDLESET_MT); }
+
+static void set_drop(conn_stream *cs, void *arg) {
+  (void)cs;
+  ((idleset *)arg)->idle--;
+}
+
+/* members[conn] = v (the set's user value) */
+static void members_set(lua_State *L, int conn_idx, int v) {
+  lua_getiuservalue(L, 1, 1);
+  lua_pushvalue(L, conn_idx);
+  if (v) lua_pushboolean(L, 1);
+  else lua_pushnil(L);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+static int s_add(lua_State *L) {
+  idleset *set = check_set(L);
+  conn_stream *cs = conn_stream_check(L, 2);
+  int64_t deadline = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    double t = args_seconds(L, 3);
+    luaL_argcheck(L, t > 0, 3, "idle timeout must be positive");
+    deadline = glr_deadline(t);
+  }
+  const char *why = conn_idle_start(L, cs, deadline, set_drop, set);
+  if (why) return conn_push_fail(L, why);
+  set->idle++;
+  members_set(L, 2, 1);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static bool is_member(lua_State *L, int conn_idx, idleset *set) {
+  conn_stream *cs = conn_stream_check(L, conn_idx);
+  return cs->idle_drop == set_drop && cs->idle_arg == set;
+}
+
+static int s_take(lua_State *L) {
+  idleset *set = check_set(L);
+  conn_stream *cs = conn_stream_check(L, 2);
+  bool alive = is_member(L, 2, set) && conn_idle_stop(L, cs);
+  if (alive) set->idle--;
+  members_set(L, 2, 0);
+  lua_pushboolean(L, alive);
+  return 1;
+}
+
+static int s_idle(lua_State *L) {
+  idleset *set = check_set(L);
+  lua_pushboolean(L, is_member(L, 2, set));
+  return 1;
+}
+
+static int s_count(lua_State *L) {
+  lua_pushinteger(L, check_set(L)->idle);
+  return 1;
+}
+
+/* __gc: close the conns still idle (they point at this set) */
+static int s_gc(lua_State *L) {
+  idleset *set = check_set(L);
+  if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pop(L, 1);
+    conn_stream *cs = lua_touserdata(L, -1);
+    if (cs && cs->idle_drop == set_drop && cs->idle_arg == set) conn_close(L, &cs->c);
+  }
+  return 0;
+}
+
+/* net._nopreempt(fn, ...) -> fn(...): called without a continuation, so
+** fn cannot yield: asynchronous preemption (preempt.c) skips it, and a
+** multi-step update of state that goroutines share (a pool's lists and
+** counts) is never interleaved with another goroutine's. fn must not park
+** (a parking call raises inside it). */
+static int nopreempt(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int new_set(lua_State *L) {
+  idleset *set = lua_newuserdatauv(L, sizeof *set, 1);
+  set->idle = 0;
+  lua_newtable(L);
+  lua_setiuservalue(L, -2, 1);
+  class_set(L, &IDLESET_KEY);
+  return 1;
+}
+
+void lpool_open(lua_State *L) {
+  static const luaL_Reg methods[] = {{"add", s_add},     {"take", s_take}, {"idle", s_idle},
+                                     {"count", s_count}, {NULL, NULL}};
+  static const luaL_Reg meta[] = {{"__gc", s_gc}, {NULL, NULL}};
+  class_define(L, &IDLESET_KEY, IDLESET_MT, methods, meta);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, new_set);
+  lua_setfield(L, -2, "_idleset");
+  lua_pushcfunction(L, nopreempt);
+  lua_setfield(L, -2, "_nopreempt");
+}

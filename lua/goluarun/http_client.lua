@@ -1,0 +1,718 @@
+-- http_client.lua: the HTTP/1.1 client of goluarun.http (internal module:
+-- goluarun.http installs it and hands it the grammar it shares with the
+-- server; use it as require "goluarun.http").
+--
+--   local http = require "goluarun.http"
+--   local res = assert(http.get("http://127.0.0.1:8080/hello", { timeout = 5 }))
+--   print(res.status, res.headers["Content-Type"], res.body)
+--
+-- http.request(req) -> res | nil, err
+--   req.url      "http[s]://host[:port]/path?query" (required)
+--   req.method   "GET" by default
+--   req.headers  { name = value or { values } }: sent as given (Host and
+--                User-Agent are added unless present; Content-Length,
+--                Transfer-Encoding and Connection: keep-alive are the
+--                client's own and ignored here; "Connection: close" is
+--                honoured)
+--   req.body     a string (sent with Content-Length) or a function
+--                returning the body's pieces, then nil (sent chunked)
+--   req.timeout  seconds for the whole request, redirects included (none)
+--   req.tls      a TLS config (net's) for https; default: verification on
+--                against the system store, ALPN "http/1.1"
+--   req.pool     the pool of keep-alive conns (net.defaultpool)
+--   req.follow   redirects to follow (0): 301/302/303 become GET without a
+--                body (except HEAD), 307/308 repeat the method and a string
+--                body; Authorization is dropped when the host changes
+--   req.stream   true: res.body is absent; res:read() gives the body in
+--                pieces then nil (or nil, err), res:close() ends it early
+--   req.max_header_bytes  response status line + fields (16384)
+--   req.max_headers       response fields (100)
+--   req.max_body          a buffered response body (8 MiB; not for stream)
+-- res: status (integer), reason, version ("1.1"/"1.0"), headers (lower-
+--   case names, looked up case-insensitively: res.headers["Content-Type"];
+--   a repeated field is a list), body (string), trailers (chunked, or nil),
+--   url (after redirects), res:read(), res:close(), res:settimeout(s) (the
+--   rest of a streamed body: s seconds per read instead of req.timeout).
+-- http.get(url [, req]), http.post(url, body [, req]): shorthands.
+--
+-- Keep-alive: the conn goes back to the pool once the response body has
+-- been read to its end and nothing follows it; a reused conn that fails
+-- before any byte of the answer is retried on a fresh one when the body
+-- can be sent again (nil or a string). Errors: the conn's ("timeout",
+-- "connection refused: ADDR", "eof", "connection reset", TLS's ...), and
+-- "bad response: DETAIL" (a malformed status line, header or chunk, a
+-- Content-Length that is not a number), "headers too large", "body too
+-- large", "too many redirects", "unsupported scheme: S". Misuse (no url,
+-- a header with CR/LF, a bad option) raises.
+local lpeg = require "lpeg"
+local go = require "go"
+local net = require "net"
+
+local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
+local match = lpeg.match
+local find, sub, lower, format, byte = string.find, string.sub, string.lower,
+  string.format, string.byte
+local concat = table.concat
+local type, tostring, tonumber, error, setmetatable, pairs, rawget, math_type =
+  type, tostring, tonumber, error, setmetatable, pairs, rawget, math.type
+local now = go.now
+
+local M = {}
+
+local W -- the shared grammar (install)
+
+---------------------------------------------------------------------------
+-- URLs
+---------------------------------------------------------------------------
+
+-- scheme "://" [userinfo "@"] host [":" port] [path] ["?" query] ["#" ...]
+local ALPHA = R("az", "AZ")
+local SCHEME = C(ALPHA * (ALPHA + R"09" + S"+-.")^0) / lower
+local HOST = C("[" * (1 - S"]/")^1 * "]") + C((1 - S":/?#@[]")^1)
+local PORT = ":" * C(R"09"^1) + Cc(nil)
+local PATH = C((1 - S"#")^0)
+local URL = SCHEME * "://" * ((1 - S"@/?#")^0 * "@")^-1 * HOST * PORT * PATH
+  * (P"#" * P(1)^0)^-1 * -1
+local DEFAULT_PORT = { http = 80, https = 443 }
+
+-- url -> { scheme, host, port, addr, hosthdr, target } | nil, err
+local url_cache = setmetatable({}, { __mode = "v" })
+local function parse_url(url)
+  local u = url_cache[url]
+  if u then return u end
+  local scheme, host, port, path = match(URL, url)
+  if not scheme then return nil, "bad url: " .. url end
+  local dport = DEFAULT_PORT[scheme]
+  if not dport then return nil, "unsupported scheme: " .. scheme end
+  port = port and tonumber(port) or dport
+  if port < 1 or port > 65535 then return nil, "bad url: " .. url end
+  if path == "" then path = "/" elseif byte(path, 1) == 63 then path = "/" .. path end
+  local bare = host
+  if byte(host, 1) == 91 then bare = sub(host, 2, -2) end
+  u = { scheme = scheme, host = bare, port = port, addr = host .. ":" .. port,
+    hosthdr = port == dport and host or host .. ":" .. port, target = path,
+    tls = scheme == "https" }
+  url_cache[url] = u
+  return u
+end
+
+-- a redirect's Location against the URL it answered
+local function resolve(base, u, loc)
+  if match(URL, loc) then return loc end
+  local origin = u.scheme .. "://" .. u.hosthdr
+  if sub(loc, 1, 2) == "//" then return u.scheme .. ":" .. loc end
+  if byte(loc, 1) == 47 then return origin .. loc end
+  local dir = match(C((1 - S"?")^0), u.target):match("^(.*/)") or "/"
+  return origin .. dir .. loc
+end
+
+---------------------------------------------------------------------------
+-- Headers
+---------------------------------------------------------------------------
+
+-- case-insensitive lookup of the lower-case names the parser stores
+local Headers = { __index = function(t, k)
+  if type(k) ~= "string" then return nil end
+  return rawget(t, lower(k))
+end }
+
+-- the client's own fields: not taken from req.headers
+local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
+
+local function check_value(v)
+  if type(v) == "number" then return tostring(v) end
+  if type(v) ~= "string" or find(v, "[%z\r\n]") then
+    error("http.request: header values must be strings without CR, LF or NUL", 4)
+  end
+  return v
+end
+
+-- valid field names seen -> lower case (bounded)
+local NAME, nnames = {}, 0
+
+-- "Name: value\r\n"... of req.headers; and whether Host, User-Agent are
+-- there and Connection says close
+local function header_lines(h)
+  if h == nil then return "", false, false, false end
+  if type(h) ~= "table" then error("http.request: req.headers must be a table", 3) end
+  local out, n, host, ua, close = {}, 0, false, false, false
+  for k, v in pairs(h) do
+    local lk = NAME[k]
+    if not lk then
+      if type(k) ~= "string" or not match(W.token_only, k) then
+        error("http.request: invalid header name " .. tostring(k), 3)
+      end
+      lk = lower(k)
+      if nnames < 1000 then
+        nnames = nnames + 1
+        NAME[k] = lk
+      end
+    end
+    if lk == "host" then host = true elseif lk == "user-agent" then ua = true end
+    if lk == "connection" then
+      local cv = type(v) == "table" and concat(v, ",") or tostring(v)
+      if W.has_token(cv, "close") then close = true end
+    end
+    if not OWN[lk] then
+      if type(v) == "table" then
+        for i = 1, #v do
+          n = n + 1
+          out[n] = k .. ": " .. check_value(v[i]) .. "\r\n"
+        end
+      else
+        n = n + 1
+        out[n] = k .. ": " .. check_value(v) .. "\r\n"
+      end
+    end
+  end
+  return concat(out, "", 1, n), host, ua, close
+end
+
+---------------------------------------------------------------------------
+-- Reading the response: st = { conn, buf, pos, ... }
+---------------------------------------------------------------------------
+
+-- more bytes into st.buf: true | nil, err
+local function more(st)
+  local d, err = st.conn:read()
+  if not d then return nil, err end
+  local buf, pos = st.buf, st.pos
+  if pos > #buf then
+    st.buf = d
+  else
+    st.buf = sub(buf, pos) .. d
+  end
+  st.pos = 1
+  st.got = true
+  return true
+end
+
+local function head_end(buf, pos)
+  return (find(buf, "\n\r?\n", pos))
+end
+
+-- the response head: status, reason, major, minor, headers | nil, err
+local function read_head(st)
+  local limit, pat = st.max_header_bytes, st.head_pat
+  while true do
+    local buf, pos = st.buf, st.pos
+    if pos <= #buf then
+      local major, minor, status, reason, h, nx = match(pat, buf, pos)
+      if major then
+        if nx - pos > limit then return nil, "headers too large" end
+        st.pos = nx
+        return status, reason, major, minor, h
+      end
+      local e = head_end(buf, pos)
+      if e then
+        if e - pos > limit then return nil, "headers too large" end
+        if not match(W.status_line, buf, pos) then
+          return nil, "bad response: malformed status line"
+        end
+        local nf = 0
+        for _ in buf:sub(pos, e):gmatch("\n") do nf = nf + 1 end
+        if nf > st.max_headers then return nil, "headers too large" end
+        return nil, "bad response: malformed header"
+      end
+      if #buf - pos + 1 > limit then return nil, "headers too large" end
+      if #buf - pos >= 4 and sub(buf, pos, pos + 4) ~= "HTTP/" then
+        return nil, "bad response: malformed status line"
+      end
+    end
+    local ok, err = more(st)
+    if not ok then
+      if err == "eof" and st.got then return nil, "bad response: truncated head" end
+      return nil, err
+    end
+  end
+end
+
+-- one line (without "\n"; a "\r" before it removed) | nil, err
+local function read_line(st)
+  while true do
+    local buf, pos = st.buf, st.pos
+    local e = find(buf, "\n", pos, true)
+    if e then
+      st.pos = e + 1
+      if e > pos and byte(buf, e - 1) == 13 then e = e - 1 end
+      return sub(buf, pos, e - 1)
+    end
+    if #buf - pos > 4096 then return nil, "bad response: chunk line too long" end
+    local ok, err = more(st)
+    if not ok then return nil, err end
+  end
+end
+
+-- at most n (> 0) body bytes: what is buffered, else one read
+local function some(st, n)
+  local buf, pos = st.buf, st.pos
+  local avail = #buf - pos + 1
+  if avail <= 0 then
+    local d, err = st.conn:read()
+    if not d then return nil, err end
+    st.got = true
+    if #d <= n then return d end
+    st.buf, st.pos = d, n + 1 -- bytes after the body: the conn is not reused
+    return sub(d, 1, n)
+  end
+  if avail <= n then
+    st.buf, st.pos = "", 1
+    return pos == 1 and buf or sub(buf, pos)
+  end
+  st.pos = pos + n
+  return sub(buf, pos, pos + n - 1)
+end
+
+local function bad_eof(err)
+  if err == "eof" then return "bad response: body ended early" end
+  return err
+end
+
+-- the next piece of the body | nil (the end) | nil, err
+local function next_piece(st)
+  local mode = st.mode
+  if mode == "length" then
+    local left = st.left
+    if left == 0 then return nil end
+    local d, err = some(st, left)
+    if not d then return nil, bad_eof(err) end
+    st.left = left - #d
+    return d
+  elseif mode == "chunked" then
+    while true do
+      local left = st.left
+      if left > 0 then
+        local d, err = some(st, left)
+        if not d then return nil, bad_eof(err) end
+        left = left - #d
+        st.left = left
+        if left == 0 then st.left = -1 end -- the CRLF after the data
+        return d
+      end
+      if left == -1 then
+        local line, err = read_line(st)
+        if not line then return nil, bad_eof(err) end
+        if line ~= "" then return nil, "bad response: bad chunked encoding" end
+      end
+      local line, err = read_line(st)
+      if not line then return nil, bad_eof(err) end
+      local hex = match(W.chunk_line, line)
+      if not hex or #hex > 15 then return nil, "bad response: bad chunked encoding" end
+      local size = tonumber(hex, 16)
+      if size == 0 then
+        local ok, terr = M._trailers(st)
+        if not ok then return nil, terr end
+        st.mode = "done"
+        return nil
+      end
+      st.left = size
+    end
+  elseif mode == "close" then
+    local buf, pos = st.buf, st.pos
+    if pos <= #buf then
+      st.buf, st.pos = "", 1
+      return pos == 1 and buf or sub(buf, pos)
+    end
+    local d, err = st.conn:read()
+    if not d then
+      if err == "eof" then return nil end
+      return nil, err
+    end
+    return d
+  end
+  return nil
+end
+
+-- the trailer section after the last chunk: true | nil, err
+function M._trailers(st)
+  local t, n, bytes = nil, 0, 0
+  while true do
+    local line, err = read_line(st)
+    if not line then return nil, bad_eof(err) end
+    if line == "" then break end
+    n = n + 1
+    bytes = bytes + #line
+    if n > st.max_headers or bytes > st.max_header_bytes then
+      return nil, "headers too large"
+    end
+    local k, v = match(W.trailer_line, line)
+    if not k then return nil, "bad response: malformed trailer" end
+    t = t or setmetatable({}, Headers)
+    local old = t[k]
+    if old == nil then t[k] = v
+    elseif type(old) == "table" then old[#old + 1] = v
+    else t[k] = { old, v } end
+  end
+  st.trailers = t
+  return true
+end
+
+-- the conn goes back to its pool, or closed (then put frees its slot)
+local function release(st, reusable)
+  local conn = st.conn
+  if not conn then return end
+  st.conn = nil
+  if reusable and not st.close and not st.writing and st.pos > #st.buf then
+    if st.dl then conn:setdeadline(nil) end
+    if st.to then conn:settimeout(nil) end
+    st.pool:put(conn)
+  else
+    conn:close()
+    st.pool:put(conn)
+  end
+end
+
+-- the whole body: string | nil, err (the conn is released either way)
+local function read_body(st, max)
+  local mode = st.mode
+  if mode == "none" then
+    release(st, true)
+    return ""
+  end
+  local parts, n, total = {}, 0, 0
+  while true do
+    local d, err = next_piece(st)
+    if not d then
+      if err then
+        release(st, false)
+        return nil, err
+      end
+      break
+    end
+    total = total + #d
+    if total > max then
+      release(st, false)
+      return nil, "body too large"
+    end
+    n = n + 1
+    parts[n] = d
+  end
+  release(st, mode ~= "close")
+  if n == 1 then return parts[1] end
+  return concat(parts, "", 1, n)
+end
+
+---------------------------------------------------------------------------
+-- Streamed responses
+---------------------------------------------------------------------------
+
+local Res = {}
+Res.__index = Res
+Res.__name = "http.client.response"
+
+--- res:read() -> piece | nil (end) | nil, err
+function Res:read()
+  local st = self._st
+  if not st then return nil end
+  if not st.conn then return nil, st.err end
+  local d, err = next_piece(st)
+  if d then return d end
+  if err then
+    st.err = err
+    release(st, false)
+    return nil, err
+  end
+  self.trailers = st.trailers
+  release(st, st.mode ~= "close")
+  return nil
+end
+
+--- res:settimeout(s): the rest of a streamed body is bounded per read (s
+--- seconds each; nil: not at all) instead of by the request's timeout
+function Res:settimeout(s)
+  local st = self._st
+  if s ~= nil and (type(s) ~= "number" or not (s > 0)) then
+    error("res:settimeout: a positive number or nil expected", 2)
+  end
+  if st and st.conn then
+    st.conn:setdeadline(nil)
+    st.conn:settimeout(s)
+    st.dl, st.to = true, true
+  end
+  return self
+end
+
+--- res:close(): ends the response (an unread body closes the conn)
+function Res:close()
+  local st = self._st
+  if st and st.conn then release(st, st.mode == "none") end
+  return true
+end
+Res.__close = Res.close
+
+---------------------------------------------------------------------------
+-- Sending
+---------------------------------------------------------------------------
+
+local CHUNK_END = "0\r\n\r\n"
+
+-- the pieces of a body function, chunked, and the last chunk: true | nil, err
+local function write_chunks(conn, body)
+  while true do
+    local piece = body()
+    if piece == nil then break end
+    if type(piece) ~= "string" then
+      error("http.request: a body function must return strings, then nil", 0)
+    end
+    if #piece > 0 then
+      local ok, err = conn:write(format("%x\r\n", #piece), piece, "\r\n")
+      if not ok then return nil, err end
+    end
+  end
+  return conn:write(CHUNK_END)
+end
+
+-- writes the request: true | nil, err. A body function runs in a goroutine
+-- of its own, so that the answer is read while the body goes out (a server
+-- may answer early, or echo as it reads); until it ends, st.writing holds
+-- and the conn cannot go back to the pool; its failure (st.werr) closes
+-- the conn, which fails the reader.
+local function send(st, conn, head, body)
+  if type(body) ~= "function" then return conn:write(head, body or "") end
+  local ok, err = conn:write(head)
+  if not ok then return nil, err end
+  st.writing = true
+  go(function()
+    local pok, wok, werr = pcall(write_chunks, conn, body)
+    st.writing = false
+    if not pok or not wok then
+      st.werr = pok and werr or tostring(wok)
+      conn:close()
+    end
+  end)
+  return true
+end
+
+local function check_req(req)
+  if type(req) ~= "table" then error("http.request: req must be a table", 3) end
+  if type(req.url) ~= "string" then error("http.request: req.url must be a string", 3) end
+  local m = req.method or "GET"
+  if type(m) ~= "string" or not match(W.token_only, m) then
+    error("http.request: req.method must be a token", 3)
+  end
+  local b = req.body
+  if b ~= nil and type(b) ~= "string" and type(b) ~= "function" then
+    error("http.request: req.body must be a string or a function", 3)
+  end
+  local t = req.timeout
+  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
+    error("http.request: req.timeout must be a positive number", 3)
+  end
+  local f = req.follow or 0
+  if math_type(f) ~= "integer" or f < 0 then
+    error("http.request: req.follow must be a non-negative integer", 3)
+  end
+  return m, f
+end
+
+local function limit(req, k, d)
+  local v = req[k]
+  if v == nil then return d end
+  if math_type(v) ~= "integer" or v <= 0 then
+    error("http.request: req." .. k .. " must be a positive integer", 4)
+  end
+  return v
+end
+
+-- the TLS config of a request: https only
+local tls_cache = setmetatable({}, { __mode = "k" })
+local DEFAULT_TLS
+local function tls_of(req)
+  local t = req.tls
+  if t == nil then
+    DEFAULT_TLS = DEFAULT_TLS or { alpn = { "http/1.1" } }
+    return DEFAULT_TLS
+  end
+  local c = tls_cache[t]
+  if not c then
+    c = W.tls_config(t, 3)
+    tls_cache[t] = c
+  end
+  return c
+end
+
+-- a reused conn that fails so, before any byte of the answer, was closed
+-- by its server as the request went out: the request is sent again
+local RETRY = { eof = true, ["connection reset"] = true, ["broken pipe"] = true }
+
+-- one exchange on one conn: res | nil, err, retry (the conn was reused and
+-- failed before any byte of the answer)
+local function exchange(req, lim, u, method, body, deadline, pool)
+  local dopts
+  local timeout = deadline and deadline - now()
+  if timeout and timeout <= 0 then return nil, "timeout" end
+  if u.tls then
+    dopts = { timeout = timeout, tls = tls_of(req) }
+  else
+    dopts = timeout
+  end
+  local conn, err = pool:dial(u.addr, dopts)
+  if not conn then return nil, err end
+  local reused = conn:reused() > 0
+  if deadline then conn:setdeadline(deadline) end
+  local hl, has_host, has_ua, close = header_lines(req.headers)
+  local framing = ""
+  if type(body) == "string" then
+    if #body > 0 or method == "POST" or method == "PUT" or method == "PATCH" then
+      framing = "Content-Length: " .. #body .. "\r\n"
+    end
+  elseif body then
+    framing = "Transfer-Encoding: chunked\r\n"
+  end
+  local head = method .. " " .. u.target .. " HTTP/1.1\r\n"
+    .. (has_host and "" or "Host: " .. u.hosthdr .. "\r\n")
+    .. (has_ua and "" or "User-Agent: goluarun\r\n")
+    .. hl .. framing .. "\r\n"
+  local st = {
+    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
+    max_header_bytes = lim.mhb, max_headers = lim.mh, head_pat = lim.pat,
+  }
+  local ok
+  ok, err = send(st, conn, head, body)
+  if not ok then
+    release(st, false)
+    return nil, err, reused and RETRY[err] and type(body) ~= "function"
+  end
+  local status, reason, major, minor, h
+  repeat -- 1xx answers are skipped
+    status, reason, major, minor, h = read_head(st)
+    if not status then
+      local retry = reused and not st.got and RETRY[reason] and type(body) ~= "function"
+      release(st, false)
+      return nil, st.werr or reason, retry
+    end
+  until status >= 200 or status == 101
+  if major ~= "1" then
+    release(st, false)
+    return nil, "bad response: HTTP/" .. major .. "." .. minor
+  end
+  setmetatable(h, Headers)
+  local connh = rawget(h, "connection")
+  if type(connh) == "table" then connh = concat(connh, ",") end
+  if minor == "0" then
+    if not (connh and W.has_token(connh, "keep-alive")) then st.close = true end
+  elseif connh and W.has_token(connh, "close") then
+    st.close = true
+  end
+  local te, cl = rawget(h, "transfer-encoding"), rawget(h, "content-length")
+  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
+    st.mode = "none"
+  elseif te then
+    if type(te) == "table" then te = concat(te, ",") end
+    if lower(te):match("chunked%s*$") then
+      st.mode, st.left = "chunked", 0
+    else
+      st.mode, st.close = "close", true
+    end
+  elseif cl then
+    if type(cl) == "table" then
+      for i = 2, #cl do
+        if cl[i] ~= cl[1] then release(st, false) return nil, "bad response: conflicting Content-Length" end
+      end
+      cl = cl[1]
+    end
+    local n = #cl <= 15 and find(cl, "^%d+$") and tonumber(cl)
+    if not n then
+      release(st, false)
+      return nil, "bad response: bad Content-Length"
+    end
+    st.mode, st.left = "length", n
+    if n == 0 then st.mode = "none" end
+  else
+    st.mode, st.close = "close", true
+  end
+  local res = { status = status, reason = reason, headers = h,
+    version = major .. "." .. minor, url = req.url }
+  if req.stream then
+    res._st = st
+    if st.mode == "none" then release(st, true) end
+    return setmetatable(res, Res)
+  end
+  local b
+  b, err = read_body(st, lim.mb)
+  if not b then return nil, err end
+  res.body = b
+  res.trailers = st.trailers
+  return setmetatable(res, Res)
+end
+
+-- the response limits: max_header_bytes, max_headers, max_body, pattern
+local DEFAULT_LIMITS
+
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+--- http.request(req) -> res | nil, err
+function M.request(req)
+  local method, follow = check_req(req)
+  local lim = DEFAULT_LIMITS
+  if req.max_header_bytes or req.max_headers or req.max_body then
+    local mh = limit(req, "max_headers", 100)
+    lim = { mhb = limit(req, "max_header_bytes", 16384), mh = mh,
+      mb = limit(req, "max_body", 8 * 1024 * 1024), pat = W.response_pattern(mh) }
+  end
+  local pool = req.pool or net.defaultpool
+  local deadline = req.timeout and now() + req.timeout
+  local url, body, headers = req.url, req.body, req.headers
+  local hops = 0
+  while true do
+    local u, uerr = parse_url(url)
+    if not u then return nil, uerr end
+    local res, err, retry
+    for _ = 1, 3 do
+      res, err, retry = exchange(req, lim, u, method, body, deadline, pool)
+      if res or not retry then break end
+    end
+    if not res then return nil, err end
+    local loc = rawget(res.headers, "location")
+    if not (REDIRECT[res.status] and loc and type(loc) == "string") then return res end
+    if hops >= follow then
+      if follow == 0 then return res end
+      res:close()
+      return nil, "too many redirects"
+    end
+    hops = hops + 1
+    res:close()
+    local code = res.status
+    if code == 303 or ((code == 301 or code == 302) and method == "POST") then
+      if method ~= "HEAD" then method = "GET" end
+      body = nil
+    elseif type(body) == "function" then
+      return res -- a streamed body cannot be sent again
+    end
+    local nurl = resolve(url, u, loc)
+    local nu = parse_url(nurl)
+    if headers and nu and nu.addr ~= u.addr then
+      local h = {}
+      for k, v in pairs(headers) do
+        if lower(k) ~= "authorization" and lower(k) ~= "cookie" then h[k] = v end
+      end
+      headers = h
+    end
+    req = setmetatable({ url = nurl, method = method, body = body, headers = headers },
+      { __index = req })
+    url = nurl
+  end
+end
+
+--- http.get(url [, req]) -> res | nil, err
+function M.get(url, req)
+  if req == nil then return M.request({ url = url }) end
+  local r = setmetatable({ url = url, method = "GET" }, { __index = req })
+  return M.request(r)
+end
+
+--- http.post(url, body [, req]) -> res | nil, err
+function M.post(url, body, req)
+  local r = setmetatable({ url = url, method = "POST", body = body }, { __index = req or {} })
+  return M.request(r)
+end
+
+--- install(http, grammar): adds request/get/post to goluarun.http
+function M.install(http, grammar)
+  W = grammar
+  DEFAULT_LIMITS = { mhb = 16384, mh = 100, mb = 8 * 1024 * 1024, pat = W.response_pattern(100) }
+  http.request, http.get, http.post = M.request, M.get, M.post
+  http.ClientResponse = Res
+end
+
+return M

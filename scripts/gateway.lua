@@ -1,0 +1,265 @@
+-- gateway.lua: an HTTP reverse proxy / API gateway on goluarun.http.
+--   goluarun scripts/gateway.lua CONFIG.lua [host:port]
+-- CONFIG.lua returns a table (scripts/gateway.example.lua shows every
+-- field); the second argument overrides its `listen`. Prints "listening on
+-- ADDR" once listening.
+--
+--   * routes: the first route whose `prefix` starts the request path
+--     picks an upstream group (`strip = true` removes the prefix; a
+--     route's own `timeout` replaces the global one); no route: 404
+--   * upstream groups: round-robin over their servers; a server that
+--     refuses the connection is skipped for `fail_timeout` seconds (passive
+--     health) and the next one is tried; every server refusing: 502
+--   * pooled keep-alive conns to the upstreams (one net.pool)
+--   * `timeout` per request, from the gateway's first byte to the
+--     upstream until the upstream's answer head: 504; then each read of
+--     the answer's body has `body_timeout` seconds
+--   * X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host;
+--     hop-by-hop fields are not forwarded
+--   * bodies stream both ways: a request body is read as it arrives
+--     (req:read) and sent on chunked; an answer bigger than
+--     `buffer_body` bytes (or without a length) goes out piece by piece
+--   * `tls = {cert =, key =}`: HTTPS termination (plain HTTP upstreams,
+--     or `tls = T or true` on a group for HTTPS upstreams)
+-- It serves from the P it runs on (run it with -p 1; start one process per
+-- core with `reuseport = true` to use more).
+local go = require "go"
+local net = require "net"
+local http = require "goluarun.http"
+
+local now = go.now
+local find, sub, lower, gmatch = string.find, string.sub, string.lower, string.gmatch
+
+local function die(msg)
+  io.stderr:write("gateway: ", msg, "\n")
+  os.exit(2)
+end
+
+local config_path, listen_override = arg and arg[1], arg and arg[2]
+if not config_path then die("usage: goluarun scripts/gateway.lua CONFIG.lua [host:port]") end
+local chunk, lerr = loadfile(config_path, "t", {})
+if not chunk then die(lerr) end
+local ok, cfg = pcall(chunk)
+if not ok or type(cfg) ~= "table" then die(config_path .. ": must return a table (" .. tostring(cfg) .. ")") end
+
+local TIMEOUT = cfg.timeout or 30
+local FAIL_TIMEOUT = cfg.fail_timeout or 10
+local BUFFER_BODY = cfg.buffer_body or 64 * 1024
+local BODY_TIMEOUT = cfg.body_timeout or 60
+local pool = net.pool(cfg.pool or { max_idle = 128, idle_timeout = 60 })
+
+-- groups: name -> { servers = { {addr, base, down_until} }, next, tls }
+local groups = {}
+for name, g in pairs(cfg.upstreams or {}) do
+  local list = g.servers or g
+  local grp = { servers = {}, next = 1, tls = g.tls, name = name }
+  local scheme = g.tls and "https://" or "http://"
+  for i, addr in ipairs(list) do
+    if type(addr) ~= "string" or not find(addr, ":%d+$") then
+      die("upstream " .. name .. ": server " .. i .. " must be \"host:port\"")
+    end
+    grp.servers[i] = { addr = addr, base = scheme .. addr, down_until = 0 }
+  end
+  if #grp.servers == 0 then die("upstream " .. name .. " has no servers") end
+  groups[name] = grp
+end
+
+local routes = {}
+for i, r in ipairs(cfg.routes or {}) do
+  if type(r.prefix) ~= "string" or sub(r.prefix, 1, 1) ~= "/" then
+    die("route " .. i .. ": prefix must start with /")
+  end
+  local grp = groups[r.upstream]
+  if not grp then die("route " .. i .. ": unknown upstream " .. tostring(r.upstream)) end
+  routes[i] = { prefix = r.prefix, n = #r.prefix, group = grp, strip = r.strip,
+    timeout = r.timeout or TIMEOUT }
+end
+if #routes == 0 then die("no routes") end
+
+local function route_of(path)
+  for i = 1, #routes do
+    local r = routes[i]
+    if sub(path, 1, r.n) == r.prefix then return r end
+  end
+  return nil
+end
+
+-- round-robin over the servers that are not marked down (all down: the
+-- next one anyway, so a recovered server is found)
+local function pick(grp, tried)
+  local servers, n = grp.servers, #grp.servers
+  local t = now()
+  for _ = 1, n do
+    local i = grp.next
+    grp.next = i % n + 1
+    local s = servers[i]
+    if not tried[s] and s.down_until <= t then return s end
+  end
+  for i = 1, n do
+    if not tried[servers[i]] then return servers[i] end
+  end
+  return nil
+end
+
+local HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true,
+  te = true, trailer = true, ["transfer-encoding"] = true, upgrade = true,
+  ["content-length"] = true, ["proxy-authenticate"] = true,
+  ["proxy-authorization"] = true }
+
+-- the fields to send on: without hop-by-hop ones (and those Connection names)
+local function forward_headers(h, drop_extra)
+  local out = {}
+  for k, v in pairs(h) do
+    if not HOP[k] and not (drop_extra and drop_extra[k]) then out[k] = v end
+  end
+  return out
+end
+
+local function connection_names(v)
+  if not v or v == "keep-alive" or v == "close" then return nil end
+  if type(v) == "table" then v = table.concat(v, ",") end
+  local t
+  for name in gmatch(v, "[^,%s]+") do
+    t = t or {}
+    t[lower(name)] = true
+  end
+  return t
+end
+
+local ip_of = setmetatable({}, { __mode = "k" }) -- conn -> client address
+local function client_ip(req)
+  local conn = req.conn
+  local ip = ip_of[conn]
+  if ip then return ip end
+  local ra = conn:remoteaddr()
+  if not ra then return "unknown" end
+  ip = ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra
+  ip_of[conn] = ip
+  return ip
+end
+
+local function fail(res, code, msg)
+  res:status(code):send(msg .. "\n")
+end
+
+local TLS_ON = cfg.tls ~= nil
+
+-- the request body to send on: nil, a string (small, so it can be sent to
+-- a second server), or a function streaming it
+local function body_of(req)
+  local h = req.headers
+  local cl = h["content-length"]
+  if cl then
+    local n = tonumber(cl)
+    if n == 0 then return "" end
+    if n and n <= BUFFER_BODY then return req:body() end
+  elseif not h["transfer-encoding"] then
+    return nil
+  end
+  return function()
+    local d, err = req:read()
+    if err then error("gateway: request body: " .. err, 0) end
+    return d
+  end
+end
+
+-- the upstream's fields the gateway replaces with its own (as nginx does)
+local HIDE = { date = true, server = true }
+
+-- sends the upstream's answer on
+local function relay(res, up, req)
+  res:status(up.status)
+  local uh = up.headers
+  local drop = connection_names(rawget(uh, "connection"))
+  for k, v in pairs(uh) do
+    if not HOP[k] and not HIDE[k] and not (drop and drop[k]) then res:header(k, v) end
+  end
+  local cl = tonumber(rawget(uh, "content-length") or "")
+  if req.method == "HEAD" or up.status == 204 or up.status == 304 then
+    up:close()
+    return res:send("")
+  end
+  if cl and cl <= BUFFER_BODY then
+    local parts, n = {}, 0
+    while true do
+      local d, err = up:read()
+      if not d then
+        if err then return fail(res, 502, "bad gateway: " .. err) end
+        break
+      end
+      n = n + 1
+      parts[n] = d
+    end
+    return res:send(n == 1 and parts[1] or table.concat(parts, "", 1, n))
+  end
+  while true do
+    local d, err = up:read()
+    if not d then
+      if err then error("gateway: upstream body: " .. err, 0) end
+      break
+    end
+    if not res:write(d) then
+      up:close()
+      return
+    end
+  end
+  return res:finish()
+end
+
+local function handle(req, res)
+  local r = route_of(req.path)
+  if not r then return fail(res, 404, "no route") end
+  local start = now()
+  local target = req.target
+  if r.strip then
+    target = sub(target, r.n + 1)
+    if sub(target, 1, 1) ~= "/" then target = "/" .. target end
+  end
+  local h = forward_headers(req.headers, connection_names(req.headers.connection))
+  local xff = req.headers["x-forwarded-for"]
+  local ip = client_ip(req)
+  h["x-forwarded-for"] = xff and xff .. ", " .. ip or ip
+  h["x-forwarded-proto"] = TLS_ON and "https" or "http"
+  h["x-forwarded-host"] = req.headers.host
+  local body = body_of(req)
+  local grp, tried = r.group, {}
+  while true do
+    local s = pick(grp, tried)
+    if not s then return fail(res, 502, "bad gateway: no upstream of " .. grp.name .. " answers") end
+    tried[s] = true
+    local left = r.timeout - (now() - start)
+    if left <= 0 then return fail(res, 504, "gateway timeout") end
+    local up, err = http.request({
+      method = req.method, url = s.base .. target, headers = h, body = body,
+      timeout = left, pool = pool, stream = true, tls = grp.tls,
+    })
+    if up then
+      s.down_until = 0
+      up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
+      return relay(res, up, req)
+    end
+    if find(err, "^connection refused") then
+      s.down_until = now() + FAIL_TIMEOUT
+    elseif err == "timeout" then
+      return fail(res, 504, "gateway timeout")
+    else
+      return fail(res, 502, "bad gateway: " .. err)
+    end
+  end
+end
+
+local quiet = function(err)
+  if not find(tostring(err), "^gateway: ") then
+    io.stderr:write("gateway: ", tostring(err), "\n")
+  end
+end
+
+local addr = listen_override or cfg.listen or "127.0.0.1:8080"
+local ln, err = http.serve(addr, handle, {
+  tls = cfg.tls, reuseport = cfg.reuseport, on_error = quiet,
+  max_body = cfg.max_body or 1024 * 1024 * 1024,
+  idle_timeout = cfg.idle_timeout, header_timeout = cfg.header_timeout,
+})
+if not ln then die(addr .. ": " .. tostring(err)) end
+print("listening on " .. ln:addr())
+io.stdout:flush()
