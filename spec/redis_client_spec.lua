@@ -354,6 +354,10 @@ local function list_pool()
     return net.dial(a, opts)
   end
   function pool.put(self, c)
+    if c:fd() < 0 then -- a discarded conn comes back closed, as net.pool wants
+      self.discards = (self.discards or 0) + 1
+      return nil, "closed"
+    end
     self.puts = self.puts + 1
     self.idle[#self.idle + 1] = c
     return true
@@ -416,6 +420,29 @@ describe("goluarun.redis with a pool", function()
       local puts = pool.puts
       c:release()
       assert.are.equal(puts + 1, pool.puts)
+      pool:close()
+    end)
+  end)
+
+  it("with net.pool: released conns are reused, discarded ones free their slot", function()
+    H.no_fd_leak(function()
+      local pool = net.pool({ max_conns = 1 })
+      for i = 1, 3 do
+        local r = connect(addr, { pool = pool, password = "pw" })
+        assert.are.equal("OK", r:set("np:k", i))
+        r:release()
+      end
+      assert.are.same({ idle = 1, active = 0, dials = 1, reuses = 2 }, pool:stats())
+      -- a client left in MULTI is closed, not pooled, and its slot is free:
+      -- with max_conns = 1 the next connect would wait for ever otherwise
+      local r = connect(addr, { pool = pool, password = "pw" })
+      r:multi()
+      r:release()
+      assert.are.same({ idle = 0, active = 0 }, { idle = pool:stats().idle, active = pool:stats().active })
+      r = connect(addr, { pool = pool, password = "pw", timeout = 2 })
+      assert.are.equal("3", r:get("np:k"))
+      r:close()
+      assert.are.equal(0, pool:stats().active)
       pool:close()
     end)
   end)

@@ -82,6 +82,14 @@ local function put_back(pool, conn)
   return true
 end
 
+-- a conn that must not be reused: closed, and given back to its pool all
+-- the same (a pool counts every conn it handed out until its put: that is
+-- what frees a max_conns slot)
+local function discard(pool, conn)
+  conn:close()
+  if pool then pool:put(conn) end
+end
+
 -- what each live conn was set up with (password, username, db): weak, so a
 -- closed and collected conn leaves no entry
 local setup_of = setmetatable({}, { __mode = "k" })
@@ -215,7 +223,7 @@ local function fail(self, err)
   local conn = self._conn
   if conn then
     self._conn = nil
-    conn:close()
+    discard(self._pool, conn)
   end
   return nil, err
 end
@@ -533,7 +541,7 @@ function methods.release(self)
   if not conn then return true end
   self._conn = nil
   if not poolable(self) then
-    conn:close()
+    discard(self._pool, conn)
     return true
   end
   if self._timeout then conn:setdeadline(nil) end
@@ -544,7 +552,7 @@ end
 function methods.close(self)
   local conn = self._conn
   self._conn = nil
-  if conn then conn:close() end
+  if conn then discard(self._pool, conn) end
   return true
 end
 
@@ -631,7 +639,7 @@ function redis.connect(addr, opts)
       end
       return r
     end
-    conn:close()
+    discard(pool, conn)
   end
 end
 
