@@ -44,6 +44,9 @@ typedef struct rt_config {
   int64_t allocfail_nth;   /* 0 = not by count */
   uint64_t allocfail_seed;
   uint32_t allocfail_ppm;  /* 0 = not at random */
+  const char *debug_addr;  /* GOLUA_DEBUG_ADDR=host:port: the debug endpoint
+                           ** (goluarun.pprof.serve) around the main script;
+                           ** points into the environment, NULL = none */
 } rt_config;
 
 #define CONFIG_CHAOS_RATE 0.02

@@ -7,6 +7,7 @@
 
 #include <lua.h>
 
+#include "prof.h"
 #include "signal.h"
 
 static void preempt_hook(lua_State *L, lua_Debug *ar);
@@ -20,10 +21,19 @@ static void restore(P *p, lua_State *L) {
   p->hooked_L = NULL;
 }
 
+/* take_sample — the profiler asked for a sample (prof.h): take it here, at
+** an instruction boundary on the P's own M */
+static void take_sample(P *p, lua_State *L) {
+  const char *c = atomic_exchange(&p->sample_want, NULL);
+  if (c) prof_sample(p, L, c);
+}
+
 static void preempt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   P *p = vm_p(L);
   restore(p, L);
+  take_sample(p, L);
+  if (!atomic_exchange(&p->preempt_want, false)) return; /* only a sample */
   G *g = p->curg;
   if (!g || !sched_can_park(L)) return; /* not here: sysmon will ask again */
   g->yieldkind = Y_PREEMPT;
@@ -35,6 +45,7 @@ static void on_sigurg(int sig) {
   (void)sig;
   P *p = sched_current_p();
   if (!p || !atomic_load(&p->running) || p->hooked_L) return;
+  if (!atomic_load(&p->preempt_want) && !atomic_load(&p->sample_want)) return;
   lua_State *L = atomic_load(&p->curL);
   if (!L) return;
   lua_Hook h = lua_gethook(L);
@@ -46,8 +57,11 @@ static void on_sigurg(int sig) {
   lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
 }
 
+/* the handler is installed even with preemption off: the profiler's
+** samples come through it (it does nothing unless a flag asks) */
 void preempt_init(rt *r) {
-  if (r->cfg.preempt) signal_set_handler(SIGURG, on_sigurg);
+  (void)r;
+  signal_set_handler(SIGURG, on_sigurg);
 }
 
 bool preempt_check(rt *r, int64_t now) {
@@ -66,6 +80,7 @@ bool preempt_check(rt *r, int64_t now) {
     int64_t slice = nt != 0 && nt <= now ? PREEMPT_TIMER_NS : PREEMPT_NS;
     if (r->cfg.preempt && now - p->seen_when >= slice) {
       p->seen_when = now; /* ask again in PREEMPT_NS if it could not yield */
+      atomic_store(&p->preempt_want, true);
       pthread_kill(atomic_load(&p->m)->thread, SIGURG);
     }
   }
@@ -74,6 +89,9 @@ bool preempt_check(rt *r, int64_t now) {
 
 void preempt_clear(P *p) {
   if (p->hooked_L) restore(p, p->hooked_L);
+  /* a preemption the hook did not see was for the execution that ended */
+  if (atomic_load_explicit(&p->preempt_want, memory_order_relaxed))
+    atomic_store_explicit(&p->preempt_want, false, memory_order_relaxed);
 }
 
 void preempt_unhook(P *p, lua_State *L) {

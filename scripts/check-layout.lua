@@ -19,7 +19,7 @@ local FLOORS = {
   [2] = { "bindings/conn.*", "bindings/gohandle.*", "bindings/tls.*" },
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
           "bindings/lspawn.*", "bindings/lookup.*", "bindings/lstdio.*", "bindings/lcoro.*",
-          "bindings/lshared.*" },
+          "bindings/lshared.*", "bindings/lprof.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },
 }
 local PUBLIC_HEADER = "bindings/goluarun.h"
