@@ -171,8 +171,9 @@ static void open_vm(lua_State *L, P *p, void *ud) {
 }
 
 /* the main goroutine's body: -l / -e actions in order, then the script;
-** with GOLUA_DEBUG_ADDR, a first action starts the debug endpoint, closed
-** when the script returns (it must not keep the process alive) */
+** with GOLUA_DEBUG_ADDR, a first action starts the debug endpoint, released
+** when the script returns (it closes once nothing else runs: it must not
+** keep the process alive) */
 static const char driver_src[] =
     "local actions = ...\n"
     "local dbg\n"
@@ -186,11 +187,11 @@ static const char driver_src[] =
     "  elseif a.kind == 'e' then a.fn()\n"
     "  elseif dbg then\n"
     "    local r = table.pack(a.fn(table.unpack(a, 1, a.n)))\n"
-    "    dbg:close()\n"
+    "    dbg:release()\n"
     "    return table.unpack(r, 1, r.n)\n"
     "  else return a.fn(table.unpack(a, 1, a.n)) end\n"
     "end\n"
-    "if dbg then dbg:close() end\n";
+    "if dbg then dbg:release() end\n";
 
 /* push_debug_action — {kind = 'd', addr = GOLUA_DEBUG_ADDR}, first */
 static void push_debug_action(lua_State *L, const char *addr, int actions) {

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted
       procps coreutils openssl libssl-dev python3 wrk
       curl netcat-openbsd redis-tools    # real clients the specs drive
+      prometheus chromium                # promtool, headless rendering (pprof_spec)
       clang-16 libclang-rt-16-dev)       # the TSan build and libFuzzer (test.sh, fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -35,8 +35,10 @@
 --     /debug/stats        go.stats() as JSON
 --     /debug/profile?seconds=N&format=folded|svg[&hz=H]  (default 30 s, svg)
 --     /metrics            pprof.metrics()
---   server:addr(), server:close(). GOLUA_DEBUG_ADDR=host:port starts one
---   around the main script (closed when the script returns).
+--   server:addr(), server:close(), server:release() (close by itself once
+--   its goroutines are the only ones left). GOLUA_DEBUG_ADDR=host:port
+--   starts one before the main script and releases it when the script
+--   returns, so it never keeps a finished program alive.
 local go = require "go"
 local net = require "net"
 local core = require "goluarun.pprof.core"
@@ -374,19 +376,42 @@ function Server:close()
   self.ln:close()
 end
 
+-- release — the main script returned (GOLUA_DEBUG_ADDR): the server closes
+-- itself once its own goroutines are the only ones left, so it never keeps
+-- a finished program alive
+function Server:release()
+  self.released = true
+end
+
+-- only_mine — no goroutine but the server's (its acceptor, its handlers)
+local function only_mine(srv)
+  local s = go.stats()
+  return s.goroutines <= srv.active + 1 and s.runnable == 0
+end
+
+local function accept_loop(srv, app, http)
+  while true do
+    local conn, err = srv.ln:accept(srv.released and 0.2 or nil)
+    if conn then
+      srv.active = srv.active + 1
+      go(function()
+        http.handle(conn, app, { idle_timeout = 30 })
+        srv.active = srv.active - 1
+      end)
+    elseif err ~= "timeout" then
+      break -- closed (or shut down)
+    end
+    if srv.released and only_mine(srv) then srv:close() end
+  end
+end
+
 function M.serve(addr, opts)
   if type(addr) ~= "string" then error("pprof.serve: addr must be a string", 2) end
   local app, http = router()
   local ln, err = net.listen(addr, opts)
   if not ln then return nil, err end
-  local srv = setmetatable({ ln = ln, closed = false }, Server)
-  go(function()
-    while true do
-      local conn = ln:accept()
-      if not conn then break end -- closed (or shut down)
-      go(http.handle, conn, app, { idle_timeout = 30 })
-    end
-  end)
+  local srv = setmetatable({ ln = ln, closed = false, released = false, active = 0 }, Server)
+  go(accept_loop, srv, app, http)
   return srv
 end
 
