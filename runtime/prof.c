@@ -219,6 +219,8 @@ int prof_start(rt *r, int hz) {
   int rc = 0;
   if (atomic_load(&r->prof_on)) {
     rc = -1;
+  } else if (atomic_load(&r->stopping)) {
+    rc = -2; /* rt_run may have halted the sampler for good */
   } else {
     atomic_store(&r->prof_hz, hz < 1 ? 1 : hz > PROF_HZ_MAX ? PROF_HZ_MAX : hz);
     r->prof_quit = false;
