@@ -7,7 +7,9 @@
 # Each repetition runs "off" then "on" against a fresh server (goluarun
 # -p N, GOLUA_DEBUG_ADDR on a free port in both); "on" fetches
 # /debug/profile?seconds=S&format=folded during the measured run. Prints
-# one RUN line per run and the median on/off throughput ratio per server.
+# one RUN line per run (requests/s and the server's CPU µs per request,
+# from /proc/PID/stat: steadier than throughput on a shared box) and the
+# medians' on/off ratios per server.
 # Only processes this script started are signalled, by PID.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,6 +38,9 @@ start() {                      # start SCRIPT: server on PORT, debug on DPORT
   wait_http "$1" "http://127.0.0.1:$DPORT/metrics"
 }
 
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
+
 stop() { kill "$SPID" 2>/dev/null; wait "$SPID" 2>/dev/null || true; SPID=; }
 
 profile_during() {             # profile_during: a folded profile of DUR-1 s
@@ -58,22 +63,29 @@ http_rate() {
     sed -n 's/^Requests\/sec: *\([0-9.]*\).*/\1/p'
 }
 
-declare -A R
+declare -A R U
 for rep in $(seq "$REPS"); do
   for bench in echo http; do
     for mode in off on; do
-      if [ $bench = echo ]; then start echo.lua; rate=$(echo_rate $mode)
-      else start http_server.lua; rate=$(http_rate $mode); fi
+      if [ $bench = echo ]; then start echo.lua; else start http_server.lua; fi
+      t0=$(cpu_ticks "$SPID")
+      if [ $bench = echo ]; then rate=$(echo_rate $mode); else rate=$(http_rate $mode); fi
+      t1=$(cpu_ticks "$SPID")
       stop
-      echo "RUN rep=$rep bench=$bench profile=$mode rps=$rate"
+      # CPU over warm-up + run, requests of the run: an upper bound, same for both
+      us=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v r="$rate" -v d="$DUR" \
+        'BEGIN { printf "%.2f", t / hz * 1e6 / (r * d) }')
+      echo "RUN rep=$rep bench=$bench profile=$mode rps=$rate cpu_us_per_req=$us"
       R[$bench,$mode]+="$rate "
+      U[$bench,$mode]+="$us "
     done
   done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 for bench in echo http; do
   off=$(median <<<"${R[$bench,off]}") on=$(median <<<"${R[$bench,on]}")
-  awk -v b=$bench -v off="$off" -v on="$on" 'BEGIN {
-    printf "%s: median rps off %.0f, on (99 Hz) %.0f, ratio on/off %.3f (overhead %.1f%%)\n",
-      b, off, on, on / off, (1 - on / off) * 100 }'
+  uoff=$(median <<<"${U[$bench,off]}") uon=$(median <<<"${U[$bench,on]}")
+  awk -v b=$bench -v off="$off" -v on="$on" -v uoff="$uoff" -v uon="$uon" 'BEGIN {
+    printf "%s: median rps off %.0f, on (99 Hz) %.0f, ratio on/off %.3f; server CPU us/req off %.2f, on %.2f, ratio %.3f\n",
+      b, off, on, on / off, uoff, uon, uon / uoff }'
 done
