@@ -16,7 +16,7 @@
 
 /* lprof_open — register package.preload["goluarun.pprof.core"] in L's VM. */
 GLR_INTERNAL void lprof_open(lua_State *L);
-/* lprof_write_svg — end the runtime-wide profile started by prof_start and
+/* lprof_write_svg — end the runtime-wide profile (rt->prof_run_hz) and
 ** write it as an SVG flame graph to path, rendered by goluarun.pprof in L
 ** (a VM's main thread, outside any goroutine: main.c, after rt_run).
 ** Returns 0, or -1 after printing why on stderr. */

@@ -302,10 +302,7 @@ int main(int argc, char **argv) {
   rt *r = rt_new(&cfg, open_vm, &c);
   if (start_main(r, &c)) return 1;
   signal_install(r);
-  if (c.profile && prof_start(r, PROF_HZ_DEFAULT) != 0) {
-    fprintf(stderr, "%s: --profile: cannot start the profiler\n", progname);
-    return 1;
-  }
+  if (c.profile) r->prof_run_hz = PROF_HZ_DEFAULT; /* rt_run starts it */
   int code = rt_run(r);
   if (c.profile && lprof_write_svg(r, r->ps[0]->L, c.profile) < 0 && code == 0) code = 1;
   fflush(NULL);

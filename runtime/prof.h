@@ -3,7 +3,8 @@
 ** SIGPROF profile, with Lua's count hook instead of a signal-time unwind).
 **
 ** Invariants and thread rules:
-**  - One profile at a time per runtime: prof_start takes it (rt->prof_on,
+**  - One profile at a time per runtime: prof_start (or rt_run, when
+**    rt->prof_run_hz asks for a profile of the whole run) takes it (rt->prof_on,
 **    guarded by rt->prof_lock), prof_stop gives it back with the folded
 **    stacks. Any thread may call them (a goroutine on any P).
 **  - While a profile runs, the sampler thread (started by prof_start,

@@ -556,6 +556,9 @@ rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
 int rt_run(rt *r) {
   handoff_start(r);
   sysmon_start(r);
+  /* after the Ms are started: the sampler reads their thread ids */
+  if (r->prof_run_hz && prof_start(r, r->prof_run_hz) != 0)
+    fprintf(stderr, "goluarun: cannot start the profiler\n");
   sched_set_current_p(r->ps[0]);
   sched_loop(r->ps[0]);
   prof_halt(r); /* no more SIGURGs to Ms that are ending */

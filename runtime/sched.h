@@ -307,6 +307,9 @@ struct rt {
   bool prof_quit;              /* guarded by prof_lock: the sampler must exit */
   bool prof_running;           /* guarded by prof_lock: prof_thread to join */
   pthread_t prof_thread;       /* guarded by prof_lock */
+  int prof_run_hz;             /* set before rt_run (main thread): rt_run starts a
+                                  profile of the whole run once its Ms exist
+                                  (goluarun --profile); 0: none */
 };
 
 /* rt_new — allocates the runtime with config_nprocs(cfg) Ps (cfg is

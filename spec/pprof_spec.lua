@@ -11,6 +11,14 @@ local H = require "support.helpers"
 
 local q = H.shquote
 local root = H.root()
+-- under ThreadSanitizer (GOLUA_TSAN) a signal handler runs only when the
+-- thread enters TSan's runtime (a libc call), never inside a Lua loop of
+-- the uninstrumented liblua: samples land where the loop calls out
+-- (go.now), so sample proportions are not checked there
+local TSAN = os.getenv("GOLUA_TSAN") ~= nil
+local function it_notsan(name, fn)
+  if TSAN then pending(name .. " (not under TSan: no SIGURG inside a Lua loop)") else it(name, fn) end
+end
 local PRELUDE = "package.path = " .. string.format("%q", root .. "/spec/?.lua;") ..
   " .. package.path\nlocal pprof = require 'goluarun.pprof'\n"
 
@@ -33,7 +41,7 @@ local function run(src, flags, env)
 end
 
 describe("pprof.profile", function()
-  it("hot functions in a 3:1 ratio on two Ps come out 3:1 (within 15%)", function()
+  it_notsan("hot functions in a 3:1 ratio on two Ps come out 3:1 (within 15%)", function()
     -- 1 s rounds until hot1 has 600 samples (the ratio's standard error
     -- is then under 5%), at most 8: a loaded box loses samples
     local out = run([[
@@ -91,7 +99,7 @@ describe("pprof.profile", function()
     ]], { "-p", "1" })
     -- both goroutines that preempt each other were sampled
     local t = leaf_counts(out)
-    assert.is_true((t.hot1 or 0) > 0 and (t.hot3 or 0) > 0, out)
+    if not TSAN then assert.is_true((t.hot1 or 0) > 0 and (t.hot3 or 0) > 0, out) end
   end)
 
   it("counts a P inside a blocking call (hand-off) as [blocking C call]", function()
@@ -113,7 +121,7 @@ describe("pprof.profile", function()
     ]])
     assert.truthy(out:match("p0;%[blocking C call%] %d+"), out)
     local t = leaf_counts(out)
-    assert.is_true((t.hot3 or 0) > 10, out)
+    if not TSAN then assert.is_true((t.hot3 or 0) > 10, out) end
   end)
 
   it("starts and stops 100 times without leaking (ASan stage) and refuses a second profile", function()
@@ -153,7 +161,8 @@ describe("pprof.flamegraph", function()
     ]], {}, { flags = { "-p", "1", "--profile", svgf } })
     assert.are.equal(0, r.status, H.describe_run(r))
     local svg = H.read_file(svgf)
-    assert.truthy(svg and svg:find("hot3 (", 1, true), svg)
+    -- the top frame: hot3 (under TSan the samples land in its caller)
+    assert.truthy(svg and svg:find(TSAN and "main chunk (" or "hot3 (", 1, true), svg)
     local out, code = H.sh("chromium --headless --no-sandbox --disable-gpu --hide-scrollbars " ..
       "--user-data-dir=" .. q(H.tmpname("-chromium")) ..
       " --screenshot=" .. q(png) .. " --window-size=1200,300 " .. q("file://" .. svgf))
