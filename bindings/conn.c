@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../runtime/sched.h"
 #include "args.h"
 #include "classes.h"
 #include "errstr.h"
@@ -72,6 +73,13 @@ static const conn_transport plain = {plain_read, plain_writev, NULL, NULL, NULL,
 
 /* ---------- lifetime ---------- */
 
+/* pst — the counters of the P running L (owner M only: no atomics) */
+static pstats *pst(lua_State *L) { return &vm_p(L)->st; }
+
+static bool is_stream(const conn *c) {
+  return c->kind == CONN_TCP || c->kind == CONN_UNIX || c->kind == CONN_STREAM;
+}
+
 int conn_push_fail(lua_State *L, const char *msg) {
   lua_pushnil(L);
   lua_pushstring(L, msg);
@@ -105,6 +113,7 @@ static void destroy(lua_State *L, conn *c) {
   glr_pd_free(L, c->pd);
   c->pd = NULL;
   if (c->cls->destroyed) c->cls->destroyed(c);
+  if (is_stream(c)) pst(L)->conns_closed++;
   close(c->fd);
   c->fd = -1;
   conn_cas_status(c, CONN_CLOSING, CONN_CLOSED);
@@ -275,6 +284,8 @@ static int hs_try(lua_State *L, conn *c) {
   int r = c->tp->handshake(L, c->tpdata, c->pd);
   if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return r;
   conn_cas_hs(c, CONN_HS_RUNNING, r == 0 ? CONN_HS_DONE : CONN_HS_FAILED);
+  if (r == 0) pst(L)->handshakes++;
+  else pst(L)->handshake_failures++;
   c->hs.owner = NULL;
   wake_list(&c->hs.head, &c->hs.tail);
   return r == 0 ? CONN_AGAIN : r;
@@ -586,6 +597,7 @@ static const conn_class stream_class = {"conn", stream_closing, NULL};
 conn_stream *conn_push(lua_State *L, int fd, conn_kind kind) {
   conn_stream *cs = (conn_stream *)conn_new(L, sizeof *cs, fd, kind, &CONN_KEY);
   cs->limit = DEFAULT_LIMIT;
+  pst(L)->conns_opened++;
   return cs;
 }
 
@@ -720,12 +732,16 @@ static int read_try(lua_State *L, conn *c, conn_side *s) {
     char *b = glr_scratch(L, READ_CHUNK);
     r = c->tp->read(L, c->tpdata, c->pd, b, READ_CHUNK);
     if (r > 0) {
+      pst(L)->bytes_read += (uint64_t)r;
       lua_pushlstring(L, b, (size_t)r);
       return 1;
     }
   } else {
     r = read_into(L, cs, kind, RD_SIZE(s->arg));
-    if (r > 0) return CONN_AGAIN;
+    if (r > 0) {
+      pst(L)->bytes_read += (uint64_t)r;
+      return CONN_AGAIN;
+    }
     if (r == -ENOMEM) return read_results(L, cs, ERRSTR_NOMEM);
   }
   if (r == 0) return read_eof(L, cs, kind);
@@ -820,6 +836,7 @@ static int write_try(lua_State *L, conn *c, conn_side *s) {
   int cnt = build_iov(L, (size_t)s->arg, iov, &total);
   ssize_t r = c->tp->writev(L, c->tpdata, c->pd, iov, cnt);
   if (r < 0) return (int)r;
+  pst(L)->bytes_written += (uint64_t)r;
   s->arg += (lua_KContext)r;
   if ((size_t)s->arg < total) return CONN_AGAIN;
   lua_pushinteger(L, (lua_Integer)total);
@@ -994,6 +1011,7 @@ static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit)
   conn_cas_status(c, CONN_OPEN, CONN_CLOSED);
   idle_unlink(L, cs);
   buf_free(cs);
+  pst(L)->conns_closed++; /* opened again in the receiving VM */
   return NULL;
 }
 

@@ -24,6 +24,7 @@
 #include "lchan.h"
 #include "lexec.h"
 #include "lgo.h"
+#include "lprof.h"
 #include "lschan.h"
 #include "lshared.h"
 #include "lspawn.h"
@@ -101,8 +102,24 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
+/* set_io — the conn, byte and memory figures (per P and in total) */
+static void set_io(lua_State *L, const proc_stats *s) {
+  set_int(L, "timers", s->timers);
+  set_int(L, "lua_memory", (lua_Integer)s->lua_bytes);
+  set_int(L, "conns", (lua_Integer)(s->st.conns_opened - s->st.conns_closed));
+  set_int(L, "conns_opened", (lua_Integer)s->st.conns_opened);
+  set_int(L, "conns_closed", (lua_Integer)s->st.conns_closed);
+  set_int(L, "accepted", (lua_Integer)s->st.accepted);
+  set_int(L, "bytes_read", (lua_Integer)s->st.bytes_read);
+  set_int(L, "bytes_written", (lua_Integer)s->st.bytes_written);
+  set_int(L, "tls_handshakes", (lua_Integer)s->st.handshakes);
+  set_int(L, "tls_handshake_failures", (lua_Integer)s->st.handshake_failures);
+}
+
 static void push_proc_stats(lua_State *L, int id, const proc_stats *s) {
-  lua_createtable(L, 0, 8);
+  lua_createtable(L, 0, 18);
+  set_io(L, s);
+  set_int(L, "netpoll_waiters", s->npollwait);
   set_int(L, "goroutines", s->goroutines);
   set_int(L, "runq", s->runq);
   set_int(L, "id", id);
@@ -137,6 +154,8 @@ static int go_stats(lua_State *L) {
   set_int(L, "steals", (lua_Integer)s.total.st.steals);
   set_int(L, "preemptions", (lua_Integer)s.total.st.preemptions);
   set_int(L, "handoffs", (lua_Integer)s.total.st.handoffs);
+  set_io(L, &s.total);
+  set_int(L, "idleprocs", s.idleprocs);
   size_t alloc, inuse;
   pd_cache_stats(&alloc, &inuse);
   set_int(L, "polldescs", (lua_Integer)inuse);
@@ -186,6 +205,7 @@ int luaopen_go(lua_State *L) {
   lspawn_open(L);
   lexec_open(L);
   lsignal_open(L);
+  lprof_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

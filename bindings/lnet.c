@@ -475,6 +475,7 @@ static int accept_try(lua_State *L, conn *c, conn_side *s) {
   if (fd >= 0) {
     l->backoff = 0;
     conn *nc = &conn_push(L, fd, l->accepted_kind)->c;
+    vm_p(L)->st.accepted++; /* owner M: a plain counter (sysmon.h publishes it) */
     nodelay(nc);
     if (l->tls && tls_accept(L, nc, l->tls) < 0) {
       conn_close(L, nc);

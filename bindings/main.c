@@ -18,6 +18,7 @@
 #include <lualib.h>
 
 #include "../runtime/config.h"
+#include "../runtime/prof.h"
 #include "../runtime/sched.h"
 #include "../runtime/signal.h"
 #include "gohandle.h"
@@ -26,6 +27,7 @@
 #include "lcoro.h"
 #include "lgo.h"
 #include "lnet.h"
+#include "lprof.h"
 #include "lstdio.h"
 
 #ifndef GLR_LUADIR
@@ -54,6 +56,7 @@ static void usage(void) {
           "  -v        show version information\n"
           "  -E        ignore environment variables\n"
           "  -W        turn warnings on\n"
+          "  --profile out.svg  profile the whole run (99 Hz), write a flame graph at exit\n"
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
@@ -65,6 +68,7 @@ typedef struct cli {
   int script;    /* index of the script in argv, or argc if none */
   int nprocs;
   bool has_e, has_v, no_env, warn;
+  const char *profile; /* --profile FILE: the run's flame graph (SVG) */
 } cli;
 
 /* parse_args — lua.c's collectargs plus -p; returns -1 on a bad option */
@@ -74,6 +78,11 @@ static int parse_args(cli *c) {
   for (i = 1; i < c->argc; i++) {
     const char *a = argv[i];
     if (a[0] != '-') break;
+    if (strcmp(a, "--profile") == 0) { /* before "--": goluarun's own */
+      if (++i >= c->argc) return -1;
+      c->profile = argv[i];
+      continue;
+    }
     if (strcmp(a, "--") == 0) { i++; break; }
     if (strcmp(a, "-") == 0) break;
     switch (a[1]) {
@@ -167,15 +176,39 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   append_path(L, "cpath", GLR_CMODDIR "/?.so;" GLR_INSTALL_CMODDIR "/?.so");
 }
 
-/* the main goroutine's body: -l / -e actions in order, then the script */
+/* the main goroutine's body: -l / -e actions in order, then the script;
+** with GOLUA_DEBUG_ADDR, a first action starts the debug endpoint, released
+** when the script returns (it closes once nothing else runs: it must not
+** keep the process alive) */
 static const char driver_src[] =
     "local actions = ...\n"
+    "local dbg\n"
     "for i = 1, #actions do\n"
     "  local a = actions[i]\n"
-    "  if a.kind == 'l' then _ENV[a.name] = require(a.mod)\n"
+    "  if a.kind == 'd' then\n"
+    "    local err\n"
+    "    dbg, err = require('goluarun.pprof').serve(a.addr)\n"
+    "    if not dbg then error('GOLUA_DEBUG_ADDR=' .. a.addr .. ': ' .. err, 0) end\n"
+    "  elseif a.kind == 'l' then _ENV[a.name] = require(a.mod)\n"
     "  elseif a.kind == 'e' then a.fn()\n"
+    "  elseif dbg then\n"
+    "    local r = table.pack(a.fn(table.unpack(a, 1, a.n)))\n"
+    "    dbg:release()\n"
+    "    return table.unpack(r, 1, r.n)\n"
     "  else return a.fn(table.unpack(a, 1, a.n)) end\n"
-    "end\n";
+    "end\n"
+    "if dbg then dbg:release() end\n";
+
+/* push_debug_action — {kind = 'd', addr = GOLUA_DEBUG_ADDR}, first */
+static void push_debug_action(lua_State *L, const char *addr, int actions) {
+  if (!addr) return;
+  lua_newtable(L);
+  lua_pushliteral(L, "d");
+  lua_setfield(L, -2, "kind");
+  lua_pushstring(L, addr);
+  lua_setfield(L, -2, "addr");
+  lua_rawseti(L, actions, 1);
+}
 
 static int report_load(lua_State *L, int status) {
   if (status == LUA_OK) return 0;
@@ -251,6 +284,7 @@ static int start_main(rt *r, cli *c) {
     return report_load(L, 1);
   lua_newtable(L);
   int actions = lua_gettop(L);
+  push_debug_action(L, r->cfg.debug_addr, actions);
   if (build_actions(L, c, actions) || build_script(L, c, actions)) return 1;
   lua_settop(L, actions);
   go_start(L, actions - 1, 1, 1);
@@ -274,7 +308,9 @@ int main(int argc, char **argv) {
   rt *r = rt_new(&cfg, open_vm, &c);
   if (start_main(r, &c)) return 1;
   signal_install(r);
+  if (c.profile) r->prof_run_hz = PROF_HZ_DEFAULT; /* rt_run starts it */
   int code = rt_run(r);
+  if (c.profile && lprof_write_svg(r, r->ps[0]->L, c.profile) < 0 && code == 0) code = 1;
   fflush(NULL);
   if (atomic_load(&r->close_vms)) rt_free(r);
   return code;

@@ -19,6 +19,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "../runtime/prof.h"
 #include "errstr.h"
 #include "netaddr.h"
 #include "tlswire.h"
@@ -527,14 +528,18 @@ static int tp_handshake(lua_State *L, void *data, glr_pd *pd) {
   tls_state *t = data;
   if (awaiting_hello(t, pd)) return GLR_WANT_READ;
   call_begin(t, L, pd);
+  prof_c_enter(vm_p(L), "OpenSSL");
   int r = SSL_do_handshake(t->ssl);
+  prof_c_leave(vm_p(L));
   return r == 1 ? 0 : result(t, r, true);
 }
 
 static ssize_t tp_read(lua_State *L, void *data, glr_pd *pd, void *buf, size_t n) {
   tls_state *t = data;
   call_begin(t, L, pd);
+  prof_c_enter(vm_p(L), "OpenSSL");
   int r = SSL_read(t->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+  prof_c_leave(vm_p(L));
   return r > 0 ? r : result(t, r, false);
 }
 
@@ -563,7 +568,9 @@ static ssize_t tp_writev(lua_State *L, void *data, glr_pd *pd, struct iovec *iov
   size_t n;
   const void *p = gather(L, iov, cnt, &n);
   call_begin(t, L, pd);
+  prof_c_enter(vm_p(L), "OpenSSL");
   int r = SSL_write(t->ssl, p, (int)n);
+  prof_c_leave(vm_p(L));
   if (r > 0) return r;
   r = result(t, r, false);
   return r == 0 ? -EPIPE : r;

@@ -140,6 +140,8 @@ void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   chaos_from_env(c, progname);
   allocfail_from_env(c, progname);
   listen_from_env(c, progname);
+  const char *dbg = getenv("GOLUA_DEBUG_ADDR");
+  c->debug_addr = dbg && *dbg ? dbg : NULL;
 }
 
 int config_nprocs(const rt_config *c) {

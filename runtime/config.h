@@ -50,6 +50,9 @@ typedef struct rt_config {
   ** is this process: fds 3 .. 3+listen_fds-1 are inherited listening
   ** sockets that net.listen adopts (bindings/lnet.c); 0 = none */
   int listen_fds;
+  const char *debug_addr;  /* GOLUA_DEBUG_ADDR=host:port: the debug endpoint
+                           ** (goluarun.pprof.serve) around the main script;
+                           ** points into the environment, NULL = none */
 } rt_config;
 
 #define CONFIG_CHAOS_RATE 0.02

@@ -90,6 +90,8 @@ int iowait_park(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl,
     return k(L, 0, ctx);
   }
   arm(p, pd, mode, effective(pd, mode));
+  g->waitfd = pd->fd; /* for goroutine dumps */
+  g->waitmode = mode;
   return sched_park(L, mode == PD_MODE_R ? commit_r : commit_w, pd, "IO wait",
                     PARK_WORLD, ctx, k);
 }

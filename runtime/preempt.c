@@ -8,6 +8,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "prof.h"
 #include "signal.h"
 
 static void preempt_hook(lua_State *L, lua_Debug *ar);
@@ -21,14 +22,23 @@ static void restore(P *p, lua_State *L) {
   p->hooked_L = NULL;
 }
 
+/* take_sample — the profiler asked for a sample (prof.h): take it here, at
+** an instruction boundary on the P's own M */
+static void take_sample(P *p, lua_State *L) {
+  const char *c = atomic_exchange(&p->sample_want, NULL);
+  if (c) prof_sample(p, L, c);
+}
+
 static void preempt_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   P *p = vm_p(L);
   restore(p, L);
+  take_sample(p, L);
   if (atomic_exchange(&p->interrupt_req, false)) { /* SIGINT, as lua's lstop */
     atomic_fetch_add(&p->rt->ninterrupts, 1);
     luaL_error(L, "interrupted!");
   }
+  if (!atomic_exchange(&p->preempt_want, false)) return; /* only a sample */
   G *g = p->curg;
   if (!g || !sched_can_park(L)) return; /* not here: sysmon will ask again */
   g->yieldkind = Y_PREEMPT;
@@ -40,6 +50,9 @@ static void on_sigurg(int sig) {
   (void)sig;
   P *p = sched_current_p();
   if (!p || !atomic_load(&p->running) || p->hooked_L) return;
+  if (!atomic_load(&p->preempt_want) && !atomic_load(&p->sample_want) &&
+      !atomic_load(&p->interrupt_req))
+    return;
   lua_State *L = atomic_load(&p->curL);
   if (!L) return;
   lua_Hook h = lua_gethook(L);
@@ -52,7 +65,8 @@ static void on_sigurg(int sig) {
 }
 
 /* preempt_init — the handler is installed even with preemption off: a
-** stop and SIGINT's interrupt use it too */
+** stop, SIGINT's interrupt and the profiler's samples use it too (it does
+** nothing unless a flag asks) */
 void preempt_init(rt *r) {
   (void)r;
   signal_set_handler(SIGURG, on_sigurg);
@@ -61,7 +75,9 @@ void preempt_init(rt *r) {
 void preempt_stop(rt *r) {
   for (int i = 0; i < r->nprocs; i++) {
     P *p = r->ps[i];
-    if (atomic_load(&p->running)) pthread_kill(atomic_load(&p->m)->thread, SIGURG);
+    if (!atomic_load(&p->running)) continue;
+    atomic_store(&p->preempt_want, true);
+    pthread_kill(atomic_load(&p->m)->thread, SIGURG);
   }
 }
 
@@ -81,6 +97,7 @@ bool preempt_check(rt *r, int64_t now) {
     int64_t slice = nt != 0 && nt <= now ? PREEMPT_TIMER_NS : PREEMPT_NS;
     if (r->cfg.preempt && now - p->seen_when >= slice) {
       p->seen_when = now; /* ask again in PREEMPT_NS if it could not yield */
+      atomic_store(&p->preempt_want, true);
       pthread_kill(atomic_load(&p->m)->thread, SIGURG);
     }
   }
@@ -89,6 +106,9 @@ bool preempt_check(rt *r, int64_t now) {
 
 void preempt_clear(P *p) {
   if (p->hooked_L) restore(p, p->hooked_L);
+  /* a preemption the hook did not see was for the execution that ended */
+  if (atomic_load_explicit(&p->preempt_want, memory_order_relaxed))
+    atomic_store_explicit(&p->preempt_want, false, memory_order_relaxed);
 }
 
 void preempt_unhook(P *p, lua_State *L) {

@@ -18,6 +18,7 @@
 #include "iowait.h"
 #include "netpoll.h"
 #include "preempt.h"
+#include "prof.h"
 #include "shdict.h"
 #include "signal.h"
 #include "steal.h"
@@ -215,8 +216,10 @@ void sched_chain_pop(G *g) {
 
 int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
                int kind, intptr_t ctx, int (*k)(lua_State *, int, intptr_t)) {
-  G *g = vm_p(L)->curg;
+  P *p = vm_p(L);
+  G *g = p->curg;
   if (!g) rt_throw("park outside a goroutine");
+  g->waitsince = atomic_load_explicit(&p->lastpoll, memory_order_relaxed);
   g->yieldkind = Y_PARK;
   g->unlock = unlock;
   g->unlockarg = arg;
@@ -267,6 +270,7 @@ static void execute(P *p, G *g) {
   atomic_store_explicit(&p->running, false, memory_order_relaxed);
   atomic_signal_fence(memory_order_seq_cst); /* from here SIGURG is ignored */
   preempt_clear(p);
+  prof_late(p, g->L);
   atomic_store_explicit(&p->curL, NULL, memory_order_relaxed);
   p->curg = NULL;
   if (st == LUA_YIELD) {
@@ -391,6 +395,17 @@ void sched_publish(P *p) {
   atomic_store(&p->pub.steals, p->st.steals);
   atomic_store(&p->pub.preemptions, p->st.preemptions);
   atomic_store(&p->pub.handoffs, p->st.handoffs);
+  atomic_store(&p->pub.conns_opened, p->st.conns_opened);
+  atomic_store(&p->pub.conns_closed, p->st.conns_closed);
+  atomic_store(&p->pub.accepted, p->st.accepted);
+  atomic_store(&p->pub.bytes_read, p->st.bytes_read);
+  atomic_store(&p->pub.bytes_written, p->st.bytes_written);
+  atomic_store(&p->pub.handshakes, p->st.handshakes);
+  atomic_store(&p->pub.handshake_failures, p->st.handshake_failures);
+  atomic_store(&p->pub.timers, (int)p->timers.len);
+  /* -1 inside a finalizer (the collector is running): keep the last figure */
+  int kb = lua_gc(p->L, LUA_GCCOUNT);
+  if (kb >= 0) atomic_store(&p->pub.lua_bytes, (int64_t)kb * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
 }
 
 static void block_in_netpoll(P *p) {
@@ -456,6 +471,10 @@ static G *find_runnable(P *p) {
     if (atomic_load(&r->stopping)) return NULL; /* a timer stopped it (grace) */
     atomic_store_explicit(&p->next_timer_pub, timer_next(&p->timers), memory_order_relaxed);
     if (tick61 || due || now - last > FORCED_POLL_NS) forced_poll(p, now, tick61);
+    /* pinned work (go.spawn_on: the debug endpoint's goroutine dumps, per-P
+    ** acceptors) is not starved by CPU-bound goroutines (Go: the global
+    ** queue every 61st tick) */
+    if (tick61 && atomic_load(&p->pinq.n) > 0) steal_take(p);
     G *g = runq_get(&p->q);
     if (g) return g;
     inbox_drain(p);
@@ -509,6 +528,7 @@ static P *p_new(rt *r, int id) {
   chaos_rng_init(&p->chaos, r->cfg.chaos_seed, (uint64_t)id);
   timerheap_init(&p->timers);
   pthread_mutex_init(&p->inbox_lock, NULL);
+  prof_p_init(p);
   if (netpoll_init(p) < 0) rt_throw("netpoll: cannot create epoll/eventfd");
   p->L = luaL_newstate();
   if (!p->L) rt_throw("cannot create Lua state");
@@ -534,6 +554,7 @@ rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
   atomic_store(&r->next_goid, 1);
   pthread_mutex_init(&r->dump_lock, NULL);
   sysmon_init(r);
+  prof_init(r);
   pgq_init(&r->global);
   r->start_ns = mono_now();
   memlimit_setup(cfg->memlimit, request_gc, r);
@@ -547,8 +568,12 @@ rt *rt_new(const rt_config *cfg, open_vm_fn open_vm, void *ud) {
 int rt_run(rt *r) {
   handoff_start(r);
   sysmon_start(r);
+  /* after the Ms are started: the sampler reads their thread ids */
+  if (r->prof_run_hz && prof_start(r, r->prof_run_hz) != 0)
+    fprintf(stderr, "goluarun: cannot start the profiler\n");
   sched_set_current_p(r->ps[0]);
   sched_loop(r->ps[0]);
+  prof_halt(r); /* no more SIGURGs to Ms that are ending */
   handoff_wait_ms(r);
   atomic_store(&r->run_done, true); /* sysmon's stop_watch may stand down */
   rt_stop(r, STOP_EXIT, 0, false); /* make sure sysmon sees the stop */
@@ -579,6 +604,7 @@ static void p_free(P *p, bool close_vm) {
   pgq_free(&p->pinq);
   runq_free(&p->q);
   pthread_mutex_destroy(&p->inbox_lock);
+  prof_p_free(p);
   free(p->scratch);
   free(p);
 }
@@ -614,6 +640,7 @@ void rt_free(rt *r) {
   free(r->ps);
   pthread_mutex_destroy(&r->dump_lock);
   sysmon_free(r);
+  prof_free(r);
   free(r);
 }
 

@@ -86,6 +86,9 @@ struct G {
   unlockf unlock;        /* run after the G is off its stack (gopark) */
   void *unlockarg;
   const char *waitreason;
+  int64_t waitsince;     /* when it parked, to within a poll period (the P's
+                         ** lastpoll: no clock read on the park path) */
+  int waitfd, waitmode;  /* an "IO wait": the fd and PD_MODE_R/W (iowait.c) */
   int parkkind;
   bool parked_sync;      /* not counted in n_progress while parked */
   int wake;              /* WAKE_* left by the waker */
@@ -114,6 +117,16 @@ typedef struct pstats {
   uint64_t steals;       /* portable goroutines stolen from another P */
   uint64_t preemptions;  /* asynchronous preemptions (preempt.c) */
   uint64_t handoffs;     /* blocking calls whose P was retaken (handoff.c) */
+  /* conns (bindings/conn.c, lnet.c): kept per P, so no shared atomic on
+  ** the hot path; a conn moved to another VM counts as closed here and
+  ** opened there */
+  uint64_t conns_opened;   /* stream conns made here: dialled, accepted, wrapped, moved in */
+  uint64_t conns_closed;   /* stream conns closed here or moved away */
+  uint64_t accepted;       /* conns accepted by listeners of this P */
+  uint64_t bytes_read;     /* bytes delivered to Lua by stream reads (after TLS) */
+  uint64_t bytes_written;  /* bytes accepted by stream writes (before TLS) */
+  uint64_t handshakes;     /* transport (TLS) handshakes completed */
+  uint64_t handshake_failures; /* transport (TLS) handshakes failed */
 } pstats;
 
 /* ppub — a P's figures as last published by sched_publish, for other
@@ -122,6 +135,10 @@ typedef struct ppub {
   _Atomic int goroutines;  /* p->ngoroutines */
   _Atomic int runq;        /* runq_len(&p->q) */
   _Atomic uint64_t spawned, created, steals, preemptions, handoffs; /* p->st */
+  _Atomic uint64_t conns_opened, conns_closed, accepted, bytes_read, bytes_written,
+      handshakes, handshake_failures; /* p->st */
+  _Atomic int64_t lua_bytes;  /* lua_gc(L, LUA_GCCOUNT) of the VM, read on the P */
+  _Atomic int timers;         /* timers armed on the P's heap */
 } ppub;
 
 struct P {
@@ -200,6 +217,15 @@ struct P {
   struct lua_State *hooked_L; /* owner M (and its signal handler) */
   void *saved_hook;       /* the user's hook on hooked_L */
   int saved_mask, saved_count;
+  _Atomic bool preempt_want; /* atomic: sysmon asks the SIGURG hook to preempt */
+  /* profiler (prof.h) */
+  const char *_Atomic sample_want; /* atomic: the sampler asks the SIGURG hook
+                                   ** for a sample ("" or a C label); NULL: no */
+  const char *_Atomic cwhat;  /* atomic: set by the owner M around C work
+                              ** (OpenSSL), read by the sampler */
+  pthread_mutex_t prof_lock;  /* guards the sample table below */
+  struct prof_entry **prof_buckets; /* guarded by prof_lock */
+  size_t prof_nbuckets, prof_n;     /* guarded by prof_lock */
 };
 
 /* M — an OS thread (handoff.h has the protocol). */
@@ -288,6 +314,17 @@ struct rt {
   pthread_cond_t sysmon_cond;  /* guarded by sysmon_lock */
   _Atomic int npidle;          /* atomic: Ps blocked in netpoll */
   int64_t start_ns;            /* const */
+  /* profiler (prof.h) */
+  pthread_mutex_t prof_lock;   /* guards the fields below but the atomics */
+  pthread_cond_t prof_cond;    /* guarded by prof_lock: wakes the sampler to quit */
+  _Atomic bool prof_on;        /* atomic (set under prof_lock): a profile is taken */
+  _Atomic int prof_hz;         /* atomic: sampling rate; 0 when not sampling */
+  bool prof_quit;              /* guarded by prof_lock: the sampler must exit */
+  bool prof_running;           /* guarded by prof_lock: prof_thread to join */
+  pthread_t prof_thread;       /* guarded by prof_lock */
+  int prof_run_hz;             /* set before rt_run (main thread): rt_run starts a
+                                  profile of the whole run once its Ms exist
+                                  (goluarun --profile); 0: none */
 };
 
 /* rt_new — allocates the runtime with config_nprocs(cfg) Ps (cfg is

@@ -24,6 +24,15 @@ static void proc_snapshot(P *p, proc_stats *s) {
   s->st.steals = atomic_load(&p->pub.steals);
   s->st.preemptions = atomic_load(&p->pub.preemptions);
   s->st.handoffs = atomic_load(&p->pub.handoffs);
+  s->st.conns_opened = atomic_load(&p->pub.conns_opened);
+  s->st.conns_closed = atomic_load(&p->pub.conns_closed);
+  s->st.accepted = atomic_load(&p->pub.accepted);
+  s->st.bytes_read = atomic_load(&p->pub.bytes_read);
+  s->st.bytes_written = atomic_load(&p->pub.bytes_written);
+  s->st.handshakes = atomic_load(&p->pub.handshakes);
+  s->st.handshake_failures = atomic_load(&p->pub.handshake_failures);
+  s->timers = atomic_load(&p->pub.timers);
+  s->lua_bytes = atomic_load(&p->pub.lua_bytes);
 }
 
 static void proc_add(proc_stats *t, const proc_stats *s) {
@@ -36,6 +45,15 @@ static void proc_add(proc_stats *t, const proc_stats *s) {
   t->st.steals += s->st.steals;
   t->st.preemptions += s->st.preemptions;
   t->st.handoffs += s->st.handoffs;
+  t->st.conns_opened += s->st.conns_opened;
+  t->st.conns_closed += s->st.conns_closed;
+  t->st.accepted += s->st.accepted;
+  t->st.bytes_read += s->st.bytes_read;
+  t->st.bytes_written += s->st.bytes_written;
+  t->st.handshakes += s->st.handshakes;
+  t->st.handshake_failures += s->st.handshake_failures;
+  t->timers += s->timers;
+  t->lua_bytes += s->lua_bytes;
 }
 
 void sysmon_stats(rt *r, rt_stats *s, proc_stats *per_p) {

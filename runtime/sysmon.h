@@ -44,7 +44,9 @@ typedef struct proc_stats {
   int runq;         /* runnable goroutines queued */
   int npollwait;    /* goroutines parked on a pollDesc */
   int portable;     /* portable goroutines queued on it (stealable) */
-  pstats st;        /* spawned, created, steals, preemptions, handoffs */
+  int timers;       /* timers armed on its heap */
+  int64_t lua_bytes; /* its VM's Lua memory (lua_gc COUNT, published by the P) */
+  pstats st;        /* spawned, created, steals, preemptions, handoffs, conns, bytes */
 } proc_stats;
 
 /* rt_stats — the runtime's figures: every P's summed, plus its own. */

@@ -13,6 +13,7 @@ PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted 
       redis-server                       # the real server redis_client_spec drives
       nodejs node-ws                     # the WebSocket peer (spec/node/ws_peer.js)
       nginx                              # a real HTTP server (client and gateway specs)
+      prometheus chromium                # promtool, headless rendering (pprof_spec)
       clang-16 libclang-rt-16-dev)       # the TSan build and libFuzzer (test.sh, fuzz.sh)
 missing=()
 for p in "${PKGS[@]}"; do
