@@ -21,6 +21,7 @@
 -- pool:stats() -> { idle =, active =, dials =, reuses = }
 -- pool:close()      closes the idle conns; later puts close theirs
 -- net.defaultpool   this module's default(): the pool the clients use
+-- totals()          stats summed over every live pool of this VM
 --
 -- Mechanism (bindings/lpool.c): idle conns sit in a C idle set, each one
 -- watched by its pollDesc, so the peer's close (or any byte, or the idle
@@ -64,10 +65,13 @@ local function check_opts(opts)
   return max_idle, idle_timeout, max_conns
 end
 
+-- every live pool of this VM (weak keys), for M.totals
+local live = setmetatable({}, { __mode = "k" })
+
 --- net.pool([opts]) -> pool
 function M.new(opts)
   local max_idle, idle_timeout, max_conns = check_opts(opts)
-  return setmetatable({
+  local pool = setmetatable({
     max_idle = max_idle, idle_timeout = idle_timeout, max_conns = max_conns,
     set = net._idleset(),
     lists = {},       -- key -> list of conns, oldest first
@@ -76,6 +80,8 @@ function M.new(opts)
     waiters = {},     -- key -> FIFO of channels waiting for a slot
     active = 0, dials = 0, reuses = 0, closed = false,
   }, Pool)
+  live[pool] = true
+  return pool
 end
 
 local default
@@ -315,6 +321,17 @@ end
 
 --- pool:stats() -> { idle =, active =, dials =, reuses = }
 function Pool:stats() return atomic(stats, self) end
+
+--- M.totals() -> { idle =, active =, dials =, reuses = } summed over every
+--- live pool of this VM (what goluarun.pprof's /metrics shows per P)
+function M.totals()
+  local t = { idle = 0, active = 0, dials = 0, reuses = 0 }
+  for pool in pairs(live) do
+    local s = pool:stats()
+    for k, v in pairs(s) do t[k] = t[k] + v end
+  end
+  return t
+end
 
 local function close(self)
   self.closed = true

@@ -276,6 +276,34 @@ local PER_P = {
     "tls_handshake_failures" },
 }
 
+-- per-P figures that live in each VM's Lua state (the pools): asked of
+-- every P through go.spawn_on, as the goroutine list is
+local POOL = {
+  { "goluarun_proc_pool_idle_conns", "gauge", "Idle conns in the VM's pools (net.pool).", "idle" },
+  { "goluarun_proc_pool_active_conns", "gauge",
+    "Conns the VM's pools handed out and did not get back.", "active" },
+}
+
+-- _pools — this P's pool totals (go.spawn_on target); zeros before any
+-- pool was made there
+function M._pools()
+  local pool = package.loaded["goluarun.pool"]
+  if not pool then return { idle = 0, active = 0 } end
+  return pool.totals()
+end
+
+local function pools_per_p()
+  local all, me = {}, go.procid()
+  for p = 0, go.nprocs() - 1 do
+    if p == me then all[p] = M._pools()
+    else
+      local ok, t = go.wait(go.spawn_on(p, "goluarun.pprof:_pools"))
+      all[p] = ok and t or { idle = 0, active = 0 }
+    end
+  end
+  return all
+end
+
 local function head(out, m)
   out[#out + 1] = "# HELP " .. m[1] .. " " .. m[3]
   out[#out + 1] = "# TYPE " .. m[1] .. " " .. m[2]
@@ -293,6 +321,13 @@ function M.metrics()
     head(out, m)
     for _, p in ipairs(s.procs) do
       out[#out + 1] = string.format('%s{p="%d"} %d', m[1], p.id, p[m[4]] or 0)
+    end
+  end
+  local pools = pools_per_p()
+  for _, m in ipairs(POOL) do
+    head(out, m)
+    for p = 0, #s.procs - 1 do
+      out[#out + 1] = string.format('%s{p="%d"} %d', m[1], p, pools[p][m[4]])
     end
   end
   return table.concat(out, "\n") .. "\n"
