@@ -23,6 +23,7 @@
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lcoro.h"
+#include "ldbhook.h"
 #include "lgo.h"
 #include "lnet.h"
 #include "lstdio.h"
@@ -143,6 +144,7 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   }
   luaL_openlibs(L);
   lstdio_open(L);
+  ldbhook_open(L);
   if (c->warn) lua_warning(L, "@on", 0);
   /* replace the standard coroutine library (already in package.loaded) */
   lcoro_open(L);

@@ -9,41 +9,172 @@
 
 #include "signal.h"
 
-static void preempt_hook(lua_State *L, lua_Debug *ar);
+#define HOOKKEY "_HOOKKEY" /* the standard debug library's registry table */
+#define LC_MASK (LUA_MASKLINE | LUA_MASKCOUNT)
 
-/* restore — put back the user's hook on the thread we hooked */
-static void restore(P *p, lua_State *L) {
-  if (p->hooked_L == L)
-    lua_sethook(L, (lua_Hook)p->saved_hook, p->saved_mask, p->saved_count);
-  else
-    lua_sethook(L, NULL, 0, 0); /* a thread that inherited our hook */
-  p->hooked_L = NULL;
+/* The hooks of ours, told apart by their function (per-thread state that
+** the signal handler can read): see preempt.h for when each is on. */
+static void bare_hook(lua_State *L, lua_Debug *ar);  /* a request, hookless thread */
+static void bare_after(lua_State *L, lua_Debug *ar); /* left on after its yield */
+static void user_tmp(lua_State *L, lua_Debug *ar);   /* user's + our count bit */
+static void user_after(lua_State *L, lua_Debug *ar); /* that, after its yield */
+
+/* set_hook — lua_sethook outside the handler, which stays out meanwhile */
+static void set_hook(P *p, lua_State *L, lua_Hook h, int mask, int count) {
+  p->hook_busy = 1;
+  atomic_signal_fence(memory_order_seq_cst);
+  lua_sethook(L, h, mask, count);
+  atomic_signal_fence(memory_order_seq_cst);
+  p->hook_busy = 0;
 }
 
-static void preempt_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  P *p = vm_p(L);
-  restore(p, L);
-  G *g = p->curg;
-  if (!g || !sched_can_park(L)) return; /* not here: sysmon will ask again */
-  g->yieldkind = Y_PREEMPT;
+/* can_yield — where the goroutine can park (else sysmon asks again) */
+static bool can_yield(P *p, lua_State *L) {
+  return p->curg && sched_can_park(L);
+}
+
+/* yield_now — the preemption. The thread keeps a count hook across the
+** yield (the caller set it): Lua marks the frame of a hook that yielded
+** (CIST_HOOKYIELD) and clears the mark only when it traces that frame
+** again; a thread left hookless, or with call/return hooks only, would
+** keep the mark and swallow the first line event of a later line hook. */
+static void yield_now(P *p, lua_State *L) {
+  p->curg->yieldkind = Y_PREEMPT;
   p->st.preemptions++;
   lua_yield(L, 0);
+}
+
+/* ---------- hookless threads: our own count hook ---------- */
+
+static void bare_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  P *p = vm_p(L);
+  p->hooked_L = NULL;
+  if (!can_yield(p, L)) {
+    set_hook(p, L, NULL, 0, 0);
+    return;
+  }
+  set_hook(p, L, bare_after, LUA_MASKCOUNT, 1);
+  yield_now(p, L);
+}
+
+static void bare_after(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  set_hook(vm_p(L), L, NULL, 0, 0);
+}
+
+/* ---------- hooked threads: the user's hook delivers it ---------- */
+
+/* call_lua_hook — what the standard library's hook does: call
+** registry._HOOKKEY[L] (if a function) with the event name and line */
+static void call_lua_hook(lua_State *L, lua_Debug *ar) {
+  static const char *const names[] = {"call", "return", "line", "count", "tail call"};
+  lua_getfield(L, LUA_REGISTRYINDEX, HOOKKEY);
+  lua_pushthread(L);
+  if (lua_rawget(L, -2) == LUA_TFUNCTION) {
+    lua_pushstring(L, names[ar->event]);
+    if (ar->currentline >= 0) lua_pushinteger(L, ar->currentline);
+    else lua_pushnil(L);
+    lua_getinfo(L, "lS", ar);
+    lua_call(L, 2, 0);
+  }
+  lua_pop(L, 1);
+}
+
+/* user_mask — the user's own mask on a thread carrying our count bit */
+static int user_mask(lua_State *L) {
+  return lua_gethookmask(L) & ~LUA_MASKCOUNT;
+}
+
+void preempt_user_hook(lua_State *L, lua_Debug *ar) {
+  call_lua_hook(L, ar);
+  P *p = vm_p(L);
+  if (p->req_L != L) return;
+  /* yield after the last event of an instruction: a line event when the
+  ** user traces lines (a count event may come just before it), else a count
+  ** event; either leaves the user's mask on, which keeps the frame traced */
+  int ev = ar->event;
+  bool last = (lua_gethookmask(L) & LUA_MASKLINE) ? ev == LUA_HOOKLINE : ev == LUA_HOOKCOUNT;
+  if (!last || !can_yield(p, L)) return;
+  p->req_L = NULL;
+  yield_now(p, L);
+}
+
+static void user_tmp(lua_State *L, lua_Debug *ar) {
+  if (ar->event != LUA_HOOKCOUNT) {
+    call_lua_hook(L, ar);
+    return;
+  }
+  P *p = vm_p(L);
+  bool go = p->req_L == L && can_yield(p, L);
+  p->req_L = NULL;
+  p->tmpcount_L = NULL;
+  if (!go) {
+    set_hook(p, L, preempt_user_hook, user_mask(L), 0);
+    return;
+  }
+  set_hook(p, L, user_after, lua_gethookmask(L), 1);
+  yield_now(p, L);
+}
+
+static void user_after(lua_State *L, lua_Debug *ar) {
+  if (ar->event == LUA_HOOKCOUNT) set_hook(vm_p(L), L, preempt_user_hook, user_mask(L), 0);
+  else call_lua_hook(L, ar);
+}
+
+void preempt_sethook(lua_State *L1, int mask, int count) {
+  P *p = vm_p(L1);
+  if (p->hooked_L == L1) p->hooked_L = NULL; /* the new hook replaces ours */
+  if (p->tmpcount_L == L1) p->tmpcount_L = NULL;
+  if (p->req_L == L1) p->req_L = NULL;
+  if (mask == 0) count = 0;
+  set_hook(p, L1, mask ? preempt_user_hook : NULL, mask, count);
+}
+
+lua_Hook preempt_gethook(lua_State *L1, int *mask, int *count) {
+  lua_Hook h = lua_gethook(L1);
+  *mask = lua_gethookmask(L1);
+  *count = lua_gethookcount(L1);
+  if (h == bare_hook || h == bare_after) {
+    *mask = *count = 0;
+    return NULL;
+  }
+  if (h == user_tmp || h == user_after) {
+    *mask &= ~LUA_MASKCOUNT;
+    *count = 0;
+    return preempt_user_hook;
+  }
+  return h;
+}
+
+/* ---------- the signal ---------- */
+
+/* ask — a request on L, the running thread, from the SIGURG handler */
+static void ask(P *p, lua_State *L) {
+  lua_Hook h = lua_gethook(L);
+  int mask = lua_gethookmask(L);
+  if (h == NULL || h == bare_after) {
+    if (p->hooked_L) return;
+    p->hooked_L = L;
+    lua_sethook(L, bare_hook, LUA_MASKCOUNT, 1);
+  } else if (h == preempt_user_hook || h == user_tmp || h == user_after) {
+    p->req_L = L; /* delivered after its next line or count event */
+    if (h == preempt_user_hook && (mask & LC_MASK)) return;
+    if (h == user_tmp) return;
+    lua_State *old = p->tmpcount_L; /* an enclosing coroutine's, not running */
+    if (old && lua_gethook(old) == user_tmp)
+      lua_sethook(old, preempt_user_hook, user_mask(old), 0);
+    p->tmpcount_L = L;
+    lua_sethook(L, user_tmp, mask | LUA_MASKCOUNT, 1);
+  } /* else a request is on already, or a C module's own hook: left alone */
 }
 
 static void on_sigurg(int sig) {
   (void)sig;
   P *p = sched_current_p();
-  if (!p || !atomic_load(&p->running) || p->hooked_L) return;
+  if (!p || !atomic_load(&p->running) || p->hook_busy) return;
   lua_State *L = atomic_load(&p->curL);
-  if (!L) return;
-  lua_Hook h = lua_gethook(L);
-  if (h == preempt_hook) return;
-  p->saved_hook = (void *)h;
-  p->saved_mask = lua_gethookmask(L);
-  p->saved_count = lua_gethookcount(L);
-  p->hooked_L = L;
-  lua_sethook(L, preempt_hook, LUA_MASKCOUNT, 1);
+  if (L) ask(p, L);
 }
 
 void preempt_init(rt *r) {
@@ -72,18 +203,32 @@ bool preempt_check(rt *r, int64_t now) {
   return busy;
 }
 
-void preempt_clear(P *p) {
-  if (p->hooked_L) restore(p, p->hooked_L);
+/* drop — the requests of ours on L that were not delivered */
+static void drop(P *p, lua_State *L) {
+  lua_Hook h = lua_gethook(L);
+  if (p->hooked_L == L) {
+    p->hooked_L = NULL;
+    if (h == bare_hook) set_hook(p, L, NULL, 0, 0);
+  }
+  if (p->tmpcount_L == L) {
+    p->tmpcount_L = NULL;
+    if (h == user_tmp) set_hook(p, L, preempt_user_hook, user_mask(L), 0);
+  }
+  if (p->req_L == L) p->req_L = NULL;
 }
 
 void preempt_unhook(P *p, lua_State *L) {
-  if (p->hooked_L == L) restore(p, L);
+  drop(p, L);
+}
+
+void preempt_clear(P *p) {
+  if (p->hooked_L) drop(p, p->hooked_L);
+  if (p->tmpcount_L) drop(p, p->tmpcount_L);
+  p->req_L = NULL;
 }
 
 void preempt_fix_inherited(P *p, lua_State *NL) {
-  if (lua_gethook(NL) != preempt_hook) return;
-  if (p->hooked_L)
-    lua_sethook(NL, (lua_Hook)p->saved_hook, p->saved_mask, p->saved_count);
-  else
-    lua_sethook(NL, NULL, 0, 0);
+  int mask, count;
+  lua_Hook h = preempt_gethook(NL, &mask, &count);
+  if (h != lua_gethook(NL)) set_hook(p, NL, h, mask, count);
 }

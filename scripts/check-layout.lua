@@ -18,7 +18,7 @@ local FLOORS = {
           "bindings/netaddr.*", "bindings/vcopy.*", "bindings/errstr.h", "bindings/tlswire.h" },
   [2] = { "bindings/conn.*", "bindings/gohandle.*", "bindings/tls.*" },
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
-          "bindings/lspawn.*", "bindings/lookup.*", "bindings/lstdio.*", "bindings/lcoro.*",
+          "bindings/lspawn.*", "bindings/lookup.*", "bindings/lstdio.*", "bindings/lcoro.*", "bindings/ldbhook.*",
           "bindings/lshared.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },
 }
