@@ -228,8 +228,7 @@ static int search_own(lua_State *L) {
     lua_pushstring(L, file);
     return 2;
   }
-  lua_pushfstring(L, "\n\tno file in goluarun's library for '%s'", name);
-  return 1;
+  return 0; /* no message: require's stays lua's word for word */
 }
 
 static void add_searcher(lua_State *L) {

@@ -10,7 +10,6 @@
 #include "signal.h"
 
 #define HOOKKEY "_HOOKKEY" /* the standard debug library's registry table */
-#define LC_MASK (LUA_MASKLINE | LUA_MASKCOUNT)
 
 /* The hooks of ours, told apart by their function (per-thread state that
 ** the signal handler can read): see preempt.h for when each is on. */
@@ -86,26 +85,41 @@ static int user_mask(lua_State *L) {
   return lua_gethookmask(L) & ~LUA_MASKCOUNT;
 }
 
+/* note_event — remember a call event: the next line or count event is at
+** a function's first instruction, where a hook must not yield (Lua would
+** report the call again when the frame resumes) */
+static void note_event(P *p, lua_State *L, int ev) {
+  p->entry_L = (ev == LUA_HOOKCALL || ev == LUA_HOOKTAILCALL) ? L : NULL;
+}
+
+static bool at_entry(P *p, lua_State *L) {
+  bool e = p->entry_L == L;
+  p->entry_L = NULL;
+  return e;
+}
+
+/* preempt_user_hook — the user's events; a request (p->req_L) is delivered
+** after a line event. Threads whose hook counts instructions never get one
+** (ask): the user's Lua hook runs instructions that consume the count, and a
+** yield resets the count (Lua's hookcount = 1), which would shift the user's
+** later count events. */
 void preempt_user_hook(lua_State *L, lua_Debug *ar) {
-  call_lua_hook(L, ar);
   P *p = vm_p(L);
-  if (p->req_L != L) return;
-  /* yield after the last event of an instruction: a line event when the
-  ** user traces lines (a count event may come just before it), else a count
-  ** event; either leaves the user's mask on, which keeps the frame traced */
-  int ev = ar->event;
-  bool last = (lua_gethookmask(L) & LUA_MASKLINE) ? ev == LUA_HOOKLINE : ev == LUA_HOOKCOUNT;
-  if (!last || !can_yield(p, L)) return;
+  bool entry = ar->event == LUA_HOOKLINE ? at_entry(p, L) : (note_event(p, L, ar->event), true);
+  call_lua_hook(L, ar);
+  if (entry || p->req_L != L || !can_yield(p, L)) return;
   p->req_L = NULL;
   yield_now(p, L);
 }
 
 static void user_tmp(lua_State *L, lua_Debug *ar) {
+  P *p = vm_p(L);
   if (ar->event != LUA_HOOKCOUNT) {
+    note_event(p, L, ar->event);
     call_lua_hook(L, ar);
     return;
   }
-  P *p = vm_p(L);
+  if (at_entry(p, L)) return; /* keep the count bit: next instruction */
   bool go = p->req_L == L && can_yield(p, L);
   p->req_L = NULL;
   p->tmpcount_L = NULL;
@@ -118,8 +132,12 @@ static void user_tmp(lua_State *L, lua_Debug *ar) {
 }
 
 static void user_after(lua_State *L, lua_Debug *ar) {
-  if (ar->event == LUA_HOOKCOUNT) set_hook(vm_p(L), L, preempt_user_hook, user_mask(L), 0);
-  else call_lua_hook(L, ar);
+  if (ar->event == LUA_HOOKCOUNT) {
+    set_hook(vm_p(L), L, preempt_user_hook, user_mask(L), 0);
+    return;
+  }
+  note_event(vm_p(L), L, ar->event);
+  call_lua_hook(L, ar);
 }
 
 void preempt_sethook(lua_State *L1, int mask, int count) {
@@ -132,9 +150,14 @@ void preempt_sethook(lua_State *L1, int mask, int count) {
 }
 
 lua_Hook preempt_gethook(lua_State *L1, int *mask, int *count) {
+  P *p = vm_p(L1);
+  p->hook_busy = 1; /* the three reads see one hook */
+  atomic_signal_fence(memory_order_seq_cst);
   lua_Hook h = lua_gethook(L1);
   *mask = lua_gethookmask(L1);
   *count = lua_gethookcount(L1);
+  atomic_signal_fence(memory_order_seq_cst);
+  p->hook_busy = 0;
   if (h == bare_hook || h == bare_after) {
     *mask = *count = 0;
     return NULL;
@@ -157,9 +180,11 @@ static void ask(P *p, lua_State *L) {
     if (p->hooked_L) return;
     p->hooked_L = L;
     lua_sethook(L, bare_hook, LUA_MASKCOUNT, 1);
+  } else if (h == preempt_user_hook && (mask & LUA_MASKCOUNT)) {
+    return; /* a count hook is never preempted (preempt_user_hook) */
   } else if (h == preempt_user_hook || h == user_tmp || h == user_after) {
-    p->req_L = L; /* delivered after its next line or count event */
-    if (h == preempt_user_hook && (mask & LC_MASK)) return;
+    p->req_L = L; /* delivered after its next line event, or our count */
+    if (h == preempt_user_hook && (mask & LUA_MASKLINE)) return;
     if (h == user_tmp) return;
     lua_State *old = p->tmpcount_L; /* an enclosing coroutine's, not running */
     if (old && lua_gethook(old) == user_tmp)
@@ -215,6 +240,7 @@ static void drop(P *p, lua_State *L) {
     if (h == user_tmp) set_hook(p, L, preempt_user_hook, user_mask(L), 0);
   }
   if (p->req_L == L) p->req_L = NULL;
+  if (p->entry_L == L) p->entry_L = NULL;
 }
 
 void preempt_unhook(P *p, lua_State *L) {
@@ -225,6 +251,7 @@ void preempt_clear(P *p) {
   if (p->hooked_L) drop(p, p->hooked_L);
   if (p->tmpcount_L) drop(p, p->tmpcount_L);
   p->req_L = NULL;
+  p->entry_L = NULL;
 }
 
 void preempt_fix_inherited(P *p, lua_State *NL) {

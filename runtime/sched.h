@@ -194,6 +194,7 @@ struct P {
   struct lua_State *hooked_L;  /* the hookless thread preempt_hook is on */
   struct lua_State *req_L;     /* hooked thread asked to yield at its next line/count event */
   struct lua_State *tmpcount_L; /* hooked thread given a count-1 mask for that */
+  struct lua_State *entry_L;   /* its last user event was a call (next: pc 0) */
   volatile sig_atomic_t hook_busy; /* a hook is being set: the handler stays out */
 };
 
