@@ -1,7 +1,9 @@
 /*
-** main.c — the goluarun executable: a drop-in `lua` interpreter (-e, -l,
-** -v, arg, ..., #! line, stdin) whose script runs as the main goroutine on
-** P 0 of a G/M/P runtime; -p N / GOLUA_MAXPROCS sets the number of Ps.
+** main.c — the goluarun executable: a drop-in `lua` interpreter (lua.c's
+** options, messages, LUA_INIT, arg, -i's prompt, stdin) whose actions run
+** in order as the main goroutine on P 0 of a G/M/P runtime (its body is a
+** C function, so no frame of ours shows in a traceback); goluarun's own
+** options (extra_opts: -p N) sit in one table beside lua's.
 ** The runtime's settings come from the environment (config_from_env, the
 ** only reader of GOLUA_*), then the command line overrides them.
 */
@@ -461,7 +463,8 @@ int main(int argc, char **argv) {
     report_bad(&c);
     return EXIT_FAILURE;
   }
-  if (c.has_v) print_version();
+  bool prompt_only = c.script >= argc && !c.has_e && !c.has_v && isatty(0);
+  if (c.has_v || prompt_only) print_version(); /* lua.c: also before a bare prompt */
   raise_nofile();
   rt_config cfg = runtime_config(&c);
   rt *r = rt_new(&cfg, open_vm, &c);
