@@ -99,15 +99,19 @@ static bool at_entry(P *p, lua_State *L) {
 }
 
 /* preempt_user_hook — the user's events; a request (p->req_L) is delivered
-** after a line event. Threads whose hook counts instructions never get one
-** (ask): the user's Lua hook runs instructions that consume the count, and a
-** yield resets the count (Lua's hookcount = 1), which would shift the user's
-** later count events. */
+** after the last event of an instruction: a line event when the user
+** traces lines (a count event may come just before it), else a count
+** event; never the first after a call event. A counting hook drifts there
+** (HACKING.md "Hooks and preemption"): Lua restarts the count where the
+** hook yielded, without the instructions the user's function ran. */
 void preempt_user_hook(lua_State *L, lua_Debug *ar) {
   P *p = vm_p(L);
-  bool entry = ar->event == LUA_HOOKLINE ? at_entry(p, L) : (note_event(p, L, ar->event), true);
+  int ev = ar->event;
+  int when = (lua_gethookmask(L) & LUA_MASKLINE) ? LUA_HOOKLINE : LUA_HOOKCOUNT;
+  bool entry = ev == when && at_entry(p, L);
+  if (ev != LUA_HOOKLINE && ev != LUA_HOOKCOUNT) note_event(p, L, ev);
   call_lua_hook(L, ar);
-  if (entry || p->req_L != L || !can_yield(p, L)) return;
+  if (ev != when || entry || p->req_L != L || !can_yield(p, L)) return;
   p->req_L = NULL;
   yield_now(p, L);
 }
@@ -180,11 +184,9 @@ static void ask(P *p, lua_State *L) {
     if (p->hooked_L) return;
     p->hooked_L = L;
     lua_sethook(L, bare_hook, LUA_MASKCOUNT, 1);
-  } else if (h == preempt_user_hook && (mask & LUA_MASKCOUNT)) {
-    return; /* a count hook is never preempted (preempt_user_hook) */
   } else if (h == preempt_user_hook || h == user_tmp || h == user_after) {
-    p->req_L = L; /* delivered after its next line event, or our count */
-    if (h == preempt_user_hook && (mask & LUA_MASKLINE)) return;
+    p->req_L = L; /* delivered after its next line or count event */
+    if (h == preempt_user_hook && (mask & (LUA_MASKLINE | LUA_MASKCOUNT))) return;
     if (h == user_tmp) return;
     lua_State *old = p->tmpcount_L; /* an enclosing coroutine's, not running */
     if (old && lua_gethook(old) == user_tmp)

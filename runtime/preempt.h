@@ -15,13 +15,14 @@
 **    bare_hook (count 1; p->hooked_L); a thread with the user's hook (set
 **    through debug.sethook: preempt_user_hook) keeps it and gets the
 **    request p->req_L, delivered after its next line event if it traces
-**    lines; one tracing only calls/returns gets user_tmp, the user's hook
-**    plus our count bit (p->tmpcount_L). Never at a function's first
-**    instruction (right after a call event: Lua would report the call again
-**    on resuming). A thread whose hook counts instructions, or has a C
-**    module's own hook, is not preempted: a yield resets Lua's instruction
-**    count, which would move the user's later count events. The user's
-**    hook sees exactly lua's events; debug.gethook never shows ours.
+**    lines, else its next count event; one tracing only calls/returns gets
+**    user_tmp, the user's hook plus our count bit (p->tmpcount_L). Never
+**    at a function's first instruction (right after a call event: Lua would
+**    report the call again on resuming). A thread with a C module's own
+**    hook is not preempted. The user's call, return and line events are
+**    exactly lua's (and count events with a count of 1); a count > 1
+**    restarts where the thread was preempted. debug.gethook never shows
+**    ours.
 **  - A thread that yielded from one of our hooks keeps a count hook
 **    (bare_after, user_after) until it has run two instructions again:
 **    Lua clears its "hook yielded" frame mark only when it traces the frame.
