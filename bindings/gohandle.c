@@ -10,6 +10,7 @@
 */
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <string.h>
 
@@ -60,12 +61,32 @@ static void wake_list(sudog *w) {
 
 /* ---------- a goroutine's life ---------- */
 
+/* main_prefix — lua's error prefix: the executable's name as run */
+static const char *main_prefix(lua_State *L) {
+  const char *name = vm_p(L)->rt->cfg.progname;
+  return name ? name : "goluarun";
+}
+
 static void report_error(lua_State *L, G *g, const char *msg) {
   pthread_mutex_lock(&vm_p(L)->rt->dump_lock);
-  if (g->ismain) fprintf(stderr, "goluarun: %s\n", msg);
+  if (g->ismain) fprintf(stderr, "%s: %s\n", main_prefix(L), msg);
   else fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id, msg);
   fflush(stderr);
   pthread_mutex_unlock(&vm_p(L)->rt->dump_lock);
+}
+
+/* trim_c_tail — the main goroutine's traceback ends as lua's, with one
+** "[C]: in ?" for the C frames under the script (entry, driver) */
+static void trim_c_tail(lua_State *L) {
+  static const char tail[] = "\n\t[C]: in ?";
+  const size_t t = sizeof tail - 1;
+  size_t n, end;
+  const char *s = lua_tolstring(L, -1, &n);
+  for (end = n; end >= 2 * t; end -= t)
+    if (memcmp(s + end - t, tail, t) != 0 || memcmp(s + end - 2 * t, tail, t) != 0) break;
+  if (end == n) return;
+  lua_pushlstring(L, s, end);
+  lua_replace(L, -2);
 }
 
 /* msgh — runs at the error point: reports with a traceback, returns the
@@ -80,6 +101,7 @@ static int msgh(lua_State *L) {
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
+  if (g && g->ismain) trim_c_tail(L);
   if (g) report_error(L, g, lua_tostring(L, -1));
   lua_settop(L, 1);
   return 1;

@@ -183,8 +183,26 @@ static int do_exit(lua_State *L, int code, bool close_vms) {
 
 static int go_exit(lua_State *L) { return do_exit(L, exit_code_arg(L, 1), true); }
 
+/* os.exit(code, true) closes the state as lua's does: the calling
+** goroutine's pending to-be-closed variables first (lua_close closes the
+** main thread's; a goroutine's own thread is that here), called directly
+** from it (not from a coroutine it resumed), then the VMs and their
+** finalizers once the runtime has stopped. The reset unwinds this call's
+** own frame: only the C locals are used after it. */
 static int os_exit(lua_State *L) {
-  return do_exit(L, exit_code_arg(L, 1), lua_toboolean(L, 2));
+  int code = exit_code_arg(L, 1);
+  bool close = lua_toboolean(L, 2);
+  P *p = vm_p(L);
+  G *g = p->curg;
+  if (close && !g && atomic_load(&p->rt->stopping) != STOP_NONE) {
+    /* a finalizer run by the final close of the VMs: as lua's nested
+    ** lua_close, the remaining finalizers of this VM run, then exit */
+    lua_close(L);
+    fflush(NULL);
+    _exit(code);
+  }
+  if (close && g && g->L == L && sched_can_park(L)) lua_resetthread(L);
+  return do_exit(L, code, close);
 }
 
 

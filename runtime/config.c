@@ -127,6 +127,7 @@ static void listen_from_env(rt_config *c, const char *progname) {
 
 void config_from_env(rt_config *c, const char *progname, bool skip_maxprocs) {
   *c = RT_CONFIG_DEFAULTS;
+  c->progname = progname;
   if (!skip_maxprocs) maxprocs_from_env(c, progname);
   const char *s = getenv("GOLUA_MAXTHREADS");
   if (s) c->maxthreads = atoi(s);

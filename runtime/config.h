@@ -25,6 +25,8 @@
 #define CONFIG_MCAPWAIT_DEFAULT 10000 /* ms: thread-limit starvation before the fatal error */
 
 typedef struct rt_config {
+  const char *progname; /* prefix of the main goroutine's errors (lua's
+                        ** progname: the executable's argv[0]); static */
   int nprocs;          /* GOLUA_MAXPROCS / -p N; 0 = one per online CPU */
   int maxthreads;      /* GOLUA_MAXTHREADS: cap on Ms (raised to nprocs) */
   bool preempt;        /* asynchronous preemption; GOLUA_NOPREEMPT=1 clears */

@@ -287,7 +287,8 @@ static void execute(P *p, G *g) {
   }
   if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
     const char *msg = lua_isstring(g->L, -1) ? lua_tostring(g->L, -1) : "(error object)";
-    if (g->ismain) fprintf(stderr, "goluarun: %s\n", msg); /* as gohandle's report */
+    const char *name = p->rt->cfg.progname ? p->rt->cfg.progname : "goluarun";
+    if (g->ismain) fprintf(stderr, "%s: %s\n", name, msg); /* as gohandle's report */
     else fprintf(stderr, "goroutine %llu: %s\n", (unsigned long long)g->id, msg);
     if (g->ismain) rt_stop(p->rt, STOP_EXIT, 1, false);
   }

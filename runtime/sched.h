@@ -30,6 +30,7 @@
 #define GLR_SCHED_H
 
 #include <pthread.h>
+#include <signal.h>
 
 #include "chan.h"
 #include "chaos.h"
@@ -214,9 +215,12 @@ struct P {
   uint64_t seen_seq;      /* sysmon only */
   int64_t seen_when;      /* sysmon only */
   uint64_t starve_seq;    /* sysmon only: exec_seq at its last exhaustion check */
-  struct lua_State *hooked_L; /* owner M (and its signal handler) */
-  void *saved_hook;       /* the user's hook on hooked_L */
-  int saved_mask, saved_count;
+  /* owner M and its own SIGURG handler (preempt.c has the protocol) */
+  struct lua_State *hooked_L;  /* the hookless thread preempt_hook is on */
+  struct lua_State *req_L;     /* hooked thread asked to yield at its next line/count event */
+  struct lua_State *tmpcount_L; /* hooked thread given a count-1 mask for that */
+  struct lua_State *entry_L;   /* its last user event was a call (next: pc 0) */
+  volatile sig_atomic_t hook_busy; /* a hook is being set: the handler stays out */
   _Atomic bool preempt_want; /* atomic: sysmon asks the SIGURG hook to preempt */
   /* profiler (prof.h) */
   const char *_Atomic sample_want; /* atomic: the sampler asks the SIGURG hook

@@ -19,7 +19,7 @@ local FLOORS = {
   [2] = { "bindings/conn.*", "bindings/gohandle.*", "bindings/tls.*" },
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
           "bindings/lspawn.*", "bindings/lexec.*", "bindings/lsignal.*", "bindings/lookup.*",
-          "bindings/lstdio.*", "bindings/lcoro.*",
+          "bindings/lstdio.*", "bindings/lcoro.*", "bindings/ldbhook.*",
           "bindings/lshared.*", "bindings/lcodec.*",
           "bindings/lpool.*", "bindings/lprof.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },

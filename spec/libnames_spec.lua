@@ -12,9 +12,11 @@ describe("library module names", function()
     end)
   end
 
-  it("finds the modules in lua/goluarun/", function()
-    for _, name in ipairs { "http", "resp", "json", "framing", "serve" } do
-      local path = package.searchpath("goluarun." .. name, package.path)
+  it("finds the modules in lua/goluarun/ (its own searcher, last)", function()
+    local own = package.searchers[#package.searchers]
+    for _, name in ipairs { "http", "resp", "json", "framing", "serve", "repl" } do
+      local loader, path = own("goluarun." .. name)
+      assert.is_function(loader)
       assert.is_string(path)
       assert.truthy(path:find("lua/goluarun/" .. name .. ".lua", 1, true), path)
     end

@@ -106,8 +106,8 @@ local function find(spec)
     error('net.serve: bad handler "' .. spec .. '" (want "mod" or "mod:fn")', 3)
   end
   if package.loaded[mod] or package.preload[mod] then return end
-  if package.searchpath(mod, package.path) or package.searchpath(mod, package.cpath) then
-    return
+  for i = 2, #package.searchers do -- [1] is preload, checked above
+    if type((package.searchers[i](mod))) == "function" then return end
   end
   error("net.serve: module '" .. mod .. "' not found", 3)
 end
