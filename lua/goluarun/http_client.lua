@@ -47,6 +47,7 @@
 local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
+local parse_response = require("goluarun.httpparse").response
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
 local match = lpeg.match
@@ -193,11 +194,11 @@ end
 
 -- the response head: status, reason, major, minor, headers | nil, err
 local function read_head(st)
-  local limit, pat = st.max_header_bytes, st.head_pat
+  local limit, max_headers = st.max_header_bytes, st.max_headers
   while true do
     local buf, pos = st.buf, st.pos
     if pos <= #buf then
-      local major, minor, status, reason, h, nx = match(pat, buf, pos)
+      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers)
       if major then
         if nx - pos > limit then return nil, "headers too large" end
         st.pos = nx
@@ -565,7 +566,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     .. hl .. framing .. "\r\n"
   local st = {
     conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
-    max_header_bytes = lim.mhb, max_headers = lim.mh, head_pat = lim.pat,
+    max_header_bytes = lim.mhb, max_headers = lim.mh,
   }
   local ok
   ok, err = send(st, conn, head, body)
@@ -636,7 +637,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   return setmetatable(res, Res)
 end
 
--- the response limits: max_header_bytes, max_headers, max_body, pattern
+-- the response limits: max_header_bytes, max_headers, max_body
 local DEFAULT_LIMITS
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
@@ -648,7 +649,7 @@ function M.request(req)
   if req.max_header_bytes or req.max_headers or req.max_body then
     local mh = limit(req, "max_headers", 100)
     lim = { mhb = limit(req, "max_header_bytes", 16384), mh = mh,
-      mb = limit(req, "max_body", 8 * 1024 * 1024), pat = W.response_pattern(mh) }
+      mb = limit(req, "max_body", 8 * 1024 * 1024) }
   end
   local pool = req.pool or net.defaultpool
   local deadline = req.timeout and now() + req.timeout
@@ -710,7 +711,7 @@ end
 --- install(http, grammar): adds request/get/post to goluarun.http
 function M.install(http, grammar)
   W = grammar
-  DEFAULT_LIMITS = { mhb = 16384, mh = 100, mb = 8 * 1024 * 1024, pat = W.response_pattern(100) }
+  DEFAULT_LIMITS = { mhb = 16384, mh = 100, mb = 8 * 1024 * 1024 }
   http.request, http.get, http.post = M.request, M.get, M.post
   http.ClientResponse = Res
 end
