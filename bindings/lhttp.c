@@ -89,13 +89,25 @@ static bool eat_digit(hp_cur *c, unsigned char *d) {
   return true;
 }
 
-static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
-  luaL_Buffer b;
-  char *d = luaL_buffinitsize(L, &b, n);
+#define NAME_STACK 64
+
+static void lower_into(char *d, const unsigned char *s, size_t n) {
   for (size_t i = 0; i < n; i++) {
     unsigned ch = s[i];
     d[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
   }
+}
+
+/* pushes s[0 .. n) lower-cased (names are ASCII tokens) */
+static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
+  if (n <= NAME_STACK) {
+    char d[NAME_STACK];
+    lower_into(d, s, n);
+    lua_pushlstring(L, d, n);
+    return;
+  }
+  luaL_Buffer b;
+  lower_into(luaL_buffinitsize(L, &b, n), s, n);
   luaL_pushresultsize(&b, n);
 }
 
