@@ -92,7 +92,7 @@ local function parse_url(url)
   if byte(host, 1) == 91 then bare = sub(host, 2, -2) end
   u = { scheme = scheme, host = bare, port = port, addr = host .. ":" .. port,
     hosthdr = port == dport and host or host .. ":" .. port, target = path,
-    tls = scheme == "https" }
+    tls = scheme == "https", heads = {} }
   url_cache[url] = u
   return u
 end
@@ -484,12 +484,21 @@ local function send(st, conn, head, body)
   return true
 end
 
+-- methods seen valid (bounded: they may come from callers' input)
+local METHOD_OK, nmethods = { GET = true, POST = true, HEAD = true, PUT = true }, 4
+
 local function check_req(req)
   if type(req) ~= "table" then error("http.request: req must be a table", 3) end
   if type(req.url) ~= "string" then error("http.request: req.url must be a string", 3) end
   local m = req.method or "GET"
-  if type(m) ~= "string" or not match(W.token_only, m) then
-    error("http.request: req.method must be a token", 3)
+  if not METHOD_OK[m] then
+    if type(m) ~= "string" or not match(W.token_only, m) then
+      error("http.request: req.method must be a token", 3)
+    end
+    if nmethods < 64 then
+      nmethods = nmethods + 1
+      METHOD_OK[m] = true
+    end
   end
   local b = req.body
   if b ~= nil and type(b) ~= "string" and type(b) ~= "function" then
@@ -560,10 +569,20 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   elseif body then
     framing = "Transfer-Encoding: chunked\r\n"
   end
-  local head = method .. " " .. u.target .. " HTTP/1.1\r\n"
-    .. (has_host and "" or "Host: " .. u.hosthdr .. "\r\n")
-    .. (has_ua and "" or "User-Agent: goluarun\r\n")
-    .. hl .. framing .. "\r\n"
+  local head
+  if hl == "" and framing == "" then -- the same head every time: built once per URL
+    head = u.heads[method]
+    if not head then
+      head = method .. " " .. u.target .. " HTTP/1.1\r\nHost: " .. u.hosthdr
+        .. "\r\nUser-Agent: goluarun\r\n\r\n"
+      u.heads[method] = head
+    end
+  else
+    head = method .. " " .. u.target .. " HTTP/1.1\r\n"
+      .. (has_host and "" or "Host: " .. u.hosthdr .. "\r\n")
+      .. (has_ua and "" or "User-Agent: goluarun\r\n")
+      .. hl .. framing .. "\r\n"
+  end
   local st = {
     conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
     max_header_bytes = lim.mhb, max_headers = lim.mh,
