@@ -800,13 +800,24 @@ local function check_value(v, level)
   return v
 end
 
+-- field names seen valid -> lower case (bounded: a proxy relays names
+-- that come from its upstreams)
+local HNAME, nhname = {}, 0
+
 --- res:header(name, value) -> res (value: string, number, list, or nil)
 function Res:header(name, value)
   if self._sent then error("http: res:header: the head was already sent", 2) end
-  if type(name) ~= "string" or not match(TOKEN_ONLY, name) then
-    error("http: res:header: invalid field name " .. tostring(name), 2)
+  local lname = HNAME[name]
+  if not lname then
+    if type(name) ~= "string" or not match(TOKEN_ONLY, name) then
+      error("http: res:header: invalid field name " .. tostring(name), 2)
+    end
+    lname = lower(name)
+    if nhname < 2000 then
+      nhname = nhname + 1
+      HNAME[name] = lname
+    end
   end
-  local lname = lower(name)
   if lname == "content-length" or lname == "transfer-encoding" then
     error("http: res:header: " .. name .. " is set by the server", 2)
   end
