@@ -794,7 +794,7 @@ local function check_value(v, level)
   if tv ~= "string" then
     error("http: res:header: value must be a string or a number", level + 1)
   end
-  if find(v, "[%z\r\n]") then
+  if find(v, "\r", 1, true) or find(v, "\n", 1, true) or find(v, "\0", 1, true) then
     error("http: res:header: value contains CR, LF or NUL", level + 1)
   end
   return v

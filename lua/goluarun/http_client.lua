@@ -120,9 +120,11 @@ end }
 -- the client's own fields: not taken from req.headers
 local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 
+-- (three plain finds: memchr each, much faster than a "[%z\r\n]" class)
 local function check_value(v)
   if type(v) == "number" then return tostring(v) end
-  if type(v) ~= "string" or find(v, "[%z\r\n]") then
+  if type(v) ~= "string" or find(v, "\r", 1, true) or find(v, "\n", 1, true)
+    or find(v, "\0", 1, true) then
     error("http.request: header values must be strings without CR, LF or NUL", 4)
   end
   return v
@@ -157,12 +159,12 @@ local function header_lines(h)
     if not OWN[lk] then
       if type(v) == "table" then
         for i = 1, #v do
-          n = n + 1
-          out[n] = k .. ": " .. check_value(v[i]) .. "\r\n"
+          out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, ": ", check_value(v[i]), "\r\n"
+          n = n + 4
         end
-      else
-        n = n + 1
-        out[n] = k .. ": " .. check_value(v) .. "\r\n"
+      else -- the pieces, joined once below
+        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, ": ", check_value(v), "\r\n"
+        n = n + 4
       end
     end
   end
