@@ -26,6 +26,7 @@
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lcodec.h"
+#include "lhttp.h"
 #include "lcoro.h"
 #include "ldbhook.h"
 #include "lgo.h"
@@ -265,7 +266,8 @@ static int panic(lua_State *L) {
 }
 
 /* open_vm — every P's VM: standard libraries, the replacement coroutine
-** library, go (also global) and net, and the project's lua/ on the path. */
+** library, go (also global) and net, goluarun.codec and goluarun.httpparse (preloaded), and the
+** project's lua/ on the path. */
 static void open_vm(lua_State *L, P *p, void *ud) {
   (void)p;
   cli *c = ud;
@@ -293,6 +295,8 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_codec);
   lua_setfield(L, -2, "goluarun.codec");
+  lua_pushcfunction(L, luaopen_httpparse);
+  lua_setfield(L, -2, "goluarun.httpparse");
   lua_pop(L, 1);
   add_searcher(L);
 }

@@ -87,6 +87,8 @@
 local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
+local httpparse = require "goluarun.httpparse"
+local parse_request = httpparse.request
 
 local P, R, S, C, Cc, Cf, Cg, Ct, Cp =
   lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc, lpeg.Cf, lpeg.Cg, lpeg.Ct, lpeg.Cp
@@ -189,7 +191,10 @@ local HEAD_ANY = LEADING * (TOKEN * " " * (VCHAR - "?")^1 * ("?" * VCHAR^0)^-1
   * (TOKEN * ":" * WS^0 * (FCHAR^1 * (WS^1 * FCHAR^1)^0)^-1 * WS^0 * EOL)^0
   * EOL
 
--- head: method, path, query|nil, major, minor, headers, position after it
+-- head: method, path, query|nil, major, minor, headers, position after it.
+-- This grammar is the reference: the server and the client parse heads
+-- with goluarun.httpparse (bindings/lhttp.c), its C transcription, which
+-- spec/httpparse_spec.lua checks against it (same bytes, same captures).
 local head_patterns = {}
 local function head_pattern(n)
   local p = head_patterns[n]
@@ -340,7 +345,6 @@ local function config(opts, level)
     error("http: opts.on_error must be a function", level + 1)
   end
   c.on_error = opts.on_error or default_on_error
-  c.head_pat = head_pattern(c.max_headers)
   if opts.backlog ~= nil or opts.reuseport ~= nil or opts.tls ~= nil then
     c.listen = { backlog = opts.backlog, reuseport = opts.reuseport,
       tls = tls_config(opts.tls, level + 1) }
@@ -578,7 +582,7 @@ local function slow_head(st, buf, pos)
           head = concat(parts, "", 1, np)
         end
         if deadline then conn:setreaddeadline(nil) end
-        local m, path, q, major, minor, h, nx = match(cfg.head_pat, head)
+        local m, path, q, major, minor, h, nx = parse_request(head, 1, cfg.max_headers)
         if m then
           if nx - 1 > limit then return nil, 431 end
           st.buf, st.pos = head, nx
@@ -790,19 +794,30 @@ local function check_value(v, level)
   if tv ~= "string" then
     error("http: res:header: value must be a string or a number", level + 1)
   end
-  if find(v, "[%z\r\n]") then
+  if find(v, "\r", 1, true) or find(v, "\n", 1, true) or find(v, "\0", 1, true) then
     error("http: res:header: value contains CR, LF or NUL", level + 1)
   end
   return v
 end
 
+-- field names seen valid -> lower case (bounded: a proxy relays names
+-- that come from its upstreams)
+local HNAME, nhname = {}, 0
+
 --- res:header(name, value) -> res (value: string, number, list, or nil)
 function Res:header(name, value)
   if self._sent then error("http: res:header: the head was already sent", 2) end
-  if type(name) ~= "string" or not match(TOKEN_ONLY, name) then
-    error("http: res:header: invalid field name " .. tostring(name), 2)
+  local lname = HNAME[name]
+  if not lname then
+    if type(name) ~= "string" or not match(TOKEN_ONLY, name) then
+      error("http: res:header: invalid field name " .. tostring(name), 2)
+    end
+    lname = lower(name)
+    if nhname < 2000 then
+      nhname = nhname + 1
+      HNAME[name] = lname
+    end
   end
-  local lname = lower(name)
   if lname == "content-length" or lname == "transfer-encoding" then
     error("http: res:header: " .. name .. " is set by the server", 2)
   end
@@ -1199,7 +1214,7 @@ local function serve_conn(conn, call, cfg)
   conn:settimeout(cfg.idle_timeout)
   conn:setlimit(cfg.max_header_bytes)
   conn:setnodelay(true)
-  local head_pat, limit, on_error = cfg.head_pat, cfg.max_header_bytes, cfg.on_error
+  local max_headers, limit, on_error = cfg.max_headers, cfg.max_header_bytes, cfg.on_error
   local again = false -- a keep-alive wait (not the first request's)
   while true do
     -- the request head
@@ -1212,7 +1227,7 @@ local function serve_conn(conn, call, cfg)
       pos = 1
     end
     again = true
-    local method, path, qs, major, minor, h, nx = match(head_pat, buf, pos)
+    local method, path, qs, major, minor, h, nx = parse_request(buf, pos, max_headers)
     if method and nx - pos <= limit then
       st.buf, st.pos = buf, nx
     else
@@ -1318,9 +1333,15 @@ local function serve_conn(conn, call, cfg)
   conn:close()
 end
 
+-- the reference grammar of the heads, for the differential tests
+M._grammar = {
+  request = function(s, pos, n) return match(head_pattern(n or 100), s, pos) end,
+  response = function(s, pos, n) return match(response_pattern(n or 100), s, pos) end,
+}
+
 -- the client (http.request, http.get, http.post) shares the grammar above
 require("goluarun.http_client").install(M, {
-  response_pattern = response_pattern, status_line = STATUS_LINE_P * Cp(),
+  status_line = STATUS_LINE_P * Cp(),
   chunk_line = CHUNK_LINE, trailer_line = TRAILER_LINE, token_only = TOKEN_ONLY,
   lower = LOWER, has_token = has_token, tls_config = tls_config,
 })

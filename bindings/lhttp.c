@@ -1,0 +1,284 @@
+/*
+** lhttp.c — goluarun.httpparse: HTTP/1.1 heads parsed in one C call, the
+** grammar of lua/goluarun/http.lua (its LPeg patterns are the reference;
+** this is their drop-in: the same captures for the same bytes, or nil
+** where they do not match). The protocol logic (framing, keep-alive,
+** limits' statuses) stays in Lua; only the byte loops are here.
+**
+**   httpparse.request(s [, pos [, max_headers]])
+**     -> method, path, query|nil, major, minor, headers, next | nil
+**   httpparse.response(s [, pos [, max_headers]])
+**     -> major, minor, status, reason, headers, next | nil
+**
+** pos: where the head starts (1-based, default 1); next: the position
+** after its empty line. max_headers (default 100): more field lines than
+** that do not match. Request heads may start with empty lines (skipped);
+** a line ends with LF or CRLF; field names are lower-cased; a repeated
+** field is joined with ", " (request) or becomes a list (response). No
+** obs-fold, no bare CR, no control characters (RFC 9112 5, 2.2).
+*/
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "lhttp.h"
+
+#define DEFAULT_MAX_HEADERS 100
+
+/* a cursor over the bytes s[p .. n) */
+typedef struct hp_cur {
+  const unsigned char *s;
+  size_t p, n;
+} hp_cur;
+
+/* tchar (RFC 9110 5.6.2): the bytes of a token */
+static bool is_tchar(unsigned c) {
+  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
+    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+static bool is_vchar(unsigned c) { return c >= 33 && c <= 126; }
+/* field-vchar: VCHAR / obs-text */
+static bool is_fchar(unsigned c) { return is_vchar(c) || c >= 128; }
+static bool is_ws(unsigned c) { return c == ' ' || c == '\t'; }
+static bool is_digit(unsigned c) { return c >= '0' && c <= '9'; }
+
+static bool at(const hp_cur *c, unsigned ch) { return c->p < c->n && c->s[c->p] == ch; }
+
+static bool eat(hp_cur *c, unsigned ch) {
+  if (!at(c, ch)) return false;
+  c->p++;
+  return true;
+}
+
+static bool eat_lit(hp_cur *c, const char *lit) {
+  size_t i = 0;
+  for (; lit[i]; i++)
+    if (c->p + i >= c->n || c->s[c->p + i] != (unsigned char)lit[i]) return false;
+  c->p += i;
+  return true;
+}
+
+/* EOL = "\r"? "\n" */
+static bool eat_eol(hp_cur *c) {
+  size_t p = c->p;
+  eat(c, '\r');
+  if (eat(c, '\n')) return true;
+  c->p = p;
+  return false;
+}
+
+static size_t span_token(hp_cur *c) {
+  size_t p0 = c->p;
+  while (c->p < c->n && is_tchar(c->s[c->p])) c->p++;
+  return c->p - p0;
+}
+
+/* a DIGIT, kept as its byte */
+static bool eat_digit(hp_cur *c, unsigned char *d) {
+  if (c->p >= c->n || !is_digit(c->s[c->p])) return false;
+  *d = c->s[c->p++];
+  return true;
+}
+
+#define NAME_STACK 64
+
+static void lower_into(char *d, const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned ch = s[i];
+    d[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+  }
+}
+
+/* pushes s[0 .. n) lower-cased (names are ASCII tokens) */
+static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
+  if (n <= NAME_STACK) {
+    char d[NAME_STACK];
+    lower_into(d, s, n);
+    lua_pushlstring(L, d, n);
+    return;
+  }
+  luaL_Buffer b;
+  lower_into(luaL_buffinitsize(L, &b, n), s, n);
+  luaL_pushresultsize(&b, n);
+}
+
+/* field-value with the OWS around it: the value is [*vs, *ve); the cursor
+** ends after the trailing whitespace */
+static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
+  while (c->p < c->n && is_ws(c->s[c->p])) c->p++;
+  *vs = *ve = c->p;
+  while (c->p < c->n) {
+    unsigned ch = c->s[c->p];
+    if (is_fchar(ch)) *ve = ++c->p;
+    else if (is_ws(ch)) c->p++;
+    else break;
+  }
+}
+
+/* field-line = name ":" OWS value OWS EOL: pushes name (lower-cased) and
+** value; false (nothing pushed, cursor unmoved) if the line is not one */
+static bool field_line(lua_State *L, hp_cur *c) {
+  size_t p0 = c->p;
+  size_t nlen = span_token(c);
+  size_t vs, ve;
+  if (nlen == 0 || !eat(c, ':')) goto no;
+  span_value(c, &vs, &ve);
+  if (!eat_eol(c)) goto no;
+  push_lower(L, c->s + p0, nlen);
+  lua_pushlstring(L, (const char *)c->s + vs, ve - vs);
+  return true;
+no:
+  c->p = p0;
+  return false;
+}
+
+/* t[k] = v, or old .. ", " .. v (t, k, v on the top; pops k, v) */
+static void fold_join(lua_State *L) {
+  lua_pushvalue(L, -2);
+  if (lua_rawget(L, -4) == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_rawset(L, -3);
+    return;
+  }
+  lua_pushliteral(L, ", ");
+  lua_pushvalue(L, -3);
+  lua_concat(L, 3);
+  lua_replace(L, -2);
+  lua_rawset(L, -3);
+}
+
+/* t[k] = v, or a list of the values (t, k, v on the top; pops k, v) */
+static void fold_list(lua_State *L) {
+  lua_pushvalue(L, -2);
+  int old = lua_rawget(L, -4);
+  if (old == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_rawset(L, -3);
+  } else if (old == LUA_TTABLE) {
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    lua_pop(L, 2);
+  } else {
+    lua_createtable(L, 2, 0);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 1);
+    lua_insert(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_rawset(L, -3);
+  }
+}
+
+/* up to max field lines then the empty line: pushes the headers table and
+** returns true, or false (the table pushed anyway: the caller returns nil) */
+static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list) {
+  lua_createtable(L, 0, 8);
+  for (lua_Integer i = 0; i < max && field_line(L, c); i++) {
+    if (list) fold_list(L);
+    else fold_join(L);
+  }
+  return eat_eol(c);
+}
+
+/* request-line = method SP target SP "HTTP/" DIGIT "." DIGIT EOL; pushes
+** method, path, query|nil, major, minor */
+static bool request_line(lua_State *L, hp_cur *c) {
+  size_t m0 = c->p, mlen = span_token(c);
+  if (mlen == 0 || !eat(c, ' ')) return false;
+  size_t t0 = c->p;
+  while (c->p < c->n && is_vchar(c->s[c->p]) && c->s[c->p] != '?') c->p++;
+  size_t t1 = c->p, q0 = 0, q1 = 0;
+  if (t1 == t0) return false;
+  if (eat(c, '?')) {
+    q0 = c->p;
+    while (c->p < c->n && is_vchar(c->s[c->p])) c->p++;
+    q1 = c->p;
+  }
+  unsigned char major, minor;
+  if (!eat_lit(c, " HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
+      !eat_digit(c, &minor) || !eat_eol(c))
+    return false;
+  lua_pushlstring(L, (const char *)c->s + m0, mlen);
+  lua_pushlstring(L, (const char *)c->s + t0, t1 - t0);
+  if (q0) lua_pushlstring(L, (const char *)c->s + q0, q1 - q0);
+  else lua_pushnil(L);
+  lua_pushlstring(L, (const char *)&major, 1);
+  lua_pushlstring(L, (const char *)&minor, 1);
+  return true;
+}
+
+/* status-line = "HTTP/" DIGIT "." DIGIT SP 3DIGIT [SP reason] EOL; pushes
+** major, minor, status, reason */
+static bool status_line(lua_State *L, hp_cur *c) {
+  unsigned char major, minor, d[3];
+  if (!eat_lit(c, "HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
+      !eat_digit(c, &minor) || !eat(c, ' ') || !eat_digit(c, &d[0]) ||
+      !eat_digit(c, &d[1]) || !eat_digit(c, &d[2]))
+    return false;
+  size_t r0 = c->p, r1 = c->p;
+  if (eat(c, ' ')) {
+    r0 = c->p;
+    while (c->p < c->n && (is_fchar(c->s[c->p]) || is_ws(c->s[c->p]))) c->p++;
+    r1 = c->p;
+  }
+  if (!eat_eol(c)) return false;
+  lua_pushlstring(L, (const char *)&major, 1);
+  lua_pushlstring(L, (const char *)&minor, 1);
+  lua_pushinteger(L, (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0'));
+  lua_pushlstring(L, (const char *)c->s + r0, r1 - r0);
+  return true;
+}
+
+/* the arguments: the cursor at pos, and max_headers */
+static hp_cur check_args(lua_State *L, lua_Integer *max) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer pos = luaL_optinteger(L, 2, 1);
+  *max = luaL_optinteger(L, 3, DEFAULT_MAX_HEADERS);
+  luaL_argcheck(L, pos >= 1, 2, "position must be >= 1");
+  luaL_argcheck(L, *max >= 0, 3, "max_headers must be >= 0");
+  hp_cur c = { (const unsigned char *)s, (size_t)pos - 1, n };
+  if (c.p > n) c.p = n;
+  return c;
+}
+
+static int hp_request(lua_State *L) {
+  lua_Integer max;
+  hp_cur c = check_args(L, &max);
+  while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
+  if (!request_line(L, &c) || !fields(L, &c, max, false)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)c.p + 1);
+  return 7;
+}
+
+static int hp_response(lua_State *L) {
+  lua_Integer max;
+  hp_cur c = check_args(L, &max);
+  if (!status_line(L, &c) || !fields(L, &c, max, true)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, (lua_Integer)c.p + 1);
+  return 6;
+}
+
+int luaopen_httpparse(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"request", hp_request},
+      {"response", hp_response},
+      {NULL, NULL},
+  };
+  luaL_newlib(L, fns);
+  return 1;
+}

@@ -1,0 +1,306 @@
+-- httpparse_spec: goluarun.httpparse (bindings/lhttp.c), the C head parser
+-- of goluarun.http, against its reference, the LPeg grammar of
+-- lua/goluarun/http.lua (http._grammar): hand-written hostile heads, a
+-- differential fuzz (same bytes -> same captures, or no match from both),
+-- and request-smuggling shapes sent to a real server.
+local net = require "net"
+local http = require "goluarun.http"
+local hp = require "goluarun.httpparse"
+local H = require "support.helpers"
+
+local REF = http._grammar
+
+-- a result as a comparable string: captures in order, tables sorted
+local function dump(v)
+  if type(v) ~= "table" then return string.format("%q", v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+  local out = {}
+  for _, k in ipairs(keys) do out[#out + 1] = string.format("%q", k) .. "=" .. dump(v[k]) end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+
+local function result(...)
+  local out = {}
+  for i = 1, select("#", ...) do out[i] = dump((select(i, ...))) end
+  return table.concat(out, " ")
+end
+
+-- both parsers on s: asserts the same result and returns it (C's captures)
+local function both(kind, s, pos, n)
+  local c = result(hp[kind](s, pos, n))
+  local r = result(REF[kind](s, pos, n))
+  if c ~= r then
+    error(string.format("%s parsers differ on %q (pos %s, max %s):\n  C:    %s\n  LPeg: %s",
+      kind, s, tostring(pos), tostring(n), c, r), 2)
+  end
+  return hp[kind](s, pos, n)
+end
+
+describe("goluarun.httpparse", function()
+  it("parses a request head like the grammar: captures, lower-cased names, joined repeats", function()
+    local s = "\r\n\nPOST /a/b?x=1&y=?2 HTTP/1.0\r\nHost: h\r\nX-A:  one two \t\r\n"
+      .. "x-a: three\nEmpty:\r\n\r\nBODY"
+    local m, path, q, major, minor, h, nx = both("request", s, 1, 100)
+    assert.are.same({ "POST", "/a/b", "x=1&y=?2", "1", "0" }, { m, path, q, major, minor })
+    assert.are.same({ host = "h", ["x-a"] = "one two, three", empty = "" }, h)
+    assert.are.equal("BODY", s:sub(nx))
+    local _, p2, q2 = both("request", "GET * HTTP/1.1\r\n\r\n")
+    assert.are.same({ "*", nil }, { p2, q2 })
+    -- from a position inside a buffer (pipelining)
+    local two = "GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\n"
+    local _, _, _, _, _, _, n1 = both("request", two, 1)
+    local _, second = both("request", two, n1)
+    assert.are.equal("/2", second)
+  end)
+
+  it("parses a response head: integer status, reason, repeated fields as a list", function()
+    local s = "HTTP/1.1 404 Not  Found \r\nSet-Cookie: a=1\r\nSET-COOKIE: b=2\r\n"
+      .. "set-cookie: c=3\r\nX: y\r\n\r\n"
+    local major, minor, status, reason, h, nx = both("response", s)
+    assert.are.same({ "1", "1", 404, "Not  Found " }, { major, minor, status, reason })
+    assert.are.same({ ["set-cookie"] = { "a=1", "b=2", "c=3" }, x = "y" }, h)
+    assert.are.equal(#s + 1, nx)
+    assert.are.equal("", select(4, both("response", "HTTP/1.1 204\r\n\r\n")))
+    assert.are.equal("", select(4, both("response", "HTTP/1.1 200 \n\n")))
+  end)
+
+  it("rejects hostile request heads exactly where the grammar does", function()
+    local bad = {
+      "GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\n folded\r\n\r\n",     -- obs-fold
+      "GET / HTTP/1.1\r\nHost: t\r\n\tX-A: a\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\nX-A: a\0b\r\n\r\n",             -- NUL
+      "GET /a\0 HTTP/1.1\r\nHost: t\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\nX-A: a\rb\r\n\r\n",             -- bare CR
+      "GET / HTTP/1.1\rHost: t\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\nX-A: a\r\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\nX-A: \127\r\n\r\n",             -- DEL
+      "GET / HTTP/1.1\r\nHost : t\r\n\r\n",                         -- space before ':'
+      "GET / HTTP/1.1\r\nTransfer-Encoding\t: chunked\r\n\r\n",
+      "GET / HTTP/1.1\r\n: v\r\n\r\n",
+      "GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+      "GET / HTTP/1.1\r\nX(A): v\r\n\r\n",
+      "GET / HTTP/2\r\n\r\n", "GET / HTTP/1.10\r\n\r\n", "GET / http/1.1\r\n\r\n",
+      "GET / HTTP/1.1 \r\n\r\n", "GET  / HTTP/1.1\r\n\r\n", "GET /a b HTTP/1.1\r\n\r\n",
+      "GET ?q HTTP/1.1\r\n\r\n", "G\128T / HTTP/1.1\r\n\r\n", " GET / HTTP/1.1\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\n",                               -- incomplete
+      "GET / HTTP/1.1\r\nHost: t\r\n\r", "GET / HTTP/1.1", "", "\r\n\r\n",
+    }
+    for _, s in ipairs(bad) do
+      assert.is_nil((both("request", s, 1, 100)), string.format("%q", s))
+    end
+    -- accepted: bare LF, obs-text in values, tabs inside a value, a
+    -- repeated Content-Length joined (the server then answers 400)
+    local ok = {
+      "GET / HTTP/1.1\nHost: t\n\n",
+      "GET / HTTP/1.1\r\nX: caf\233 \t au\r\n\r\n",
+      "GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+    }
+    for _, s in ipairs(ok) do
+      assert.is_not_nil((both("request", s, 1, 100)), string.format("%q", s))
+    end
+    local h = select(6, both("request", ok[3]))
+    assert.are.equal("5, 5", h["content-length"])
+  end)
+
+  it("max_headers: n fields match, n + 1 do not; huge lines are the caller's limit", function()
+    local head = "GET / HTTP/1.1\r\n"
+    for i = 1, 5 do head = head .. "X-" .. i .. ": v\r\n" end
+    head = head .. "\r\n"
+    assert.is_not_nil((both("request", head, 1, 5)))
+    assert.is_nil((both("request", head, 1, 4)))
+    assert.is_nil((both("response", "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n", 1, 1)))
+    local long = "GET /" .. string.rep("a", 100000) .. " HTTP/1.1\r\nX: "
+      .. string.rep("b", 100000) .. "\r\n\r\n"
+    local _, path, _, _, _, h, nx = both("request", long)
+    assert.are.equal(100001, #path)
+    assert.are.equal(100000, #h.x)
+    assert.are.equal(#long + 1, nx)
+  end)
+
+  it("rejects hostile response heads exactly where the grammar does", function()
+    local bad = {
+      "HTTP/1.1 20 OK\r\n\r\n", "HTTP/1.1 2000 OK\r\n\r\n", "HTTP/1.1  200 OK\r\n\r\n",
+      "HTTP/1.1 200 O\0K\r\n\r\n", "HTTP/1.1 200 OK\rX\r\n\r\n", "HTTP/11 200 OK\r\n\r\n",
+      "ICY 200 OK\r\n\r\n", "\r\nHTTP/1.1 200 OK\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", "HTTP/1.1 200 OK\r\nX: a\r\n",
+    }
+    for _, s in ipairs(bad) do
+      assert.is_nil((both("response", s)), string.format("%q", s))
+    end
+  end)
+
+  it("misuse raises", function()
+    assert.has_error(function() hp.request(nil) end)
+    assert.has_error(function() hp.request("x", 0) end)
+    assert.has_error(function() hp.response("x", 1, -1) end)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- differential fuzz
+---------------------------------------------------------------------------
+
+-- pick(good, bad): mostly a valid piece, sometimes a hostile one
+local function pick(good, bad)
+  if bad and math.random(8) == 1 then good = bad end
+  return good[math.random(#good)]
+end
+
+local TOKENS = { "GET", "POST", "Host", "X-A", "x-a", "Content-Length", "Transfer-Encoding",
+  "a", "A1!#$%&'*+-.^_`|~", "Set-Cookie" }
+local BAD_TOKENS = { "G(T", "", "X A", "X\0", "\128" }
+local TARGETS = { "/", "/a/b", "/a?b", "/?", "*", "/a?b?c", "http://h/p" }
+local BAD_TARGETS = { "?x", "/\0", "/\127", "/caf\233", "/a b", "" }
+local VERSIONS = { "HTTP/1.1", "HTTP/1.0", "HTTP/2.0" }
+local BAD_VERSIONS = { "HTTP/1", "HTTP/11.1", "http/1.1", "HTTP/1.1 " }
+local EOLS = { "\r\n", "\r\n", "\n" }
+local BAD_EOLS = { "\r", "\r\r\n", "", "\n\r" }
+local VALUES = { "", "v", " v ", "a b", "a\tb", "\t", "caf\233", "chunked", "5", "5, 5",
+  "x   " }
+local BAD_VALUES = { "a\0b", "a\rb", "\127", "\1" }
+local REASONS = { "OK", "", " ", "Not Found", "a\tb", "\233" }
+local BAD_REASONS = { "\0", "a\rb" }
+
+local function gen_fields(out)
+  for _ = 1, math.random(0, 6) do
+    out[#out + 1] = pick(TOKENS, BAD_TOKENS) .. pick({ ":" }, { " :", "" })
+      .. pick({ "", " ", "\t" }) .. pick(VALUES, BAD_VALUES) .. pick(EOLS, BAD_EOLS)
+    if math.random(30) == 1 then out[#out + 1] = pick({ " folded", "\tx" }) .. pick(EOLS) end
+  end
+  out[#out + 1] = pick(EOLS, BAD_EOLS)
+  if math.random(4) == 1 then out[#out + 1] = "rest" end
+end
+
+local function gen_request()
+  local out = { pick({ "", "", "\r\n", "\n", "\r" }) }
+  out[#out + 1] = pick(TOKENS, BAD_TOKENS) .. pick({ " " }, { "  ", "\t" })
+    .. pick(TARGETS, BAD_TARGETS) .. " " .. pick(VERSIONS, BAD_VERSIONS) .. pick(EOLS, BAD_EOLS)
+  gen_fields(out)
+  return table.concat(out)
+end
+
+local function gen_response()
+  local out = { pick(VERSIONS, BAD_VERSIONS) .. " " .. pick({ "200", "404" }, { "20", "2000", "abc" })
+    .. pick({ " ", "" }, { "  ", "\t" }) .. pick(REASONS, BAD_REASONS) .. pick(EOLS, BAD_EOLS) }
+  gen_fields(out)
+  return table.concat(out)
+end
+
+-- a few random byte edits: replace, insert, delete, truncate
+local function mutate(s)
+  for _ = 1, math.random(1, 3) do
+    local i = math.random(#s + 1)
+    local op = math.random(4)
+    local b = string.char(pick({ 0, 9, 10, 13, 32, 58, 63, 127, 128, 255, math.random(0, 255) }))
+    if op == 1 then s = s:sub(1, i - 1) .. b .. s:sub(i + 1)
+    elseif op == 2 then s = s:sub(1, i - 1) .. b .. s:sub(i)
+    elseif op == 3 then s = s:sub(1, i - 1) .. s:sub(i + 1)
+    else s = s:sub(1, i) end
+  end
+  return s
+end
+
+describe("goluarun.httpparse differential fuzz against the LPeg grammar", function()
+  local seed = tonumber(os.getenv("HTTPPARSE_SEED") or "") or os.time()
+  local N = H.scale(20000, 5000)
+
+  for _, kind in ipairs({ "request", "response" }) do
+    it(kind .. " heads: same captures or no match from both (seed " .. seed .. ")", function()
+      math.randomseed(seed)
+      local gen = kind == "request" and gen_request or gen_response
+      local matched = 0
+      for _ = 1, N do
+        local s = gen()
+        if math.random(4) == 1 then s = mutate(s) end
+        local pos = math.random(4) == 1 and math.random(#s + 1) or 1
+        local n = math.random(3) == 1 and math.random(1, 4) or 100
+        if both(kind, s, pos, n) ~= nil then matched = matched + 1 end
+      end
+      -- both outcomes are exercised
+      assert.is_true(matched > N // 50, "matched " .. matched)
+      assert.is_true(matched < N - N // 50, "matched " .. matched)
+    end)
+  end
+end)
+
+---------------------------------------------------------------------------
+-- request smuggling shapes against a real server
+---------------------------------------------------------------------------
+
+describe("goluarun.http against request-smuggling shapes", function()
+  local ln, addr
+  setup(function()
+    H.warmup()
+    ln = assert(http.serve("127.0.0.1:0", function(req, res)
+      local body, err = req:body()
+      if not body then error(err) end -- answered with the body's status (400, 413, ...)
+      res:send("len " .. #body .. "\n")
+    end, { on_error = function() end }))
+    addr = ln:addr()
+  end)
+  teardown(function() ln:close() end)
+
+  -- the status of the first answer, and whether the connection then ends
+  local function answer(raw)
+    local c = assert(net.dial(addr, 5))
+    c:settimeout(5)
+    assert(c:write(raw))
+    local line = assert(c:read("l"))
+    local code = tonumber(line:match("^HTTP/1%.1 (%d%d%d) "))
+    local closed = false
+    while true do
+      local l = assert(c:read("l"))
+      if l == "" then break end
+      if l:lower() == "connection: close" then closed = true end
+    end
+    c:close()
+    return code, closed
+  end
+
+  it("rejects and closes: CL+TE, two lengths, TE not chunked last, odd spellings", function()
+    local P = "POST / HTTP/1.1\r\nHost: t\r\n"
+    local bad = {
+      P .. "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      P .. "Transfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\n",
+      P .. "Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
+      P .. "Content-Length: 4\r\nContent-Length: 4\r\n\r\nabcd",
+      P .. "Content-Length: 4, 4\r\n\r\nabcd",
+      P .. "Content-Length: +4\r\n\r\nabcd",
+      P .. "Content-Length: 0x4\r\n\r\nabcd",
+      P .. "Content-Length: 4 4\r\n\r\nabcd",
+      P .. "Transfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n",
+      P .. "Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n",
+      P .. "Transfer-Encoding:\tchunked\r\n folded\r\n\r\n0\r\n\r\n",
+      P .. " Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+      P .. "Transfer-Encoding: chunked\r\n\r\n5\r\nabc\r\n0\r\n\r\n",
+      P .. "Transfer-Encoding: chunked\r\n\r\n-1\r\n\r\n",
+      "GET / HTTP/1.1\r\nHost: t\r\nX: a\0b\r\n\r\n",
+    }
+    H.no_fd_leak(function()
+      for _, raw in ipairs(bad) do
+        local code, closed = answer(raw)
+        assert.are.equal(400, code, string.format("%q", raw))
+        assert.is_true(closed, string.format("%q", raw))
+      end
+      -- chunked twice: "chunked" last after a coding it does not apply
+      assert.are.same({ 501, true }, { answer(P .. "Transfer-Encoding: chunked\r\n"
+        .. "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n") })
+    end)
+  end)
+
+  it("accepts the legitimate shapes next to them", function()
+    H.no_fd_leak(function()
+      assert.are.same({ 200, false },
+        { answer("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: Chunked \r\n\r\n0\r\n\r\n") })
+      assert.are.same({ 200, false },
+        { answer("POST / HTTP/1.1\nHost: t\nContent-Length: 3\n\nabc") })
+      assert.are.same({ 505, true }, { answer("GET / HTTP/2.0\r\nHost: t\r\n\r\n") })
+      local many = "GET / HTTP/1.1\r\nHost: t\r\n" .. string.rep("X: y\r\n", 101) .. "\r\n"
+      assert.are.same({ 431, true }, { answer(many) })
+      local huge = "GET / HTTP/1.1\r\nHost: t\r\nX: " .. string.rep("y", 20000) .. "\r\n\r\n"
+      assert.are.same({ 431, true }, { answer(huge) })
+    end)
+  end)
+end)
