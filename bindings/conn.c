@@ -214,6 +214,13 @@ static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
 
 static int op_loop(lua_State *L, conn *c, const conn_op *op);
 
+/* cancel_op — the goroutine's go.group was cancelled: let the locks go,
+** then raise */
+static int cancel_op(lua_State *L, conn *c, const conn_op *op) {
+  op_done(L, c, op, 0);
+  return glr_raise_cancelled(L);
+}
+
 /* borrow_k — the other direction's lock was handed to us: try again */
 static int borrow_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
@@ -250,6 +257,7 @@ static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
     int r = cross(L, c, op, wdir);
     if (r != 0) return r;
   }
+  if (glr_cancelled(L)) return cancel_op(L, c, op);
   s->waitmode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
   int e = glr_waitfd(L, c->pd, s->waitmode, s->wait_dl, (lua_KContext)op, op_k);
   return e >= 0 ? e : op_fail(L, c, op, errstr_of(-e));
@@ -313,6 +321,7 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   conn *c = lua_touserdata(L, 1);
   conn_side *s = &c->side[op->dir];
   int w = glr_wait_result(L, c->pd, s->waitmode);
+  if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
   if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
   return op_loop(L, c, op);
@@ -326,6 +335,7 @@ int64_t conn_op_deadline(conn *c) {
 static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) {
   conn_side *s = &c->side[op->dir];
   glr_g *g = glr_self(L);
+  if (s->owner != g && glr_cancelled(L)) return glr_raise_cancelled(L);
   if (c->status != CONN_OPEN) {
     if (s->owner == g) release(L, c, op->dir);
     return op->fail(L, c, s, ERRSTR_CLOSED, false);

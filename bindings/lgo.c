@@ -24,6 +24,7 @@
 #include "lchan.h"
 #include "lexec.h"
 #include "lgo.h"
+#include "lgroup.h"
 #include "lschan.h"
 #include "lshared.h"
 #include "lspawn.h"
@@ -186,6 +187,7 @@ int luaopen_go(lua_State *L) {
   lspawn_open(L);
   lexec_open(L);
   lsignal_open(L);
+  lgroup_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

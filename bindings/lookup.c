@@ -60,6 +60,7 @@ static void lookup_done(workjob *w) { glr_ready(((lookup_job *)w)->g); }
 int net_lookup_start(lua_State *L, const char *host, lua_KContext ctx, lua_KFunction k) {
   if (strlen(host) >= HOST_MAX) return luaL_error(L, "host name too long");
   if (!glr_canblock(L)) return glr_cannot_block(L, "net.lookup");
+  if (glr_cancelled(L)) return glr_raise_cancelled(L);
   lookup_job *j = lua_newuserdatauv(L, sizeof *j, 0);
   memset(j, 0, sizeof *j);
   strcpy(j->host, host);

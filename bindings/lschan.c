@@ -209,6 +209,7 @@ static int send_locked(schan *c, uint64_t v, sudog *sg) {
 static int sc_send(lua_State *L) {
   schan *c = check_schan(L, 1);
   luaL_checkany(L, 2);
+  sched_check_cancel(L);
   lua_settop(L, 2);
   uint64_t v = lschan_encode(L, 2, "shared channel send");
   int r = send_locked(c, v, NULL);
@@ -259,6 +260,7 @@ static int recv_locked(schan *c, uint64_t *v, bool *ok, sudog *sg) {
 
 static int sc_recv(lua_State *L) {
   schan *c = check_schan(L, 1);
+  sched_check_cancel(L);
   lua_settop(L, 1);
   uint64_t v;
   bool ok;

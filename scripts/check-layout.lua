@@ -21,7 +21,7 @@ local FLOORS = {
           "bindings/lspawn.*", "bindings/lexec.*", "bindings/lsignal.*", "bindings/lookup.*",
           "bindings/lstdio.*", "bindings/lcoro.*",
           "bindings/lshared.*", "bindings/lcodec.*",
-          "bindings/lpool.*" },
+          "bindings/lpool.*", "bindings/lgroup.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },
 }
 local PUBLIC_HEADER = "bindings/goluarun.h"
