@@ -117,6 +117,12 @@ static bool detach(P *p, G *g) {
       iowait_wake(p, g->waitobj, mode, false, WAKE_CANCELLED);
       return false; /* iowait_wake readied it (if it was parked there) */
     }
+    case WK_CALL: {
+      wcancel *wc = g->waitobj;
+      if (!wc->detach(wc)) return false;
+      atomic_store(&g->parktoken, PT_NONE); /* nobody will glr_ready it now */
+      return true;
+    }
     default: return false;
   }
 }

@@ -79,8 +79,13 @@ enum waitkind {
   WK_CHAN,     /* g->sg on a local channel (wobj: unused) */
   WK_SEL,      /* a selstate (wobj) whose claim wins the wake-up */
   WK_IO_R,     /* a pollDesc's read slot (wobj) */
-  WK_IO_W      /* a pollDesc's write slot (wobj) */
+  WK_IO_W,     /* a pollDesc's write slot (wobj) */
+  WK_CALL      /* parked with glr_park in a binding's queue: wobj is a
+               ** wcancel whose detach unlinks it (true: it was queued) */
 };
+typedef struct wcancel {
+  bool (*detach)(struct wcancel *self);
+} wcancel;
 struct ggroup;
 
 typedef bool (*unlockf)(G *g, void *arg);

@@ -62,6 +62,14 @@ describe("go.group cancellation", function()
       local proc = assert(go.exec({ "sleep", "30" }, { stdin = "null", stdout = "null", stderr = "null" }))
       local idle = go(function() go.sleep(30) end)
       start("read", function() return c:read(1) end)
+      start("read (lock queue)", function() return c:read(1) end) -- behind "read"
+      start("shared recv", function() return go.sharedchan():recv() end)
+      start("shared send", function() return go.sharedchan():send(1) end)
+      start("child grp:wait", function()
+        local sub = go.group()
+        sub:go(function() pcall(go.sleep, 30) end)
+        return sub:wait()
+      end)
       start("accept", function() return ln2:accept() end)
       start("dial", function() return net.dial(full:addr()) end)
       start("recv", function() return rch:recv() end)
@@ -71,7 +79,8 @@ describe("go.group cancellation", function()
       start("go.wait", function() return go.wait(idle) end)
       start("go.wait(timeout)", function() return go.wait(idle, 30) end)
       start("p:wait", function() return proc:wait() end)
-      local names = { "read", "accept", "dial", "recv", "send", "select", "sleep",
+      local names = { "read", "read (lock queue)", "shared recv", "shared send",
+        "child grp:wait", "accept", "dial", "recv", "send", "select", "sleep",
         "go.wait", "go.wait(timeout)", "p:wait" }
       assert.is_true(H.wait_until(function()
         for _, n in ipairs(names) do if not ready[n] then return false end end
@@ -83,7 +92,7 @@ describe("go.group cancellation", function()
       local ok, err = grp:wait(5)
       assert.is_false(ok)
       assert.are.equal("cancelled: shutdown", err)
-      report("10 parked operations", check_all(names, out, closed, t0, "cancelled: shutdown"))
+      report(#names .. " parked operations", check_all(names, out, closed, t0, "cancelled: shutdown"))
       -- what they waited on is intact and usable
       assert(s:write("x")); assert.are.equal("x", c:read(1))
       assert.is_true(proc:kill("SIGKILL")); assert.are.equal("signal: 9", select(2, proc:wait(5)))
