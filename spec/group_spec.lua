@@ -49,7 +49,7 @@ local function report(what, worst)
 end
 
 describe("go.group cancellation", function()
-  it("wakes members parked in read, accept, dial, recv, send, select, sleep, go.wait, p:wait", function()
+  it("wakes members parked in read (and its lock queue), accept, dial, recv, send, shared recv/send, select, sleep, go.wait, grp:wait, p:wait", function()
     H.no_fd_leak(function()
       local grp = go.group()
       local ready, out, closed = {}, {}, {}
@@ -78,9 +78,11 @@ describe("go.group cancellation", function()
       start("sleep", function() return go.sleep(30) end)
       start("go.wait", function() return go.wait(idle) end)
       start("go.wait(timeout)", function() return go.wait(idle, 30) end)
+      local far = go.spawn("support.spawn_work:sleepy", 0.3) -- a portable goroutine
+      start("go.wait(portable)", function() return go.wait(far) end)
       start("p:wait", function() return proc:wait() end)
       local names = { "read", "read (lock queue)", "shared recv", "shared send",
-        "child grp:wait", "accept", "dial", "recv", "send", "select", "sleep",
+        "child grp:wait", "go.wait(portable)", "accept", "dial", "recv", "send", "select", "sleep",
         "go.wait", "go.wait(timeout)", "p:wait" }
       assert.is_true(H.wait_until(function()
         for _, n in ipairs(names) do if not ready[n] then return false end end
@@ -96,6 +98,7 @@ describe("go.group cancellation", function()
       -- what they waited on is intact and usable
       assert(s:write("x")); assert.are.equal("x", c:read(1))
       assert.is_true(proc:kill("SIGKILL")); assert.are.equal("signal: 9", select(2, proc:wait(5)))
+      assert.are.same({ true, "slept" }, { go.wait(far, 5) }) -- the portable one is unharmed
       for _, x in ipairs({ c, s, ln, ln2, full, filler, proc.stdin, proc.stdout, proc.stderr }) do
         if x then x:close() end
       end
