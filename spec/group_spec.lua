@@ -311,3 +311,49 @@ describe("go.group cancellation", function()
     assert.matches("cancelled", tostring(grp))
   end)
 end)
+
+describe("go.group cancellation of a host-name lookup", function()
+  it("wakes a member whose lookup waits for the worker pool; the job finishes alone", function()
+    -- fill every worker thread (64) with a read on a silent pipe, so the
+    -- lookup queues behind them: a parked lookup that cannot finish soon
+    local pidfile = H.tmpname()
+    local pipes, readers = {}, {}
+    for i = 1, 64 do
+      pipes[i] = assert(io.popen("echo $$ >> " .. pidfile .. "; exec sleep 30"))
+      readers[i] = go(function() return pipes[i]:read("a") end)
+    end
+    assert.is_true(H.wait_until(function()
+      local s = H.read_file(pidfile) or ""
+      local n = select(2, s:gsub("\n", ""))
+      return n == 64
+    end))
+    go.sleep(0.05) -- the 64 reads reach their workers
+    local grp = go.group()
+    local res
+    grp:go(function()
+      local ok, err = pcall(net.lookup, "localhost")
+      res = { ok = ok, err = err, at = go.now() }
+    end)
+    go.sleep(0.02)
+    assert.is_nil(res, "the lookup should still be queued")
+    local t0 = go.now()
+    grp:cancel()
+    assert.is_true(grp:wait(5))
+    assert.is_false(res.ok)
+    assert.are.equal("cancelled", res.err)
+    report("queued lookup", res.at - t0)
+    assert.is_true(res.at - t0 <= BOUND)
+    -- free the workers: the abandoned job then runs and frees itself
+    local pids = {}
+    for pid in H.read_file(pidfile):gmatch("%d+") do pids[#pids + 1] = pid end
+    -- (go.exec, not os.execute: that one needs a worker too)
+    local killer = assert(go.exec({ "kill", table.unpack(pids) }, { stdin = "null", stdout = "null", stderr = "null" }))
+    assert.are.equal(0, killer:wait(10))
+    for i = 1, 64 do
+      go.wait(readers[i], 10)
+      pipes[i]:close()
+    end
+    os.remove(pidfile)
+    assert.is_table(net.lookup("localhost"))
+  end)
+end)
