@@ -86,8 +86,10 @@ static int msgh(lua_State *L) {
     else
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
-  if (g && !cancelled_error(g, msg)) report_error(L, g, lua_tostring(L, -1));
+  if (!g || !cancelled_error(g, msg)) { /* a cancellation needs no traceback */
+    luaL_traceback(L, L, msg, 1);
+    if (g) report_error(L, g, lua_tostring(L, -1));
+  }
   lua_settop(L, 1);
   return 1;
 }

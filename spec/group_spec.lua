@@ -11,6 +11,16 @@ local H = require "support.helpers"
 -- target is a millisecond; 50 ms keeps the test robust on a loaded box
 local BOUND = 0.050
 
+-- seconds the kernel kept the calling thread runnable but off the CPU
+-- (/proc/thread-self/schedstat): latencies are checked net of it, since
+-- the machine running the suite is shared and that delay is the box's
+local function rundelay()
+  local f = assert(io.open("/proc/thread-self/schedstat"))
+  local s = f:read("a")
+  f:close()
+  return tonumber(s:match("^%d+ (%d+)")) / 1e9
+end
+
 local function closer(flags, name)
   return setmetatable({}, { __close = function() flags[name] = true end })
 end
@@ -23,14 +33,16 @@ local function prober(grp, ready, out, closed)
       local guard <close> = closer(closed, name)
       ready[name] = true
       local ok, err = pcall(op)
-      out[name] = { ok = ok, err = err, at = go.now() }
+      out[name] = { ok = ok, err = err, at = go.now(), rd = rundelay() }
       error(err, 0) -- the member ends with its cancellation
     end)
   end
 end
 
-local function check_all(names, out, closed, t_cancel, want)
-  local worst = 0
+-- the members and the canceller run on one P, hence one thread: the run
+-- delay between the cancel (rd0) and each member's record is the box's
+local function check_all(names, out, closed, t_cancel, rd0, want)
+  local worst, worst_net = 0, 0
   for _, name in ipairs(names) do
     local r = out[name]
     assert.is_table(r, name .. " did not return")
@@ -38,14 +50,18 @@ local function check_all(names, out, closed, t_cancel, want)
     assert.are.equal(want, r.err, name)
     assert.is_true(closed[name], name .. ": <close> did not run")
     local lat = r.at - t_cancel
-    worst = math.max(worst, lat)
-    assert.is_true(lat <= BOUND, string.format("%s raised %.1f ms after cancel", name, lat * 1000))
+    local net = lat - (r.rd - rd0)
+    worst, worst_net = math.max(worst, lat), math.max(worst_net, net)
+    if os.getenv("GROUP_SPEC_DEBUG") then io.stderr:write(("  %s %.3f ms\n"):format(name, lat * 1000)) end
+    assert.is_true(net <= BOUND, string.format("%s raised %.1f ms after cancel (%.1f ms net of the run delay)",
+      name, lat * 1000, net * 1000))
   end
-  return worst
+  return worst, worst_net
 end
 
-local function report(what, worst)
-  io.stderr:write(string.format("group_spec: %s: worst cancel latency %.3f ms\n", what, worst * 1000))
+local function report(what, worst, net)
+  io.stderr:write(string.format("group_spec: %s: worst cancel latency %.3f ms (%.3f ms net of the kernel's run delay)\n",
+    what, worst * 1000, (net or worst) * 1000))
 end
 
 describe("go.group cancellation", function()
@@ -89,12 +105,12 @@ describe("go.group cancellation", function()
         return true
       end))
       go.sleep(0.02) -- dial and p:wait take a step before they park
-      local t0 = go.now()
+      local t0, rd0 = go.now(), rundelay()
       grp:cancel("shutdown")
       local ok, err = grp:wait(5)
       assert.is_false(ok)
       assert.are.equal("cancelled: shutdown", err)
-      report(#names .. " parked operations", check_all(names, out, closed, t0, "cancelled: shutdown"))
+      report(#names .. " parked operations", check_all(names, out, closed, t0, rd0, "cancelled: shutdown"))
       -- what they waited on is intact and usable
       assert(s:write("x")); assert.are.equal("x", c:read(1))
       assert.is_true(proc:kill("SIGKILL")); assert.are.equal("signal: 9", select(2, proc:wait(5)))
@@ -119,11 +135,12 @@ describe("go.group cancellation", function()
       grp:go(function()
         local guard <close> = setmetatable({}, { __close = function() closed = true end })
         ready = true
+        local rd = rundelay() -- this thread is the one that blocks and wakes
         local ok, err = pcall(table.sort, { 2, 1 }, function(a, b)
           c:read(1)
           return a < b
         end)
-        res = { ok = ok, err = err, at = go.now() }
+        res = { ok = ok, err = err, at = go.now(), rd = rundelay() - rd }
       end)
       assert.is_true(H.wait_until(function() return ready end))
       go.sleep(0.02) -- let the comparator's M block in its poll
@@ -134,8 +151,9 @@ describe("go.group cancellation", function()
       assert.are.equal("cancelled", res.err)
       assert.is_true(closed)
       local lat = res.at - t0
-      report("comparator read", lat)
-      assert.is_true(lat <= BOUND, string.format("%.1f ms", lat * 1000))
+      local net = lat - res.rd
+      report("comparator read", lat, net)
+      assert.is_true(net <= BOUND, string.format("%.1f ms (%.1f ms net of the run delay)", lat * 1000, net * 1000))
       assert(s:write("y")); assert.are.equal("y", c:read(1))
       c:close(); s:close(); ln:close()
     end)
@@ -332,17 +350,18 @@ describe("go.group cancellation of a host-name lookup", function()
     local res
     grp:go(function()
       local ok, err = pcall(net.lookup, "localhost")
-      res = { ok = ok, err = err, at = go.now() }
+      res = { ok = ok, err = err, at = go.now(), rd = rundelay() }
     end)
     go.sleep(0.02)
     assert.is_nil(res, "the lookup should still be queued")
-    local t0 = go.now()
+    local t0, rd0 = go.now(), rundelay()
     grp:cancel()
     assert.is_true(grp:wait(5))
     assert.is_false(res.ok)
     assert.are.equal("cancelled", res.err)
-    report("queued lookup", res.at - t0)
-    assert.is_true(res.at - t0 <= BOUND)
+    local netlat = res.at - t0 - (res.rd - rd0)
+    report("queued lookup", res.at - t0, netlat)
+    assert.is_true(netlat <= BOUND)
     -- free the workers: the abandoned job then runs and frees itself
     local pids = {}
     for pid in H.read_file(pidfile):gmatch("%d+") do pids[#pids + 1] = pid end
