@@ -98,7 +98,7 @@ static bool can_block_sync(lua_State *L) {
 
 int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
                lua_KContext ctx, lua_KFunction k) {
-  sched_check_cancel(L);
+  if (sched_cancelled(L)) return -ECANCELED; /* the module releases what it holds */
   if (sched_can_park(L)) return iowait_park(L, PD(pd), mode, deadline, ctx, k);
   if (!can_block_sync(L)) return glr_cannot_block(L, "wait on fd");
   int e = iowait_block(L, PD(pd), mode, deadline);
@@ -138,8 +138,7 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   lua_KFunction k = (lua_KFunction)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  if (vm_p(L)->curg->wake == WAKE_CANCELLED) return sched_raise_cancelled(L);
-  return k(L, LUA_YIELD, ctx);
+  return k(L, LUA_YIELD, ctx); /* also when a go.group cancel cut it short */
 }
 
 /* sleep_sync — the non-yieldable sleep: this M sleeps (on its wake
@@ -163,11 +162,10 @@ static void sleep_sync(lua_State *L, int64_t deadline) {
 }
 
 int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k) {
-  sched_check_cancel(L);
+  if (sched_cancelled(L)) return k(L, LUA_OK, ctx); /* a cancelled member does not sleep */
   if (!sched_can_park(L)) {
     if (!can_block_sync(L)) return glr_cannot_block(L, "sleep");
     if (deadline != DEADLINE_NONE) sleep_sync(L, deadline);
-    sched_check_cancel(L);
     return k(L, LUA_OK, ctx);
   }
   P *p = vm_p(L);

@@ -95,9 +95,11 @@ GLR_API int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
 ** operation holds, then glr_raise_cancelled). Call exactly once per wait.
 ** GLR_READY may be spurious: retry the operation. */
 GLR_API int glr_wait_result(lua_State *L, glr_pd *pd, int mode);
-/* glr_cancelled — whether the running goroutine's go.group is cancelled;
-** glr_waitfd and glr_sleep raise at once then (glr_park does not: a
-** caller that started work for the park checks this first). */
+/* glr_cancelled — whether the running goroutine's go.group is cancelled.
+** Then glr_waitfd returns -ECANCELED at once (without calling k), and
+** glr_sleep does not sleep (or ends early) and calls k: a module unaware
+** of cancellation fails its operation through its usual path; glr_park
+** does not check (check first if the park's work is handed elsewhere). */
 GLR_API int glr_cancelled(lua_State *L);
 /* glr_raise_cancelled — raises "cancelled" (or "cancelled: REASON"). */
 GLR_API int glr_raise_cancelled(lua_State *L);

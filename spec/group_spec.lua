@@ -376,3 +376,27 @@ describe("go.group cancellation of a host-name lookup", function()
     assert.is_table(net.lookup("localhost"))
   end)
 end)
+
+describe("go.group cancellation and C modules", function()
+  it("a C module that knows nothing of it fails its wait through its own path, not stuck", function()
+    local ok_mod, timerfd = pcall(require, "timerfd")
+    assert(ok_mod, "the example module (modules/timerfd) is built with the tests")
+    local t <close> = timerfd.ticker(5)
+    local grp = go.group()
+    local res
+    grp:go(function() res = { t:wait() } end)
+    go.sleep(0.02) -- parked on the ticker's fd
+    grp:cancel()
+    assert.is_true(grp:wait(5))
+    assert.is_nil(res[1])
+    assert.matches("[Cc]ancel", res[2])
+    -- its state was released: another goroutine may wait (and time out)
+    local n, err = t:wait(0.01)
+    assert.is_nil(n); assert.are.equal("timeout", err)
+    -- a cancelled member's later wait fails at once the same way
+    local later
+    grp:go(function() later = { t:wait() } end)
+    assert.is_true(grp:wait(5))
+    assert.is_nil(later[1]); assert.matches("[Cc]ancel", later[2])
+  end)
+end)
