@@ -31,10 +31,28 @@ static const char CLASS_KEY = 'k'; /* metatable field: its conn_class */
 /* a goroutine queued for an operation lock; the node is a userdata on the
 ** waiting goroutine's own stack, so it lives exactly as long as the wait */
 struct conn_waiter {
+  wcancel cancel;   /* a go.group cancel unlinks it (waiter_detach) */
   glr_g *g;
   conn_waiter *next;
+  conn_waiter **head, **tail; /* the FIFO it waits in */
   lua_KContext arg; /* the queued operation's progress argument */
+  bool cancelled;   /* unlinked by the cancel: its k raises */
 };
+
+/* waiter_detach — a go.group cancel: leave the FIFO (if still in it) */
+static bool waiter_detach(wcancel *wc) {
+  conn_waiter *n = (conn_waiter *)wc, *prev = NULL;
+  for (conn_waiter *x = *n->head; x; prev = x, x = x->next) {
+    if (x != n) continue;
+    if (prev) prev->next = n->next;
+    else *n->head = n->next;
+    if (*n->tail == n) *n->tail = prev;
+    n->next = NULL;
+    n->cancelled = true;
+    return true;
+  }
+  return false;
+}
 
 /* ---------- status ---------- */
 
@@ -179,12 +197,17 @@ static int enqueue(lua_State *L, conn_waiter **head, conn_waiter **tail, lua_KCo
                    const char *reason, const conn_op *op, lua_KFunction k) {
   if (!glr_canblock(L)) glr_cannot_block(L, "net");
   conn_waiter *n = lua_newuserdatauv(L, sizeof *n, 0); /* lives on our stack */
+  n->cancel.detach = waiter_detach;
   n->g = glr_self(L);
   n->next = NULL;
+  n->head = head;
+  n->tail = tail;
   n->arg = arg;
+  n->cancelled = false;
   if (*tail) (*tail)->next = n;
   else *head = n;
   *tail = n;
+  sched_park_on(L, WK_CALL, &n->cancel);
   return glr_park(L, reason, (lua_KContext)op, k);
 }
 
@@ -223,14 +246,23 @@ static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
 
 static int op_loop(lua_State *L, conn *c, const conn_op *op);
 
+/* cancel_op — the goroutine's go.group was cancelled: let the locks go,
+** then raise */
+static int cancel_op(lua_State *L, conn *c, const conn_op *op) {
+  op_done(L, c, op, 0);
+  return glr_raise_cancelled(L);
+}
+
 /* borrow_k — the other direction's lock was handed to us: try again */
 static int borrow_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   const conn_op *op = (const conn_op *)ctx;
   conn_waiter *n = lua_touserdata(L, -1);
   int wdir = (int)n->arg;
+  bool cancelled = n->cancelled;
   lua_pop(L, 1); /* our queue node: already unlinked */
   conn *c = lua_touserdata(L, 1);
+  if (cancelled) return cancel_op(L, c, op);
   if (c->side[wdir].owner != glr_self(L)) return op_fail(L, c, op, ERRSTR_CLOSED);
   c->borrowed = wdir + 1;
   return op_loop(L, c, op);
@@ -259,6 +291,7 @@ static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
     int r = cross(L, c, op, wdir);
     if (r != 0) return r;
   }
+  if (glr_cancelled(L)) return cancel_op(L, c, op);
   s->waitmode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
   int e = glr_waitfd(L, c->pd, s->waitmode, s->wait_dl, (lua_KContext)op, op_k);
   return e >= 0 ? e : op_fail(L, c, op, errstr_of(-e));
@@ -267,7 +300,9 @@ static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
 /* gate_k — the handshake ended (or its driver left): go round again */
 static int gate_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
+  bool cancelled = ((conn_waiter *)lua_touserdata(L, -1))->cancelled;
   lua_pop(L, 1); /* our queue node: already unlinked */
+  if (cancelled) return cancel_op(L, lua_touserdata(L, 1), (const conn_op *)ctx);
   return op_loop(L, lua_touserdata(L, 1), (const conn_op *)ctx);
 }
 
@@ -324,6 +359,7 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   conn *c = lua_touserdata(L, 1);
   conn_side *s = &c->side[op->dir];
   int w = glr_wait_result(L, c->pd, s->waitmode);
+  if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
   if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
   return op_loop(L, c, op);
@@ -337,6 +373,7 @@ int64_t conn_op_deadline(conn *c) {
 static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) {
   conn_side *s = &c->side[op->dir];
   glr_g *g = glr_self(L);
+  if (s->owner != g && glr_cancelled(L)) return glr_raise_cancelled(L);
   if (c->status != CONN_OPEN) {
     if (s->owner == g) release(L, c, op->dir);
     return op->fail(L, c, s, ERRSTR_CLOSED, false);
@@ -354,7 +391,9 @@ static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) 
 
 static int lock_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
-  lua_KContext arg = ((conn_waiter *)lua_touserdata(L, -1))->arg;
+  conn_waiter *n = lua_touserdata(L, -1);
+  lua_KContext arg = n->arg;
+  if (n->cancelled) return glr_raise_cancelled(L); /* held no lock yet */
   lua_pop(L, 1); /* our queue node: already unlinked */
   return op_begin(L, lua_touserdata(L, 1), (const conn_op *)ctx, arg);
 }

@@ -3,11 +3,14 @@
 #include "goluarun.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <lauxlib.h>
 
+#include "../runtime/group.h"
 #include "../runtime/handoff.h"
 #include "../runtime/iowait.h"
 #include "../runtime/pd.h"
@@ -49,6 +52,7 @@ static int wake_to_glr(int w) {
   switch (w) {
     case WAKE_TIMEOUT: return GLR_TIMEOUT;
     case WAKE_CLOSED: return GLR_CLOSED;
+    case WAKE_CANCELLED: return GLR_CANCELLED;
     case 0: return 0;
     default: return GLR_READY;
   }
@@ -59,6 +63,10 @@ int glr_pd_check(glr_pd *pd, int mode, int64_t deadline) {
 }
 
 int glr_canblock(lua_State *L) { return sched_can_park(L); }
+
+int glr_cancelled(lua_State *L) { return sched_cancelled(L); }
+
+int glr_raise_cancelled(lua_State *L) { return sched_raise_cancelled(L); }
 
 /* in_finalizer — whether a __gc metamethod is on L's call stack */
 static int in_finalizer(lua_State *L) {
@@ -90,6 +98,7 @@ static bool can_block_sync(lua_State *L) {
 
 int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
                lua_KContext ctx, lua_KFunction k) {
+  if (sched_cancelled(L)) return -ECANCELED; /* the module releases what it holds */
   if (sched_can_park(L)) return iowait_park(L, PD(pd), mode, deadline, ctx, k);
   if (!can_block_sync(L)) return glr_cannot_block(L, "wait on fd");
   int e = iowait_block(L, PD(pd), mode, deadline);
@@ -129,27 +138,40 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   lua_KFunction k = (lua_KFunction)lua_touserdata(L, -1);
   lua_pop(L, 1);
-  return k(L, LUA_YIELD, ctx);
+  return k(L, LUA_YIELD, ctx); /* also when a go.group cancel cut it short */
 }
 
-/* sleep_sync — the non-yieldable sleep: this M sleeps, the P runs on */
-static void sleep_sync(P *p, int64_t deadline) {
-  struct timespec ts = {(time_t)(deadline / NS_PER_SEC), (long)(deadline % NS_PER_SEC)};
+/* sleep_sync — the non-yieldable sleep: this M sleeps (on its wake
+** eventfd, which a group's cancel writes), the P runs on */
+static void sleep_sync(lua_State *L, int64_t deadline) {
+  P *p = vm_p(L);
+  G *g = p->curg;
+  int wakefd = handoff_wakefd();
+  struct pollfd f = {wakefd, POLLIN, 0};
+  atomic_store(&g->blockfd, wakefd);
   handoff_enter(p, "sleep", deadline);
-  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+  for (int64_t left; !group_is_cancelled(g->grp) && (left = deadline - mono_now()) > 0;) {
+    struct timespec ts = {(time_t)(left / NS_PER_SEC), (long)(left % NS_PER_SEC)};
+    uint64_t v;
+    if (ppoll(&f, wakefd >= 0 ? 1 : 0, &ts, NULL) > 0 && read(wakefd, &v, sizeof v) < 0) {
+      /* EAGAIN: nothing to drain */
+    }
   }
   handoff_exit(p);
+  atomic_store(&g->blockfd, -1);
 }
 
 int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k) {
+  if (sched_cancelled(L)) return k(L, LUA_OK, ctx); /* a cancelled member does not sleep */
   if (!sched_can_park(L)) {
     if (!can_block_sync(L)) return glr_cannot_block(L, "sleep");
-    if (deadline != DEADLINE_NONE) sleep_sync(vm_p(L), deadline);
+    if (deadline != DEADLINE_NONE) sleep_sync(L, deadline);
     return k(L, LUA_OK, ctx);
   }
   P *p = vm_p(L);
   lua_pushlightuserdata(L, (void *)k);
   sched_arm_gtimer(p, p->curg, deadline);
+  sched_park_on(L, WK_SLEEP, NULL);
   return sched_park(L, NULL, NULL, "sleep", PARK_WORLD, ctx, sleep_k);
 }
 

@@ -18,6 +18,7 @@
 #include <lua.h>
 
 #include "../runtime/chan.h"
+#include "../runtime/group.h"
 #include "../runtime/sched.h"
 #include "args.h"
 #include "classes.h"
@@ -89,6 +90,12 @@ static void trim_c_tail(lua_State *L) {
   lua_replace(L, -2);
 }
 
+/* cancelled_error — a member's error is its group's cancellation: the
+** group expected it, no report */
+static bool cancelled_error(G *g, const char *msg) {
+  return group_is_cancelled(g->grp) && strncmp(msg, "cancelled", 9) == 0;
+}
+
 /* msgh — runs at the error point: reports with a traceback, returns the
 ** original error object (so to-be-closed variables and go.wait see it). */
 static int msgh(lua_State *L) {
@@ -100,9 +107,11 @@ static int msgh(lua_State *L) {
     else
       msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
-  luaL_traceback(L, L, msg, 1);
-  if (g && g->ismain) trim_c_tail(L);
-  if (g) report_error(L, g, lua_tostring(L, -1));
+  if (!g || !cancelled_error(g, msg)) { /* a cancellation needs no traceback */
+    luaL_traceback(L, L, msg, 1);
+    if (g && g->ismain) trim_c_tail(L);
+    if (g) report_error(L, g, lua_tostring(L, -1));
+  }
   lua_settop(L, 1);
   return 1;
 }
@@ -130,6 +139,10 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   if (why) report_error(L, g, why);
   rt *r = vm_p(L)->rt;
   bool intr = status != LUA_OK && status != LUA_YIELD && interrupted(L, r);
+  if (status != LUA_OK && status != LUA_YIELD && g->grp) { /* the first error cancels the group */
+    lua_pushvalue(L, -1);
+    group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
+  }
   ghandle *h = lua_touserdata(L, 1);
   int n = lua_gettop(L) - 2;
   h->nres = n;
@@ -157,7 +170,7 @@ static int g_entry(lua_State *L) {
   return g_entry_k(L, st, 0);
 }
 
-void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
+G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   P *p = vm_p(L);
   /* what may raise (the handle: a goroutine's memory) comes before the G,
   ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
@@ -188,6 +201,7 @@ void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   g->ismain = ismain != 0;
   sched_start(p, g);
   h->id = g->id;
+  return g;
 }
 
 int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
@@ -227,6 +241,7 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   G *g = vm_p(L)->curg;
   chan_dequeue(&g->sg);
   g->sel = NULL;
+  if (g->gsel.fired == SEL_CANCELLED) return sched_raise_cancelled(L);
   ghandle *h = lua_touserdata(L, 1);
   if (h->state == H_RUNNING) {
     lua_pushnil(L);
@@ -249,6 +264,7 @@ static int handle_wait(lua_State *L) {
   G *g = vm_p(L)->curg;
   if (!g) return luaL_error(L, "go.wait: not inside a goroutine");
   if (!sched_can_park(L)) return glr_cannot_block(L, "go.wait");
+  sched_check_cancel(L);
   lua_settop(L, 1);
   g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
   atomic_store(&g->gsel.done, false);
@@ -259,6 +275,7 @@ static int handle_wait(lua_State *L) {
     g->sel = &g->gsel;
     sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
   }
+  sched_park_on(L, WK_SEL, &g->gsel);
   return sched_park(L, NULL, NULL, "wait", timeout > 0 ? PARK_WORLD : PARK_SYNC,
                     0, wait_k);
 }

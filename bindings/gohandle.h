@@ -23,9 +23,9 @@
 #include "../runtime/common.h"
 
 /* go_start — start fn (at index fnidx) with the nargs values above it as a
-** goroutine of this VM; pushes its handle. ismain: the script's main
+** goroutine of this VM; pushes its handle and returns its G. ismain: the script's main
 ** goroutine (its end ends the program). Go: newproc. */
-GLR_INTERNAL void go_start(lua_State *L, int fnidx, int nargs, int ismain);
+GLR_INTERNAL struct G *go_start(lua_State *L, int fnidx, int nargs, int ismain);
 /* go_call — go(fn, ...) as the __call of the go table (arg 1 is the table) */
 GLR_INTERNAL int go_call(lua_State *L);
 /* go_wait — go.wait(h [, timeout]): calls the wait function of h's class

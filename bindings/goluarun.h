@@ -44,7 +44,7 @@ typedef struct glr_pd glr_pd;
 
 enum glr_mode { GLR_READ = 1, GLR_WRITE = 2 };
 /* what ended a wait */
-enum glr_wake { GLR_READY = 1, GLR_TIMEOUT = 2, GLR_CLOSED = 3 };
+enum glr_wake { GLR_READY = 1, GLR_TIMEOUT = 2, GLR_CLOSED = 3, GLR_CANCELLED = 4 };
 
 /* glr_now — monotonic clock, ns. Any thread. */
 GLR_API int64_t glr_now(void);
@@ -90,9 +90,19 @@ GLR_API int glr_canblock(lua_State *L);
 ** if the fd cannot be polled (e.g. a regular file). */
 GLR_API int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
                        lua_KContext ctx, lua_KFunction k);
-/* glr_wait_result — inside k: GLR_READY, GLR_TIMEOUT or GLR_CLOSED. Call
-** exactly once per wait. GLR_READY may be spurious: retry the operation. */
+/* glr_wait_result — inside k: GLR_READY, GLR_TIMEOUT, GLR_CLOSED or
+** GLR_CANCELLED (the goroutine's go.group was cancelled: release what the
+** operation holds, then glr_raise_cancelled). Call exactly once per wait.
+** GLR_READY may be spurious: retry the operation. */
 GLR_API int glr_wait_result(lua_State *L, glr_pd *pd, int mode);
+/* glr_cancelled — whether the running goroutine's go.group is cancelled.
+** Then glr_waitfd returns -ECANCELED at once (without calling k), and
+** glr_sleep does not sleep (or ends early) and calls k: a module unaware
+** of cancellation fails its operation through its usual path; glr_park
+** does not check (check first if the park's work is handed elsewhere). */
+GLR_API int glr_cancelled(lua_State *L);
+/* glr_raise_cancelled — raises "cancelled" (or "cancelled: REASON"). */
+GLR_API int glr_raise_cancelled(lua_State *L);
 
 /* I/O helpers on a pd's fd: EINTR retried, SIGPIPE never raised, and the
 ** runtime's fault-injection switches (GOLUA_MOCKEAGAIN, GOLUA_CHAOS) applied. Bytes or

@@ -27,6 +27,7 @@
 #include <lauxlib.h>
 
 #include "../runtime/chan.h"
+#include "../runtime/group.h"
 #include "../runtime/schan.h"
 #include "../runtime/sched.h"
 #include "args.h"
@@ -136,6 +137,10 @@ static int closed_send(lua_State *L) { return luaL_error(L, "send on closed chan
 static int send_k(lua_State *L, int status, lua_KContext key) {
   (void)status;
   G *g = vm_p(L)->curg;
+  if (g->wake == WAKE_CANCELLED) { /* group.c dequeued us */
+    drop_value(L, 1, (uint64_t)key);
+    return sched_raise_cancelled(L);
+  }
   if (!g->sg.ok) {
     drop_value(L, 1, (uint64_t)key);
     return closed_send(L);
@@ -146,6 +151,7 @@ static int send_k(lua_State *L, int status, lua_KContext key) {
 static int ch_send(lua_State *L) {
   lchan *c = check_chan(L, 1);
   luaL_checkany(L, 2);
+  sched_check_cancel(L);
   lua_settop(L, 2);
   uint64_t key = store_value(L, 1, c, 2);
   sudog *w;
@@ -165,6 +171,7 @@ static int ch_send(lua_State *L) {
   G *g = vm_p(L)->curg;
   g->sg = (sudog){.g = g, .elem = key, .isrecv = false};
   chan_enqueue(&c->c, &g->sg);
+  sched_park_on(L, WK_CHAN, NULL);
   return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, (lua_KContext)key, send_k);
 }
 
@@ -183,11 +190,13 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   G *g = vm_p(L)->curg;
+  if (g->wake == WAKE_CANCELLED) return sched_raise_cancelled(L); /* dequeued */
   return recv_result(L, g->sg.ok, g->sg.elem);
 }
 
 static int ch_recv(lua_State *L) {
   lchan *c = check_chan(L, 1);
+  sched_check_cancel(L);
   lua_settop(L, 1);
   uint64_t key;
   bool ok;
@@ -200,6 +209,7 @@ static int ch_recv(lua_State *L) {
   G *g = vm_p(L)->curg;
   g->sg = (sudog){.g = g, .isrecv = true};
   chan_enqueue(&c->c, &g->sg);
+  sched_park_on(L, WK_CHAN, NULL);
   return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
 }
 
@@ -414,6 +424,10 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
     else chan_dequeue(&f->cases[i].sg);
   }
   int i = f->sel.fired;
+  if (i == SEL_CANCELLED) { /* group.c claimed the frame */
+    drop_sends(L, f);
+    return sched_raise_cancelled(L);
+  }
   if (i < 0) return select_result(L, f, -1, false, 0);
   selcase *c = &f->cases[i];
   if (c->sc) lschan_settle(&c->sg);
@@ -444,6 +458,7 @@ static int select_run(lua_State *L, selframe *f, double timeout) {
     return glr_cannot_block(L, "go.select");
   }
   if (timeout > 0) timer_arm(&vm_p(L)->timers, &f->t, deadline_from_seconds(timeout));
+  sched_park_on(L, WK_SEL, &f->sel);
   return sched_park(L, NULL, NULL, f->n ? "select" : "select (no cases)",
                     timeout > 0 ? PARK_WORLD : PARK_SYNC, 0, select_k);
 }
@@ -451,6 +466,7 @@ static int select_run(lua_State *L, selframe *f, double timeout) {
 static int go_select(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   double timeout = lua_isnoneornil(L, 2) ? -1 : args_seconds(L, 2);
+  if (timeout != 0) sched_check_cancel(L);
   lua_settop(L, 2);
   int n = (int)luaL_len(L, 1);
   luaL_checkstack(L, n + 8, "too many select cases");

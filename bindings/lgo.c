@@ -25,6 +25,7 @@
 #include "lexec.h"
 #include "lgo.h"
 #include "lprof.h"
+#include "lgroup.h"
 #include "lschan.h"
 #include "lshared.h"
 #include "lspawn.h"
@@ -51,6 +52,14 @@ static int resume0_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* sleep_k — glr_sleep ends early for a cancelled go.group member: raise */
+static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  if (sched_cancelled(L)) return sched_raise_cancelled(L);
+  return 0;
+}
+
 static int go_yield(lua_State *L) {
   cur_g(L, "go.yield");
   need_park(L, "go.yield");
@@ -62,7 +71,8 @@ static int go_sleep(lua_State *L) {
   cur_g(L, "go.sleep");
   need_park(L, "go.sleep");
   if (s <= 0) return sched_gosched(L, 0, resume0_k);
-  return glr_sleep(L, deadline_from_seconds(s), 0, resume0_k);
+  sched_check_cancel(L);
+  return glr_sleep(L, deadline_from_seconds(s), 0, sleep_k);
 }
 
 static int go_now(lua_State *L) {
@@ -224,6 +234,7 @@ int luaopen_go(lua_State *L) {
   lexec_open(L);
   lsignal_open(L);
   lprof_open(L);
+  lgroup_open(L);
   lua_newtable(L);
   lua_pushcfunction(L, go_call);
   lua_setfield(L, -2, "__call");

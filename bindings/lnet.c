@@ -204,6 +204,10 @@ static int dial_k(lua_State *L, int status, lua_KContext ctx) {
   (void)ctx;
   conn *c = lua_touserdata(L, 3);
   int w = glr_wait_result(L, c->pd, GLR_WRITE);
+  if (w == GLR_CANCELLED) {
+    conn_close(L, c);
+    return glr_raise_cancelled(L);
+  }
   if (w == GLR_TIMEOUT) return dial_fail(L, c, ETIMEDOUT);
   if (w == GLR_CLOSED) return dial_fail(L, c, ECANCELED);
   int err = 0;
@@ -228,6 +232,7 @@ static int n_dial(lua_State *L) {
   netaddr a;
   int st;
   netaddr_check(L, 1, false, &a, &st);
+  if (glr_cancelled(L)) return glr_raise_cancelled(L);
   lua_settop(L, 2);
   double timeout = dial_opts(L);
   if (st == ADDR_NOHOST) return resolve_then(L, n_dial);

@@ -1,18 +1,26 @@
 /*
 ** lookup.c — net.lookup and name resolution for dial/listen: getaddrinfo
 ** runs on the worker pool while the goroutine is parked (glr_park), so it
-** never blocks a P. The job lives in a userdata on the waiting goroutine's
-** stack: the worker writes into it only before glr_ready, the goroutine reads
-** it only after.
+** never blocks a P. The job is malloc'd and shared by two owners, the
+** worker and a userdata on the waiting goroutine's stack (`refs`, the last
+** one frees it): the worker writes into it only before it claims the
+** wake-up, the goroutine reads it only after. The wake-up is claimed once
+** (`claimed`), by the worker's done (glr_ready) or by a go.group cancel
+** (lookup_detach), which lets the goroutine raise at once while the worker
+** finishes getaddrinfo alone.
 */
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "../runtime/sched.h"
 #include "../runtime/workpool.h"
 #include "errstr.h"
 #include "goluarun.h"
@@ -21,8 +29,14 @@
 #define LOOKUP_MAX 16
 #define HOST_MAX 256
 
+#define JOB_MT "goluarun.lookupjob"
+
 typedef struct lookup_job {
-  workjob w;
+  workjob w;              /* first: the pool hands it back as a workjob */
+  wcancel cancel;         /* a go.group cancel (lookup_detach) */
+  _Atomic int refs;       /* the worker + the waiter's userdata */
+  _Atomic int claimed;    /* the wake-up: worker's done or the cancel */
+  bool cancelled;         /* owner M: the cancel claimed it */
   glr_g *g;
   char host[HOST_MAX];
   int gai_err;
@@ -55,24 +69,89 @@ static void lookup_run(workjob *w) {
   if (res) freeaddrinfo(res);
 }
 
-static void lookup_done(workjob *w) { glr_ready(((lookup_job *)w)->g); }
+static void job_unref(lookup_job *j) {
+  if (atomic_fetch_sub(&j->refs, 1) == 1) free(j);
+}
 
-int net_lookup_start(lua_State *L, const char *host, lua_KContext ctx, lua_KFunction k) {
-  if (strlen(host) >= HOST_MAX) return luaL_error(L, "host name too long");
-  if (!glr_canblock(L)) return glr_cannot_block(L, "net.lookup");
-  lookup_job *j = lua_newuserdatauv(L, sizeof *j, 0);
-  memset(j, 0, sizeof *j);
+static bool claim(lookup_job *j) {
+  int expect = 0;
+  return atomic_compare_exchange_strong(&j->claimed, &expect, 1);
+}
+
+static void lookup_done(workjob *w) {
+  lookup_job *j = (lookup_job *)w;
+  if (claim(j)) glr_ready(j->g);
+  job_unref(j);
+}
+
+static bool lookup_detach(wcancel *wc) {
+  lookup_job *j = (lookup_job *)((char *)wc - offsetof(lookup_job, cancel));
+  if (!claim(j)) return false; /* done came first: its wake-up is on its way */
+  j->cancelled = true;
+  return true;
+}
+
+static int job_gc(lua_State *L) {
+  lookup_job **u = lua_touserdata(L, 1);
+  if (*u) job_unref(*u);
+  *u = NULL;
+  return 0;
+}
+
+/* push_job — a new job and its userdata (the waiter's ref) */
+static lookup_job *push_job(lua_State *L, const char *host) {
+  lookup_job **u = lua_newuserdatauv(L, sizeof *u, 0);
+  *u = NULL;
+  if (luaL_newmetatable(L, JOB_MT)) {
+    lua_pushcfunction(L, job_gc);
+    lua_setfield(L, -2, "__gc");
+  }
+  lua_setmetatable(L, -2);
+  lookup_job *j = calloc(1, sizeof *j);
+  if (!j) luaL_error(L, "not enough memory");
+  *u = j;
+  atomic_store(&j->refs, 1);
   strcpy(j->host, host);
   j->g = glr_self(L);
   j->w.run = lookup_run;
   j->w.done = lookup_done;
+  j->cancel.detach = lookup_detach;
+  return j;
+}
+
+static lookup_job *job_at(lua_State *L, int idx) {
+  return *(lookup_job **)luaL_checkudata(L, idx, JOB_MT);
+}
+
+static int lookup_park_k(lua_State *L, int status, lua_KContext ctx);
+
+int net_lookup_start(lua_State *L, const char *host, lua_KContext ctx, lua_KFunction k) {
+  if (strlen(host) >= HOST_MAX) return luaL_error(L, "host name too long");
+  if (!glr_canblock(L)) return glr_cannot_block(L, "net.lookup");
+  if (glr_cancelled(L)) return glr_raise_cancelled(L);
+  lookup_job *j = push_job(L, host);
+  atomic_store(&j->refs, 2); /* the worker's, from here */
   int e = workpool_submit(&j->w);
-  if (e < 0) return luaL_error(L, "net.lookup: cannot start a worker: %s", strerror(-e));
-  return glr_park(L, "lookup", ctx, k);
+  if (e < 0) {
+    atomic_store(&j->refs, 1);
+    return luaL_error(L, "net.lookup: cannot start a worker: %s", strerror(-e));
+  }
+  lua_pushlightuserdata(L, (void *)k); /* lookup_park_k calls it */
+  sched_park_on(L, WK_CALL, &j->cancel);
+  return glr_park(L, "lookup", ctx, lookup_park_k);
+}
+
+/* lookup_park_k — woken: raise if the cancel claimed it, else k with the
+** job on top */
+static int lookup_park_k(lua_State *L, int status, lua_KContext ctx) {
+  lua_KFunction k = (lua_KFunction)lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (job_at(L, -1)->cancelled) return glr_raise_cancelled(L);
+  return k(L, status, ctx);
 }
 
 int net_lookup_result(lua_State *L, int idx) {
-  lookup_job *j = lua_touserdata(L, idx);
+  lookup_job *j = job_at(L, idx);
   if (j->gai_err || j->n == 0) {
     lua_pushnil(L);
     if (j->gai_err == EAI_NONAME || j->gai_err == EAI_NODATA || j->n == 0 ||

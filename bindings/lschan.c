@@ -33,6 +33,7 @@
 #include "lschan.h"
 
 #include "../runtime/schan.h"
+#include "../runtime/group.h"
 #include "../runtime/sched.h"
 #include "classes.h"
 #include "errstr.h"
@@ -164,12 +165,31 @@ static int waiter_gc(lua_State *L) {
   return 0;
 }
 
+/* a plain send/recv waiter: its sudog (first, so the userdata is the
+** sudog) and a selstate of its own, which makes it a one-case select: a
+** claimer on another thread and a go.group cancel (WK_SEL) race by CAS */
+typedef struct waiter {
+  sudog sg;
+  selstate sel;
+} waiter;
+
 static sudog *new_waiter(lua_State *L, bool isrecv) {
-  sudog *sg = lua_newuserdatauv(L, sizeof *sg, 0);
-  *sg = (sudog){.g = vm_p(L)->curg, .isrecv = isrecv};
+  waiter *w = lua_newuserdatauv(L, sizeof *w, 0);
+  w->sg = (sudog){.g = vm_p(L)->curg, .isrecv = isrecv, .sel = &w->sel};
+  atomic_store(&w->sel.done, false);
+  w->sel.fired = -1;
   class_set(L, &WAITER_KEY);
-  return sg;
+  return &w->sg;
 }
+
+/* park_waiter — park on the queued waiter sg (a group's cancel may claim it) */
+static int park_waiter(lua_State *L, sudog *sg, const char *reason, lua_KFunction k) {
+  sched_park_on(L, WK_SEL, sg->sel);
+  return sched_park(L, NULL, NULL, reason, PARK_SYNC, 0, k);
+}
+
+/* the cancel claimed the waiter: raise (after settle_waiter) */
+static bool waiter_cancelled(sudog *sg) { return sg->sel->fired == SEL_CANCELLED; }
 
 /* the waiter at the top of the stack, once its goroutine runs again */
 static sudog *settle_waiter(lua_State *L) {
@@ -188,6 +208,10 @@ static int send_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   sudog *sg = settle_waiter(L);
+  if (waiter_cancelled(sg)) {
+    lschan_drop(take_elem(sg)); /* never taken */
+    return sched_raise_cancelled(L);
+  }
   if (!sg->ok) {
     lschan_drop(take_elem(sg)); /* closed: the value was never taken */
     return closed_send(L);
@@ -209,6 +233,7 @@ static int send_locked(schan *c, uint64_t v, sudog *sg) {
 static int sc_send(lua_State *L) {
   schan *c = check_schan(L, 1);
   luaL_checkany(L, 2);
+  sched_check_cancel(L);
   lua_settop(L, 2);
   uint64_t v = lschan_encode(L, 2, "shared channel send");
   int r = send_locked(c, v, NULL);
@@ -226,7 +251,7 @@ static int sc_send(lua_State *L) {
     return 0;
   }
   if (r == CHAN_CLOSED) return send_k(L, 0, 0); /* sg->ok is false */
-  return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, 0, send_k);
+  return park_waiter(L, sg, "chan send", send_k);
 }
 
 static int recv_result(lua_State *L, bool ok, uint64_t v) {
@@ -244,6 +269,7 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   sudog *sg = settle_waiter(L);
+  if (waiter_cancelled(sg)) return sched_raise_cancelled(L);
   return recv_result(L, sg->ok, take_elem(sg));
 }
 
@@ -259,6 +285,7 @@ static int recv_locked(schan *c, uint64_t *v, bool *ok, sudog *sg) {
 
 static int sc_recv(lua_State *L) {
   schan *c = check_schan(L, 1);
+  sched_check_cancel(L);
   lua_settop(L, 1);
   uint64_t v;
   bool ok;
@@ -266,7 +293,7 @@ static int sc_recv(lua_State *L) {
   if (!sched_can_park(L)) return glr_cannot_block(L, "recv");
   sudog *sg = new_waiter(L, true);
   if (recv_locked(c, &v, &ok, sg) == CHAN_OK) return recv_result(L, ok, v);
-  return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
+  return park_waiter(L, sg, "chan receive", recv_k);
 }
 
 static int sc_close(lua_State *L) {

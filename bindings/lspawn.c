@@ -15,6 +15,7 @@
 ** claimed exactly once (finish or timeout) through an atomic flag.
 */
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -40,10 +41,13 @@ enum { PG_QUEUED = 0, PG_RUNNING, PG_OK, PG_ERR };
 
 typedef struct pwaiter pwaiter;
 struct pwaiter {
-  timer t;                /* timeout (owner M of the waiter) */
+  timer t;                /* timeout (owner M of the waiter): first, the
+                          ** timer callback casts it back */
+  wcancel cancel;         /* a go.group cancel claims it (pwaiter_detach) */
   glr_g *g;
   _Atomic int claimed;
   bool timedout;
+  bool cancelled;         /* the cancel won the claim: pwait_k raises */
   pwaiter *next;          /* guarded by rec->lock */
 };
 
@@ -278,6 +282,15 @@ static void waiter_timeout(timer *t, void *arg) {
   }
 }
 
+/* pwaiter_detach — a go.group cancel races the finisher and the timer */
+static bool pwaiter_detach(wcancel *wc) {
+  pwaiter *w = (pwaiter *)((char *)wc - offsetof(pwaiter, cancel));
+  int expect = 0;
+  if (!atomic_compare_exchange_strong(&w->claimed, &expect, 1)) return false;
+  w->cancelled = true;
+  return true;
+}
+
 static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
@@ -289,6 +302,7 @@ static int pwait_k(lua_State *L, int status, lua_KContext ctx) {
     if (*pp == w) { *pp = w->next; break; }
   bool done = r->state >= PG_OK;
   pthread_mutex_unlock(&r->lock);
+  if (w->cancelled) return glr_raise_cancelled(L);
   if (!done) {
     lua_pushnil(L);
     lua_pushliteral(L, ERRSTR_TIMEOUT);
@@ -312,8 +326,10 @@ static int portable_wait(lua_State *L) {
     return 2;
   }
   if (!glr_canblock(L)) return glr_cannot_block(L, "go.wait");
+  if (glr_cancelled(L)) return glr_raise_cancelled(L);
   pwaiter *w = lua_newuserdatauv(L, sizeof *w, 0);
   memset(w, 0, sizeof *w);
+  w->cancel.detach = pwaiter_detach;
   timer_init(&w->t, waiter_timeout, NULL);
   w->g = glr_self(L);
   pthread_mutex_lock(&r->lock);
@@ -325,6 +341,7 @@ static int portable_wait(lua_State *L) {
   pthread_mutex_unlock(&r->lock);
   if (done) return push_result(L, r);
   if (timeout > 0) timer_arm(&vm_p(L)->timers, &w->t, glr_deadline(timeout));
+  sched_park_on(L, WK_CALL, &w->cancel);
   return glr_park(L, "wait", 0, pwait_k);
 }
 

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "group.h"
 #include "handoff.h"
 #include "netpoll.h"
 
@@ -92,6 +93,7 @@ int iowait_park(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl,
   arm(p, pd, mode, effective(pd, mode));
   g->waitfd = pd->fd; /* for goroutine dumps */
   g->waitmode = mode;
+  sched_park_on(L, mode == PD_MODE_R ? WK_IO_R : WK_IO_W, pd);
   return sched_park(L, mode == PD_MODE_R ? commit_r : commit_w, pd, "IO wait",
                     PARK_WORLD, ctx, k);
 }
@@ -133,14 +135,21 @@ int iowait_block(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl) {
   if (mode == PD_MODE_R) pd->rd_op = opdl;
   else pd->wd_op = opdl;
   int wakefd = handoff_wakefd();
+  G *g = p->curg;
+  atomic_store(&g->blockfd, wakefd); /* a group's cancel kicks it (group.c) */
   int code;
   while ((code = iowait_check(pd, mode, opdl)) == 0) {
+    if (group_is_cancelled(g->grp)) {
+      code = WAKE_CANCELLED;
+      break;
+    }
     if (poll_once(p, pd, mode, wakefd)) {
       code = WAKE_READY;
       break;
     }
   }
-  p->curg->wake = code;
+  atomic_store(&g->blockfd, -1);
+  g->wake = code;
   return 0;
 }
 
@@ -154,6 +163,7 @@ int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   int64_t opdl = mode == PD_MODE_R ? pd->rd_op : pd->wd_op;
   if (mode == PD_MODE_R) pd->rd_op = DEADLINE_NONE;
   else pd->wd_op = DEADLINE_NONE;
+  if (code == WAKE_CANCELLED) return WAKE_CANCELLED;
   if (atomic_load(&pd->closing)) return WAKE_CLOSED;
   if (code == WAKE_TIMEOUT || iowait_check(pd, mode, opdl) == WAKE_TIMEOUT)
     return WAKE_TIMEOUT;

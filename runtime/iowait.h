@@ -37,7 +37,8 @@ GLR_INTERNAL int iowait_park(struct lua_State *L, pollDesc *pd, int mode,
 ** iowait_close and deadline changes kick; then k's iowait_result reports
 ** as usual. Returns 0, or -errno if the fd cannot be polled. */
 GLR_INTERNAL int iowait_block(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl);
-/* iowait_result — in k: WAKE_READY, WAKE_TIMEOUT or WAKE_CLOSED. Clears the
+/* iowait_result — in k: WAKE_READY, WAKE_TIMEOUT, WAKE_CLOSED or
+** WAKE_CANCELLED (the G's group was cancelled: group.h). Clears the
 ** wait slot and the operation deadline. */
 GLR_INTERNAL int iowait_result(struct lua_State *L, pollDesc *pd, int mode);
 /* iowait_setdeadline — set the persistent deadline of a mode (or both). */

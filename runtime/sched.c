@@ -14,6 +14,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "group.h"
 #include "handoff.h"
 #include "iowait.h"
 #include "netpoll.h"
@@ -116,6 +117,10 @@ void sched_start(P *p, G *g) {
   g->yieldkind = Y_NONE;
   g->wake = WAKE_NONE;
   g->sel = NULL;
+  g->grp = NULL;
+  g->waitkind = WK_NONE;
+  atomic_store(&g->blockfd, -1);
+  if (p->curg && p->curg->grp) group_join(p->curg->grp, g); /* joins its creator's */
   g->allprev = NULL;
   g->allnext = p->allg;
   if (p->allg) p->allg->allprev = g;
@@ -134,6 +139,7 @@ static void g_exit(P *p, G *g, bool reusable) {
   if (g->allnext) g->allnext->allprev = g->allprev;
   p->ngoroutines--;
   timer_disarm(&p->timers, &g->sleept);
+  group_leave(g);
   atomic_fetch_sub(&p->rt->n_progress, 1);
   lua_settop(g->L, 0);
   if (reusable && !g->escaped && p->ngfree < GFREE_MAX &&
@@ -225,8 +231,34 @@ int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
   g->unlockarg = arg;
   g->waitreason = reason;
   g->parkkind = kind;
+  g->wake = WAKE_NONE;
   return lua_yieldk(L, 0, ctx, k);
 }
+
+void sched_park_on(lua_State *L, int kind, void *obj) {
+  G *g = vm_p(L)->curg;
+  g->waitkind = kind;
+  g->waitobj = obj;
+}
+
+bool sched_cancelled(lua_State *L) {
+  G *g = vm_p(L)->curg;
+  return g && group_is_cancelled(g->grp);
+}
+
+int sched_raise_cancelled(lua_State *L) {
+  G *g = vm_p(L)->curg;
+  const char *why = g && g->grp ? g->grp->reason : NULL;
+  if (why) lua_pushfstring(L, "cancelled: %s", why);
+  else lua_pushliteral(L, "cancelled");
+  return lua_error(L); /* the bare text: no position, as the contract's errors */
+}
+
+void sched_check_cancel(lua_State *L) {
+  if (sched_cancelled(L)) sched_raise_cancelled(L);
+}
+
+void sched_unref(P *p, int ref) { luaL_unref(p->L, LUA_REGISTRYINDEX, ref); }
 
 int sched_gosched(lua_State *L, intptr_t ctx, int (*k)(lua_State *, int, intptr_t)) {
   G *g = vm_p(L)->curg;
@@ -248,12 +280,14 @@ static void after_park(P *p, G *g) {
   unlockf u = g->unlock;
   g->unlock = NULL;
   if (u && !u(g, g->unlockarg)) sched_ready(p, g, true);
+  else if (group_is_cancelled(g->grp)) group_wake(p, g); /* cancelled before it parked */
 }
 
 /* execute — Go: execute + the return half of gopark/goexit. */
 static void execute(P *p, G *g) {
   g_cas_status(g, G_RUNNABLE, G_RUNNING);
   p->curg = g;
+  g->waitkind = WK_NONE;
   int nres = 0;
   int nargs = g->nargs;
   g->nargs = 0;

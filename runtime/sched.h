@@ -71,7 +71,23 @@ typedef enum gstatus {
 enum { Y_NONE = 0, Y_PARK, Y_GOSCHED, Y_PREEMPT };
 enum parkkind { PARK_WORLD = 0, PARK_SYNC = 1 };
 /* wake codes left for the parked G by its waker */
-enum { WAKE_NONE = 0, WAKE_READY, WAKE_TIMEOUT, WAKE_CLOSED };
+enum { WAKE_NONE = 0, WAKE_READY, WAKE_TIMEOUT, WAKE_CLOSED, WAKE_CANCELLED };
+/* what a parked G waits on, for a group's cancel (group.c, group_wake):
+** set by the park site right before sched_park, reset when the G runs */
+enum waitkind {
+  WK_NONE = 0, /* not cancellable while parked (runs to its own wake-up) */
+  WK_SLEEP,    /* its own timer only */
+  WK_CHAN,     /* g->sg on a local channel (wobj: unused) */
+  WK_SEL,      /* a selstate (wobj) whose claim wins the wake-up */
+  WK_IO_R,     /* a pollDesc's read slot (wobj) */
+  WK_IO_W,     /* a pollDesc's write slot (wobj) */
+  WK_CALL      /* parked with glr_park in a binding's queue: wobj is a
+               ** wcancel whose detach unlinks it (true: it was queued) */
+};
+typedef struct wcancel {
+  bool (*detach)(struct wcancel *self);
+} wcancel;
+struct ggroup;
 
 typedef bool (*unlockf)(G *g, void *arg);
 
@@ -104,6 +120,13 @@ struct G {
   G *allnext, *allprev;  /* P's list of live goroutines */
   G *link;               /* free list, inbox */
   _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
+  /* cancellation groups (group.h) */
+  struct ggroup *grp;    /* owner M only: the group it belongs to (a ref), or NULL */
+  G *gnext, *gprev;      /* owner M only: the group's member list */
+  int waitkind;          /* owner M only: WK_*, while parked */
+  void *waitobj;         /* owner M only: what waitkind names */
+  _Atomic int blockfd;   /* atomic: the eventfd of the M this G blocks on
+                         ** (a non-yieldable wait under hand-off), or -1 */
 };
 
 /* glr_park / glr_ready handshake (any thread may ready) */
@@ -370,6 +393,19 @@ GLR_INTERNAL void sched_ready_remote(G *g);
 GLR_INTERNAL int sched_park(struct lua_State *L, unlockf unlock, void *arg,
                             const char *reason, int kind, intptr_t ctx,
                             int (*k)(struct lua_State *, int, intptr_t));
+/* sched_park_on — the park site names what the G will wait on (enum
+** waitkind), so a group's cancel can detach it; call right before
+** sched_park. */
+GLR_INTERNAL void sched_park_on(struct lua_State *L, int kind, void *obj);
+/* sched_cancelled — whether the running goroutine's group is cancelled */
+GLR_INTERNAL bool sched_cancelled(struct lua_State *L);
+/* sched_raise_cancelled — raises "cancelled" or "cancelled: REASON" */
+GLR_INTERNAL int sched_raise_cancelled(struct lua_State *L);
+/* sched_check_cancel — raises as above if the goroutine's group is
+** cancelled (the entry of every blocking operation) */
+GLR_INTERNAL void sched_check_cancel(struct lua_State *L);
+/* sched_unref — owner M: drop a registry ref of p's VM */
+GLR_INTERNAL void sched_unref(P *p, int ref);
 /* sched_gosched — Go: Gosched. */
 GLR_INTERNAL int sched_gosched(struct lua_State *L, intptr_t ctx,
                                int (*k)(struct lua_State *, int, intptr_t));

@@ -21,7 +21,7 @@ local FLOORS = {
           "bindings/lspawn.*", "bindings/lexec.*", "bindings/lsignal.*", "bindings/lookup.*",
           "bindings/lstdio.*", "bindings/lcoro.*", "bindings/ldbhook.*",
           "bindings/lshared.*", "bindings/lcodec.*", "bindings/lhttp.*",
-          "bindings/lpool.*", "bindings/lprof.*" },
+          "bindings/lpool.*", "bindings/lprof.*", "bindings/lgroup.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },
 }
 local PUBLIC_HEADER = "bindings/goluarun.h"
