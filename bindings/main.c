@@ -23,6 +23,7 @@
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lcodec.h"
+#include "lresp.h"
 #include "lcoro.h"
 #include "lgo.h"
 #include "lnet.h"
@@ -133,8 +134,8 @@ static int panic(lua_State *L) {
 }
 
 /* open_vm — every P's VM: standard libraries, the replacement coroutine
-** library, go (also global) and net, goluarun.codec (preloaded), and the
-** project's lua/ on the path. */
+** library, go (also global) and net, goluarun.codec and goluarun.respparse
+** (preloaded), and the project's lua/ on the path. */
 static void open_vm(lua_State *L, P *p, void *ud) {
   (void)p;
   cli *c = ud;
@@ -161,6 +162,8 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_codec);
   lua_setfield(L, -2, "goluarun.codec");
+  lua_pushcfunction(L, luaopen_respparse);
+  lua_setfield(L, -2, "goluarun.respparse");
   lua_pop(L, 1);
   append_path(L, "path", GLR_LUADIR "/?.lua;" GLR_LUADIR "/?/init.lua;" GLR_INSTALL_LUADIR
               "/?.lua;" GLR_INSTALL_LUADIR "/?/init.lua");

@@ -20,7 +20,7 @@ local FLOORS = {
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
           "bindings/lspawn.*", "bindings/lexec.*", "bindings/lsignal.*", "bindings/lookup.*",
           "bindings/lstdio.*", "bindings/lcoro.*",
-          "bindings/lshared.*", "bindings/lcodec.*",
+          "bindings/lshared.*", "bindings/lcodec.*", "bindings/lresp.*",
           "bindings/lpool.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },
 }
