@@ -81,10 +81,11 @@ local resp = {}
 -- The C reader (goluarun.respparse, built into goluarun; absent under a
 -- plain Lua): readers made while resp.native is true decode complete
 -- values through it in batches, the Lua parser below stays the reference
--- and handles everything the C loop leaves to it.
+-- and handles everything the C loop leaves to it. GOLUARUN_RESP_LUA=1 in
+-- the environment starts with it off (to compare the two).
 local has_cparse, cparse = pcall(require, "goluarun.respparse")
 if not has_cparse then cparse = nil end
-resp.native = cparse ~= nil
+resp.native = cparse ~= nil and os.getenv("GOLUARUN_RESP_LUA") ~= "1"
 
 ---------------------------------------------------------------------------
 -- Sentinels

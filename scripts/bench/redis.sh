@@ -2,7 +2,11 @@
 # redis.sh — scripts/redis_lite.lua under goluarun vs Debian's redis-server,
 # both driven by redis-benchmark on 127.0.0.1.
 #
-#   scripts/bench/redis.sh [--reps N] [-n REQUESTS] [-c CLIENTS] [-P PIPELINE]
+#   scripts/bench/redis.sh [--reps N] [-n REQUESTS] [-c CLIENTS] [-P PIPELINE] [--lua]
+#
+# --lua adds a third server, redis_lite-lua: redis_lite with
+# GOLUARUN_RESP_LUA=1 (resp.lua's Lua reader only, no C batch decoder), so
+# the C reader's gain is measured in the same interleaved run.
 #
 # Each server runs pinned to SERVER_CPU (default 0), redis-benchmark to
 # CLIENT_CPU (default 1), with `taskset`. redis_lite runs as
@@ -25,13 +29,14 @@ N=100000
 C=50
 PIPE=1
 TESTS=set,get
+WITH_LUA=0
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 BUILD=${BUILD:-build}
 GOLUARUN=$BUILD/goluarun
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 die() { echo "redis.sh: $*" >&2; exit 1; }
@@ -42,6 +47,7 @@ while [ $# -gt 0 ]; do
     -n) N=${2:?}; shift ;;
     -c) C=${2:?}; shift ;;
     -P) PIPE=${2:?}; shift ;;
+    --lua) WITH_LUA=1 ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
   esac
@@ -95,6 +101,10 @@ start_server() { # name
       taskset -c "$SERVER_CPU" "$GOLUARUN" -p 1 scripts/redis_lite.lua "127.0.0.1:$port" \
         >"$TMP/$1.out" 2>&1 &
       ;;
+    redis_lite-lua)
+      GOLUARUN_RESP_LUA=1 taskset -c "$SERVER_CPU" "$GOLUARUN" -p 1 scripts/redis_lite.lua \
+        "127.0.0.1:$port" >"$TMP/$1.out" 2>&1 &
+      ;;
     redis-server)
       taskset -c "$SERVER_CPU" redis-server --port "$port" --bind 127.0.0.1 --save '' \
         --appendonly no --dir "$TMP" >"$TMP/$1.out" 2>&1 &
@@ -118,6 +128,7 @@ median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]
   else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
 SERVERS=(redis_lite redis-server)
+((WITH_LUA)) && SERVERS=(redis_lite redis_lite-lua redis-server)
 # both servers stay up (the idle one costs nothing) and the runs alternate,
 # so that a change in the machine's load hits both alike
 for server in "${SERVERS[@]}"; do
@@ -142,10 +153,20 @@ done
 
 echo
 echo "redis-benchmark -t $TESTS -n $N -P $PIPE -c $C -q; server on CPU $SERVER_CPU, client on CPU $CLIENT_CPU; median of $REPS"
-printf '%-6s %16s %16s %8s\n' test redis_lite redis-server ratio
+header=$(printf '%-6s' test)
+for server in "${SERVERS[@]}"; do header+=$(printf ' %16s' "$server"); done
+for server in "${SERVERS[@]}"; do
+  [ "$server" = redis-server ] || header+=$(printf ' %16s' "${server#redis_}/redis")
+done
+echo "$header"
 for t in ${TESTS//,/ }; do
   T=${t^^}
-  a=${RPS[redis_lite,$T]} b=${RPS[redis-server,$T]}
-  ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.2f", a / b }')
-  printf '%-6s %16s %16s %7sx\n' "$T" "$a" "$b" "$ratio"
+  line=$(printf '%-6s' "$T")
+  for server in "${SERVERS[@]}"; do line+=$(printf ' %16s' "${RPS[$server,$T]}"); done
+  for server in "${SERVERS[@]}"; do
+    [ "$server" = redis-server ] && continue
+    ratio=$(awk -v a="${RPS[$server,$T]}" -v b="${RPS[redis-server,$T]}" 'BEGIN { printf "%.2f", a / b }')
+    line+=$(printf ' %15sx' "$ratio")
+  done
+  echo "$line"
 done
