@@ -36,7 +36,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 BUILD=${BUILD:-build}
 GOLUARUN=$BUILD/goluarun
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 die() { echo "redis_client.sh: $*" >&2; exit 1; }
 
 while [ $# -gt 0 ]; do
