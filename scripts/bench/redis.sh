@@ -16,7 +16,7 @@
 # between them. Each figure is the median of N runs (default 3) of
 # `redis-benchmark -t set,get -n 100000 -P 1 -c 50 -q`.
 # The table gives requests per second and redis_lite / redis-server (target:
-# at least 0.6 for SET and GET). Missing Debian packages (redis-server,
+# at least 0.6 for SET and GET), and each server's CPU µs per request. Missing Debian packages (redis-server,
 # redis-tools) are installed with apt-get.
 #
 # environment: BUILD (default build; goluarun is $BUILD/goluarun),
@@ -135,15 +135,26 @@ for server in "${SERVERS[@]}"; do
   start_server "$server"
   : >"$TMP/$server.runs"
 done
+# a server's CPU time in µs (utime + stime from /proc)
+cpu_us() { # pid
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); print ($12 + $13) * 1000000 / hz }' \
+    "/proc/$1/stat"
+}
+ntests=$(awk -F, '{ print NF }' <<<"$TESTS")
 for r in $(seq "$REPS"); do
   for server in "${SERVERS[@]}"; do
+    before=$(cpu_us "${PID[$server]}")
     bench_once "${PORT[$server]}" | tee -a "$TMP/$server.runs" | sed "s/^/  $server run $r: /" >&2
+    after=$(cpu_us "${PID[$server]}")
+    awk -v a="$after" -v b="$before" -v n="$((N * ntests))" \
+      'BEGIN { printf "CPU %.2f\n", (a - b) / n }' >>"$TMP/$server.runs"
   done
 done
 stop_servers
 
 declare -A RPS
 for server in "${SERVERS[@]}"; do
+  RPS[$server,CPU]=$(awk '$1 == "CPU" { print $2 }' "$TMP/$server.runs" | median)
   for t in ${TESTS//,/ }; do
     T=${t^^}
     RPS[$server,$T]=$(awk -v t="$T" '$1 == t { print $2 }' "$TMP/$server.runs" | median)
@@ -170,3 +181,6 @@ for t in ${TESTS//,/ }; do
   done
   echo "$line"
 done
+line=$(printf '%-6s' 'us/req')
+for server in "${SERVERS[@]}"; do line+=$(printf ' %16s' "${RPS[$server,CPU]}"); done
+echo "$line   (server CPU µs per request, all tests)"
