@@ -27,6 +27,7 @@
 #include "goluarun.h"
 #include "lcodec.h"
 #include "lhttp.h"
+#include "lresp.h"
 #include "lcoro.h"
 #include "ldbhook.h"
 #include "lgo.h"
@@ -266,8 +267,8 @@ static int panic(lua_State *L) {
 }
 
 /* open_vm — every P's VM: standard libraries, the replacement coroutine
-** library, go (also global) and net, goluarun.codec and goluarun.httpparse (preloaded), and the
-** project's lua/ on the path. */
+** library, go (also global) and net, goluarun.codec, goluarun.httpparse and
+** goluarun.respparse (preloaded), and the project's lua/ on the path. */
 static void open_vm(lua_State *L, P *p, void *ud) {
   (void)p;
   cli *c = ud;
@@ -297,6 +298,8 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   lua_setfield(L, -2, "goluarun.codec");
   lua_pushcfunction(L, luaopen_httpparse);
   lua_setfield(L, -2, "goluarun.httpparse");
+  lua_pushcfunction(L, luaopen_respparse);
+  lua_setfield(L, -2, "goluarun.respparse");
   lua_pop(L, 1);
   add_searcher(L);
 }

@@ -92,8 +92,15 @@ local ERR_SYNTAX = "-ERR syntax error\r\n"
 local ERR_REPLY = "-ERR reply exceeds the server's " .. MAX_REPLY .. " byte limit\r\n"
 local bulk_size = resp.bulk_size
 
+-- LEN[n]: "$n\r\n", cached for small n (a reply costs no number formatting)
+local LEN = setmetatable({}, { __index = function(t, n)
+  local s = "$" .. n .. "\r\n"
+  if n < 4096 then t[n] = s end
+  return s
+end })
+
 local function bulk(s)
-  return "$" .. #s .. "\r\n" .. s .. "\r\n"
+  return LEN[#s] .. s .. "\r\n"
 end
 
 local function int(n)
@@ -141,8 +148,9 @@ function commands.GET(a, n)
   if n ~= 2 then return arity_err("get") end
   local v = lookup(a[2])
   if v == nil then return NULL end
-  if bulk_size(#v) > MAX_REPLY then return ERR_REPLY end
-  return "$" .. #v .. "\r\n" .. v .. "\r\n"
+  local len = #v
+  if len > MAX_REPLY - 32 and bulk_size(len) > MAX_REPLY then return ERR_REPLY end
+  return LEN[len] .. v .. "\r\n"
 end
 
 function commands.SET(a, n)
@@ -325,16 +333,22 @@ end
 -- Connections
 ---------------------------------------------------------------------------
 
+-- an array's count if every element is a string, else nil, why
+local function check_args(v)
+  local n = #v
+  for i = 2, n do
+    if type(v[i]) ~= "string" then return nil, "expected bulk strings in the array" end
+  end
+  return n
+end
+
 -- a decoded request: a non-empty array of strings (nil: skip it)
 local function check_request(v)
   if type(v) ~= "table" or v.err ~= nil or v.ok ~= nil or resp.isnull(v) then
     return nil, "expected an array of bulk strings"
   end
-  local n = #v
-  for i = 1, n do
-    if type(v[i]) ~= "string" then return nil, "expected bulk strings in the array" end
-  end
-  return n
+  if type(v[1]) ~= "string" then return nil, "expected bulk strings in the array" end
+  return check_args(v)
 end
 
 -- Closing with unread input makes the kernel send a RST, which can destroy
@@ -366,9 +380,32 @@ local function handle(conn)
     return ok
   end
 
+  -- a reply into the batch: false to stop (the conn is done)
+  local function answer(reply, quit)
+    nout = nout + 1
+    out[nout] = reply
+    size = size + #reply
+    if quit then
+      if flush() then lingering_close(conn) end
+      return false
+    end
+    return size < BATCH or flush()
+  end
+
   while true do
     local req, rerr = rd:tryread()
-    if req == nil then
+    if type(req) == "table" and type(req[1]) == "string" then
+      -- the common case, a command: an array starting with a bulk string
+      -- (an error reply {err = ...} or a null has no [1])
+      local n, perr = check_args(req)
+      local reply, quit
+      if n then
+        reply, quit = dispatch(req, n)
+      else
+        reply, quit = err("ERR Protocol error: " .. perr), "quit"
+      end
+      if not answer(reply, quit) then return end
+    elseif req == nil then
       if rerr ~= "incomplete" then
         if rerr:find("^protocol error: ") then
           nout = nout + 1
@@ -387,21 +424,8 @@ local function handle(conn)
       -- "*-1" and "*0": ignored, as redis-server does (a top-level "$-1"
       -- is a null bulk, not an array: check_request refuses it)
     else
-      local n, perr = check_request(req)
-      local reply, quit
-      if n then
-        reply, quit = dispatch(req, n)
-      else
-        reply, quit = err("ERR Protocol error: " .. perr), "quit"
-      end
-      nout = nout + 1
-      out[nout] = reply
-      size = size + #reply
-      if quit then
-        if flush() then lingering_close(conn) end
-        return
-      end
-      if size >= BATCH and not flush() then return end
+      local _, perr = check_request(req)
+      if not answer(err("ERR Protocol error: " .. perr), "quit") then return end
     end
   end
 end

@@ -78,6 +78,15 @@ local format = string.format
 
 local resp = {}
 
+-- The C reader (goluarun.respparse, built into goluarun; absent under a
+-- plain Lua): readers made while resp.native is true decode complete
+-- values through it in batches, the Lua parser below stays the reference
+-- and handles everything the C loop leaves to it. GOLUARUN_RESP_LUA=1 in
+-- the environment starts with it off (to compare the two).
+local has_cparse, cparse = pcall(require, "goluarun.respparse")
+if not has_cparse then cparse = nil end
+resp.native = cparse ~= nil and os.getenv("GOLUARUN_RESP_LUA") ~= "1"
+
 ---------------------------------------------------------------------------
 -- Sentinels
 ---------------------------------------------------------------------------
@@ -520,9 +529,14 @@ Reader.__name = "resp.reader"
 --- chunk or nil, err).
 function resp.reader(conn, limits)
   if conn == nil then error("resp.reader: conn expected", 2) end
+  local lim = check_limits(limits, 2)
   return setmetatable({
     conn = conn,
-    lim = check_limits(limits, 2),
+    lim = lim,
+    -- the C reader's config, and the values it decoded ahead: q[qh .. qn],
+    -- value i ending before buf position qend[i]
+    cfg = resp.native and cparse and cparse.config(lim, null, null_array) or nil,
+    q = {}, qend = {}, qh = 1, qn = 0,
     st = new_state(), -- arrays being filled
     buf = "",       -- joined input
     pos = 1,        -- first unconsumed byte of buf
@@ -547,6 +561,29 @@ function Reader:partial()
   return self.st.depth > 0 or self:buffered() > 0
 end
 
+-- the next value decoded ahead by the C reader (the queue is not empty)
+local function dequeue(self)
+  local qh, q = self.qh, self.q
+  local v = q[qh]
+  q[qh] = nil
+  self.pos = self.qend[qh]
+  if qh < self.qn then
+    self.qh = qh + 1
+  else
+    self.qh, self.qn = 1, 0
+    if self.pos > #self.buf then self.buf, self.pos = "", 1 end
+  end
+  return v
+end
+
+-- decodes every complete value at pos with the C reader: true if it took any
+local function batch(self)
+  local k = cparse.batch(self.cfg, self.buf, self.pos, self.q, self.qend)
+  if k == 0 then return false end
+  self.qh, self.qn = 1, k
+  return true
+end
+
 -- joins the pending chunks onto the unconsumed part of the buffer
 local function join(self)
   local ch = self.chunks
@@ -564,6 +601,7 @@ end
 --- Decodes one value from what is buffered, without I/O: value, or
 --- nil, "incomplete", or nil, "protocol error: ...".
 function Reader:tryread()
+  if self.qn > 0 then return dequeue(self) end
   if self.err then return nil, self.err end
   if self.pending > 0 then
     local ready
@@ -575,6 +613,7 @@ function Reader:tryread()
     if not ready then return nil, INCOMPLETE end
     join(self)
   end
+  if self.cfg and self.st.depth == 0 and batch(self) then return dequeue(self) end
   local start = self.pos
   local v, np, at, last, kind = parse(self.st, self.buf, self.pos, self.lim)
   if v ~= nil then
@@ -610,7 +649,8 @@ end
 
 --- Reads one value: the value, or nil, err (a protocol error, or the
 --- conn's "eof", "closed", "timeout", ...).
--- The fast path of read() for the commonest replies: a simple string, an
+-- The fast path of read() on the Lua reader (the C one's batch is faster
+-- even for one reply) for the commonest replies: a simple string, an
 -- integer or a bulk string complete in the joined buffer, at the top level
 -- and with nothing pending. Anything else, or anything it is unsure of (a
 -- limit, a malformed line), returns nil and is left to parse(), which
@@ -670,7 +710,8 @@ local function quick(self)
 end
 
 function Reader:read()
-  if self.pending == 0 and self.st.depth == 0 and not self.err then
+  if self.qn > 0 then return dequeue(self) end
+  if self.cfg == nil and self.pending == 0 and self.st.depth == 0 and not self.err then
     local v = quick(self)
     if v ~= nil then return v end
   end

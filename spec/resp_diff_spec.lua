@@ -1,0 +1,283 @@
+-- resp_diff_spec: differential test of the C RESP reader (goluarun.respparse,
+-- used by resp.reader when resp.native is true) against the Lua reference
+-- parser in resp.lua: for generated inputs (well-formed values of every
+-- type, inline commands, mutated and truncated ones, random bytes) under
+-- random limits, the same bytes give the same values in the same order and
+-- then the same error (or "incomplete"), fed whole, byte by byte, and split
+-- in two at every byte boundary. Bounded: a fixed seed and counts.
+local resp = require "goluarun.resp"
+local cparse = require "goluarun.respparse"
+
+local null, null_array = resp.null, resp.null_array
+local rand = math.random
+local concat, char = table.concat, string.char
+
+-- a conn-like object handing out the given pieces, then eof
+local function pieces_conn(pieces)
+  local k = 0
+  return {
+    read = function()
+      k = k + 1
+      if pieces[k] == nil then return nil, "eof" end
+      return pieces[k]
+    end,
+  }
+end
+
+-- every result of a reader until its first error, rendered as one string
+local function render(v)
+  if v == null then return "N" end
+  if v == null_array then return "NA" end
+  local t = type(v)
+  if t == "string" then return ("%q"):format(v) end
+  if t == "number" then return math.type(v) .. ":" .. v end
+  if t ~= "table" then return tostring(v) end
+  local parts = {}
+  for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. render(x) end
+  table.sort(parts)
+  return "{" .. concat(parts, ",") .. "}"
+end
+
+local function run_reader(native, pieces, limits, use_try)
+  local saved = resp.native
+  resp.native = native
+  local rd = resp.reader(pieces_conn(pieces), limits)
+  resp.native = saved
+  local out = {}
+  for _ = 1, 10000 do
+    local v, err
+    if use_try then
+      v, err = rd:tryread()
+      if err == "incomplete" then
+        local ok, ferr = rd:fill()
+        if not ok then err = ferr else err = nil end
+      end
+    else
+      v, err = rd:read()
+    end
+    if v ~= nil then
+      out[#out + 1] = render(v)
+    elseif err then
+      out[#out + 1] = "error " .. err
+      return concat(out, "\n"), rd
+    end
+  end
+  error("reader did not stop")
+end
+
+---------------------------------------------------------------------------
+-- Generators
+---------------------------------------------------------------------------
+
+local function rand_text(max)
+  local n, b = rand(0, max), {}
+  local alphabet = { "a", "b", "Z", "0", "9", " ", "\r", "\n", "\0", "\t", "\"", "'", "\\", "-" }
+  for i = 1, n do b[i] = alphabet[rand(#alphabet)] end
+  return concat(b)
+end
+
+local function rand_word()
+  local b = {}
+  for i = 1, rand(1, 6) do b[i] = char(rand(97, 122)) end
+  return concat(b)
+end
+
+local gen_value
+local function gen_array(depth)
+  local r = rand(10)
+  if r == 1 then return "*-1\r\n" end
+  local n = rand(0, depth > 2 and 2 or 4)
+  local parts = { "*" .. n .. "\r\n" }
+  for i = 1, n do parts[i + 1] = gen_value(depth + 1) end
+  return concat(parts)
+end
+
+function gen_value(depth)
+  local r = rand(depth > 3 and 6 or 7)
+  if r == 1 then return "+" .. rand_text(6):gsub("[\r\n]", "") .. "\r\n" end
+  if r == 2 then return "-ERR " .. rand_text(6):gsub("[\r\n]", "") .. "\r\n" end
+  if r == 3 then
+    local ints = { 0, -1, 42, math.maxinteger, math.mininteger, rand(-1000, 1000) }
+    return ":" .. ints[rand(#ints)] .. "\r\n"
+  end
+  if r == 4 then return "$-1\r\n" end
+  if r <= 6 then
+    local s = rand_text(12)
+    return "$" .. #s .. "\r\n" .. s .. "\r\n"
+  end
+  return gen_array(depth)
+end
+
+local function gen_command()
+  local n = rand(1, 4)
+  local parts = { "*" .. n .. "\r\n" }
+  for i = 1, n do
+    local s = i == 1 and rand_word() or rand_text(10)
+    parts[i + 1] = "$" .. #s .. "\r\n" .. s .. "\r\n"
+  end
+  return concat(parts)
+end
+
+local function gen_inline()
+  local forms = {
+    function() return rand_word() .. " " .. rand_word() .. "\r\n" end,
+    function() return "  " .. rand_word() .. "\t" .. rand_word() .. "  \n" end,
+    function() return "\r\n" end,
+    function() return rand_word() .. ' "a\\x41 b\\n" \'c\\\'d\'\r\n' end,
+    function() return rand_word() .. ' "unbalanced\r\n' end,
+    function() return rand_word() .. '"x"\r\n' end,
+  }
+  return forms[rand(#forms)]()
+end
+
+-- the corner lines: lengths and integers at and past their edges
+local EDGES = {
+  "$01\r\na\r\n", "$-2\r\n", "$-10\r\n", "$1\r\nab\r\n", "$1\r\na\n", "*01\r\n:1\r\n",
+  ":9223372036854775807\r\n", ":9223372036854775808\r\n", ":-9223372036854775808\r\n",
+  ":-9223372036854775809\r\n", ":00000000000000000000000012\r\n", ":-0\r\n", ":-\r\n",
+  ":12\n", "+\r\n", "+\n", "-\r\n", "$99999999999999999999\r\n", "*99999999999999999999\r\n",
+  "*1048577\r\n", "$536870913\r\n", "$0\r\n\r\n", "*0\r\n", "*3\r\n$1\r\na\r\n",
+  "+a\rb\r\n", "\n", "x\0y\r\n",
+}
+
+local function mutate(s)
+  local b = { s:byte(1, -1) }
+  for _ = 1, rand(1, 3) do
+    local r, i = rand(3), rand(#b + 1)
+    if r == 1 and #b > 0 then
+      b[math.min(i, #b)] = rand(0, 255)
+    elseif r == 2 then
+      table.insert(b, i, ({ 13, 10, 36, 42, 58, 43, 45, 48 })[rand(8)])
+    elseif #b > 0 then
+      table.remove(b, math.min(i, #b))
+    end
+  end
+  return char(table.unpack(b))
+end
+
+local function gen_input()
+  local parts = {}
+  for i = 1, rand(1, 4) do
+    local r = rand(10)
+    if r <= 3 then
+      parts[i] = gen_command()
+    elseif r <= 6 then
+      parts[i] = gen_value(0)
+    elseif r <= 7 then
+      parts[i] = gen_inline()
+    elseif r <= 8 then
+      parts[i] = EDGES[rand(#EDGES)]
+    else
+      parts[i] = mutate(gen_value(0))
+    end
+  end
+  local s = concat(parts)
+  if rand(4) == 1 then s = s:sub(1, rand(0, #s)) end -- truncated
+  if rand(8) == 1 then s = mutate(s) end
+  return s
+end
+
+local function gen_limits()
+  if rand(3) == 1 then return nil end
+  return {
+    max_bulk = rand(0, 16),
+    max_value = rand(0, 80),
+    max_array = rand(0, 5),
+    max_inline = rand(0, 24),
+    max_depth = rand(0, 4),
+    inline = rand(2) == 1,
+  }
+end
+
+---------------------------------------------------------------------------
+-- The comparisons
+---------------------------------------------------------------------------
+
+local function splits(s)
+  local out = { { s }, {} }
+  for i = 1, #s do out[2][i] = s:sub(i, i) end
+  for i = 1, #s - 1 do out[#out + 1] = { s:sub(1, i), s:sub(i + 1) } end
+  return out
+end
+
+local function check_same(s, limits)
+  for _, pieces in ipairs(splits(s)) do
+    for _, use_try in ipairs({ false, true }) do
+      local want = run_reader(false, pieces, limits, use_try)
+      local got = run_reader(true, pieces, limits, use_try)
+      if got ~= want then
+        error(("C and Lua readers differ on %q (pieces %d, limits %s, tryread %s):\n"
+          .. "C:\n%s\nLua:\n%s"):format(s, #pieces, render(limits or {}), tostring(use_try),
+          got, want), 2)
+      end
+    end
+  end
+end
+
+describe("the C RESP reader against the Lua reference", function()
+  it("is the one resp.reader uses in goluarun", function()
+    assert.is_true(resp.native)
+  end)
+
+  it("takes only what the Lua reader gives, value for value, end for end", function()
+    math.randomseed(15)
+    local taken = 0
+    for _ = 1, 1500 do
+      local s, limits = gen_input(), gen_limits()
+      local lim = resp.reader({}, limits).lim -- the checked limits
+      local q, ends = {}, {}
+      local k = cparse.batch(cparse.config(lim, null, null_array), s, 1, q, ends)
+      local pos = 1
+      for i = 1, k do
+        -- the Lua reader on what follows the previous value
+        resp.native = false
+        local rd = resp.reader(pieces_conn({ s:sub(pos) }), limits)
+        resp.native = true
+        local want = rd:read()
+        assert.are.equal(render(want), render(q[i]), ("value %d of %q"):format(i, s))
+        assert.are.equal(#s + 1 - rd:buffered(), ends[i], ("end of value %d of %q"):format(i, s))
+        pos = ends[i]
+        taken = taken + 1
+      end
+    end
+    assert.is_true(taken > 1000, "the generator exercises the C reader: " .. taken)
+  end)
+
+  it("reads the same values and the same error at every split", function()
+    math.randomseed(13)
+    for _ = 1, 250 do
+      local s = gen_input()
+      if #s <= 100 then check_same(s, gen_limits()) end
+    end
+    for _, s in ipairs(EDGES) do
+      check_same(s)
+      check_same(s .. ":1\r\n", { max_inline = 4 })
+    end
+  end)
+
+  it("random bytes: the same results, no crash", function()
+    math.randomseed(7)
+    local alphabet = "*$:+-\r\n0123456789-ab \"'"
+    for _ = 1, 200 do
+      local b = {}
+      for i = 1, rand(1, 40) do
+        local j = rand(#alphabet)
+        b[i] = alphabet:sub(j, j)
+      end
+      check_same(concat(b), gen_limits())
+    end
+  end)
+
+  it("a pipeline of 10,000 commands: the same commands, in batches", function()
+    local parts = {}
+    for i = 1, 10000 do parts[i] = resp.command("SET", "key:" .. i, i) end
+    local s = concat(parts)
+    local rd = resp.reader(pieces_conn({ s:sub(1, 70001), s:sub(70002) }))
+    for i = 1, 10000 do
+      local v = assert(rd:read())
+      assert.are.same({ "SET", "key:" .. i, tostring(i) }, v)
+    end
+    assert.are.same({ nil, "eof" }, { rd:read() })
+    assert.are.equal(0, rd:buffered())
+  end)
+end)
