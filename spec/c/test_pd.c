@@ -20,6 +20,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <fcntl.h>
@@ -321,6 +322,39 @@ static void test_cache(void) {
 
 enum { ROUNDS = 100000 };
 
+/* Each stress runs its rounds, or fewer on a machine so loaded that they
+** would take longer than STRESS_BUDGET_NS (at least MIN_ROUNDS): a round
+** needs both threads on a CPU, and on an overloaded box (ctest -j2 beside
+** other suites) 100,000 of them took minutes. The driver (the main thread)
+** lowers rounds_limit at the top of a round, before that round's first
+** barrier, so the other threads see it when they test their loop condition
+** for the next round and every thread runs the same rounds. */
+enum { MIN_ROUNDS = 2000 };
+#define STRESS_BUDGET_NS (3 * 1000000000LL)
+static _Atomic unsigned rounds_limit;
+static int64_t stress_start;
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void stress_begin(unsigned rounds) {
+  atomic_store(&rounds_limit, rounds);
+  stress_start = mono_ns();
+}
+
+/* stress_budget — driver, top of round r: end the stress after this round
+** when its time is up */
+static void stress_budget(unsigned r) {
+  if (r >= MIN_ROUNDS && r < atomic_load(&rounds_limit) &&
+      mono_ns() - stress_start > STRESS_BUDGET_NS)
+    atomic_store(&rounds_limit, r);
+}
+
+static unsigned stress_rounds(void) { return atomic_load(&rounds_limit); }
+
 /* a spin barrier for exactly two threads (sense by generation) */
 static _Atomic unsigned bar_count, bar_gen;
 static void spin_wait_pause(unsigned *spins) {
@@ -354,7 +388,7 @@ static unsigned n_prep_ready, n_commit_failed, n_parked;
 
 static void *ready_waker(void *arg) {
   (void)arg;
-  for (unsigned r = 1; r <= ROUNDS; r++) {
+  for (unsigned r = 1; r <= stress_rounds(); r++) {
     barrier2();
     jitter(r ^ 0x5a5a);
     void *g = pd_unblock(spd, stress_mode, true);
@@ -374,8 +408,10 @@ static void stress_ready(int mode) {
   atomic_store(&woken_round, 0);
   n_prep_ready = n_commit_failed = n_parked = 0;
   pthread_t b;
+  stress_begin(ROUNDS);
   CHECK(pthread_create(&b, NULL, ready_waker, NULL) == 0);
-  for (unsigned r = 1; r <= ROUNDS; r++) {
+  for (unsigned r = 1; r <= stress_rounds(); r++) {
+    stress_budget(r);
     atomic_store(&b_got_g, 0);
     barrier2();
     jitter(r);
@@ -402,10 +438,10 @@ static void stress_ready(int mode) {
     CHECK(slotv(spd, mode == PD_MODE_R ? PD_MODE_W : PD_MODE_R) == PD_NIL);
   }
   CHECK(pthread_join(b, NULL) == 0);
-  CHECK_EQ(n_prep_ready + n_commit_failed + n_parked, ROUNDS);
+  CHECK_EQ(n_prep_ready + n_commit_failed + n_parked, stress_rounds());
   printf("ready-vs-park (%s): %u rounds: %u ready before prepare, %u between "
          "prepare and commit, %u after park\n",
-         mode == PD_MODE_R ? "R" : "W", ROUNDS, n_prep_ready, n_commit_failed,
+         mode == PD_MODE_R ? "R" : "W", stress_rounds(), n_prep_ready, n_commit_failed,
          n_parked);
   pd_free(spd);
 }
@@ -419,7 +455,7 @@ static unsigned n_saw_closing, n_close_commit_failed, n_close_parked;
 
 static void *closer_thread(void *arg) {
   (void)arg;
-  for (unsigned r = 1; r <= ROUNDS; r++) {
+  for (unsigned r = 1; r <= stress_rounds(); r++) {
     barrier2();
     jitter(r ^ 0x3c3c);
     atomic_store(&spd->closing, true);
@@ -440,8 +476,10 @@ static void stress_close(int mode) {
   atomic_store(&woken_round, 0);
   n_saw_closing = n_close_commit_failed = n_close_parked = 0;
   pthread_t b;
+  stress_begin(ROUNDS);
   CHECK(pthread_create(&b, NULL, closer_thread, NULL) == 0);
-  for (unsigned r = 1; r <= ROUNDS; r++) {
+  for (unsigned r = 1; r <= stress_rounds(); r++) {
+    stress_budget(r);
     atomic_store(&b_got_g, 0);
     atomic_store(&spd->closing, false); /* "reopen" */
     barrier2();
@@ -467,10 +505,10 @@ static void stress_close(int mode) {
     CHECK(slotv(spd, mode) == PD_NIL);
   }
   CHECK(pthread_join(b, NULL) == 0);
-  CHECK_EQ(n_saw_closing + n_close_commit_failed + n_close_parked, ROUNDS);
+  CHECK_EQ(n_saw_closing + n_close_commit_failed + n_close_parked, stress_rounds());
   printf("close-vs-park (%s): %u rounds: %u saw closing, %u commit failed, "
          "%u parked then woken\n",
-         mode == PD_MODE_R ? "R" : "W", ROUNDS, n_saw_closing,
+         mode == PD_MODE_R ? "R" : "W", stress_rounds(), n_saw_closing,
          n_close_commit_failed, n_close_parked);
   pd_free(spd);
 }
@@ -499,7 +537,7 @@ static void *both_waiter(void *arg) {
   int mode = (int)(intptr_t)arg;
   int k = mode == PD_MODE_R ? 0 : 1;
   void *g = k == 0 ? G1 : G2;
-  for (unsigned r = 1; r <= BOTH_ROUNDS; r++) {
+  for (unsigned r = 1; r <= stress_rounds(); r++) {
     barrier3();
     jitter(r + (unsigned)k);
     if (pd_block_prepare(bpd, mode) == PD_PREP_WAIT) {
@@ -517,9 +555,11 @@ static void *both_waiter(void *arg) {
 static void test_both_directions_stress(void) {
   bpd = pd_alloc(11);
   pthread_t t[2];
+  stress_begin(BOTH_ROUNDS);
   CHECK(pthread_create(&t[0], NULL, both_waiter, (void *)(intptr_t)PD_MODE_R) == 0);
   CHECK(pthread_create(&t[1], NULL, both_waiter, (void *)(intptr_t)PD_MODE_W) == 0);
-  for (unsigned r = 1; r <= BOTH_ROUNDS; r++) {
+  for (unsigned r = 1; r <= stress_rounds(); r++) {
+    stress_budget(r);
     barrier3();
     void *g;
     if ((g = pd_unblock(bpd, PD_MODE_W, true)) != NULL) {
