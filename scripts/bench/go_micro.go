@@ -2,6 +2,7 @@
 // goluarun's side and prints the same lines.
 //
 //	go_micro [-scale F]     (run under GOMAXPROCS=1; it also sets it)
+//	go_micro -bench xpingpong [-scale F]   (GOMAXPROCS=2)
 //
 //	RESULT bench=spawn ns_per_op=...     start a goroutine that only
 //	    signals a WaitGroup and ends; batches of 1000 are started and then
@@ -9,6 +10,11 @@
 //	RESULT bench=pingpong ns_per_op=...  two goroutines bounce a value over
 //	    two unbuffered channels; time per round trip (two sends, two
 //	    receives, two switches).
+//
+//	RESULT bench=xpingpong ns_per_op=... the ping-pong with GOMAXPROCS=2,
+//	    the peer of xchan.lua's shared-channel round trip across two Ps
+//	    (Go's scheduler may keep both goroutines on one P: that is Go's
+//	    figure "across Ps" as a program sees it).
 //
 // Each benchmark runs once untimed at 1/10 size to warm up, then timed.
 package main
@@ -62,7 +68,18 @@ func report(name string, n int, d time.Duration) {
 
 func main() {
 	scale := flag.Float64("scale", 1, "multiply the iteration counts")
+	bench := flag.String("bench", "", "xpingpong: only the ping-pong, GOMAXPROCS=2")
 	flag.Parse()
+	if *bench == "xpingpong" {
+		runtime.GOMAXPROCS(2)
+		n := int(2e5 * *scale)
+		if n < 1 {
+			n = 1
+		}
+		pingpong(n/10 + 1)
+		report("xpingpong", n, pingpong(n))
+		return
+	}
 	runtime.GOMAXPROCS(1)
 	nSpawn := int(1e6*(*scale)) / batch * batch
 	nPing := int(1e6 * *scale)
