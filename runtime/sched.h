@@ -145,6 +145,9 @@ struct P {
   int64_t gc_idle_at;     /* owner M only: from when an idle P whose VM ran
                           ** goroutines since collects (sched.c, idle_collect) */
   int64_t gc_wake_at;     /* owner M only: an idle P wakes then to collect */
+  int64_t inbox_at;       /* owner M only: when the inbox last held a wake-up
+                          ** (another thread readied one of its Gs); a P
+                          ** about to sleep spins briefly if that is recent */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
   G *curg;                /* owner M only */
