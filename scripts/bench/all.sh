@@ -102,6 +102,8 @@ if section micro; then
     g=$(rawmed "$raw" micro goluarun ns_per_op "$b"); o=$(rawmed "$raw" micro go ns_per_op "$b")
     t="≤ 250 ns"; [ $b = pingpong ] && t="≤ 300 ns"
     row "$b (ns/op, -p 1)" "$g" "Go $o" "$(ratio "$g" "$o")" "$t" "$l"
+    g=$(rawmed "$raw" micro goluarun cpu_ns_per_op "$b"); o=$(rawmed "$raw" micro go cpu_ns_per_op "$b")
+    row "$b (CPU ns/op, -p 1)" "$g" "Go $o" "$(ratio "$g" "$o")" "$t" "$l"
   done
 fi
 

@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -61,9 +62,24 @@ func pingpong(n int) time.Duration {
 	return d
 }
 
+// cpuNow — the process's CPU time (user + system), as micro.lua's os.clock
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+var cpuStart time.Duration
+
+// report — wall time per operation, and CPU time since the last report
+// (cpu_ns_per_op, steadier on a shared machine; includes the warm-up run,
+// a tenth more, which the figure subtracts)
 func report(name string, n int, d time.Duration) {
-	fmt.Printf("RESULT bench=%s n=%d ns_per_op=%.1f\n", name, n,
-		float64(d.Nanoseconds())/float64(n))
+	cpu := cpuNow()
+	used := float64(cpu-cpuStart) / 1.1
+	cpuStart = cpu
+	fmt.Printf("RESULT bench=%s n=%d ns_per_op=%.1f cpu_ns_per_op=%.1f\n", name, n,
+		float64(d.Nanoseconds())/float64(n), used/float64(n))
 }
 
 func main() {
@@ -72,6 +88,7 @@ func main() {
 	flag.Parse()
 	if *bench == "xpingpong" {
 		runtime.GOMAXPROCS(2)
+		cpuStart = cpuNow()
 		n := int(2e5 * *scale)
 		if n < 1 {
 			n = 1
@@ -81,6 +98,7 @@ func main() {
 		return
 	}
 	runtime.GOMAXPROCS(1)
+	cpuStart = cpuNow()
 	nSpawn := int(1e6*(*scale)) / batch * batch
 	nPing := int(1e6 * *scale)
 	if nSpawn < batch {
