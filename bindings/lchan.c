@@ -48,6 +48,10 @@ typedef struct lchan {
   size_t nfree, capfree;
 } lchan;
 
+/* the elem of a hand-off whose value went straight onto the receiver's
+** stack (hand_off); never a table key (keys count up from 1) */
+#define KEY_ONSTACK UINT64_MAX
+
 static uint32_t rnd(void) {
   static _Thread_local uint32_t x = 0;
   if (!x) x = (uint32_t)mono_now() | 1;
@@ -143,10 +147,30 @@ static int send_k(lua_State *L, int status, lua_KContext key) {
   return 0;
 }
 
+/* hand_off — a plain receiver parked on this VM gets the value on its own
+** stack (recv_k finds it there, elem = KEY_ONSTACK): no slot in the
+** channel's table, which costs a store and a take. False if that thread's
+** stack cannot grow (the caller then stores the value as usual). */
+static bool hand_off(lua_State *L, lchan *c) {
+  sudog *r = chan_peek_plain_recv(&c->c);
+  if (!r) return false;
+  G *g = r->g;
+  lua_State *to = g->parkL;
+  if (!to || !lua_checkstack(to, 1)) return false;
+  lua_pushvalue(L, 2);
+  lua_xmove(L, to, 1);
+  sudog *w;
+  if (chan_trysend(&c->c, KEY_ONSTACK, &w) != CHAN_OK || w != r)
+    rt_throw("lchan: hand-off to a receiver that was not first");
+  ready_woken(L, w);
+  return true;
+}
+
 static int ch_send(lua_State *L) {
-  lchan *c = check_chan(L, 1);
+  lchan *c = class_method(L, 1, &CHAN_KEY, CHAN_MT);
   luaL_checkany(L, 2);
   lua_settop(L, 2);
+  if (hand_off(L, c)) return 0;
   uint64_t key = store_value(L, 1, c, 2);
   sudog *w;
   int r = chan_trysend(&c->c, key, &w);
@@ -183,11 +207,15 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   G *g = vm_p(L)->curg;
+  if (g->sg.ok && g->sg.elem == KEY_ONSTACK) { /* hand_off: [chan, value] */
+    lua_pushboolean(L, 1);
+    return 2;
+  }
   return recv_result(L, g->sg.ok, g->sg.elem);
 }
 
 static int ch_recv(lua_State *L) {
-  lchan *c = check_chan(L, 1);
+  lchan *c = class_method(L, 1, &CHAN_KEY, CHAN_MT);
   lua_settop(L, 1);
   uint64_t key;
   bool ok;

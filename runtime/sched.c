@@ -230,6 +230,7 @@ int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
   g->unlockarg = arg;
   g->waitreason = reason;
   g->parkkind = kind;
+  g->parkL = L;
   return lua_yieldk(L, 0, ctx, k);
 }
 

@@ -86,6 +86,9 @@ struct G {
   unlockf unlock;        /* run after the G is off its stack (gopark) */
   void *unlockarg;
   const char *waitreason;
+  struct lua_State *parkL; /* the thread that parked last (g->L or a user
+                           ** coroutine inside it): a waker on this P may
+                           ** push a value onto it (lchan.c's hand-off) */
   int parkkind;
   bool parked_sync;      /* not counted in n_progress while parked */
   int wake;              /* WAKE_* left by the waker */

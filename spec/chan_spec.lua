@@ -54,6 +54,53 @@ describe("go.chan", function()
     end)
   end)
 
+  describe("hand-off to a parked receiver", function()
+    -- the value goes straight onto the receiver's stack (lchan.c hand_off)
+    it("reaches a receiver parked in a coroutine inside a goroutine", function()
+      local ch = go.chan()
+      local g = go(function()
+        local co = coroutine.wrap(function()
+          local got = {}
+          for i = 1, 3 do got[i] = table.pack(ch:recv()) end
+          return got
+        end)
+        return co()
+      end)
+      for _, v in ipairs({ "a", false, 7 }) do
+        go.yield() -- one P: it runs until it parks, so the send finds it waiting
+        ch:send(v)
+      end
+      local ok, got = go.wait(g, 5)
+      assert.is_true(ok)
+      assert.are.same({ { n = 2, "a", true }, { n = 2, false, true }, { n = 2, 7, true } }, got)
+    end)
+
+    it("hands nil over and keeps the receiver's other values", function()
+      local ch = go.chan(2)
+      local g = go(function()
+        local keep = { "kept" }
+        local v, ok = ch:recv()
+        return keep[1], v, ok
+      end)
+      go.yield()
+      ch:send(nil)
+      assert.are.same({ true, "kept", nil, true }, { go.wait(g, 5) })
+      assert.are.equal(0, #ch)
+    end)
+
+    it("a select receiver first in line still gets the value", function()
+      local ch = go.chan()
+      local gs = go(function() return go.select({ { ch, "recv" } }, 5) end)
+      go.yield()
+      local gp = go(function() return ch:recv() end)
+      go.yield()
+      ch:send("s")
+      ch:send("p")
+      assert.are.same({ true, 1, "s", true }, { go.wait(gs, 5) })
+      assert.are.same({ true, "p", true }, { go.wait(gp, 5) })
+    end)
+  end)
+
   describe("buffered", function()
     it("buffers up to cap without blocking, FIFO", function()
       local ch = go.chan(3)
