@@ -126,11 +126,9 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-/* g_entry — the body of every goroutine: [handle, fn, args...] */
+/* g_entry — the body of every goroutine: [handle, msgh, fn, args...] */
 static int g_entry(lua_State *L) {
-  int nargs = lua_gettop(L) - 2;
-  lua_pushcfunction(L, msgh);
-  lua_insert(L, 2);
+  int nargs = lua_gettop(L) - 3;
   int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
   return g_entry_k(L, st, 0);
 }
@@ -150,19 +148,20 @@ void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   lua_State *co = g->L;
   G *curg = p->curg;
   p->curg = NULL;
-  bool room = lua_checkstack(co, nargs + 3);
+  bool room = lua_checkstack(co, nargs + 4);
   p->curg = curg;
   if (!room) rt_throw("go: no memory for a goroutine's arguments");
   lua_pushcfunction(co, g_entry);
   lua_pushvalue(L, -1);
   lua_xmove(L, co, 1); /* handle */
+  lua_pushcfunction(co, msgh);
   lua_pushvalue(L, fnidx);
   lua_xmove(L, co, 1);
   for (int i = 1; i <= nargs; i++) {
     lua_pushvalue(L, fnidx + i);
     lua_xmove(L, co, 1);
   }
-  g->nargs = nargs + 2;
+  g->nargs = nargs + 3;
   g->ismain = ismain != 0;
   sched_start(p, g);
   h->id = g->id;
