@@ -101,14 +101,9 @@ static bool interrupted(lua_State *L, rt *r) {
   return strstr(lua_tostring(L, -1), "interrupted!") != NULL;
 }
 
-static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)ctx;
-  G *g = vm_g(L);
-  const char *why = unreported(status);
-  if (why) report_error(L, g, why);
-  rt *r = vm_p(L)->rt;
-  bool intr = status != LUA_OK && status != LUA_YIELD && interrupted(L, r);
-  ghandle *h = lua_touserdata(L, 1);
+/* keep_results — [handle, msgh, results...]: the results (or the error)
+** into the handle, which then wakes its waiters */
+static void keep_results(lua_State *L, ghandle *h, bool failed) {
   int n = lua_gettop(L) - 2;
   h->nres = n;
   if (n > 1) {
@@ -117,11 +112,23 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
     for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
   }
   if (n > 0) lua_setiuservalue(L, 1, 1);
-  handle_set_status(h, (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR);
+  handle_set_status(h, failed ? H_ERR : H_OK);
   sudog *woken;
   chan_close(&h->waiters, &woken);
   wake_list(woken);
-  if (h->state == H_ERR && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
+}
+
+static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  G *g = vm_g(L);
+  const char *why = unreported(status);
+  if (why) report_error(L, g, why);
+  rt *r = vm_p(L)->rt;
+  bool failed = status != LUA_OK && status != LUA_YIELD;
+  bool intr = failed && interrupted(L, r);
+  ghandle *h = lua_touserdata(L, 1); /* NULL: started by go.start */
+  if (h) keep_results(L, h, failed);
+  if (failed && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
   if (g->ismain) sched_main_done(r);
   return 0;
 }
@@ -133,17 +140,28 @@ static int g_entry(lua_State *L) {
   return g_entry_k(L, st, 0);
 }
 
-void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
-  P *p = vm_p(L);
-  /* what may raise (the handle: a goroutine's memory) comes before the G,
-  ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
-  ** found the leak); the G's thread and stack are the scheduler's, never
-  ** refused (memlimit.h), so nothing raises once it exists */
+/* push_handle — a new handle, or nil (with_handle false: go.start) */
+static ghandle *push_handle(lua_State *L, bool with_handle) {
+  if (!with_handle) {
+    lua_pushnil(L);
+    return NULL;
+  }
   ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
   h->state = H_RUNNING;
   h->nres = 0;
   chan_init(&h->waiters, 0);
   class_set(L, &HANDLE_KEY);
+  return h;
+}
+
+/* start — go_start; with_handle false: no handle, nil pushed instead */
+static void start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle) {
+  P *p = vm_p(L);
+  /* what may raise (the handle: a goroutine's memory) comes before the G,
+  ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
+  ** found the leak); the G's thread and stack are the scheduler's, never
+  ** refused (memlimit.h), so nothing raises once it exists */
+  ghandle *h = push_handle(L, with_handle);
   G *g = g_new(p);
   lua_State *co = g->L;
   G *curg = p->curg;
@@ -164,7 +182,17 @@ void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   g->nargs = nargs + 3;
   g->ismain = ismain != 0;
   sched_start(p, g);
-  h->id = g->id;
+  if (h) h->id = g->id;
+}
+
+void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
+  start(L, fnidx, nargs, ismain, true);
+}
+
+int go_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  start(L, 1, lua_gettop(L) - 1, 0, false);
+  return 0;
 }
 
 int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */

@@ -175,7 +175,7 @@ static const luaL_Reg go_funcs[] = {
     {"wait", go_wait},     {"sleep", go_sleep},   {"yield", go_yield},
     {"now", go_now},       {"id", go_id},         {"procid", go_procid},
     {"nprocs", go_nprocs}, {"stats", go_stats},   {"exit", go_exit},
-    {"time", go_time},     {NULL, NULL}};
+    {"time", go_time},     {"start", go_run},     {NULL, NULL}};
 
 int luaopen_go(lua_State *L) {
   go_open_handles(L);
