@@ -141,10 +141,30 @@ static int send_k(lua_State *L, int status, lua_KContext key) {
   (void)status;
   G *g = vm_p(L)->curg;
   if (!g->sg.ok) {
-    drop_value(L, 1, (uint64_t)key);
+    if ((uint64_t)key != KEY_ONSTACK) drop_value(L, 1, (uint64_t)key);
     return closed_send(L);
   }
   return 0;
+}
+
+/* park_onstack — an unbuffered channel with nobody waiting to receive: the
+** sender parks with its value left on its own stack (index 2, the top of
+** the thread that parks), elem = KEY_ONSTACK; the receiver moves it from
+** there (take_parked). Only unbuffered: a buffered channel moves a parked
+** sender's elem into its buffer. */
+static int park_onstack(lua_State *L, lchan *c) {
+  G *g = vm_p(L)->curg;
+  g->sg = (sudog){.g = g, .elem = KEY_ONSTACK, .isrecv = false};
+  chan_enqueue(&c->c, &g->sg);
+  return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, (lua_KContext)KEY_ONSTACK,
+                    send_k);
+}
+
+/* take_parked — push the value of a sender parked by park_onstack (claimed:
+** it is still suspended, its value on top of the thread that parked) */
+static void take_parked(lua_State *L, sudog *sender) {
+  G *g = sender->g;
+  lua_xmove(g->parkL, L, 1);
 }
 
 /* hand_off — a plain receiver parked on this VM gets the value on its own
@@ -171,6 +191,8 @@ static int ch_send(lua_State *L) {
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   if (hand_off(L, c)) return 0;
+  if (c->c.cap == 0 && !c->c.closed && !c->c.recvq.first && sched_can_park(L))
+    return park_onstack(L, c);
   uint64_t key = store_value(L, 1, c, 2);
   sudog *w;
   int r = chan_trysend(&c->c, key, &w);
@@ -221,6 +243,12 @@ static int ch_recv(lua_State *L) {
   bool ok;
   sudog *w;
   if (chan_tryrecv(&c->c, &key, &ok, &w) == CHAN_OK) {
+    if (ok && key == KEY_ONSTACK) {
+      take_parked(L, w);
+      ready_woken(L, w);
+      lua_pushboolean(L, 1);
+      return 2;
+    }
     ready_woken(L, w);
     return recv_result(L, ok, key);
   }
@@ -432,6 +460,16 @@ static int select_result(lua_State *L, selframe *f, int i, bool ok, uint64_t ele
   return 3;
 }
 
+/* select_parked — local recv case i took the value of a sender parked by
+** park_onstack; the value is on top */
+static int select_parked(lua_State *L, selframe *f, int i) {
+  drop_sends(L, f);
+  lua_pushinteger(L, i + 1);
+  lua_insert(L, -2);
+  lua_pushboolean(L, 1);
+  return 3;
+}
+
 static int select_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
@@ -462,6 +500,11 @@ static int select_run(lua_State *L, selframe *f, double timeout) {
   if (i < 0 && can_park) enqueue_all(f, vm_p(L)->curg);
   if (f->nshared) schan_unlock_many(f->locks, f->nshared);
   if (i >= 0) {
+    if (r.ok && r.elem == KEY_ONSTACK) { /* a local sender's, on its stack */
+      take_parked(L, r.woken);
+      ready_woken(L, r.woken);
+      return select_parked(L, f, i);
+    }
     if (r.woken && f->cases[i].sc) lschan_wake(r.woken);
     else ready_woken(L, r.woken);
     return select_result(L, f, i, r.ok, r.elem);

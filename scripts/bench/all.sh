@@ -79,7 +79,8 @@ runsh() { # runsh LOGNAME ARGS... -> path of raw.txt
   echo "${d}raw.txt"
 }
 rawmed() { # rawmed RAW SECTION SERVER KEY [BENCH]
-  awk -v s="section=$2" -v srv="server=$3" -v b="bench=$5" -v k="$4" '
+  local bench=${5:-}
+  awk -v s="section=$2" -v srv="server=$3" -v b="bench=$bench" -v k="$4" '
     $2 == s && $4 == srv && (b == "bench=" || index($0, " " b " ")) && $0 !~ /status=(failed|disturbed)/ {
       for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) print substr($i, length(k) + 2) }' "$1" | median
 }
