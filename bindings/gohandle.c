@@ -140,8 +140,9 @@ static int g_entry(lua_State *L) {
   return g_entry_k(L, st, 0);
 }
 
-/* push_handle — a new handle, or nil (with_handle false: go.start) */
-static ghandle *push_handle(lua_State *L, bool with_handle) {
+/* push_handle — a new handle, or nil (with_handle false: go.start); mt:
+** index of the handles' metatable (go()'s upvalue), 0 to look it up */
+static ghandle *push_handle(lua_State *L, bool with_handle, int mt) {
   if (!with_handle) {
     lua_pushnil(L);
     return NULL;
@@ -150,18 +151,23 @@ static ghandle *push_handle(lua_State *L, bool with_handle) {
   h->state = H_RUNNING;
   h->nres = 0;
   chan_init(&h->waiters, 0);
-  class_set(L, &HANDLE_KEY);
+  if (mt) {
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+  } else {
+    class_set(L, &HANDLE_KEY);
+  }
   return h;
 }
 
 /* start — go_start; with_handle false: no handle, nil pushed instead */
-static void start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle) {
+static void start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
   P *p = vm_p(L);
   /* what may raise (the handle: a goroutine's memory) comes before the G,
   ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
   ** found the leak); the G's thread and stack are the scheduler's, never
   ** refused (memlimit.h), so nothing raises once it exists */
-  ghandle *h = push_handle(L, with_handle);
+  ghandle *h = push_handle(L, with_handle, mt);
   G *g = g_new(p);
   lua_State *co = g->L;
   G *curg = p->curg;
@@ -186,19 +192,25 @@ static void start(lua_State *L, int fnidx, int nargs, int ismain, bool with_hand
 }
 
 void go_start(lua_State *L, int fnidx, int nargs, int ismain) {
-  start(L, fnidx, nargs, ismain, true);
+  start(L, fnidx, nargs, ismain, true, 0);
 }
 
 int go_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  start(L, 1, lua_gettop(L) - 1, 0, false);
+  start(L, 1, lua_gettop(L) - 1, 0, false, 0);
   return 0;
 }
 
-int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
+/* go(fn, ...) via __call: arg 1 is go; upvalue 1: the handles' metatable */
+static int go_call(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  go_start(L, 2, lua_gettop(L) - 2, 0);
+  start(L, 2, lua_gettop(L) - 2, 0, true, lua_upvalueindex(1));
   return 1;
+}
+
+void go_push_call(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &HANDLE_KEY);
+  lua_pushcclosure(L, go_call, 1);
 }
 
 void glr_go(lua_State *L, int nargs) {

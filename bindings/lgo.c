@@ -187,7 +187,7 @@ int luaopen_go(lua_State *L) {
   lexec_open(L);
   lsignal_open(L);
   lua_newtable(L);
-  lua_pushcfunction(L, go_call);
+  go_push_call(L);
   lua_setfield(L, -2, "__call");
   lua_setmetatable(L, -2);
   /* os.exit stops the runtime cleanly */
