@@ -30,7 +30,7 @@
 ** watches it for at most SPIN_NS first (Go's spinning Ms): a cross-VM
 ** exchange (shared channel, a portable goroutine's result) then costs no
 ** eventfd write on the waker's side and no epoll wake-up on this one. */
-#define SPIN_NS 50000
+#define SPIN_NS 20000
 #define SPIN_RECENT_NS 2000000
 
 /* ---------- VM tags ---------- */
@@ -432,8 +432,8 @@ static bool spin_for_wake(P *p, int64_t timeout) {
     /* after a short busy wait, give the CPU away between looks: on a
     ** loaded machine the waker may be waiting for this very CPU */
     if (i < 64) cpu_relax();
-    else sched_yield();
-    if ((i & 7) == 0 && mono_now() >= end) return false;
+    else sched_yield(); /* may give the CPU away for long: look at the clock */
+    if ((i >= 64 || (i & 15) == 0) && mono_now() >= end) return false;
   }
 }
 
