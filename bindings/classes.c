@@ -14,7 +14,8 @@ void class_define(lua_State *L, const void *key, const char *name, const luaL_Re
                   const luaL_Reg *metamethods) {
   class_new(L, key, name);
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1); /* upvalue 1: the metatable (class_method) */
   lua_setfield(L, -2, "__index");
   luaL_setfuncs(L, metamethods, 0);
 }
@@ -45,4 +46,14 @@ void class_weaktable(lua_State *L, const char *mode) {
   lua_pushstring(L, mode);
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
+}
+
+void *class_method(lua_State *L, int idx, const void *key, const char *tname) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    bool same = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  return class_check(L, idx, key, tname);
 }

@@ -132,18 +132,9 @@ static bool interrupted(lua_State *L, rt *r) {
   return strstr(lua_tostring(L, -1), "interrupted!") != NULL;
 }
 
-static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)ctx;
-  G *g = vm_g(L);
-  const char *why = unreported(status);
-  if (why) report_error(L, g, why);
-  rt *r = vm_p(L)->rt;
-  bool intr = status != LUA_OK && status != LUA_YIELD && interrupted(L, r);
-  if (status != LUA_OK && status != LUA_YIELD && g->grp) { /* the first error cancels the group */
-    lua_pushvalue(L, -1);
-    group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
-  }
-  ghandle *h = lua_touserdata(L, 1);
+/* keep_results — [handle, msgh, results...]: the results (or the error)
+** into the handle, which then wakes its waiters */
+static void keep_results(lua_State *L, ghandle *h, bool failed) {
   int n = lua_gettop(L) - 2;
   h->nres = n;
   if (n > 1) {
@@ -152,62 +143,110 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
     for (int i = n; i >= 1; i--) lua_rawseti(L, 3, i);
   }
   if (n > 0) lua_setiuservalue(L, 1, 1);
-  handle_set_status(h, (status == LUA_OK || status == LUA_YIELD) ? H_OK : H_ERR);
+  handle_set_status(h, failed ? H_ERR : H_OK);
   sudog *woken;
   chan_close(&h->waiters, &woken);
   wake_list(woken);
-  if (h->state == H_ERR && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
+}
+
+static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
+  G *g = vm_g(L);
+  const char *why = unreported(status);
+  if (why) report_error(L, g, why);
+  rt *r = vm_p(L)->rt;
+  bool failed = status != LUA_OK && status != LUA_YIELD;
+  bool intr = failed && interrupted(L, r);
+  if (failed && g->grp) { /* the first error cancels the group */
+    lua_pushvalue(L, -1);
+    group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
+  }
+  ghandle *h = lua_touserdata(L, 1); /* NULL: started by go.start */
+  if (h) keep_results(L, h, failed);
+  if (failed && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
   if (g->ismain) sched_main_done(r);
   return 0;
 }
 
-/* g_entry — the body of every goroutine: [handle, fn, args...] */
+/* g_entry — the body of every goroutine: [handle, msgh, fn, args...] */
 static int g_entry(lua_State *L) {
-  int nargs = lua_gettop(L) - 2;
-  lua_pushcfunction(L, msgh);
-  lua_insert(L, 2);
+  int nargs = lua_gettop(L) - 3;
   int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
   return g_entry_k(L, st, 0);
 }
 
-G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
+/* push_handle — a new handle, or nil (with_handle false: go.start); mt:
+** index of the handles' metatable (go()'s upvalue), 0 to look it up */
+static ghandle *push_handle(lua_State *L, bool with_handle, int mt) {
+  if (!with_handle) {
+    lua_pushnil(L);
+    return NULL;
+  }
+  ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  h->state = H_RUNNING;
+  h->nres = 0;
+  chan_init(&h->waiters, 0);
+  if (mt) {
+    lua_pushvalue(L, mt);
+    lua_setmetatable(L, -2);
+  } else {
+    class_set(L, &HANDLE_KEY);
+  }
+  return h;
+}
+
+/* start — go_start; with_handle false: no handle, nil pushed instead */
+static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
   P *p = vm_p(L);
   /* what may raise (the handle: a goroutine's memory) comes before the G,
   ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
   ** found the leak); the G's thread and stack are the scheduler's, never
   ** refused (memlimit.h), so nothing raises once it exists */
-  ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
-  h->state = H_RUNNING;
-  h->nres = 0;
-  chan_init(&h->waiters, 0);
-  class_set(L, &HANDLE_KEY);
+  ghandle *h = push_handle(L, with_handle, mt);
   G *g = g_new(p);
   lua_State *co = g->L;
   G *curg = p->curg;
   p->curg = NULL;
-  bool room = lua_checkstack(co, nargs + 3);
+  bool room = lua_checkstack(co, nargs + 4);
   p->curg = curg;
   if (!room) rt_throw("go: no memory for a goroutine's arguments");
   lua_pushcfunction(co, g_entry);
   lua_pushvalue(L, -1);
   lua_xmove(L, co, 1); /* handle */
+  lua_pushcfunction(co, msgh);
   lua_pushvalue(L, fnidx);
   lua_xmove(L, co, 1);
   for (int i = 1; i <= nargs; i++) {
     lua_pushvalue(L, fnidx + i);
     lua_xmove(L, co, 1);
   }
-  g->nargs = nargs + 2;
+  g->nargs = nargs + 3;
   g->ismain = ismain != 0;
   sched_start(p, g);
-  h->id = g->id;
+  if (h) h->id = g->id;
   return g;
 }
 
-int go_call(lua_State *L) { /* go(fn, ...) via __call: arg 1 is go */
+G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
+  return start(L, fnidx, nargs, ismain, true, 0);
+}
+
+int go_run(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  start(L, 1, lua_gettop(L) - 1, 0, false, 0);
+  return 0;
+}
+
+/* go(fn, ...) via __call: arg 1 is go; upvalue 1: the handles' metatable */
+static int go_call(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  go_start(L, 2, lua_gettop(L) - 2, 0);
+  start(L, 2, lua_gettop(L) - 2, 0, true, lua_upvalueindex(1));
   return 1;
+}
+
+void go_push_call(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &HANDLE_KEY);
+  lua_pushcclosure(L, go_call, 1);
 }
 
 void glr_go(lua_State *L, int nargs) {
@@ -298,12 +337,6 @@ void go_setwait(lua_State *L, lua_CFunction wait) {
 
 /* ---------- the handle class ---------- */
 
-static int h_gc(lua_State *L) {
-  ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
-  chan_free(&h->waiters);
-  return 0;
-}
-
 static int h_tostring(lua_State *L) {
   ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
   static const char *st[] = {"running", "done", "failed"};
@@ -319,7 +352,11 @@ static int h_id(lua_State *L) {
 
 void go_open_handles(lua_State *L) {
   static const luaL_Reg methods[] = {{"id", h_id}, {NULL, NULL}};
-  static const luaL_Reg meta[] = {{"__gc", h_gc}, {"__tostring", h_tostring}, {NULL, NULL}};
+  /* no __gc: `waiters` has no buffer (chan_init with cap 0 allocates
+  ** nothing), so a handle owns no C memory, and a finalizer would make every
+  ** goroutine's handle survive one more GC cycle (Lua resurrects finalized
+  ** objects) and cost a call: about a fifth of go()'s time */
+  static const luaL_Reg meta[] = {{"__tostring", h_tostring}, {NULL, NULL}};
   class_define(L, &HANDLE_KEY, HANDLE_MT, methods, meta);
   go_setwait(L, handle_wait);
   lua_pop(L, 1);

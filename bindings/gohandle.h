@@ -26,8 +26,13 @@
 ** goroutine of this VM; pushes its handle and returns its G. ismain: the script's main
 ** goroutine (its end ends the program). Go: newproc. */
 GLR_INTERNAL struct G *go_start(lua_State *L, int fnidx, int nargs, int ismain);
-/* go_call — go(fn, ...) as the __call of the go table (arg 1 is the table) */
-GLR_INTERNAL int go_call(lua_State *L);
+/* go_run — go.start(fn, ...): as go(fn, ...) without a handle (returns
+** nothing; an error is reported as usual). A handle costs ~140 bytes of
+** the VM per goroutine; net.serve's connection goroutines need none. */
+GLR_INTERNAL int go_run(lua_State *L);
+/* go_push_call — push go(fn, ...), the __call of the go table (arg 1 is
+** the table); after go_open_handles */
+GLR_INTERNAL void go_push_call(lua_State *L);
 /* go_wait — go.wait(h [, timeout]): calls the wait function of h's class
 ** with h at 1 and timeout at 2; raises "goluarun.g expected" for a value
 ** that is no handle. */

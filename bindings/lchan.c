@@ -49,6 +49,10 @@ typedef struct lchan {
   size_t nfree, capfree;
 } lchan;
 
+/* the elem of a hand-off whose value went straight onto the receiver's
+** stack (hand_off); never a table key (keys count up from 1) */
+#define KEY_ONSTACK UINT64_MAX
+
 static uint32_t rnd(void) {
   static _Thread_local uint32_t x = 0;
   if (!x) x = (uint32_t)mono_now() | 1;
@@ -138,21 +142,64 @@ static int send_k(lua_State *L, int status, lua_KContext key) {
   (void)status;
   G *g = vm_p(L)->curg;
   if (g->wake == WAKE_CANCELLED) { /* group.c dequeued us */
-    drop_value(L, 1, (uint64_t)key);
+    if ((uint64_t)key != KEY_ONSTACK) drop_value(L, 1, (uint64_t)key);
     return sched_raise_cancelled(L);
   }
   if (!g->sg.ok) {
-    drop_value(L, 1, (uint64_t)key);
+    if ((uint64_t)key != KEY_ONSTACK) drop_value(L, 1, (uint64_t)key);
     return closed_send(L);
   }
   return 0;
 }
 
+/* park_onstack — an unbuffered channel with nobody waiting to receive: the
+** sender parks with its value left on its own stack (index 2, the top of
+** the thread that parks), elem = KEY_ONSTACK; the receiver moves it from
+** there (take_parked). Only unbuffered: a buffered channel moves a parked
+** sender's elem into its buffer. */
+static int park_onstack(lua_State *L, lchan *c) {
+  G *g = vm_p(L)->curg;
+  g->sg = (sudog){.g = g, .elem = KEY_ONSTACK, .isrecv = false};
+  chan_enqueue(&c->c, &g->sg);
+  sched_park_on(L, WK_CHAN, NULL); /* a group's cancel dequeues it */
+  return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, (lua_KContext)KEY_ONSTACK,
+                    send_k);
+}
+
+/* take_parked — push the value of a sender parked by park_onstack (claimed:
+** it is still suspended, its value on top of the thread that parked) */
+static void take_parked(lua_State *L, sudog *sender) {
+  G *g = sender->g;
+  lua_xmove(g->parkL, L, 1);
+}
+
+/* hand_off — a plain receiver parked on this VM gets the value on its own
+** stack (recv_k finds it there, elem = KEY_ONSTACK): no slot in the
+** channel's table, which costs a store and a take. False if that thread's
+** stack cannot grow (the caller then stores the value as usual). */
+static bool hand_off(lua_State *L, lchan *c) {
+  sudog *r = chan_peek_plain_recv(&c->c);
+  if (!r) return false;
+  G *g = r->g;
+  lua_State *to = g->parkL;
+  if (!to || !lua_checkstack(to, 1)) return false;
+  lua_pushvalue(L, 2);
+  lua_xmove(L, to, 1);
+  sudog *w;
+  if (chan_trysend(&c->c, KEY_ONSTACK, &w) != CHAN_OK || w != r)
+    rt_throw("lchan: hand-off to a receiver that was not first");
+  ready_woken(L, w);
+  return true;
+}
+
 static int ch_send(lua_State *L) {
-  lchan *c = check_chan(L, 1);
+  lchan *c = class_method(L, 1, &CHAN_KEY, CHAN_MT);
   luaL_checkany(L, 2);
   sched_check_cancel(L);
   lua_settop(L, 2);
+  if (hand_off(L, c)) return 0;
+  if (c->c.cap == 0 && !c->c.closed && !c->c.recvq.first && sched_can_park(L))
+    return park_onstack(L, c);
   uint64_t key = store_value(L, 1, c, 2);
   sudog *w;
   int r = chan_trysend(&c->c, key, &w);
@@ -190,18 +237,28 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   G *g = vm_p(L)->curg;
-  if (g->wake == WAKE_CANCELLED) return sched_raise_cancelled(L); /* dequeued */
+  if (g->sg.ok && g->sg.elem == KEY_ONSTACK) { /* hand_off: [chan, value] */
+    lua_pushboolean(L, 1);
+    return 2;
+  }
+  if (g->wake == WAKE_CANCELLED) return sched_raise_cancelled(L); /* dequeued, nothing received */
   return recv_result(L, g->sg.ok, g->sg.elem);
 }
 
 static int ch_recv(lua_State *L) {
-  lchan *c = check_chan(L, 1);
+  lchan *c = class_method(L, 1, &CHAN_KEY, CHAN_MT);
   sched_check_cancel(L);
   lua_settop(L, 1);
   uint64_t key;
   bool ok;
   sudog *w;
   if (chan_tryrecv(&c->c, &key, &ok, &w) == CHAN_OK) {
+    if (ok && key == KEY_ONSTACK) {
+      take_parked(L, w);
+      ready_woken(L, w);
+      lua_pushboolean(L, 1);
+      return 2;
+    }
     ready_woken(L, w);
     return recv_result(L, ok, key);
   }
@@ -414,6 +471,16 @@ static int select_result(lua_State *L, selframe *f, int i, bool ok, uint64_t ele
   return 3;
 }
 
+/* select_parked — local recv case i took the value of a sender parked by
+** park_onstack; the value is on top */
+static int select_parked(lua_State *L, selframe *f, int i) {
+  drop_sends(L, f);
+  lua_pushinteger(L, i + 1);
+  lua_insert(L, -2);
+  lua_pushboolean(L, 1);
+  return 3;
+}
+
 static int select_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
@@ -448,6 +515,11 @@ static int select_run(lua_State *L, selframe *f, double timeout) {
   if (i < 0 && can_park) enqueue_all(f, vm_p(L)->curg);
   if (f->nshared) schan_unlock_many(f->locks, f->nshared);
   if (i >= 0) {
+    if (r.ok && r.elem == KEY_ONSTACK) { /* a local sender's, on its stack */
+      take_parked(L, r.woken);
+      ready_woken(L, r.woken);
+      return select_parked(L, f, i);
+    }
     if (r.woken && f->cases[i].sc) lschan_wake(r.woken);
     else ready_woken(L, r.woken);
     return select_result(L, f, i, r.ok, r.elem);

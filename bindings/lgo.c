@@ -222,7 +222,7 @@ static const luaL_Reg go_funcs[] = {
     {"wait", go_wait},     {"sleep", go_sleep},   {"yield", go_yield},
     {"now", go_now},       {"id", go_id},         {"procid", go_procid},
     {"nprocs", go_nprocs}, {"stats", go_stats},   {"exit", go_exit},
-    {"time", go_time},     {NULL, NULL}};
+    {"time", go_time},     {"start", go_run},     {NULL, NULL}};
 
 int luaopen_go(lua_State *L) {
   go_open_handles(L);
@@ -236,7 +236,7 @@ int luaopen_go(lua_State *L) {
   lprof_open(L);
   lgroup_open(L);
   lua_newtable(L);
-  lua_pushcfunction(L, go_call);
+  go_push_call(L);
   lua_setfield(L, -2, "__call");
   lua_setmetatable(L, -2);
   /* os.exit stops the runtime cleanly */

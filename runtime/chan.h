@@ -93,6 +93,14 @@ GLR_INTERNAL int chan_trysend(chan *c, uint64_t elem, sudog **woken);
 /* chan_tryrecv — CHAN_OK with *elem (the caller owns it) and *ok; on a
 ** closed, drained channel *elem = 0 and *ok = false; else WOULDBLOCK. */
 GLR_INTERNAL int chan_tryrecv(chan *c, uint64_t *elem, bool *ok, sudog **woken);
+/* chan_peek_plain_recv — the receiver chan_trysend would hand to next if
+** it is a plain (not select) one, else NULL: a plain waiter is claimed by
+** no one but the next sender, so the caller may prepare the hand-off
+** before calling chan_trysend (which then returns it in *woken). */
+static inline sudog *chan_peek_plain_recv(const chan *c) {
+  sudog *r = c->closed ? NULL : c->recvq.first;
+  return r && !r->sel ? r : NULL;
+}
 /* chan_enqueue — queue sg (isrecv decides the queue) and set sg->c. */
 GLR_INTERNAL void chan_enqueue(chan *c, sudog *sg);
 /* chan_dequeue — by the owner once it runs again: unlink sg if still

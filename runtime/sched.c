@@ -7,6 +7,7 @@
 #include "sched.h"
 
 #include <malloc.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,12 @@
 #include "workpool.h"
 
 #define GFREE_MAX 4096
+/* A P about to sleep whose inbox had a wake-up less than SPIN_RECENT_NS ago
+** watches it for at most SPIN_NS first (Go's spinning Ms): a cross-VM
+** exchange (shared channel, a portable goroutine's result) then costs no
+** eventfd write on the waker's side and no epoll wake-up on this one. */
+#define SPIN_NS 20000
+#define SPIN_RECENT_NS 2000000
 
 /* ---------- VM tags ---------- */
 
@@ -189,6 +196,7 @@ static void inbox_drain(P *p) {
   p->inbox_head = p->inbox_tail = NULL;
   atomic_store(&p->inbox_n, 0);
   pthread_mutex_unlock(&p->inbox_lock);
+  if (g) p->inbox_at = mono_now();
   while (g) {
     G *next = g->link;
     g->link = NULL;
@@ -232,6 +240,7 @@ int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
   g->waitreason = reason;
   g->parkkind = kind;
   g->wake = WAKE_NONE;
+  g->parkL = L;
   return lua_yieldk(L, 0, ctx, k);
 }
 
@@ -443,6 +452,41 @@ void sched_publish(P *p) {
   if (kb >= 0) atomic_store(&p->pub.lua_bytes, (int64_t)kb * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
 }
 
+/* wake_pending — something block_in_netpoll must not sleep through */
+static bool wake_pending(P *p) {
+  rt *r = p->rt;
+  return atomic_load(&p->inbox_n) || atomic_load(&r->stopping) ||
+         atomic_load(&p->shutdown_req) || atomic_load(&p->dump_req) ||
+         atomic_load(&p->sig_pend) || atomic_load(&p->nhwaiters) ||
+         atomic_load(&p->pinq.n) || atomic_load(&p->gc_req) || steal_pending(r);
+}
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+/* spin_for_wake — true if a wake-up came within the spin (see SPIN_NS);
+** `sleeping` stays false meanwhile, so wakers skip the eventfd. Bounded by
+** the next timer; fd events wait for the spin's end (at most SPIN_NS). */
+static bool spin_for_wake(P *p, int64_t timeout) {
+  if (timeout == 0 || p->inbox_at == 0 || p->rt->nprocs < 2) return false;
+  int64_t now = mono_now();
+  if (now - p->inbox_at > SPIN_RECENT_NS) return false;
+  int64_t end = now + (timeout > 0 && timeout < SPIN_NS ? timeout : SPIN_NS);
+  for (unsigned i = 1;; i++) {
+    if (wake_pending(p)) return true;
+    /* after a short busy wait, give the CPU away between looks: on a
+    ** loaded machine the waker may be waiting for this very CPU */
+    if (i < 64) cpu_relax();
+    else sched_yield(); /* may give the CPU away for long: look at the clock */
+    if ((i >= 64 || (i & 15) == 0) && mono_now() >= end) return false;
+  }
+}
+
 static void block_in_netpoll(P *p) {
   rt *r = p->rt;
   int64_t timeout = -1;
@@ -454,12 +498,9 @@ static void block_in_netpoll(P *p) {
     timeout = next > now ? next - now : 0;
   }
   sched_publish(p);
+  if (spin_for_wake(p, timeout)) return;
   atomic_store(&p->sleeping, true);
-  if (atomic_load(&p->inbox_n) == 0 && !atomic_load(&r->stopping) &&
-      !atomic_load(&p->shutdown_req) && !atomic_load(&p->dump_req) &&
-      !atomic_load(&p->sig_pend) &&
-      !atomic_load(&p->nhwaiters) && !atomic_load(&p->pinq.n) &&
-      !atomic_load(&p->gc_req) && !steal_pending(r)) {
+  if (!wake_pending(p)) {
     atomic_fetch_add(&r->npidle, 1);
     netpoll(p, timeout);
     atomic_fetch_sub(&r->npidle, 1);

@@ -106,6 +106,9 @@ struct G {
   int64_t waitsince;     /* when it parked, to within a poll period (the P's
                          ** lastpoll: no clock read on the park path) */
   int waitfd, waitmode;  /* an "IO wait": the fd and PD_MODE_R/W (iowait.c) */
+  struct lua_State *parkL; /* the thread that parked last (g->L or a user
+                           ** coroutine inside it): a waker on this P may
+                           ** push a value onto it (lchan.c's hand-off) */
   int parkkind;
   bool parked_sync;      /* not counted in n_progress while parked */
   int wake;              /* WAKE_* left by the waker */
@@ -186,6 +189,9 @@ struct P {
   int64_t gc_idle_at;     /* owner M only: from when an idle P whose VM ran
                           ** goroutines since collects (sched.c, idle_collect) */
   int64_t gc_wake_at;     /* owner M only: an idle P wakes then to collect */
+  int64_t inbox_at;       /* owner M only: when the inbox last held a wake-up
+                          ** (another thread readied one of its Gs); a P
+                          ** about to sleep spins briefly if that is recent */
   runq q;                 /* owner M only */
   timerheap timers;       /* owner M only */
   G *curg;                /* owner M only */

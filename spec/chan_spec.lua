@@ -54,6 +54,103 @@ describe("go.chan", function()
     end)
   end)
 
+  describe("hand-off to a parked receiver", function()
+    -- the value goes straight onto the receiver's stack (lchan.c hand_off)
+    it("reaches a receiver parked in a coroutine inside a goroutine", function()
+      local ch = go.chan()
+      local g = go(function()
+        local co = coroutine.wrap(function()
+          local got = {}
+          for i = 1, 3 do got[i] = table.pack(ch:recv()) end
+          return got
+        end)
+        return co()
+      end)
+      for _, v in ipairs({ "a", false, 7 }) do
+        go.yield() -- one P: it runs until it parks, so the send finds it waiting
+        ch:send(v)
+      end
+      local ok, got = go.wait(g, 5)
+      assert.is_true(ok)
+      assert.are.same({ { n = 2, "a", true }, { n = 2, false, true }, { n = 2, 7, true } }, got)
+    end)
+
+    it("hands nil over and keeps the receiver's other values", function()
+      local ch = go.chan(2)
+      local g = go(function()
+        local keep = { "kept" }
+        local v, ok = ch:recv()
+        return keep[1], v, ok
+      end)
+      go.yield()
+      ch:send(nil)
+      assert.are.same({ true, "kept", nil, true }, { go.wait(g, 5) })
+      assert.are.equal(0, #ch)
+    end)
+
+    it("a select receiver first in line still gets the value", function()
+      local ch = go.chan()
+      local gs = go(function() return go.select({ { ch, "recv" } }, 5) end)
+      go.yield()
+      local gp = go(function() return ch:recv() end)
+      go.yield()
+      ch:send("s")
+      ch:send("p")
+      assert.are.same({ true, 1, "s", true }, { go.wait(gs, 5) })
+      assert.are.same({ true, "p", true }, { go.wait(gp, 5) })
+    end)
+  end)
+
+  describe("a sender parked on an unbuffered channel", function()
+    -- its value waits on its own stack (lchan.c park_onstack)
+    it("gives its value to recv, nil and false included", function()
+      local ch = go.chan()
+      local g = go(function()
+        for _, v in ipairs({ "x", false, 3 }) do ch:send(v) end
+        ch:send(nil)
+        return "done"
+      end)
+      local got = {}
+      for i = 1, 4 do
+        go.yield() -- one P: the sender runs until it parks in send
+        got[i] = table.pack(ch:recv())
+      end
+      assert.are.same({ { n = 2, "x", true }, { n = 2, false, true }, { n = 2, 3, true },
+                        { n = 2, nil, true } }, got)
+      assert.are.same({ true, "done" }, { go.wait(g, 5) })
+    end)
+
+    it("gives its value to a select", function()
+      local ch, other = go.chan(), go.chan()
+      local g = go(function() ch:send({ k = "v" }) return "sent" end)
+      go.yield()
+      local i, v, ok = go.select({ { other, "recv" }, { ch, "recv" } })
+      assert.are.same({ 2, "v", true }, { i, v.k, ok })
+      assert.are.same({ true, "sent" }, { go.wait(g, 5) })
+    end)
+
+    it("parked inside a coroutine, gives its value", function()
+      local ch = go.chan()
+      local g = go(function()
+        return coroutine.wrap(function() ch:send("from coro") return "back" end)()
+      end)
+      go.yield()
+      assert.are.same({ "from coro", true }, { ch:recv() })
+      assert.are.same({ true, "back" }, { go.wait(g, 5) })
+    end)
+
+    it("raises 'send on closed channel' when the channel closes", function()
+      local ch = go.chan()
+      local g = go(function() ch:send("never") end)
+      go.yield()
+      ch:close()
+      local ok, err = go.wait(g, 5)
+      assert.is_false(ok)
+      assert.matches("send on closed channel", err)
+      assert.are.same({ nil, false }, { ch:recv() })
+    end)
+  end)
+
   describe("buffered", function()
     it("buffers up to cap without blocking, FIFO", function()
       local ch = go.chan(3)

@@ -4,6 +4,27 @@ local go = require "go"
 local H = require "support.helpers"
 
 describe("go", function()
+  describe("go.start(fn, ...)", function()
+    it("runs fn with its arguments and returns nothing", function()
+      local ch = go.chan(1)
+      local r = table.pack(go.start(function(a, b) ch:send(a + b) end, 2, 3))
+      assert.are.equal(0, r.n)
+      assert.are.same({ 5, true }, { ch:recv() })
+    end)
+
+    it("raises for a value that is not a function", function()
+      assert.has_error(function() go.start(42) end,
+        "bad argument #1 to 'start' (function expected, got number)")
+    end)
+
+    it("an error ends only that goroutine", function()
+      local done = go.chan(1)
+      go.start(function() error("boom from go.start") end)
+      go.start(function() done:send("after") end)
+      assert.are.same({ "after", true }, { done:recv() })
+    end)
+  end)
+
   describe("go(fn, ...) and go.wait", function()
     it("runs fn with its arguments and returns its results", function()
       local g = go(function(a, b, c) return a + b, c, "x" end, 1, 2, "three")

@@ -61,7 +61,7 @@ end
 
 local function local_start(f)
   local go = require "go"
-  return function(c) go(serve_one, f, c) end
+  return function(c) go.start(serve_one, f, c) end -- no handle: ~140 B a conn
 end
 
 -- run: accept = "one", in whichever VM took the portable goroutine

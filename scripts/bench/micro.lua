@@ -3,7 +3,7 @@
 --
 --   goluarun -p 1 scripts/bench/micro.lua [SCALE]
 --
--- RESULT bench=spawn ns_per_op=...       start a goroutine (go(fn)) that
+-- RESULT bench=spawn ns_per_op=... cpu_ns_per_op=...  start a goroutine (go(fn)) that
 --     only counts itself done and ends; batches of 1000 are started and
 --     then waited for (the last one of a batch wakes main through a
 --     channel: a counter plus one wake-up, which is what Go's WaitGroup
@@ -34,18 +34,21 @@ local function batches(n)
   return math.max(1, n // BATCH)
 end
 
-local function report(name, n, secs)
-  print(string.format("RESULT bench=%s n=%d ns_per_op=%.1f", name, n,
-                      secs * 1e9 / n))
+-- cpu_ns_per_op: the process's CPU time (os.clock) per operation, steadier
+-- than the wall time on a machine shared with other work.
+local function report(name, n, secs, cpu)
+  print(string.format("RESULT bench=%s n=%d ns_per_op=%.1f cpu_ns_per_op=%.1f",
+                      name, n, secs * 1e9 / n, cpu * 1e9 / n))
 end
 
--- Runs fn(n) once at a tenth of n to warm up, then timed; returns seconds.
+-- Runs fn(n) once at a tenth of n to warm up, then timed; returns wall
+-- seconds and CPU seconds.
 local function timed(fn, n)
   fn(math.max(1, n // 10))
   collectgarbage()
-  local t0 = go.now()
+  local t0, c0 = go.now(), os.clock()
   fn(n)
-  return go.now() - t0
+  return go.now() - t0, os.clock() - c0
 end
 
 local function spawn_counter(nbatch)

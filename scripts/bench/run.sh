@@ -514,7 +514,7 @@ micro_run() {           # micro_run REP IMPL
   echo "## micro $impl rep $rep" >>"$LOG"
   echo "$out" >>"$LOG"
   { grep '^RESULT bench=' <<<"$out" || true; } | while read -r line; do
-    echo "RUN section=micro rep=$rep server=$impl bench=$(field bench "$line") n=$(field n "$line") ns_per_op=$(field ns_per_op "$line") status=$status"
+    echo "RUN section=micro rep=$rep server=$impl bench=$(field bench "$line") n=$(field n "$line") ns_per_op=$(field ns_per_op "$line") cpu_ns_per_op=$(field cpu_ns_per_op "$line") status=$status"
   done >>"$RAW"
   [ "$status" = ok ] || echo "  micro $impl rep $rep: failed (see $LOG)"
 }
