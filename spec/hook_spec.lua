@@ -67,7 +67,11 @@ describe("a user hook under preemption", function()
     { "crl", 0 }, { "l", 0 }, { "cr", 0 }, { "", 1 }, { "c", 0 },
   } do
     local mask, count = case[1], case[2]
-    it(("sees lua5.4's events (mask %q, count %d)"):format(mask, count), function()
+    -- under TSan no SIGURG reaches a Lua loop (its handler runs only at an
+    -- interceptor), so the spinning neighbour is never preempted: as in
+    -- preempt_spec, these cases need preemption and are pending there
+    local it_p = os.getenv("GOLUA_TSAN") and pending or it
+    it_p(("sees lua5.4's events (mask %q, count %d)"):format(mask, count), function()
       local want = trace(nil, mask, count, true)
       local got, r = trace({ "-p", "1" }, mask, count)
       if want ~= got then -- show where they part, not megabytes
