@@ -500,7 +500,7 @@ describe("socket.http and ltn12 (Debian's, unchanged)", function()
     -- slower, and one forced poll's burst of them is what the ticker waits
     -- behind
     local bound = os.getenv("GOLUA_TSAN") and 250
-      or os.getenv("ASAN_OPTIONS") and 20 or H.scale(5, 20)
+      or os.getenv("ASAN_OPTIONS") and 30 or H.scale(5, 20)
     assert.is_true(tonumber(late) <= bound, "ticker late by " .. late .. " ms")
   end)
 end)
