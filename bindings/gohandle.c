@@ -274,13 +274,33 @@ static int push_results(lua_State *L, ghandle *h, int hidx) {
   return n + 1;
 }
 
-static int wait_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)status;
-  (void)ctx;
+void go_waiter_woke(lua_State *L) {
   G *g = vm_p(L)->curg;
   chan_dequeue(&g->sg);
   g->sel = NULL;
-  if (g->gsel.fired == SEL_CANCELLED) return sched_raise_cancelled(L);
+  if (g->gsel.fired == SEL_CANCELLED) sched_raise_cancelled(L);
+}
+
+int go_park_waiter(lua_State *L, chan *waiters, double timeout, const char *why,
+                   lua_KFunction k) {
+  G *g = vm_p(L)->curg;
+  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
+  atomic_store(&g->gsel.done, false);
+  g->gsel.fired = -1;
+  g->sg.sel = &g->gsel;
+  chan_enqueue(waiters, &g->sg);
+  if (timeout > 0) {
+    g->sel = &g->gsel;
+    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
+  }
+  sched_park_on(L, WK_SEL, &g->gsel);
+  return sched_park(L, NULL, NULL, why, timeout > 0 ? PARK_WORLD : PARK_SYNC, 0, k);
+}
+
+static int wait_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)status;
+  (void)ctx;
+  go_waiter_woke(L);
   ghandle *h = lua_touserdata(L, 1);
   if (h->state == H_RUNNING) {
     lua_pushnil(L);
@@ -305,18 +325,7 @@ static int handle_wait(lua_State *L) {
   if (!sched_can_park(L)) return glr_cannot_block(L, "go.wait");
   sched_check_cancel(L);
   lua_settop(L, 1);
-  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
-  atomic_store(&g->gsel.done, false);
-  g->gsel.fired = -1;
-  g->sg.sel = &g->gsel;
-  chan_enqueue(&h->waiters, &g->sg);
-  if (timeout > 0) {
-    g->sel = &g->gsel;
-    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
-  }
-  sched_park_on(L, WK_SEL, &g->gsel);
-  return sched_park(L, NULL, NULL, "wait", timeout > 0 ? PARK_WORLD : PARK_SYNC,
-                    0, wait_k);
+  return go_park_waiter(L, &h->waiters, timeout, "wait", wait_k);
 }
 
 int go_wait(lua_State *L) {

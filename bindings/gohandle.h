@@ -22,6 +22,15 @@
 
 #include "../runtime/common.h"
 
+/* go_park_waiter — park the running goroutine on the receive queue of
+** `waiters` (a chan closed when what it waits for ends: a goroutine, a
+** group) for at most timeout seconds (< 0: no limit), cancellable; k, the
+** continuation, calls go_waiter_woke first. For go.wait and grp:wait. */
+GLR_INTERNAL int go_park_waiter(lua_State *L, struct chan *waiters, double timeout,
+                                const char *why, lua_KFunction k);
+/* go_waiter_woke — leave the queue; raises "cancelled" if the goroutine's
+** group was cancelled meanwhile */
+GLR_INTERNAL void go_waiter_woke(lua_State *L);
 /* go_start — start fn (at index fnidx) with the nargs values above it as a
 ** goroutine of this VM; pushes its handle and returns its G. ismain: the script's main
 ** goroutine (its end ends the program). Go: newproc. */

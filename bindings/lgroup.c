@@ -81,10 +81,7 @@ static int push_timeout(lua_State *L) {
 static int wait_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
-  G *g = vm_p(L)->curg;
-  chan_dequeue(&g->sg);
-  g->sel = NULL;
-  if (g->gsel.fired == SEL_CANCELLED) return sched_raise_cancelled(L);
+  go_waiter_woke(L);
   ggroup *grp = check_group(L, 1);
   return grp->nlive > 0 ? push_timeout(L) : push_outcome(L, grp);
 }
@@ -107,18 +104,7 @@ static int g_wait(lua_State *L) {
   if (!sched_can_park(L)) return glr_cannot_block(L, "grp:wait");
   sched_check_cancel(L);
   lua_settop(L, 1);
-  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
-  atomic_store(&g->gsel.done, false);
-  g->gsel.fired = -1;
-  g->sg.sel = &g->gsel;
-  chan_enqueue(&grp->waiters, &g->sg);
-  if (timeout > 0) {
-    g->sel = &g->gsel;
-    sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
-  }
-  sched_park_on(L, WK_SEL, &g->gsel);
-  return sched_park(L, NULL, NULL, "group wait", timeout > 0 ? PARK_WORLD : PARK_SYNC,
-                    0, wait_k);
+  return go_park_waiter(L, &grp->waiters, timeout, "group wait", wait_k);
 }
 
 static int g_cancel(lua_State *L) {
