@@ -50,13 +50,6 @@ local function upstream(name)
   return ln:addr()
 end
 
-local function free_addr()
-  local ln = assert(net.listen("127.0.0.1:0"))
-  local a = ln:addr()
-  ln:close()
-  return a
-end
-
 local function curl(args)
   return H.sh("curl -s -S --max-time " .. T .. " " .. args)
 end
@@ -64,7 +57,7 @@ end
 setup(function()
   local a, b = upstream("A"), upstream("B")
   ngx = N.start({ files = { ["page.txt"] = "static page\n" }, servers = { "location / { }" } })
-  local dead = free_addr()
+  local dead = H.free_addr()
   local never = assert(net.listen("127.0.0.1:0")) -- accepts (backlog), never answers
   ups[#ups + 1] = never
   go(function()

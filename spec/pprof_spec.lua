@@ -202,14 +202,6 @@ print(coloured / (w * h))
   end)
 end)
 
--- a free loopback port (listen on :0, close)
-local function free_addr()
-  local ln = assert(net.listen("127.0.0.1:0"))
-  local a = ln:addr()
-  ln:close()
-  return a
-end
-
 local function curl(url, extra)
   local out, code = H.sh("curl -sS --max-time 20 " .. (extra or "") .. " " .. q(url))
   assert.are.equal(0, code, url .. ": " .. out)
@@ -219,7 +211,7 @@ end
 describe("the debug endpoint (GOLUA_DEBUG_ADDR) on scripts/http_server.lua", function()
   local p, addr, dbg
   setup(function()
-    dbg = free_addr()
+    dbg = H.free_addr()
     p = H.spawn(root .. "/scripts/http_server.lua", { "127.0.0.1:0" },
       { file = true, timeout = 120, flags = { "-p", "2" }, env = { GOLUA_DEBUG_ADDR = dbg } })
     addr = p:wait_output("listening on (%S+)", 10)
@@ -290,7 +282,7 @@ end)
 
 describe("/debug/goroutines with 1,000 parked conns", function()
   it("lists 1,000 goroutines reading, with their fd and direction", function()
-    local dbg = free_addr()
+    local dbg = H.free_addr()
     local p = H.spawn(PRELUDE .. [[
       local net = require "net"
       local srv = assert(pprof.serve(arg[1]))

@@ -16,20 +16,12 @@ H.require_tool("redis-server", "redis-server")
 local null = redis.null
 local T = H.scale(5, 20) -- seconds any single call may take
 
--- a free loopback port (bound, then released)
-local function free_port()
-  local ln = assert(net.listen("127.0.0.1:0"))
-  local port = tonumber(ln:addr():match(":(%d+)$"))
-  ln:close()
-  return port
-end
-
 local tmpdirs = {}
 
 -- redis-server on `port` (default a free one) with extra arguments; waits
 -- until it answers. Returns the process handle (P.start) and "ip:port".
 local function start_redis(extra, port)
-  port = port or free_port()
+  port = port or H.free_port()
   local dir = os.tmpname()
   os.remove(dir)
   assert(os.execute("mkdir -p " .. H.shquote(dir)))
@@ -478,7 +470,7 @@ end)
 ---------------------------------------------------------------------------
 describe("goluarun.redis across a server restart", function()
   it("a held conn fails cleanly, released ones do not poison later connects", function()
-    local port = free_port()
+    local port = H.free_port()
     local srv, addr = start_redis(nil, port)
     local held = connect(addr)
     assert.are.equal("OK", held:set("rs:k", "1"))
@@ -507,7 +499,7 @@ describe("goluarun.redis over TLS", function()
   it("talks to redis-server's TLS port with verification on", function()
     H.require_tool("openssl", "openssl")
     local pki = P.pki("ec")
-    local port = free_port()
+    local port = H.free_port()
     local srv = start_redis("--tls-port " .. port .. " --tls-cert-file " .. pki.cert
       .. " --tls-key-file " .. pki.key .. " --tls-ca-cert-file " .. pki.ca
       .. " --tls-auth-clients no")
@@ -603,7 +595,7 @@ describe("goluarun.redis against broken servers", function()
   end)
 
   it("gives connection refused for a port nobody listens on", function()
-    local v, err = redis.connect("127.0.0.1:" .. free_port(), { timeout = T })
+    local v, err = redis.connect("127.0.0.1:" .. H.free_port(), { timeout = T })
     assert.is_nil(v)
     H.assert_err(err, "connection refused")
   end)

@@ -9,13 +9,6 @@ local H = require "support.helpers"
 
 local SCRIPT = H.root() .. "/scripts/restart_server.lua"
 
-local function free_addr()
-  local ln = assert(net.listen("127.0.0.1:0"))
-  local addr = ln:addr()
-  ln:close()
-  return addr
-end
-
 local function get(addr)
   local c, err = net.dial(addr, 2)
   if not c then return nil, err end
@@ -123,7 +116,7 @@ describe("zero-downtime restart", function()
     end)
     insts[1] = start_instance(logs)
     insts[2] = start_instance(logs)
-    local front = free_addr()
+    local front = H.free_addr()
     local dir = H.tmpname()
     local sock, cfg = dir .. ".sock", dir .. ".cfg"
     H.write_file(cfg, HAPROXY_CFG:format(sock, front, insts[1].addr, insts[2].addr))
@@ -180,7 +173,7 @@ end)
 describe("socket activation", function()
   it("net.listen adopts the socket systemd-socket-activate passes", function()
     H.require_tool("systemd-socket-activate", "systemd")
-    local addr = free_addr()
+    local addr = H.free_addr()
     local p = assert(go.exec({ "systemd-socket-activate", "-l", addr, H.bin(), SCRIPT, addr },
       { stdin = "null", stdout = "null" }))
     finally(function() p:kill("SIGKILL"); p:wait(5) end)

@@ -468,6 +468,20 @@ function H.sockpath(tag)
 end
 
 --- The repository root (the folder above spec/).
+--- H.free_addr() -> "127.0.0.1:PORT" of a loopback port that was free a
+--- moment ago (bound on :0, then closed), for a peer the test starts
+function H.free_addr()
+  local ln = assert(net.listen("127.0.0.1:0"))
+  local addr = ln:addr()
+  ln:close()
+  return addr
+end
+
+--- H.free_port() -> the port number of H.free_addr()
+function H.free_port()
+  return tonumber(H.free_addr():match(":(%d+)$"))
+end
+
 function H.root()
   local here = debug.getinfo(1, "S").source:gsub("^@", "")
   return here:match("^(.*)/spec/support/[^/]*$") or "."

@@ -17,13 +17,6 @@ local P = require "support.tlspeers"
 local M = {}
 local q = H.shquote
 
-local function free_port()
-  local ln = assert(net.listen("127.0.0.1:0"))
-  local port = tonumber(ln:addr():match(":(%d+)$"))
-  ln:close()
-  return port
-end
-
 local Nginx = {}
 Nginx.__index = Nginx
 
@@ -46,7 +39,7 @@ function M.start(opts)
   for name, data in pairs(opts.files or {}) do H.write_file(self.root .. "/" .. name, data) end
   local blocks = {}
   for i, body in ipairs(opts.servers) do
-    self.ports[i] = free_port()
+    self.ports[i] = H.free_port()
     blocks[i] = ("  server {\n    listen 127.0.0.1:%d;\n    root %s;\n%s\n  }\n")
       :format(self.ports[i], self.root, body)
   end
