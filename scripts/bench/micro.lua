@@ -13,6 +13,8 @@
 -- RESULT bench=coro_resume ns_per_op=... reference: plain Lua
 --     coroutine.resume + coroutine.yield round trip, no scheduler involved.
 -- Extra lines, for reading the spawn figure:
+-- RESULT bench=spawn_start ns_per_op=...  the same with go.start(body),
+--     which makes no handle (as Go's `go f()`).
 -- RESULT bench=spawn_wait ns_per_op=...  same batches, but main waits for
 --     each goroutine with go.wait(g).
 -- RESULT bench=spawn_wg ns_per_op=...    same batches with sync.waitgroup
@@ -51,7 +53,10 @@ local function timed(fn, n)
   return go.now() - t0, os.clock() - c0
 end
 
-local function spawn_counter(nbatch)
+-- spawn with go(fn) (a handle per goroutine), or with start = go.start
+-- (no handle: Go's `go f()` has none either)
+local function spawn_counter(nbatch, start)
+  start = start or go
   local wake = go.chan(1)
   local left = 0
   local function body()
@@ -60,7 +65,7 @@ local function spawn_counter(nbatch)
   end
   for _ = 1, nbatch do
     left = BATCH
-    for _ = 1, BATCH do go(body) end
+    for _ = 1, BATCH do start(body) end
     wake:recv()
   end
 end
@@ -119,6 +124,7 @@ end
 
 local nb = batches(count(300000))
 report("spawn", nb * BATCH, timed(spawn_counter, nb))
+report("spawn_start", nb * BATCH, timed(function(b) spawn_counter(b, go.start) end, nb))
 local np = count(300000)
 report("pingpong", np, timed(pingpong, np))
 local nc = count(3000000)
