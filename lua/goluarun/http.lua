@@ -49,6 +49,9 @@
 -- there; both sides parse with the grammar below.
 -- res: res:status(code [, reason]) -> res, res:header(name, value) -> res
 --   (sets; value nil removes; a list value sends several lines),
+--   res:headers(t [, except]) -> res (every field of t whose lower-case
+--   name is not a key of except, in one step; Content-Length, Transfer-
+--   Encoding, Connection skipped; not merged with res:header's fields),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
