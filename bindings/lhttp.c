@@ -16,9 +16,23 @@
 ** a line ends with LF or CRLF; field names are lower-cased; a repeated
 ** field is joined with ", " (request) or becomes a list (response). No
 ** obs-fold, no bare CR, no control characters (RFC 9112 5, 2.2).
+**
+**   httpparse.block(h [, except [, own]]) -> lines, seen, connection
+**                                          | nil, "name" | "value", key
+**
+** The other direction: the field lines "name: value\r\n" of a headers
+** table (name -> string, number or a list of them; names as given), in
+** one call, for the client's request heads and the server's res:headers.
+** Names whose lower case is a key of `except` are skipped; those of `own`
+** are skipped too but still reported in `seen`, a bit set of the names
+** met (BLOCK_HOST 1, BLOCK_UA 2, BLOCK_CTYPE 4, BLOCK_DATE 8); connection
+** is the Connection field's value as given (or nil). A name that is not a
+** token, or a value that is not a string or number or holds CR, LF or
+** NUL: nil, what, the key (the caller raises with its own words).
 */
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -33,17 +47,20 @@ typedef struct hp_cur {
   size_t p, n;
 } hp_cur;
 
-/* tchar (RFC 9110 5.6.2): the bytes of a token */
-static bool is_tchar(unsigned c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
-  }
-}
+/* tchar (RFC 9110 5.6.2): the bytes of a token: DIGIT, ALPHA and
+** !#$%&'*+-.^_`|~ (a table: the parser's innermost loop); 128..255 are 0 */
+static const unsigned char TCHAR[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 0, 1, 0,
+};
+
+static bool is_tchar(unsigned c) { return TCHAR[c & 255] != 0; }
 
 static bool is_vchar(unsigned c) { return c >= 33 && c <= 126; }
 /* field-vchar: VCHAR / obs-text */
@@ -273,10 +290,168 @@ static int hp_response(lua_State *L) {
   return 6;
 }
 
+/* ---------- httpparse.block ---------- */
+
+enum { BLOCK_HOST = 1, BLOCK_UA = 2, BLOCK_CTYPE = 4, BLOCK_DATE = 8 };
+#define BLOCK_STACK 2048
+
+/* the lines being built: in `stack`, then in a userdata at stack slot
+** `slot` (replaced as it grows), so nothing leaks when an error unwinds */
+typedef struct hp_out {
+  char *p;
+  size_t n, cap;
+  int slot;
+  char stack[BLOCK_STACK];
+} hp_out;
+
+static void out_add(lua_State *L, hp_out *o, const char *s, size_t n) {
+  if (o->n + n > o->cap) {
+    size_t cap = o->cap * 2 > o->n + n ? o->cap * 2 : o->n + n;
+    char *p = lua_newuserdatauv(L, cap, 0);
+    memcpy(p, o->p, o->n);
+    lua_replace(L, o->slot);
+    o->p = p;
+    o->cap = cap;
+  }
+  memcpy(o->p + o->n, s, n);
+  o->n += n;
+}
+
+static bool is_token(const char *s, size_t n) {
+  if (n == 0) return false;
+  for (size_t i = 0; i < n; i++)
+    if (!is_tchar((unsigned char)s[i])) return false;
+  return true;
+}
+
+/* a value's bytes, or NULL (not a string or number, or CR, LF or NUL) */
+static const char *field_value(lua_State *L, int idx, size_t *n) {
+  int t = lua_type(L, idx);
+  if (t != LUA_TSTRING && t != LUA_TNUMBER) return NULL;
+  const char *v = lua_tolstring(L, idx, n); /* a number: converts the copy */
+  for (size_t i = 0; i < *n; i++) {
+    char ch = v[i];
+    if (ch == '\r' || ch == '\n' || ch == '\0') return NULL;
+  }
+  return v;
+}
+
+static void out_line(lua_State *L, hp_out *o, const char *k, size_t kn, const char *v, size_t vn) {
+  out_add(L, o, k, kn);
+  out_add(L, o, ": ", 2);
+  out_add(L, o, v, vn);
+  out_add(L, o, "\r\n", 2);
+}
+
+/* the lines of the value on the top (key at -2): false if a value is bad */
+static bool value_lines(lua_State *L, hp_out *o, const char *k, size_t kn) {
+  size_t vn;
+  if (!lua_istable(L, -1)) {
+    lua_pushvalue(L, -1);
+    const char *v = field_value(L, -1, &vn);
+    if (v) out_line(L, o, k, kn, v, vn);
+    lua_pop(L, 1);
+    return v != NULL;
+  }
+  lua_Integer len = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= len; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *v = field_value(L, -1, &vn);
+    if (v) out_line(L, o, k, kn, v, vn);
+    lua_pop(L, 1);
+    if (!v) return false;
+  }
+  return true;
+}
+
+static bool name_is(const char *l, size_t n, const char *lit) {
+  return strlen(lit) == n && memcmp(l, lit, n) == 0;
+}
+
+static int seen_bit(const char *l, size_t n) {
+  if (name_is(l, n, "host")) return BLOCK_HOST;
+  if (name_is(l, n, "user-agent")) return BLOCK_UA;
+  if (name_is(l, n, "content-type")) return BLOCK_CTYPE;
+  if (name_is(l, n, "date")) return BLOCK_DATE;
+  return 0;
+}
+
+/* whether the lower-cased name (on the top) is a key of the table at idx */
+static bool in_set(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return false;
+  lua_pushvalue(L, -1);
+  bool in = lua_rawget(L, idx) != LUA_TNIL;
+  lua_pop(L, 1);
+  return in;
+}
+
+/* pushes the key's lower case (the key itself when it has no upper case) */
+static const char *push_lower_key(lua_State *L, const char *k, size_t kn) {
+  size_t i = 0;
+  while (i < kn && !(k[i] >= 'A' && k[i] <= 'Z')) i++;
+  if (i == kn) lua_pushvalue(L, -2);
+  else push_lower(L, (const unsigned char *)k, kn);
+  return lua_tostring(L, -1);
+}
+
+/* one field (key at -2, value at -1): its lines, its bit; -1: bad value */
+static int block_field(lua_State *L, hp_out *o, int *conn_idx) {
+  size_t kn = lua_rawlen(L, -2);
+  const char *k = lua_tostring(L, -2);
+  const char *l = push_lower_key(L, k, kn);
+  int bit = 0;
+  if (!in_set(L, 2)) {
+    bit = seen_bit(l, kn);
+    if (name_is(l, kn, "connection")) {
+      lua_pushvalue(L, -2);
+      lua_replace(L, *conn_idx);
+    }
+    if (!in_set(L, 3)) {
+      lua_pop(L, 1);
+      return value_lines(L, o, k, kn) ? bit : -1;
+    }
+  }
+  lua_pop(L, 1);
+  return bit;
+}
+
+static int block_fail(lua_State *L, const char *what) {
+  lua_pushnil(L);
+  lua_pushstring(L, what);
+  lua_pushvalue(L, -4); /* the key */
+  return 3;
+}
+
+static int hp_block(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
+  lua_pushnil(L); /* 5: the Connection value */
+  hp_out o = {.p = NULL, .n = 0, .cap = BLOCK_STACK, .slot = 4};
+  o.p = o.stack;
+  int seen = 0, conn_idx = 5;
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    if (lua_type(L, -2) != LUA_TSTRING || !is_token(lua_tostring(L, -2), lua_rawlen(L, -2)))
+      return block_fail(L, "name");
+    int bit = block_field(L, &o, &conn_idx);
+    if (bit < 0) return block_fail(L, "value");
+    seen |= bit;
+    lua_pop(L, 1);
+  }
+  lua_pushlstring(L, o.p, o.n);
+  lua_pushinteger(L, seen);
+  lua_pushvalue(L, 5);
+  return 3;
+}
+
 int luaopen_httpparse(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"request", hp_request},
       {"response", hp_response},
+      {"block", hp_block},
       {NULL, NULL},
   };
   luaL_newlib(L, fns);

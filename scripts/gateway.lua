@@ -163,34 +163,50 @@ local function body_of(req)
   end
 end
 
--- the upstream's fields the gateway replaces with its own (as nginx does)
-local HIDE = { date = true, server = true }
+-- the upstream's fields not sent on: hop-by-hop ones, and those the
+-- gateway replaces with its own (as nginx does)
+local RELAY_EXCEPT = { date = true, server = true }
+for k in pairs(HOP) do RELAY_EXCEPT[k] = true end
 
--- sends the upstream's answer on
-local function relay(res, up, req)
-  res:status(up.status)
-  local uh = up.headers
-  local drop = connection_names(rawget(uh, "connection"))
-  for k, v in pairs(uh) do
-    if not HOP[k] and not HIDE[k] and not (drop and drop[k]) then res:header(k, v) end
+-- RELAY_EXCEPT and the names the upstream's Connection lists
+local function relay_except(uh)
+  local names = connection_names(rawget(uh, "connection"))
+  if not names then return RELAY_EXCEPT end
+  for k in pairs(RELAY_EXCEPT) do names[k] = true end
+  return names
+end
+
+-- a small body, whole: string | nil, err
+local function whole_body(up)
+  local d, err = up:read()
+  if not d then return err == nil and "" or nil, err end
+  local parts, n = nil, 1
+  while true do
+    local more
+    more, err = up:read()
+    if not more then
+      if err then return nil, err end
+      return n == 1 and d or table.concat(parts, "", 1, n)
+    end
+    parts = parts or { d }
+    n = n + 1
+    parts[n] = more
   end
-  local cl = tonumber(rawget(uh, "content-length") or "")
+end
+
+-- sends the upstream's answer on (its fields in one step: res:headers)
+local function relay(res, up, req)
+  local uh = up.headers
+  res:status(up.status):headers(uh, relay_except(uh))
   if req.method == "HEAD" or up.status == 204 or up.status == 304 then
     up:close()
     return res:send("")
   end
+  local cl = tonumber(rawget(uh, "content-length") or "")
   if cl and cl <= BUFFER_BODY then
-    local parts, n = {}, 0
-    while true do
-      local d, err = up:read()
-      if not d then
-        if err then return fail(res, 502, "bad gateway: " .. err) end
-        break
-      end
-      n = n + 1
-      parts[n] = d
-    end
-    return res:send(n == 1 and parts[1] or table.concat(parts, "", 1, n))
+    local body, err = whole_body(up)
+    if not body then return fail(res, 502, "bad gateway: " .. err) end
+    return res:send(body)
   end
   while true do
     local d, err = up:read()
@@ -205,6 +221,8 @@ local function relay(res, up, req)
   end
   return res:finish()
 end
+
+local NONE_TRIED = setmetatable({}, { __newindex = function() error("NONE_TRIED is read-only") end })
 
 local function handle(req, res)
   local r = route_of(req.path)
@@ -222,10 +240,11 @@ local function handle(req, res)
   h["x-forwarded-proto"] = TLS_ON and "https" or "http"
   h["x-forwarded-host"] = req.headers.host
   local body = body_of(req)
-  local grp, tried = r.group, {}
+  local grp, tried = r.group, NONE_TRIED
   while true do
     local s = pick(grp, tried)
     if not s then return fail(res, 502, "bad gateway: no upstream of " .. grp.name .. " answers") end
+    if tried == NONE_TRIED then tried = {} end -- (a retry: rare)
     tried[s] = true
     local left = r.timeout - (now() - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end

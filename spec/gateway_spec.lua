@@ -32,6 +32,14 @@ local function upstream(name)
       end
       return
     end
+    if req.path == "/hdrs" then -- raw fields the gateway must filter
+      local c = res:hijack()
+      c:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close, X-Secret\r\n"
+        .. "X-Secret: s\r\nKeep-Alive: timeout=5\r\nServer: up\r\n"
+        .. "Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Up: " .. name .. "\r\n\r\nok")
+      c:close()
+      return
+    end
     if req.path == "/echo" then -- streams the body back as it comes
       res:header("X-Up", name)
       while true do
@@ -148,6 +156,20 @@ describe("gateway.lua", function()
   it("appends X-Forwarded-For and says the protocol", function()
     local out = curl("-H 'X-Forwarded-For: 10.1.2.3' http://" .. gw_addr .. "/api/xff")
     assert.matches("xff=10%.1%.2%.3, 127%.0%.0%.1 proto=http\n$", out)
+  end)
+
+  it("relays the upstream's fields minus hop-by-hop ones and those Connection names", function()
+    local out = curl("-i http://" .. gw_addr .. "/api/hdrs")
+    local lower = out:lower() -- (field names are relayed lower-cased)
+    assert.matches("^http/1.1 200", lower)
+    assert.matches("\r\nset%-cookie: a=1\r\n", lower)
+    assert.matches("\r\nset%-cookie: b=2\r\n", lower)
+    assert.matches("\r\nx%-up: [ab]\r\n", lower)
+    assert.matches("\r\n\r\nok$", lower)
+    assert.is_nil(lower:find("x-secret", 1, true))
+    assert.is_nil(lower:find("keep-alive:", 1, true))
+    assert.is_nil(lower:find("server: up", 1, true))
+    assert.is_nil(lower:find("connection: close", 1, true))
   end)
 
   it("streams bodies both ways (a 4 MiB upload echoed back as it comes)", function()

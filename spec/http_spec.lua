@@ -171,6 +171,28 @@ local function app()
       :header("Content-Type", "text/html")
     res:send("<p>")
   end)
+  a:get("/bulk", function(req, res)
+    -- another message's fields in one step: the server's own and the
+    -- excepted ones skipped, lists sent line by line, Date kept
+    local from = { ["Content-Type"] = "text/html", ["x-list"] = { "p", 2 },
+      ["x-drop"] = "no", date = "Mon, 01 Jan 2024 00:00:00 GMT",
+      ["content-length"] = "999", ["transfer-encoding"] = "gzip",
+      connection = req.query.close and "close" or "keep-alive" }
+    res:header("X-Single", "1"):headers(from, { ["x-drop"] = true })
+    res:send("bulk")
+  end)
+  a:get("/bulk-misuse", function(_, res)
+    local out = {}
+    for _, t in ipairs({ { ["Bad Name"] = "v" }, { x = "a\r\nInjected: 1" },
+      { x = { "ok", {} } }, { x = true }, { [1] = "v" } }) do
+      local ok, err = pcall(res.headers, res, t)
+      out[#out + 1] = ok and "ok" or (err:match("res:headers: (%a+ %a+)") or err)
+    end
+    out[#out + 1] = select(2, pcall(res.headers, res, "x")):match("table expected") or "?"
+    out[#out + 1] = select(2, pcall(res.headers, res, {}, 1)):match("except must") or "?"
+    res:send(table.concat(out, ","))
+    errors.late_headers = not pcall(res.headers, res, {})
+  end)
   a:get("/misuse", function(_, res)
     local out = {}
     out[#out + 1] = pcall(res.status, res, 99)
@@ -392,6 +414,42 @@ describe("http server", function()
     r = assert(read_response(c))
     assert.are.equal(200, r.code)
     assert.are.equal("0", r.headers["content-length"])
+    c:close()
+  end)
+
+  it("res:headers sets many fields at once, minus the server's own and the excepted", function()
+    local c = dial(addr)
+    assert(c:write(get("/bulk")))
+    local r = assert(read_response(c))
+    assert.are.equal("bulk", r.body)
+    assert.are.equal("4", r.headers["content-length"])
+    assert.are.equal("text/html", r.headers["content-type"])
+    assert.are.equal("Mon, 01 Jan 2024 00:00:00 GMT", r.headers.date)
+    assert.are.equal("1", r.headers["x-single"])
+    assert.is_nil(r.headers["x-drop"])
+    assert.is_nil(r.headers["transfer-encoding"])
+    assert.is_nil(r.headers.connection)
+    local count = {}
+    for _, n in ipairs(r.names) do count[n] = (count[n] or 0) + 1 end
+    assert.are.equal(2, count["x-list"])
+    assert.are.equal(1, count["content-type"])
+    assert.are.equal(1, count.date)
+    assert.are.equal(1, count["content-length"])
+    -- the next request on the same conn gets no leftover of the block
+    assert(c:write(get("/")))
+    r = assert(read_response(c))
+    assert.is_nil(r.headers["x-list"])
+    assert.are.equal("text/plain; charset=utf-8", r.headers["content-type"])
+    -- Connection: close among the fields is honoured
+    assert(c:write(get("/bulk?close=1")))
+    r = assert(read_response(c))
+    assert.are.equal("close", r.headers.connection)
+    expect_eof(c)
+    c:close()
+    r, c = exchange(addr, get("/bulk-misuse"))
+    assert.are.equal("invalid field,a value,a value,a value,invalid field,"
+      .. "table expected,except must", r.body)
+    assert.is_true(errors.late_headers)
     c:close()
   end)
 

@@ -131,6 +131,43 @@ describe("goluarun.httpparse", function()
     end
   end)
 
+  it("block: field lines of a table, except and own names, what was seen", function()
+    local block = hp.block
+    local lines, seen, conn = block({ Host = "h", ["user-agent"] = "u", n = 5 })
+    local got = {}
+    for l in lines:gmatch("([^\r]*)\r\n") do got[#got + 1] = l end
+    table.sort(got)
+    assert.are.same({ "Host: h", "n: 5", "user-agent: u" }, got)
+    assert.are.equal(1 | 2, seen)
+    assert.is_nil(conn)
+    lines, seen, conn = block({ ["Content-Type"] = "t", Date = "d", X = { "a", "b" },
+      Connection = "close", ["x-gone"] = "1", ["content-length"] = "3" },
+      { ["x-gone"] = true }, { connection = true, ["content-length"] = true })
+    assert.are.equal(4 | 8, seen)
+    assert.are.equal("close", conn)
+    assert.is_nil(lines:find("x-gone", 1, true))
+    assert.is_nil(lines:find("onnection", 1, true))
+    assert.is_nil(lines:find("content-length", 1, true))
+    assert.truthy(lines:find("X: a\r\n", 1, true) and lines:find("X: b\r\n", 1, true))
+    -- past the stack buffer: grows, same bytes
+    local big, want = {}, 0
+    for i = 1, 300 do
+      big["x-field-" .. i] = ("v"):rep(i)
+      want = want + #("x-field-" .. i) + 4 + i
+    end
+    assert.are.equal(want, #block(big))
+    assert.are.equal("", (block({})))
+    -- bad names and values: nil, what, the key
+    assert.are.same({ nil, "name", "Bad Name" }, { block({ ["Bad Name"] = "v" }) })
+    assert.are.same({ nil, "name", 1 }, { block({ "v" }) })
+    assert.are.same({ nil, "value", "x" }, { block({ x = "a\r\nb: c" }) })
+    assert.are.same({ nil, "value", "x" }, { block({ x = "a\0" }) })
+    assert.are.same({ nil, "value", "x" }, { block({ x = { "ok", true } }) })
+    assert.are.same({ nil, "value", "x" }, { block({ x = false }) })
+    assert.has_error(function() block("x") end)
+    assert.has_error(function() block({}, 1) end)
+  end)
+
   it("misuse raises", function()
     assert.has_error(function() hp.request(nil) end)
     assert.has_error(function() hp.request("x", 0) end)

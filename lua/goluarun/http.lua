@@ -49,6 +49,9 @@
 -- there; both sides parse with the grammar below.
 -- res: res:status(code [, reason]) -> res, res:header(name, value) -> res
 --   (sets; value nil removes; a list value sends several lines),
+--   res:headers(t [, except]) -> res (every field of t whose lower-case
+--   name is not a key of except, in one step; Content-Length, Transfer-
+--   Encoding, Connection skipped; not merged with res:header's fields),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
@@ -88,7 +91,7 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local parse_request = httpparse.request
+local parse_request, field_block = httpparse.request, httpparse.block
 
 local P, R, S, C, Cc, Cf, Cg, Ct, Cp =
   lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc, lpeg.Cf, lpeg.Cg, lpeg.Ct, lpeg.Cp
@@ -281,6 +284,7 @@ end })
 local function has_token(v, tok)
   v = lower(v)
   if v == tok then return true end
+  if not find(v, tok, 1, true) then return false end -- (most values)
   for t in gmatch(v, "[^,%s]+") do
     if t == tok then return true end
   end
@@ -869,12 +873,41 @@ function Res:get_header(name)
   return nil
 end
 
+-- the fields the server owns: res:headers skips them (Connection: close
+-- is honoured)
+local SERVER_OWN = { connection = true, ["content-length"] = true,
+  ["transfer-encoding"] = true }
+
+--- res:headers(t [, except]) -> res: every field of t (name -> value or
+--- list, e.g. another message's headers) whose lower-case name is not a
+--- key of except, in one step (httpparse.block)
+function Res:headers(t, except)
+  if self._sent then error("http: res:headers: the head was already sent", 2) end
+  if type(t) ~= "table" then error("http: res:headers: a table expected", 2) end
+  if except ~= nil and type(except) ~= "table" then
+    error("http: res:headers: except must be a table", 2)
+  end
+  local lines, seen, connh = field_block(t, except, SERVER_OWN)
+  if not lines then
+    if seen == "name" then error("http: res:headers: invalid field name " .. tostring(connh), 2) end
+    error("http: res:headers: a value is not a string or number, or contains CR, LF or NUL", 2)
+  end
+  if connh then
+    if type(connh) == "table" then connh = concat(connh, ",") end
+    if has_token(connh, "close") then self._st.close = true end
+  end
+  local blk = self._blk
+  self._blk = blk and blk .. lines or lines
+  self._bseen = self._bseen | seen
+  return self
+end
+
 -- the handler's header lines; and whether they include a Date
 local function header_block(self, want_ct)
-  local n = self._n
-  if n == 0 then return want_ct and DEFAULT_HEADERS or "", false end
+  local n, blk = self._n, self._blk
+  if n == 0 and not blk then return want_ct and DEFAULT_HEADERS or "", false end
   local hl, hk, hv = self._hl, self._hk, self._hv
-  local s, ct, has_date = "", false, false
+  local s, ct, has_date = blk or "", self._bseen & 4 ~= 0, self._bseen & 8 ~= 0
   for i = 1, n do
     local v = hv[i]
     local l = hl[i]
@@ -918,7 +951,7 @@ function Res:send(body, berr)
     or (st.keep10 and "Connection: keep-alive\r\n" or "")
   local nobody = code == 204 or code == 304
   local hdrs, own_date = DEFAULT_HEADERS, false
-  if nobody or self._n ~= 0 then hdrs, own_date = header_block(self, not nobody) end
+  if nobody or self._n ~= 0 or self._blk then hdrs, own_date = header_block(self, not nobody) end
   local dh = st.date and not own_date and date() or ""
   local ok, err
   if nobody then
@@ -1208,7 +1241,7 @@ local function serve_conn(conn, call, cfg)
   local res = setmetatable({
     _st = st, _code = 200, _line = nil, _sent = false, _done = false,
     _chunked = false,
-    _n = 0, _hl = {}, _hk = {}, _hv = {},
+    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = nil, _bseen = 0,
   }, Res)
   st.res = res
   conn:settimeout(cfg.idle_timeout)
@@ -1293,6 +1326,7 @@ local function serve_conn(conn, call, cfg)
     }, Req)
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
+    res._blk, res._bseen = nil, 0
     -- the handler
     local ok, err = xpcall(call, traceback, req, res)
     if st.hijacked then

@@ -47,7 +47,8 @@
 local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
-local parse_response = require("goluarun.httpparse").response
+local httpparse = require "goluarun.httpparse"
+local parse_response, field_block = httpparse.response, httpparse.block
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
 local match = lpeg.match
@@ -120,55 +121,22 @@ end }
 -- the client's own fields: not taken from req.headers
 local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 
--- (three plain finds: memchr each, much faster than a "[%z\r\n]" class)
-local function check_value(v)
-  if type(v) == "number" then return tostring(v) end
-  if type(v) ~= "string" or find(v, "\r", 1, true) or find(v, "\n", 1, true)
-    or find(v, "\0", 1, true) then
-    error("http.request: header values must be strings without CR, LF or NUL", 4)
-  end
-  return v
-end
-
--- valid field names seen -> lower case (bounded)
-local NAME, nnames = {}, 0
-
--- "Name: value\r\n"... of req.headers; and whether Host, User-Agent are
--- there and Connection says close
+-- "Name: value\r\n"... of req.headers (one C call: httpparse.block); and
+-- whether Host, User-Agent are there and Connection says close
 local function header_lines(h)
   if h == nil then return "", false, false, false end
   if type(h) ~= "table" then error("http.request: req.headers must be a table", 3) end
-  local out, n, host, ua, close = {}, 0, false, false, false
-  for k, v in pairs(h) do
-    local lk = NAME[k]
-    if not lk then
-      if type(k) ~= "string" or not match(W.token_only, k) then
-        error("http.request: invalid header name " .. tostring(k), 3)
-      end
-      lk = lower(k)
-      if nnames < 1000 then
-        nnames = nnames + 1
-        NAME[k] = lk
-      end
-    end
-    if lk == "host" then host = true elseif lk == "user-agent" then ua = true end
-    if lk == "connection" then
-      local cv = type(v) == "table" and concat(v, ",") or tostring(v)
-      if W.has_token(cv, "close") then close = true end
-    end
-    if not OWN[lk] then
-      if type(v) == "table" then
-        for i = 1, #v do
-          out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, ": ", check_value(v[i]), "\r\n"
-          n = n + 4
-        end
-      else -- the pieces, joined once below
-        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, ": ", check_value(v), "\r\n"
-        n = n + 4
-      end
-    end
+  local lines, seen, connh = field_block(h, nil, OWN)
+  if not lines then
+    if seen == "name" then error("http.request: invalid header name " .. tostring(connh), 3) end
+    error("http.request: header values must be strings without CR, LF or NUL", 3)
   end
-  return concat(out, "", 1, n), host, ua, close
+  local close = false
+  if connh then
+    if type(connh) == "table" then connh = concat(connh, ",") end
+    close = W.has_token(connh, "close")
+  end
+  return lines, seen & 1 ~= 0, seen & 2 ~= 0, close
 end
 
 ---------------------------------------------------------------------------
@@ -420,6 +388,12 @@ function Res:read()
   return nil
 end
 
+-- whether the rest of a Content-Length body is buffered already (no read
+-- of the conn is left for a timeout to bound)
+local function buffered_to_end(st)
+  return st.mode == "length" and st.left <= #st.buf - st.pos + 1
+end
+
 --- res:settimeout(s): the rest of a streamed body is bounded per read (s
 --- seconds each; nil: not at all) instead of by the request's timeout
 function Res:settimeout(s)
@@ -427,7 +401,7 @@ function Res:settimeout(s)
   if s ~= nil and (type(s) ~= "number" or not (s > 0)) then
     error("res:settimeout: a positive number or nil expected", 2)
   end
-  if st and st.conn then
+  if st and st.conn and not buffered_to_end(st) then
     st.conn:setdeadline(nil)
     st.conn:settimeout(s)
     st.dl, st.to = true, true
