@@ -44,6 +44,24 @@ describe("blocking where Lua cannot yield", function()
     end
   end)
 
+  it("a reader in a comparator waits its turn for a conn's read lock, then reads", function()
+    local c, s, l = H.pair()
+    local started = false
+    local first = go(function() started = true; return c:read(1) end)
+    assert.is_true(H.wait_until(function() return started end)) -- first is parked in its read
+    local w = go(function()
+      assert(s:write("a"))
+      assert(go.wait(first, 5))
+      assert(s:write("b"))
+    end)
+    local got
+    sorted(function() got = c:read(1) end) -- queues behind first, on its M
+    assert.are.equal("b", got)
+    assert.are.same({ true, "a" }, { go.wait(first, 5) })
+    assert.is_true((go.wait(w, 5)))
+    c:close(); s:close(); l:close()
+  end)
+
   it("timeouts: select, go.wait and grp:wait return \"timeout\" inside a gsub callback", function()
     local ch, grp = go.chan(), go.group()
     local h = go(function() ch:recv() end)
