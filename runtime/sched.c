@@ -281,6 +281,8 @@ static int park_on_m(lua_State *L, P *p, G *g, intptr_t ctx,
   g->onm = NULL;
   g_cas_status(g, G_RUNNABLE, G_RUNNING);
   g->waitkind = WK_NONE;
+  if (atomic_load_explicit(&p->interrupt_req, memory_order_relaxed))
+    pthread_kill(pthread_self(), SIGURG); /* as execute: a SIGINT found no Lua running */
   return k(L, LUA_YIELD, ctx);
 }
 
