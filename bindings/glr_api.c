@@ -62,45 +62,27 @@ int glr_pd_check(glr_pd *pd, int mode, int64_t deadline) {
   return wake_to_glr(iowait_check(PD(pd), mode, deadline));
 }
 
-int glr_canblock(lua_State *L) { return sched_can_park(L); }
+int glr_canblock(lua_State *L) { return sched_can_wait(L); }
 
 int glr_cancelled(lua_State *L) { return sched_cancelled(L); }
 
 int glr_raise_cancelled(lua_State *L) { return sched_raise_cancelled(L); }
 
-/* in_finalizer — whether a __gc metamethod is on L's call stack */
-static int in_finalizer(lua_State *L) {
-  lua_Debug ar;
-  for (int level = 0; lua_getstack(L, level, &ar); level++) {
-    if (lua_getinfo(L, "n", &ar) && ar.namewhat && ar.name &&
-        strcmp(ar.namewhat, "metamethod") == 0 && strcmp(ar.name, "__gc") == 0)
-      return 1;
-  }
-  return 0;
-}
-
 int glr_cannot_block(lua_State *L, const char *what) {
   if (!vm_p(L)->curg)
     return luaL_error(L, "%s: not inside a goroutine", what);
-  if (in_finalizer(L))
+  if (sched_in_finalizer(L))
     return luaL_error(L, "%s: cannot block inside a __gc finalizer", what);
   return luaL_error(L, "%s: attempt to yield across a C-call boundary "
                     "(called from a C function such as table.sort or a "
                     "metamethod called from C)", what);
 }
 
-/* can_block_sync — L cannot yield, but its M may block with the P handed
-** off (runtime/HACKING.md, "Parking": the blocking fallback) */
-static bool can_block_sync(lua_State *L) {
-  P *p = vm_p(L);
-  return p->curg && sched_current_p() == p && !in_finalizer(L);
-}
-
 int glr_waitfd(lua_State *L, glr_pd *pd, int mode, int64_t deadline,
                lua_KContext ctx, lua_KFunction k) {
   if (sched_cancelled(L)) return -ECANCELED; /* the module releases what it holds */
   if (sched_can_park(L)) return iowait_park(L, PD(pd), mode, deadline, ctx, k);
-  if (!can_block_sync(L)) return glr_cannot_block(L, "wait on fd");
+  if (!sched_can_block(L)) return glr_cannot_block(L, "wait on fd");
   int e = iowait_block(L, PD(pd), mode, deadline);
   if (e < 0) return e;
   return k(L, LUA_OK, ctx);
@@ -141,33 +123,9 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   return k(L, LUA_YIELD, ctx); /* also when a go.group cancel cut it short */
 }
 
-/* sleep_sync — the non-yieldable sleep: this M sleeps (on its wake
-** eventfd, which a group's cancel writes), the P runs on */
-static void sleep_sync(lua_State *L, int64_t deadline) {
-  P *p = vm_p(L);
-  G *g = p->curg;
-  int wakefd = handoff_wakefd();
-  struct pollfd f = {wakefd, POLLIN, 0};
-  atomic_store(&g->blockfd, wakefd);
-  handoff_enter(p, "sleep", deadline);
-  for (int64_t left; !group_is_cancelled(g->grp) && (left = deadline - mono_now()) > 0;) {
-    struct timespec ts = {(time_t)(left / NS_PER_SEC), (long)(left % NS_PER_SEC)};
-    uint64_t v;
-    if (ppoll(&f, wakefd >= 0 ? 1 : 0, &ts, NULL) > 0 && read(wakefd, &v, sizeof v) < 0) {
-      /* EAGAIN: nothing to drain */
-    }
-  }
-  handoff_exit(p);
-  atomic_store(&g->blockfd, -1);
-}
-
 int glr_sleep(lua_State *L, int64_t deadline, lua_KContext ctx, lua_KFunction k) {
   if (sched_cancelled(L)) return k(L, LUA_OK, ctx); /* a cancelled member does not sleep */
-  if (!sched_can_park(L)) {
-    if (!can_block_sync(L)) return glr_cannot_block(L, "sleep");
-    if (deadline != DEADLINE_NONE) sleep_sync(L, deadline);
-    return k(L, LUA_OK, ctx);
-  }
+  if (!sched_can_wait(L)) return glr_cannot_block(L, "sleep");
   P *p = vm_p(L);
   lua_pushlightuserdata(L, (void *)k);
   sched_arm_gtimer(p, p->curg, deadline);
@@ -187,7 +145,7 @@ static bool park_commit(G *g, void *arg) {
 }
 
 int glr_park(lua_State *L, const char *reason, lua_KContext ctx, lua_KFunction k) {
-  if (!sched_can_park(L)) return glr_cannot_block(L, reason ? reason : "park");
+  if (!sched_can_wait(L)) return glr_cannot_block(L, reason ? reason : "park");
   return sched_park(L, park_commit, NULL, reason ? reason : "park", PARK_WORLD, ctx, k);
 }
 
@@ -228,7 +186,7 @@ void glr_blocking_enter(lua_State *L) {
   M *m = handoff_current_m();
   if (!m) return; /* a thread of the module's own: nothing to hand off */
   P *p = m->sys_depth > 0 ? m->sys_p : vm_p(L);
-  if (m->sys_depth == 0 && (sched_current_p() != p || !p->curg || in_finalizer(L)))
+  if (m->sys_depth == 0 && (sched_current_p() != p || !p->curg || sched_in_finalizer(L)))
     return; /* not in a goroutine, or in __gc: block in place */
   handoff_enter(p, "C call", DEADLINE_NONE);
 }

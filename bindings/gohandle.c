@@ -322,7 +322,7 @@ static int handle_wait(lua_State *L) {
   }
   G *g = vm_p(L)->curg;
   if (!g) return luaL_error(L, "go.wait: not inside a goroutine");
-  if (!sched_can_park(L)) return glr_cannot_block(L, "go.wait");
+  if (!sched_can_wait(L)) return glr_cannot_block(L, "go.wait");
   sched_check_cancel(L);
   lua_settop(L, 1);
   return go_park_waiter(L, &h->waiters, timeout, "wait", wait_k);

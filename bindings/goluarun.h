@@ -78,8 +78,11 @@ GLR_API void glr_pd_setdeadline(lua_State *L, glr_pd *pd, int mode, int64_t dead
 ** earlier of the persistent deadline and `deadline` has passed, else 0. */
 GLR_API int glr_pd_check(glr_pd *pd, int mode, int64_t deadline);
 
-/* glr_canblock — whether the running goroutine can park from L here (false
-** inside __gc finalizers, table.sort comparators, C-called metamethods). */
+/* glr_canblock — whether the running goroutine can park from L here: false
+** only inside __gc finalizers and outside any goroutine. Where Lua cannot
+** yield (table.sort comparators, C-called metamethods) glr_park and
+** glr_sleep park the goroutine on its thread (the VM's other goroutines
+** run meanwhile) and call k before returning. */
 GLR_API int glr_canblock(lua_State *L);
 /* glr_waitfd — parks the running goroutine until pd's fd is ready for
 ** `mode`, pd is unblocked, or the deadline (the earlier of `deadline` and the

@@ -198,7 +198,7 @@ static int ch_send(lua_State *L) {
   sched_check_cancel(L);
   lua_settop(L, 2);
   if (hand_off(L, c)) return 0;
-  if (c->c.cap == 0 && !c->c.closed && !c->c.recvq.first && sched_can_park(L))
+  if (c->c.cap == 0 && !c->c.closed && !c->c.recvq.first && sched_can_wait(L))
     return park_onstack(L, c);
   uint64_t key = store_value(L, 1, c, 2);
   sudog *w;
@@ -211,7 +211,7 @@ static int ch_send(lua_State *L) {
     ready_woken(L, w);
     return 0;
   }
-  if (!sched_can_park(L)) {
+  if (!sched_can_wait(L)) {
     drop_value(L, 1, key);
     return glr_cannot_block(L, "send");
   }
@@ -262,7 +262,7 @@ static int ch_recv(lua_State *L) {
     ready_woken(L, w);
     return recv_result(L, ok, key);
   }
-  if (!sched_can_park(L)) return glr_cannot_block(L, "recv");
+  if (!sched_can_wait(L)) return glr_cannot_block(L, "recv");
   G *g = vm_p(L)->curg;
   g->sg = (sudog){.g = g, .isrecv = true};
   chan_enqueue(&c->c, &g->sg);
@@ -508,7 +508,7 @@ static int select_k(lua_State *L, int status, lua_KContext ctx) {
 
 /* try, else queue and park (or time out, or fail where it cannot park) */
 static int select_run(lua_State *L, selframe *f, double timeout) {
-  bool can_park = timeout != 0 && sched_can_park(L);
+  bool can_park = timeout != 0 && sched_can_wait(L);
   selres r;
   if (f->nshared) schan_lock_many(f->locks, f->nshared);
   int i = try_all(f, &r);

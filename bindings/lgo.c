@@ -39,8 +39,8 @@ static G *cur_g(lua_State *L, const char *what) {
   return g;
 }
 
-static void need_park(lua_State *L, const char *what) {
-  if (!sched_can_park(L)) glr_cannot_block(L, what);
+static void need_wait(lua_State *L, const char *what) {
+  if (!sched_can_wait(L)) glr_cannot_block(L, what);
 }
 
 /* ---------- goroutines ---------- */
@@ -60,17 +60,20 @@ static int sleep_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
+/* go.yield() and go.sleep(0) where Lua cannot yield: nothing to give the
+** P to but a hand-off, which would cost more than the call: go on */
 static int go_yield(lua_State *L) {
   cur_g(L, "go.yield");
-  need_park(L, "go.yield");
+  need_wait(L, "go.yield");
+  if (!sched_can_park(L)) return 0;
   return sched_gosched(L, 0, resume0_k);
 }
 
 static int go_sleep(lua_State *L) {
   double s = args_seconds(L, 1);
   cur_g(L, "go.sleep");
-  need_park(L, "go.sleep");
-  if (s <= 0) return sched_gosched(L, 0, resume0_k);
+  need_wait(L, "go.sleep");
+  if (s <= 0) return sched_can_park(L) ? sched_gosched(L, 0, resume0_k) : 0;
   sched_check_cancel(L);
   return glr_sleep(L, deadline_from_seconds(s), 0, sleep_k);
 }

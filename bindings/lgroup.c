@@ -101,7 +101,7 @@ static int g_wait(lua_State *L) {
   if (inside(g, grp)) return luaL_error(L, "grp:wait: a member cannot wait for its own group");
   if (grp->nlive == 0) return push_outcome(L, grp);
   if (timeout == 0) return push_timeout(L);
-  if (!sched_can_park(L)) return glr_cannot_block(L, "grp:wait");
+  if (!sched_can_wait(L)) return glr_cannot_block(L, "grp:wait");
   sched_check_cancel(L);
   lua_settop(L, 1);
   return go_park_waiter(L, &grp->waiters, timeout, "group wait", wait_k);

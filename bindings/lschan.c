@@ -238,7 +238,7 @@ static int sc_send(lua_State *L) {
   uint64_t v = lschan_encode(L, 2, "shared channel send");
   int r = send_locked(c, v, NULL);
   if (r == CHAN_OK) return 0;
-  if (r == CHAN_CLOSED || !sched_can_park(L)) {
+  if (r == CHAN_CLOSED || !sched_can_wait(L)) {
     lschan_drop(v);
     if (r == CHAN_CLOSED) return closed_send(L);
     return glr_cannot_block(L, "send");
@@ -290,7 +290,7 @@ static int sc_recv(lua_State *L) {
   uint64_t v;
   bool ok;
   if (recv_locked(c, &v, &ok, NULL) == CHAN_OK) return recv_result(L, ok, v);
-  if (!sched_can_park(L)) return glr_cannot_block(L, "recv");
+  if (!sched_can_wait(L)) return glr_cannot_block(L, "recv");
   sudog *sg = new_waiter(L, true);
   if (recv_locked(c, &v, &ok, sg) == CHAN_OK) return recv_result(L, ok, v);
   return park_waiter(L, sg, "chan receive", recv_k);

@@ -173,7 +173,12 @@ static void busy_clear(sjob *j) {
   if (j->stream && j->stream->closef == busy_close) j->stream->closef = j->closef;
 }
 
-static int can_park(lua_State *L) { return glr_self(L) && glr_canblock(L); }
+/* where Lua cannot yield, glr_park would park on the M (a worker's job,
+** then two thread switches): running the job inline under the lazy
+** hand-off costs less, so only a yieldable caller parks */
+static int can_park(lua_State *L) {
+  return glr_self(L) && lua_isyieldable(L) && glr_canblock(L);
+}
 
 /* run_inline — the job on the VM's thread; a slow one under blocking_enter */
 static void run_inline(lua_State *L, sjob *j) {

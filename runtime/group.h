@@ -6,8 +6,8 @@
 ** A group belongs to one P (one VM): its members are goroutines of that VM
 ** only. Every field is owner M only (the M holding that P), except
 ** `cancelled`, which a member blocked in a non-yieldable wait (hand-off,
-** iowait_block, glr_sleep's fallback) reads on its own M while another M
-** holds the P.
+** iowait_block) reads on its own M while another M holds the P (a G
+** parked on its M, sched.c's park_on_m, is G_WAITING: woken as any).
 **
 ** Invariants:
 **  - members is exactly the list of live Gs with g->grp == this group, and

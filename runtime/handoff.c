@@ -2,11 +2,13 @@
 #include "handoff.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "netpoll.h"
@@ -419,6 +421,30 @@ static bool m_run(rt *r, M *m, P *p) {
   return m_spawn(r, m);
 }
 
+/* give_back — p was taken from its blocked M (SYSCALL -> RUNNING) but
+** will not be kept: to a waiting M, else back to P_SYSCALL */
+static void give_back(P *p) {
+  pthread_mutex_lock(&p->hlock);
+  if (!grant_first(p)) p_set_status(p, P_RUNNING, P_SYSCALL);
+  pthread_mutex_unlock(&p->hlock);
+}
+
+/* hand_over — p (P_SYSCALL) to an idle or new M; false if none could be
+** had (the cap) or its M came back first */
+static bool hand_over(rt *r, P *p) {
+  M *m = m_get(r);
+  if (!m) return false; /* at the cap: the VM waits for its blocking call */
+  if (!p_cas_status(p, P_SYSCALL, P_RUNNING)) { /* its M came back first */
+    m_put(r, m);
+    return false;
+  }
+  atomic_store(&p->m, m);
+  if (m_run(r, m, p)) return true;
+  m_put(r, m); /* no thread: give p back to its blocked M */
+  give_back(p);
+  return false;
+}
+
 int handoff_retake(rt *r, int64_t now) {
   int insys = 0;
   for (int i = 0; i < r->nprocs; i++) {
@@ -426,22 +452,40 @@ int handoff_retake(rt *r, int64_t now) {
     if (atomic_load(&p->pstatus) != P_SYSCALL) continue;
     if (!has_work(p)) continue; /* nothing waits for it: back off */
     insys++;
-    if (now - atomic_load(&p->syscall_when) < HANDOFF_NS) continue;
-    M *m = m_get(r);
-    if (!m) continue; /* at the cap: the VM waits for its blocking call */
-    if (!p_cas_status(p, P_SYSCALL, P_RUNNING)) { /* its M came back first */
-      m_put(r, m);
-      continue;
-    }
-    atomic_store(&p->m, m);
-    if (!m_run(r, m, p)) { /* no thread: give p back to its blocked M */
-      m_put(r, m);
-      pthread_mutex_lock(&p->hlock);
-      if (!grant_first(p)) p_set_status(p, P_RUNNING, P_SYSCALL);
-      pthread_mutex_unlock(&p->hlock);
-    }
+    if (now - atomic_load(&p->syscall_when) >= HANDOFF_NS) hand_over(r, p);
   }
   return insys;
+}
+
+/* ---------- a G parked on its M (handoff.h) ---------- */
+
+/* sleep_parked — until the P's holder readied the G (flag first, then the
+** eventfd: a post between the flag check and ppoll is kept by the fd) */
+static void sleep_parked(M *m) {
+  struct pollfd f = {m->wakefd, POLLIN, 0};
+  const struct timespec nap = {0, 100 * 1000}; /* no eventfd: look every 100 us */
+  while (!atomic_load(&m->onm_woken)) {
+    uint64_t v;
+    if (m->wakefd < 0) nanosleep(&nap, NULL);
+    else if (ppoll(&f, 1, NULL, NULL) > 0 && read(m->wakefd, &v, sizeof v) < 0) {
+      /* EAGAIN: another reader took it */
+    }
+  }
+}
+
+void handoff_park(P *p, const char *what) {
+  M *m = current_m;
+  handoff_enter(p, what, DEADLINE_NONE);
+  hand_over(p->rt, p);
+  sleep_parked(m);
+  handoff_exit(p);
+}
+
+void handoff_wake_parked(M *m) {
+  int fd = m->wakefd;
+  atomic_store(&m->onm_woken, true);
+  uint64_t one = 1;
+  if (fd >= 0 && write(fd, &one, sizeof one) < 0) { /* full: already posted */ }
 }
 
 /* ---------- thread exhaustion (handoff.h) ---------- */
@@ -477,13 +521,6 @@ static bool exhausted(rt *r, int64_t now) {
   for (M *m = r->mall; stuck && m; m = m->allnext) stuck = !m_bounded(m);
   pthread_mutex_unlock(&r->mlock);
   return stuck;
-}
-
-/* give_back — sysmon took p from its blocked M but will not keep it */
-static void give_back(P *p) {
-  pthread_mutex_lock(&p->hlock);
-  if (!grant_first(p)) p_set_status(p, P_RUNNING, P_SYSCALL);
-  pthread_mutex_unlock(&p->hlock);
 }
 
 /* take_all — every P out of P_SYSCALL into sysmon's hands; false (every P

@@ -107,6 +107,18 @@ GLR_INTERNAL int handoff_retake(rt *r, int64_t now);
 ** (above); past cfg.mcapwait_ms of it, report and exit 2 (no return). */
 GLR_INTERNAL void handoff_starved(rt *r, int64_t now);
 
+/* handoff_park — a G parked on this M (sched.c's park_on_m, where Lua
+** cannot yield): as handoff_enter (what: the wait reason), then p goes to
+** an idle or new M at once (no 20 us wait for sysmon: the wait has no end
+** of its own); this M sleeps until handoff_wake_parked posts it
+** (m->onm_woken, cleared by the caller before the G's commit), then takes
+** p back (handoff_exit). At the M cap p stays P_SYSCALL and sysmon's
+** retake gives it away once it has work. */
+GLR_INTERNAL void handoff_park(P *p, const char *what);
+/* handoff_wake_parked — the P's holder (sched_ready) readied the G parked
+** on m: post m (the flag, then its wake eventfd) */
+GLR_INTERNAL void handoff_wake_parked(M *m);
+
 /* handoff_current_m — the calling thread's M (NULL on foreign threads). */
 GLR_INTERNAL M *handoff_current_m(void);
 /* handoff_wakefd — the calling M's eventfd for non-yieldable waits

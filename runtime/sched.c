@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
@@ -174,6 +175,10 @@ void sched_ready(P *p, G *g, bool next) {
     atomic_fetch_add(&p->rt->n_progress, 1);
   }
   if (timer_armed(&g->sleept)) timer_disarm(&p->timers, &g->sleept);
+  if (g->onm) { /* parked on its M (park_on_m): that M runs it, no queue */
+    handoff_wake_parked(g->onm);
+    return;
+  }
   runq_put(&p->q, g, next);
 }
 
@@ -215,6 +220,23 @@ bool sched_can_park(lua_State *L) {
   return (g->chainok[(d - 1) / 64] >> ((d - 1) % 64)) & 1;
 }
 
+bool sched_in_finalizer(lua_State *L) {
+  lua_Debug ar;
+  for (int level = 0; lua_getstack(L, level, &ar); level++) {
+    if (lua_getinfo(L, "n", &ar) && ar.namewhat && ar.name &&
+        strcmp(ar.namewhat, "metamethod") == 0 && strcmp(ar.name, "__gc") == 0)
+      return true;
+  }
+  return false;
+}
+
+bool sched_can_block(lua_State *L) {
+  P *p = vm_p(L);
+  return p->curg && sched_current_p() == p && !sched_in_finalizer(L);
+}
+
+bool sched_can_wait(lua_State *L) { return sched_can_park(L) || sched_can_block(L); }
+
 void sched_chain_push(G *g, bool ok) {
   int d = g->chaindepth++;
   if (d >= 256) return;
@@ -226,6 +248,42 @@ void sched_chain_push(G *g, bool ok) {
 void sched_chain_pop(G *g) {
   if (g->chaindepth <= 0) rt_throw("coroutine chain underflow");
   g->chaindepth--;
+}
+
+static void after_park(P *p, G *g) {
+  g_cas_status(g, G_RUNNING, G_WAITING);
+  if (g->parkkind == PARK_SYNC) {
+    g->parked_sync = true;
+    atomic_fetch_sub(&p->rt->n_progress, 1);
+  }
+  unlockf u = g->unlock;
+  g->unlock = NULL;
+  if (u && !u(g, g->unlockarg)) sched_ready(p, g, true);
+  else if (group_is_cancelled(g->grp)) group_wake(p, g); /* cancelled before it parked */
+}
+
+/* park_on_m — sched_park where L cannot yield (a table.sort comparator,
+** a gsub callback, a metamethod called from C): the G parks on this M.
+** The commit is after_park's, on this stack; if the G is still waiting,
+** the M hands the P to another M and sleeps until the waker (the P's
+** holder, in sched_ready) posts it, takes the P back and runs the
+** continuation itself, as lua_resume would have (runtime/HACKING.md,
+** "Parking on the M") */
+static int park_on_m(lua_State *L, P *p, G *g, intptr_t ctx,
+                     int (*k)(lua_State *, int, intptr_t)) {
+  M *m = handoff_current_m();
+  handoff_wakefd(); /* before the hand-off: wakers only read it */
+  atomic_store(&m->onm_woken, false);
+  g->yieldkind = Y_NONE;
+  g->onm = m;
+  after_park(p, g); /* may ready it at once (unlock refused, cancelled) */
+  if (g->status == G_WAITING) handoff_park(p, g->waitreason);
+  g->onm = NULL;
+  g_cas_status(g, G_RUNNABLE, G_RUNNING);
+  g->waitkind = WK_NONE;
+  if (atomic_load_explicit(&p->interrupt_req, memory_order_relaxed))
+    pthread_kill(pthread_self(), SIGURG); /* as execute: a SIGINT found no Lua running */
+  return k(L, LUA_YIELD, ctx);
 }
 
 int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
@@ -241,6 +299,7 @@ int sched_park(lua_State *L, unlockf unlock, void *arg, const char *reason,
   g->parkkind = kind;
   g->wake = WAKE_NONE;
   g->parkL = L;
+  if (!sched_can_park(L)) return park_on_m(L, p, g, ctx, k);
   return lua_yieldk(L, 0, ctx, k);
 }
 
@@ -279,18 +338,6 @@ int sched_gosched(lua_State *L, intptr_t ctx, int (*k)(lua_State *, int, intptr_
 void sched_arm_gtimer(P *p, G *g, int64_t when) { timer_arm(&p->timers, &g->sleept, when); }
 
 /* ---------- execute ---------- */
-
-static void after_park(P *p, G *g) {
-  g_cas_status(g, G_RUNNING, G_WAITING);
-  if (g->parkkind == PARK_SYNC) {
-    g->parked_sync = true;
-    atomic_fetch_sub(&p->rt->n_progress, 1);
-  }
-  unlockf u = g->unlock;
-  g->unlock = NULL;
-  if (u && !u(g, g->unlockarg)) sched_ready(p, g, true);
-  else if (group_is_cancelled(g->grp)) group_wake(p, g); /* cancelled before it parked */
-}
 
 /* execute — Go: execute + the return half of gopark/goexit. */
 static void execute(P *p, G *g) {

@@ -130,6 +130,9 @@ struct G {
   void *waitobj;         /* owner M only: what waitkind names */
   _Atomic int blockfd;   /* atomic: the eventfd of the M this G blocks on
                          ** (a non-yieldable wait under hand-off), or -1 */
+  M *onm;                /* owner M only (the P's holder): the M this G is
+                         ** parked on (sched_park where L cannot yield: the
+                         ** G sleeps on that M, not in a run queue), or NULL */
 };
 
 /* glr_park / glr_ready handshake (any thread may ready) */
@@ -284,7 +287,12 @@ struct M {
   _Atomic int sys_state;  /* atomic: M_SYS_* (handoff.h) */
   _Atomic int64_t sys_until; /* atomic: when the blocking call ends by itself
                              ** (its deadline), DEADLINE_NONE if unknown */
-  int wakefd;             /* this M only: eventfd for non-yieldable waits, or -1 */
+  int wakefd;             /* this M only: eventfd for non-yieldable waits, or -1
+                          ** (created by this M; others read it only while
+                          ** it sleeps parked with a G, see onm_woken) */
+  _Atomic bool onm_woken; /* atomic: the G parked on this M (g->onm) was
+                          ** readied; set by the P's holder (sched_ready),
+                          ** cleared by this M before it parks */
 };
 
 enum stop_reason { STOP_NONE = 0, STOP_EXIT, STOP_DEADLOCK };
@@ -395,7 +403,10 @@ GLR_INTERNAL void sched_ready_remote(G *g);
 /* sched_park — Go: gopark. Yields the running goroutine out of L (L may be
 ** a user coroutine nested in it); unlock(g, arg) runs once it is off its
 ** stack, and if it returns false the G is rescheduled at once. On resume,
-** k(L, LUA_YIELD, ctx) runs. Never returns. */
+** k(L, LUA_YIELD, ctx) runs. Never returns. Where L cannot yield (but
+** sched_can_wait) it parks the G on its M instead: the M hands the P off
+** and sleeps until the G is readied, takes the P back and returns
+** k(L, LUA_YIELD, ctx) itself (runtime/HACKING.md, "Parking on the M"). */
 GLR_INTERNAL int sched_park(struct lua_State *L, unlockf unlock, void *arg,
                             const char *reason, int kind, intptr_t ctx,
                             int (*k)(struct lua_State *, int, intptr_t));
@@ -417,6 +428,13 @@ GLR_INTERNAL int sched_gosched(struct lua_State *L, intptr_t ctx,
                                int (*k)(struct lua_State *, int, intptr_t));
 /* sched_can_park — whether L can yield through every enclosing resume. */
 GLR_INTERNAL bool sched_can_park(struct lua_State *L);
+/* sched_in_finalizer — whether a __gc metamethod is on L's call stack */
+GLR_INTERNAL bool sched_in_finalizer(struct lua_State *L);
+/* sched_can_block — L cannot yield but its M may block with the P handed
+** off: inside a goroutine running on this M, not in a __gc finalizer */
+GLR_INTERNAL bool sched_can_block(struct lua_State *L);
+/* sched_can_wait — sched_park works here (yielding, or on the M) */
+GLR_INTERNAL bool sched_can_wait(struct lua_State *L);
 /* resume-chain bookkeeping of the replacement coroutine library */
 GLR_INTERNAL void sched_chain_push(G *g, bool ok);
 GLR_INTERNAL void sched_chain_pop(G *g);
