@@ -1,12 +1,24 @@
 /*
-** lresp.c — goluarun.respparse: the RESP2 reader's byte loop in C.
+** lresp.c — goluarun.respparse: the RESP2 reader's byte loop in C, and
+** the command writer's.
 **
 **   respparse.config(lim, null, null_array) -> cfg  (lim: resp.lua's checked
 **                                              limits table, every key set)
-**   respparse.batch(cfg, buf, pos, q, ends [, max]) -> k
+**   respparse.batch(cfg, buf, pos, q, ends [, max [, base]]) -> k, nextpos, tables
 **       decodes the complete top-level values of buf from pos (1-based), at
-**       most max (default 256): value i in q[i], the position after it in
-**       ends[i]. k is 0 when the value at pos is not one this loop takes.
+**       most max (default 256): value i in q[base + i] (base default 0),
+**       the position after it in ends[i] (ends may be nil: not kept).
+**       k is 0 when the value at pos is not one this loop takes; nextpos is
+**       the position after value k (pos when k is 0); tables counts the
+**       values that are tables (arrays, errors, the null sentinels).
+**   respparse.command(name, ...) -> wire | nil, i
+**       a command's wire text (an array of bulk strings) when the name is a
+**       string and every argument a string or an integer; otherwise nil and
+**       the index of the first word not taken (0: the name), for the Lua
+**       encoder to handle (floats) or raise (misuse).
+**   respparse.wbuf() -> wb                  a byte buffer (pipelines)
+**   respparse.append(wb, name, ...) -> true | nil, i   command() into wb
+**   respparse.take(wb) -> string            wb's bytes; wb is emptied
 **
 ** "Defer": this reader only takes a top-level value that is complete,
 ** well-formed and within every limit, and then gives exactly the value
@@ -234,40 +246,226 @@ static int rp_config(lua_State *L) {
   return 1;
 }
 
+/* the batch's arguments after cfg and buf: the start position, where the
+** values go (q[base + i], ends[i] unless ends is nil) and how many at most */
+typedef struct batch_args {
+  size_t start;
+  lua_Integer max, base;
+  bool with_ends;
+} batch_args;
+
+static batch_args batch_args_of(lua_State *L) {
+  batch_args a;
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, pos >= 1, 3, "bad position");
+  luaL_checktype(L, 4, LUA_TTABLE);
+  a.with_ends = !lua_isnoneornil(L, 5);
+  if (a.with_ends) luaL_checktype(L, 5, LUA_TTABLE);
+  a.max = luaL_optinteger(L, 6, BATCH_MAX);
+  a.base = luaL_optinteger(L, 7, 0);
+  luaL_argcheck(L, a.base >= 0, 7, "bad base");
+  a.start = (size_t)pos - 1;
+  return a;
+}
+
 static int rp_batch(lua_State *L) {
   resp_in in = { .cfg = luaL_checkudata(L, 1, CFG_TNAME) };
   in.s = luaL_checklstring(L, 2, &in.len);
-  lua_Integer pos = luaL_checkinteger(L, 3);
-  luaL_checktype(L, 4, LUA_TTABLE);
-  luaL_checktype(L, 5, LUA_TTABLE);
-  lua_Integer max = luaL_optinteger(L, 6, BATCH_MAX);
-  luaL_argcheck(L, pos >= 1, 3, "bad position");
-  lua_settop(L, 6);
+  batch_args a = batch_args_of(L);
+  lua_settop(L, 7);
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
-  in.nulls = 7;
-  size_t p = (size_t)pos - 1;
-  lua_Integer k = 0;
-  while (k < max && p < in.len) {
+  in.nulls = 8;
+  size_t p = a.start, last = a.start; /* last: the end of the last value taken */
+  lua_Integer k = 0, tables = 0;
+  while (k < a.max && p < in.len) {
     in.vstart = p;
     resp_res r = decode_value(L, &in, &p, 0);
     if (r == R_DEFER) break;
     if (r == R_SKIP) continue;
-    lua_rawseti(L, 4, ++k);
+    tables += lua_type(L, -1) == LUA_TTABLE;
+    lua_rawseti(L, 4, a.base + ++k);
+    last = p;
+    if (!a.with_ends) continue;
     lua_pushinteger(L, (lua_Integer)p + 1);
     lua_rawseti(L, 5, k);
   }
   lua_pushinteger(L, k);
+  lua_pushinteger(L, (lua_Integer)last + 1);
+  lua_pushinteger(L, tables);
+  return 3;
+}
+
+/* ---------- the command writer ----------
+** A command goes out as an array of bulk strings: "*<argc>\r\n" and
+** "$<len>\r\n<bytes>\r\n" per word. These take a name (a string) and
+** arguments that are strings or integers (in decimal, as lua_tolstring
+** writes them); anything else — a float, a misuse — is left to the Lua
+** encoder, which knows the float rule and raises the errors: the C side
+** answers nil and the index of the first word it does not take (0 for the
+** name). */
+
+#define WBUF_TNAME "goluarun.respparse.wbuf"
+#define WBUF_KEEP (64 * 1024) /* capacity kept by take(); a larger one is freed */
+
+static size_t digits_of(size_t n) {
+  size_t d = 1;
+  while (n >= 10) n /= 10, d++;
+  return d;
+}
+
+/* writes n in decimal at d; returns the byte after it */
+static char *put_uint(char *d, size_t n) {
+  char tmp[24];
+  size_t i = 0;
+  do tmp[i++] = (char)('0' + n % 10), n /= 10; while (n > 0);
+  while (i > 0) *d++ = tmp[--i];
+  return d;
+}
+
+/* whether the word at stack index i is one this writer takes (a string; an
+** integer too unless it is the name) */
+static bool word_ok(lua_State *L, int i, bool is_name) {
+  int t = lua_type(L, i);
+  return t == LUA_TSTRING || (!is_name && t == LUA_TNUMBER && lua_isinteger(L, i));
+}
+
+/* the wire size of the command in stack slots first .. top (converting
+** integer arguments to strings in place), or 0 with *bad set to the index
+** (from 0, the name) of the first word not taken */
+static size_t command_size(lua_State *L, int first, int *bad) {
+  int top = lua_gettop(L);
+  size_t total = 3 + digits_of((size_t)(top - first + 1));
+  for (int i = first; i <= top; i++) {
+    size_t len;
+    if (!word_ok(L, i, i == first)) {
+      *bad = i - first;
+      return 0;
+    }
+    lua_tolstring(L, i, &len);
+    total += 5 + digits_of(len) + len;
+  }
+  return total;
+}
+
+/* writes the command in slots first .. top (all strings now) at d */
+static char *put_command(lua_State *L, char *d, int first, int top) {
+  *d++ = '*';
+  d = put_uint(d, (size_t)(top - first + 1));
+  *d++ = '\r', *d++ = '\n';
+  for (int i = first; i <= top; i++) {
+    size_t len;
+    const char *s = lua_tolstring(L, i, &len);
+    *d++ = '$';
+    d = put_uint(d, len);
+    *d++ = '\r', *d++ = '\n';
+    memcpy(d, s, len);
+    d += len;
+    *d++ = '\r', *d++ = '\n';
+  }
+  return d;
+}
+
+static int not_taken(lua_State *L, int bad) {
+  luaL_pushfail(L);
+  lua_pushinteger(L, bad);
+  return 2;
+}
+
+/* command(name, ...) -> wire | nil, i */
+static int rp_command(lua_State *L) {
+  int bad;
+  size_t size = command_size(L, 1, &bad);
+  if (size == 0) return not_taken(L, bad);
+  int top = lua_gettop(L); /* before the buffer's own slot */
+  luaL_Buffer b;
+  char *d = luaL_buffinitsize(L, &b, size);
+  put_command(L, d, 1, top);
+  luaL_pushresultsize(&b, size);
   return 1;
 }
+
+/* a growing byte buffer for a pipeline's commands; its memory comes from
+** the VM's allocator (so it counts against the memory limit) and is freed
+** by __gc */
+typedef struct resp_wbuf {
+  char *p;
+  size_t len, cap;
+} resp_wbuf;
+
+static void *vm_realloc(lua_State *L, void *p, size_t old, size_t size) {
+  void *ud;
+  lua_Alloc f = lua_getallocf(L, &ud);
+  return f(ud, p, old, size);
+}
+
+static int wbuf_gc(lua_State *L) {
+  resp_wbuf *w = luaL_checkudata(L, 1, WBUF_TNAME);
+  if (w->p) vm_realloc(L, w->p, w->cap, 0);
+  w->p = NULL, w->len = w->cap = 0;
+  return 0;
+}
+
+/* room for `more` bytes after len */
+static void wbuf_reserve(lua_State *L, resp_wbuf *w, size_t more) {
+  if (more <= w->cap - w->len) return;
+  if (more > ((size_t)-1) / 4 - w->len) luaL_error(L, "respparse: command too large");
+  size_t cap = w->cap ? w->cap : 256;
+  while (cap - w->len < more) cap *= 2;
+  char *p = vm_realloc(L, w->p, w->cap, cap);
+  if (!p) luaL_error(L, "not enough memory");
+  w->p = p, w->cap = cap;
+}
+
+static int rp_wbuf(lua_State *L) {
+  resp_wbuf *w = lua_newuserdatauv(L, sizeof *w, 0);
+  w->p = NULL, w->len = w->cap = 0;
+  luaL_setmetatable(L, WBUF_TNAME);
+  return 1;
+}
+
+/* append(wb, name, ...) -> true | nil, i */
+static int rp_append(lua_State *L) {
+  resp_wbuf *w = luaL_checkudata(L, 1, WBUF_TNAME);
+  int bad;
+  size_t size = command_size(L, 2, &bad);
+  if (size == 0) return not_taken(L, bad);
+  wbuf_reserve(L, w, size);
+  put_command(L, w->p + w->len, 2, lua_gettop(L));
+  w->len += size;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* take(wb) -> the bytes appended since the last take, as a string */
+static int rp_take(lua_State *L) {
+  resp_wbuf *w = luaL_checkudata(L, 1, WBUF_TNAME);
+  lua_pushlstring(L, w->p ? w->p : "", w->len);
+  w->len = 0;
+  if (w->cap > WBUF_KEEP) {
+    vm_realloc(L, w->p, w->cap, 0);
+    w->p = NULL, w->cap = 0;
+  }
+  return 1;
+}
+
+/* ---------- the module ---------- */
 
 int luaopen_respparse(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "config", rp_config },
     { "batch", rp_batch },
+    { "command", rp_command },
+    { "wbuf", rp_wbuf },
+    { "append", rp_append },
+    { "take", rp_take },
     { NULL, NULL },
   };
   luaL_newmetatable(L, CFG_TNAME);
+  lua_pop(L, 1);
+  luaL_newmetatable(L, WBUF_TNAME);
+  lua_pushcfunction(L, wbuf_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_newlib(L, fns);
   return 1;
