@@ -4,9 +4,10 @@
 **
 **   respparse.config(lim, null, null_array) -> cfg  (lim: resp.lua's checked
 **                                              limits table, every key set)
-**   respparse.batch(cfg, buf, pos, q, ends [, max [, base]]) -> k, nextpos, tables
+**   respparse.batch(cfg, buf, pos, q, ends [, max [, base]]) -> k, nextpos, tables, q
 **       decodes the complete top-level values of buf from pos (1-based), at
-**       most max (default 256): value i in q[base + i] (base default 0),
+**       most max (default 256): value i in q[base + i] (base default 0; q
+**       nil: a new table, sized for the values to come and one field),
 **       the position after it in ends[i] (ends may be nil: not kept).
 **       k is 0 when the value at pos is not one this loop takes; nextpos is
 **       the position after value k (pos when k is 0); tables counts the
@@ -16,9 +17,10 @@
 **       string and every argument a string or an integer; otherwise nil and
 **       the index of the first word not taken (0: the name), for the Lua
 **       encoder to handle (floats) or raise (misuse).
-**   respparse.wbuf() -> wb                  a byte buffer (pipelines)
-**   respparse.append(wb, name, ...) -> true | nil, i   command() into wb
-**   respparse.take(wb) -> string            wb's bytes; wb is emptied
+**   respparse.wbuf() -> append, take        a byte buffer for pipelines:
+**       append(name, ...) -> true | nil, i  command() onto its end (nothing
+**                                           appended when nil)
+**       take() -> string                    its bytes; it is emptied
 **
 ** "Defer": this reader only takes a top-level value that is complete,
 ** well-formed and within every limit, and then gives exactly the value
@@ -39,7 +41,23 @@
 #include "lresp.h"
 
 #define CFG_TNAME "goluarun.respparse.cfg"
+#define WBUF_TNAME "goluarun.respparse.wbuf"
+#define UV_CFG_MT 1           /* the module functions' upvalues: the metatables */
+#define UV_WBUF_MT 2
+#define UV_SCRATCH 3          /* command()'s buffer (rp_command only) */
+
+/* the userdata at i when its metatable is the one in upvalue uv (no
+** registry look-up by name: these run once per command) */
+static void *check_own(lua_State *L, int i, int uv, const char *tname) {
+  void *u = lua_touserdata(L, i);
+  if (!u || !lua_getmetatable(L, i) || !lua_rawequal(L, -1, lua_upvalueindex(uv)))
+    luaL_typeerror(L, i, tname);
+  lua_pop(L, 1);
+  return u;
+}
+
 #define BATCH_MAX 256
+#define QUEUE_PRESIZE_MAX 65536 /* slots a new queue table is made with, at most */
 #define C_DEPTH 64 /* deeper nesting is left to the Lua parser */
 
 typedef struct resp_cfg {
@@ -258,7 +276,6 @@ static batch_args batch_args_of(lua_State *L) {
   batch_args a;
   lua_Integer pos = luaL_checkinteger(L, 3);
   luaL_argcheck(L, pos >= 1, 3, "bad position");
-  luaL_checktype(L, 4, LUA_TTABLE);
   a.with_ends = !lua_isnoneornil(L, 5);
   if (a.with_ends) luaL_checktype(L, 5, LUA_TTABLE);
   a.max = luaL_optinteger(L, 6, BATCH_MAX);
@@ -268,10 +285,22 @@ static batch_args batch_args_of(lua_State *L) {
   return a;
 }
 
+/* q nil: a new table at 4, sized for the values the bytes after start can
+** hold (3 bytes at least each), at most max, and one field more */
+static void new_queue(lua_State *L, const batch_args *a, size_t len) {
+  size_t n = len > a->start ? (len - a->start) / 3 : 0;
+  if ((lua_Integer)n > a->max) n = a->max > 0 ? (size_t)a->max : 0;
+  if (n > QUEUE_PRESIZE_MAX) n = QUEUE_PRESIZE_MAX;
+  lua_createtable(L, (int)n, 1);
+  lua_replace(L, 4);
+}
+
 static int rp_batch(lua_State *L) {
-  resp_in in = { .cfg = luaL_checkudata(L, 1, CFG_TNAME) };
+  resp_in in = { .cfg = check_own(L, 1, UV_CFG_MT, CFG_TNAME) };
   in.s = luaL_checklstring(L, 2, &in.len);
   batch_args a = batch_args_of(L);
+  if (lua_isnil(L, 4)) new_queue(L, &a, in.len);
+  luaL_checktype(L, 4, LUA_TTABLE);
   lua_settop(L, 7);
   lua_getiuservalue(L, 1, 1);
   lua_getiuservalue(L, 1, 2);
@@ -293,98 +322,20 @@ static int rp_batch(lua_State *L) {
   lua_pushinteger(L, k);
   lua_pushinteger(L, (lua_Integer)last + 1);
   lua_pushinteger(L, tables);
-  return 3;
+  lua_pushvalue(L, 4);
+  return 4;
 }
 
 /* ---------- the command writer ----------
 ** A command goes out as an array of bulk strings: "*<argc>\r\n" and
 ** "$<len>\r\n<bytes>\r\n" per word. These take a name (a string) and
-** arguments that are strings or integers (in decimal, as lua_tolstring
+** arguments that are strings or integers (in decimal, as Lua's tostring
 ** writes them); anything else — a float, a misuse — is left to the Lua
 ** encoder, which knows the float rule and raises the errors: the C side
 ** answers nil and the index of the first word it does not take (0 for the
 ** name). */
 
-#define WBUF_TNAME "goluarun.respparse.wbuf"
 #define WBUF_KEEP (64 * 1024) /* capacity kept by take(); a larger one is freed */
-
-static size_t digits_of(size_t n) {
-  size_t d = 1;
-  while (n >= 10) n /= 10, d++;
-  return d;
-}
-
-/* writes n in decimal at d; returns the byte after it */
-static char *put_uint(char *d, size_t n) {
-  char tmp[24];
-  size_t i = 0;
-  do tmp[i++] = (char)('0' + n % 10), n /= 10; while (n > 0);
-  while (i > 0) *d++ = tmp[--i];
-  return d;
-}
-
-/* whether the word at stack index i is one this writer takes (a string; an
-** integer too unless it is the name) */
-static bool word_ok(lua_State *L, int i, bool is_name) {
-  int t = lua_type(L, i);
-  return t == LUA_TSTRING || (!is_name && t == LUA_TNUMBER && lua_isinteger(L, i));
-}
-
-/* the wire size of the command in stack slots first .. top (converting
-** integer arguments to strings in place), or 0 with *bad set to the index
-** (from 0, the name) of the first word not taken */
-static size_t command_size(lua_State *L, int first, int *bad) {
-  int top = lua_gettop(L);
-  size_t total = 3 + digits_of((size_t)(top - first + 1));
-  for (int i = first; i <= top; i++) {
-    size_t len;
-    if (!word_ok(L, i, i == first)) {
-      *bad = i - first;
-      return 0;
-    }
-    lua_tolstring(L, i, &len);
-    total += 5 + digits_of(len) + len;
-  }
-  return total;
-}
-
-/* writes the command in slots first .. top (all strings now) at d */
-static char *put_command(lua_State *L, char *d, int first, int top) {
-  *d++ = '*';
-  d = put_uint(d, (size_t)(top - first + 1));
-  *d++ = '\r', *d++ = '\n';
-  for (int i = first; i <= top; i++) {
-    size_t len;
-    const char *s = lua_tolstring(L, i, &len);
-    *d++ = '$';
-    d = put_uint(d, len);
-    *d++ = '\r', *d++ = '\n';
-    memcpy(d, s, len);
-    d += len;
-    *d++ = '\r', *d++ = '\n';
-  }
-  return d;
-}
-
-static int not_taken(lua_State *L, int bad) {
-  luaL_pushfail(L);
-  lua_pushinteger(L, bad);
-  return 2;
-}
-
-/* command(name, ...) -> wire | nil, i */
-static int rp_command(lua_State *L) {
-  int bad;
-  size_t size = command_size(L, 1, &bad);
-  if (size == 0) return not_taken(L, bad);
-  int top = lua_gettop(L); /* before the buffer's own slot */
-  luaL_Buffer b;
-  char *d = luaL_buffinitsize(L, &b, size);
-  put_command(L, d, 1, top);
-  luaL_pushresultsize(&b, size);
-  return 1;
-}
-
 /* a growing byte buffer for a pipeline's commands; its memory comes from
 ** the VM's allocator (so it counts against the memory limit) and is freed
 ** by __gc */
@@ -400,7 +351,7 @@ static void *vm_realloc(lua_State *L, void *p, size_t old, size_t size) {
 }
 
 static int wbuf_gc(lua_State *L) {
-  resp_wbuf *w = luaL_checkudata(L, 1, WBUF_TNAME);
+  resp_wbuf *w = lua_touserdata(L, 1);
   if (w->p) vm_realloc(L, w->p, w->cap, 0);
   w->p = NULL, w->len = w->cap = 0;
   return 0;
@@ -417,29 +368,137 @@ static void wbuf_reserve(lua_State *L, resp_wbuf *w, size_t more) {
   w->p = p, w->cap = cap;
 }
 
-static int rp_wbuf(lua_State *L) {
+static resp_wbuf *wbuf_new(lua_State *L) {
   resp_wbuf *w = lua_newuserdatauv(L, sizeof *w, 0);
   w->p = NULL, w->len = w->cap = 0;
-  luaL_setmetatable(L, WBUF_TNAME);
+  return w;
+}
+
+/* writes n in decimal at d; returns the byte after it */
+static char *put_uint(char *d, size_t n) {
+  if (n < 10) {
+    *d++ = (char)('0' + n);
+    return d;
+  }
+  char tmp[24];
+  size_t i = 0;
+  do tmp[i++] = (char)('0' + n % 10), n /= 10; while (n > 0);
+  while (i > 0) *d++ = tmp[--i];
+  return d;
+}
+
+/* "<c><n>\r\n" at d (at most 23 bytes) */
+static char *put_head(char *d, char c, size_t n) {
+  *d++ = c;
+  d = put_uint(d, n);
+  *d++ = '\r', *d++ = '\n';
+  return d;
+}
+
+/* an integer argument's decimal text, written backwards from the end of
+** tmp[24]; returns where it starts */
+static char *int_text(char *end, lua_Integer v) {
+  lua_Unsigned u = v < 0 ? 0u - (lua_Unsigned)v : (lua_Unsigned)v;
+  do *--end = (char)('0' + u % 10), u /= 10; while (u > 0);
+  if (v < 0) *--end = '-';
+  return end;
+}
+
+/* the text of the word at stack index i when this writer takes it (a
+** string; an integer, in decimal, unless it is the name), else NULL. No
+** conversion on the Lua stack: nothing here can run the collector (and so
+** a finalizer that would use the same buffer). */
+static const char *word_of(lua_State *L, int i, bool is_name, char tmp[24], size_t *len) {
+  int t = lua_type(L, i);
+  if (t == LUA_TSTRING) return lua_tolstring(L, i, len);
+  if (is_name || t != LUA_TNUMBER || !lua_isinteger(L, i)) return NULL;
+  char *s = int_text(tmp + 24, lua_tointeger(L, i));
+  *len = (size_t)(tmp + 24 - s);
+  return s;
+}
+
+/* the words of a command, gathered a few at a time before they are
+** written (one reservation per group) */
+#define GROUP 8
+
+typedef struct word_group {
+  const char *s[GROUP];
+  size_t len[GROUP];
+  char num[GROUP][24]; /* integer arguments' text */
+  size_t bytes;        /* their wire size */
+} word_group;
+
+/* gathers words i .. i + n - 1 into g: -1, or the index of the one not taken */
+static int gather(lua_State *L, word_group *g, int i, int n, int first) {
+  g->bytes = 0;
+  for (int j = 0; j < n; j++) {
+    const char *s = word_of(L, i + j, i + j == first, g->num[j], &g->len[j]);
+    if (!s) return i + j;
+    g->s[j] = s;
+    g->bytes += g->len[j] + 25; /* "$" 20 digits at most, 2 CRLFs */
+  }
+  return -1;
+}
+
+static char *put_group(char *d, const word_group *g, int n) {
+  for (int j = 0; j < n; j++) {
+    d = put_head(d, '$', g->len[j]);
+    memcpy(d, g->s[j], g->len[j]);
+    d += g->len[j];
+    *d++ = '\r', *d++ = '\n';
+  }
+  return d;
+}
+
+/* appends the command in stack slots first .. top to w: -1, or the index
+** (0: the name) of the first word not taken, with w as it was */
+static int put_command(lua_State *L, resp_wbuf *w, int first, int top) {
+  size_t start = w->len;
+  wbuf_reserve(L, w, 23);
+  w->len = (size_t)(put_head(w->p + w->len, '*', (size_t)(top - first + 1)) - w->p);
+  for (int i = first; i <= top; i += GROUP) {
+    word_group g;
+    int n = top - i + 1 < GROUP ? top - i + 1 : GROUP;
+    int bad = gather(L, &g, i, n, first);
+    if (bad >= 0) {
+      w->len = start;
+      return bad - first;
+    }
+    wbuf_reserve(L, w, g.bytes);
+    w->len = (size_t)(put_group(w->p + w->len, &g, n) - w->p);
+  }
+  return -1;
+}
+
+static int not_taken(lua_State *L, int bad) {
+  luaL_pushfail(L);
+  lua_pushinteger(L, bad);
+  return 2;
+}
+
+/* command(name, ...) -> wire | nil, i (built in the VM's scratch buffer) */
+static int rp_command(lua_State *L) {
+  resp_wbuf *w = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
+  w->len = 0;
+  int bad = put_command(L, w, 1, lua_gettop(L));
+  if (bad >= 0) return not_taken(L, bad);
+  lua_pushlstring(L, w->p, w->len);
+  w->len = 0;
   return 1;
 }
 
-/* append(wb, name, ...) -> true | nil, i */
-static int rp_append(lua_State *L) {
-  resp_wbuf *w = luaL_checkudata(L, 1, WBUF_TNAME);
-  int bad;
-  size_t size = command_size(L, 2, &bad);
-  if (size == 0) return not_taken(L, bad);
-  wbuf_reserve(L, w, size);
-  put_command(L, w->p + w->len, 2, lua_gettop(L));
-  w->len += size;
+/* the buffer's append(name, ...) -> true | nil, i (upvalue 1: the buffer) */
+static int wbuf_append(lua_State *L) {
+  resp_wbuf *w = lua_touserdata(L, lua_upvalueindex(1));
+  int bad = put_command(L, w, 1, lua_gettop(L));
+  if (bad >= 0) return not_taken(L, bad);
   lua_pushboolean(L, 1);
   return 1;
 }
 
-/* take(wb) -> the bytes appended since the last take, as a string */
-static int rp_take(lua_State *L) {
-  resp_wbuf *w = luaL_checkudata(L, 1, WBUF_TNAME);
+/* the buffer's take() -> the bytes appended since the last take */
+static int wbuf_take(lua_State *L) {
+  resp_wbuf *w = lua_touserdata(L, lua_upvalueindex(1));
   lua_pushlstring(L, w->p ? w->p : "", w->len);
   w->len = 0;
   if (w->cap > WBUF_KEEP) {
@@ -447,6 +506,19 @@ static int rp_take(lua_State *L) {
     w->p = NULL, w->cap = 0;
   }
   return 1;
+}
+
+/* wbuf() -> append, take: two closures over one new buffer (no type check
+** per command: the buffer is their upvalue) */
+static int rp_wbuf(lua_State *L) {
+  wbuf_new(L);
+  lua_pushvalue(L, lua_upvalueindex(UV_WBUF_MT));
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, wbuf_append, 1);
+  lua_insert(L, -2);
+  lua_pushcclosure(L, wbuf_take, 1);
+  return 2;
 }
 
 /* ---------- the module ---------- */
@@ -457,16 +529,16 @@ int luaopen_respparse(lua_State *L) {
     { "batch", rp_batch },
     { "command", rp_command },
     { "wbuf", rp_wbuf },
-    { "append", rp_append },
-    { "take", rp_take },
     { NULL, NULL },
   };
+  luaL_newlibtable(L, fns);
   luaL_newmetatable(L, CFG_TNAME);
-  lua_pop(L, 1);
   luaL_newmetatable(L, WBUF_TNAME);
   lua_pushcfunction(L, wbuf_gc);
   lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
-  luaL_newlib(L, fns);
+  wbuf_new(L); /* command()'s scratch buffer */
+  lua_pushvalue(L, -2);
+  lua_setmetatable(L, -2);
+  luaL_setfuncs(L, fns, 3);
   return 1;
 }

@@ -104,7 +104,7 @@ local setup_of = setmetatable({}, { __mode = "k" })
 -- misuse at the caller of r:CMD / p:CMD: `level` is that caller's level
 -- as seen from words().
 local writer = resp.writer
-local ccommand, append, take, wbuf = writer.command, writer.append, writer.take, writer.wbuf
+local ccommand, wbuf = writer.command, writer.wbuf
 
 local function words(level, cmd, ...)
   if type(cmd) ~= "string" then
@@ -184,7 +184,7 @@ local SESSION = {
 --   _subs subscriptions held (server's count), _nch / _npat how many of
 --   them are channels / patterns, _queue pub/sub messages read
 --   while waiting for confirmations, _busy a goroutine is in a call,
---   _wb the pipelines' wire buffer (nil while a pipeline holds it)
+--   _add / _take the pipelines' wire buffer (nil while a pipeline holds it)
 
 local function fail(self, err)
   local conn = self._conn
@@ -288,21 +288,19 @@ methods.call = call
 local Pipe = {}
 local pipe_methods = {}
 
--- fields: _wb the wire buffer the commands are appended to (false once the
--- pipeline ran), _count the commands in it, _track false or {[k] =
+-- fields: _add the append function of the wire buffer the commands go to
+-- (false once the pipeline ran), _count the commands in it, _track false or {[k] =
 -- table.pack(cmd, ...)} for the commands track() follows
 
--- the pipeline's buffer; a pipeline kept past its run is a misuse (its
--- commands would go out with another pipeline's)
-local function wbuf_of(p)
-  local wb = p._wb
-  if not wb then error("redis: pipeline used after it ran", 3) end
-  return wb
+-- a pipeline kept past its run has no buffer: adding to it is a misuse
+-- (its commands would go out with another pipeline's)
+local function ran()
+  error("redis: pipeline used after it ran", 3)
 end
 
 function pipe_methods.call(p, cmd, ...)
-  local wb = wbuf_of(p)
-  if not append(wb, cmd, ...) then append(wb, words(3, cmd, ...)) end
+  local add = p._add or ran()
+  if not add(cmd, ...) then add(words(3, cmd, ...)) end
   local k = p._count + 1
   p._count = k
   local sp = special[cmd]
@@ -336,8 +334,8 @@ Pipe.__index = command_table(pipe_methods, function(name)
     return function(p, ...) return pipe_call(p, name, ...) end
   end
   return function(p, ...)
-    local wb = wbuf_of(p)
-    if not append(wb, name, ...) then append(wb, words(3, name, ...)) end
+    local add = p._add or ran()
+    if not add(name, ...) then add(words(3, name, ...)) end
     p._count = p._count + 1
     return p
   end
@@ -384,18 +382,18 @@ local function pipeline_io(self, wire, count)
   return fail(self, rerr)
 end
 
--- The client keeps one wire buffer for its pipelines (self._wb), lent to
--- the pipeline while fn runs: a pipeline nested in fn, or one whose fn
--- raised, leaves the client with a new one.
+-- The client keeps one wire buffer for its pipelines (its functions
+-- self._add, self._take), lent to the pipeline while fn runs: a pipeline
+-- nested in fn, or one after an fn that raised, makes a new one.
 function methods.pipeline(self, fn)
   if type(fn) ~= "function" then error("redis: pipeline needs a function", 2) end
   if self._subs > 0 then error("redis: pipeline on a subscribed client", 2) end
-  local wb = self._wb or wbuf()
-  self._wb = nil
-  local p = setmetatable({ _wb = wb, _count = 0, _track = false }, Pipe)
+  local add, take = self._add, self._take
+  if add then self._add, self._take = nil, nil else add, take = wbuf() end
+  local p = setmetatable({ _add = add, _count = 0, _track = false }, Pipe)
   fn(p)
-  local wire, count, tracked = take(wb), p._count, p._track
-  p._wb, self._wb = false, wb
+  local wire, count, tracked = take(), p._count, p._track
+  p._add, self._add, self._take = false, add, take
   if count == 0 then return { n = 0 } end
   local replies, err = exclusive(self, pipeline_io, wire, count)
   if not replies then return nil, err end

@@ -94,11 +94,10 @@ resp.native = cparse ~= nil and os.getenv("GOLUARUN_RESP_LUA") ~= "1"
 -- its commands and pipelines with it. writer.command(name, ...) --> wire |
 -- nil, i, when the name is a string and every argument a string or an
 -- integer (else i: the first word it leaves, 0 the name); writer.wbuf()
--- --> wb, writer.append(wb, name, ...) --> true | nil, i, writer.take(wb)
--- --> the bytes appended since the last take.
-resp.writer = cparse and {
-  command = cparse.command, wbuf = cparse.wbuf, append = cparse.append, take = cparse.take,
-} or nil
+-- --> append, take: a buffer of commands, append(name, ...) --> true |
+-- nil, i as command() (nothing appended on nil), take() --> the bytes
+-- appended since the last take.
+resp.writer = cparse and { command = cparse.command, wbuf = cparse.wbuf } or nil
 local ccommand = cparse and cparse.command
 
 ---------------------------------------------------------------------------
@@ -742,11 +741,13 @@ function Reader:read()
   end
 end
 
--- readn's steps: each moves values into t after the `got` already there and
--- returns the new count and how many of the values it moved are tables.
+-- readn's steps: each moves values into t (nil: none yet) after the `got`
+-- already there and returns t, the new count and how many of the values
+-- it moved are tables.
 
 -- the values decoded ahead by an earlier read()
 local function take_queued(self, t, got, count)
+  t = t or {}
   local tables = 0
   while self.qn > 0 and got < count do
     local v = dequeue(self)
@@ -754,16 +755,26 @@ local function take_queued(self, t, got, count)
     t[got] = v
     if type(v) == "table" then tables = tables + 1 end
   end
-  return got, tables
+  return t, got, tables
 end
 
--- the complete values in the joined buffer, by the C reader, straight into t
+-- the complete values in the joined buffer, by the C reader, straight into
+-- t (which it makes, sized for them, when there is none yet)
 local function take_batch(self, t, got, count)
-  local k, np, tables = cparse.batch(self.cfg, self.buf, self.pos, t, nil, count - got, got)
-  if k == 0 then return got, 0 end
+  local k, np, tables, q = cparse.batch(self.cfg, self.buf, self.pos, t, nil, count - got, got)
+  if k == 0 then return t, got, 0 end
   if np > #self.buf then self.buf, np = "", 1 end
   self.pos = np
-  return got + k, tables
+  return q, got + k, tables
+end
+
+-- one value as read() reads it (the Lua parser's, or a conn error)
+local function take_one(self, t, got)
+  local v, err = self:read()
+  if v == nil then return nil, err end
+  t = t or {}
+  t[got + 1] = v
+  return t, got + 1, type(v) == "table" and 1 or 0
 end
 
 -- joins the pending chunks when they may complete the waiting element (as
@@ -794,30 +805,27 @@ end
 --- read() calls: on the C reader, what is buffered is decoded straight
 --- into the table, one C call per chunk received.
 function Reader:readn(count)
-  local t, got, tables = {}, 0, 0
+  local t, got, tables = nil, 0, 0
   while got < count do
     local before, more = got, 0
     if self.qn > 0 then
-      got, more = take_queued(self, t, got, count)
+      t, got, more = take_queued(self, t, got, count)
     elseif self.cfg and not self.err and self.st.depth == 0 and join_ready(self) then
       if self.pos > #self.buf then
         local ok, err = fill_empty(self)
         if not ok then return nil, err end
         before = -1 -- nothing to take yet
       else
-        got, more = take_batch(self, t, got, count)
+        t, got, more = take_batch(self, t, got, count)
       end
     end
-    if got == before then -- left to the Lua parser: one value as read() reads it
-      local v, err = self:read()
-      if v == nil then return nil, err end
-      got = got + 1
-      t[got] = v
-      if type(v) == "table" then more = 1 end
+    if got == before then -- left to the Lua parser
+      t, got, more = take_one(self, t, got)
+      if not t then return nil, got end
     end
     tables = tables + more
   end
-  return t, tables
+  return t or {}, tables
 end
 
 return resp
