@@ -17,10 +17,16 @@
 **       string and every argument a string or an integer; otherwise nil and
 **       the index of the first word not taken (0: the name), for the Lua
 **       encoder to handle (floats) or raise (misuse).
-**   respparse.wbuf() -> append, take        a byte buffer for pipelines:
-**       append(name, ...) -> true | nil, i  command() onto its end (nothing
-**                                           appended when nil)
-**       take() -> string                    its bytes; it is emptied
+**   respparse.wbuf() -> wb                  a buffer of commands (pipelines)
+**   respparse.append(p, name, ...) -> k | nil, i
+**       command() onto the end of the buffer in p[1] (p: a pipeline table);
+**       k: the commands in it now; nil, i as command() (nothing appended),
+**       i -1 when p[1] is not a buffer
+**   respparse.appender(name, slow) -> f     f(p, ...) appends the command
+**       `name` as append(p, name, ...) and returns p; what append leaves
+**       goes to slow(p, name, ...), whose result f returns
+**   respparse.take(wb) -> bytes, count      what was appended since the
+**       last take, and how many commands; wb is emptied
 **
 ** "Defer": this reader only takes a top-level value that is complete,
 ** well-formed and within every limit, and then gives exactly the value
@@ -336,12 +342,19 @@ static int rp_batch(lua_State *L) {
 ** name). */
 
 #define WBUF_KEEP (64 * 1024) /* capacity kept by take(); a larger one is freed */
-/* a growing byte buffer for a pipeline's commands; its memory comes from
-** the VM's allocator (so it counts against the memory limit) and is freed
-** by __gc */
+
+/* a growing byte buffer for a pipeline's commands and their count; its
+** memory comes from the VM's allocator (so it counts against the memory
+** limit) and is freed by __gc. `magic` (the address of wbuf_magic) tells
+** it from any other userdata where a pipeline table holds it (p[1]), with
+** no metatable look-up per command. */
+static const char wbuf_magic = 0;
+
 typedef struct resp_wbuf {
+  const char *magic;
   char *p;
   size_t len, cap;
+  lua_Integer count; /* commands appended since the last take */
 } resp_wbuf;
 
 static void *vm_realloc(lua_State *L, void *p, size_t old, size_t size) {
@@ -368,10 +381,21 @@ static void wbuf_reserve(lua_State *L, resp_wbuf *w, size_t more) {
   w->p = p, w->cap = cap;
 }
 
-static resp_wbuf *wbuf_new(lua_State *L) {
+/* a new buffer on the stack, with the buffers' metatable (upvalue) */
+static resp_wbuf *wbuf_new(lua_State *L, int mt) {
+  mt = lua_absindex(L, mt);
   resp_wbuf *w = lua_newuserdatauv(L, sizeof *w, 0);
-  w->p = NULL, w->len = w->cap = 0;
+  *w = (resp_wbuf){ .magic = &wbuf_magic };
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, -2);
   return w;
+}
+
+/* the buffer at stack index i, or NULL */
+static resp_wbuf *wbuf_at(lua_State *L, int i) {
+  resp_wbuf *w = lua_touserdata(L, i);
+  if (!w || lua_type(L, i) != LUA_TUSERDATA || lua_rawlen(L, i) != sizeof *w) return NULL;
+  return w->magic == &wbuf_magic ? w : NULL;
 }
 
 /* writes n in decimal at d; returns the byte after it */
@@ -404,14 +428,14 @@ static char *int_text(char *end, lua_Integer v) {
   return end;
 }
 
-/* the text of the word at stack index i when this writer takes it (a
-** string; an integer, in decimal, unless it is the name), else NULL. No
+/* the text of the argument at stack index i when this writer takes it (a
+** string; an integer, in decimal), else NULL. No
 ** conversion on the Lua stack: nothing here can run the collector (and so
 ** a finalizer that would use the same buffer). */
-static const char *word_of(lua_State *L, int i, bool is_name, char tmp[24], size_t *len) {
+static const char *word_of(lua_State *L, int i, char tmp[24], size_t *len) {
   int t = lua_type(L, i);
   if (t == LUA_TSTRING) return lua_tolstring(L, i, len);
-  if (is_name || t != LUA_TNUMBER || !lua_isinteger(L, i)) return NULL;
+  if (t != LUA_TNUMBER || !lua_isinteger(L, i)) return NULL;
   char *s = int_text(tmp + 24, lua_tointeger(L, i));
   *len = (size_t)(tmp + 24 - s);
   return s;
@@ -428,11 +452,26 @@ typedef struct word_group {
   size_t bytes;        /* their wire size */
 } word_group;
 
-/* gathers words i .. i + n - 1 into g: -1, or the index of the one not taken */
-static int gather(lua_State *L, word_group *g, int i, int n, int first) {
+/* a bulk string at d */
+static char *put_word(char *d, const char *s, size_t len) {
+  d = put_head(d, '$', len);
+  memcpy(d, s, len);
+  d += len;
+  *d++ = '\r', *d++ = '\n';
+  return d;
+}
+
+static char *put_group(char *d, const word_group *g, int n) {
+  for (int j = 0; j < n; j++) d = put_word(d, g->s[j], g->len[j]);
+  return d;
+}
+
+/* gathers the arguments in slots i .. i + n - 1 into g: -1, or the index
+** of the one not taken */
+static int gather(lua_State *L, word_group *g, int i, int n) {
   g->bytes = 0;
   for (int j = 0; j < n; j++) {
-    const char *s = word_of(L, i + j, i + j == first, g->num[j], &g->len[j]);
+    const char *s = word_of(L, i + j, g->num[j], &g->len[j]);
     if (!s) return i + j;
     g->s[j] = s;
     g->bytes += g->len[j] + 25; /* "$" 20 digits at most, 2 CRLFs */
@@ -440,33 +479,30 @@ static int gather(lua_State *L, word_group *g, int i, int n, int first) {
   return -1;
 }
 
-static char *put_group(char *d, const word_group *g, int n) {
-  for (int j = 0; j < n; j++) {
-    d = put_head(d, '$', g->len[j]);
-    memcpy(d, g->s[j], g->len[j]);
-    d += g->len[j];
-    *d++ = '\r', *d++ = '\n';
-  }
-  return d;
-}
 
-/* appends the command in stack slots first .. top to w: -1, or the index
-** (0: the name) of the first word not taken, with w as it was */
-static int put_command(lua_State *L, resp_wbuf *w, int first, int top) {
-  size_t start = w->len;
-  wbuf_reserve(L, w, 23);
-  w->len = (size_t)(put_head(w->p + w->len, '*', (size_t)(top - first + 1)) - w->p);
+
+/* appends a command to w: the name at stack index `name` (a string), the
+** arguments in slots first .. top. Returns -1 (and counts it), or the
+** index of the first word not taken (0: the name) with w as it was. */
+static int put_command(lua_State *L, resp_wbuf *w, int name, int first, int top) {
+  size_t start = w->len, nlen;
+  if (lua_type(L, name) != LUA_TSTRING) return 0;
+  const char *ns = lua_tolstring(L, name, &nlen);
+  wbuf_reserve(L, w, nlen + 48);
+  char *d = put_head(w->p + w->len, '*', (size_t)(top - first + 2));
+  w->len = (size_t)(put_word(d, ns, nlen) - w->p);
   for (int i = first; i <= top; i += GROUP) {
     word_group g;
     int n = top - i + 1 < GROUP ? top - i + 1 : GROUP;
-    int bad = gather(L, &g, i, n, first);
+    int bad = gather(L, &g, i, n);
     if (bad >= 0) {
       w->len = start;
-      return bad - first;
+      return bad - first + 1;
     }
     wbuf_reserve(L, w, g.bytes);
     w->len = (size_t)(put_group(w->p + w->len, &g, n) - w->p);
   }
+  w->count++;
   return -1;
 }
 
@@ -480,44 +516,80 @@ static int not_taken(lua_State *L, int bad) {
 static int rp_command(lua_State *L) {
   resp_wbuf *w = lua_touserdata(L, lua_upvalueindex(UV_SCRATCH));
   w->len = 0;
-  int bad = put_command(L, w, 1, lua_gettop(L));
+  int bad = put_command(L, w, 1, 2, lua_gettop(L));
   if (bad >= 0) return not_taken(L, bad);
   lua_pushlstring(L, w->p, w->len);
   w->len = 0;
   return 1;
 }
 
-/* the buffer's append(name, ...) -> true | nil, i (upvalue 1: the buffer) */
-static int wbuf_append(lua_State *L) {
-  resp_wbuf *w = lua_touserdata(L, lua_upvalueindex(1));
-  int bad = put_command(L, w, 1, lua_gettop(L));
-  if (bad >= 0) return not_taken(L, bad);
-  lua_pushboolean(L, 1);
+static int rp_wbuf(lua_State *L) {
+  wbuf_new(L, lua_upvalueindex(UV_WBUF_MT));
   return 1;
 }
 
-/* the buffer's take() -> the bytes appended since the last take */
-static int wbuf_take(lua_State *L) {
-  resp_wbuf *w = lua_touserdata(L, lua_upvalueindex(1));
+/* the buffer a pipeline table at stack index p holds in p[1], pushed (so
+** it stays reachable while it is written), or NULL with nothing pushed */
+static resp_wbuf *pipe_wbuf(lua_State *L, int p) {
+  if (lua_type(L, p) != LUA_TTABLE) return NULL;
+  lua_rawgeti(L, p, 1);
+  resp_wbuf *w = wbuf_at(L, -1);
+  if (!w) lua_pop(L, 1);
+  return w;
+}
+
+/* append(p, name, ...) -> k (the commands in p's buffer) | nil, i (i -1:
+** p holds no buffer) */
+static int rp_append(lua_State *L) {
+  int top = lua_gettop(L);
+  resp_wbuf *w = pipe_wbuf(L, 1);
+  if (!w) return not_taken(L, -1);
+  int bad = put_command(L, w, 2, 3, top);
+  if (bad >= 0) return not_taken(L, bad);
+  lua_pushinteger(L, w->count);
+  return 1;
+}
+
+/* an appender's call(p, ...): the command (upvalue 1, the name) appended to
+** p's buffer, and p; anything it leaves goes to slow(p, name, ...) (upvalue
+** 2), whose result it returns */
+static int pipe_command(lua_State *L) {
+  int top = lua_gettop(L);
+  resp_wbuf *w = pipe_wbuf(L, 1);
+  if (w && put_command(L, w, lua_upvalueindex(1), 2, top) < 0) {
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (top < 1) top = 1;
+  lua_settop(L, top);
+  lua_pushvalue(L, lua_upvalueindex(2));
+  lua_insert(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 3);
+  lua_call(L, top + 1, 1);
+  return 1;
+}
+
+/* appender(name, slow) -> function(p, ...) */
+static int rp_appender(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TSTRING);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_pushcclosure(L, pipe_command, 2);
+  return 1;
+}
+
+/* take(wb) -> the bytes appended since the last take, their command count */
+static int rp_take(lua_State *L) {
+  resp_wbuf *w = wbuf_at(L, 1);
+  luaL_argexpected(L, w != NULL, 1, WBUF_TNAME);
   lua_pushlstring(L, w->p ? w->p : "", w->len);
-  w->len = 0;
+  lua_pushinteger(L, w->count);
+  w->len = 0, w->count = 0;
   if (w->cap > WBUF_KEEP) {
     vm_realloc(L, w->p, w->cap, 0);
     w->p = NULL, w->cap = 0;
   }
-  return 1;
-}
-
-/* wbuf() -> append, take: two closures over one new buffer (no type check
-** per command: the buffer is their upvalue) */
-static int rp_wbuf(lua_State *L) {
-  wbuf_new(L);
-  lua_pushvalue(L, lua_upvalueindex(UV_WBUF_MT));
-  lua_setmetatable(L, -2);
-  lua_pushvalue(L, -1);
-  lua_pushcclosure(L, wbuf_append, 1);
-  lua_insert(L, -2);
-  lua_pushcclosure(L, wbuf_take, 1);
   return 2;
 }
 
@@ -529,6 +601,9 @@ int luaopen_respparse(lua_State *L) {
     { "batch", rp_batch },
     { "command", rp_command },
     { "wbuf", rp_wbuf },
+    { "append", rp_append },
+    { "appender", rp_appender },
+    { "take", rp_take },
     { NULL, NULL },
   };
   luaL_newlibtable(L, fns);
@@ -536,9 +611,8 @@ int luaopen_respparse(lua_State *L) {
   luaL_newmetatable(L, WBUF_TNAME);
   lua_pushcfunction(L, wbuf_gc);
   lua_setfield(L, -2, "__gc");
-  wbuf_new(L); /* command()'s scratch buffer */
-  lua_pushvalue(L, -2);
-  lua_setmetatable(L, -2);
+  wbuf_new(L, -1); /* command()'s scratch buffer */
   luaL_setfuncs(L, fns, 3);
   return 1;
 }
+

@@ -395,43 +395,67 @@ describe("the C command writer against the Lua encoder", function()
   it("writes exactly resp.encode's bytes, or names the first word it leaves", function()
     math.randomseed(21)
     local wire = cparse.command
-    local append, take = cparse.wbuf()
-    local want_buf = {}
+    local wb = cparse.wbuf()
+    local p = { wb }
+    local slow_calls = 0
+    local function slow(q, name, ...)
+      assert.are.equal(p, q)
+      slow_calls = slow_calls + 1
+      return { "slow", name, select("#", ...) }
+    end
+    local want_buf, count = {}, 0
     for _ = 1, 2000 do
       local w, n, bad = gen_words()
       local got, i = wire(table.unpack(w, 1, n))
-      local ok, ai = append(table.unpack(w, 1, n))
+      local k, ai = cparse.append(p, table.unpack(w, 1, n))
+      -- the same command through an appender (its name bound)
+      local f = type(w[1]) == "string" and cparse.appender(w[1], slow)
+      local r1 = f and f(p, table.unpack(w, 2, n))
       if bad then
         assert.is_nil(got)
         assert.are.equal(bad, i)
-        assert.is_nil(ok)
+        assert.is_nil(k)
         assert.are.equal(bad, ai)
+        if f then assert.are.same({ "slow", w[1], n - 1 }, r1) end
       else
         local want = resp.encode(table.move(w, 1, n, 1, { n = n }))
         assert.are.equal(want, got)
-        assert.is_true(ok)
-        want_buf[#want_buf + 1] = want
+        assert.are.equal(count + 1, k)
+        assert.are.equal(p, r1)
+        want_buf[#want_buf + 1] = want .. want
+        count = count + 2
       end
       if rand(50) == 1 then -- now and then a take: everything appended since the last
-        assert.are.equal(concat(want_buf), take())
-        want_buf = {}
+        assert.are.same({ concat(want_buf), count }, { cparse.take(wb) })
+        want_buf, count = {}, 0
       end
     end
-    assert.are.equal(concat(want_buf), take())
-    assert.are.equal("", take())
+    assert.are.same({ concat(want_buf), count }, { cparse.take(wb) })
+    assert.are.same({ "", 0 }, { cparse.take(wb) })
+    assert.is_true(slow_calls > 50, "misuse reached slow: " .. slow_calls)
+  end)
+
+  it("a pipeline table without a buffer: left to slow, or nil, -1; take checks", function()
+    local f = cparse.appender("GET", function(...) return table.pack(...) end)
+    assert.are.same({ false, "GET", "k", n = 3 }, f(false, "k"))
+    assert.are.same({ { 1 }, "GET", "k", n = 3 }, f({ 1 }, "k"))
+    assert.are.same({ nil, "GET", n = 2 }, f())
+    local other = io.stdout -- a userdata of another kind in p[1]
+    assert.are.same({ nil, -1 }, { cparse.append({ other }, "GET", "k") })
+    assert.has_error(function() cparse.take(other) end)
+    assert.has_error(function() cparse.take({}) end)
   end)
 
   it("a value past the capacity a take keeps, integers, an empty command", function()
-    local append, take = cparse.wbuf()
+    local wb = cparse.wbuf()
     local big = ("v"):rep(200 * 1024) -- past the capacity a take keeps
     for _ = 1, 3 do
-      assert.is_true(append("SET", "k", big, 12))
-      assert.are.equal(resp.encode({ "SET", "k", big, "12" }), take())
+      assert.are.equal(1, cparse.append({ wb }, "SET", "k", big, 12))
+      assert.are.same({ resp.encode({ "SET", "k", big, "12" }), 1 }, { cparse.take(wb) })
     end
-    local n = 5
-    assert.is_true(append("INCRBY", "k", n))
-    assert.are.equal("integer", math.type(n)) -- the argument was not converted
-    assert.are.equal("*3\r\n$6\r\nINCRBY\r\n$1\r\nk\r\n$1\r\n5\r\n", take())
-    assert.are.equal("*0\r\n", cparse.command())
+    assert.are.equal("*3\r\n$6\r\nINCRBY\r\n$1\r\nk\r\n$1\r\n5\r\n", cparse.command("INCRBY", "k", 5))
+    assert.are.same({ nil, 0 }, { cparse.command() })
+    assert.are.equal("*1\r\n$4\r\nPING\r\n", resp.command("PING"))
+    assert.are.equal("*0\r\n", resp.command()) -- the Lua encoder's answer
   end)
 end)

@@ -104,7 +104,7 @@ local setup_of = setmetatable({}, { __mode = "k" })
 -- misuse at the caller of r:CMD / p:CMD: `level` is that caller's level
 -- as seen from words().
 local writer = resp.writer
-local ccommand, wbuf = writer.command, writer.wbuf
+local ccommand, wbuf, append, take = writer.command, writer.wbuf, writer.append, writer.take
 
 local function words(level, cmd, ...)
   if type(cmd) ~= "string" then
@@ -184,7 +184,7 @@ local SESSION = {
 --   _subs subscriptions held (server's count), _nch / _npat how many of
 --   them are channels / patterns, _queue pub/sub messages read
 --   while waiting for confirmations, _busy a goroutine is in a call,
---   _add / _take the pipelines' wire buffer (nil while a pipeline holds it)
+--   _wb the pipelines' wire buffer (nil while a pipeline holds it)
 
 local function fail(self, err)
   local conn = self._conn
@@ -288,27 +288,32 @@ methods.call = call
 local Pipe = {}
 local pipe_methods = {}
 
--- fields: _add the append function of the wire buffer the commands go to
--- (false once the pipeline ran), _count the commands in it, _track false or {[k] =
--- table.pack(cmd, ...)} for the commands track() follows
+-- p[1] the wire buffer the commands go to (false once the pipeline ran: a
+-- pipeline kept past its run must not add to another one's buffer),
+-- p._track false or {[k] = table.pack(cmd, ...)} for the commands track()
+-- follows.
 
--- a pipeline kept past its run has no buffer: adding to it is a misuse
--- (its commands would go out with another pipeline's)
-local function ran()
-  error("redis: pipeline used after it ran", 3)
+local function ran(level)
+  error("redis: pipeline used after it ran", level + 1)
 end
 
 function pipe_methods.call(p, cmd, ...)
-  local add = p._add or ran()
-  if not add(cmd, ...) then add(words(3, cmd, ...)) end
-  local k = p._count + 1
-  p._count = k
+  if not p[1] then ran(2) end
+  local k = append(p, cmd, ...) or append(p, words(3, cmd, ...))
   local sp = special[cmd]
   if sp then
     if PUBSUB[sp:upper()] then error("redis: " .. cmd .. " in a pipeline (use r:" .. sp .. ")", 2) end
     local tr = p._track or {}
     tr[k], p._track = table.pack(cmd, ...), tr
   end
+  return p
+end
+
+-- what the C appender of p:CMD leaves: a float (converted here), a misuse
+-- (raised at the caller of p:CMD, behind the appender's C frame)
+local function pipe_slow(p, name, ...)
+  if type(p) ~= "table" or not p[1] then ran(3) end
+  append(p, words(4, name, ...))
   return p
 end
 
@@ -326,19 +331,14 @@ local function command_table(base, make)
   end })
 end
 
--- p:CMD: an ordinary command is appended here, in one C call; the ones
--- track() follows go through pipe_methods.call
+-- p:CMD: an ordinary command is appended by a C function, in one call; the
+-- ones track() follows go through pipe_methods.call
 local pipe_call = pipe_methods.call
 Pipe.__index = command_table(pipe_methods, function(name)
   if special[name] then
     return function(p, ...) return pipe_call(p, name, ...) end
   end
-  return function(p, ...)
-    local add = p._add or ran()
-    if not add(name, ...) then add(words(3, name, ...)) end
-    p._count = p._count + 1
-    return p
-  end
+  return writer.appender(name, pipe_slow)
 end)
 Pipe.__name = "redis.pipeline"
 
@@ -382,18 +382,19 @@ local function pipeline_io(self, wire, count)
   return fail(self, rerr)
 end
 
--- The client keeps one wire buffer for its pipelines (its functions
--- self._add, self._take), lent to the pipeline while fn runs: a pipeline
--- nested in fn, or one after an fn that raised, makes a new one.
+-- The client keeps one wire buffer for its pipelines (self._wb), lent to
+-- the pipeline while fn runs: a pipeline nested in fn, or one after an fn
+-- that raised, makes a new one.
 function methods.pipeline(self, fn)
   if type(fn) ~= "function" then error("redis: pipeline needs a function", 2) end
   if self._subs > 0 then error("redis: pipeline on a subscribed client", 2) end
-  local add, take = self._add, self._take
-  if add then self._add, self._take = nil, nil else add, take = wbuf() end
-  local p = setmetatable({ _add = add, _count = 0, _track = false }, Pipe)
+  local wb = self._wb or wbuf()
+  self._wb = nil
+  local p = setmetatable({ wb, _track = false }, Pipe)
   fn(p)
-  local wire, count, tracked = take(), p._count, p._track
-  p._add, self._add, self._take = false, add, take
+  local wire, count = take(wb)
+  local tracked = p._track
+  p[1], self._wb = false, wb
   if count == 0 then return { n = 0 } end
   local replies, err = exclusive(self, pipeline_io, wire, count)
   if not replies then return nil, err end

@@ -93,11 +93,16 @@ resp.native = cparse ~= nil and os.getenv("GOLUARUN_RESP_LUA") ~= "1"
 -- resp.native says: resp.command tries it first, and goluarun.redis builds
 -- its commands and pipelines with it. writer.command(name, ...) --> wire |
 -- nil, i, when the name is a string and every argument a string or an
--- integer (else i: the first word it leaves, 0 the name); writer.wbuf()
--- --> append, take: a buffer of commands, append(name, ...) --> true |
--- nil, i as command() (nothing appended on nil), take() --> the bytes
--- appended since the last take.
-resp.writer = cparse and { command = cparse.command, wbuf = cparse.wbuf } or nil
+-- integer (else i: the first word it leaves, 0 the name). Pipelines:
+-- writer.wbuf() --> wb, a buffer of commands a pipeline table holds in
+-- p[1]; writer.append(p, name, ...) --> k (commands in it) | nil, i;
+-- writer.appender(name, slow) --> f, f(p, ...) appends that command and
+-- returns p, or returns slow(p, name, ...) for what append leaves;
+-- writer.take(wb) --> bytes, count (and empties it). See bindings/lresp.c.
+resp.writer = cparse and {
+  command = cparse.command, wbuf = cparse.wbuf, append = cparse.append,
+  appender = cparse.appender, take = cparse.take,
+} or nil
 local ccommand = cparse and cparse.command
 
 ---------------------------------------------------------------------------

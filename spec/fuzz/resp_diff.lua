@@ -125,16 +125,17 @@ end
 local function check_writer(s)
   local w, n, bad = words_of(s)
   local got, i = cparse.command(table.unpack(w, 1, n))
-  local append, take = cparse.wbuf()
-  local ok, ai = append(table.unpack(w, 1, n))
+  local p = { cparse.wbuf() }
+  local k, ai = cparse.append(p, table.unpack(w, 1, n))
+  local bytes, count = cparse.take(p[1])
   if bad then
-    if got ~= nil or i ~= bad or ok ~= nil or ai ~= bad or take() ~= "" then
+    if got ~= nil or i ~= bad or k ~= nil or ai ~= bad or bytes ~= "" or count ~= 0 then
       error(("writer took %q: %s %s"):format(s, tostring(got), tostring(i)))
     end
     return
   end
   local want = resp.encode(table.move(w, 1, n, 1, { n = n }))
-  if got ~= want or not ok or take() ~= want then
+  if got ~= want or k ~= 1 or bytes ~= want or count ~= 1 then
     error(("writer on %q:\nC:   %q\nLua: %q"):format(s, tostring(got), want))
   end
 end
