@@ -370,15 +370,23 @@ static int wbuf_gc(lua_State *L) {
   return 0;
 }
 
-/* room for `more` bytes after len */
-static void wbuf_reserve(lua_State *L, resp_wbuf *w, size_t more) {
-  if (more <= w->cap - w->len) return;
-  if (more > ((size_t)-1) / 4 - w->len) luaL_error(L, "respparse: command too large");
+/* room for `more` bytes after len: false when it cannot be had */
+static bool wbuf_room(lua_State *L, resp_wbuf *w, size_t more) {
+  if (more <= w->cap - w->len) return true;
+  if (more > ((size_t)-1) / 4 - w->len) return false;
   size_t cap = w->cap ? w->cap : 256;
   while (cap - w->len < more) cap *= 2;
   char *p = vm_realloc(L, w->p, w->cap, cap);
-  if (!p) luaL_error(L, "not enough memory");
+  if (!p) return false;
   w->p = p, w->cap = cap;
+  return true;
+}
+
+/* a command that cannot be written: w back to its length before it (so a
+** caller that catches the error finds no half command), and the error */
+static int no_room(lua_State *L, resp_wbuf *w, size_t start) {
+  w->len = start;
+  return luaL_error(L, "not enough memory");
 }
 
 /* a new buffer on the stack, with the buffers' metatable (upvalue) */
@@ -488,7 +496,7 @@ static int put_command(lua_State *L, resp_wbuf *w, int name, int first, int top)
   size_t start = w->len, nlen;
   if (lua_type(L, name) != LUA_TSTRING) return 0;
   const char *ns = lua_tolstring(L, name, &nlen);
-  wbuf_reserve(L, w, nlen + 48);
+  if (!wbuf_room(L, w, nlen + 48)) return no_room(L, w, start);
   char *d = put_head(w->p + w->len, '*', (size_t)(top - first + 2));
   w->len = (size_t)(put_word(d, ns, nlen) - w->p);
   for (int i = first; i <= top; i += GROUP) {
@@ -499,7 +507,7 @@ static int put_command(lua_State *L, resp_wbuf *w, int name, int first, int top)
       w->len = start;
       return bad - first + 1;
     }
-    wbuf_reserve(L, w, g.bytes);
+    if (!wbuf_room(L, w, g.bytes)) return no_room(L, w, start);
     w->len = (size_t)(put_group(w->p + w->len, &g, n) - w->p);
   }
   w->count++;

@@ -459,3 +459,36 @@ describe("the C command writer against the Lua encoder", function()
     assert.are.equal("*0\r\n", resp.command()) -- the Lua encoder's answer
   end)
 end)
+
+describe("the command writer under a memory limit", function()
+  local H = require "support.helpers"
+
+  -- under a 64 MiB limit: one 8 MiB command in the buffer (16 MiB of
+  -- capacity), 34 MiB of ballast, then a second command whose growth to
+  -- 32 MiB cannot be had; with the ballast gone, the buffer holds exactly
+  -- the first command
+  it("a command that does not fit is not half written: the buffer keeps the ones before", function()
+    local r = H.run([[
+      local cparse = require "goluarun.respparse"
+      local wb = cparse.wbuf()
+      local p = { wb }
+      local v = string.rep("x", 8 * 1024 * 1024)
+      collectgarbage()
+      assert(cparse.append(p, "SET", "a", v) == 1)
+      local ballast = {}
+      for i = 1, 34 do ballast[i] = string.rep("b", 1024 * 1024 + i) end
+      local ok, err = pcall(cparse.append, p, "SET", "b", v)
+      ballast = nil
+      collectgarbage()
+      print(ok, err)
+      assert(cparse.append(p, "GET", "a") == 2) -- usable after the error
+      local bytes, n = cparse.take(wb)
+      local head = "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$" .. #v .. "\r\n"
+      local get = "*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
+      print(n, #bytes == #head + #v + 2 + #get, bytes:sub(1, #head) == head,
+        bytes:sub(-#get - 3) == "x\r\n" .. get)
+    ]], {}, { env = { GOLUA_MEMLIMIT = "64MiB" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.matches("^false\tnot enough memory\n2\ttrue\ttrue\ttrue\n$", r.stdout)
+  end)
+end)

@@ -731,6 +731,12 @@ local function quick(self)
   return v
 end
 
+-- nothing is buffered: the next chunk completes whatever line it ends, as
+-- parse() says at the end of the buffer ("incomplete", kind "line")
+local function expect_line(self)
+  self.kind, self.need, self.newline = "line", 1, false
+end
+
 function Reader:read()
   if self.qn > 0 then return dequeue(self) end
   if self.cfg == nil and self.pending == 0 and self.st.depth == 0 and not self.err then
@@ -738,9 +744,14 @@ function Reader:read()
     if v ~= nil then return v end
   end
   while true do
-    local v, err = self:tryread()
-    if v ~= nil then return v end
-    if err ~= INCOMPLETE then return nil, err end
+    local v, err
+    if self.pending == 0 and self.pos > #self.buf and self.st.depth == 0 and not self.err then
+      expect_line(self) -- what tryread would find, without the parse
+    else
+      v, err = self:tryread()
+      if v ~= nil then return v end
+      if err ~= INCOMPLETE then return nil, err end
+    end
     local ok, rerr = self:fill()
     if not ok then return nil, rerr end
   end
@@ -796,10 +807,9 @@ local function join_ready(self)
   return ready
 end
 
--- the next chunk when nothing at all is buffered: what parse() would wait
--- for at the end of the buffer is a line
+-- the next chunk when nothing at all is buffered
 local function fill_empty(self)
-  self.kind, self.need, self.newline = "line", 1, false
+  expect_line(self)
   return self:fill()
 end
 
