@@ -44,6 +44,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+#include "errstr.h"
 #include "lresp.h"
 
 #define CFG_TNAME "goluarun.respparse.cfg"
@@ -386,7 +387,7 @@ static bool wbuf_room(lua_State *L, resp_wbuf *w, size_t more) {
 ** caller that catches the error finds no half command), and the error */
 static int no_room(lua_State *L, resp_wbuf *w, size_t start) {
   w->len = start;
-  return luaL_error(L, "not enough memory");
+  return luaL_error(L, ERRSTR_NOMEM);
 }
 
 /* a new buffer on the stack, with the buffers' metatable (upvalue) */
