@@ -313,7 +313,7 @@ end
 -- (raised at the caller of p:CMD, behind the appender's C frame)
 local function pipe_slow(p, name, ...)
   if type(p) ~= "table" or not p[1] then ran(3) end
-  append(p, words(4, name, ...))
+  if not append(p, words(4, name, ...)) then error("redis: " .. name .. " on something not a pipeline", 3) end
   return p
 end
 
