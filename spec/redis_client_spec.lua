@@ -186,6 +186,53 @@ describe("goluarun.redis against redis-server", function()
     assert.has_error(function() r:pipeline(function(p) p:subscribe("x") end) end)
   end)
 
+  it("pipelines: every reply type in place, floats, misuse raises at the caller", function()
+    local r <close> = connect(addr)
+    local replies = assert(r:pipeline(function(p)
+      p:del("t:pl", "t:pf")
+      p:set("t:pf", 0.5):get("t:pf")                -- a float argument; p:CMD returns p
+      p:rpush("t:pl", "a", 1, 2.25)
+      p:lrange("t:pl", 0, -1)                        -- an array
+      p:get("t:pnone")                               -- a nil bulk
+      p:mget("t:pf", "t:pnone")                      -- a nil inside an array
+      p:call("NOSUCH")                               -- an error, in place
+      p:incrby("t:pi", math.mininteger)              -- an integer
+    end))
+    assert.are.equal(9, replies.n)
+    assert.are.equal("OK", replies[2])
+    assert.are.equal("0.5", replies[3])
+    assert.are.same({ "a", "1", "2.25" }, replies[5])
+    assert.are.equal(null, replies[6])
+    assert.are.same({ "0.5", null }, replies[7])
+    assert.is_true(redis.iserror(replies[8]))
+    assert.are.equal(math.mininteger, replies[9])
+    -- misuse raises where p:CMD is called, and nothing goes out
+    local ok, err = pcall(r.pipeline, r, function(p) p:set("t:pbad", true) end)
+    assert.is_false(ok)
+    assert.matches("redis_client_spec.lua:%d+: redis: argument 2 of set is a boolean", err)
+    ok, err = pcall(r.pipeline, r, function(p) p:call(42) end)
+    assert.matches("redis_client_spec.lua:%d+: redis: command name must be a string", err)
+    assert.are.equal(null, r:get("t:pbad"))
+    -- a pipeline kept past its run
+    local kept
+    assert(r:pipeline(function(p) kept = p; p:ping() end))
+    ok, err = pcall(function() kept:set("t:pkept", 1) end)
+    assert.matches("redis_client_spec.lua:%d+: redis: pipeline used after it ran", err)
+    -- a pipeline nested in another one's function: two buffers, two runs
+    local inner
+    local outer = assert(r:pipeline(function(p)
+      p:set("t:pn", "outer")
+      inner = assert(r:pipeline(function(q) q:set("t:pn", "inner"); q:get("t:pn") end))
+      p:get("t:pn")
+    end))
+    assert.are.same({ "OK", "inner", n = 2 }, inner)
+    assert.are.same({ "OK", "outer", n = 2 }, outer)
+    -- after a function that raised, the next pipeline sends its own commands only
+    assert.is_false(pcall(r.pipeline, r, function(p) p:set("t:pr", "lost"); error("boom") end))
+    assert.are.same({ null, n = 1 }, r:pipeline(function(p) p:get("t:pr") end))
+    assert.are.equal("PONG", r:ping())
+  end)
+
   it("pipelines 1 MiB values (a write bigger than the socket buffers)", function()
     local r <close> = connect(addr)
     local big = H.payload(H.scale(1024 * 1024, 4096), 3)

@@ -65,6 +65,56 @@ local function run_reader(native, pieces, limits, use_try)
   error("reader did not stop")
 end
 
+-- rd:readn(k) calls, k cycling through `sizes`, rendered as run_reader does;
+-- each table is checked: exactly k values, `tables` of them tables
+local function run_readn(native, pieces, limits, sizes)
+  local saved = resp.native
+  resp.native = native
+  local rd = resp.reader(pieces_conn(pieces), limits)
+  resp.native = saved
+  local out = {}
+  for i = 1, 10000 do
+    local k = sizes[i % #sizes + 1]
+    local t, tables = rd:readn(k)
+    if not t then
+      out[#out + 1] = "error " .. tables
+      return concat(out, "\n")
+    end
+    local n, ntab = 0, 0
+    for _, v in pairs(t) do
+      n = n + 1
+      if type(v) == "table" then ntab = ntab + 1 end
+    end
+    assert(n == k and #t == k, "readn gave " .. n .. " values for " .. k)
+    assert(ntab == tables, "readn counted " .. tables .. " tables of " .. ntab)
+    for j = 1, k do out[#out + 1] = render(t[j]) end
+  end
+  error("reader did not stop")
+end
+
+-- what readn must give: the Lua reader's read() results taken k at a time,
+-- a group cut short by an error dropped
+local function grouped_reads(pieces, limits, sizes)
+  local saved = resp.native
+  resp.native = false
+  local rd = resp.reader(pieces_conn(pieces), limits)
+  resp.native = saved
+  local out = {}
+  for i = 1, 10000 do
+    local k, group = sizes[i % #sizes + 1], {}
+    for j = 1, k do
+      local v, err = rd:read()
+      if v == nil then
+        out[#out + 1] = "error " .. err
+        return concat(out, "\n")
+      end
+      group[j] = render(v)
+    end
+    for j = 1, k do out[#out + 1] = group[j] end
+  end
+  error("reader did not stop")
+end
+
 ---------------------------------------------------------------------------
 -- Generators
 ---------------------------------------------------------------------------
@@ -200,8 +250,20 @@ local function splits(s)
   return out
 end
 
+local SIZES = { { 1 }, { 2, 1 }, { 3 }, { 16 }, { 1, 4, 2 } }
+
 local function check_same(s, limits)
   for _, pieces in ipairs(splits(s)) do
+    local sizes = SIZES[#s % #SIZES + 1]
+    local want = grouped_reads(pieces, limits, sizes)
+    for _, native in ipairs({ true, false }) do
+      local got = run_readn(native, pieces, limits, sizes)
+      if got ~= want then
+        error(("readn (native %s) and read differ on %q (pieces %d, limits %s):\n"
+          .. "readn:\n%s\nread:\n%s"):format(tostring(native), s, #pieces,
+          render(limits or {}), got, want), 2)
+      end
+    end
     for _, use_try in ipairs({ false, true }) do
       local want = run_reader(false, pieces, limits, use_try)
       local got = run_reader(true, pieces, limits, use_try)
@@ -239,6 +301,24 @@ describe("the C RESP reader against the Lua reference", function()
         pos = ends[i]
         taken = taken + 1
       end
+      -- into a new table (q nil), after `base` slots, without ends: the
+      -- same values, the end of the last one, the tables among them
+      local k2, np, tables, q2 = cparse.batch(cparse.config(lim, null, null_array), s, 1, nil,
+        nil, 256, 3)
+      assert.are.equal(k, k2)
+      assert.are.equal(k > 0 and ends[k] or 1, np)
+      local ntab = 0
+      for i = 1, k do
+        assert.are.equal(render(q[i]), render(q2[i + 3]))
+        if type(q[i]) == "table" then ntab = ntab + 1 end
+      end
+      assert.are.equal(ntab, tables)
+      local keys = 0
+      for key in pairs(q2) do
+        keys = keys + 1
+        assert.is_true(key > 3 and key <= k + 3)
+      end
+      assert.are.equal(k, keys)
     end
     assert.is_true(taken > 1000, "the generator exercises the C reader: " .. taken)
   end)
@@ -279,5 +359,136 @@ describe("the C RESP reader against the Lua reference", function()
     end
     assert.are.same({ nil, "eof" }, { rd:read() })
     assert.are.equal(0, rd:buffered())
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- The command writer (respparse.command, respparse.wbuf) against the Lua
+-- encoder: resp.encode of the words as an array (strings as they are,
+-- integers in decimal)
+---------------------------------------------------------------------------
+
+-- a random command: a name (now and then not a string) and 0..20 words
+-- (more than the writer's groups of 8) of strings, integers and, now and
+-- then, a float or a misuse; `ok`: whether every word is one C takes, else
+-- the index of the first that is not (0: the name)
+local function gen_words()
+  local n = rand(0, 20)
+  local w = { rand(12) == 1 and rand(100) or rand_word() }
+  local bad = type(w[1]) ~= "string" and 0 or nil
+  local ints = { 0, -1, 7, 10, 99, 100, -10, math.maxinteger, math.mininteger }
+  for i = 1, n do
+    local r = rand(40)
+    if r <= 20 then
+      w[i + 1] = rand(3) == 1 and ("x"):rep(rand(9, 300)) or rand_text(12)
+    elseif r <= 37 then
+      w[i + 1] = rand(2) == 1 and ints[rand(#ints)] or rand(-100000, 100000)
+    else
+      w[i + 1] = ({ 0.5, true, {}, 1 / 0 })[r - 37]
+      bad = bad or i
+    end
+  end
+  return w, n + 1, bad
+end
+
+describe("the C command writer against the Lua encoder", function()
+  it("writes exactly resp.encode's bytes, or names the first word it leaves", function()
+    math.randomseed(21)
+    local wire = cparse.command
+    local wb = cparse.wbuf()
+    local p = { wb }
+    local slow_calls = 0
+    local function slow(q, name, ...)
+      assert.are.equal(p, q)
+      slow_calls = slow_calls + 1
+      return { "slow", name, select("#", ...) }
+    end
+    local want_buf, count = {}, 0
+    for _ = 1, 2000 do
+      local w, n, bad = gen_words()
+      local got, i = wire(table.unpack(w, 1, n))
+      local k, ai = cparse.append(p, table.unpack(w, 1, n))
+      -- the same command through an appender (its name bound)
+      local f = type(w[1]) == "string" and cparse.appender(w[1], slow)
+      local r1 = f and f(p, table.unpack(w, 2, n))
+      if bad then
+        assert.is_nil(got)
+        assert.are.equal(bad, i)
+        assert.is_nil(k)
+        assert.are.equal(bad, ai)
+        if f then assert.are.same({ "slow", w[1], n - 1 }, r1) end
+      else
+        local want = resp.encode(table.move(w, 1, n, 1, { n = n }))
+        assert.are.equal(want, got)
+        assert.are.equal(count + 1, k)
+        assert.are.equal(p, r1)
+        want_buf[#want_buf + 1] = want .. want
+        count = count + 2
+      end
+      if rand(50) == 1 then -- now and then a take: everything appended since the last
+        assert.are.same({ concat(want_buf), count }, { cparse.take(wb) })
+        want_buf, count = {}, 0
+      end
+    end
+    assert.are.same({ concat(want_buf), count }, { cparse.take(wb) })
+    assert.are.same({ "", 0 }, { cparse.take(wb) })
+    assert.is_true(slow_calls > 50, "misuse reached slow: " .. slow_calls)
+  end)
+
+  it("a pipeline table without a buffer: left to slow, or nil, -1; take checks", function()
+    local f = cparse.appender("GET", function(...) return table.pack(...) end)
+    assert.are.same({ false, "GET", "k", n = 3 }, f(false, "k"))
+    assert.are.same({ { 1 }, "GET", "k", n = 3 }, f({ 1 }, "k"))
+    assert.are.same({ nil, "GET", n = 2 }, f())
+    local other = io.stdout -- a userdata of another kind in p[1]
+    assert.are.same({ nil, -1 }, { cparse.append({ other }, "GET", "k") })
+    assert.has_error(function() cparse.take(other) end)
+    assert.has_error(function() cparse.take({}) end)
+  end)
+
+  it("a value past the capacity a take keeps, integers, an empty command", function()
+    local wb = cparse.wbuf()
+    local big = ("v"):rep(200 * 1024) -- past the capacity a take keeps
+    for _ = 1, 3 do
+      assert.are.equal(1, cparse.append({ wb }, "SET", "k", big, 12))
+      assert.are.same({ resp.encode({ "SET", "k", big, "12" }), 1 }, { cparse.take(wb) })
+    end
+    assert.are.equal("*3\r\n$6\r\nINCRBY\r\n$1\r\nk\r\n$1\r\n5\r\n", cparse.command("INCRBY", "k", 5))
+    assert.are.same({ nil, 0 }, { cparse.command() })
+    assert.are.equal("*1\r\n$4\r\nPING\r\n", resp.command("PING"))
+    assert.are.equal("*0\r\n", resp.command()) -- the Lua encoder's answer
+  end)
+end)
+
+describe("the command writer under a memory limit", function()
+  local H = require "support.helpers"
+
+  -- under a 64 MiB limit: one 8 MiB command in the buffer (16 MiB of
+  -- capacity), 34 MiB of ballast, then a second command whose growth to
+  -- 32 MiB cannot be had; with the ballast gone, the buffer holds exactly
+  -- the first command
+  it("a command that does not fit is not half written: the buffer keeps the ones before", function()
+    local r = H.run([[
+      local cparse = require "goluarun.respparse"
+      local wb = cparse.wbuf()
+      local p = { wb }
+      local v = string.rep("x", 8 * 1024 * 1024)
+      collectgarbage()
+      assert(cparse.append(p, "SET", "a", v) == 1)
+      local ballast = {}
+      for i = 1, 34 do ballast[i] = string.rep("b", 1024 * 1024 + i) end
+      local ok, err = pcall(cparse.append, p, "SET", "b", v)
+      ballast = nil
+      collectgarbage()
+      print(ok, err)
+      assert(cparse.append(p, "GET", "a") == 2) -- usable after the error
+      local bytes, n = cparse.take(wb)
+      local head = "*3\r\n$3\r\nSET\r\n$1\r\na\r\n$" .. #v .. "\r\n"
+      local get = "*2\r\n$3\r\nGET\r\n$1\r\na\r\n"
+      print(n, #bytes == #head + #v + 2 + #get, bytes:sub(1, #head) == head,
+        bytes:sub(-#get - 3) == "x\r\n" .. get)
+    ]], {}, { env = { GOLUA_MEMLIMIT = "64MiB" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.matches("^false\tnot enough memory\n2\ttrue\ttrue\ttrue\n$", r.stdout)
   end)
 end)

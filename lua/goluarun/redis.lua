@@ -52,7 +52,7 @@ local redis = {}
 
 local null, null_array = resp.null, resp.null_array
 local arg_of = resp.arg
-local concat, upper, byte, tointeger = table.concat, string.upper, string.byte, math.tointeger
+local upper, byte, tointeger, unpack = string.upper, string.byte, math.tointeger, table.unpack
 local type, select, error, pcall = type, select, error, pcall
 local now = go.now
 
@@ -98,69 +98,35 @@ local setup_of = setmetatable({}, { __mode = "k" })
 -- Encoding commands
 ---------------------------------------------------------------------------
 
--- The wire text is built from cached pieces, so that a command costs no
--- number formatting and, for the usual one to three arguments, no table:
--- LEN[n] is "$n\r\n", HEADS[argc][cmd] is "*argc+1\r\n$#cmd\r\ncmd\r\n".
-local CRLF = "\r\n"
-local LEN_CACHED = 4096
-local LEN = setmetatable({}, { __index = function(t, n)
-  local s = "$" .. n .. CRLF
-  if n < LEN_CACHED then t[n] = s end
-  return s
-end })
+-- The wire text comes from resp's C writer, which takes a string name and
+-- string or integer arguments; anything else (a float, a misuse) goes
+-- through words(), which converts floats to resp.arg's text and raises on
+-- misuse at the caller of r:CMD / p:CMD: `level` is that caller's level
+-- as seen from words().
+local writer = resp.writer
+local ccommand, wbuf, append, take = writer.command, writer.wbuf, writer.append, writer.take
 
-local HEADS_CACHED = 512 -- distinct names kept per argument count
-local function heads_for(argc)
-  local count = 0
-  return setmetatable({}, { __index = function(t, cmd)
-    local s = "*" .. (argc + 1) .. CRLF .. LEN[#cmd] .. cmd .. CRLF
-    if count < HEADS_CACHED then count = count + 1; t[cmd] = s end
-    return s
-  end })
-end
-local HEADS = setmetatable({}, { __index = function(t, argc)
-  local h = heads_for(argc)
-  if argc <= 64 then t[argc] = h end
-  return h
-end })
-
--- an argument's text; misuse raises at the caller of r:CMD / p:CMD
-local function text(a, i, cmd)
-  if type(a) == "number" then return arg_of(a) end
-  error("redis: argument " .. i .. " of " .. cmd .. " is a " .. type(a)
-    .. " (strings and numbers only)", 4)
-end
-
-local function check_name(cmd)
+local function words(level, cmd, ...)
   if type(cmd) ~= "string" then
-    error("redis: command name must be a string, got " .. type(cmd), 4)
+    error("redis: command name must be a string, got " .. type(cmd), level)
   end
+  local n = select("#", ...)
+  local w = { ... }
+  for i = 1, n do
+    local a = w[i]
+    if type(a) == "number" then
+      w[i] = arg_of(a)
+    elseif type(a) ~= "string" then
+      error("redis: argument " .. i .. " of " .. cmd .. " is a " .. type(a)
+        .. " (strings and numbers only)", level)
+    end
+  end
+  return cmd, unpack(w, 1, n)
 end
 
--- one command's wire text
+-- one command's wire text (called by the function r:CMD tail-calls)
 local function encode(cmd, ...)
-  check_name(cmd)
-  local argc = select("#", ...)
-  local head = HEADS[argc][cmd]
-  if argc == 2 then
-    local a, b = ...
-    if type(a) ~= "string" then a = text(a, 1, cmd) end
-    if type(b) ~= "string" then b = text(b, 2, cmd) end
-    return head .. LEN[#a] .. a .. CRLF .. LEN[#b] .. b .. CRLF
-  elseif argc == 1 then
-    local a = ...
-    if type(a) ~= "string" then a = text(a, 1, cmd) end
-    return head .. LEN[#a] .. a .. CRLF
-  elseif argc == 0 then
-    return head
-  end
-  local out = { head }
-  for i = 1, argc do
-    local a = select(i, ...)
-    if type(a) ~= "string" then a = text(a, i, cmd) end
-    out[3 * i - 1], out[3 * i], out[3 * i + 1] = LEN[#a], a, CRLF
-  end
-  return concat(out, "", 1, 3 * argc + 1)
+  return ccommand(cmd, ...) or ccommand(words(4, cmd, ...))
 end
 
 ---------------------------------------------------------------------------
@@ -217,7 +183,8 @@ local SESSION = {
 --   _dirty the session changed, _multi / _watch a MULTI / WATCH is open,
 --   _subs subscriptions held (server's count), _nch / _npat how many of
 --   them are channels / patterns, _queue pub/sub messages read
---   while waiting for confirmations, _busy a goroutine is in a call
+--   while waiting for confirmations, _busy a goroutine is in a call,
+--   _wb the pipelines' wire buffer (nil while a pipeline holds it)
 
 local function fail(self, err)
   local conn = self._conn
@@ -321,15 +288,32 @@ methods.call = call
 local Pipe = {}
 local pipe_methods = {}
 
+-- p[1] the wire buffer the commands go to (false once the pipeline ran: a
+-- pipeline kept past its run must not add to another one's buffer),
+-- p._track false or {[k] = table.pack(cmd, ...)} for the commands track()
+-- follows.
+
+local function ran(level)
+  error("redis: pipeline used after it ran", level + 1)
+end
+
 function pipe_methods.call(p, cmd, ...)
-  local k = p._count + 1
-  p._out[k] = encode(cmd, ...)
-  p._count = k
+  if not p[1] then ran(2) end
+  local k = append(p, cmd, ...) or append(p, words(3, cmd, ...))
   local sp = special[cmd]
   if sp then
     if PUBSUB[sp:upper()] then error("redis: " .. cmd .. " in a pipeline (use r:" .. sp .. ")", 2) end
-    p._track[k] = table.pack(cmd, ...)
+    local tr = p._track or {}
+    tr[k], p._track = table.pack(cmd, ...), tr
   end
+  return p
+end
+
+-- what the C appender of p:CMD leaves: a float (converted here), a misuse
+-- (raised at the caller of p:CMD, behind the appender's C frame)
+local function pipe_slow(p, name, ...)
+  if type(p) ~= "table" or not p[1] then ran(3) end
+  if not append(p, words(4, name, ...)) then error("redis: " .. name .. " on something not a pipeline", 3) end
   return p
 end
 
@@ -347,9 +331,14 @@ local function command_table(base, make)
   end })
 end
 
+-- p:CMD: an ordinary command is appended by a C function, in one call; the
+-- ones track() follows go through pipe_methods.call
 local pipe_call = pipe_methods.call
 Pipe.__index = command_table(pipe_methods, function(name)
-  return function(p, ...) return pipe_call(p, name, ...) end
+  if special[name] then
+    return function(p, ...) return pipe_call(p, name, ...) end
+  end
+  return writer.appender(name, pipe_slow)
 end)
 Pipe.__name = "redis.pipeline"
 
@@ -358,13 +347,16 @@ Pipe.__name = "redis.pipeline"
 -- taken (its send buffer full) cannot deadlock the pipeline
 local CONCURRENT_WRITE = 256 * 1024
 
+-- the replies of a pipeline, in one table (the C reader decodes them
+-- straight into it); a table among them is an error, a null or an array
 local function read_replies(self, count)
-  local replies, rd = { n = count }, self._rd
+  local replies, tables = self._rd:readn(count)
+  if not replies then return fail(self, tables) end
+  replies.n = count
+  if tables == 0 then return replies end
   for i = 1, count do
-    local v, err = rd:read()
-    if v == nil then return fail(self, err) end
-    if type(v) == "table" then v = element_of(v) end
-    replies[i] = v
+    local v = replies[i]
+    if type(v) == "table" then replies[i] = element_of(v) end
   end
   return replies
 end
@@ -390,16 +382,26 @@ local function pipeline_io(self, wire, count)
   return fail(self, rerr)
 end
 
+-- The client keeps one wire buffer for its pipelines (self._wb), lent to
+-- the pipeline while fn runs: a pipeline nested in fn, or one after an fn
+-- that raised, makes a new one.
 function methods.pipeline(self, fn)
   if type(fn) ~= "function" then error("redis: pipeline needs a function", 2) end
   if self._subs > 0 then error("redis: pipeline on a subscribed client", 2) end
-  local p = setmetatable({ _out = {}, _count = 0, _track = {} }, Pipe)
+  local wb = self._wb or wbuf()
+  self._wb = nil
+  local p = setmetatable({ wb, _track = false }, Pipe)
   fn(p)
-  if p._count == 0 then return { n = 0 } end
-  local replies, err = exclusive(self, pipeline_io, concat(p._out, "", 1, p._count), p._count)
+  local wire, count = take(wb)
+  local tracked = p._track
+  p[1], self._wb = false, wb
+  if count == 0 then return { n = 0 } end
+  local replies, err = exclusive(self, pipeline_io, wire, count)
   if not replies then return nil, err end
-  for k, args in pairs(p._track) do
-    if not redis.iserror(replies[k]) then track(self, table.unpack(args, 1, args.n)) end
+  if tracked then
+    for k, args in pairs(tracked) do
+      if not redis.iserror(replies[k]) then track(self, table.unpack(args, 1, args.n)) end
+    end
   end
   return replies
 end

@@ -11,6 +11,8 @@
 --                                       --  | nil, "incomplete" | nil, "protocol error: ..."
 --   local rd = resp.reader(conn [, limits])
 --   rd:read()    --> value | nil, err   (err: "protocol error: ..." or the conn's error)
+--   rd:readn(n)  --> {v1, ..., vn}, tables | nil, err   (n values in one table;
+--                                       --  tables: how many of them are tables)
 --   rd:tryread() --> value | nil, "incomplete" (no I/O) | nil, err
 --   rd:fill()    --> true | nil, err    (one conn:read() into the buffer)
 --   rd:buffered() --> bytes received and not yet consumed
@@ -86,6 +88,22 @@ local resp = {}
 local has_cparse, cparse = pcall(require, "goluarun.respparse")
 if not has_cparse then cparse = nil end
 resp.native = cparse ~= nil and os.getenv("GOLUARUN_RESP_LUA") ~= "1"
+
+-- The C command writer (nil without goluarun.respparse), whatever
+-- resp.native says: resp.command tries it first, and goluarun.redis builds
+-- its commands and pipelines with it. writer.command(name, ...) --> wire |
+-- nil, i, when the name is a string and every argument a string or an
+-- integer (else i: the first word it leaves, 0 the name). Pipelines:
+-- writer.wbuf() --> wb, a buffer of commands a pipeline table holds in
+-- p[1]; writer.append(p, name, ...) --> k (commands in it) | nil, i;
+-- writer.appender(name, slow) --> f, f(p, ...) appends that command and
+-- returns p, or returns slow(p, name, ...) for what append leaves;
+-- writer.take(wb) --> bytes, count (and empties it). See bindings/lresp.c.
+resp.writer = cparse and {
+  command = cparse.command, wbuf = cparse.wbuf, append = cparse.append,
+  appender = cparse.appender, take = cparse.take,
+} or nil
+local ccommand = cparse and cparse.command
 
 ---------------------------------------------------------------------------
 -- Sentinels
@@ -281,6 +299,10 @@ end
 --- Encodes a command as clients send it: an array of bulk strings (numbers
 --- converted as resp.arg does). resp.command("SET", "k", 1).
 function resp.command(...)
+  if ccommand then -- strings and integers: the C writer
+    local wire = ccommand(...)
+    if wire then return wire end
+  end
   local n = select("#", ...)
   local args = { ... }
   local out = { "*" .. n .. "\r\n" }
@@ -709,6 +731,12 @@ local function quick(self)
   return v
 end
 
+-- nothing is buffered: the next chunk completes whatever line it ends, as
+-- parse() says at the end of the buffer ("incomplete", kind "line")
+local function expect_line(self)
+  self.kind, self.need, self.newline = "line", 1, false
+end
+
 function Reader:read()
   if self.qn > 0 then return dequeue(self) end
   if self.cfg == nil and self.pending == 0 and self.st.depth == 0 and not self.err then
@@ -716,12 +744,103 @@ function Reader:read()
     if v ~= nil then return v end
   end
   while true do
-    local v, err = self:tryread()
-    if v ~= nil then return v end
-    if err ~= INCOMPLETE then return nil, err end
+    local v, err
+    if self.pending == 0 and self.pos > #self.buf and self.st.depth == 0 and not self.err then
+      expect_line(self) -- what tryread would find, without the parse
+    else
+      v, err = self:tryread()
+      if v ~= nil then return v end
+      if err ~= INCOMPLETE then return nil, err end
+    end
     local ok, rerr = self:fill()
     if not ok then return nil, rerr end
   end
+end
+
+-- readn's steps: each moves values into t (nil: none yet) after the `got`
+-- already there and returns t, the new count and how many of the values
+-- it moved are tables.
+
+-- the values decoded ahead by an earlier read()
+local function take_queued(self, t, got, count)
+  t = t or {}
+  local tables = 0
+  while self.qn > 0 and got < count do
+    local v = dequeue(self)
+    got = got + 1
+    t[got] = v
+    if type(v) == "table" then tables = tables + 1 end
+  end
+  return t, got, tables
+end
+
+-- the complete values in the joined buffer, by the C reader, straight into
+-- t (which it makes, sized for them, when there is none yet)
+local function take_batch(self, t, got, count)
+  local k, np, tables, q = cparse.batch(self.cfg, self.buf, self.pos, t, nil, count - got, got)
+  if k == 0 then return t, got, 0 end
+  if np > #self.buf then self.buf, np = "", 1 end
+  self.pos = np
+  return q, got + k, tables
+end
+
+-- one value as read() reads it (the Lua parser's, or a conn error)
+local function take_one(self, t, got)
+  local v, err = self:read()
+  if v == nil then return nil, err end
+  t = t or {}
+  t[got + 1] = v
+  return t, got + 1, type(v) == "table" and 1 or 0
+end
+
+-- joins the pending chunks when they may complete the waiting element (as
+-- tryread does): false while they cannot
+local function join_ready(self)
+  if self.pending == 0 then return true end
+  local ready
+  if self.kind == "line" then
+    ready = self.newline or self:buffered() > self.lim.max_inline + 2
+  else
+    ready = self:buffered() >= self.need
+  end
+  if ready then join(self) end
+  return ready
+end
+
+-- the next chunk when nothing at all is buffered
+local function fill_empty(self)
+  expect_line(self)
+  return self:fill()
+end
+
+--- Reads `count` values into one table: {v1, ..., vcount}, and how many
+--- of them are tables (arrays, errors, nulls: a caller that maps those can
+--- skip the scan when there are none); or nil, err as read() gives it (the
+--- values read before the error are dropped). The same values as `count`
+--- read() calls: on the C reader, what is buffered is decoded straight
+--- into the table, one C call per chunk received.
+function Reader:readn(count)
+  local t, got, tables = nil, 0, 0
+  while got < count do
+    local before, more = got, 0
+    if self.qn > 0 then
+      t, got, more = take_queued(self, t, got, count)
+    elseif self.cfg and not self.err and self.st.depth == 0 and join_ready(self) then
+      if self.pos > #self.buf then
+        local ok, err = fill_empty(self)
+        if not ok then return nil, err end
+        before = -1 -- nothing to take yet
+      else
+        t, got, more = take_batch(self, t, got, count)
+      end
+    end
+    if got == before then -- left to the Lua parser
+      t, got, more = take_one(self, t, got)
+      if not t then return nil, got end
+    end
+    tables = tables + more
+  end
+  return t or {}, tables
 end
 
 return resp

@@ -17,16 +17,22 @@ end
 
 local KEY, VALUE = "key:__rand_int__", "xxx"
 
-local function one(r)
-  if test == "SET" then return r:set(KEY, VALUE) end
-  return r:get(KEY)
-end
-
-local function batch(r, count)
-  if count == 1 then return one(r) end
-  return r:pipeline(function(p)
-    for _ = 1, count do one(p) end
-  end)
+-- one command, and a pipeline of `count` of them, as a user writes them
+local one, batch
+if test == "SET" then
+  one = function(r) return r:set(KEY, VALUE) end
+  batch = function(r, count)
+    return r:pipeline(function(p)
+      for _ = 1, count do p:set(KEY, VALUE) end
+    end)
+  end
+else
+  one = function(r) return r:get(KEY) end
+  batch = function(r, count)
+    return r:pipeline(function(p)
+      for _ = 1, count do p:get(KEY) end
+    end)
+  end
 end
 
 local conns = {}
@@ -41,7 +47,7 @@ for i = 1, clients do
     start:recv()
     while share > 0 do
       local k = math.min(pipe, share)
-      assert(batch(r, k))
+      if k == 1 then assert(one(r)) else assert(batch(r, k)) end
       share = share - k
     end
     done:send(true)

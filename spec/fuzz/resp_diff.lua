@@ -2,10 +2,15 @@
 -- a function(data) that raises if the C RESP reader (goluarun.respparse
 -- under resp.reader) and the Lua reference reader in resp.lua give
 -- different results for the same bytes. data: byte 1 picks the limits
--- (odd: small random-ish ones), byte 2 where the input is cut in two
--- pieces, the rest is the input. Both readers read the same pieces,
--- through read() and through tryread()/fill().
+-- (odd: small random-ish ones) and, in its top 3 bits, how many values a
+-- readn() takes; byte 2 where the input is cut in two pieces, the rest is
+-- the input. Both readers read the same pieces, through read(), through
+-- tryread()/fill() and through readn(), which must give read()'s values k
+-- at a time. The same bytes, cut into words at each "\1", are a command
+-- for the C writer (respparse.command, a wbuf's append), which must write
+-- resp.encode's bytes or name the first word it leaves.
 local resp = require "goluarun.resp"
+local cparse = require "goluarun.respparse"
 
 local null, null_array = resp.null, resp.null_array
 local concat = table.concat
@@ -55,6 +60,86 @@ local function run(native, pieces, limits, use_try)
   end
 end
 
+-- readn(k) until an error, each table rendered value by value
+local function run_readn(native, pieces, limits, k)
+  resp.native = native
+  local rd = resp.reader(pieces_conn(pieces), limits)
+  local out = {}
+  while true do
+    local t, tables = rd:readn(k)
+    if not t then
+      out[#out + 1] = "error " .. tables
+      return concat(out, "\n")
+    end
+    local ntab = 0
+    for j = 1, k do
+      out[#out + 1] = render(t[j])
+      if type(t[j]) == "table" then ntab = ntab + 1 end
+    end
+    if #t ~= k or ntab ~= tables then error(("readn(%d): %d values, %d tables of %d"):format(k, #t, tables, ntab)) end
+  end
+end
+
+-- read() values k at a time, a group cut short by the error dropped
+local function grouped_reads(pieces, limits, k)
+  resp.native = false
+  local rd = resp.reader(pieces_conn(pieces), limits)
+  local out = {}
+  while true do
+    local group = {}
+    for j = 1, k do
+      local v, err = rd:read()
+      if v == nil then
+        out[#out + 1] = "error " .. err
+        return concat(out, "\n")
+      end
+      group[j] = render(v)
+    end
+    table.move(group, 1, k, #out + 1, out)
+  end
+end
+
+-- the words of a command made of s: pieces between "\1"; a piece that
+-- starts with "#" and has 8 bytes more is an integer, "%" a float, "!" a
+-- boolean. Returns the words, their count and the index of the first the
+-- C writer leaves (0 the name) or nil.
+local function words_of(s)
+  local w, bad = {}, nil
+  for piece in (s .. "\1"):gmatch("([^\1]*)\1") do
+    local c, v = piece:sub(1, 1), piece
+    if c == "#" and #piece >= 9 then
+      v = string.unpack("<i8", piece, 2)
+    elseif c == "%" and #piece >= 9 then
+      v = string.unpack("<d", piece, 2)
+    elseif c == "!" then
+      v = true
+    end
+    w[#w + 1] = v
+    if bad == nil and not (type(v) == "string" or (#w > 1 and math.type(v) == "integer")) then
+      bad = #w - 1
+    end
+  end
+  return w, #w, bad
+end
+
+local function check_writer(s)
+  local w, n, bad = words_of(s)
+  local got, i = cparse.command(table.unpack(w, 1, n))
+  local p = { cparse.wbuf() }
+  local k, ai = cparse.append(p, table.unpack(w, 1, n))
+  local bytes, count = cparse.take(p[1])
+  if bad then
+    if got ~= nil or i ~= bad or k ~= nil or ai ~= bad or bytes ~= "" or count ~= 0 then
+      error(("writer took %q: %s %s"):format(s, tostring(got), tostring(i)))
+    end
+    return
+  end
+  local want = resp.encode(table.move(w, 1, n, 1, { n = n }))
+  if got ~= want or k ~= 1 or bytes ~= want or count ~= 1 then
+    error(("writer on %q:\nC:   %q\nLua: %q"):format(s, tostring(got), want))
+  end
+end
+
 local function limits_of(sel)
   if sel % 2 == 0 then return nil end
   return {
@@ -79,4 +164,14 @@ return function(data)
         :format(s, cut, got, want))
     end
   end
+  local k = (data:byte(1) >> 5) + 1
+  local want = grouped_reads(pieces, limits, k)
+  for _, native in ipairs({ true, false }) do
+    local got = run_readn(native, pieces, limits, k)
+    if got ~= want then
+      error(("readn(%d) (native %s) differs from read() on %q cut at %d:\nreadn:\n%s\nread:\n%s")
+        :format(k, tostring(native), s, cut, got, want))
+    end
+  end
+  check_writer(s)
 end
