@@ -150,7 +150,6 @@ static void keep_results(lua_State *L, ghandle *h, bool failed) {
 }
 
 static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
-  (void)ctx;
   G *g = vm_g(L);
   const char *why = unreported(status);
   if (why) report_error(L, g, why);
@@ -161,18 +160,30 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushvalue(L, -1);
     group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
   }
-  ghandle *h = lua_touserdata(L, 1); /* NULL: started by go.start */
+  /* NULL: started by go.start; ctx 1: slot 1 holds a value to close */
+  ghandle *h = ctx ? NULL : lua_touserdata(L, 1);
   if (h) keep_results(L, h, failed);
   if (failed && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
   if (g->ismain) sched_main_done(r);
   return 0;
 }
 
-/* g_entry — the body of every goroutine: [handle, msgh, fn, args...] */
-static int g_entry(lua_State *L) {
+/* run_body — [slot 1, msgh, fn, args...]: fn(args...) under msgh */
+static int run_body(lua_State *L, lua_KContext ctx) {
   int nargs = lua_gettop(L) - 3;
-  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
-  return g_entry_k(L, st, 0);
+  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, ctx, g_entry_k);
+  return g_entry_k(L, st, ctx);
+}
+
+/* g_entry — the body of every goroutine: [handle, msgh, fn, args...] */
+static int g_entry(lua_State *L) { return run_body(L, 0); }
+
+/* g_entry_closing — [value, msgh, fn, args...]: the value is closed (its
+** __close) when the goroutine ends, however it ends: net.serve's conns,
+** with no Lua frame of its own (a CallInfo less per parked goroutine) */
+static int g_entry_closing(lua_State *L) {
+  lua_toclose(L, 1);
+  return run_body(L, 1);
 }
 
 /* push_handle — a new handle, or nil (with_handle false: go.start); mt:
@@ -195,8 +206,10 @@ static ghandle *push_handle(lua_State *L, bool with_handle, int mt) {
   return h;
 }
 
-/* start — go_start; with_handle false: no handle, nil pushed instead */
-static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
+/* start — go_start; with_handle false: no handle, nil pushed instead, or,
+** with closing, the value at fnidx + 1 (g_entry_closing) */
+static G *start_entry(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle,
+                      int mt, bool closing) {
   P *p = vm_p(L);
   /* what may raise (the handle: a goroutine's memory) comes before the G,
   ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
@@ -210,9 +223,9 @@ static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle
   bool room = lua_checkstack(co, nargs + 4);
   p->curg = curg;
   if (!room) rt_throw("go: no memory for a goroutine's arguments");
-  lua_pushcfunction(co, g_entry);
-  lua_pushvalue(L, -1);
-  lua_xmove(L, co, 1); /* handle */
+  lua_pushcfunction(co, closing ? g_entry_closing : g_entry);
+  lua_pushvalue(L, closing ? fnidx + 1 : -1);
+  lua_xmove(L, co, 1); /* handle, or the value to close */
   lua_pushcfunction(co, msgh);
   lua_pushvalue(L, fnidx);
   lua_xmove(L, co, 1);
@@ -227,6 +240,10 @@ static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle
   return g;
 }
 
+static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
+  return start_entry(L, fnidx, nargs, ismain, with_handle, mt, false);
+}
+
 G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   return start(L, fnidx, nargs, ismain, true, 0);
 }
@@ -234,6 +251,15 @@ G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
 int go_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   start(L, 1, lua_gettop(L) - 1, 0, false, 0);
+  return 0;
+}
+
+int go_run_closing(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (luaL_getmetafield(L, 2, "__close") == LUA_TNIL)
+    return luaL_typeerror(L, 2, "closable value");
+  lua_pop(L, 1);
+  start_entry(L, 1, lua_gettop(L) - 1, 0, false, 0, true);
   return 0;
 }
 
