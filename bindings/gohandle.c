@@ -301,25 +301,26 @@ static int push_results(lua_State *L, ghandle *h, int hidx) {
 }
 
 void go_waiter_woke(lua_State *L) {
-  G *g = vm_p(L)->curg;
-  chan_dequeue(&g->sg);
-  g->sel = NULL;
-  if (g->gsel.fired == SEL_CANCELLED) sched_raise_cancelled(L);
+  gcold *c = vm_p(L)->curg->cold;
+  chan_dequeue(&c->sg);
+  c->sel = NULL;
+  if (c->gsel.fired == SEL_CANCELLED) sched_raise_cancelled(L);
 }
 
 int go_park_waiter(lua_State *L, chan *waiters, double timeout, const char *why,
                    lua_KFunction k) {
   G *g = vm_p(L)->curg;
-  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
-  atomic_store(&g->gsel.done, false);
-  g->gsel.fired = -1;
-  g->sg.sel = &g->gsel;
-  chan_enqueue(waiters, &g->sg);
+  gcold *c = gcold_of(g);
+  c->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
+  atomic_store(&c->gsel.done, false);
+  c->gsel.fired = -1;
+  c->sg.sel = &c->gsel;
+  chan_enqueue(waiters, &c->sg);
   if (timeout > 0) {
-    g->sel = &g->gsel;
+    c->sel = &c->gsel;
     sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
   }
-  sched_park_on(L, WK_SEL, &g->gsel);
+  sched_park_on(L, WK_SEL, &c->gsel);
   return sched_park(L, NULL, NULL, why, timeout > 0 ? PARK_WORLD : PARK_SYNC, 0, k);
 }
 
