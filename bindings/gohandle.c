@@ -150,6 +150,7 @@ static void keep_results(lua_State *L, ghandle *h, bool failed) {
 }
 
 static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
+  (void)ctx;
   G *g = vm_g(L);
   const char *why = unreported(status);
   if (why) report_error(L, g, why);
@@ -160,30 +161,90 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
     lua_pushvalue(L, -1);
     group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
   }
-  /* NULL: started by go.start; ctx 1: slot 1 holds a value to close */
-  ghandle *h = ctx ? NULL : lua_touserdata(L, 1);
+  ghandle *h = lua_touserdata(L, 1); /* NULL: started by go.start */
   if (h) keep_results(L, h, failed);
   if (failed && (g->ismain || intr)) rt_stop(r, STOP_EXIT, 1, false);
   if (g->ismain) sched_main_done(r);
   return 0;
 }
 
-/* run_body — [slot 1, msgh, fn, args...]: fn(args...) under msgh */
-static int run_body(lua_State *L, lua_KContext ctx) {
+/* g_entry — the body of every goroutine but direct ones: [handle, msgh,
+** fn, args...] */
+static int g_entry(lua_State *L) {
   int nargs = lua_gettop(L) - 3;
-  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, ctx, g_entry_k);
-  return g_entry_k(L, st, ctx);
+  int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
+  return g_entry_k(L, st, 0);
 }
 
-/* g_entry — the body of every goroutine: [handle, msgh, fn, args...] */
-static int g_entry(lua_State *L) { return run_body(L, 0); }
+/* ---------- direct goroutines (net.serve's conns) ---------- */
 
-/* g_entry_closing — [value, msgh, fn, args...]: the value is closed (its
-** __close) when the goroutine ends, however it ends: net.serve's conns,
-** with no Lua frame of its own (a CallInfo less per parked goroutine) */
-static int g_entry_closing(lua_State *L) {
-  lua_toclose(L, 1);
-  return run_body(L, 1);
+/* A direct goroutine's thread holds [value, fn, args...], the value marked
+** to be closed in the thread's base frame: lua_resume runs fn as the
+** thread's first frame, with no entry function and no pcall below it (two
+** CallInfos, 128 B of the VM, less under every parked handler). When the
+** resume returns, go_end (rt->g_end) does what g_entry_k and msgh do,
+** from the VM's main thread, then closes the value. */
+
+/* report_dead — a direct goroutine raised: report it with the traceback of
+** its dead thread, which still has every frame down to the error */
+static void report_dead(lua_State *L, G *g, lua_State *co, int status) {
+  const char *why = unreported(status);
+  const char *msg = why ? why : lua_tostring(co, -1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
+  if (!why && cancelled_error(g, msg)) return; /* its group expected it */
+  luaL_traceback(L, co, msg, 0);
+  report_error(L, g, lua_tostring(L, -1));
+}
+
+/* end_failed — [g, status]: report, fail the group, then close the
+** thread's to-be-closed variables (the handler's, then the value) */
+static int end_failed(lua_State *L) {
+  G *g = lua_touserdata(L, 1);
+  int status = (int)lua_tointeger(L, 2);
+  lua_State *co = g->L;
+  report_dead(L, g, co, status);
+  if (g->grp) {
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
+  }
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  int err = lua_gettop(L);
+  if (interrupted(L, vm_p(L)->rt)) rt_stop(vm_p(L)->rt, STOP_EXIT, 1, false);
+  lua_resetthread(co); /* the thread's status stays the error's */
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (!lua_rawequal(L, err, -1)) report_dead(L, g, co, LUA_ERRRUN); /* a close failed */
+  return 0;
+}
+
+/* end_ok — [g]: the body returned; close the value in the base frame (an
+** error there reaches this pcall: Lua passes a stopped thread's error to
+** its main thread) */
+static int end_ok(lua_State *L) {
+  G *g = lua_touserdata(L, 1);
+  lua_closeslot(g->L, 1);
+  return 0;
+}
+
+/* go_end — rt->g_end. The closes run as the goroutine (p->curg), where
+** nothing can yield: an fd wait blocks its M under hand-off, a channel
+** operation raises (as in any non-yieldable place) */
+static int go_end(P *p, G *g, int status) {
+  lua_State *L = p->L;
+  lua_pushcfunction(L, status == LUA_OK ? end_ok : end_failed);
+  lua_pushlightuserdata(L, g);
+  lua_pushinteger(L, status);
+  p->curg = g;
+  int st = lua_pcall(L, 2, 0, 0);
+  p->curg = NULL;
+  if (st != LUA_OK) { /* out of memory, or a failed close */
+    report_error(L, g, lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object)");
+    lua_pop(L, 1);
+    return LUA_ERRRUN;
+  }
+  return status == LUA_OK && lua_status(g->L) == LUA_OK ? LUA_OK : LUA_ERRRUN;
 }
 
 /* push_handle — a new handle, or nil (with_handle false: go.start); mt:
@@ -206,10 +267,8 @@ static ghandle *push_handle(lua_State *L, bool with_handle, int mt) {
   return h;
 }
 
-/* start — go_start; with_handle false: no handle, nil pushed instead, or,
-** with closing, the value at fnidx + 1 (g_entry_closing) */
-static G *start_entry(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle,
-                      int mt, bool closing) {
+/* start — go_start; with_handle false: no handle, nil pushed instead */
+static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
   P *p = vm_p(L);
   /* what may raise (the handle: a goroutine's memory) comes before the G,
   ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
@@ -223,9 +282,9 @@ static G *start_entry(lua_State *L, int fnidx, int nargs, int ismain, bool with_
   bool room = lua_checkstack(co, nargs + 4);
   p->curg = curg;
   if (!room) rt_throw("go: no memory for a goroutine's arguments");
-  lua_pushcfunction(co, closing ? g_entry_closing : g_entry);
-  lua_pushvalue(L, closing ? fnidx + 1 : -1);
-  lua_xmove(L, co, 1); /* handle, or the value to close */
+  lua_pushcfunction(co, g_entry);
+  lua_pushvalue(L, -1);
+  lua_xmove(L, co, 1); /* handle */
   lua_pushcfunction(co, msgh);
   lua_pushvalue(L, fnidx);
   lua_xmove(L, co, 1);
@@ -240,9 +299,6 @@ static G *start_entry(lua_State *L, int fnidx, int nargs, int ismain, bool with_
   return g;
 }
 
-static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
-  return start_entry(L, fnidx, nargs, ismain, with_handle, mt, false);
-}
 
 G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   return start(L, fnidx, nargs, ismain, true, 0);
@@ -259,7 +315,22 @@ int go_run_closing(lua_State *L) {
   if (luaL_getmetafield(L, 2, "__close") == LUA_TNIL)
     return luaL_typeerror(L, 2, "closable value");
   lua_pop(L, 1);
-  start_entry(L, 1, lua_gettop(L) - 1, 0, false, 0, true);
+  int nargs = lua_gettop(L) - 1;
+  G *g = g_new(vm_p(L)); /* nothing below raises (see start) */
+  lua_State *co = g->L;
+  G *curg = vm_p(L)->curg;
+  vm_p(L)->curg = NULL;
+  bool room = lua_checkstack(co, nargs + 2);
+  vm_p(L)->curg = curg;
+  if (!room) rt_throw("go: no memory for a goroutine's arguments");
+  lua_pushvalue(L, 2);
+  lua_xmove(L, co, 1);
+  lua_toclose(co, 1); /* it has a __close: cannot raise */
+  lua_xmove(L, co, nargs + 1); /* fn, args */
+  g->nargs = nargs;
+  g->ismain = false;
+  sched_start(vm_p(L), g);
+  g->direct = true;
   return 0;
 }
 
@@ -387,6 +458,7 @@ static int h_id(lua_State *L) {
 }
 
 void go_open_handles(lua_State *L) {
+  vm_p(L)->rt->g_end = go_end;
   static const luaL_Reg methods[] = {{"id", h_id}, {NULL, NULL}};
   /* no __gc: `waiters` has no buffer (chan_init with cap 0 allocates
   ** nothing), so a handle owns no C memory, and a finalizer would make every

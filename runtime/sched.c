@@ -132,6 +132,7 @@ G *g_new(P *p) {
 void sched_start(P *p, G *g) {
   g->id = atomic_fetch_add(&p->rt->next_goid, 1);
   g->escaped = false;
+  g->direct = false;
   g->chaindepth = 0;
   g->yieldkind = Y_NONE;
   g->wake = WAKE_NONE;
@@ -343,7 +344,9 @@ static void execute(P *p, G *g) {
     }
     return;
   }
-  if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
+  if (g->direct) {
+    st = p->rt->g_end(p, g, st);
+  } else if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
     const char *msg = lua_isstring(g->L, -1) ? lua_tostring(g->L, -1) : "(error object)";
     const char *name = p->rt->cfg.progname ? p->rt->cfg.progname : "goluarun";
     if (g->ismain) fprintf(stderr, "%s: %s\n", name, msg); /* as gohandle's report */

@@ -141,6 +141,9 @@ struct G {
   bool parked_sync;      /* not counted in n_progress while parked */
   bool escaped;          /* identity reached Lua: never recycle */
   bool ismain;
+  bool direct;           /* its body is the thread's first frame, with no
+                         ** entry function (net.serve's conns): rt->g_end
+                         ** finishes it once lua_resume returns */
 };
 
 /* gcold_new — make g's cold part (gcold_of's slow path) */
@@ -337,6 +340,10 @@ struct rt {
   _Atomic int ninterrupts;     /* atomic: "interrupted!" errors raised */
   void (*sig_deliver)(P *p, uint64_t mask); /* const after init (bindings):
                                   send arrived signals to p's subscribers */
+  int (*g_end)(P *p, G *g, int status); /* const after init (bindings,
+                                  gohandle.c): ends a direct G whose body
+                                  returned or raised (status: lua_resume's);
+                                  LUA_OK when its thread can be recycled */
   int64_t starve_since;        /* sysmon only: since when no M could be had
                                   while work waited (handoff_starved) */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
