@@ -125,19 +125,21 @@ struct G {
   void *waitobj;         /* owner M only: what waitkind names */
   gcold *cold;           /* owner M only: NULL until gcold_of needs it */
   uint32_t gen;          /* bumped at each recycle */
-  gstatus status;        /* owner M only, via g_cas_status */
   int ref;               /* registry ref keeping L alive */
   int nargs;             /* values to pass to the next lua_resume */
-  int yieldkind;         /* Y_*: why the last yield happened */
-  int waitfd, waitmode;  /* an "IO wait": the fd and PD_MODE_R/W (iowait.c) */
-  int parkkind;
-  int wake;              /* WAKE_* left by the waker */
+  int waitfd;            /* an "IO wait": the fd (iowait.c) */
   int chaindepth;        /* replacement coroutine lib: resume chain depth
                          ** (its bits in cold->chainok) */
-  int waitkind;          /* owner M only: WK_*, while parked */
   _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
   _Atomic int blockfd;   /* atomic: the eventfd of the M this G blocks on
                          ** (a non-yieldable wait under hand-off), or -1 */
+  /* small enums in a byte each (a G is made per goroutine) */
+  uint8_t status;        /* gstatus; owner M only, via g_cas_status */
+  uint8_t yieldkind;     /* Y_*: why the last yield happened */
+  uint8_t waitmode;      /* an "IO wait": PD_MODE_R/W (iowait.c) */
+  uint8_t parkkind;      /* PARK_* */
+  uint8_t wake;          /* WAKE_* left by the waker */
+  uint8_t waitkind;      /* owner M only: WK_*, while parked */
   bool parked_sync;      /* not counted in n_progress while parked */
   bool escaped;          /* identity reached Lua: never recycle */
   bool ismain;
