@@ -533,38 +533,45 @@ void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
 }
 
 static void buf_free(conn_stream *cs) {
-  free(cs->buf);
-  cs->buf = NULL;
-  cs->boff = cs->blen = cs->bcap = cs->scan = 0;
+  free(cs->rb);
+  cs->rb = NULL;
 }
 
+/* the first buffered byte; the buffer exists */
+static char *buf_start(conn_stream *cs) { return cs->rb->data + cs->rb->off; }
+/* where the next byte read goes; the buffer exists */
+static char *buf_end(conn_stream *cs) { return buf_start(cs) + cs->rb->len; }
+
 static void buf_consume(conn_stream *cs, size_t n) {
-  cs->boff += n;
-  cs->blen -= n;
-  cs->scan = 0;
-  if (cs->blen == 0) buf_free(cs);
+  cs->rb->off += n;
+  cs->rb->len -= n;
+  cs->rb->scan = 0;
+  if (cs->rb->len == 0) buf_free(cs);
 }
 
 static void buf_push(lua_State *L, conn_stream *cs, size_t n) {
-  lua_pushlstring(L, cs->buf + cs->boff, n);
+  lua_pushlstring(L, buf_start(cs), n);
   buf_consume(cs, n);
 }
 
 /* room for at least want more bytes; returns the free space */
 static size_t buf_reserve(conn_stream *cs, size_t want) {
-  if (cs->boff > 0 && cs->boff + cs->blen + want > cs->bcap) {
-    memmove(cs->buf, cs->buf + cs->boff, cs->blen);
-    cs->boff = 0;
+  conn_rbuf *rb = cs->rb;
+  size_t len = conn_buffered(cs), cap = rb ? rb->cap : 0;
+  if (rb && rb->off > 0 && rb->off + len + want > cap) {
+    memmove(rb->data, rb->data + rb->off, len);
+    rb->off = 0;
   }
-  if (cs->blen + want > cs->bcap) {
-    size_t ncap = cs->bcap ? cs->bcap : 4096;
-    while (ncap < cs->blen + want) ncap *= 2;
-    char *nb = realloc(cs->buf, ncap);
+  if (len + want > cap) {
+    size_t ncap = cap ? cap : 4096;
+    while (ncap < len + want) ncap *= 2;
+    conn_rbuf *nb = realloc(rb, sizeof *nb + ncap);
     if (!nb) return 0;
-    cs->buf = nb;
-    cs->bcap = ncap;
+    if (!rb) nb->off = nb->len = nb->scan = 0;
+    nb->cap = ncap;
+    cs->rb = rb = nb;
   }
-  return cs->bcap - cs->boff - cs->blen;
+  return rb->cap - rb->off - rb->len;
 }
 
 /* idle_unlink — the conn leaves the shutdown's idle set */
@@ -628,7 +635,7 @@ const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
   if (c->nops > 0 || (c->cold && (c->cold->lockq[CONN_DIR_R].head || c->cold->lockq[CONN_DIR_W].head)))
     return "in use";
   if (c->hs != CONN_HS_DONE) return "handshake not done";
-  if (cs->blen > 0) return "unread bytes";
+  if (conn_buffered(cs) > 0) return "unread bytes";
   pollDesc *pd = (pollDesc *)c->pd;
   if (pd->rdhup) return ERRSTR_EOF;
   /* a TCP socket whose last read was short has nothing pending until its
@@ -681,7 +688,8 @@ enum { RD_CHUNK = 0, RD_EXACT, RD_LINE, RD_LINEK, RD_ALL, RD_UNTIL };
 static int read_results(lua_State *L, conn_stream *cs, const char *msg) {
   lua_pushnil(L);
   lua_pushstring(L, msg);
-  if (cs->blen) buf_push(L, cs, cs->blen);
+  size_t n = conn_buffered(cs);
+  if (n) buf_push(L, cs, n);
   else lua_pushliteral(L, "");
   return 3;
 }
@@ -694,13 +702,14 @@ static int read_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool 
 
 /* search for the delimiter; >= 0 is its offset in the buffer */
 static long find_delim(conn_stream *cs, const char *d, size_t dl) {
-  size_t from = cs->scan >= dl ? cs->scan - dl + 1 : 0;
-  if (cs->blen < dl) return -1;
-  const char *base = cs->buf + cs->boff;
-  const char *hit = dl == 1 ? memchr(base + from, d[0], cs->blen - from)
-                            : memmem(base + from, cs->blen - from, d, dl);
+  conn_rbuf *rb = cs->rb;
+  if (conn_buffered(cs) < dl) return -1;
+  size_t from = rb->scan >= dl ? rb->scan - dl + 1 : 0;
+  const char *base = buf_start(cs);
+  const char *hit = dl == 1 ? memchr(base + from, d[0], rb->len - from)
+                            : memmem(base + from, rb->len - from, d, dl);
   if (hit) return hit - base;
-  cs->scan = cs->blen;
+  rb->scan = rb->len;
   return -1;
 }
 
@@ -713,24 +722,24 @@ static int ready_delimited(lua_State *L, conn_stream *cs, int kind) {
   long at = find_delim(cs, d, dl);
   if (at >= 0) {
     size_t n = (size_t)at, reclen = n;
-    if (kind != RD_UNTIL && n > 0 && cs->buf[cs->boff + n - 1] == '\r') reclen--;
+    if (kind != RD_UNTIL && n > 0 && buf_start(cs)[n - 1] == '\r') reclen--;
     if (reclen > cs->limit) { /* complete, but too long */
       lua_pushnil(L);
       lua_pushliteral(L, ERRSTR_TOOLONG);
-      lua_pushlstring(L, cs->buf + cs->boff, n);
+      lua_pushlstring(L, buf_start(cs), n);
       buf_consume(cs, n + dl);
       return 3;
     }
     if (kind == RD_LINEK) n += 1;
     else if (kind == RD_LINE) n = reclen;
-    lua_pushlstring(L, cs->buf + cs->boff, n);
+    lua_pushlstring(L, buf_start(cs), n);
     buf_consume(cs, (size_t)at + dl);
     return 1;
   }
   /* no delimiter yet: a record that fits may still end with a \r and a
   ** delimiter that is partly buffered */
   size_t room = cs->limit + dl + (kind == RD_UNTIL ? 0 : 1);
-  if (cs->blen >= room) return read_results(L, cs, ERRSTR_TOOLONG);
+  if (conn_buffered(cs) >= room) return read_results(L, cs, ERRSTR_TOOLONG);
   return CONN_PENDING;
 }
 
@@ -739,11 +748,11 @@ static int read_ready(lua_State *L, conn *c, conn_side *s) {
   size_t n = RD_SIZE(s->arg);
   switch (RD_KIND(s->arg)) {
     case RD_CHUNK:
-      if (!cs->blen) return CONN_PENDING;
-      buf_push(L, cs, cs->blen);
+      if (!conn_buffered(cs)) return CONN_PENDING;
+      buf_push(L, cs, cs->rb->len);
       return 1;
     case RD_EXACT:
-      if (cs->blen < n) return CONN_PENDING;
+      if (conn_buffered(cs) < n) return CONN_PENDING;
       if (n == 0) lua_pushliteral(L, "");
       else buf_push(L, cs, n);
       return 1;
@@ -755,8 +764,9 @@ static int read_ready(lua_State *L, conn *c, conn_side *s) {
 }
 
 static int read_eof(lua_State *L, conn_stream *cs, int kind) {
-  if (kind == RD_ALL || ((kind == RD_LINE || kind == RD_LINEK) && cs->blen)) {
-    if (cs->blen) buf_push(L, cs, cs->blen);
+  size_t have = conn_buffered(cs);
+  if (kind == RD_ALL || ((kind == RD_LINE || kind == RD_LINEK) && have)) {
+    if (have) buf_push(L, cs, have);
     else lua_pushliteral(L, "");
     return 1;
   }
@@ -774,8 +784,8 @@ static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
                              kind == RD_EXACT && n < READ_CHUNK ? n : READ_CHUNK);
   if (r <= 0) return r;
   if (buf_reserve(cs, (size_t)r) < (size_t)r) return -ENOMEM;
-  memcpy(cs->buf + cs->boff + cs->blen, b, (size_t)r);
-  cs->blen += (size_t)r;
+  memcpy(buf_end(cs), b, (size_t)r);
+  cs->rb->len += (size_t)r;
   return r;
 }
 
@@ -783,14 +793,14 @@ static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
 ** caller (or a peer's length field) asked for: read(2^40) costs nothing
 ** until bytes arrive. */
 static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
-  if (cs->blen == 0) return read_fresh(L, cs, kind, n);
-  size_t want = kind == RD_EXACT ? n - cs->blen : READ_CHUNK;
+  if (conn_buffered(cs) == 0) return read_fresh(L, cs, kind, n);
+  size_t want = kind == RD_EXACT ? n - cs->rb->len : READ_CHUNK;
   size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
   size_t room = buf_reserve(cs, step);
   if (room == 0) return -ENOMEM;
-  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, cs->buf + cs->boff + cs->blen,
+  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, buf_end(cs),
                              kind == RD_EXACT && want < room ? want : room);
-  if (r > 0) cs->blen += (size_t)r;
+  if (r > 0) cs->rb->len += (size_t)r;
   return r;
 }
 
@@ -1002,7 +1012,7 @@ static int m_handshake(lua_State *L) {
 
 int conn_settransport(conn *c, const conn_transport *tp, void *data) {
   if (c->status != CONN_OPEN) return -EBADF;
-  if (c->nops > 0 || c->tp != &plain || ((conn_stream *)c)->blen > 0) return -EBUSY;
+  if (c->nops > 0 || c->tp != &plain || conn_buffered((conn_stream *)c) > 0) return -EBUSY;
   c->tp = tp;
   c->tpdata = data;
   if (tp->handshake) conn_cas_hs(c, CONN_HS_DONE, CONN_HS_PENDING);
@@ -1064,14 +1074,14 @@ static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit)
   if (idle_drop_of(cs)) return "an idle pooled connection cannot move";
   if (!c->tp->moved) return "a connection on this transport cannot move to another VM";
   int kind = (int)c->kind, hs = (int)c->hs;
-  size_t len = cs->blen;
+  size_t len = conn_buffered(cs);
   vbuf_put(L, b, &c->fd, sizeof c->fd);
   vbuf_put(L, b, &kind, sizeof kind);
   vbuf_put(L, b, &hs, sizeof hs);
   vbuf_put(L, b, &c->tp, sizeof c->tp);
   vbuf_put(L, b, &c->tpdata, sizeof c->tpdata);
   vbuf_put(L, b, &len, sizeof len);
-  vbuf_put(L, b, cs->buf ? cs->buf + cs->boff : "", len);
+  vbuf_put(L, b, len ? buf_start(cs) : "", len);
   if (!commit) return NULL;
   glr_pd_free(L, c->pd);
   c->pd = NULL;
@@ -1102,8 +1112,8 @@ static void stream_vc_decode(lua_State *L, const char **p) {
   cs->c.hs = (conn_hs_status)hs; /* DONE, PENDING or FAILED: no driver */
   tp->moved(L, data, cs->c.pd);
   if (len && buf_reserve(cs, len) >= len) {
-    memcpy(cs->buf + cs->boff, *p, len);
-    cs->blen = len;
+    memcpy(buf_end(cs), *p, len);
+    cs->rb->len = len;
   }
   *p += len;
 }
@@ -1149,7 +1159,7 @@ int glr_conn_wrap(lua_State *L, int fd, const char *kind) {
 /* idle_now — marked idle and nothing to read: no byte buffered here or in
 ** the kernel (a request that arrived is not idle) */
 static bool idle_now(conn_stream *cs) {
-  if (cs->blen > 0) return false;
+  if (conn_buffered(cs) > 0) return false;
   char b;
   ssize_t n = recv(cs->c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);

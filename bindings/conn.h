@@ -156,13 +156,23 @@ struct conn {
   conn_side side[2];
 };
 
-/* a stream conn: the core plus the read buffer buf[boff .. boff+blen) */
+/* conn_rbuf — a stream conn's read buffer, data[off .. off+len): made when
+** bytes arrive, freed whenever it empties (an idle conn has none) */
+typedef struct conn_rbuf {
+  size_t off, len, cap; /* cap: bytes of data */
+  size_t scan;          /* delimiter search: bytes already searched */
+  char data[];
+} conn_rbuf;
+
+/* a stream conn: the core plus the read buffer */
 struct conn_stream {
   conn c;
-  char *buf;
-  size_t boff, blen, bcap, scan;
+  conn_rbuf *rb;        /* NULL while nothing is buffered (or reserved) */
   size_t limit;
 };
+
+/* conn_buffered — bytes read from the transport and not yet delivered */
+static inline size_t conn_buffered(const conn_stream *cs) { return cs->rb ? cs->rb->len : 0; }
 
 /* conn_op — one operation kind. ctx of every step is the conn's side. */
 typedef struct conn_op {
