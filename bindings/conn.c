@@ -54,6 +54,22 @@ static bool waiter_detach(wcancel *wc) {
   return false;
 }
 
+/* ---------- the cold part ---------- */
+
+static conn_cold *conn_cold_of(conn *c) {
+  if (GLR_LIKELY(c->cold != NULL)) return c->cold;
+  c->cold = x_calloc(1, sizeof *c->cold);
+  c->cold->cs = (conn_stream *)c;
+  return c->cold;
+}
+
+/* the pool state of a stream conn, NULL/false without a cold part */
+static conn_idle_drop idle_drop_of(conn_stream *cs) {
+  return cs->c.cold ? cs->c.cold->idle_drop : NULL;
+}
+
+static bool idle_on(conn_stream *cs) { return cs->c.cold && cs->c.cold->idle_on; }
+
 /* ---------- status ---------- */
 
 void conn_cas_status(conn *c, conn_status from, conn_status to) {
@@ -67,8 +83,8 @@ void conn_cas_hs(conn *c, conn_hs_status from, conn_hs_status to) {
   bool legal = (from == CONN_HS_DONE && to == CONN_HS_PENDING) || /* settransport */
                (from == CONN_HS_PENDING && to == CONN_HS_RUNNING) ||
                (from == CONN_HS_RUNNING && to != CONN_HS_RUNNING);
-  if (!legal || c->hs.status != from) rt_throw("conn: illegal handshake transition");
-  c->hs.status = to;
+  if (!legal || c->hs != from) rt_throw("conn: illegal handshake transition");
+  c->hs = to;
 }
 
 /* ---------- the plain socket transport ---------- */
@@ -148,16 +164,18 @@ static void wake_list(conn_waiter **head, conn_waiter **tail) {
   }
 }
 
-static void wake_all(conn_side *s) { wake_list(&s->head, &s->tail); }
+static void wake_queue(conn_queue *q) { wake_list(&q->head, &q->tail); }
 
 void conn_close(lua_State *L, conn *c) {
   if (c->status != CONN_OPEN) return;
   conn_cas_status(c, CONN_OPEN, CONN_CLOSING);
   if (c->cls->closing) c->cls->closing(L, c);
   glr_pd_unblock(L, c->pd);
-  wake_all(&c->side[CONN_DIR_R]);
-  wake_all(&c->side[CONN_DIR_W]);
-  wake_list(&c->hs.head, &c->hs.tail);
+  if (c->cold) {
+    wake_queue(&c->cold->lockq[CONN_DIR_R]);
+    wake_queue(&c->cold->lockq[CONN_DIR_W]);
+    wake_queue(&c->cold->hsq);
+  }
   if (c->nops == 0) destroy(L, c);
 }
 
@@ -176,10 +194,11 @@ conn *conn_check(lua_State *L, int idx) {
 
 static void release(lua_State *L, conn *c, int dir) {
   conn_side *s = &c->side[dir];
-  conn_waiter *next = s->head;
+  conn_queue *q = c->cold ? &c->cold->lockq[dir] : NULL;
+  conn_waiter *next = q ? q->head : NULL;
   if (next && c->status == CONN_OPEN) {
-    s->head = next->next;
-    if (!s->head) s->tail = NULL;
+    q->head = next->next;
+    if (!q->head) q->tail = NULL;
     next->next = NULL;
     s->owner = next->g; /* hand-off: nops unchanged */
     glr_ready(next->g);
@@ -211,9 +230,10 @@ static int enqueue(lua_State *L, conn_waiter **head, conn_waiter **tail, lua_KCo
   return glr_park(L, reason, (lua_KContext)op, k);
 }
 
-/* queue — park in side s's FIFO until release hands us the lock */
-static int queue(lua_State *L, conn_side *s, lua_KContext arg, const conn_op *op) {
-  return enqueue(L, &s->head, &s->tail, arg, "IO lock", op, lock_k);
+/* queue — park in direction dir's FIFO until release hands us the lock */
+static int queue(lua_State *L, conn *c, int dir, lua_KContext arg, const conn_op *op) {
+  conn_queue *q = &conn_cold_of(c)->lockq[dir];
+  return enqueue(L, &q->head, &q->tail, arg, "IO lock", op, lock_k);
 }
 
 /* ---------- the operation skeleton ---------- */
@@ -222,10 +242,10 @@ static int op_k(lua_State *L, int status, lua_KContext ctx);
 
 /* gate_leave — the driver leaves before the end: the next one carries on */
 static void gate_leave(lua_State *L, conn *c) {
-  if (c->hs.status != CONN_HS_RUNNING || c->hs.owner != glr_self(L)) return;
+  if (c->hs != CONN_HS_RUNNING || c->cold->hs_owner != glr_self(L)) return;
   conn_cas_hs(c, CONN_HS_RUNNING, CONN_HS_PENDING);
-  c->hs.owner = NULL;
-  wake_list(&c->hs.head, &c->hs.tail);
+  c->cold->hs_owner = NULL;
+  wake_queue(&c->cold->hsq);
 }
 
 static int op_done(lua_State *L, conn *c, const conn_op *op, int nres) {
@@ -280,20 +300,22 @@ static int cross(lua_State *L, conn *c, const conn_op *op, int wdir) {
     c->borrowed = wdir + 1;
     return 0;
   }
-  return enqueue(L, &o->head, &o->tail, wdir, "IO lock", op, borrow_k);
+  conn_queue *q = &conn_cold_of(c)->lockq[wdir];
+  return enqueue(L, &q->head, &q->tail, wdir, "IO lock", op, borrow_k);
 }
 
 /* op_wait — park on the direction the try step asked for (Go: pd.wait) */
 static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
   conn_side *s = &c->side[op->dir];
   int wdir = want == CONN_WANT_READ ? CONN_DIR_R : CONN_DIR_W;
-  if (wdir != op->dir && c->hs.status == CONN_HS_DONE && c->side[wdir].owner != glr_self(L)) {
+  if (wdir != op->dir && c->hs == CONN_HS_DONE && c->side[wdir].owner != glr_self(L)) {
     int r = cross(L, c, op, wdir);
     if (r != 0) return r;
   }
   if (glr_cancelled(L)) return cancel_op(L, c, op);
-  s->waitmode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
-  int e = glr_waitfd(L, c->pd, s->waitmode, s->wait_dl, (lua_KContext)op, op_k);
+  int mode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
+  c->waitmode[op->dir] = mode;
+  int e = glr_waitfd(L, c->pd, mode, s->wait_dl, (lua_KContext)op, op_k);
   return e >= 0 ? e : op_fail(L, c, op, errstr_of(-e));
 }
 
@@ -309,20 +331,20 @@ static int gate_k(lua_State *L, int status, lua_KContext ctx) {
 /* hs_try — one step of the handshake through the gate: CONN_AGAIN once
 ** done, CONN_GATE if another goroutine drives it, a WANT, or a failure */
 static int hs_try(lua_State *L, conn *c) {
-  if (c->hs.status == CONN_HS_FAILED) return CONN_FAILED;
+  if (c->hs == CONN_HS_FAILED) return CONN_FAILED;
   glr_g *g = glr_self(L);
-  if (c->hs.status == CONN_HS_RUNNING && c->hs.owner != g) return CONN_GATE;
-  if (c->hs.status == CONN_HS_PENDING) {
+  if (c->hs == CONN_HS_RUNNING && c->cold->hs_owner != g) return CONN_GATE;
+  if (c->hs == CONN_HS_PENDING) {
     conn_cas_hs(c, CONN_HS_PENDING, CONN_HS_RUNNING);
-    c->hs.owner = g;
+    conn_cold_of(c)->hs_owner = g;
   }
   int r = c->tp->handshake(L, c->tpdata, c->pd);
   if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return r;
   conn_cas_hs(c, CONN_HS_RUNNING, r == 0 ? CONN_HS_DONE : CONN_HS_FAILED);
   if (r == 0) pst(L)->handshakes++;
   else pst(L)->handshake_failures++;
-  c->hs.owner = NULL;
-  wake_list(&c->hs.head, &c->hs.tail);
+  c->cold->hs_owner = NULL;
+  wake_queue(&c->cold->hsq);
   return r == 0 ? CONN_AGAIN : r;
 }
 
@@ -341,11 +363,12 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
     if (glr_pd_check(c->pd, op->mode, s->deadline) == GLR_TIMEOUT)
       return op_fail(L, c, op, ERRSTR_TIMEOUT);
     s->wait_dl = s->deadline;
-    r = c->hs.status == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
+    r = c->hs == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
     if (r >= 0) return op_done(L, c, op, r);
     if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_wait(L, c, op, r);
     if (r == CONN_GATE)
-      return enqueue(L, &c->hs.head, &c->hs.tail, 0, "TLS handshake", op, gate_k);
+      return enqueue(L, &c->cold->hsq.head, &c->cold->hsq.tail, 0, "TLS handshake", op,
+                     gate_k);
     if (r == CONN_FAILED) return op_fail(L, c, op, failed_msg(c));
     if (r != CONN_AGAIN) return op_fail(L, c, op, errstr_of(-r));
   }
@@ -358,7 +381,7 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   const conn_op *op = (const conn_op *)ctx;
   conn *c = lua_touserdata(L, 1);
   conn_side *s = &c->side[op->dir];
-  int w = glr_wait_result(L, c->pd, s->waitmode);
+  int w = glr_wait_result(L, c->pd, c->waitmode[op->dir]);
   if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
   if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
@@ -382,7 +405,7 @@ static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) 
     s->owner = g;
     c->nops++;
   } else if (s->owner != g) {
-    return queue(L, s, arg, op);
+    return queue(L, c, op->dir, arg, op);
   }
   s->arg = arg;
   s->deadline = op->deadline ? op->deadline(L, c) : conn_op_deadline(c);
@@ -414,6 +437,8 @@ static int conn_m_gc(lua_State *L) {
   conn *c = lua_touserdata(L, 1);
   conn_close(L, c);
   destroy(L, c); /* unreachable: no operation can still be inside */
+  free(c->cold);
+  c->cold = NULL;
   return 0;
 }
 
@@ -508,61 +533,68 @@ void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
 }
 
 static void buf_free(conn_stream *cs) {
-  free(cs->buf);
-  cs->buf = NULL;
-  cs->boff = cs->blen = cs->bcap = cs->scan = 0;
+  free(cs->rb);
+  cs->rb = NULL;
 }
 
+/* the first buffered byte; the buffer exists */
+static char *buf_start(conn_stream *cs) { return cs->rb->data + cs->rb->off; }
+/* where the next byte read goes; the buffer exists */
+static char *buf_end(conn_stream *cs) { return buf_start(cs) + cs->rb->len; }
+
 static void buf_consume(conn_stream *cs, size_t n) {
-  cs->boff += n;
-  cs->blen -= n;
-  cs->scan = 0;
-  if (cs->blen == 0) buf_free(cs);
+  cs->rb->off += n;
+  cs->rb->len -= n;
+  cs->rb->scan = 0;
+  if (cs->rb->len == 0) buf_free(cs);
 }
 
 static void buf_push(lua_State *L, conn_stream *cs, size_t n) {
-  lua_pushlstring(L, cs->buf + cs->boff, n);
+  lua_pushlstring(L, buf_start(cs), n);
   buf_consume(cs, n);
 }
 
 /* room for at least want more bytes; returns the free space */
 static size_t buf_reserve(conn_stream *cs, size_t want) {
-  if (cs->boff > 0 && cs->boff + cs->blen + want > cs->bcap) {
-    memmove(cs->buf, cs->buf + cs->boff, cs->blen);
-    cs->boff = 0;
+  conn_rbuf *rb = cs->rb;
+  size_t len = conn_buffered(cs), cap = rb ? rb->cap : 0;
+  if (rb && rb->off > 0 && rb->off + len + want > cap) {
+    memmove(rb->data, rb->data + rb->off, len);
+    rb->off = 0;
   }
-  if (cs->blen + want > cs->bcap) {
-    size_t ncap = cs->bcap ? cs->bcap : 4096;
-    while (ncap < cs->blen + want) ncap *= 2;
-    char *nb = realloc(cs->buf, ncap);
+  if (len + want > cap) {
+    size_t ncap = cap ? cap : 4096;
+    while (ncap < len + want) ncap *= 2;
+    conn_rbuf *nb = realloc(rb, sizeof *nb + ncap);
     if (!nb) return 0;
-    cs->buf = nb;
-    cs->bcap = ncap;
+    if (!rb) nb->off = nb->len = nb->scan = 0;
+    nb->cap = ncap;
+    cs->rb = rb = nb;
   }
-  return cs->bcap - cs->boff - cs->blen;
+  return rb->cap - rb->off - rb->len;
 }
 
 /* idle_unlink — the conn leaves the shutdown's idle set */
 static void idle_unlink(lua_State *L, conn_stream *cs) {
-  if (!cs->idle_on) return;
-  cs->idle_on = false;
-  glr_shutdown_hook_del(L, &cs->idle);
+  if (!idle_on(cs)) return;
+  cs->c.cold->idle_on = false;
+  glr_shutdown_hook_del(L, &cs->c.cold->idle);
 }
 
 /* idle_end — the conn leaves its pool's idle watch (not the shutdown's idle set) */
 static void idle_end(lua_State *L, conn_stream *cs) {
   iowait_unwatch(vm_p(L), (pollDesc *)cs->c.pd);
-  cs->idle_drop = NULL;
-  cs->idle_arg = NULL;
+  cs->c.cold->idle_drop = NULL;
+  cs->c.cold->idle_arg = NULL;
   cs->c.side[CONN_DIR_R].deadline = 0;
 }
 
 static void stream_closing(lua_State *L, conn *c) {
   conn_stream *cs = (conn_stream *)c;
   idle_unlink(L, cs);
-  if (cs->idle_drop) { /* closed while idle: tell the pool */
-    conn_idle_drop drop = cs->idle_drop;
-    void *arg = cs->idle_arg;
+  conn_idle_drop drop = idle_drop_of(cs);
+  if (drop) { /* closed while idle: tell the pool */
+    void *arg = cs->c.cold->idle_arg;
     idle_end(L, cs);
     drop(cs, arg);
   }
@@ -599,10 +631,11 @@ const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
                             conn_idle_drop drop, void *arg) {
   conn *c = &cs->c;
   if (c->status != CONN_OPEN) return ERRSTR_CLOSED;
-  if (cs->idle_drop) return "already idle";
-  if (c->nops > 0 || c->side[CONN_DIR_R].head || c->side[CONN_DIR_W].head) return "in use";
-  if (c->hs.status != CONN_HS_DONE) return "handshake not done";
-  if (cs->blen > 0) return "unread bytes";
+  if (idle_drop_of(cs)) return "already idle";
+  if (c->nops > 0 || (c->cold && (c->cold->lockq[CONN_DIR_R].head || c->cold->lockq[CONN_DIR_W].head)))
+    return "in use";
+  if (c->hs != CONN_HS_DONE) return "handshake not done";
+  if (conn_buffered(cs) > 0) return "unread bytes";
   pollDesc *pd = (pollDesc *)c->pd;
   if (pd->rdhup) return ERRSTR_EOF;
   /* a TCP socket whose last read was short has nothing pending until its
@@ -613,21 +646,26 @@ const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
   if (why) return why;
   int e = iowait_watch(vm_p(L), pd, deadline, idle_fired, cs);
   if (e < 0) return errstr_of(-e);
-  cs->idle_drop = drop;
-  cs->idle_arg = arg;
+  conn_cold_of(c)->idle_drop = drop;
+  c->cold->idle_arg = arg;
   c->side[CONN_DIR_R].deadline = deadline;
   return NULL;
 }
 
+bool conn_idle_is(conn_stream *cs, conn_idle_drop drop, void *arg) {
+  return idle_drop_of(cs) == drop && cs->c.cold->idle_arg == arg;
+}
+
 bool conn_idle_stop(lua_State *L, conn_stream *cs) {
-  if (!cs->idle_drop) return false;
+  if (!idle_drop_of(cs)) return false;
   idle_end(L, cs);
-  cs->reused++;
+  cs->c.cold->reused++;
   return true;
 }
 
 static int m_reused(lua_State *L) {
-  lua_pushinteger(L, check_stream(L, 1)->reused);
+  conn_stream *cs = check_stream(L, 1);
+  lua_pushinteger(L, cs->c.cold ? cs->c.cold->reused : 0);
   return 1;
 }
 
@@ -650,7 +688,8 @@ enum { RD_CHUNK = 0, RD_EXACT, RD_LINE, RD_LINEK, RD_ALL, RD_UNTIL };
 static int read_results(lua_State *L, conn_stream *cs, const char *msg) {
   lua_pushnil(L);
   lua_pushstring(L, msg);
-  if (cs->blen) buf_push(L, cs, cs->blen);
+  size_t n = conn_buffered(cs);
+  if (n) buf_push(L, cs, n);
   else lua_pushliteral(L, "");
   return 3;
 }
@@ -663,13 +702,14 @@ static int read_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool 
 
 /* search for the delimiter; >= 0 is its offset in the buffer */
 static long find_delim(conn_stream *cs, const char *d, size_t dl) {
-  size_t from = cs->scan >= dl ? cs->scan - dl + 1 : 0;
-  if (cs->blen < dl) return -1;
-  const char *base = cs->buf + cs->boff;
-  const char *hit = dl == 1 ? memchr(base + from, d[0], cs->blen - from)
-                            : memmem(base + from, cs->blen - from, d, dl);
+  conn_rbuf *rb = cs->rb;
+  if (conn_buffered(cs) < dl) return -1;
+  size_t from = rb->scan >= dl ? rb->scan - dl + 1 : 0;
+  const char *base = buf_start(cs);
+  const char *hit = dl == 1 ? memchr(base + from, d[0], rb->len - from)
+                            : memmem(base + from, rb->len - from, d, dl);
   if (hit) return hit - base;
-  cs->scan = cs->blen;
+  rb->scan = rb->len;
   return -1;
 }
 
@@ -682,24 +722,24 @@ static int ready_delimited(lua_State *L, conn_stream *cs, int kind) {
   long at = find_delim(cs, d, dl);
   if (at >= 0) {
     size_t n = (size_t)at, reclen = n;
-    if (kind != RD_UNTIL && n > 0 && cs->buf[cs->boff + n - 1] == '\r') reclen--;
+    if (kind != RD_UNTIL && n > 0 && buf_start(cs)[n - 1] == '\r') reclen--;
     if (reclen > cs->limit) { /* complete, but too long */
       lua_pushnil(L);
       lua_pushliteral(L, ERRSTR_TOOLONG);
-      lua_pushlstring(L, cs->buf + cs->boff, n);
+      lua_pushlstring(L, buf_start(cs), n);
       buf_consume(cs, n + dl);
       return 3;
     }
     if (kind == RD_LINEK) n += 1;
     else if (kind == RD_LINE) n = reclen;
-    lua_pushlstring(L, cs->buf + cs->boff, n);
+    lua_pushlstring(L, buf_start(cs), n);
     buf_consume(cs, (size_t)at + dl);
     return 1;
   }
   /* no delimiter yet: a record that fits may still end with a \r and a
   ** delimiter that is partly buffered */
   size_t room = cs->limit + dl + (kind == RD_UNTIL ? 0 : 1);
-  if (cs->blen >= room) return read_results(L, cs, ERRSTR_TOOLONG);
+  if (conn_buffered(cs) >= room) return read_results(L, cs, ERRSTR_TOOLONG);
   return CONN_PENDING;
 }
 
@@ -708,11 +748,11 @@ static int read_ready(lua_State *L, conn *c, conn_side *s) {
   size_t n = RD_SIZE(s->arg);
   switch (RD_KIND(s->arg)) {
     case RD_CHUNK:
-      if (!cs->blen) return CONN_PENDING;
-      buf_push(L, cs, cs->blen);
+      if (!conn_buffered(cs)) return CONN_PENDING;
+      buf_push(L, cs, cs->rb->len);
       return 1;
     case RD_EXACT:
-      if (cs->blen < n) return CONN_PENDING;
+      if (conn_buffered(cs) < n) return CONN_PENDING;
       if (n == 0) lua_pushliteral(L, "");
       else buf_push(L, cs, n);
       return 1;
@@ -724,8 +764,9 @@ static int read_ready(lua_State *L, conn *c, conn_side *s) {
 }
 
 static int read_eof(lua_State *L, conn_stream *cs, int kind) {
-  if (kind == RD_ALL || ((kind == RD_LINE || kind == RD_LINEK) && cs->blen)) {
-    if (cs->blen) buf_push(L, cs, cs->blen);
+  size_t have = conn_buffered(cs);
+  if (kind == RD_ALL || ((kind == RD_LINE || kind == RD_LINEK) && have)) {
+    if (have) buf_push(L, cs, have);
     else lua_pushliteral(L, "");
     return 1;
   }
@@ -743,8 +784,8 @@ static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
                              kind == RD_EXACT && n < READ_CHUNK ? n : READ_CHUNK);
   if (r <= 0) return r;
   if (buf_reserve(cs, (size_t)r) < (size_t)r) return -ENOMEM;
-  memcpy(cs->buf + cs->boff + cs->blen, b, (size_t)r);
-  cs->blen += (size_t)r;
+  memcpy(buf_end(cs), b, (size_t)r);
+  cs->rb->len += (size_t)r;
   return r;
 }
 
@@ -752,14 +793,14 @@ static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
 ** caller (or a peer's length field) asked for: read(2^40) costs nothing
 ** until bytes arrive. */
 static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
-  if (cs->blen == 0) return read_fresh(L, cs, kind, n);
-  size_t want = kind == RD_EXACT ? n - cs->blen : READ_CHUNK;
+  if (conn_buffered(cs) == 0) return read_fresh(L, cs, kind, n);
+  size_t want = kind == RD_EXACT ? n - cs->rb->len : READ_CHUNK;
   size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
   size_t room = buf_reserve(cs, step);
   if (room == 0) return -ENOMEM;
-  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, cs->buf + cs->boff + cs->blen,
+  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, buf_end(cs),
                              kind == RD_EXACT && want < room ? want : room);
-  if (r > 0) cs->blen += (size_t)r;
+  if (r > 0) cs->rb->len += (size_t)r;
   return r;
 }
 
@@ -932,7 +973,7 @@ static bool hs_dialing(lua_State *L) { return lua_isinteger(L, 3); }
 
 static int hs_ready(lua_State *L, conn *c, conn_side *s) {
   (void)s;
-  if (c->hs.status != CONN_HS_DONE) return CONN_PENDING;
+  if (c->hs != CONN_HS_DONE) return CONN_PENDING;
   if (hs_dialing(L)) lua_pushvalue(L, 1);
   else lua_pushboolean(L, 1);
   return 1;
@@ -971,7 +1012,7 @@ static int m_handshake(lua_State *L) {
 
 int conn_settransport(conn *c, const conn_transport *tp, void *data) {
   if (c->status != CONN_OPEN) return -EBADF;
-  if (c->nops > 0 || c->tp != &plain || ((conn_stream *)c)->blen > 0) return -EBUSY;
+  if (c->nops > 0 || c->tp != &plain || conn_buffered((conn_stream *)c) > 0) return -EBUSY;
   c->tp = tp;
   c->tpdata = data;
   if (tp->handshake) conn_cas_hs(c, CONN_HS_DONE, CONN_HS_PENDING);
@@ -1030,17 +1071,17 @@ static const char *stream_vc_encode(lua_State *L, int idx, vbuf *b, bool commit)
   conn *c = &cs->c;
   if (c->status != CONN_OPEN) return "a closed connection cannot move to another VM";
   if (c->nops > 0) return "a connection in use by another goroutine cannot move";
-  if (cs->idle_drop) return "an idle pooled connection cannot move";
+  if (idle_drop_of(cs)) return "an idle pooled connection cannot move";
   if (!c->tp->moved) return "a connection on this transport cannot move to another VM";
-  int kind = (int)c->kind, hs = (int)c->hs.status;
-  size_t len = cs->blen;
+  int kind = (int)c->kind, hs = (int)c->hs;
+  size_t len = conn_buffered(cs);
   vbuf_put(L, b, &c->fd, sizeof c->fd);
   vbuf_put(L, b, &kind, sizeof kind);
   vbuf_put(L, b, &hs, sizeof hs);
   vbuf_put(L, b, &c->tp, sizeof c->tp);
   vbuf_put(L, b, &c->tpdata, sizeof c->tpdata);
   vbuf_put(L, b, &len, sizeof len);
-  vbuf_put(L, b, cs->buf ? cs->buf + cs->boff : "", len);
+  vbuf_put(L, b, len ? buf_start(cs) : "", len);
   if (!commit) return NULL;
   glr_pd_free(L, c->pd);
   c->pd = NULL;
@@ -1068,11 +1109,11 @@ static void stream_vc_decode(lua_State *L, const char **p) {
   conn_stream *cs = conn_push(L, fd, (conn_kind)kind);
   cs->c.tp = tp;
   cs->c.tpdata = data;
-  cs->c.hs.status = (conn_hs_status)hs; /* DONE, PENDING or FAILED: no driver */
+  cs->c.hs = (conn_hs_status)hs; /* DONE, PENDING or FAILED: no driver */
   tp->moved(L, data, cs->c.pd);
   if (len && buf_reserve(cs, len) >= len) {
-    memcpy(cs->buf + cs->boff, *p, len);
-    cs->blen = len;
+    memcpy(buf_end(cs), *p, len);
+    cs->rb->len = len;
   }
   *p += len;
 }
@@ -1118,7 +1159,7 @@ int glr_conn_wrap(lua_State *L, int fd, const char *kind) {
 /* idle_now — marked idle and nothing to read: no byte buffered here or in
 ** the kernel (a request that arrived is not idle) */
 static bool idle_now(conn_stream *cs) {
-  if (cs->blen > 0) return false;
+  if (conn_buffered(cs) > 0) return false;
   char b;
   ssize_t n = recv(cs->c.fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
@@ -1127,8 +1168,9 @@ static bool idle_now(conn_stream *cs) {
 /* idle_fire — the graceful shutdown: a conn marked idle with nothing to
 ** read is between requests; close it (a parked read returns "closed") */
 static void idle_fire(lua_State *L, glr_shutdown_hook *h) {
-  conn_stream *cs = (conn_stream *)((char *)h - offsetof(conn_stream, idle));
-  cs->idle_on = false; /* the runtime unlinked it */
+  conn_cold *cold = (conn_cold *)(void *)((char *)h - offsetof(conn_cold, idle));
+  conn_stream *cs = cold->cs;
+  cold->idle_on = false; /* the runtime unlinked it */
   if (idle_now(cs)) conn_close(L, &cs->c);
 }
 
@@ -1136,7 +1178,7 @@ static void idle_fire(lua_State *L, glr_shutdown_hook *h) {
 static int m_setidle(lua_State *L) {
   conn_stream *cs = (conn_stream *)conn_check(L, 1);
   bool on = lua_toboolean(L, 2);
-  if (cs->c.status != CONN_OPEN || on == cs->idle_on) return 0;
+  if (cs->c.status != CONN_OPEN || on == idle_on(cs)) return 0;
   if (!on) {
     idle_unlink(L, cs);
     return 0;
@@ -1145,9 +1187,10 @@ static int m_setidle(lua_State *L) {
     conn_close(L, &cs->c);
     return 0;
   }
-  cs->idle.fn = idle_fire;
-  glr_shutdown_hook_add(L, &cs->idle);
-  cs->idle_on = true;
+  conn_cold *cold = conn_cold_of(&cs->c);
+  cold->idle.fn = idle_fire;
+  glr_shutdown_hook_add(L, &cold->idle);
+  cold->idle_on = true;
   return 0;
 }
 

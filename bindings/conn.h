@@ -7,7 +7,7 @@
 ** Invariants (every field owner M only: a conn belongs to one VM):
 **  - status is one word (conn_status below), moved only by conn_cas_status.
 **  - One operation at a time per direction (Go's fdMutex): the goroutine in
-**    side[dir].owner runs it, others queue FIFO in side[dir].waiters and are
+**    side[dir].owner runs it, others queue FIFO in cold->lockq[dir] and are
 **    handed ownership. nops counts owners; pd and fd are released only when
 **    the conn is closing AND nops is 0, so a woken owner always finishes its
 **    wait on a live pollDesc.
@@ -22,8 +22,8 @@
 **    buffer is freed whenever it empties.
 **  - Handshake gate (c->hs): a transport with a handshake starts
 **    CONN_HS_PENDING; the first operation of either direction takes the
-**    gate (hs.owner) and drives it; operations of other goroutines park in
-**    hs's FIFO (reason "TLS handshake") while holding their own direction's
+**    gate (cold->hs_owner) and drives it; operations of other goroutines
+**    park in cold->hsq (reason "TLS handshake") while holding their own direction's
 **    lock, so during a handshake no goroutine but the driver waits on the
 **    pollDesc, and the driver may wait in either direction. An owner that
 **    leaves before the end (timeout, closed) puts the gate back to PENDING
@@ -38,6 +38,11 @@
 **    any byte from it, or the idle deadline closes the conn right from the
 **    scheduler loop and tells the pool (idle_drop). conn_idle_stop takes it
 **    back. While idle, the conn cannot move to another VM.
+**  - Cold part (c->cold, conn_cold): the lock and handshake queues, the
+**    handshake's driver and a stream conn's shutdown hook and pool state
+**    live in a block made at their first use (conn_cold_of) and freed by
+**    __gc, so a conn nobody else waits on, without TLS or pool (an idle
+**    server connection), carries none of it. It never moves with the conn.
 */
 #ifndef GLR_CONN_H
 #define GLR_CONN_H
@@ -93,12 +98,15 @@ typedef struct conn_waiter conn_waiter;
 /* one direction's operation lock and the running operation's state */
 typedef struct conn_side {
   glr_g *owner;                    /* holds the lock, or NULL */
-  conn_waiter *head, *tail;        /* FIFO queue for the lock */
   int64_t deadline;                /* the operation's deadline, 0 none */
   int64_t wait_dl;                 /* this wait's: deadline, or earlier */
   lua_KContext arg;                /* the operation's progress */
-  int waitmode;                    /* GLR_READ/GLR_WRITE parked on */
 } conn_side;
+
+/* a FIFO of waiting goroutines (conn_waiter nodes on their own stacks) */
+typedef struct conn_queue {
+  conn_waiter *head, *tail;
+} conn_queue;
 
 typedef enum conn_hs_status {
   /* CONN_HS_DONE: no handshake to do (plain), or it completed. Final. */
@@ -111,46 +119,60 @@ typedef enum conn_hs_status {
   CONN_HS_FAILED,
 } conn_hs_status;
 
-/* the handshake gate (owner M only) */
-typedef struct conn_hs {
-  conn_hs_status status;      /* moved only by conn_cas_hs */
-  glr_g *owner;               /* the driver while RUNNING */
-  conn_waiter *head, *tail;   /* operations waiting for the end */
-} conn_hs;
-
-struct conn {
-  conn_status status;
-  conn_kind kind;
-  int fd;                          /* -1 once CONN_CLOSED */
-  int nops;                        /* owners of side[] */
-  glr_pd *pd;                      /* NULL once CONN_CLOSED */
-  const conn_transport *tp;
-  void *tpdata;                    /* tp's state (NULL for plain) */
-  conn_hs hs;
-  int borrowed;                    /* side[] index+1 lent to the other
-                                      direction's op (cross wait), or 0 */
-  const conn_class *cls;
-  double timeout;                  /* per-operation timeout, < 0 none */
-  conn_side side[2];
-};
-
 typedef struct conn_stream conn_stream;
 /* conn_idle_drop — an idle conn was closed (peer, deadline, or close()) */
 typedef void (*conn_idle_drop)(conn_stream *cs, void *arg);
 
-/* a stream conn: the core plus the read buffer buf[boff .. boff+blen) */
-struct conn_stream {
-  conn c;
-  char *buf;
-  size_t boff, blen, bcap, scan;
-  size_t limit;
+/* conn_cold — what few conns use (see "Cold part" above; owner M only) */
+typedef struct conn_cold {
+  conn_queue lockq[2];    /* side[d]'s lock FIFO */
+  glr_g *hs_owner;        /* the handshake's driver while RUNNING */
+  conn_queue hsq;         /* operations waiting for the handshake's end */
+  /* stream conns only */
+  conn_stream *cs;        /* the conn, for idle_fire */
   glr_shutdown_hook idle; /* linked while conn:setidle(true): the graceful
                           ** shutdown closes the conn if nothing is buffered */
   bool idle_on;           /* idle is linked in the P's closers */
   conn_idle_drop idle_drop;        /* set while idle in a pool, else NULL */
   void *idle_arg;                  /* idle_drop's argument */
   lua_Integer reused;              /* times taken idle from a pool */
+} conn_cold;
+
+struct conn {
+  int fd;                          /* -1 once CONN_CLOSED */
+  int nops;                        /* owners of side[] */
+  conn_status status;
+  conn_kind kind;
+  conn_hs_status hs;               /* the handshake gate; moved only by conn_cas_hs */
+  unsigned char borrowed;          /* side[] index+1 lent to the other
+                                      direction's op (cross wait), or 0 */
+  unsigned char waitmode[2];       /* side[d]'s wait: GLR_READ/GLR_WRITE parked on */
+  glr_pd *pd;                      /* NULL once CONN_CLOSED */
+  const conn_transport *tp;
+  void *tpdata;                    /* tp's state (NULL for plain) */
+  const conn_class *cls;
+  conn_cold *cold;                 /* NULL until conn_cold_of needs it */
+  double timeout;                  /* per-operation timeout, < 0 none */
+  conn_side side[2];
 };
+
+/* conn_rbuf — a stream conn's read buffer, data[off .. off+len): made when
+** bytes arrive, freed whenever it empties (an idle conn has none) */
+typedef struct conn_rbuf {
+  size_t off, len, cap; /* cap: bytes of data */
+  size_t scan;          /* delimiter search: bytes already searched */
+  char data[];
+} conn_rbuf;
+
+/* a stream conn: the core plus the read buffer */
+struct conn_stream {
+  conn c;
+  conn_rbuf *rb;        /* NULL while nothing is buffered (or reserved) */
+  size_t limit;
+};
+
+/* conn_buffered — bytes read from the transport and not yet delivered */
+static inline size_t conn_buffered(const conn_stream *cs) { return cs->rb ? cs->rb->len : 0; }
 
 /* conn_op — one operation kind. ctx of every step is the conn's side. */
 typedef struct conn_op {
@@ -217,6 +239,8 @@ GLR_INTERNAL extern const struct vcopy_class conn_vcopy_stays;
 ** "in use", ...; the caller closes it). */
 GLR_INTERNAL const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
                                          conn_idle_drop drop, void *arg);
+/* conn_idle_is — cs is idle in a pool with this drop and argument */
+GLR_INTERNAL bool conn_idle_is(conn_stream *cs, conn_idle_drop drop, void *arg);
 /* conn_idle_stop — take an idle conn back (reused + 1): true, or false if
 ** it was dropped meanwhile (then it is closed). */
 GLR_INTERNAL bool conn_idle_stop(lua_State *L, conn_stream *cs);

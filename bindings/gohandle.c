@@ -168,11 +168,83 @@ static int g_entry_k(lua_State *L, int status, lua_KContext ctx) {
   return 0;
 }
 
-/* g_entry — the body of every goroutine: [handle, msgh, fn, args...] */
+/* g_entry — the body of every goroutine but direct ones: [handle, msgh,
+** fn, args...] */
 static int g_entry(lua_State *L) {
   int nargs = lua_gettop(L) - 3;
   int st = lua_pcallk(L, nargs, LUA_MULTRET, 2, 0, g_entry_k);
   return g_entry_k(L, st, 0);
+}
+
+/* ---------- direct goroutines (net.serve's conns) ---------- */
+
+/* A direct goroutine's thread holds [value, fn, args...], the value marked
+** to be closed in the thread's base frame: lua_resume runs fn as the
+** thread's first frame, with no entry function and no pcall below it (two
+** CallInfos, 128 B of the VM, less under every parked handler). When the
+** resume returns, go_end (rt->g_end) does what g_entry_k and msgh do,
+** from the VM's main thread, then closes the value. */
+
+/* report_dead — a direct goroutine raised: report it with the traceback of
+** its dead thread, which still has every frame down to the error */
+static void report_dead(lua_State *L, G *g, lua_State *co, int status) {
+  const char *why = unreported(status);
+  const char *msg = why ? why : lua_tostring(co, -1);
+  if (!msg) msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(co, -1));
+  if (!why && cancelled_error(g, msg)) return; /* its group expected it */
+  luaL_traceback(L, co, msg, 0);
+  report_error(L, g, lua_tostring(L, -1));
+}
+
+/* end_failed — [g, status]: report, fail the group, then close the
+** thread's to-be-closed variables (the handler's, then the value) */
+static int end_failed(lua_State *L) {
+  G *g = lua_touserdata(L, 1);
+  int status = (int)lua_tointeger(L, 2);
+  lua_State *co = g->L;
+  report_dead(L, g, co, status);
+  if (g->grp) {
+    lua_pushvalue(co, -1);
+    lua_xmove(co, L, 1);
+    group_fail(g->grp, luaL_ref(L, LUA_REGISTRYINDEX));
+  }
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  int err = lua_gettop(L);
+  if (interrupted(L, vm_p(L)->rt)) rt_stop(vm_p(L)->rt, STOP_EXIT, 1, false);
+  lua_resetthread(co); /* the thread's status stays the error's */
+  lua_pushvalue(co, -1);
+  lua_xmove(co, L, 1);
+  if (!lua_rawequal(L, err, -1)) report_dead(L, g, co, LUA_ERRRUN); /* a close failed */
+  return 0;
+}
+
+/* end_ok — [g]: the body returned; close the value in the base frame (an
+** error there reaches this pcall: Lua passes a stopped thread's error to
+** its main thread) */
+static int end_ok(lua_State *L) {
+  G *g = lua_touserdata(L, 1);
+  lua_closeslot(g->L, 1);
+  return 0;
+}
+
+/* go_end — rt->g_end. The closes run as the goroutine (p->curg), where
+** nothing can yield: an fd wait blocks its M under hand-off, a channel
+** operation raises (as in any non-yieldable place) */
+static int go_end(P *p, G *g, int status) {
+  lua_State *L = p->L;
+  lua_pushcfunction(L, status == LUA_OK ? end_ok : end_failed);
+  lua_pushlightuserdata(L, g);
+  lua_pushinteger(L, status);
+  p->curg = g;
+  int st = lua_pcall(L, 2, 0, 0);
+  p->curg = NULL;
+  if (st != LUA_OK) { /* out of memory, or a failed close */
+    report_error(L, g, lua_isstring(L, -1) ? lua_tostring(L, -1) : "(error object)");
+    lua_pop(L, 1);
+    return LUA_ERRRUN;
+  }
+  return status == LUA_OK && lua_status(g->L) == LUA_OK ? LUA_OK : LUA_ERRRUN;
 }
 
 /* push_handle — a new handle, or nil (with_handle false: go.start); mt:
@@ -227,6 +299,7 @@ static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle
   return g;
 }
 
+
 G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
   return start(L, fnidx, nargs, ismain, true, 0);
 }
@@ -234,6 +307,30 @@ G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
 int go_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   start(L, 1, lua_gettop(L) - 1, 0, false, 0);
+  return 0;
+}
+
+int go_run_closing(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  if (luaL_getmetafield(L, 2, "__close") == LUA_TNIL)
+    return luaL_typeerror(L, 2, "closable value");
+  lua_pop(L, 1);
+  int nargs = lua_gettop(L) - 1;
+  G *g = g_new(vm_p(L)); /* nothing below raises (see start) */
+  lua_State *co = g->L;
+  G *curg = vm_p(L)->curg;
+  vm_p(L)->curg = NULL;
+  bool room = lua_checkstack(co, nargs + 2);
+  vm_p(L)->curg = curg;
+  if (!room) rt_throw("go: no memory for a goroutine's arguments");
+  lua_pushvalue(L, 2);
+  lua_xmove(L, co, 1);
+  lua_toclose(co, 1); /* it has a __close: cannot raise */
+  lua_xmove(L, co, nargs + 1); /* fn, args */
+  g->nargs = nargs;
+  g->ismain = false;
+  sched_start(vm_p(L), g);
+  g->direct = true;
   return 0;
 }
 
@@ -275,25 +372,26 @@ static int push_results(lua_State *L, ghandle *h, int hidx) {
 }
 
 void go_waiter_woke(lua_State *L) {
-  G *g = vm_p(L)->curg;
-  chan_dequeue(&g->sg);
-  g->sel = NULL;
-  if (g->gsel.fired == SEL_CANCELLED) sched_raise_cancelled(L);
+  gcold *c = vm_p(L)->curg->cold;
+  chan_dequeue(&c->sg);
+  c->sel = NULL;
+  if (c->gsel.fired == SEL_CANCELLED) sched_raise_cancelled(L);
 }
 
 int go_park_waiter(lua_State *L, chan *waiters, double timeout, const char *why,
                    lua_KFunction k) {
   G *g = vm_p(L)->curg;
-  g->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
-  atomic_store(&g->gsel.done, false);
-  g->gsel.fired = -1;
-  g->sg.sel = &g->gsel;
-  chan_enqueue(waiters, &g->sg);
+  gcold *c = gcold_of(g);
+  c->sg = (sudog){.g = g, .isrecv = true, .caseidx = 0};
+  atomic_store(&c->gsel.done, false);
+  c->gsel.fired = -1;
+  c->sg.sel = &c->gsel;
+  chan_enqueue(waiters, &c->sg);
   if (timeout > 0) {
-    g->sel = &g->gsel;
+    c->sel = &c->gsel;
     sched_arm_gtimer(vm_p(L), g, deadline_from_seconds(timeout));
   }
-  sched_park_on(L, WK_SEL, &g->gsel);
+  sched_park_on(L, WK_SEL, &c->gsel);
   return sched_park(L, NULL, NULL, why, timeout > 0 ? PARK_WORLD : PARK_SYNC, 0, k);
 }
 
@@ -360,6 +458,7 @@ static int h_id(lua_State *L) {
 }
 
 void go_open_handles(lua_State *L) {
+  vm_p(L)->rt->g_end = go_end;
   static const luaL_Reg methods[] = {{"id", h_id}, {NULL, NULL}};
   /* no __gc: `waiters` has no buffer (chan_init with cap 0 allocates
   ** nothing), so a handle owns no C memory, and a finalizer would make every

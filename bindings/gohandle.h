@@ -39,6 +39,10 @@ GLR_INTERNAL struct G *go_start(lua_State *L, int fnidx, int nargs, int ismain);
 ** nothing; an error is reported as usual). A handle costs ~140 bytes of
 ** the VM per goroutine; net.serve's connection goroutines need none. */
 GLR_INTERNAL int go_run(lua_State *L);
+/* go_run_closing — net._serve_start(fn, v, ...): as go_run, and v (which
+** must have a __close metamethod; fn's first argument) is closed when the
+** goroutine ends, however it ends, with no Lua frame kept for it. */
+GLR_INTERNAL int go_run_closing(lua_State *L);
 /* go_push_call — push go(fn, ...), the __call of the go table (arg 1 is
 ** the table); after go_open_handles */
 GLR_INTERNAL void go_push_call(lua_State *L);

@@ -145,7 +145,7 @@ static int send_k(lua_State *L, int status, lua_KContext key) {
     if ((uint64_t)key != KEY_ONSTACK) drop_value(L, 1, (uint64_t)key);
     return sched_raise_cancelled(L);
   }
-  if (!g->sg.ok) {
+  if (!g->cold->sg.ok) {
     if ((uint64_t)key != KEY_ONSTACK) drop_value(L, 1, (uint64_t)key);
     return closed_send(L);
   }
@@ -159,8 +159,8 @@ static int send_k(lua_State *L, int status, lua_KContext key) {
 ** sender's elem into its buffer. */
 static int park_onstack(lua_State *L, lchan *c) {
   G *g = vm_p(L)->curg;
-  g->sg = (sudog){.g = g, .elem = KEY_ONSTACK, .isrecv = false};
-  chan_enqueue(&c->c, &g->sg);
+  gcold_of(g)->sg = (sudog){.g = g, .elem = KEY_ONSTACK, .isrecv = false};
+  chan_enqueue(&c->c, &g->cold->sg);
   sched_park_on(L, WK_CHAN, NULL); /* a group's cancel dequeues it */
   return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, (lua_KContext)KEY_ONSTACK,
                     send_k);
@@ -216,8 +216,8 @@ static int ch_send(lua_State *L) {
     return glr_cannot_block(L, "send");
   }
   G *g = vm_p(L)->curg;
-  g->sg = (sudog){.g = g, .elem = key, .isrecv = false};
-  chan_enqueue(&c->c, &g->sg);
+  gcold_of(g)->sg = (sudog){.g = g, .elem = key, .isrecv = false};
+  chan_enqueue(&c->c, &g->cold->sg);
   sched_park_on(L, WK_CHAN, NULL);
   return sched_park(L, NULL, NULL, "chan send", PARK_SYNC, (lua_KContext)key, send_k);
 }
@@ -237,12 +237,12 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
   G *g = vm_p(L)->curg;
-  if (g->sg.ok && g->sg.elem == KEY_ONSTACK) { /* hand_off: [chan, value] */
+  if (g->cold->sg.ok && g->cold->sg.elem == KEY_ONSTACK) { /* hand_off: [chan, value] */
     lua_pushboolean(L, 1);
     return 2;
   }
   if (g->wake == WAKE_CANCELLED) return sched_raise_cancelled(L); /* dequeued, nothing received */
-  return recv_result(L, g->sg.ok, g->sg.elem);
+  return recv_result(L, g->cold->sg.ok, g->cold->sg.elem);
 }
 
 static int ch_recv(lua_State *L) {
@@ -264,8 +264,8 @@ static int ch_recv(lua_State *L) {
   }
   if (!sched_can_wait(L)) return glr_cannot_block(L, "recv");
   G *g = vm_p(L)->curg;
-  g->sg = (sudog){.g = g, .isrecv = true};
-  chan_enqueue(&c->c, &g->sg);
+  gcold_of(g)->sg = (sudog){.g = g, .isrecv = true};
+  chan_enqueue(&c->c, &g->cold->sg);
   sched_park_on(L, WK_CHAN, NULL);
   return sched_park(L, NULL, NULL, "chan receive", PARK_SYNC, 0, recv_k);
 }

@@ -33,6 +33,7 @@
 #include "classes.h"
 #include "conn.h"
 #include "errstr.h"
+#include "gohandle.h"
 #include "goluarun.h"
 #include "lnet.h"
 #include "lpool.h"
@@ -568,7 +569,10 @@ static const luaL_Reg listener_methods[] = {
 
 static const luaL_Reg net_funcs[] = {
     {"dial", n_dial}, {"listen", n_listen}, {"udp", ludp_new},
-    {"lookup", net_lookup}, {NULL, NULL}};
+    {"lookup", net_lookup},
+    /* net._serve_start(fn, conn): net.serve's goroutine per conn, which
+    ** closes the conn when fn ends (gohandle.c's g_entry_closing) */
+    {"_serve_start", go_run_closing}, {NULL, NULL}};
 
 int luaopen_net(lua_State *L) {
   conn_open(L);

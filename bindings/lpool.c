@@ -74,7 +74,7 @@ static int s_add(lua_State *L) {
 
 static bool is_member(lua_State *L, int conn_idx, idleset *set) {
   conn_stream *cs = conn_stream_check(L, conn_idx);
-  return cs->idle_drop == set_drop && cs->idle_arg == set;
+  return conn_idle_is(cs, set_drop, set);
 }
 
 static int s_take(lua_State *L) {
@@ -106,7 +106,7 @@ static int s_gc(lua_State *L) {
   while (lua_next(L, -2)) {
     lua_pop(L, 1);
     conn_stream *cs = lua_touserdata(L, -1);
-    if (cs && cs->idle_drop == set_drop && cs->idle_arg == set) conn_close(L, &cs->c);
+    if (cs && conn_idle_is(cs, set_drop, set)) conn_close(L, &cs->c);
   }
   return 0;
 }

@@ -724,7 +724,7 @@ static int m_starttls(lua_State *L) {
   tls_config *cfg = tls_config_get(L, 2, server);
   if (c->status != CONN_OPEN) return conn_push_fail(L, ERRSTR_CLOSED);
   if (c->nops > 0) return luaL_error(L, "starttls: the connection is in use by another goroutine");
-  if (cs->blen > 0)
+  if (conn_buffered(cs) > 0)
     return conn_push_fail(L, ERRSTR_TLS_HANDSHAKE ": plaintext bytes arrived before starttls");
   if (server) {
     if (tls_accept(L, c, cfg) < 0) return conn_push_fail(L, ERRSTR_NOMEM);

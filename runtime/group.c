@@ -68,9 +68,10 @@ void group_join(ggroup *grp, G *g) {
   group_leave(g);
   reopen_waiters(grp);
   g->grp = grp;
-  g->gprev = NULL;
-  g->gnext = grp->members;
-  if (grp->members) grp->members->gprev = g;
+  gcold *c = gcold_of(g);
+  c->gprev = NULL;
+  c->gnext = grp->members;
+  if (grp->members) grp->members->cold->gprev = g;
   grp->members = g;
   grp->nlive++;
 }
@@ -90,10 +91,11 @@ static void all_done(ggroup *grp) {
 void group_leave(G *g) {
   ggroup *grp = g->grp;
   if (!grp) return;
-  if (g->gprev) g->gprev->gnext = g->gnext;
-  else grp->members = g->gnext;
-  if (g->gnext) g->gnext->gprev = g->gprev;
-  g->gnext = g->gprev = NULL;
+  gcold *c = g->cold;
+  if (c->gprev) c->gprev->cold->gnext = c->gnext;
+  else grp->members = c->gnext;
+  if (c->gnext) c->gnext->cold->gprev = c->gprev;
+  c->gnext = c->gprev = NULL;
   g->grp = NULL;
   if (--grp->nlive == 0) all_done(grp);
   group_unref(grp);
@@ -103,7 +105,7 @@ void group_leave(G *g) {
 static bool detach(P *p, G *g) {
   switch (g->waitkind) {
     case WK_SLEEP: return true; /* sched_ready disarms the G's timer */
-    case WK_CHAN: chan_dequeue(&g->sg); return true;
+    case WK_CHAN: chan_dequeue(&g->cold->sg); return true;
     case WK_SEL: {
       selstate *s = g->waitobj;
       if (!selstate_claim(s)) return false; /* a value or timeout won */
@@ -146,7 +148,7 @@ void group_cancel(ggroup *grp, const char *reason) {
   if (reason) grp->reason = copy_text(reason);
   atomic_store(&grp->cancelled, true);
   timer_disarm(&grp->p->timers, &grp->deadline);
-  for (G *g = grp->members; g; g = g->gnext) {
+  for (G *g = grp->members; g; g = g->cold->gnext) {
     if (g->status == G_WAITING) group_wake(grp->p, g);
     else kick(g);
   }

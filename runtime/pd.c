@@ -55,7 +55,6 @@ pollDesc *pd_alloc(int fd) {
   pd->watch = NULL;
   pd->watch_arg = NULL;
   pd->syncfd_r = pd->syncfd_w = -1;
-  pd->next_free = NULL;
   return pd;
 }
 

@@ -40,30 +40,33 @@ enum pd_mode { PD_MODE_R = 1, PD_MODE_W = 2 };
 typedef struct pollDesc pollDesc;
 /* pd_watch_fn — an idle watch fired: events are epoll's, 0 for the timer */
 typedef void (*pd_watch_fn)(pollDesc *pd, void *arg, uint32_t events);
+/* (laid out without holes: one per connection, 176 bytes) */
 struct pollDesc {
   uint32_t idx;             /* const after first allocation: slot in cache */
   _Atomic uint32_t seq;     /* atomic: bumped on reuse and close */
   _Atomic uintptr_t rg, wg; /* atomic: wait slots, see above */
-  _Atomic bool closing;     /* atomic: set by close before waking waiters */
-  int fd;                   /* owner M only */
-  void *owner;              /* owner M only: the P whose epoll holds fd */
-  bool registered;          /* owner M only: added to owner's epoll */
+  union {
+    void *owner;            /* in use, owner M only: the P whose epoll holds fd */
+    pollDesc *next_free;    /* free, guarded by the cache lock */
+  };
   /* deadlines, absolute ns, DEADLINE_NONE when unset (owner M only) */
   int64_t rd_user, wd_user; /* set by set*deadline, persistent */
   int64_t rd_op, wd_op;     /* per-operation (idle timeout), while waiting */
   timer rt, wt;             /* deadline timers on the owner's heap */
+  pd_watch_fn watch;        /* owner M only: idle watch, or NULL */
+  void *watch_arg;          /* owner M only: its argument */
+  int fd;                   /* owner M only */
   uint32_t rseq, wseq;      /* seq captured when rt/wt were armed */
-  int mock_r, mock_w;       /* fault injection call counters */
+  int syncfd_r, syncfd_w;   /* owner M only: eventfd of an M blocked in poll()
+                               on this fd (iowait_block), or -1 */
+  unsigned char mock_r, mock_w; /* fault injection call counters (parity) */
+  _Atomic bool closing;     /* atomic: set by close before waking waiters */
+  bool registered;          /* owner M only: added to owner's epoll */
   bool rdrained;            /* owner M only: the last read found the socket
                                drained (short read or EAGAIN); see sockio.c */
   bool rdhup;               /* owner M only: RDHUP/HUP/ERR seen (sticky) */
   bool drain_ok;            /* owner M only: a TCP socket, where a short
                                read proves no data is pending */
-  pd_watch_fn watch;        /* owner M only: idle watch, or NULL */
-  void *watch_arg;          /* owner M only: its argument */
-  int syncfd_r, syncfd_w;   /* owner M only: eventfd of an M blocked in poll()
-                               on this fd (iowait_block), or -1 */
-  pollDesc *next_free;      /* guarded by the cache lock */
 };
 
 /* pd_alloc — a clean pollDesc for fd with a fresh seq. Thread-safe. */

@@ -77,9 +77,10 @@ void sched_main_done(rt *r) { atomic_store(&r->main_done, true); }
 static void g_sleep_fire(timer *t, void *arg) {
   (void)t;
   G *g = arg;
-  if (g->sel) {
-    g->sel->done = true;
-    g->sel->fired = -1;
+  selstate *sel = g->cold->sel;
+  if (sel) {
+    sel->done = true;
+    sel->fired = -1;
   }
   g->wake = WAKE_TIMEOUT;
   /* runs next (as Go's goready), unless another G already waits in
@@ -87,6 +88,18 @@ static void g_sleep_fire(timer *t, void *arg) {
   ** the last one first */
   P *p = g->tag.p;
   sched_ready(p, g, p->q.runnext == NULL);
+}
+
+gcold *gcold_new(G *g) {
+  g->cold = x_calloc(1, sizeof *g->cold);
+  timer_init(&g->cold->sleept, g_sleep_fire, g);
+  return g->cold;
+}
+
+/* g_free — the record and its cold part (the thread is the VM's) */
+static void g_free(G *g) {
+  free(g->cold);
+  free(g);
 }
 
 G *g_new(P *p) {
@@ -112,7 +125,6 @@ G *g_new(P *p) {
   p->curg = curg;
   *tagslot(g->L) = &g->tag;
   lua_sethook(g->L, NULL, 0, 0);
-  timer_init(&g->sleept, g_sleep_fire, g);
   g->status = G_IDLE; /* a new record starts idle: not a transition */
   p->st.created++;
   return g;
@@ -121,10 +133,11 @@ G *g_new(P *p) {
 void sched_start(P *p, G *g) {
   g->id = atomic_fetch_add(&p->rt->next_goid, 1);
   g->escaped = false;
+  g->direct = false;
   g->chaindepth = 0;
   g->yieldkind = Y_NONE;
   g->wake = WAKE_NONE;
-  g->sel = NULL;
+  if (g->cold) g->cold->sel = NULL;
   g->grp = NULL;
   g->waitkind = WK_NONE;
   atomic_store(&g->blockfd, -1);
@@ -146,7 +159,7 @@ static void g_exit(P *p, G *g, bool reusable) {
   else p->allg = g->allnext;
   if (g->allnext) g->allnext->allprev = g->allprev;
   p->ngoroutines--;
-  timer_disarm(&p->timers, &g->sleept);
+  if (g->cold) timer_disarm(&p->timers, &g->cold->sleept);
   group_leave(g);
   atomic_fetch_sub(&p->rt->n_progress, 1);
   lua_settop(g->L, 0);
@@ -163,7 +176,7 @@ static void g_exit(P *p, G *g, bool reusable) {
   ** must stop pointing at this record */
   *tagslot(g->L) = &p->tag;
   luaL_unref(p->L, LUA_REGISTRYINDEX, g->ref);
-  free(g);
+  g_free(g);
 }
 
 /* ---------- ready / park ---------- */
@@ -174,7 +187,7 @@ void sched_ready(P *p, G *g, bool next) {
     g->parked_sync = false;
     atomic_fetch_add(&p->rt->n_progress, 1);
   }
-  if (timer_armed(&g->sleept)) timer_disarm(&p->timers, &g->sleept);
+  if (g->cold && timer_armed(&g->cold->sleept)) timer_disarm(&p->timers, &g->cold->sleept);
   if (g->onm) { /* parked on its M (park_on_m): that M runs it, no queue */
     handoff_wake_parked(g->onm);
     return;
@@ -217,7 +230,7 @@ bool sched_can_park(lua_State *L) {
   if (L == g->L) return true;
   int d = g->chaindepth;
   if (d <= 0 || d > 256) return false;
-  return (g->chainok[(d - 1) / 64] >> ((d - 1) % 64)) & 1;
+  return (g->cold->chainok[(d - 1) / 64] >> ((d - 1) % 64)) & 1;
 }
 
 bool sched_in_finalizer(lua_State *L) {
@@ -241,8 +254,9 @@ void sched_chain_push(G *g, bool ok) {
   int d = g->chaindepth++;
   if (d >= 256) return;
   uint64_t bit = UINT64_C(1) << (d % 64);
-  if (ok) g->chainok[d / 64] |= bit;
-  else g->chainok[d / 64] &= ~bit;
+  uint64_t *w = &gcold_of(g)->chainok[d / 64];
+  if (ok) *w |= bit;
+  else *w &= ~bit;
 }
 
 void sched_chain_pop(G *g) {
@@ -335,7 +349,9 @@ int sched_gosched(lua_State *L, intptr_t ctx, int (*k)(lua_State *, int, intptr_
   return lua_yieldk(L, 0, ctx, k);
 }
 
-void sched_arm_gtimer(P *p, G *g, int64_t when) { timer_arm(&p->timers, &g->sleept, when); }
+void sched_arm_gtimer(P *p, G *g, int64_t when) {
+  timer_arm(&p->timers, &gcold_of(g)->sleept, when);
+}
 
 /* ---------- execute ---------- */
 
@@ -375,7 +391,9 @@ static void execute(P *p, G *g) {
     }
     return;
   }
-  if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
+  if (g->direct) {
+    st = p->rt->g_end(p, g, st);
+  } else if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */
     const char *msg = lua_isstring(g->L, -1) ? lua_tostring(g->L, -1) : "(error object)";
     const char *name = p->rt->cfg.progname ? p->rt->cfg.progname : "goluarun";
     if (g->ismain) fprintf(stderr, "%s: %s\n", name, msg); /* as gohandle's report */
@@ -712,13 +730,13 @@ static void p_free(P *p, bool close_vm) {
   G *g = p->gfree;
   while (g) {
     G *n = g->link;
-    free(g);
+    g_free(g);
     g = n;
   }
   if (close_vm) {
     while (p->allg) {
       G *n = p->allg->allnext;
-      free(p->allg);
+      g_free(p->allg);
       p->allg = n;
     }
   }

@@ -91,49 +91,70 @@ struct ggroup;
 
 typedef bool (*unlockf)(G *g, void *arg);
 
+/* gcold — the part of a G that only some goroutines use: their own timer,
+** the channel / wait sudog and selstate, the coroutine chain's bits, the
+** group's member links. Made at the first use (gcold_of, owner M only),
+** kept while the G is recycled, freed with it, so a goroutine that only
+** does I/O (an idle connection's) carries none of it. Every field owner
+** M only, except as chan.h says of sg and gsel. */
+typedef struct gcold {
+  timer sleept;          /* sleep and go.wait's timeout */
+  selstate *sel;         /* claimed by the timer on timeout */
+  selstate gsel;         /* storage for sel (go.wait) */
+  sudog sg;              /* single channel op / go.wait waiter */
+  uint64_t chainok[4];   /* replacement coroutine lib: resume chain */
+  G *gnext, *gprev;      /* the group's member list (group.h) */
+} gcold;
+
 struct G {
   vmtag tag;             /* const while alive */
   uint64_t id;           /* set at each start */
-  uint32_t gen;          /* bumped at each recycle */
-  gstatus status;        /* owner M only, via g_cas_status */
   struct lua_State *L;   /* the goroutine's thread; const while alive */
-  int ref;               /* registry ref keeping L alive */
-  int nargs;             /* values to pass to the next lua_resume */
-  int yieldkind;         /* Y_*: why the last yield happened */
   unlockf unlock;        /* run after the G is off its stack (gopark) */
   void *unlockarg;
   const char *waitreason;
   int64_t waitsince;     /* when it parked, to within a poll period (the P's
                          ** lastpoll: no clock read on the park path) */
-  int waitfd, waitmode;  /* an "IO wait": the fd and PD_MODE_R/W (iowait.c) */
   struct lua_State *parkL; /* the thread that parked last (g->L or a user
                            ** coroutine inside it): a waker on this P may
                            ** push a value onto it (lchan.c's hand-off) */
-  int parkkind;
-  bool parked_sync;      /* not counted in n_progress while parked */
-  int wake;              /* WAKE_* left by the waker */
-  timer sleept;          /* sleep and go.wait's timeout */
-  selstate *sel;         /* claimed by the timer on timeout */
-  selstate gsel;         /* storage for sel (go.wait) */
-  sudog sg;              /* single channel op / go.wait waiter */
-  bool escaped;          /* identity reached Lua: never recycle */
-  bool ismain;
-  uint64_t chainok[4];   /* replacement coroutine lib: resume chain */
-  int chaindepth;
   G *allnext, *allprev;  /* P's list of live goroutines */
   G *link;               /* free list, inbox */
-  _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
-  /* cancellation groups (group.h) */
-  struct ggroup *grp;    /* owner M only: the group it belongs to (a ref), or NULL */
-  G *gnext, *gprev;      /* owner M only: the group's member list */
-  int waitkind;          /* owner M only: WK_*, while parked */
+  struct ggroup *grp;    /* owner M only: the group it belongs to (a ref), or
+                         ** NULL (cancellation groups, group.h) */
   void *waitobj;         /* owner M only: what waitkind names */
+  gcold *cold;           /* owner M only: NULL until gcold_of needs it */
+  uint32_t gen;          /* bumped at each recycle */
+  int ref;               /* registry ref keeping L alive */
+  int nargs;             /* values to pass to the next lua_resume */
+  int waitfd;            /* an "IO wait": the fd (iowait.c) */
+  int chaindepth;        /* replacement coroutine lib: resume chain depth
+                         ** (its bits in cold->chainok) */
+  _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
   _Atomic int blockfd;   /* atomic: the eventfd of the M this G blocks on
                          ** (a non-yieldable wait under hand-off), or -1 */
   M *onm;                /* owner M only (the P's holder): the M this G is
                          ** parked on (sched_park where L cannot yield: the
                          ** G sleeps on that M, not in a run queue), or NULL */
+  /* small enums in a byte each (a G is made per goroutine) */
+  uint8_t status;        /* gstatus; owner M only, via g_cas_status */
+  uint8_t yieldkind;     /* Y_*: why the last yield happened */
+  uint8_t waitmode;      /* an "IO wait": PD_MODE_R/W (iowait.c) */
+  uint8_t parkkind;      /* PARK_* */
+  uint8_t wake;          /* WAKE_* left by the waker */
+  uint8_t waitkind;      /* owner M only: WK_*, while parked */
+  bool parked_sync;      /* not counted in n_progress while parked */
+  bool escaped;          /* identity reached Lua: never recycle */
+  bool ismain;
+  bool direct;           /* its body is the thread's first frame, with no
+                         ** entry function (net.serve's conns): rt->g_end
+                         ** finishes it once lua_resume returns */
 };
+
+/* gcold_new — make g's cold part (gcold_of's slow path) */
+GLR_INTERNAL gcold *gcold_new(G *g);
+/* gcold_of — g's cold part, made at the first call (owner M only) */
+static inline gcold *gcold_of(G *g) { return GLR_LIKELY(g->cold != NULL) ? g->cold : gcold_new(g); }
 
 /* glr_park / glr_ready handshake (any thread may ready) */
 enum { PT_NONE = 0, PT_PARKED = 1, PT_TOKEN = 2 };
@@ -329,6 +350,10 @@ struct rt {
   _Atomic int ninterrupts;     /* atomic: "interrupted!" errors raised */
   void (*sig_deliver)(P *p, uint64_t mask); /* const after init (bindings):
                                   send arrived signals to p's subscribers */
+  int (*g_end)(P *p, G *g, int status); /* const after init (bindings,
+                                  gohandle.c): ends a direct G whose body
+                                  returned or raised (status: lua_resume's);
+                                  LUA_OK when its thread can be recycled */
   int64_t starve_since;        /* sysmon only: since when no M could be had
                                   while work waited (handoff_starved) */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */

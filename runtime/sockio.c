@@ -44,7 +44,7 @@ static ssize_t chaos_fail(P *p, pollDesc *pd, int kind, int mode) {
 
 /* mock_eagain — true when this call must fail with EAGAIN */
 static bool mock_eagain(P *p, pollDesc *pd, int mode) {
-  int *ctr = mode == PD_MODE_R ? &pd->mock_r : &pd->mock_w;
+  unsigned char *ctr = mode == PD_MODE_R ? &pd->mock_r : &pd->mock_w;
   if ((*ctr)++ % 2 != 0) return false;
   netpoll_mock_ready(p, pd, mode);
   return true;

@@ -24,7 +24,7 @@ void timer_init(timer *t, timer_fn fn, void *arg) {
 }
 
 static bool before(const timer *a, const timer *b) {
-  return a->when < b->when || (a->when == b->when && a->seq < b->seq);
+  return a->when < b->when || (a->when == b->when && (int32_t)(a->seq - b->seq) < 0);
 }
 
 static void place(timerheap *h, int i, timer *t) {

@@ -23,16 +23,17 @@ typedef void (*timer_fn)(timer *t, void *arg);
 
 struct timer {
   int64_t when; /* absolute ns */
-  uint64_t seq; /* tie-break, from the heap counter */
-  int idx;      /* slot in heap, -1 if not armed */
   timer_fn fn;  /* called by timer_run_due */
   void *arg;
+  uint32_t seq; /* tie-break, from the heap counter; compared modulo 2^32
+                ** (timers of one `when` armed 2^31 arms apart are not) */
+  int idx;      /* slot in heap, -1 if not armed */
 };
 
 typedef struct timerheap {
   timer **v;
   int len, cap;
-  uint64_t counter;
+  uint32_t counter;
 } timerheap;
 
 GLR_INTERNAL void timerheap_init(timerheap *h);

@@ -42,11 +42,6 @@ local function handler(spec, path, cpath)
   return f
 end
 
-local function serve_one(f, c)
-  local conn <close> = c
-  f(conn)
-end
-
 -- accept_loop: accept on ln until it closes; start(c) starts each conn's
 -- goroutine
 local function accept_loop(ln, start)
@@ -59,9 +54,13 @@ local function accept_loop(ln, start)
   end
 end
 
+-- local_start: a goroutine f(c) per conn, no handle (~140 B a conn), and
+-- no Lua frame of its own: net._serve_start closes c when f ends (a Lua
+-- wrapper with a <close> variable would stay under every parked handler:
+-- 64 B of the VM)
 local function local_start(f)
-  local go = require "go"
-  return function(c) go.start(serve_one, f, c) end -- no handle: ~140 B a conn
+  local start = require("net")._serve_start
+  return function(c) start(f, c) end
 end
 
 -- run: accept = "one", in whichever VM took the portable goroutine

@@ -497,8 +497,8 @@ idle_table() {
     line=$(grep "^RUN section=idle .*server=goluarun " "$RAW" | tail -n 1 || true)
     local per; per=$(field kib_per_conn "$line")
     echo
-    awk -v p="$per" 'BEGIN { printf "target: goluarun RSS per idle connection <= 3 KiB: %s KiB  %s\n", p,
-      (p != "NA" && p + 0 <= 3.0) ? "PASS" : "FAIL" }'
+    awk -v p="$per" 'BEGIN { printf "target: goluarun RSS per idle connection <= 1.75 KiB: %s KiB  %s\n", p,
+      (p != "NA" && p + 0 <= 1.75) ? "PASS" : "FAIL" }'
   fi
 }
 

@@ -44,7 +44,6 @@ static void fake_g(G *g, P *p) {
   g->tag.kind = TAG_G;
   g->tag.p = p;
   g->status = G_WAITING;
-  timer_init(&g->sleept, NULL, g);
 }
 
 /* park g on pd for mode the way iowait_park + its unlock function do */
