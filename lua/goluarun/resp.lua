@@ -620,21 +620,26 @@ local function join(self)
   self.nchunks, self.pending, self.pos = 0, 0, 1
 end
 
+-- joins the pending chunks when they may complete the waiting element (tryread,
+-- readn): false while they cannot
+local function join_ready(self)
+  if self.pending == 0 then return true end
+  local ready
+  if self.kind == "line" then
+    ready = self.newline or self:buffered() > self.lim.max_inline + 2
+  else
+    ready = self:buffered() >= self.need
+  end
+  if ready then join(self) end
+  return ready
+end
+
 --- Decodes one value from what is buffered, without I/O: value, or
 --- nil, "incomplete", or nil, "protocol error: ...".
 function Reader:tryread()
   if self.qn > 0 then return dequeue(self) end
   if self.err then return nil, self.err end
-  if self.pending > 0 then
-    local ready
-    if self.kind == "line" then
-      ready = self.newline or self:buffered() > self.lim.max_inline + 2
-    else
-      ready = self:buffered() >= self.need
-    end
-    if not ready then return nil, INCOMPLETE end
-    join(self)
-  end
+  if not join_ready(self) then return nil, INCOMPLETE end
   if self.cfg and self.st.depth == 0 and batch(self) then return dequeue(self) end
   local start = self.pos
   local v, np, at, last, kind = parse(self.st, self.buf, self.pos, self.lim)
@@ -791,20 +796,6 @@ local function take_one(self, t, got)
   t = t or {}
   t[got + 1] = v
   return t, got + 1, type(v) == "table" and 1 or 0
-end
-
--- joins the pending chunks when they may complete the waiting element (as
--- tryread does): false while they cannot
-local function join_ready(self)
-  if self.pending == 0 then return true end
-  local ready
-  if self.kind == "line" then
-    ready = self.newline or self:buffered() > self.lim.max_inline + 2
-  else
-    ready = self:buffered() >= self.need
-  end
-  if ready then join(self) end
-  return ready
 end
 
 -- the next chunk when nothing at all is buffered
