@@ -460,14 +460,19 @@ int handoff_retake(rt *r, int64_t now) {
 /* ---------- a G parked on its M (handoff.h) ---------- */
 
 /* sleep_parked — until the P's holder readied the G (flag first, then the
-** eventfd: a post between the flag check and ppoll is kept by the fd) */
+** eventfd: a post between the flag check and ppoll is kept by the fd;
+** without an eventfd, the M's condition variable under r->mlock) */
 static void sleep_parked(M *m) {
+  if (m->wakefd < 0) {
+    pthread_mutex_lock(&m->rt->mlock);
+    while (!atomic_load(&m->onm_woken)) pthread_cond_wait(&m->cond, &m->rt->mlock);
+    pthread_mutex_unlock(&m->rt->mlock);
+    return;
+  }
   struct pollfd f = {m->wakefd, POLLIN, 0};
-  const struct timespec nap = {0, 100 * 1000}; /* no eventfd: look every 100 us */
   while (!atomic_load(&m->onm_woken)) {
     uint64_t v;
-    if (m->wakefd < 0) nanosleep(&nap, NULL);
-    else if (ppoll(&f, 1, NULL, NULL) > 0 && read(m->wakefd, &v, sizeof v) < 0) {
+    if (ppoll(&f, 1, NULL, NULL) > 0 && read(m->wakefd, &v, sizeof v) < 0) {
       /* EAGAIN: another reader took it */
     }
   }
@@ -483,9 +488,16 @@ void handoff_park(P *p, const char *what) {
 
 void handoff_wake_parked(M *m) {
   int fd = m->wakefd;
-  atomic_store(&m->onm_woken, true);
   uint64_t one = 1;
-  if (fd >= 0 && write(fd, &one, sizeof one) < 0) { /* full: already posted */ }
+  if (fd >= 0) {
+    atomic_store(&m->onm_woken, true);
+    if (write(fd, &one, sizeof one) < 0) { /* full: already posted */ }
+    return;
+  }
+  pthread_mutex_lock(&m->rt->mlock); /* no eventfd: the M waits on m->cond */
+  atomic_store(&m->onm_woken, true);
+  pthread_cond_signal(&m->cond);
+  pthread_mutex_unlock(&m->rt->mlock);
 }
 
 /* ---------- thread exhaustion (handoff.h) ---------- */
