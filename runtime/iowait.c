@@ -36,8 +36,8 @@ int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
   atomic_fetch_sub(&p->npollwait, 1);
   g->wake = code;
   /* a forced poll's wake-up takes runnext only if it is free: it must not
-  ** push a G already there (a ticker its timer just woke) to the tail of
-  ** the run queue, behind every other goroutine the same poll wakes */
+  ** push a G already there (the one a channel send just readied) to the
+  ** tail of the run queue, behind every other goroutine the same poll wakes */
   sched_ready(p, g, p->wake_next && p->q.runnext == NULL);
   return 1;
 }

@@ -50,7 +50,22 @@ void runq_put(runq *q, void *g, bool next) {
   tail_put(q, g);
 }
 
+void runq_put_timed(runq *q, void *g) {
+  if (!g) rt_throw("runq: put of NULL");
+  if (q->timed_len == RUNQ_TIMED) {
+    tail_put(q, g);
+    return;
+  }
+  q->timed[(q->timed_head + q->timed_len++) % RUNQ_TIMED] = g;
+}
+
 void *runq_get(runq *q) {
+  if (q->timed_len) {
+    void *t = q->timed[q->timed_head];
+    q->timed_head = (q->timed_head + 1) % RUNQ_TIMED;
+    q->timed_len--;
+    return t;
+  }
   void *g = q->runnext;
   if (g) {
     q->runnext = NULL;
@@ -66,5 +81,5 @@ void *runq_get(runq *q) {
 }
 
 size_t runq_len(const runq *q) {
-  return (q->tail - q->head) + q->over_len + (q->runnext ? 1 : 0);
+  return (q->tail - q->head) + q->over_len + q->timed_len + (q->runnext ? 1 : 0);
 }

@@ -74,6 +74,8 @@ void sched_main_done(rt *r) { atomic_store(&r->main_done, true); }
 
 /* ---------- G lifecycle ---------- */
 
+static bool g_set_ready(P *p, G *g);
+
 static void g_sleep_fire(timer *t, void *arg) {
   (void)t;
   G *g = arg;
@@ -83,11 +85,10 @@ static void g_sleep_fire(timer *t, void *arg) {
     sel->fired = -1;
   }
   g->wake = WAKE_TIMEOUT;
-  /* runs next (as Go's goready), unless another G already waits in
-  ** runnext: timers due in the same round then run in deadline order, not
-  ** the last one first */
+  /* before runnext and the ring (runq.h): a ticker is late by one slice,
+  ** not by every G a poll just woke; timers due together keep their order */
   P *p = g->tag.p;
-  sched_ready(p, g, p->q.runnext == NULL);
+  if (g_set_ready(p, g)) runq_put_timed(&p->q, g);
 }
 
 gcold *gcold_new(G *g) {
@@ -181,18 +182,22 @@ static void g_exit(P *p, G *g, bool reusable) {
 
 /* ---------- ready / park ---------- */
 
-void sched_ready(P *p, G *g, bool next) {
+/* g_set_ready — WAITING -> RUNNABLE; false when g is parked on its M
+** (park_on_m): that M, woken here, runs it, and no queue takes it */
+static bool g_set_ready(P *p, G *g) {
   g_cas_status(g, G_WAITING, G_RUNNABLE);
   if (g->parked_sync) {
     g->parked_sync = false;
     atomic_fetch_add(&p->rt->n_progress, 1);
   }
   if (g->cold && timer_armed(&g->cold->sleept)) timer_disarm(&p->timers, &g->cold->sleept);
-  if (g->onm) { /* parked on its M (park_on_m): that M runs it, no queue */
-    handoff_wake_parked(g->onm);
-    return;
-  }
-  runq_put(&p->q, g, next);
+  if (!g->onm) return true;
+  handoff_wake_parked(g->onm);
+  return false;
+}
+
+void sched_ready(P *p, G *g, bool next) {
+  if (g_set_ready(p, g)) runq_put(&p->q, g, next);
 }
 
 void sched_ready_remote(G *g) {

@@ -156,6 +156,42 @@ describe("go", function()
       assert.are.same({ 0.03, 0.06, 0.09 }, order)
     end)
 
+    it("a woken sleeper runs next, not behind a full run queue", function()
+      -- 100 goroutines take 1 ms slices, each spawning a goroutine first
+      -- (which takes runnext) and then yielding to the tail; a ticker
+      -- sleeping 2 ms counts the slices that started after its deadline.
+      -- It must run right after the slice during which its timer fell due,
+      -- however long the queue: a timer's wake-up goes before runnext.
+      local N, after, due, stop = 100, 0, math.huge, false
+      local ticker = go(function()
+        local worst = 0
+        for _ = 1, 20 do
+          after, due = 0, go.now() + 0.002
+          go.sleep(0.002)
+          due = math.huge
+          if after > worst then worst = after end
+        end
+        stop = true
+        return worst
+      end)
+      local busy = {}
+      for i = 1, N do
+        busy[i] = go(function()
+          while not stop do
+            if go.now() >= due then after = after + 1 end
+            local t0 = go.now()
+            repeat until go.now() - t0 >= 0.001
+            go(function() end)
+            go.yield()
+          end
+        end)
+      end
+      local ok, worst = go.wait(ticker, 30)
+      assert.is_true(ok)
+      for i = 1, N do assert.is_true((go.wait(busy[i], 10))) end
+      assert.is_true(worst <= 2, "slices run after the ticker's deadline: " .. worst)
+    end)
+
     it("does not block the other goroutines of the VM", function()
       local ticks = 0
       local g = go(function() go.sleep(0.2) end)

@@ -97,10 +97,12 @@ describe("go.signal", function()
             if tsan and x % 100000 == 0 then go.yield() end
           end
         end)
-        io.stdout:write("ready P", go.procid(), "\n"); io.stdout:flush()
+        -- one string per write: the two Ps share C's stdout, and a write
+        -- of several arguments can interleave with the other P's
+        io.stdout:write(("ready P%d\n"):format(go.procid())); io.stdout:flush()
         for i = 1, 3 do
           ch:recv()
-          io.stdout:write("P", go.procid(), " got ", i, "\n"); io.stdout:flush()
+          io.stdout:write(("P%d got %d\n"):format(go.procid(), i)); io.stdout:flush()
         end
       end
       return M

@@ -1,6 +1,7 @@
 /*
 ** test_runq.c — a P's local run queue (runtime/runq.h): FIFO order,
-** runnext (taken first; a new runnext kicks the old one to the tail),
+** runnext (taken first; a new runnext kicks the old one to the tail), the
+** timed FIFO (taken before runnext, in order; past RUNQ_TIMED to the tail),
 ** overflow beyond RUNQ_SIZE keeping exact FIFO order, runq_len, runq_remove.
 **
 ** Entries are addresses inside a static array, so each is a distinct
@@ -148,6 +149,44 @@ static void test_runnext(void) {
   CHECK_EQ(runq_len(&q), 5);
   CHECK(runq_get(&q) == IT(24));
   for (int i = 0; i < 4; i++) CHECK(runq_get(&q) == IT(20 + i));
+  CHECK(runq_get(&q) == NULL);
+  runq_free(&q);
+}
+
+/* timer-woken entries: before runnext and the ring, first put first out;
+** past RUNQ_TIMED they queue at the tail, and the ring wraps cleanly */
+static void test_timed(void) {
+  runq q;
+  runq_init(&q);
+  runq_put(&q, IT(1), false);
+  runq_put(&q, IT(2), true);
+  runq_put_timed(&q, IT(3));
+  runq_put_timed(&q, IT(4));
+  CHECK_EQ(runq_len(&q), 4);
+  CHECK(runq_get(&q) == IT(3));
+  CHECK(runq_get(&q) == IT(4));
+  CHECK(runq_get(&q) == IT(2));
+  CHECK(runq_get(&q) == IT(1));
+  CHECK(runq_get(&q) == NULL);
+
+  /* full: the 17th goes behind the ring's entries */
+  runq_put(&q, IT(100), false);
+  for (int i = 0; i < RUNQ_TIMED + 1; i++) runq_put_timed(&q, IT(200 + i));
+  CHECK_EQ(runq_len(&q), RUNQ_TIMED + 2);
+  for (int i = 0; i < RUNQ_TIMED; i++) CHECK(runq_get(&q) == IT(200 + i));
+  CHECK(runq_get(&q) == IT(100));
+  CHECK(runq_get(&q) == IT(200 + RUNQ_TIMED));
+  CHECK(runq_get(&q) == NULL);
+
+  /* wrap the ring many times, interleaved with gets */
+  int put = 0, got = 0;
+  for (int k = 0; k < 1000; k++) {
+    runq_put_timed(&q, IT(1000 + put++));
+    if (k % 3 != 2) runq_put_timed(&q, IT(1000 + put++));
+    CHECK(runq_get(&q) == IT(1000 + got++));
+    while (q.timed_len > RUNQ_TIMED / 2) CHECK(runq_get(&q) == IT(1000 + got++));
+  }
+  while (got < put) CHECK(runq_get(&q) == IT(1000 + got++));
   CHECK(runq_get(&q) == NULL);
   runq_free(&q);
 }
@@ -384,6 +423,7 @@ int main(void) {
   test_empty();
   test_fifo_small();
   test_runnext();
+  test_timed();
   test_overflow_fifo();
   test_kick_into_overflow();
   test_interleaved_patterns();
