@@ -10,7 +10,8 @@
 #      C tests and every busted spec (without the fault-injection pass);
 #      any TSan report, also from a child process, fails the step;
 #   4. fuzzing: each libFuzzer target of spec/fuzz for GLR_FUZZ_SECONDS
-#      (default 30) from its seed corpus (scripts/fuzz.sh; clang-16).
+#      (default 20; one per CPU at once) from its seed corpus (scripts/fuzz.sh;
+#      clang-16).
 # Set GLR_TEST_QUICK=1 to run only step 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,6 @@ if [ "${GLR_TEST_QUICK:-0}" != 1 ]; then
   if compgen -G "$tsanlog/report.*" >/dev/null; then
     echo "test: ThreadSanitizer reports:" && cat "$tsanlog"/report.* && status=1
   fi
-  scripts/fuzz.sh "${GLR_FUZZ_SECONDS:-30}" || status=1
+  scripts/fuzz.sh "${GLR_FUZZ_SECONDS:-20}" || status=1
 fi
 exit $status
