@@ -421,7 +421,16 @@ typedef struct tls_state {
   glr_pd *pd;
   int syserr;         /* errno the BIO saw in that call */
   char err[256];      /* the message of the last GLR_FAILED */
+  /* bytes OpenSSL wrote from inside SSL_read (the alert refusing a TLS 1.2
+  ** renegotiation) that met EAGAIN: held here and sent before anything
+  ** else. Left to OpenSSL, they would wait for the next SSL_write while
+  ** the read waits for the peer, and the peer waits for them. */
+  char *held;         /* NULL, or HELD_MAX bytes */
+  size_t nheld;
+  bool in_read;       /* an SSL_read is running: bio_write may hold */
 } tls_state;
+
+enum { HELD_MAX = 1024 };
 
 static int new_session(SSL *ssl, SSL_SESSION *sess) {
   tls_state *t = SSL_get_app_data(ssl);
@@ -440,15 +449,42 @@ static int bio_read(BIO *b, char *buf, int n) {
   return -1;
 }
 
+/* hold — keep n bytes an SSL_read wrote that met EAGAIN: n, or -1 when
+** this is not a read or they do not fit */
+static int hold(tls_state *t, const char *buf, int n) {
+  if (!t->in_read || (size_t)n > HELD_MAX - t->nheld) return -1;
+  if (!t->held && !(t->held = malloc(HELD_MAX))) return -1;
+  memcpy(t->held + t->nheld, buf, (size_t)n);
+  t->nheld += (size_t)n;
+  return n;
+}
+
 static int bio_write(BIO *b, const char *buf, int n) {
   tls_state *t = BIO_get_data(b);
   BIO_clear_retry_flags(b);
   struct iovec iov = {(void *)buf, (size_t)n};
-  ssize_t r = glr_writev(t->L, t->pd, &iov, 1);
+  ssize_t r = t->nheld ? -EAGAIN : glr_writev(t->L, t->pd, &iov, 1);
   if (r >= 0) return (int)r;
+  if (r == -EAGAIN && hold(t, buf, n) == n) return n;
   if (r == -EAGAIN) BIO_set_retry_write(b);
   else t->syserr = (int)-r;
   return -1;
+}
+
+/* send_held — send what hold kept: 0 once it is all out, GLR_WANT_WRITE,
+** or -errno */
+static int send_held(tls_state *t, lua_State *L, glr_pd *pd) {
+  while (t->nheld) {
+    struct iovec iov = {t->held, t->nheld};
+    ssize_t r = glr_writev(L, pd, &iov, 1);
+    if (r == -EAGAIN) return GLR_WANT_WRITE;
+    if (r < 0) return (int)r;
+    t->nheld -= (size_t)r;
+    memmove(t->held, t->held + r, t->nheld);
+  }
+  free(t->held);
+  t->held = NULL;
+  return 0;
 }
 
 static long bio_ctrl(BIO *b, int cmd, long num, void *ptr) {
@@ -534,13 +570,22 @@ static int tp_handshake(lua_State *L, void *data, glr_pd *pd) {
   return r == 1 ? 0 : result(t, r, true);
 }
 
+/* tp_read — held bytes go out first, and a read that leaves some behind
+** waits for writability: the peer may be waiting for them */
 static ssize_t tp_read(lua_State *L, void *data, glr_pd *pd, void *buf, size_t n) {
   tls_state *t = data;
+  int h = send_held(t, L, pd);
+  if (h != 0) return h;
   call_begin(t, L, pd);
   prof_c_enter(vm_p(L), "OpenSSL");
+  t->in_read = true;
   int r = SSL_read(t->ssl, buf, n > INT_MAX ? INT_MAX : (int)n);
+  t->in_read = false;
   prof_c_leave(vm_p(L));
-  return r > 0 ? r : result(t, r, false);
+  if (r > 0) return r;
+  r = result(t, r, false);
+  h = r == GLR_WANT_READ ? send_held(t, L, pd) : 0;
+  return h != 0 ? h : r;
 }
 
 /* gather — the bytes to hand SSL_write: the first buffer, or several small
@@ -565,6 +610,8 @@ static const void *gather(lua_State *L, struct iovec *iov, int cnt, size_t *n) {
 
 static ssize_t tp_writev(lua_State *L, void *data, glr_pd *pd, struct iovec *iov, int cnt) {
   tls_state *t = data;
+  int h = send_held(t, L, pd);
+  if (h != 0) return h;
   size_t n;
   const void *p = gather(L, iov, cnt, &n);
   call_begin(t, L, pd);
@@ -578,6 +625,8 @@ static ssize_t tp_writev(lua_State *L, void *data, glr_pd *pd, struct iovec *iov
 
 static int tp_closewrite(lua_State *L, void *data, glr_pd *pd) {
   tls_state *t = data;
+  int h = send_held(t, L, pd);
+  if (h != 0) return h;
   call_begin(t, L, pd);
   int r = SSL_shutdown(t->ssl);
   if (r >= 0) return 0;
@@ -595,6 +644,7 @@ static void tp_moved(lua_State *L, void *data, glr_pd *pd) {
 
 static void state_free(tls_state *t) {
   SSL_free(t->ssl);
+  free(t->held);
   tls_config_unref(t->cfg);
   free(t->sesskey);
   free(t->servername);
