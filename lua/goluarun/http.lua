@@ -1253,9 +1253,10 @@ local function serve_conn(conn, call, cfg)
     -- the request head
     local buf, pos = st.buf, st.pos
     if pos > #buf then
-      if again then conn:setidle(true) end -- a graceful shutdown closes it
+      -- a keep-alive wait: a graceful shutdown closes it (the mark ends
+      -- with this read)
+      if again then conn:setidle(true) end
       buf = conn:read()
-      if again then conn:setidle(false) end
       if not buf then break end -- idle timeout, EOF, reset, shutdown: close quietly
       pos = 1
     end
