@@ -36,7 +36,8 @@
 --   query (table: name -> value, or a list when a name repeats; percent-
 --   and "+"-decoded), target (path plus "?query"), headers (lower-case
 --   names; repeated fields joined with ", "), version ("1.0" / "1.1"),
---   params (router path parameters; else an empty read-only table), conn, trailers (after a chunked body),
+--   params (router path parameters; else an empty read-only table),
+--   conn, trailers (after a chunked body),
 --   req:body() -> the whole body (string) | nil, err  (err: "body too
 --   large", "bad chunked encoding", "timeout", "eof", ...). The body is
 --   read only when asked for ("100 Continue" is sent then, if the client
