@@ -248,8 +248,11 @@ static void gate_leave(lua_State *L, conn *c) {
   wake_queue(&c->cold->hsq);
 }
 
+static void idle_end_read(lua_State *L, conn *c);
+
 static int op_done(lua_State *L, conn *c, const conn_op *op, int nres) {
   gate_leave(L, c);
+  if (c->idle_want && op->dir == CONN_DIR_R) idle_end_read(L, c);
   if (c->borrowed && c->side[c->borrowed - 1].owner == glr_self(L)) {
     int d = c->borrowed - 1;
     c->borrowed = 0;
@@ -304,6 +307,8 @@ static int cross(lua_State *L, conn *c, const conn_op *op, int wdir) {
   return enqueue(L, &q->head, &q->tail, wdir, "IO lock", op, borrow_k);
 }
 
+static bool idle_link(lua_State *L, conn *c);
+
 /* op_wait — park on the direction the try step asked for (Go: pd.wait) */
 static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
   conn_side *s = &c->side[op->dir];
@@ -313,6 +318,8 @@ static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
     if (r != 0) return r;
   }
   if (glr_cancelled(L)) return cancel_op(L, c, op);
+  if (c->idle_want && want == CONN_WANT_READ && !idle_link(L, c))
+    return op_fail(L, c, op, ERRSTR_CLOSED);
   int mode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
   c->waitmode[op->dir] = mode;
   int e = glr_waitfd(L, c->pd, mode, s->wait_dl, (lua_KContext)op, op_k);
@@ -518,11 +525,15 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
 
 /* ---------- stream conns: the read buffer ---------- */
 
+/* check_stream — the methods carry the metatable as upvalue 1
+** (class_define): one pointer compare instead of a registry lookup */
 static conn_stream *check_stream(lua_State *L, int idx) {
-  return class_check(L, idx, &CONN_KEY, CONN_MT);
+  return class_method(L, idx, &CONN_KEY, CONN_MT);
 }
 
-conn_stream *conn_stream_check(lua_State *L, int idx) { return check_stream(L, idx); }
+conn_stream *conn_stream_check(lua_State *L, int idx) {
+  return class_check(L, idx, &CONN_KEY, CONN_MT);
+}
 
 void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &CONN_KEY);
@@ -904,6 +915,7 @@ static int build_iov(lua_State *L, size_t done, struct iovec *iov, size_t *total
 
 static int write_ready(lua_State *L, conn *c, conn_side *s) {
   (void)c;
+  if (s->arg == 0 && lua_gettop(L) >= 2 && lua_rawlen(L, 2) > 0) return CONN_PENDING;
   size_t total = write_total(L);
   if ((size_t)s->arg < total) return CONN_PENDING;
   lua_pushinteger(L, (lua_Integer)total);
@@ -1174,23 +1186,46 @@ static void idle_fire(lua_State *L, glr_shutdown_hook *h) {
   if (idle_now(cs)) conn_close(L, &cs->c);
 }
 
-/* conn:setidle(on) — between requests (on) or inside one (off) */
+/* idle_link — a read marked by setidle(true) is about to wait with nothing
+** buffered: link the shutdown's closer for the length of the wait, or, if
+** the shutdown already ran, close the conn now (false) */
+static bool idle_link(lua_State *L, conn *c) {
+  conn_stream *cs = (conn_stream *)c;
+  if (idle_on(cs) || conn_buffered(cs) > 0) return true;
+  if (glr_shutting_down(L) && idle_now(cs)) {
+    conn_close(L, c);
+    return false;
+  }
+  conn_cold *cold = conn_cold_of(c);
+  cold->idle.fn = idle_fire;
+  glr_shutdown_hook_add(L, &cold->idle);
+  cold->idle_on = true;
+  return true;
+}
+
+/* idle_end_read — the marked read ended (bytes, error or close): the mark
+** and the closer's link end with it */
+static void idle_end_read(lua_State *L, conn *c) {
+  c->idle_want = false;
+  idle_unlink(L, (conn_stream *)c);
+}
+
+/* conn:setidle(on) — marks the next read as the wait between requests
+** (on), or ends the mark (off). Nothing is linked until that read waits:
+** a keep-alive server whose requests are already there pays one store. */
 static int m_setidle(lua_State *L) {
-  conn_stream *cs = (conn_stream *)conn_check(L, 1);
+  conn_stream *cs = check_stream(L, 1);
   bool on = lua_toboolean(L, 2);
-  if (cs->c.status != CONN_OPEN || on == idle_on(cs)) return 0;
+  if (cs->c.status != CONN_OPEN) return 0;
   if (!on) {
-    idle_unlink(L, cs);
+    idle_end_read(L, &cs->c);
     return 0;
   }
   if (glr_shutting_down(L) && idle_now(cs)) { /* too late to wait for a request */
     conn_close(L, &cs->c);
     return 0;
   }
-  conn_cold *cold = conn_cold_of(&cs->c);
-  cold->idle.fn = idle_fire;
-  glr_shutdown_hook_add(L, &cold->idle);
-  cold->idle_on = true;
+  cs->c.idle_want = true;
   return 0;
 }
 

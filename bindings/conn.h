@@ -130,8 +130,8 @@ typedef struct conn_cold {
   conn_queue hsq;         /* operations waiting for the handshake's end */
   /* stream conns only */
   conn_stream *cs;        /* the conn, for idle_fire */
-  glr_shutdown_hook idle; /* linked while conn:setidle(true): the graceful
-                          ** shutdown closes the conn if nothing is buffered */
+  glr_shutdown_hook idle; /* linked while a read marked by conn:setidle(true)
+                          ** waits: the graceful shutdown closes the conn */
   bool idle_on;           /* idle is linked in the P's closers */
   conn_idle_drop idle_drop;        /* set while idle in a pool, else NULL */
   void *idle_arg;                  /* idle_drop's argument */
@@ -147,6 +147,8 @@ struct conn {
   unsigned char borrowed;          /* side[] index+1 lent to the other
                                       direction's op (cross wait), or 0 */
   unsigned char waitmode[2];       /* side[d]'s wait: GLR_READ/GLR_WRITE parked on */
+  bool idle_want;                  /* conn:setidle(true) until the next read
+                                      ends: that read's wait links cold->idle */
   glr_pd *pd;                      /* NULL once CONN_CLOSED */
   const conn_transport *tp;
   void *tpdata;                    /* tp's state (NULL for plain) */

@@ -36,7 +36,8 @@
 --   query (table: name -> value, or a list when a name repeats; percent-
 --   and "+"-decoded), target (path plus "?query"), headers (lower-case
 --   names; repeated fields joined with ", "), version ("1.0" / "1.1"),
---   params (router path parameters), conn, trailers (after a chunked body),
+--   params (router path parameters; else an empty read-only table),
+--   conn, trailers (after a chunked body),
 --   req:body() -> the whole body (string) | nil, err  (err: "body too
 --   large", "bad chunked encoding", "timeout", "eof", ...). The body is
 --   read only when asked for ("100 Continue" is sent then, if the client
@@ -767,6 +768,15 @@ M.Response = Res
 
 local DEFAULT_HEADERS = "Content-Type: text/plain; charset=utf-8\r\n"
 
+-- the end of a head with the default Content-Type and no Connection
+-- field: "Content-Type: ...\r\nContent-Length: N\r\n\r\n", cached for
+-- small N (the common answer writes 4 strings, not 7)
+local PLAIN_TAIL = setmetatable({}, { __index = function(t, n)
+  local s = DEFAULT_HEADERS .. "Content-Length: " .. n .. "\r\n\r\n"
+  if n <= 4096 then t[n] = s end
+  return s
+end })
+
 -- "Content-Length: N\r\n", cached for small N
 local CONTENT_LENGTH_LINE = setmetatable({}, { __index = function(t, n)
   local s = "Content-Length: " .. n .. "\r\n"
@@ -947,13 +957,28 @@ function Res:send(body, berr)
   end
   local code = self._code
   local line = self._line or STATUS_LINE[code]
+  local nobody = code == 204 or code == 304
+  local ok, err
+  if not (close or nobody or st.keep10 or self._blk) and self._n == 0 then
+    -- the common answer: default fields, keep-alive
+    local dh = ""
+    if st.date then
+      local t = os_time()
+      if t ~= date_sec then date() end
+      dh = date_hdr
+    end
+    ok, err = st.conn:write(line, dh, PLAIN_TAIL[#body], st.head and "" or body)
+    if not ok then
+      st.close = true
+      return nil, err
+    end
+    return true
+  end
   local connh = close and "Connection: close\r\n"
     or (st.keep10 and "Connection: keep-alive\r\n" or "")
-  local nobody = code == 204 or code == 304
   local hdrs, own_date = DEFAULT_HEADERS, false
   if nobody or self._n ~= 0 or self._blk then hdrs, own_date = header_block(self, not nobody) end
   local dh = st.date and not own_date and date() or ""
-  local ok, err
   if nobody then
     ok, err = st.conn:write(line, dh, hdrs, connh, "\r\n")
   else
@@ -1169,7 +1194,7 @@ function Router:dispatch(req, res)
   local path, method = req.path, req.method
   local methods = self.exact[path]
   if methods then
-    local fn = pick(methods, method)
+    local fn = methods[method] or pick(methods, method)
     if fn then
       req.params = EMPTY
       return fn(req, res)
@@ -1209,12 +1234,11 @@ Router.__call = Router.dispatch
 -- Serving
 ---------------------------------------------------------------------------
 
+-- the handler as a function, or (for a router) Router.dispatch and the
+-- router it takes first
 local function resolve(handler, level)
   if type(handler) == "function" then return handler end
-  if getmetatable(handler) == Router then
-    local dispatch = Router.dispatch
-    return function(req, res) return dispatch(handler, req, res) end
-  end
+  if getmetatable(handler) == Router then return Router.dispatch, handler end
   local mt = getmetatable(handler)
   if mt and mt.__call then
     return function(req, res) return handler(req, res) end
@@ -1232,7 +1256,7 @@ local function absolute_path(path)
   return nil
 end
 
-local function serve_conn(conn, call, cfg)
+local function serve_conn(conn, call, cfg, router)
   local st = {
     conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
     close = false, keep10 = false, v10 = false, head = false, req = nil, res = nil,
@@ -1253,9 +1277,10 @@ local function serve_conn(conn, call, cfg)
     -- the request head
     local buf, pos = st.buf, st.pos
     if pos > #buf then
-      if again then conn:setidle(true) end -- a graceful shutdown closes it
+      -- a keep-alive wait: a graceful shutdown closes it (the mark ends
+      -- with this read)
+      if again then conn:setidle(true) end
       buf = conn:read()
-      if again then conn:setidle(false) end
       if not buf then break end -- idle timeout, EOF, reset, shutdown: close quietly
       pos = 1
     end
@@ -1317,18 +1342,26 @@ local function serve_conn(conn, call, cfg)
       if not path then reject(st, 400) break end
     end
     st.head = method == "HEAD"
+    -- every field the request may get is in the constructor (params too,
+    -- which the router sets): the 16-slot hash part is sized once, no
+    -- rehash when a field is added
     local req = setmetatable({
       method = method, path = path, query_string = qs,
       query = qs and match(QUERY, qs) or EMPTY,
       target = qs and path .. "?" .. qs or path,
       headers = h, version = minor == "0" and "1.0" or "1.1",
-      conn = conn, _st = st,
+      conn = conn, _st = st, params = EMPTY,
     }, Req)
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
     res._blk, res._bseen = nil, 0
     -- the handler
-    local ok, err = xpcall(call, traceback, req, res)
+    local ok, err
+    if router then
+      ok, err = xpcall(call, traceback, router, req, res)
+    else
+      ok, err = xpcall(call, traceback, req, res)
+    end
     if st.hijacked then
       if not ok then on_error(err, req) end
       break
@@ -1382,17 +1415,17 @@ require("goluarun.http_client").install(M, {
 
 --- http.handle(conn, handler [, opts]): serves one connection, then closes it.
 function M.handle(conn, handler, opts)
-  local call = resolve(handler, 2)
+  local call, router = resolve(handler, 2)
   local cfg = config(opts, 2)
-  return serve_conn(conn, call, cfg)
+  return serve_conn(conn, call, cfg, router)
 end
 
 --- http.serve(addr, handler [, opts]) -> listener | nil, err
 function M.serve(addr, handler, opts)
-  local call = resolve(handler, 2)
+  local call, router = resolve(handler, 2)
   local cfg = config(opts, 2)
   return net.serve(addr, function(conn)
-    return serve_conn(conn, call, cfg)
+    return serve_conn(conn, call, cfg, router)
   end, cfg.listen)
 end
 
