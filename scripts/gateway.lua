@@ -23,12 +23,14 @@
 --     or `tls = T or true` on a group for HTTPS upstreams)
 -- It serves from the P it runs on (run it with -p 1; start one process per
 -- core with `reuseport = true` to use more).
+collectgarbage("generational")
 local go = require "go"
 local net = require "net"
 local http = require "goluarun.http"
+local relay_fields = require("goluarun.httpparse").relay
 
 local now = go.now
-local find, sub, lower, gmatch = string.find, string.sub, string.lower, string.gmatch
+local find, sub = string.find, string.sub
 
 local function die(msg)
   io.stderr:write("gateway: ", msg, "\n")
@@ -101,30 +103,12 @@ local function pick(grp, tried)
   return nil
 end
 
-local HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true,
-  te = true, trailer = true, ["transfer-encoding"] = true, upgrade = true,
-  ["content-length"] = true, ["proxy-authenticate"] = true,
-  ["proxy-authorization"] = true }
-
--- the fields to send on: without hop-by-hop ones (and those Connection names)
-local function forward_headers(h, drop_extra)
-  local out = {}
-  for k, v in pairs(h) do
-    if not HOP[k] and not (drop_extra and drop_extra[k]) then out[k] = v end
-  end
-  return out
-end
-
-local function connection_names(v)
-  if not v or v == "keep-alive" or v == "close" then return nil end
-  if type(v) == "table" then v = table.concat(v, ",") end
-  local t
-  for name in gmatch(v, "[^,%s]+") do
-    t = t or {}
-    t[lower(name)] = true
-  end
-  return t
-end
+-- Hop-by-hop fields (and those a Connection field names) are never sent
+-- on: httpparse.relay leaves them out as it copies a head's field lines,
+-- names as received; these are left out too, the gateway's own:
+local REQUEST_DROP = { ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
+  ["x-forwarded-host"] = true }
+local RELAY_EXCEPT = { date = true, server = true } -- (as nginx does)
 
 local ip_of = setmetatable({}, { __mode = "k" }) -- conn -> client address
 local function client_ip(req)
@@ -163,19 +147,6 @@ local function body_of(req)
   end
 end
 
--- the upstream's fields not sent on: hop-by-hop ones, and those the
--- gateway replaces with its own (as nginx does)
-local RELAY_EXCEPT = { date = true, server = true }
-for k in pairs(HOP) do RELAY_EXCEPT[k] = true end
-
--- RELAY_EXCEPT and the names the upstream's Connection lists
-local function relay_except(uh)
-  local names = connection_names(rawget(uh, "connection"))
-  if not names then return RELAY_EXCEPT end
-  for k in pairs(RELAY_EXCEPT) do names[k] = true end
-  return names
-end
-
 -- a small body, whole: string | nil, err
 local function whole_body(up)
   local d, err = up:read()
@@ -194,10 +165,11 @@ local function whole_body(up)
   end
 end
 
--- sends the upstream's answer on (its fields in one step: res:headers)
+-- sends the upstream's answer on (its fields in one step: res:relay)
 local function relay(res, up, req)
   local uh = up.headers
-  res:status(up.status):headers(uh, relay_except(uh))
+  local head, hpos = up:rawhead()
+  res:status(up.status):relay(head, hpos, RELAY_EXCEPT)
   if req.method == "HEAD" or up.status == 204 or up.status == 304 then
     up:close()
     return res:send("")
@@ -233,12 +205,14 @@ local function handle(req, res)
     target = sub(target, r.n + 1)
     if sub(target, 1, 1) ~= "/" then target = "/" .. target end
   end
-  local h = forward_headers(req.headers, connection_names(req.headers.connection))
-  local xff = req.headers["x-forwarded-for"]
+  local rh = req.headers
+  local head, hpos = req:rawhead()
+  local xff, host = rh["x-forwarded-for"], rh.host
   local ip = client_ip(req)
-  h["x-forwarded-for"] = xff and xff .. ", " .. ip or ip
-  h["x-forwarded-proto"] = TLS_ON and "https" or "http"
-  h["x-forwarded-host"] = req.headers.host
+  local fields = relay_fields(head, hpos, REQUEST_DROP)
+    .. "X-Forwarded-For: " .. (xff and xff .. ", " .. ip or ip)
+    .. (TLS_ON and "\r\nX-Forwarded-Proto: https\r\n" or "\r\nX-Forwarded-Proto: http\r\n")
+    .. (host and "X-Forwarded-Host: " .. host .. "\r\n" or "")
   local body = body_of(req)
   local grp, tried = r.group, NONE_TRIED
   while true do
@@ -249,7 +223,7 @@ local function handle(req, res)
     local left = r.timeout - (now() - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
     local up, err = http.request({
-      method = req.method, url = s.base .. target, headers = h, body = body,
+      method = req.method, url = s.base .. target, fields = fields, body = body,
       timeout = left, pool = pool, stream = true, tls = grp.tls,
     })
     if up then

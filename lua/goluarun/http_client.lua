@@ -48,7 +48,8 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local parse_response, field_block = httpparse.response, httpparse.block
+local parse_response, field_block, relay_fields = httpparse.response, httpparse.block,
+  httpparse.relay
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
 local match = lpeg.match
@@ -121,9 +122,21 @@ end }
 -- the client's own fields: not taken from req.headers
 local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 
+-- req.fields: field lines sent as they are (a proxy's, from httpparse.relay,
+-- which checks them again here and drops hop-by-hop ones)
+local function given_lines(fields)
+  if type(fields) ~= "string" then error("http.request: req.fields must be a string", 4) end
+  local lines, seen, nx = relay_fields(fields)
+  if not lines or nx ~= #fields + 1 or (fields ~= "" and not find(fields, "^[%w!#$%%&'*+%-.^_`|~]+:")) then
+    error("http.request: req.fields must be field lines (\"Name: value\\r\\n\"...)", 4)
+  end
+  return lines, seen & 1 ~= 0, seen & 2 ~= 0, false
+end
+
 -- "Name: value\r\n"... of req.headers (one C call: httpparse.block); and
 -- whether Host, User-Agent are there and Connection says close
-local function header_lines(h)
+local function header_lines(h, fields)
+  if fields ~= nil then return given_lines(fields) end
   if h == nil then return "", false, false, false end
   if type(h) ~= "table" then error("http.request: req.headers must be a table", 3) end
   local lines, seen, connh = field_block(h, nil, OWN)
@@ -171,7 +184,7 @@ local function read_head(st)
       local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers)
       if major then
         if nx - pos > limit then return nil, "headers too large" end
-        st.pos = nx
+        st.pos, st.hpos = nx, pos
         return status, reason, major, minor, h
       end
       local e = head_end(buf, pos)
@@ -409,6 +422,10 @@ function Res:settimeout(s)
   return self
 end
 
+--- res:rawhead() -> s, pos: the response's head as received starts at
+--- s:sub(pos) (a proxy relays its fields: res:relay of goluarun.http)
+function Res:rawhead() return self._head, self._hpos end
+
 --- res:close(): ends the response (an unread body closes the conn)
 function Res:close()
   local st = self._st
@@ -536,7 +553,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   if not conn then return nil, err end
   local reused = conn:reused() > 0
   if deadline then conn:setdeadline(deadline) end
-  local hl, has_host, has_ua, close = header_lines(req.headers)
+  local hl, has_host, has_ua, close = header_lines(req.headers, req.fields)
   local framing = ""
   if type(body) == "string" then
     if #body > 0 or method == "POST" or method == "PUT" or method == "PATCH" then
@@ -618,7 +635,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     st.mode, st.close = "close", true
   end
   local res = { status = status, reason = reason, headers = h,
-    version = major .. "." .. minor, url = req.url }
+    version = major .. "." .. minor, url = req.url, _head = st.buf, _hpos = st.hpos }
   if req.stream then
     res._st = st
     if st.mode == "none" then release(st, true) end
