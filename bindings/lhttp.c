@@ -338,7 +338,7 @@ static void out_add(lua_State *L, hp_out *o, const char *s, size_t n) {
     o->p = p;
     o->cap = cap;
   }
-  memcpy(o->p + o->n, s, n);
+  if (s) memcpy(o->p + o->n, s, n);
   o->n += n;
 }
 
@@ -362,10 +362,12 @@ static const char *field_value(lua_State *L, int idx, size_t *n) {
 }
 
 static void out_line(lua_State *L, hp_out *o, const char *k, size_t kn, const char *v, size_t vn) {
-  out_add(L, o, k, kn);
-  out_add(L, o, ": ", 2);
-  out_add(L, o, v, vn);
-  out_add(L, o, "\r\n", 2);
+  out_add(L, o, NULL, kn + vn + 4); /* room, then the bytes in place */
+  char *p = o->p + o->n - (kn + vn + 4);
+  memcpy(p, k, kn);
+  memcpy(p + kn, ": ", 2);
+  memcpy(p + kn + 2, v, vn);
+  memcpy(p + kn + 2 + vn, "\r\n", 2);
 }
 
 /* the lines of the value on the top (key at -2): false if a value is bad */
@@ -559,9 +561,40 @@ static bool connection_lists(const hp_cur *c, const hp_field *f, int nf, const c
   return false;
 }
 
+#define DROP_KEYS 16
+
+/* the string keys of the drop table (index 3), read once per call: n of
+** them, or -1 (more than DROP_KEYS: looked up in the table instead) */
+typedef struct hp_drop {
+  int n;
+  const char *k[DROP_KEYS];
+  size_t kn[DROP_KEYS];
+} hp_drop;
+
+static void drop_keys(lua_State *L, hp_drop *d) {
+  d->n = 0;
+  if (lua_isnil(L, 3)) return;
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    if (d->n == DROP_KEYS) {
+      lua_pop(L, 1);
+      d->n = -1;
+      return;
+    }
+    d->k[d->n] = lua_tolstring(L, -1, &d->kn[d->n]); /* kept alive by the table */
+    d->n++;
+  }
+}
+
 /* whether the lower-case name l is a key of the drop table (index 3) */
-static bool dropped(lua_State *L, const char *l, size_t n) {
-  if (lua_isnil(L, 3)) return false;
+static bool dropped(lua_State *L, const hp_drop *d, const char *l, size_t n) {
+  if (d->n >= 0) {
+    for (int i = 0; i < d->n; i++)
+      if (d->kn[i] == n && memcmp(d->k[i], l, n) == 0) return true;
+    return false;
+  }
   lua_pushlstring(L, l, n);
   bool in = lua_rawget(L, 3) != LUA_TNIL;
   lua_pop(L, 1);
@@ -569,13 +602,13 @@ static bool dropped(lua_State *L, const char *l, size_t n) {
 }
 
 /* one field: its line into o unless it is not relayed; its seen bit */
-static int relay_field(lua_State *L, hp_out *o, const hp_cur *c, const hp_field *f, int nf, int i,
-                       bool has_conn) {
+static int relay_field(lua_State *L, hp_out *o, const hp_drop *d, const hp_cur *c,
+                       const hp_field *f, int nf, int i, bool has_conn) {
   const hp_field *x = &f[i];
   const char *k = (const char *)c->s + x->n0;
   if (x->nlen > NAME_STACK) { /* no hop-by-hop name is that long */
     push_lower(L, c->s + x->n0, x->nlen);
-    bool drop = dropped(L, lua_tostring(L, -1), x->nlen);
+    bool drop = dropped(L, d, lua_tostring(L, -1), x->nlen);
     lua_pop(L, 1);
     if (!drop) out_line(L, o, k, x->nlen, (const char *)c->s + x->v0, x->vlen);
     return 0;
@@ -583,7 +616,7 @@ static int relay_field(lua_State *L, hp_out *o, const hp_cur *c, const hp_field 
   char l[NAME_STACK];
   lower_into(l, c->s + x->n0, x->nlen);
   if (never_relayed(l, x->nlen) || (has_conn && connection_lists(c, f, nf, l, x->nlen)) ||
-      dropped(L, l, x->nlen))
+      dropped(L, d, l, x->nlen))
     return 0;
   out_line(L, o, k, x->nlen, (const char *)c->s + x->v0, x->vlen);
   return seen_bit(l, x->nlen);
@@ -614,8 +647,10 @@ static int hp_relay(lua_State *L) {
   hp_out o;
   out_init(&o, 4);
   bool has_conn = any_connection(&c, f, nf);
+  hp_drop d;
+  drop_keys(L, &d);
   int seen = 0;
-  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &c, f, nf, i, has_conn);
+  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
   lua_pushlstring(L, o.p, o.n);
   lua_pushinteger(L, seen);
   lua_pushinteger(L, (lua_Integer)c.p + 1);
