@@ -7,7 +7,7 @@
 **
 **   httpparse.request(s [, pos [, max_headers]])
 **     -> method, path, query|nil, major, minor, headers, next | nil
-**   httpparse.response(s [, pos [, max_headers]])
+**   httpparse.response(s [, pos [, max_headers [, only]]])
 **     -> major, minor, status, reason, headers, next | nil
 **
 ** pos: where the head starts (1-based, default 1); next: the position
@@ -16,6 +16,9 @@
 ** a line ends with LF or CRLF; field names are lower-cased; a repeated
 ** field is joined with ", " (request) or becomes a list (response). No
 ** obs-fold, no bare CR, no control characters (RFC 9112 5, 2.2).
+** only (response): a set of lower-case names (name -> true); the fields
+** not in it are checked as usual but left out of headers (a proxy relays
+** the head from its bytes and needs only the framing fields as values).
 **
 **   httpparse.block(h [, except [, own]]) -> lines, seen, connection
 **                                          | nil, "name" | "value", key
@@ -158,15 +161,77 @@ static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
   }
 }
 
+/* ---------- name sets ---------- */
+
+#define SET_KEYS 16
+
+/* the string keys of a Lua table of lower-case names (name -> true), read
+** once per call so that a name is looked up without making a Lua string:
+** n of them (0: no table), or -1 (more than SET_KEYS: looked up in the
+** table). The table (at idx) keeps the key strings alive. */
+typedef struct hp_names {
+  int n, idx;
+  const char *k[SET_KEYS];
+  size_t kn[SET_KEYS];
+} hp_names;
+
+static void names_read(lua_State *L, int idx, hp_names *d) {
+  d->n = 0;
+  d->idx = idx;
+  if (lua_isnoneornil(L, idx)) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    if (d->n == SET_KEYS) {
+      lua_pop(L, 1);
+      d->n = -1;
+      return;
+    }
+    d->k[d->n] = lua_tolstring(L, -1, &d->kn[d->n]);
+    d->n++;
+  }
+}
+
+/* whether the lower-case name l[0 .. n) is in the set */
+static bool names_has(lua_State *L, const hp_names *d, const char *l, size_t n) {
+  if (d->n >= 0) {
+    for (int i = 0; i < d->n; i++)
+      if (d->kn[i] == n && memcmp(d->k[i], l, n) == 0) return true;
+    return false;
+  }
+  lua_pushlstring(L, l, n);
+  bool in = lua_rawget(L, d->idx) != LUA_TNIL;
+  lua_pop(L, 1);
+  return in;
+}
+
+/* whether the name s[0 .. n) (any case) is in the set */
+static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
+  if (n > NAME_STACK) {
+    push_lower(L, s, n);
+    bool in = names_has(L, d, lua_tostring(L, -1), n);
+    lua_pop(L, 1);
+    return in;
+  }
+  char l[NAME_STACK];
+  lower_into(l, s, n);
+  return names_has(L, d, l, n);
+}
+
 /* field-line = name ":" OWS value OWS EOL: pushes name (lower-cased) and
-** value; false (nothing pushed, cursor unmoved) if the line is not one */
-static bool field_line(lua_State *L, hp_cur *c) {
+** value; false (nothing pushed, cursor unmoved) if the line is not one.
+** With a set `only`, a name not in it is checked and passed over: *kept
+** says whether anything was pushed. */
+static bool field_line(lua_State *L, hp_cur *c, const hp_names *only, bool *kept) {
   size_t p0 = c->p;
   size_t nlen = span_token(c);
   size_t vs, ve;
   if (nlen == 0 || !eat(c, ':')) goto no;
   span_value(c, &vs, &ve);
   if (!eat_eol(c)) goto no;
+  *kept = !only || names_has_ci(L, only, c->s + p0, nlen);
+  if (!*kept) return true;
   push_lower(L, c->s + p0, nlen);
   lua_pushlstring(L, (const char *)c->s + vs, ve - vs);
   return true;
@@ -213,9 +278,11 @@ static void fold_list(lua_State *L) {
 
 /* up to max field lines then the empty line: pushes the headers table and
 ** returns true, or false (the table pushed anyway: the caller returns nil) */
-static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list) {
-  lua_createtable(L, 0, 8);
-  for (lua_Integer i = 0; i < max && field_line(L, c); i++) {
+static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only) {
+  lua_createtable(L, 0, only ? 2 : 8);
+  bool kept;
+  for (lua_Integer i = 0; i < max && field_line(L, c, only, &kept); i++) {
+    if (!kept) continue;
     if (list) fold_list(L);
     else fold_join(L);
   }
@@ -288,7 +355,7 @@ static int hp_request(lua_State *L) {
   lua_Integer max;
   hp_cur c = check_args(L, &max);
   while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
-  if (!request_line(L, &c) || !fields(L, &c, max, false)) {
+  if (!request_line(L, &c) || !fields(L, &c, max, false, NULL)) {
     lua_pushnil(L);
     return 1;
   }
@@ -299,7 +366,14 @@ static int hp_request(lua_State *L) {
 static int hp_response(lua_State *L) {
   lua_Integer max;
   hp_cur c = check_args(L, &max);
-  if (!status_line(L, &c) || !fields(L, &c, max, true)) {
+  hp_names only, *onlyp = NULL; /* (read before anything is pushed) */
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    names_read(L, 4, &only);
+    onlyp = &only;
+  }
+  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp)) {
     lua_pushnil(L);
     return 1;
   }
@@ -561,54 +635,14 @@ static bool connection_lists(const hp_cur *c, const hp_field *f, int nf, const c
   return false;
 }
 
-#define DROP_KEYS 16
-
-/* the string keys of the drop table (index 3), read once per call: n of
-** them, or -1 (more than DROP_KEYS: looked up in the table instead) */
-typedef struct hp_drop {
-  int n;
-  const char *k[DROP_KEYS];
-  size_t kn[DROP_KEYS];
-} hp_drop;
-
-static void drop_keys(lua_State *L, hp_drop *d) {
-  d->n = 0;
-  if (lua_isnil(L, 3)) return;
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) continue;
-    if (d->n == DROP_KEYS) {
-      lua_pop(L, 1);
-      d->n = -1;
-      return;
-    }
-    d->k[d->n] = lua_tolstring(L, -1, &d->kn[d->n]); /* kept alive by the table */
-    d->n++;
-  }
-}
-
-/* whether the lower-case name l is a key of the drop table (index 3) */
-static bool dropped(lua_State *L, const hp_drop *d, const char *l, size_t n) {
-  if (d->n >= 0) {
-    for (int i = 0; i < d->n; i++)
-      if (d->kn[i] == n && memcmp(d->k[i], l, n) == 0) return true;
-    return false;
-  }
-  lua_pushlstring(L, l, n);
-  bool in = lua_rawget(L, 3) != LUA_TNIL;
-  lua_pop(L, 1);
-  return in;
-}
-
 /* one field: its line into o unless it is not relayed; its seen bit */
-static int relay_field(lua_State *L, hp_out *o, const hp_drop *d, const hp_cur *c,
+static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur *c,
                        const hp_field *f, int nf, int i, bool has_conn) {
   const hp_field *x = &f[i];
   const char *k = (const char *)c->s + x->n0;
   if (x->nlen > NAME_STACK) { /* no hop-by-hop name is that long */
     push_lower(L, c->s + x->n0, x->nlen);
-    bool drop = dropped(L, d, lua_tostring(L, -1), x->nlen);
+    bool drop = names_has(L, d, lua_tostring(L, -1), x->nlen);
     lua_pop(L, 1);
     if (!drop) out_line(L, o, k, x->nlen, (const char *)c->s + x->v0, x->vlen);
     return 0;
@@ -616,7 +650,7 @@ static int relay_field(lua_State *L, hp_out *o, const hp_drop *d, const hp_cur *
   char l[NAME_STACK];
   lower_into(l, c->s + x->n0, x->nlen);
   if (never_relayed(l, x->nlen) || (has_conn && connection_lists(c, f, nf, l, x->nlen)) ||
-      dropped(L, d, l, x->nlen))
+      names_has(L, d, l, x->nlen))
     return 0;
   out_line(L, o, k, x->nlen, (const char *)c->s + x->v0, x->vlen);
   return seen_bit(l, x->nlen);
@@ -647,8 +681,8 @@ static int hp_relay(lua_State *L) {
   hp_out o;
   out_init(&o, 4);
   bool has_conn = any_connection(&c, f, nf);
-  hp_drop d;
-  drop_keys(L, &d);
+  hp_names d;
+  names_read(L, 3, &d);
   int seen = 0;
   for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
   lua_pushlstring(L, o.p, o.n);

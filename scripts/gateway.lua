@@ -23,7 +23,6 @@
 --     or `tls = T or true` on a group for HTTPS upstreams)
 -- It serves from the P it runs on (run it with -p 1; start one process per
 -- core with `reuseport = true` to use more).
-collectgarbage("generational")
 local go = require "go"
 local net = require "net"
 local http = require "goluarun.http"
@@ -109,6 +108,9 @@ end
 local REQUEST_DROP = { ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
   ["x-forwarded-host"] = true }
 local RELAY_EXCEPT = { date = true, server = true } -- (as nginx does)
+-- the upstream's answer is relayed from its bytes (res:relay): its fields
+-- as values only where the client reads them (framing)
+local NO_VALUES = {}
 
 local ip_of = setmetatable({}, { __mode = "k" }) -- conn -> client address
 local function client_ip(req)
@@ -224,7 +226,7 @@ local function handle(req, res)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
     local up, err = http.request({
       method = req.method, url = s.base .. target, fields = fields, body = body,
-      timeout = left, pool = pool, stream = true, tls = grp.tls,
+      timeout = left, pool = pool, stream = true, tls = grp.tls, only_headers = NO_VALUES,
     })
     if up then
       s.down_until = 0

@@ -28,11 +28,19 @@
 --   req.max_header_bytes  response status line + fields (16384)
 --   req.max_headers       response fields (100)
 --   req.max_body          a buffered response body (8 MiB; not for stream)
+--   req.fields   field lines "Name: value\r\n"... sent as they are instead
+--                of req.headers (a proxy's: httpparse.relay makes them;
+--                checked again, hop-by-hop ones left out; Host and
+--                User-Agent are added unless present)
+--   req.only_headers  a set of lower-case names: res.headers holds only
+--                these (and Content-Length, Transfer-Encoding, Connection,
+--                Location); res:rawhead() has the whole head (a proxy)
 -- res: status (integer), reason, version ("1.1"/"1.0"), headers (lower-
 --   case names, looked up case-insensitively: res.headers["Content-Type"];
 --   a repeated field is a list), body (string), trailers (chunked, or nil),
 --   url (after redirects), res:read(), res:close(), res:settimeout(s) (the
---   rest of a streamed body: s seconds per read instead of req.timeout).
+--   rest of a streamed body: s seconds per read instead of req.timeout),
+--   res:rawhead() -> s, pos (the head as received starts at s:sub(pos)).
 -- http.get(url [, req]), http.post(url, body [, req]): shorthands.
 --
 -- Keep-alive: the conn goes back to the pool once the response body has
@@ -175,13 +183,36 @@ local function head_end(buf, pos)
   return (find(buf, "\n\r?\n", pos))
 end
 
+-- the fields the client reads itself: kept with req.only_headers
+local CLIENT_READS = { ["content-length"] = true, ["transfer-encoding"] = true,
+  connection = true, location = true }
+local only_cache = setmetatable({}, { __mode = "k" })
+
+-- req.only_headers with CLIENT_READS: the set parse_response keeps
+local function only_set(only)
+  if only == nil then return nil end
+  local set = only_cache[only]
+  if set then return set end
+  if type(only) ~= "table" then error("http.request: req.only_headers must be a table", 4) end
+  set = {}
+  for k in pairs(CLIENT_READS) do set[k] = true end
+  for k, v in pairs(only) do
+    if type(k) ~= "string" or k ~= lower(k) then
+      error("http.request: req.only_headers: keys must be lower-case names", 4)
+    end
+    if v then set[k] = true end
+  end
+  only_cache[only] = set
+  return set
+end
+
 -- the response head: status, reason, major, minor, headers | nil, err
 local function read_head(st)
   local limit, max_headers = st.max_header_bytes, st.max_headers
   while true do
     local buf, pos = st.buf, st.pos
     if pos <= #buf then
-      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers)
+      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers, st.only)
       if major then
         if nx - pos > limit then return nil, "headers too large" end
         st.pos, st.hpos = nx, pos
@@ -578,7 +609,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   end
   local st = {
     conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
-    max_header_bytes = lim.mhb, max_headers = lim.mh,
+    max_header_bytes = lim.mhb, max_headers = lim.mh, only = only_set(req.only_headers),
   }
   local ok
   ok, err = send(st, conn, head, body)

@@ -234,6 +234,11 @@ function Pool:dial(addr, opts)
   if type(addr) ~= "string" then error("pool:dial: address must be a string", 2) end
   if self.closed then return nil, "closed" end
   local key = key_of(addr, opts)
+  local list = not self.max_conns and self.lists[key]
+  if list then -- the common case: one C call (set:takelast, lpool.c)
+    local c = self.set:takelast(list, self, key)
+    if c then return c end
+  end
   local c = atomic(dial_begin, self, key)
   if c == "wait" then -- past max_conns: a put hands its slot over
     local timeout, start = timeout_of(opts), now()
@@ -311,6 +316,9 @@ end
 function Pool:put(c)
   local key = self.keyof[c]
   if not key then error("pool:put: this connection did not come from this pool", 2) end
+  local list = self.lists[key]
+  -- the common case: one C call (set:putlast, lpool.c); else the slow path
+  if list and self.set:putlast(list, self, c) then return true end
   return atomic(put, self, c, key)
 end
 
