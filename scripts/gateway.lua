@@ -87,9 +87,9 @@ end
 
 -- round-robin over the servers that are not marked down (all down: the
 -- next one anyway, so a recovered server is found)
-local function pick(grp, tried)
+local function pick(grp, tried, t)
+  if tried.addr then tried = { [tried] = true } end -- (one server tried)
   local servers, n = grp.servers, #grp.servers
-  local t = now()
   for _ = 1, n do
     local i = grp.next
     grp.next = i % n + 1
@@ -216,13 +216,17 @@ local function handle(req, res)
     .. (TLS_ON and "\r\nX-Forwarded-Proto: https\r\n" or "\r\nX-Forwarded-Proto: http\r\n")
     .. (host and "X-Forwarded-Host: " .. host .. "\r\n" or "")
   local body = body_of(req)
-  local grp, tried = r.group, NONE_TRIED
+  local grp, tried, t = r.group, NONE_TRIED, start
   while true do
-    local s = pick(grp, tried)
+    local s = pick(grp, tried, t)
     if not s then return fail(res, 502, "bad gateway: no upstream of " .. grp.name .. " answers") end
-    if tried == NONE_TRIED then tried = {} end -- (a retry: rare)
-    tried[s] = true
-    local left = r.timeout - (now() - start)
+    if tried == NONE_TRIED then -- the first server: no table
+      tried = s
+    else -- a retry (rare)
+      if tried.addr then tried = { [tried] = true } end
+      tried[s] = true
+    end
+    local left = r.timeout - (t - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
     local up, err = http.request({
       method = req.method, url = s.base .. target, fields = fields, body = body,
@@ -233,8 +237,9 @@ local function handle(req, res)
       up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
       return relay(res, up, req)
     end
+    t = now()
     if find(err, "^connection refused") then
-      s.down_until = now() + FAIL_TIMEOUT
+      s.down_until = t + FAIL_TIMEOUT
     elseif err == "timeout" then
       return fail(res, 504, "gateway timeout")
     else
