@@ -612,10 +612,11 @@ static int relay_scan(hp_cur *c, hp_field *f) {
 }
 
 /* skips leading empty lines and a start line (a first line that is not a
-** field line): false if that line has no end */
+** field line): false if that line has no end (nothing at all: true) */
 static bool skip_start(hp_cur *c) {
   while (c->p < c->n && (c->s[c->p] == '\r' || c->s[c->p] == '\n')) c->p++;
   size_t p0 = c->p;
+  if (p0 == c->n) return true; /* nothing: no fields */
   if (span_token(c) > 0 && at(c, ':')) {
     c->p = p0;
     return true;
