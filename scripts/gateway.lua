@@ -15,7 +15,11 @@
 --     upstream until the upstream's answer head: 504; then each read of
 --     the answer's body has `body_timeout` seconds
 --   * X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host;
---     hop-by-hop fields are not forwarded
+--     hop-by-hop fields (and those a Connection field names) are not
+--     forwarded either way; the others go on as received, names' case kept,
+--     copied from the bytes in one C call (httpparse.relay; the upstream's
+--     Date and Server are replaced by the gateway's, and no Content-Type is
+--     added that the upstream did not send)
 --   * bodies stream both ways: a request body is read as it arrives
 --     (req:read) and sent on chunked; an answer bigger than
 --     `buffer_body` bytes (or without a length) goes out piece by piece
