@@ -303,8 +303,9 @@ describe("http client against goluarun.http", function()
     assert.is_nil(res.headers.date)
     local raw, pos = res:rawhead()
     assert.matches("^HTTP/1%.1 200 OK\r\n.*\r\nContent%-Type: text/plain", raw:sub(pos))
-    assert.matches("^GET /head", assert(res:read()))
-    res:close()
+    local got = {}
+    for piece in function() return res:read() end do got[#got + 1] = piece end
+    assert.matches("^GET /head", table.concat(got))
     -- misuse raises
     for _, f in ipairs({ 5, "no colon\r\n", "A: 1\r\nB: \0\r\n", "A: 1\r\n\r\nGET /x HTTP/1.1\r\n",
       "A: 1", "GET / HTTP/1.1\r\nA: 1\r\n" }) do
