@@ -640,20 +640,18 @@ static bool connection_lists(const hp_cur *c, const hp_field *f, int nf, const c
 static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur *c,
                        const hp_field *f, int nf, int i, bool has_conn) {
   const hp_field *x = &f[i];
-  const char *k = (const char *)c->s + x->n0;
-  if (x->nlen > NAME_STACK) { /* no hop-by-hop name is that long */
-    push_lower(L, c->s + x->n0, x->nlen);
-    bool drop = names_has(L, d, lua_tostring(L, -1), x->nlen);
-    lua_pop(L, 1);
-    if (!drop) out_line(L, o, k, x->nlen, (const char *)c->s + x->v0, x->vlen);
-    return 0;
+  char buf[NAME_STACK];
+  const char *l = buf; /* the name in lower case: here, or a Lua string */
+  if (x->nlen <= NAME_STACK) {
+    lower_into(buf, c->s + x->n0, x->nlen);
+  } else {
+    push_lower(L, c->s + x->n0, x->nlen); /* (popped by the caller) */
+    l = lua_tostring(L, -1);
   }
-  char l[NAME_STACK];
-  lower_into(l, c->s + x->n0, x->nlen);
   if (never_relayed(l, x->nlen) || (has_conn && connection_lists(c, f, nf, l, x->nlen)) ||
       names_has(L, d, l, x->nlen))
     return 0;
-  out_line(L, o, k, x->nlen, (const char *)c->s + x->v0, x->vlen);
+  out_line(L, o, (const char *)c->s + x->n0, x->nlen, (const char *)c->s + x->v0, x->vlen);
   return seen_bit(l, x->nlen);
 }
 
@@ -685,7 +683,11 @@ static int hp_relay(lua_State *L) {
   hp_names d;
   names_read(L, 3, &d);
   int seen = 0;
-  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
+  int top = lua_gettop(L);
+  for (int i = 0; i < nf; i++) {
+    seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
+    lua_settop(L, top);
+  }
   lua_pushlstring(L, o.p, o.n);
   lua_pushinteger(L, seen);
   lua_pushinteger(L, (lua_Integer)c.p + 1);

@@ -191,6 +191,10 @@ describe("goluarun.httpparse", function()
     for i = 1, 40 do many["x-" .. i] = true end
     many.host = true
     assert.are.equal("User-Agent: u\r\n", (relay("GET / HTTP/1.1\r\nHost: h\r\nX-7: 7\r\nUser-Agent: u\r\n\r\n", 1, many)))
+    -- names longer than the C stack's copy: still dropped, named or kept
+    local long = ("X-Long-"):rep(12)
+    assert.are.equal(long .. ": 3\r\n", (relay("GET / HTTP/1.1\r\nConnection: " .. long:upper() .. "a\r\n"
+      .. long .. "A: 1\r\n" .. long .. "b: 2\r\n" .. long .. ": 3\r\n\r\n", 1, { [long:lower() .. "b"] = true })))
     -- past the stack buffer: grows, same bytes
     local big = { "GET / HTTP/1.1\r\n" }
     for i = 1, 200 do big[#big + 1] = "X-Field-" .. i .. ": " .. ("v"):rep(i) .. "\r\n" end
