@@ -421,7 +421,12 @@ function Res:read()
   if not st then return nil end
   if not st.conn then return nil, st.err end
   local d, err = next_piece(st)
-  if d then return d end
+  if d then
+    -- the last piece of a Content-Length body: the conn goes back now (the
+    -- next read gives nil without a call into the body's state)
+    if st.left == 0 and st.mode == "length" then release(st, true) end
+    return d
+  end
   if err then
     st.err = err
     release(st, false)
@@ -582,7 +587,6 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   end
   local conn, err = pool:dial(u.addr, dopts)
   if not conn then return nil, err end
-  local reused = conn:reused() > 0
   if deadline then conn:setdeadline(deadline) end
   local hl, has_host, has_ua, close = header_lines(req.headers, req.fields)
   local framing = ""
@@ -614,6 +618,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   local ok
   ok, err = send(st, conn, head, body)
   if not ok then
+    local reused = conn:reused() > 0
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
@@ -621,7 +626,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   repeat -- 1xx answers are skipped
     status, reason, major, minor, h = read_head(st)
     if not status then
-      local retry = reused and not st.got and RETRY[reason] and type(body) ~= "function"
+      local retry = conn:reused() > 0 and not st.got and RETRY[reason] and type(body) ~= "function"
       release(st, false)
       return nil, st.werr or reason, retry
     end
@@ -666,7 +671,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     st.mode, st.close = "close", true
   end
   local res = { status = status, reason = reason, headers = h,
-    version = major .. "." .. minor, url = req.url, _head = st.buf, _hpos = st.hpos }
+    version = minor == "1" and major == "1" and "1.1" or major .. "." .. minor, url = req.url, _head = st.buf, _hpos = st.hpos }
   if req.stream then
     res._st = st
     if st.mode == "none" then release(st, true) end
