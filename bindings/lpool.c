@@ -15,7 +15,8 @@
 **    watched conn never outlives the set it points to: the set's __gc
 **    closes the conns still idle.
 **
-**   set:add(conn [, idle_timeout]) -> true | nil, why (the caller closes)
+**   set:add(conn [, idle_timeout]) -> true | nil, why (the caller closes);
+**     the conn's deadlines and timeout are cleared (also by putlast)
 **   set:take(conn)  -> true (idle, now the caller's; conn:reused() + 1)
 **                      | false (it was dropped: closed)
 **   set:idle(conn)  -> whether conn is still idle in the set
@@ -66,6 +67,13 @@ static void members_set(lua_State *L, int conn_idx, int v) {
   lua_pop(L, 1);
 }
 
+/* a conn entering the set leaves its user's deadlines and timeout behind:
+** the next user of the pool starts clean */
+static void clear_times(lua_State *L, conn_stream *cs) {
+  if (cs->c.status == CONN_OPEN) glr_pd_setdeadline(L, cs->c.pd, GLR_READ | GLR_WRITE, 0);
+  cs->c.timeout = -1;
+}
+
 static int s_add(lua_State *L) {
   idleset *set = check_set(L);
   conn_stream *cs = conn_stream_check(L, 2);
@@ -75,6 +83,7 @@ static int s_add(lua_State *L) {
     luaL_argcheck(L, t > 0, 3, "idle timeout must be positive");
     deadline = glr_deadline(t);
   }
+  clear_times(L, cs);
   const char *why = conn_idle_start(L, cs, deadline, set_drop, set);
   if (why) return conn_push_fail(L, why);
   set->idle++;
@@ -166,7 +175,12 @@ static int s_putlast(lua_State *L) {
   conn_stream *cs = conn_stream_check(L, 4);
   lua_settop(L, 4);
   int64_t deadline;
-  if (!put_fast_ok(L, &deadline) || conn_idle_start(L, cs, deadline, set_drop, set)) {
+  if (!put_fast_ok(L, &deadline)) {
+    lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
+    return 1;
+  }
+  clear_times(L, cs);
+  if (conn_idle_start(L, cs, deadline, set_drop, set)) {
     lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
     return 1;
   }

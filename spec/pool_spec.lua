@@ -104,9 +104,16 @@ describe("net.pool", function()
       assert.are.equal(0, #p.lists[addr])
       local fresh = assert(p:dial(addr, 2))
       assert.are.same({ idle = 0, active = 2, dials = 4, reuses = 1 }, p:stats())
+      -- put clears the user's deadline and timeout: the next user starts clean
+      got:setdeadline(go.now() - 1)
+      got:settimeout(0)
       assert.is_true(p:put(got))
       assert.is_true(p:put(fresh))
       assert.are.equal(fresh, assert(p:dial(addr, 2)))
+      local again = assert(p:dial(addr, 2))
+      assert.are.equal(got, again)
+      assert.are.equal("y", ask(again, "y"))
+      assert.is_true(p:put(again))
       assert.has_error(function() p:put({}) end)
       -- the C steps themselves refuse what is not theirs
       local set = p.set

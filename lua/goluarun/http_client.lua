@@ -368,9 +368,7 @@ local function release(st, reusable)
   if not conn then return end
   st.conn = nil
   if reusable and not st.close and not st.writing and st.pos > #st.buf then
-    if st.dl then conn:setdeadline(nil) end
-    if st.to then conn:settimeout(nil) end
-    st.pool:put(conn)
+    st.pool:put(conn) -- (which clears the conn's deadline and timeout)
   else
     conn:close()
     st.pool:put(conn)
@@ -453,7 +451,6 @@ function Res:settimeout(s)
   if st and st.conn and not buffered_to_end(st) then
     st.conn:setdeadline(nil)
     st.conn:settimeout(s)
-    st.dl, st.to = true, true
   end
   return self
 end
@@ -612,7 +609,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       .. hl .. framing .. "\r\n"
   end
   local st = {
-    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
+    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close,
     max_header_bytes = lim.mhb, max_headers = lim.mh, only = only_set(req.only_headers),
   }
   local ok

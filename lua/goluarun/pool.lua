@@ -15,7 +15,8 @@
 --   or {timeout =, tls = T or true}); the key is the address and, with TLS,
 --   the servername, CA, client certificate and ALPN list
 -- pool:put(conn) -> true | nil, why   (why: "closed", "eof", "unread bytes",
---   "in use", "pool closed", ...; the conn is then closed). Every conn from
+--   "in use", "pool closed", ...; the conn is then closed). A conn put back
+--   loses its deadlines and timeout (the next user starts clean). Every conn from
 --   pool:dial goes back through put, failed or closed ones too: that is
 --   what frees its max_conns slot.
 -- pool:stats() -> { idle =, active =, dials =, reuses = }
