@@ -43,6 +43,7 @@
 --   expects it); an unread body is discarded after the handler returns.
 --   req:read() -> the next piece of the body | nil at its end | nil, err:
 --   the body as it arrives, instead of req:body() (proxies).
+--   req:rawhead() -> s, pos: the head as received starts at s:sub(pos).
 --
 -- The client (http.request, http.get, http.post) lives in
 -- lua/goluarun/http_client.lua, which this module installs: see its API
@@ -52,6 +53,8 @@
 --   res:headers(t [, except]) -> res (every field of t whose lower-case
 --   name is not a key of except, in one step; Content-Length, Transfer-
 --   Encoding, Connection skipped; not merged with res:header's fields),
+--   res:relay(head [, pos [, drop]]) -> res (a received head's fields, names
+--   as received, minus hop-by-hop ones and drop's; no default Content-Type),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
