@@ -86,8 +86,12 @@ local URL = SCHEME * "://" * ((1 - S"@/?#")^0 * "@")^-1 * HOST * PORT * PATH
   * (P"#" * P(1)^0)^-1 * -1
 local DEFAULT_PORT = { http = 80, https = 443 }
 
--- url -> { scheme, host, port, addr, hosthdr, target } | nil, err
-local url_cache = setmetatable({}, { __mode = "v" })
+-- url -> { scheme, host, port, addr, hosthdr, target } | nil, err. The
+-- cache holds its entries strongly (weak values were collected at every GC
+-- cycle: a proxy re-parsed its URLs every few requests) and starts over
+-- past URL_CACHE_MAX of them (URLs may come from callers' input)
+local URL_CACHE_MAX = 1024
+local url_cache, nurls = {}, 0
 local function parse_url(url)
   local u = url_cache[url]
   if u then return u end
@@ -103,6 +107,8 @@ local function parse_url(url)
   u = { scheme = scheme, host = bare, port = port, addr = host .. ":" .. port,
     hosthdr = port == dport and host or host .. ":" .. port, target = path,
     tls = scheme == "https", heads = {} }
+  if nurls >= URL_CACHE_MAX then url_cache, nurls = {}, 0 end
+  nurls = nurls + 1
   url_cache[url] = u
   return u
 end
