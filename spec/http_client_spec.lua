@@ -288,7 +288,7 @@ describe("http client against goluarun.http", function()
     assert.matches("\r\nHost: 127%.0%.0%.1:%d+\r\n", res.body) -- added: none given
     assert.matches("\r\nUser%-Agent: goluarun\r\n", res.body)
     assert.is_nil(res.body:lower():find("connection", 1, true)) -- hop-by-hop: left out
-    assert.is_nil(res.body:find("99", 1, true))
+    assert.is_nil(res.body:lower():find("content-length", 1, true)) -- the client frames the body
     res = assert(http.get(addr .. "/head", { fields = "Host: h.example\r\nUser-Agent: me\r\n" }))
     assert.matches("\r\nHost: h%.example\r\nUser%-Agent: me\r\n", res.body)
     assert.is_nil(res.body:find("goluarun", 1, true))
