@@ -7,7 +7,7 @@
 **
 **   httpparse.request(s [, pos [, max_headers]])
 **     -> method, path, query|nil, major, minor, headers, next | nil
-**   httpparse.response(s [, pos [, max_headers]])
+**   httpparse.response(s [, pos [, max_headers [, only]]])
 **     -> major, minor, status, reason, headers, next | nil
 **
 ** pos: where the head starts (1-based, default 1); next: the position
@@ -16,6 +16,9 @@
 ** a line ends with LF or CRLF; field names are lower-cased; a repeated
 ** field is joined with ", " (request) or becomes a list (response). No
 ** obs-fold, no bare CR, no control characters (RFC 9112 5, 2.2).
+** only (response): a set of lower-case names (name -> true); the fields
+** not in it are checked as usual but left out of headers (a proxy relays
+** the head from its bytes and needs only the framing fields as values).
 **
 **   httpparse.block(h [, except [, own]]) -> lines, seen, connection
 **                                          | nil, "name" | "value", key
@@ -29,6 +32,23 @@
 ** is the Connection field's value as given (or nil). A name that is not a
 ** token, or a value that is not a string or number or holds CR, LF or
 ** NUL: nil, what, the key (the caller raises with its own words).
+**
+**   httpparse.relay(s [, pos [, drop]]) -> lines, seen, next | nil
+**
+** A proxy's step: the field lines of the head at s:sub(pos) as they go on
+** to the next hop, in one call over the received bytes. The head starts
+** with a start line (request or status line, leading empty lines skipped;
+** not checked: the caller parsed it) or directly with its field lines,
+** and ends with an empty line (or the end of s). Each field line is
+** checked as the parsers do (nil if one is not a field line) and kept
+** byte for byte with its name's case as received ("Name: value
+"),
+** minus the hop-by-hop fields (Connection, Keep-Alive, Proxy-Connection,
+** TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
+** Proxy-Authorization), Content-Length (the sender frames the body), the
+** names any Connection field lists, and the names whose lower case is a
+** key of drop. seen: the BLOCK_ bits of the lines kept; next: the position
+** after the head. More than RELAY_MAX_FIELDS (256) field lines: nil.
 */
 #include <stdbool.h>
 #include <stddef.h>
@@ -141,15 +161,77 @@ static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
   }
 }
 
+/* ---------- name sets ---------- */
+
+#define SET_KEYS 16
+
+/* the string keys of a Lua table of lower-case names (name -> true), read
+** once per call so that a name is looked up without making a Lua string:
+** n of them (0: no table), or -1 (more than SET_KEYS: looked up in the
+** table). The table (at idx) keeps the key strings alive. */
+typedef struct hp_names {
+  int n, idx;
+  const char *k[SET_KEYS];
+  size_t kn[SET_KEYS];
+} hp_names;
+
+static void names_read(lua_State *L, int idx, hp_names *d) {
+  d->n = 0;
+  d->idx = idx;
+  if (lua_isnoneornil(L, idx)) return;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    if (d->n == SET_KEYS) {
+      lua_pop(L, 1);
+      d->n = -1;
+      return;
+    }
+    d->k[d->n] = lua_tolstring(L, -1, &d->kn[d->n]);
+    d->n++;
+  }
+}
+
+/* whether the lower-case name l[0 .. n) is in the set */
+static bool names_has(lua_State *L, const hp_names *d, const char *l, size_t n) {
+  if (d->n >= 0) {
+    for (int i = 0; i < d->n; i++)
+      if (d->kn[i] == n && memcmp(d->k[i], l, n) == 0) return true;
+    return false;
+  }
+  lua_pushlstring(L, l, n);
+  bool in = lua_rawget(L, d->idx) != LUA_TNIL;
+  lua_pop(L, 1);
+  return in;
+}
+
+/* whether the name s[0 .. n) (any case) is in the set */
+static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
+  if (n > NAME_STACK) {
+    push_lower(L, s, n);
+    bool in = names_has(L, d, lua_tostring(L, -1), n);
+    lua_pop(L, 1);
+    return in;
+  }
+  char l[NAME_STACK];
+  lower_into(l, s, n);
+  return names_has(L, d, l, n);
+}
+
 /* field-line = name ":" OWS value OWS EOL: pushes name (lower-cased) and
-** value; false (nothing pushed, cursor unmoved) if the line is not one */
-static bool field_line(lua_State *L, hp_cur *c) {
+** value; false (nothing pushed, cursor unmoved) if the line is not one.
+** With a set `only`, a name not in it is checked and passed over: *kept
+** says whether anything was pushed. */
+static bool field_line(lua_State *L, hp_cur *c, const hp_names *only, bool *kept) {
   size_t p0 = c->p;
   size_t nlen = span_token(c);
   size_t vs, ve;
   if (nlen == 0 || !eat(c, ':')) goto no;
   span_value(c, &vs, &ve);
   if (!eat_eol(c)) goto no;
+  *kept = !only || names_has_ci(L, only, c->s + p0, nlen);
+  if (!*kept) return true;
   push_lower(L, c->s + p0, nlen);
   lua_pushlstring(L, (const char *)c->s + vs, ve - vs);
   return true;
@@ -196,9 +278,11 @@ static void fold_list(lua_State *L) {
 
 /* up to max field lines then the empty line: pushes the headers table and
 ** returns true, or false (the table pushed anyway: the caller returns nil) */
-static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list) {
-  lua_createtable(L, 0, 8);
-  for (lua_Integer i = 0; i < max && field_line(L, c); i++) {
+static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only) {
+  lua_createtable(L, 0, only ? 2 : 8);
+  bool kept;
+  for (lua_Integer i = 0; i < max && field_line(L, c, only, &kept); i++) {
+    if (!kept) continue;
     if (list) fold_list(L);
     else fold_join(L);
   }
@@ -271,7 +355,7 @@ static int hp_request(lua_State *L) {
   lua_Integer max;
   hp_cur c = check_args(L, &max);
   while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
-  if (!request_line(L, &c) || !fields(L, &c, max, false)) {
+  if (!request_line(L, &c) || !fields(L, &c, max, false, NULL)) {
     lua_pushnil(L);
     return 1;
   }
@@ -282,7 +366,14 @@ static int hp_request(lua_State *L) {
 static int hp_response(lua_State *L) {
   lua_Integer max;
   hp_cur c = check_args(L, &max);
-  if (!status_line(L, &c) || !fields(L, &c, max, true)) {
+  hp_names only, *onlyp = NULL; /* (read before anything is pushed) */
+  if (!lua_isnoneornil(L, 4)) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    lua_settop(L, 4);
+    names_read(L, 4, &only);
+    onlyp = &only;
+  }
+  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp)) {
     lua_pushnil(L);
     return 1;
   }
@@ -304,6 +395,14 @@ typedef struct hp_out {
   char stack[BLOCK_STACK];
 } hp_out;
 
+/* (not an initializer: that would zero the stack buffer on every call) */
+static void out_init(hp_out *o, int slot) {
+  o->p = o->stack;
+  o->n = 0;
+  o->cap = BLOCK_STACK;
+  o->slot = slot;
+}
+
 static void out_add(lua_State *L, hp_out *o, const char *s, size_t n) {
   if (o->n + n > o->cap) {
     size_t cap = o->cap * 2 > o->n + n ? o->cap * 2 : o->n + n;
@@ -313,7 +412,7 @@ static void out_add(lua_State *L, hp_out *o, const char *s, size_t n) {
     o->p = p;
     o->cap = cap;
   }
-  memcpy(o->p + o->n, s, n);
+  if (s) memcpy(o->p + o->n, s, n);
   o->n += n;
 }
 
@@ -337,10 +436,12 @@ static const char *field_value(lua_State *L, int idx, size_t *n) {
 }
 
 static void out_line(lua_State *L, hp_out *o, const char *k, size_t kn, const char *v, size_t vn) {
-  out_add(L, o, k, kn);
-  out_add(L, o, ": ", 2);
-  out_add(L, o, v, vn);
-  out_add(L, o, "\r\n", 2);
+  out_add(L, o, NULL, kn + vn + 4); /* room, then the bytes in place */
+  char *p = o->p + o->n - (kn + vn + 4);
+  memcpy(p, k, kn);
+  memcpy(p + kn, ": ", 2);
+  memcpy(p + kn + 2, v, vn);
+  memcpy(p + kn + 2 + vn, "\r\n", 2);
 }
 
 /* the lines of the value on the top (key at -2): false if a value is bad */
@@ -364,9 +465,8 @@ static bool value_lines(lua_State *L, hp_out *o, const char *k, size_t kn) {
   return true;
 }
 
-static bool name_is(const char *l, size_t n, const char *lit) {
-  return strlen(lit) == n && memcmp(l, lit, n) == 0;
-}
+/* l[0 .. n) is the literal lit (a macro: sizeof is the literal's length) */
+#define name_is(l, n, lit) ((n) == sizeof(lit) - 1 && memcmp((l), (lit), (n)) == 0)
 
 static int seen_bit(const char *l, size_t n) {
   if (name_is(l, n, "host")) return BLOCK_HOST;
@@ -429,8 +529,8 @@ static int hp_block(lua_State *L) {
   lua_settop(L, 3);
   lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
   lua_pushnil(L); /* 5: the Connection value */
-  hp_out o = {.p = NULL, .n = 0, .cap = BLOCK_STACK, .slot = 4};
-  o.p = o.stack;
+  hp_out o;
+  out_init(&o, 4);
   int seen = 0, conn_idx = 5;
   lua_pushnil(L);
   while (lua_next(L, 1)) {
@@ -447,11 +547,159 @@ static int hp_block(lua_State *L) {
   return 3;
 }
 
+/* ---------- httpparse.relay ---------- */
+
+#define RELAY_MAX_FIELDS 256
+
+/* a field line of the input: name [n0, n0+nlen), value [v0, v0+vlen) */
+typedef struct hp_field {
+  size_t n0, nlen, v0, vlen;
+} hp_field;
+
+/* the names a proxy never relays: hop-by-hop (RFC 9110 7.6.1) and
+** Content-Length (the next hop's framing is the sender's) */
+static bool never_relayed(const char *l, size_t n) {
+  switch (n) {
+  case 2: return name_is(l, n, "te");
+  case 7: return name_is(l, n, "trailer") || name_is(l, n, "upgrade");
+  case 10: return name_is(l, n, "connection") || name_is(l, n, "keep-alive");
+  case 14: return name_is(l, n, "content-length");
+  case 16: return name_is(l, n, "proxy-connection");
+  case 17: return name_is(l, n, "transfer-encoding");
+  case 18: return name_is(l, n, "proxy-authenticate");
+  case 19: return name_is(l, n, "proxy-authorization");
+  default: return false;
+  }
+}
+
+static unsigned ascii_lower(unsigned ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
+
+static bool same_ci(const unsigned char *a, const char *l, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (ascii_lower(a[i]) != (unsigned char)l[i]) return false;
+  return true;
+}
+
+/* whether the comma-separated list v[0 .. vn) names the lower-case name l */
+static bool lists_name(const unsigned char *v, size_t vn, const char *l, size_t n) {
+  size_t i = 0;
+  while (i < vn) {
+    while (i < vn && (v[i] == ',' || is_ws(v[i]))) i++;
+    size_t t0 = i;
+    while (i < vn && v[i] != ',' && !is_ws(v[i])) i++;
+    if (i - t0 == n && same_ci(v + t0, l, n)) return true;
+  }
+  return false;
+}
+
+/* the field lines and the empty line after them into f[]: their count, or
+** -1 (not a field line, or too many); the cursor ends after the head */
+static int relay_scan(hp_cur *c, hp_field *f) {
+  int nf = 0;
+  while (!eat_eol(c)) {
+    if (c->p >= c->n) return nf; /* the end of s ends the head */
+    if (nf == RELAY_MAX_FIELDS) return -1;
+    hp_field *x = &f[nf++];
+    x->n0 = c->p;
+    x->nlen = span_token(c);
+    size_t ve;
+    if (x->nlen == 0 || !eat(c, ':')) return -1;
+    span_value(c, &x->v0, &ve);
+    x->vlen = ve - x->v0;
+    if (!eat_eol(c)) return -1;
+  }
+  return nf;
+}
+
+/* skips leading empty lines and a start line (a first line that is not a
+** field line): false if that line has no end (nothing at all: true) */
+static bool skip_start(hp_cur *c) {
+  while (c->p < c->n && (c->s[c->p] == '\r' || c->s[c->p] == '\n')) c->p++;
+  size_t p0 = c->p;
+  if (p0 == c->n) return true; /* nothing: no fields */
+  if (span_token(c) > 0 && at(c, ':')) {
+    c->p = p0;
+    return true;
+  }
+  const unsigned char *lf = memchr(c->s + c->p, '\n', c->n - c->p);
+  if (!lf) return false;
+  c->p = (size_t)(lf - c->s) + 1;
+  return true;
+}
+
+/* whether a Connection field of f[0 .. nf) lists the name l */
+static bool connection_lists(const hp_cur *c, const hp_field *f, int nf, const char *l, size_t n) {
+  for (int i = 0; i < nf; i++)
+    if (f[i].nlen == 10 && same_ci(c->s + f[i].n0, "connection", 10) &&
+        lists_name(c->s + f[i].v0, f[i].vlen, l, n))
+      return true;
+  return false;
+}
+
+/* one field: its line into o unless it is not relayed; its seen bit */
+static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur *c,
+                       const hp_field *f, int nf, int i, bool has_conn) {
+  const hp_field *x = &f[i];
+  char buf[NAME_STACK];
+  const char *l = buf; /* the name in lower case: here, or a Lua string */
+  if (x->nlen <= NAME_STACK) {
+    lower_into(buf, c->s + x->n0, x->nlen);
+  } else {
+    push_lower(L, c->s + x->n0, x->nlen); /* (popped by the caller) */
+    l = lua_tostring(L, -1);
+  }
+  if (never_relayed(l, x->nlen) || (has_conn && connection_lists(c, f, nf, l, x->nlen)) ||
+      names_has(L, d, l, x->nlen))
+    return 0;
+  out_line(L, o, (const char *)c->s + x->n0, x->nlen, (const char *)c->s + x->v0, x->vlen);
+  return seen_bit(l, x->nlen);
+}
+
+static bool any_connection(const hp_cur *c, const hp_field *f, int nf) {
+  for (int i = 0; i < nf; i++)
+    if (f[i].nlen == 10 && same_ci(c->s + f[i].n0, "connection", 10)) return true;
+  return false;
+}
+
+static int hp_relay(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  lua_Integer pos = luaL_optinteger(L, 2, 1);
+  luaL_argcheck(L, pos >= 1, 2, "position must be >= 1");
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
+  hp_cur c = {(const unsigned char *)s, (size_t)pos - 1, n};
+  if (c.p > n) c.p = n;
+  hp_field f[RELAY_MAX_FIELDS];
+  int nf = skip_start(&c) ? relay_scan(&c, f) : -1;
+  if (nf < 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  hp_out o;
+  out_init(&o, 4);
+  bool has_conn = any_connection(&c, f, nf);
+  hp_names d;
+  names_read(L, 3, &d);
+  int seen = 0;
+  int top = lua_gettop(L);
+  for (int i = 0; i < nf; i++) {
+    seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
+    lua_settop(L, top);
+  }
+  lua_pushlstring(L, o.p, o.n);
+  lua_pushinteger(L, seen);
+  lua_pushinteger(L, (lua_Integer)c.p + 1);
+  return 3;
+}
+
 int luaopen_httpparse(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"request", hp_request},
       {"response", hp_response},
       {"block", hp_block},
+      {"relay", hp_relay},
       {NULL, NULL},
   };
   luaL_newlib(L, fns);

@@ -15,11 +15,23 @@
 **    watched conn never outlives the set it points to: the set's __gc
 **    closes the conns still idle.
 **
-**   set:add(conn [, idle_timeout]) -> true | nil, why (the caller closes)
+**   set:add(conn [, idle_timeout]) -> true | nil, why (the caller closes);
+**     the conn's deadlines and timeout are cleared (also by putlast)
 **   set:take(conn)  -> true (idle, now the caller's; conn:reused() + 1)
 **                      | false (it was dropped: closed)
 **   set:idle(conn)  -> whether conn is still idle in the set
 **   set:count()     -> idle conns
+**
+** The pool's two common steps, each one C call (so no preemption can come
+** between their parts: no net._nopreempt needed), on pool.lua's tables:
+**   set:takelast(list, pool, key) -> conn | nil: the last live conn of
+**     the list (the most recently used), taken; dropped ones on the way
+**     leave the list; pool.keyof[conn] = key, pool.active and
+**     pool.reuses + 1
+**   set:putlast(list, pool, conn) -> true | false | nil, why: conn (of
+**     pool.keyof) added to the set (pool.idle_timeout) and to the list's
+**     end, keyof[conn] = nil, pool.active - 1; false (nothing done): the
+**     pool's slow path is needed (max_conns, a closed pool, a full list)
 **
 ** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
 */
@@ -55,6 +67,13 @@ static void members_set(lua_State *L, int conn_idx, int v) {
   lua_pop(L, 1);
 }
 
+/* a conn entering the set leaves its user's deadlines and timeout behind:
+** the next user of the pool starts clean */
+static void clear_times(lua_State *L, conn_stream *cs) {
+  if (cs->c.status == CONN_OPEN) glr_pd_setdeadline(L, cs->c.pd, GLR_READ | GLR_WRITE, 0);
+  cs->c.timeout = -1;
+}
+
 static int s_add(lua_State *L) {
   idleset *set = check_set(L);
   conn_stream *cs = conn_stream_check(L, 2);
@@ -64,6 +83,7 @@ static int s_add(lua_State *L) {
     luaL_argcheck(L, t > 0, 3, "idle timeout must be positive");
     deadline = glr_deadline(t);
   }
+  clear_times(L, cs);
   const char *why = conn_idle_start(L, cs, deadline, set_drop, set);
   if (why) return conn_push_fail(L, why);
   set->idle++;
@@ -84,6 +104,94 @@ static int s_take(lua_State *L) {
   if (alive) set->idle--;
   members_set(L, 2, 0);
   lua_pushboolean(L, alive);
+  return 1;
+}
+
+/* pool[field] += d (a number field of the table at idx) */
+static void field_add(lua_State *L, int idx, const char *field, lua_Integer d) {
+  lua_getfield(L, idx, field);
+  lua_Integer v = lua_tointeger(L, -1) + d;
+  lua_pop(L, 1);
+  lua_pushinteger(L, v);
+  lua_setfield(L, idx, field);
+}
+
+/* pool.keyof[conn at conn_idx] = the value on the top (popped) */
+static void keyof_set(lua_State *L, int pool_idx, int conn_idx) {
+  lua_getfield(L, pool_idx, "keyof");
+  luaL_checktype(L, -1, LUA_TTABLE);
+  lua_pushvalue(L, conn_idx);
+  lua_pushvalue(L, -3);
+  lua_rawset(L, -3);
+  lua_pop(L, 2);
+}
+
+static int s_takelast(lua_State *L) {
+  idleset *set = check_set(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checkany(L, 4);
+  lua_settop(L, 4);
+  for (lua_Integer i = (lua_Integer)lua_rawlen(L, 2); i >= 1; i--) {
+    lua_rawgeti(L, 2, i); /* 5: the conn */
+    lua_pushnil(L);
+    lua_rawseti(L, 2, i);
+    conn_stream *cs = conn_stream_check(L, 5);
+    bool alive = conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs);
+    members_set(L, 5, 0);
+    if (alive) {
+      set->idle--;
+      lua_pushvalue(L, 4);
+      keyof_set(L, 3, 5);
+      field_add(L, 3, "active", 1);
+      field_add(L, 3, "reuses", 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  return 1;
+}
+
+/* whether put's common case applies: no max_conns, the pool open, room in
+** the list (at 2) under max_idle; the idle timeout's deadline into *dl */
+static bool put_fast_ok(lua_State *L, int64_t *dl) {
+  bool ok = lua_getfield(L, 3, "max_conns") == LUA_TNIL;
+  lua_getfield(L, 3, "closed");
+  ok = ok && !lua_toboolean(L, -1);
+  lua_getfield(L, 3, "max_idle");
+  ok = ok && (lua_Integer)lua_rawlen(L, 2) < lua_tointeger(L, -1);
+  lua_getfield(L, 3, "idle_timeout");
+  double t = lua_tonumber(L, -1);
+  lua_pop(L, 4);
+  *dl = glr_deadline(t);
+  return ok && t > 0;
+}
+
+static int s_putlast(lua_State *L) {
+  idleset *set = check_set(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  conn_stream *cs = conn_stream_check(L, 4);
+  lua_settop(L, 4);
+  int64_t deadline;
+  if (!put_fast_ok(L, &deadline)) {
+    lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
+    return 1;
+  }
+  clear_times(L, cs);
+  if (conn_idle_start(L, cs, deadline, set_drop, set)) {
+    lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
+    return 1;
+  }
+  set->idle++;
+  members_set(L, 4, 1);
+  lua_pushvalue(L, 4);
+  lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+  lua_pushnil(L);
+  keyof_set(L, 3, 4);
+  field_add(L, 3, "active", -1);
+  lua_pushboolean(L, 1);
   return 1;
 }
 
@@ -132,8 +240,13 @@ static int new_set(lua_State *L) {
 }
 
 void lpool_open(lua_State *L) {
-  static const luaL_Reg methods[] = {{"add", s_add},     {"take", s_take}, {"idle", s_idle},
-                                     {"count", s_count}, {NULL, NULL}};
+  static const luaL_Reg methods[] = {{"add", s_add},
+                                     {"take", s_take},
+                                     {"takelast", s_takelast},
+                                     {"putlast", s_putlast},
+                                     {"idle", s_idle},
+                                     {"count", s_count},
+                                     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", s_gc}, {NULL, NULL}};
   class_define(L, &IDLESET_KEY, IDLESET_MT, methods, meta);
   lua_pop(L, 1);

@@ -15,7 +15,11 @@
 --     upstream until the upstream's answer head: 504; then each read of
 --     the answer's body has `body_timeout` seconds
 --   * X-Forwarded-For (appended), X-Forwarded-Proto, X-Forwarded-Host;
---     hop-by-hop fields are not forwarded
+--     hop-by-hop fields (and those a Connection field names) are not
+--     forwarded either way; the others go on as received, names' case kept,
+--     copied from the bytes in one C call (httpparse.relay; the upstream's
+--     Date and Server are replaced by the gateway's, and no Content-Type is
+--     added that the upstream did not send)
 --   * bodies stream both ways: a request body is read as it arrives
 --     (req:read) and sent on chunked; an answer bigger than
 --     `buffer_body` bytes (or without a length) goes out piece by piece
@@ -26,9 +30,10 @@
 local go = require "go"
 local net = require "net"
 local http = require "goluarun.http"
+local relay_fields = require("goluarun.httpparse").relay
 
 local now = go.now
-local find, sub, lower, gmatch = string.find, string.sub, string.lower, string.gmatch
+local find, sub = string.find, string.sub
 
 local function die(msg)
   io.stderr:write("gateway: ", msg, "\n")
@@ -86,9 +91,9 @@ end
 
 -- round-robin over the servers that are not marked down (all down: the
 -- next one anyway, so a recovered server is found)
-local function pick(grp, tried)
+local function pick(grp, tried, t)
+  if tried.addr then tried = { [tried] = true } end -- (one server tried)
   local servers, n = grp.servers, #grp.servers
-  local t = now()
   for _ = 1, n do
     local i = grp.next
     grp.next = i % n + 1
@@ -101,30 +106,15 @@ local function pick(grp, tried)
   return nil
 end
 
-local HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true,
-  te = true, trailer = true, ["transfer-encoding"] = true, upgrade = true,
-  ["content-length"] = true, ["proxy-authenticate"] = true,
-  ["proxy-authorization"] = true }
-
--- the fields to send on: without hop-by-hop ones (and those Connection names)
-local function forward_headers(h, drop_extra)
-  local out = {}
-  for k, v in pairs(h) do
-    if not HOP[k] and not (drop_extra and drop_extra[k]) then out[k] = v end
-  end
-  return out
-end
-
-local function connection_names(v)
-  if not v or v == "keep-alive" or v == "close" then return nil end
-  if type(v) == "table" then v = table.concat(v, ",") end
-  local t
-  for name in gmatch(v, "[^,%s]+") do
-    t = t or {}
-    t[lower(name)] = true
-  end
-  return t
-end
+-- Hop-by-hop fields (and those a Connection field names) are never sent
+-- on: httpparse.relay leaves them out as it copies a head's field lines,
+-- names as received; these are left out too, the gateway's own:
+local REQUEST_DROP = { ["x-forwarded-for"] = true, ["x-forwarded-proto"] = true,
+  ["x-forwarded-host"] = true }
+local RELAY_EXCEPT = { date = true, server = true } -- (as nginx does)
+-- the upstream's answer is relayed from its bytes (res:relay): its fields
+-- as values only where the client reads them (framing)
+local NO_VALUES = {}
 
 local ip_of = setmetatable({}, { __mode = "k" }) -- conn -> client address
 local function client_ip(req)
@@ -163,19 +153,6 @@ local function body_of(req)
   end
 end
 
--- the upstream's fields not sent on: hop-by-hop ones, and those the
--- gateway replaces with its own (as nginx does)
-local RELAY_EXCEPT = { date = true, server = true }
-for k in pairs(HOP) do RELAY_EXCEPT[k] = true end
-
--- RELAY_EXCEPT and the names the upstream's Connection lists
-local function relay_except(uh)
-  local names = connection_names(rawget(uh, "connection"))
-  if not names then return RELAY_EXCEPT end
-  for k in pairs(RELAY_EXCEPT) do names[k] = true end
-  return names
-end
-
 -- a small body, whole: string | nil, err
 local function whole_body(up)
   local d, err = up:read()
@@ -194,10 +171,11 @@ local function whole_body(up)
   end
 end
 
--- sends the upstream's answer on (its fields in one step: res:headers)
+-- sends the upstream's answer on (its fields in one step: res:relay)
 local function relay(res, up, req)
   local uh = up.headers
-  res:status(up.status):headers(uh, relay_except(uh))
+  local head, hpos = up:rawhead()
+  res:status(up.status):relay(head, hpos, RELAY_EXCEPT)
   if req.method == "HEAD" or up.status == 204 or up.status == 304 then
     up:close()
     return res:send("")
@@ -233,32 +211,39 @@ local function handle(req, res)
     target = sub(target, r.n + 1)
     if sub(target, 1, 1) ~= "/" then target = "/" .. target end
   end
-  local h = forward_headers(req.headers, connection_names(req.headers.connection))
-  local xff = req.headers["x-forwarded-for"]
+  local rh = req.headers
+  local head, hpos = req:rawhead()
+  local xff, host = rh["x-forwarded-for"], rh.host
   local ip = client_ip(req)
-  h["x-forwarded-for"] = xff and xff .. ", " .. ip or ip
-  h["x-forwarded-proto"] = TLS_ON and "https" or "http"
-  h["x-forwarded-host"] = req.headers.host
+  local fields = relay_fields(head, hpos, REQUEST_DROP)
+    .. "X-Forwarded-For: " .. (xff and xff .. ", " .. ip or ip)
+    .. (TLS_ON and "\r\nX-Forwarded-Proto: https\r\n" or "\r\nX-Forwarded-Proto: http\r\n")
+    .. (host and "X-Forwarded-Host: " .. host .. "\r\n" or "")
   local body = body_of(req)
-  local grp, tried = r.group, NONE_TRIED
+  local grp, tried, t = r.group, NONE_TRIED, start
   while true do
-    local s = pick(grp, tried)
+    local s = pick(grp, tried, t)
     if not s then return fail(res, 502, "bad gateway: no upstream of " .. grp.name .. " answers") end
-    if tried == NONE_TRIED then tried = {} end -- (a retry: rare)
-    tried[s] = true
-    local left = r.timeout - (now() - start)
+    if tried == NONE_TRIED then -- the first server: no table
+      tried = s
+    else -- a retry (rare)
+      if tried.addr then tried = { [tried] = true } end
+      tried[s] = true
+    end
+    local left = r.timeout - (t - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
     local up, err = http.request({
-      method = req.method, url = s.base .. target, headers = h, body = body,
-      timeout = left, pool = pool, stream = true, tls = grp.tls,
+      method = req.method, url = s.base .. target, fields = fields, body = body,
+      timeout = left, pool = pool, stream = true, tls = grp.tls, only_headers = NO_VALUES,
     })
     if up then
       s.down_until = 0
       up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
       return relay(res, up, req)
     end
+    t = now()
     if find(err, "^connection refused") then
-      s.down_until = now() + FAIL_TIMEOUT
+      s.down_until = t + FAIL_TIMEOUT
     elseif err == "timeout" then
       return fail(res, 504, "gateway timeout")
     else

@@ -40,6 +40,11 @@ local function upstream(name)
       c:close()
       return
     end
+    if req.path == "/head" then -- the request head as it arrived
+      local raw, pos = req:rawhead()
+      local e = raw:find("\r\n\r\n", pos, true)
+      return res:send(raw:sub(pos, e + 1))
+    end
     if req.path == "/echo" then -- streams the body back as it comes
       res:header("X-Up", name)
       while true do
@@ -160,16 +165,37 @@ describe("gateway.lua", function()
 
   it("relays the upstream's fields minus hop-by-hop ones and those Connection names", function()
     local out = curl("-i http://" .. gw_addr .. "/api/hdrs")
-    local lower = out:lower() -- (field names are relayed lower-cased)
-    assert.matches("^http/1.1 200", lower)
-    assert.matches("\r\nset%-cookie: a=1\r\n", lower)
-    assert.matches("\r\nset%-cookie: b=2\r\n", lower)
-    assert.matches("\r\nx%-up: [ab]\r\n", lower)
-    assert.matches("\r\n\r\nok$", lower)
+    assert.matches("^HTTP/1.1 200", out)
+    -- names as the upstream sent them, repeated fields each on its line
+    assert.matches("\r\nSet%-Cookie: a=1\r\nSet%-Cookie: b=2\r\n", out)
+    assert.matches("\r\nX%-Up: [AB]\r\n", out)
+    assert.matches("\r\nContent%-Length: 2\r\n", out)
+    assert.matches("\r\n\r\nok$", out)
+    local lower = out:lower()
+    assert.is_nil(lower:find("content-type", 1, true)) -- none sent, none added
     assert.is_nil(lower:find("x-secret", 1, true))
     assert.is_nil(lower:find("keep-alive:", 1, true))
     assert.is_nil(lower:find("server: up", 1, true))
     assert.is_nil(lower:find("connection: close", 1, true))
+  end)
+
+  it("forwards the client's fields as sent, minus hop-by-hop ones and those Connection names", function()
+    local out, code = curl("-H 'Connection: X-Private' -H 'X-Private: p' -H 'Keep-Alive: 9'"
+      .. " -H 'TE: trailers' -H 'Proxy-Authorization: Basic x' -H 'X-Mixed-Case: V'"
+      .. " -H 'X-Forwarded-Proto: forged' -H 'X-Forwarded-Host: forged'"
+      .. " -H 'Host: site.example' http://" .. gw_addr .. "/api/head")
+    assert.are.equal(0, code, out)
+    assert.matches("^GET /head HTTP/1%.1\r\n", out)
+    assert.matches("\r\nHost: site%.example\r\n", out)
+    assert.matches("\r\nX%-Mixed%-Case: V\r\n", out)
+    assert.matches("\r\nX%-Forwarded%-For: 127%.0%.0%.1\r\n", out)
+    assert.matches("\r\nX%-Forwarded%-Proto: http\r\n", out)
+    assert.matches("\r\nX%-Forwarded%-Host: site%.example\r\n", out)
+    local lower = out:lower()
+    for _, gone in ipairs({ "x-private", "keep-alive", "te:", "proxy-authorization", "forged",
+      "connection: x" }) do
+      assert.is_nil(lower:find(gone, 1, true), gone)
+    end
   end)
 
   it("streams bodies both ways (a 4 MiB upload echoed back as it comes)", function()

@@ -216,6 +216,10 @@ describe("http client against goluarun.http", function()
       for i = 1, 5 do res:write("piece", i, ";") end
     end)
     app:get("/xff", function(req, res) res:send(req.headers["x-test"] or "") end)
+    app:get("/head", function(req, res) -- the request head as it arrived
+      local raw, pos = req:rawhead()
+      res:header("X-Mixed", "M"):send(raw:sub(pos, raw:find("\r\n\r\n", pos, true) + 1))
+    end)
     ln = assert(http.serve("127.0.0.1:0", app, { max_body = 4 * 1024 * 1024 }))
     addr = "http://" .. ln:addr()
   end)
@@ -274,6 +278,41 @@ describe("http client against goluarun.http", function()
     r, err = http.get("http://127.0.0.1:1/")
     assert.is_nil(r)
     assert.matches("^connection refused", err)
+  end)
+
+  it("req.fields go as given (checked), req.only_headers keeps framing, res:rawhead has all", function()
+    local res = assert(http.get(addr .. "/head", { fields = "X-One: 1\r\nx-TWO: 2\r\n"
+      .. "Connection: close\r\nContent-Length: 99\r\n" }))
+    assert.matches("^GET /head HTTP/1%.1\r\n", res.body)
+    assert.matches("\r\nX%-One: 1\r\nx%-TWO: 2\r\n", res.body)
+    assert.matches("\r\nHost: 127%.0%.0%.1:%d+\r\n", res.body) -- added: none given
+    assert.matches("\r\nUser%-Agent: goluarun\r\n", res.body)
+    assert.is_nil(res.body:lower():find("connection", 1, true)) -- hop-by-hop: left out
+    assert.is_nil(res.body:lower():find("content-length", 1, true)) -- the client frames the body
+    res = assert(http.get(addr .. "/head", { fields = "Host: h.example\r\nUser-Agent: me\r\n" }))
+    assert.matches("\r\nHost: h%.example\r\nUser%-Agent: me\r\n", res.body)
+    assert.is_nil(res.body:find("goluarun", 1, true))
+    res = assert(http.get(addr .. "/head", { fields = "" }))
+    assert.matches("\r\nHost: ", res.body)
+    -- only_headers: values of the named fields and of framing; the head whole
+    local keep = { ["x-mixed"] = true }
+    res = assert(http.get(addr .. "/head", { only_headers = keep, stream = true }))
+    assert.are.equal("M", res.headers["X-Mixed"])
+    assert.truthy(res.headers["content-length"])
+    assert.is_nil(res.headers["content-type"])
+    assert.is_nil(res.headers.date)
+    local raw, pos = res:rawhead()
+    assert.matches("^HTTP/1%.1 200 OK\r\n.*\r\nContent%-Type: text/plain", raw:sub(pos))
+    local got = {}
+    for piece in function() return res:read() end do got[#got + 1] = piece end
+    assert.matches("^GET /head", table.concat(got))
+    -- misuse raises
+    for _, f in ipairs({ 5, "no colon\r\n", "A: 1\r\nB: \0\r\n", "A: 1\r\n\r\nGET /x HTTP/1.1\r\n",
+      "A: 1", "GET / HTTP/1.1\r\nA: 1\r\n" }) do
+      assert.has_error(function() http.get(addr .. "/head", { fields = f }) end, nil, tostring(f))
+    end
+    assert.has_error(function() http.get(addr .. "/head", { only_headers = "x" }) end)
+    assert.has_error(function() http.get(addr .. "/head", { only_headers = { ["X-Up"] = true } }) end)
   end)
 
   it("talks https with verification on", function()

@@ -28,6 +28,7 @@ local function read_response(c, opts)
     assert(k, "bad header line: " .. l)
     list[#list + 1] = k:lower()
     h[k:lower()] = v
+    h[#h + 1] = k .. ": " .. v -- (the lines as received, in order)
   end
   local body = ""
   local n = tonumber(h["content-length"])
@@ -180,6 +181,23 @@ local function app()
       connection = req.query.close and "close" or "keep-alive" }
     res:header("X-Single", "1"):headers(from, { ["x-drop"] = true })
     res:send("bulk")
+  end)
+  a:get("/relay", function(req, res)
+    -- the request's own fields relayed as the answer's (a proxy's step)
+    local head, pos = req:rawhead()
+    res:relay(head, pos, { ["x-drop"] = true })
+    res:send("relayed")
+  end)
+  a:get("/relay-misuse", function(_, res)
+    local out = {}
+    for _, args in ipairs({ { nil }, { 5 }, { "A: 1\r\n", 0 }, { "A: 1\r\n", 1.5 },
+      { "A: 1\r\n", 1, "drop" }, { "GET / HTTP/1.1\r\nBad Name: v\r\n\r\n" },
+      { "GET / HTTP/1.1\r\nA: \0\r\n\r\n" } }) do
+      local ok, err = pcall(res.relay, res, args[1], args[2], args[3])
+      out[#out + 1] = ok and "ok" or err:match("res:relay: (%a+ %a+)") or err
+    end
+    res:send(table.concat(out, ","))
+    errors.late_relay = not pcall(res.relay, res, "A: 1\r\n")
   end)
   a:get("/bulk-misuse", function(_, res)
     local out = {}
@@ -450,6 +468,33 @@ describe("http server", function()
     assert.are.equal("invalid field,a value,a value,a value,invalid field,"
       .. "table expected,except must", r.body)
     assert.is_true(errors.late_headers)
+    c:close()
+  end)
+
+  it("res:relay sends a head's fields as received, minus hop-by-hop ones; no default Content-Type", function()
+    local c = dial(addr)
+    assert(c:write("GET /relay HTTP/1.1\r\nHost: h\r\nX-Mixed-Case: V\r\nX-Drop: 1\r\n"
+      .. "Keep-Alive: 5\r\nConnection: X-Private\r\nX-Private: p\r\nset-cookie: a\r\n"
+      .. "Set-Cookie: b\r\n\r\n"))
+    local r = assert(read_response(c))
+    assert.are.equal("relayed", r.body)
+    local lines = table.concat(r.headers, "\n")
+    assert.matches("\nHost: h\nX%-Mixed%-Case: V\nset%-cookie: a\nSet%-Cookie: b\n", lines)
+    for _, gone in ipairs({ "content-type", "x-drop", "keep-alive", "x-private", "connection" }) do
+      assert.is_nil(lines:lower():find(gone, 1, true), gone)
+    end
+    assert.are.equal("7", r.headers["content-length"])
+    assert.truthy(r.headers.date)
+    -- the next answer on the conn has none of it, and the default type again
+    assert(c:write(get("/")))
+    r = assert(read_response(c))
+    assert.is_nil(r.headers["x-mixed-case"])
+    assert.are.equal("text/plain; charset=utf-8", r.headers["content-type"])
+    c:close()
+    r, c = exchange(addr, get("/relay-misuse"))
+    assert.are.equal("a head,a head,pos must,pos must,drop must,malformed head,"
+      .. "malformed head", r.body)
+    assert.is_true(errors.late_relay)
     c:close()
   end)
 

@@ -168,6 +168,70 @@ describe("goluarun.httpparse", function()
     assert.has_error(function() block({}, 1) end)
   end)
 
+  it("relay: a head's field lines as they go on, names as received", function()
+    local relay = hp.relay
+    local s = "\r\nGET /x HTTP/1.1\r\nHost: h\r\nConnection: close, X-Secret\r\n"
+      .. "X-Secret: s\r\nKeep-Alive: 5\r\nUser-Agent:  u \r\nContent-Type: t\nDATE: d\r\n"
+      .. "TE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nTrailer: t\r\n"
+      .. "Transfer-Encoding: chunked\r\nContent-Length: 5\r\nProxy-Authorization: p\r\n"
+      .. "Proxy-Authenticate: p\r\nX-Forwarded-For: 1\r\nSet-Cookie: a\r\nset-cookie: b\r\n\r\nBODY"
+    local lines, seen, nx = relay(s)
+    assert.are.equal("Host: h\r\nUser-Agent: u\r\nContent-Type: t\r\nDATE: d\r\n"
+      .. "X-Forwarded-For: 1\r\nSet-Cookie: a\r\nset-cookie: b\r\n", lines)
+    assert.are.equal(1 | 2 | 4 | 8, seen)
+    assert.are.equal("BODY", s:sub(nx))
+    -- drop: lower-case names; from a position; a status line; field lines alone
+    lines = relay("xx" .. s, 3, { ["x-forwarded-for"] = true, date = true, ["set-cookie"] = true })
+    assert.are.equal("Host: h\r\nUser-Agent: u\r\nContent-Type: t\r\n", lines)
+    assert.are.same({ "A: 1\r\n", 0, 26 }, { relay("HTTP/1.1 200 OK\r\nA: 1\r\n\r\n") })
+    assert.are.same({ "A: 1\r\nB: 2\r\n", 0, 12 }, { relay("A: 1\nB: 2\r\n") })
+    assert.are.same({ "", 0, 1 }, { relay("") })
+    -- more drop names than the C array holds: the table is asked instead
+    local many = {}
+    for i = 1, 40 do many["x-" .. i] = true end
+    many.host = true
+    assert.are.equal("User-Agent: u\r\n", (relay("GET / HTTP/1.1\r\nHost: h\r\nX-7: 7\r\nUser-Agent: u\r\n\r\n", 1, many)))
+    -- names longer than the C stack's copy: still dropped, named or kept
+    local long = ("X-Long-"):rep(12)
+    assert.are.equal(long .. ": 3\r\n", (relay("GET / HTTP/1.1\r\nConnection: " .. long:upper() .. "a\r\n"
+      .. long .. "A: 1\r\n" .. long .. "b: 2\r\n" .. long .. ": 3\r\n\r\n", 1, { [long:lower() .. "b"] = true })))
+    -- past the stack buffer: grows, same bytes
+    local big = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 200 do big[#big + 1] = "X-Field-" .. i .. ": " .. ("v"):rep(i) .. "\r\n" end
+    local raw = table.concat(big) .. "\r\n"
+    assert.are.equal(table.concat(big, "", 2), (relay(raw)))
+    -- not field lines: nil
+    for _, bad in ipairs({
+      "GET / HTTP/1.1\r\nBad Name: v\r\n\r\n", "GET / HTTP/1.1\r\nA: a\0b\r\n\r\n",
+      "GET / HTTP/1.1\r\nA: a\rb\r\n\r\n", "GET / HTTP/1.1\r\nA: a\r\n folded\r\n\r\n",
+      "GET / HTTP/1.1\r\nA : a\r\n\r\n", "GET / HTTP/1.1\r\nA: a", "GET / HTTP/1.1",
+      "A: a\r\nB\r\n", "A: \127\r\n",
+    }) do
+      assert.is_nil(relay(bad), string.format("%q", bad))
+    end
+    local over = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 257 do over[#over + 1] = "A" .. i .. ": v\r\n" end
+    assert.is_nil(relay(table.concat(over) .. "\r\n"))
+    over[#over] = nil
+    assert.truthy(relay(table.concat(over) .. "\r\n"))
+    -- misuse raises
+    assert.has_error(function() relay(nil) end)
+    assert.has_error(function() relay("x", 0) end)
+    assert.has_error(function() relay("x", 1, "drop") end)
+  end)
+
+  it("response with only: the other fields checked but left out", function()
+    local s = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nETag: e\r\nX-A: 1\r\nx-a: 2\r\n\r\nok"
+    local _, _, status, _, h, nx = hp.response(s, 1, 100, { ["content-length"] = true, ["x-a"] = true })
+    assert.are.equal(200, status)
+    assert.are.same({ ["content-length"] = "2", ["x-a"] = { "1", "2" } }, h)
+    assert.are.equal("ok", s:sub(nx))
+    assert.are.same({}, select(5, hp.response(s, 1, 100, {})))
+    assert.is_nil(hp.response("HTTP/1.1 200 OK\r\nA: \0\r\n\r\n", 1, 100, {}))
+    assert.is_nil(hp.response(s, 1, 3, {})) -- max_headers counts every field
+    assert.has_error(function() hp.response(s, 1, 100, "x") end)
+  end)
+
   it("misuse raises", function()
     assert.has_error(function() hp.request(nil) end)
     assert.has_error(function() hp.request("x", 0) end)
@@ -260,6 +324,61 @@ describe("goluarun.httpparse differential fuzz against the LPeg grammar", functi
       assert.is_true(matched < N - N // 50, "matched " .. matched)
     end)
   end
+
+  -- relay's reference, over a head the grammar matched: the field lines
+  -- after the start line, trimmed, minus hop-by-hop, Connection-named and
+  -- dropped names
+  local HOP = { connection = true, ["keep-alive"] = true, ["proxy-connection"] = true, te = true,
+    trailer = true, ["transfer-encoding"] = true, upgrade = true, ["content-length"] = true,
+    ["proxy-authenticate"] = true, ["proxy-authorization"] = true }
+  local function relay_ref(s, pos, nx, drop)
+    local head = s:sub(pos, nx - 1):gsub("^[\r\n]*", "")
+    local fields, named = {}, {}
+    for line in head:gmatch("([^\n]*)\n") do fields[#fields + 1] = line:gsub("\r$", "") end
+    table.remove(fields, 1) -- the start line
+    fields[#fields] = nil -- the empty line
+    for i, line in ipairs(fields) do
+      local k, v = line:match("^([^:]+):[ \t]*(.-)[ \t]*$")
+      fields[i] = { k, v }
+      if k:lower() == "connection" then
+        for t in v:gmatch("[^,%s]+") do named[t:lower()] = true end
+      end
+    end
+    local out = {}
+    for _, f in ipairs(fields) do
+      local l = f[1]:lower()
+      if not (HOP[l] or named[l] or drop[l]) then out[#out + 1] = f[1] .. ": " .. f[2] .. "\r\n" end
+    end
+    return table.concat(out)
+  end
+
+  it("relay and response's only: the grammar's fields, filtered (seed " .. seed .. ")", function()
+    math.randomseed(seed + 1)
+    local ONLY = { host = true, ["x-a"] = true, ["set-cookie"] = true }
+    local checked = 0
+    for i = 1, N // 2 do
+      local kind = i % 2 == 0 and "request" or "response"
+      local s = (kind == "request" and gen_request or gen_response)()
+      if math.random(4) == 1 then s = mutate(s) end
+      local pos = math.random(4) == 1 and math.random(#s + 1) or 1
+      local r = { REF[kind](s, pos, 100) }
+      if kind == "response" then
+        local c = { hp.response(s, pos, 100, ONLY) }
+        if r[1] then
+          for k in pairs(r[5]) do if not ONLY[k] then r[5][k] = nil end end
+        end
+        assert.are.equal(dump(r), dump(c), string.format("only: %q", s))
+      end
+      if r[1] then
+        local nx = r[#r]
+        local lines, _, rnx = hp.relay(s, pos, ONLY)
+        assert.are.equal(relay_ref(s, pos, nx, ONLY), lines, string.format("relay: %q", s))
+        assert.are.equal(nx, rnx)
+        checked = checked + 1
+      end
+    end
+    assert.is_true(checked > N // 50, "checked " .. checked)
+  end)
 end)
 
 ---------------------------------------------------------------------------

@@ -81,6 +81,53 @@ describe("net.pool", function()
     end)
   end)
 
+  it("dial and put's one-call steps: most recent first, dropped conns skipped, counts exact", function()
+    local ln, addr, conns = line_server()
+    finally(function() ln:close() end)
+    H.no_fd_leak(function()
+      local p = net.pool({ max_idle = 4 })
+      local a, b, c = assert(p:dial(addr, 2)), assert(p:dial(addr, 2)), assert(p:dial(addr, 2))
+      for _, x in ipairs({ a, b, c }) do assert.are.equal("x", ask(x, "x")) end
+      assert.is_true(p:put(a))
+      assert.is_true(p:put(b))
+      assert.is_true(p:put(c))
+      assert.are.same({ idle = 3, active = 0, dials = 3, reuses = 0 }, p:stats())
+      -- the server closes c's and b's sides: they leave when the close arrives
+      for i = #conns, 1, -1 do
+        local sc = conns[i]
+        if sc:remoteaddr() == c:localaddr() or sc:remoteaddr() == b:localaddr() then sc:close() end
+      end
+      assert.is_true(H.wait_until(function() return p:stats().idle == 1 end, 5))
+      local got = assert(p:dial(addr, 2)) -- past the two dropped ones: a
+      assert.are.equal(a, got)
+      assert.are.same({ idle = 0, active = 1, dials = 3, reuses = 1 }, p:stats())
+      assert.are.equal(0, #p.lists[addr])
+      local fresh = assert(p:dial(addr, 2))
+      assert.are.same({ idle = 0, active = 2, dials = 4, reuses = 1 }, p:stats())
+      -- put clears the user's deadline and timeout: the next user starts clean
+      got:setdeadline(go.now() - 1)
+      got:settimeout(0)
+      assert.is_true(p:put(got))
+      assert.is_true(p:put(fresh))
+      assert.are.equal(fresh, assert(p:dial(addr, 2)))
+      local again = assert(p:dial(addr, 2))
+      assert.are.equal(got, again)
+      assert.are.equal("y", ask(again, "y"))
+      assert.is_true(p:put(again))
+      assert.has_error(function() p:put({}) end)
+      -- the C steps themselves refuse what is not theirs
+      local set = p.set
+      assert.has_error(function() set:takelast(nil, p, addr) end)
+      assert.has_error(function() set:takelast({ "x" }, p, addr) end)
+      assert.has_error(function() set:putlast({}, p, "x") end)
+      assert.has_error(function() set.takelast({}, {}, p, addr) end)
+      assert.is_false(set:putlast({ 1, 2, 3, 4 }, p, fresh)) -- full: the slow path's
+      assert.is_true(p:put(fresh))
+      p:close()
+      assert.are.equal(0, p:stats().idle)
+    end)
+  end)
+
   it("refuses (and closes) a conn with unread bytes, a closed one, one at EOF", function()
     local ln, addr, conns = line_server()
     finally(function() ln:close() end)

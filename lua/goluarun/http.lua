@@ -44,6 +44,7 @@
 --   expects it); an unread body is discarded after the handler returns.
 --   req:read() -> the next piece of the body | nil at its end | nil, err:
 --   the body as it arrives, instead of req:body() (proxies).
+--   req:rawhead() -> s, pos: the head as received starts at s:sub(pos).
 --
 -- The client (http.request, http.get, http.post) lives in
 -- lua/goluarun/http_client.lua, which this module installs: see its API
@@ -53,6 +54,8 @@
 --   res:headers(t [, except]) -> res (every field of t whose lower-case
 --   name is not a key of except, in one step; Content-Length, Transfer-
 --   Encoding, Connection skipped; not merged with res:header's fields),
+--   res:relay(head [, pos [, drop]]) -> res (a received head's fields, names
+--   as received, minus hop-by-hop ones and drop's; no default Content-Type),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
@@ -92,7 +95,8 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local parse_request, field_block = httpparse.request, httpparse.block
+local parse_request, field_block, relay_fields = httpparse.request, httpparse.block,
+  httpparse.relay
 
 local P, R, S, C, Cc, Cf, Cg, Ct, Cp =
   lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc, lpeg.Cf, lpeg.Cg, lpeg.Ct, lpeg.Cp
@@ -590,7 +594,7 @@ local function slow_head(st, buf, pos)
         local m, path, q, major, minor, h, nx = parse_request(head, 1, cfg.max_headers)
         if m then
           if nx - 1 > limit then return nil, 431 end
-          st.buf, st.pos = head, nx
+          st.buf, st.pos, st.hpos = head, nx, 1
           return m, path, q, major, minor, h
         end
         local e = find(head, "\n\r?\n")
@@ -724,6 +728,10 @@ function next_chunk(st)
   end
   return d
 end
+
+--- req:rawhead() -> s, pos: the request's head as received starts at
+--- s:sub(pos) (a proxy relays its fields: httpparse.relay)
+function Req:rawhead() return self._head, self._hpos end
 
 --- req:read() -> the next piece of the request body | nil at its end |
 --- nil, err: the body as it arrives (a proxy streams it on), instead of
@@ -909,6 +917,25 @@ function Res:headers(t, except)
   local blk = self._blk
   self._blk = blk and blk .. lines or lines
   self._bseen = self._bseen | seen
+  return self
+end
+
+--- res:relay(head [, pos [, drop]]) -> res: the field lines of a received
+--- head (s:sub(pos); a proxy's upstream answer) as they go on, names as
+--- received, minus hop-by-hop ones, Content-Length and those whose lower
+--- case is a key of drop (httpparse.relay); no default Content-Type
+function Res:relay(head, pos, drop)
+  if self._sent then error("http: res:relay: the head was already sent", 2) end
+  if type(head) ~= "string" then error("http: res:relay: a head (string) expected", 2) end
+  if pos ~= nil and (math_type(pos) ~= "integer" or pos < 1) then
+    error("http: res:relay: pos must be a positive integer", 2)
+  end
+  if drop ~= nil and type(drop) ~= "table" then error("http: res:relay: drop must be a table", 2) end
+  local lines, seen = relay_fields(head, pos, drop)
+  if not lines then error("http: res:relay: malformed head", 2) end
+  local blk = self._blk
+  self._blk = blk and blk .. lines or lines
+  self._bseen = self._bseen | seen | 4 -- (4: Content-Type: none of the server's)
   return self
 end
 
@@ -1287,7 +1314,7 @@ local function serve_conn(conn, call, cfg, router)
     again = true
     local method, path, qs, major, minor, h, nx = parse_request(buf, pos, max_headers)
     if method and nx - pos <= limit then
-      st.buf, st.pos = buf, nx
+      st.buf, st.pos, st.hpos = buf, nx, pos
     else
       if method then reject(st, 431) break end
       method, path, qs, major, minor, h = slow_head(st, buf, pos)
@@ -1350,7 +1377,7 @@ local function serve_conn(conn, call, cfg, router)
       query = qs and match(QUERY, qs) or EMPTY,
       target = qs and path .. "?" .. qs or path,
       headers = h, version = minor == "0" and "1.0" or "1.1",
-      conn = conn, _st = st, params = EMPTY,
+      conn = conn, _st = st, params = EMPTY, _head = st.buf, _hpos = st.hpos,
     }, Req)
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0

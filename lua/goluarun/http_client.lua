@@ -28,11 +28,19 @@
 --   req.max_header_bytes  response status line + fields (16384)
 --   req.max_headers       response fields (100)
 --   req.max_body          a buffered response body (8 MiB; not for stream)
+--   req.fields   field lines "Name: value\r\n"... sent as they are instead
+--                of req.headers (a proxy's: httpparse.relay makes them;
+--                checked again, hop-by-hop ones left out; Host and
+--                User-Agent are added unless present)
+--   req.only_headers  a set of lower-case names: res.headers holds only
+--                these (and Content-Length, Transfer-Encoding, Connection,
+--                Location); res:rawhead() has the whole head (a proxy)
 -- res: status (integer), reason, version ("1.1"/"1.0"), headers (lower-
 --   case names, looked up case-insensitively: res.headers["Content-Type"];
 --   a repeated field is a list), body (string), trailers (chunked, or nil),
 --   url (after redirects), res:read(), res:close(), res:settimeout(s) (the
---   rest of a streamed body: s seconds per read instead of req.timeout).
+--   rest of a streamed body: s seconds per read instead of req.timeout),
+--   res:rawhead() -> s, pos (the head as received starts at s:sub(pos)).
 -- http.get(url [, req]), http.post(url, body [, req]): shorthands.
 --
 -- Keep-alive: the conn goes back to the pool once the response body has
@@ -48,7 +56,8 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local parse_response, field_block = httpparse.response, httpparse.block
+local parse_response, field_block, relay_fields = httpparse.response, httpparse.block,
+  httpparse.relay
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
 local match = lpeg.match
@@ -77,8 +86,12 @@ local URL = SCHEME * "://" * ((1 - S"@/?#")^0 * "@")^-1 * HOST * PORT * PATH
   * (P"#" * P(1)^0)^-1 * -1
 local DEFAULT_PORT = { http = 80, https = 443 }
 
--- url -> { scheme, host, port, addr, hosthdr, target } | nil, err
-local url_cache = setmetatable({}, { __mode = "v" })
+-- url -> { scheme, host, port, addr, hosthdr, target } | nil, err. The
+-- cache holds its entries strongly (weak values were collected at every GC
+-- cycle: a proxy re-parsed its URLs every few requests) and starts over
+-- past URL_CACHE_MAX of them (URLs may come from callers' input)
+local URL_CACHE_MAX = 1024
+local url_cache, nurls = {}, 0
 local function parse_url(url)
   local u = url_cache[url]
   if u then return u end
@@ -94,6 +107,8 @@ local function parse_url(url)
   u = { scheme = scheme, host = bare, port = port, addr = host .. ":" .. port,
     hosthdr = port == dport and host or host .. ":" .. port, target = path,
     tls = scheme == "https", heads = {} }
+  if nurls >= URL_CACHE_MAX then url_cache, nurls = {}, 0 end
+  nurls = nurls + 1
   url_cache[url] = u
   return u
 end
@@ -121,9 +136,21 @@ end }
 -- the client's own fields: not taken from req.headers
 local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 
+-- req.fields: field lines sent as they are (a proxy's, from httpparse.relay,
+-- which checks them again here and drops hop-by-hop ones)
+local function given_lines(fields)
+  if type(fields) ~= "string" then error("http.request: req.fields must be a string", 4) end
+  local lines, seen, nx = relay_fields(fields)
+  if not lines or nx ~= #fields + 1 or (fields ~= "" and not find(fields, "^[%w!#$%%&'*+%-.^_`|~]+:")) then
+    error("http.request: req.fields must be field lines (\"Name: value\\r\\n\"...)", 4)
+  end
+  return lines, seen & 1 ~= 0, seen & 2 ~= 0, false
+end
+
 -- "Name: value\r\n"... of req.headers (one C call: httpparse.block); and
 -- whether Host, User-Agent are there and Connection says close
-local function header_lines(h)
+local function header_lines(h, fields)
+  if fields ~= nil then return given_lines(fields) end
   if h == nil then return "", false, false, false end
   if type(h) ~= "table" then error("http.request: req.headers must be a table", 3) end
   local lines, seen, connh = field_block(h, nil, OWN)
@@ -162,16 +189,39 @@ local function head_end(buf, pos)
   return (find(buf, "\n\r?\n", pos))
 end
 
+-- the fields the client reads itself: kept with req.only_headers
+local CLIENT_READS = { ["content-length"] = true, ["transfer-encoding"] = true,
+  connection = true, location = true }
+local only_cache = setmetatable({}, { __mode = "k" })
+
+-- req.only_headers with CLIENT_READS: the set parse_response keeps
+local function only_set(only)
+  if only == nil then return nil end
+  local set = only_cache[only]
+  if set then return set end
+  if type(only) ~= "table" then error("http.request: req.only_headers must be a table", 4) end
+  set = {}
+  for k in pairs(CLIENT_READS) do set[k] = true end
+  for k, v in pairs(only) do
+    if type(k) ~= "string" or k ~= lower(k) then
+      error("http.request: req.only_headers: keys must be lower-case names", 4)
+    end
+    if v then set[k] = true end
+  end
+  only_cache[only] = set
+  return set
+end
+
 -- the response head: status, reason, major, minor, headers | nil, err
 local function read_head(st)
   local limit, max_headers = st.max_header_bytes, st.max_headers
   while true do
     local buf, pos = st.buf, st.pos
     if pos <= #buf then
-      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers)
+      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers, st.only)
       if major then
         if nx - pos > limit then return nil, "headers too large" end
-        st.pos = nx
+        st.pos, st.hpos = nx, pos
         return status, reason, major, minor, h
       end
       local e = head_end(buf, pos)
@@ -324,9 +374,7 @@ local function release(st, reusable)
   if not conn then return end
   st.conn = nil
   if reusable and not st.close and not st.writing and st.pos > #st.buf then
-    if st.dl then conn:setdeadline(nil) end
-    if st.to then conn:settimeout(nil) end
-    st.pool:put(conn)
+    st.pool:put(conn) -- (which clears the conn's deadline and timeout)
   else
     conn:close()
     st.pool:put(conn)
@@ -377,7 +425,12 @@ function Res:read()
   if not st then return nil end
   if not st.conn then return nil, st.err end
   local d, err = next_piece(st)
-  if d then return d end
+  if d then
+    -- the last piece of a Content-Length body: the conn goes back now (the
+    -- next read gives nil without a call into the body's state)
+    if st.left == 0 and st.mode == "length" then release(st, true) end
+    return d
+  end
   if err then
     st.err = err
     release(st, false)
@@ -404,10 +457,13 @@ function Res:settimeout(s)
   if st and st.conn and not buffered_to_end(st) then
     st.conn:setdeadline(nil)
     st.conn:settimeout(s)
-    st.dl, st.to = true, true
   end
   return self
 end
+
+--- res:rawhead() -> s, pos: the response's head as received starts at
+--- s:sub(pos) (a proxy relays its fields: res:relay of goluarun.http)
+function Res:rawhead() return self._head, self._hpos end
 
 --- res:close(): ends the response (an unread body closes the conn)
 function Res:close()
@@ -534,9 +590,8 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   end
   local conn, err = pool:dial(u.addr, dopts)
   if not conn then return nil, err end
-  local reused = conn:reused() > 0
   if deadline then conn:setdeadline(deadline) end
-  local hl, has_host, has_ua, close = header_lines(req.headers)
+  local hl, has_host, has_ua, close = header_lines(req.headers, req.fields)
   local framing = ""
   if type(body) == "string" then
     if #body > 0 or method == "POST" or method == "PUT" or method == "PATCH" then
@@ -560,12 +615,13 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       .. hl .. framing .. "\r\n"
   end
   local st = {
-    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close, dl = deadline,
-    max_header_bytes = lim.mhb, max_headers = lim.mh,
+    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close,
+    max_header_bytes = lim.mhb, max_headers = lim.mh, only = only_set(req.only_headers),
   }
   local ok
   ok, err = send(st, conn, head, body)
   if not ok then
+    local reused = conn:reused() > 0
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
@@ -573,7 +629,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   repeat -- 1xx answers are skipped
     status, reason, major, minor, h = read_head(st)
     if not status then
-      local retry = reused and not st.got and RETRY[reason] and type(body) ~= "function"
+      local retry = conn:reused() > 0 and not st.got and RETRY[reason] and type(body) ~= "function"
       release(st, false)
       return nil, st.werr or reason, retry
     end
@@ -618,7 +674,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     st.mode, st.close = "close", true
   end
   local res = { status = status, reason = reason, headers = h,
-    version = major .. "." .. minor, url = req.url }
+    version = minor == "1" and major == "1" and "1.1" or major .. "." .. minor, url = req.url, _head = st.buf, _hpos = st.hpos }
   if req.stream then
     res._st = st
     if st.mode == "none" then release(st, true) end

@@ -15,7 +15,8 @@
 --   or {timeout =, tls = T or true}); the key is the address and, with TLS,
 --   the servername, CA, client certificate and ALPN list
 -- pool:put(conn) -> true | nil, why   (why: "closed", "eof", "unread bytes",
---   "in use", "pool closed", ...; the conn is then closed). Every conn from
+--   "in use", "pool closed", ...; the conn is then closed). A conn put back
+--   loses its deadlines and timeout (the next user starts clean). Every conn from
 --   pool:dial goes back through put, failed or closed ones too: that is
 --   what frees its max_conns slot.
 -- pool:stats() -> { idle =, active =, dials =, reuses = }
@@ -234,6 +235,11 @@ function Pool:dial(addr, opts)
   if type(addr) ~= "string" then error("pool:dial: address must be a string", 2) end
   if self.closed then return nil, "closed" end
   local key = key_of(addr, opts)
+  local list = not self.max_conns and self.lists[key]
+  if list then -- the common case: one C call (set:takelast, lpool.c)
+    local c = self.set:takelast(list, self, key)
+    if c then return c end
+  end
   local c = atomic(dial_begin, self, key)
   if c == "wait" then -- past max_conns: a put hands its slot over
     local timeout, start = timeout_of(opts), now()
@@ -311,6 +317,9 @@ end
 function Pool:put(c)
   local key = self.keyof[c]
   if not key then error("pool:put: this connection did not come from this pool", 2) end
+  local list = self.lists[key]
+  -- the common case: one C call (set:putlast, lpool.c); else the slow path
+  if list and self.set:putlast(list, self, c) then return true end
   return atomic(put, self, c, key)
 end
 

@@ -9,6 +9,15 @@
 ** CR, LF, NUL or surrounding whitespace, at most max_headers names; the
 ** head alone parses to the same end, and bytes appended after it change
 ** nothing. Any other outcome aborts.
+**
+** The same bytes go to the proxy's calls as well: httpparse.relay (its
+** lines are field lines "name: value\r\n" without a hop-by-hop name, it
+** ends where the request or response parser ends when that one matches,
+** and relaying its own output gives that output back), httpparse.response
+** with a set `only` (the same match and end as without it, only names of
+** the set), and httpparse.block over a table made of the bytes (names and
+** values split at NULs: one CRLF per value written, or nil with "name" or
+** "value").
 ** Input: byte 0 picks max_headers, byte 1 the start offset, the rest is
 ** the text. One Lua state for the whole run; single-threaded.
 */
@@ -93,8 +102,9 @@ static void check_headers(int idx, lua_Integer max, bool joined) {
   if (count > max) fail("more names than max_headers");
 }
 
-static void one(const char *fn, int hidx, const char *s, size_t n, lua_Integer pos,
-                lua_Integer max) {
+/* the parser fn on s: its invariants; the position after the head, or 0 */
+static lua_Integer one(const char *fn, int hidx, const char *s, size_t n, lua_Integer pos,
+                       lua_Integer max) {
   int top = lua_gettop(L), nres;
   lua_Integer nx = parse(fn, s, n, pos, max, &nres);
   if (nx) {
@@ -112,6 +122,127 @@ static void one(const char *fn, int hidx, const char *s, size_t n, lua_Integer p
     if (nx2 != nx) fail("appended bytes changed the head");
   }
   lua_settop(L, top);
+  return nx;
+}
+
+/* calls httpparse[fn] with the values pushed after it (nargs): results
+** left on the stack, their count returned */
+static int call(const char *fn, int nargs) {
+  int top = lua_gettop(L) - nargs;
+  lua_getfield(L, 1, fn);
+  lua_insert(L, top + 1);
+  if (lua_pcall(L, nargs, LUA_MULTRET, 0) != LUA_OK) fail(lua_tostring(L, -1));
+  return lua_gettop(L) - top;
+}
+
+static const char *const HOP[] = {"connection", "keep-alive", "proxy-connection", "te", "trailer",
+                                  "transfer-encoding", "upgrade", "content-length",
+                                  "proxy-authenticate", "proxy-authorization", NULL};
+
+/* relay's output: field lines, none of them hop-by-hop */
+static void check_lines(const char *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    size_t k = i;
+    while (k < n && s[k] != ':') k++;
+    if (k == i || k + 1 >= n || s[k + 1] != ' ') fail("relay: not a name and \": \"");
+    char name[32];
+    size_t kn = k - i;
+    for (size_t j = 0; kn < sizeof name && j < kn; j++)
+      name[j] = (char)((s[i + j] >= 'A' && s[i + j] <= 'Z') ? s[i + j] + 32 : s[i + j]);
+    for (int h = 0; HOP[h] && kn < sizeof name; h++)
+      if (strlen(HOP[h]) == kn && memcmp(HOP[h], name, kn) == 0) fail("relay: a hop-by-hop field");
+    size_t e = k + 2;
+    while (e < n && s[e] != '\r' && s[e] != '\n' && s[e] != '\0') e++;
+    if (e + 1 >= n || s[e] != '\r' || s[e + 1] != '\n') fail("relay: a line not ended by CRLF");
+    i = e + 2;
+  }
+}
+
+/* httpparse.relay(s, pos): checked against the parsers' end (req_nx,
+** res_nx: 0 for no match) and against itself */
+static void relay_one(const char *s, size_t n, lua_Integer pos, lua_Integer req_nx,
+                      lua_Integer res_nx) {
+  int top = lua_gettop(L);
+  lua_pushlstring(L, s, n);
+  lua_pushinteger(L, pos);
+  int nres = call("relay", 2);
+  if (lua_isnil(L, top + 1)) {
+    if (req_nx || res_nx) fail("relay: no match where a parser matched");
+    lua_settop(L, top);
+    return;
+  }
+  if (nres != 3 || !lua_isinteger(L, top + 3)) fail("relay: results");
+  lua_Integer nx = lua_tointeger(L, top + 3);
+  if (nx < pos || (size_t)nx > n + 1) fail("relay: next out of range");
+  if ((req_nx && nx != req_nx) || (res_nx && nx != res_nx)) fail("relay: another end than the parser's");
+  size_t ln;
+  const char *lines = lua_tolstring(L, top + 1, &ln);
+  check_lines(lines, ln);
+  lua_pushvalue(L, top + 1);
+  call("relay", 1);
+  size_t ln2;
+  const char *again = lua_tolstring(L, -3, &ln2);
+  if (!again || ln2 != ln || memcmp(again, lines, ln) != 0) fail("relay: its output relayed differs");
+  lua_settop(L, top);
+}
+
+/* httpparse.response(s, pos, max, {host, x-a}): the same end as without
+** the set (nx), and only names of it */
+static void only_one(const char *s, size_t n, lua_Integer pos, lua_Integer max, lua_Integer nx) {
+  int top = lua_gettop(L);
+  lua_pushlstring(L, s, n);
+  lua_pushinteger(L, pos);
+  lua_pushinteger(L, max);
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "host");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "x-a");
+  int nres = call("response", 4);
+  lua_Integer onx = lua_isnil(L, top + 1) ? 0 : lua_tointeger(L, top + nres);
+  if (onx != nx) fail("response with only: another end");
+  if (nx) {
+    lua_pushnil(L);
+    while (lua_next(L, top + 5)) {
+      const char *k = lua_tostring(L, -2);
+      if (strcmp(k, "host") != 0 && strcmp(k, "x-a") != 0) fail("response with only: another name");
+      lua_pop(L, 1);
+    }
+  }
+  lua_settop(L, top);
+}
+
+/* httpparse.block over { name = value } pairs cut from s at NULs: the
+** lines hold one CRLF per pair, or nil with "name" / "value" */
+static void block_one(const char *s, size_t n) {
+  int top = lua_gettop(L);
+  lua_newtable(L);
+  size_t i = 0, pairs = 0;
+  while (i < n && pairs < 16) {
+    const char *k = s + i, *ke = memchr(k, 0, n - i);
+    if (!ke) break;
+    const char *v = ke + 1, *ve = memchr(v, 0, (size_t)(s + n - v));
+    if (!ve) ve = s + n;
+    lua_pushlstring(L, k, (size_t)(ke - k));
+    if (lua_rawget(L, -2) == LUA_TNIL) pairs++;
+    lua_pop(L, 1);
+    lua_pushlstring(L, k, (size_t)(ke - k));
+    lua_pushlstring(L, v, (size_t)(ve - v));
+    lua_rawset(L, -3);
+    i = (size_t)(ve - s) + 1;
+  }
+  call("block", 1);
+  if (lua_isnil(L, top + 1)) {
+    const char *what = lua_tostring(L, top + 2);
+    if (!what || (strcmp(what, "name") != 0 && strcmp(what, "value") != 0)) fail("block: reason");
+  } else {
+    size_t ln, crlf = 0;
+    const char *lines = lua_tolstring(L, top + 1, &ln);
+    for (size_t j = 0; j + 1 < ln; j++) crlf += lines[j] == '\r' && lines[j + 1] == '\n';
+    if (crlf != pairs) fail("block: not one line per field");
+  }
+  lua_settop(L, top);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -125,8 +256,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const char *s = (const char *)data + 2;
   size_t n = size - 2;
   lua_Integer pos = 1 + (lua_Integer)(n ? data[1] % (n + 1) : 0);
-  one("request", 6, s, n, pos, max);
-  one("response", 5, s, n, pos, max);
+  lua_Integer req_nx = one("request", 6, s, n, pos, max);
+  lua_Integer res_nx = one("response", 5, s, n, pos, max);
+  relay_one(s, n, pos, req_nx, res_nx);
+  only_one(s, n, pos, max, res_nx);
+  block_one(s, n);
   /* free this input's garbage now: libFuzzer's leak check runs after an
   ** input that mallocs more than it frees, and that scan is slow */
   lua_gc(L, LUA_GCCOLLECT);
