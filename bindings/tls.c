@@ -422,7 +422,8 @@ typedef struct tls_state {
   glr_pd *pd;
   int syserr;         /* errno the BIO saw in that call */
   bool eagain;        /* the BIO met EAGAIN in that call */
-  char err[256];      /* the message of the last GLR_FAILED */
+  char *err;          /* the message of the last GLR_FAILED, or NULL (made
+                         at the failure: an idle conn keeps no 256 bytes) */
 } tls_state;
 
 static int new_session(SSL *ssl, SSL_SESSION *sess) {
@@ -478,7 +479,10 @@ static void bio_init(void) {
 }
 
 static void set_err(tls_state *t, const char *prefix, const char *detail) {
-  snprintf(t->err, sizeof t->err, "%s: %s", prefix, detail);
+  char m[256];
+  snprintf(m, sizeof m, "%s: %s", prefix, detail);
+  free(t->err);
+  t->err = strdup(m); /* NULL (out of memory): conn.c says "transport failed" */
 }
 
 /* verify_failed — the handshake failed on a certificate check */
@@ -638,6 +642,7 @@ static void state_free(tls_state *t) {
   tls_config_unref(t->cfg);
   free(t->sesskey);
   free(t->servername);
+  free(t->err);
   free(t);
 }
 
