@@ -3,7 +3,7 @@
 # that does not depend on the load of the machine (tls.sh's timings do).
 #
 #   scripts/bench/tls_cg.sh   (env: KIND=ec|rsa SECTIONS=echo,hello
-#                              ONLY=goluarun,nginx SHORT=2 LONG=6 CONNS=20
+#                              ONLY=goluarun,nginx,go SHORT=5 LONG=12 CONNS=20
 #                              BUILD=build GOLUARUN=$BUILD/goluarun
 #                              KEEP=DIR: keep the callgrind files there)
 #
@@ -12,8 +12,9 @@
 # loaded SHORT and then LONG seconds; the instructions per operation are
 #   (Ir(long) - Ir(short)) / (ops(long) - ops(short))
 # so start-up, handshakes and exit cancel out.
-#   echo   goluarun -p 1 scripts/echo.lua --tls, 64-byte round trips
-#          (tls_hs -m echo -w 0); ops = messages
+#   echo   goluarun -p 1 scripts/echo.lua --tls vs go_tls_echo.go
+#          (GOMAXPROCS=1), 64-byte round trips (tls_hs -m echo -w 0);
+#          ops = messages
 #   hello  goluarun -p 1 scripts/http_hello.lua --tls vs nginx (one
 #          process, master_process off) `return 200`, wrk -t1 over https;
 #          ops = requests
@@ -24,9 +25,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 KIND=${KIND:-ec}
 SECTIONS=${SECTIONS:-echo,hello}
-ONLY=${ONLY:-goluarun,nginx}
-SHORT=${SHORT:-2}
-LONG=${LONG:-6}
+ONLY=${ONLY:-goluarun,nginx,go}
+SHORT=${SHORT:-5}
+LONG=${LONG:-12}
 CONNS=${CONNS:-20}
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD="$ROOT/$BUILD" ;; esac
@@ -38,7 +39,7 @@ die() { echo "tls_cg.sh: $*" >&2; exit 1; }
 section() { [[ ",$SECTIONS," == *",$1,"* ]]; }
 selected() { [[ ",$ONLY," == *",$1,"* ]]; }
 source "$ROOT/scripts/bench/lib.sh"
-need_pkgs tls_cg.sh valgrind wrk nginx openssl libssl-dev curl build-essential
+need_pkgs tls_cg.sh valgrind wrk nginx golang-go openssl libssl-dev curl build-essential
 [ -x "$GOLUARUN" ] || die "$GOLUARUN not built"
 
 TMP=$(mktemp -d /tmp/tls-cg.XXXXXX)
@@ -63,6 +64,10 @@ trap cleanup EXIT
 mkdir -p "$B"
 cc -std=c11 -O2 -Wall -Wextra -o "$B/tls_hs" "$ROOT/scripts/bench/tls_hs.c" -lssl -lcrypto ||
   die "tls_hs did not build"
+if selected go; then
+  env GO111MODULE=off GOFLAGS= CGO_ENABLED=0 GOCACHE="$B/go-cache" GOPATH="$B/go-path" \
+    go build -o "$B/go_tls_echo" "$ROOT/scripts/bench/go_tls_echo.go" || die "go_tls_echo did not build"
+fi
 CERT="$TMP/c.pem"; KEYF="$TMP/c.key"
 alg=(-newkey ec -pkeyopt ec_paramgen_curve:P-256)
 [ "$KIND" = rsa ] && alg=(-newkey rsa:2048)
@@ -109,6 +114,13 @@ start_glr() {           # start_glr NAME SCRIPT: sets SPID, SPORT
   cg_wait "$1" "$port" || { cat "$TMP/$1.err" >&2; die "$1 did not start"; }
 }
 
+start_go() {            # start_go NAME: sets SPID, SPORT
+  local port; port=$(free_port)
+  GOMAXPROCS=1 cg_start "$1" "$B/go_tls_echo" "$port" "$CERT" "$KEYF"
+  SPORT=$port
+  cg_wait "$1" "$port" || { cat "$TMP/$1.err" >&2; die "$1 did not start"; }
+}
+
 start_ngx() {           # start_ngx NAME: sets SPID, SPORT
   local port dir="$TMP/ngx.$1"; port=$(free_port)
   mkdir -p "$dir/logs"
@@ -150,8 +162,11 @@ measure() {             # measure SECTION SERVER -> prints the row
   local sec=$1 srv=$2 d ops irs=() opss=() script
   script=$([ "$sec" = echo ] && echo echo.lua || echo http_hello.lua)
   for d in "$SHORT" "$LONG"; do
-    if [ "$srv" = goluarun ]; then start_glr "$sec.$srv.$d" "$script"
-    else start_ngx "$sec.$srv.$d"; fi
+    case $srv in
+      goluarun) start_glr "$sec.$srv.$d" "$script" ;;
+      go) start_go "$sec.$srv.$d" ;;
+      *) start_ngx "$sec.$srv.$d" ;;
+    esac
     ops=$(load "$sec" "$SPORT" "$d")
     stop_pid "$SPID"
     [ -n "$ops" ] && [ "$ops" -gt 0 ] || die "$srv $sec: no operations measured"
@@ -164,7 +179,10 @@ measure() {             # measure SECTION SERVER -> prints the row
 echo "callgrind, $KIND certificate, $CONNS connections, ${SHORT}s vs ${LONG}s"
 echo "| test   | server    | ops short | ops long | Ir/op      |"
 echo "|--------|-----------|----------:|---------:|-----------:|"
-if section echo && selected goluarun; then measure echo goluarun; fi
+if section echo; then
+  selected goluarun && measure echo goluarun
+  selected go && measure echo go
+fi
 if section hello; then
   selected goluarun && measure hello goluarun
   selected nginx && measure hello nginx
