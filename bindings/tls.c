@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 
 #include "../runtime/prof.h"
+#include "../runtime/sockio.h"
 #include "errstr.h"
 #include "netaddr.h"
 #include "tlswire.h"
@@ -420,7 +421,9 @@ typedef struct tls_state {
   lua_State *L;       /* for one SSL call: the BIO's */
   glr_pd *pd;
   int syserr;         /* errno the BIO saw in that call */
-  char err[256];      /* the message of the last GLR_FAILED */
+  bool eagain;        /* the BIO met EAGAIN in that call */
+  char *err;          /* the message of the last GLR_FAILED, or NULL (made
+                         at the failure: an idle conn keeps no 256 bytes) */
   /* bytes OpenSSL wrote from inside SSL_read (the alert refusing a TLS 1.2
   ** renegotiation) that met EAGAIN: held here and sent before anything
   ** else. Left to OpenSSL, they would wait for the next SSL_write while
@@ -444,7 +447,7 @@ static int bio_read(BIO *b, char *buf, int n) {
   BIO_clear_retry_flags(b);
   ssize_t r = glr_read(t->L, t->pd, buf, (size_t)n);
   if (r >= 0) return (int)r;
-  if (r == -EAGAIN) BIO_set_retry_read(b);
+  if (r == -EAGAIN) BIO_set_retry_read(b), t->eagain = true;
   else t->syserr = (int)-r;
   return -1;
 }
@@ -466,7 +469,7 @@ static int bio_write(BIO *b, const char *buf, int n) {
   ssize_t r = t->nheld ? -EAGAIN : glr_writev(t->L, t->pd, &iov, 1);
   if (r >= 0) return (int)r;
   if (r == -EAGAIN && hold(t, buf, n) == n) return n;
-  if (r == -EAGAIN) BIO_set_retry_write(b);
+  if (r == -EAGAIN) BIO_set_retry_write(b), t->eagain = true;
   else t->syserr = (int)-r;
   return -1;
 }
@@ -512,7 +515,10 @@ static void bio_init(void) {
 }
 
 static void set_err(tls_state *t, const char *prefix, const char *detail) {
-  snprintf(t->err, sizeof t->err, "%s: %s", prefix, detail);
+  char m[256];
+  snprintf(m, sizeof m, "%s: %s", prefix, detail);
+  free(t->err);
+  t->err = strdup(m); /* NULL (out of memory): conn.c says "transport failed" */
 }
 
 /* verify_failed — the handshake failed on a certificate check */
@@ -523,10 +529,19 @@ static bool verify_failed(tls_state *t) {
   return true;
 }
 
-/* result — map an SSL call's return r into the transport's codes */
-static int result(tls_state *t, int r, bool hs) {
+/* want — the call stopped on the BIO's EAGAIN: SSL_get_error's
+** WANT_READ / WANT_WRITE, told without the error queue */
+static int want(tls_state *t) {
+  if (!t->eagain) return 0;
+  if (SSL_want_read(t->ssl)) return GLR_WANT_READ;
+  return SSL_want_write(t->ssl) ? GLR_WANT_WRITE : 0;
+}
+
+/* failed — the transport's code for a call that failed for good (EOF,
+** alert, system error, bad certificate); its message in t->err */
+static int failed(tls_state *t, int r, bool hs) {
   int e = SSL_get_error(t->ssl, r);
-  if (e == SSL_ERROR_WANT_READ) return GLR_WANT_READ;
+  if (e == SSL_ERROR_WANT_READ) return GLR_WANT_READ; /* not from our BIO: none today */
   if (e == SSL_ERROR_WANT_WRITE) return GLR_WANT_WRITE;
   if (e != SSL_ERROR_ZERO_RETURN) t->fatal = true;
   if (hs) {
@@ -543,11 +558,28 @@ static int result(tls_state *t, int r, bool hs) {
   return GLR_FAILED;
 }
 
+/* result — map an SSL call's return r (<= 0) into the transport's codes.
+** Anything but a WANT leaves the thread's error queue empty again, so the
+** next SSL call (maybe another goroutine's) finds it empty. */
+static int result(tls_state *t, int r, bool hs) {
+  int w = want(t);
+  if (w) return w;
+  w = failed(t, r, hs);
+  ERR_clear_error();
+  return w;
+}
+
+/* call_begin — bind the BIO to this call. The error queue is empty here
+** (result clears it after every failure) unless some other code left an
+** OpenSSL error on this thread: handshakes and shutdowns clear it first (a
+** stale error would fail them), reads and writes do not (838 instructions
+** each; want() never reads the queue, so a stale error can at worst change
+** the message of a failure that happens anyway). */
 static void call_begin(tls_state *t, lua_State *L, glr_pd *pd) {
   t->L = L;
   t->pd = pd;
   t->syserr = 0;
-  ERR_clear_error();
+  t->eagain = false;
 }
 
 /* awaiting_hello — a server's handshake starts only once the client has
@@ -564,10 +596,20 @@ static int tp_handshake(lua_State *L, void *data, glr_pd *pd) {
   tls_state *t = data;
   if (awaiting_hello(t, pd)) return GLR_WANT_READ;
   call_begin(t, L, pd);
+  ERR_clear_error();
   prof_c_enter(vm_p(L), "OpenSSL");
   int r = SSL_do_handshake(t->ssl);
   prof_c_leave(vm_p(L));
   return r == 1 ? 0 : result(t, r, true);
+}
+
+/* nothing_to_read — SSL_read could only end in WANT_READ: OpenSSL holds no
+** byte (plain or raw), owes no write, and the socket has nothing either
+** (sockio.c's drained read: the next byte brings a readiness event, which
+** the park then finds). Saves the second SSL_read of every exchange. */
+static bool nothing_to_read(tls_state *t, glr_pd *pd) {
+  return sock_read_would_block((pollDesc *)pd) && !SSL_has_pending(t->ssl) &&
+         !SSL_want_write(t->ssl);
 }
 
 /* tp_read — held bytes go out first, and a read that leaves some behind
@@ -576,6 +618,7 @@ static ssize_t tp_read(lua_State *L, void *data, glr_pd *pd, void *buf, size_t n
   tls_state *t = data;
   int h = send_held(t, L, pd);
   if (h != 0) return h;
+  if (nothing_to_read(t, pd)) return GLR_WANT_READ;
   call_begin(t, L, pd);
   prof_c_enter(vm_p(L), "OpenSSL");
   t->in_read = true;
@@ -628,6 +671,7 @@ static int tp_closewrite(lua_State *L, void *data, glr_pd *pd) {
   int h = send_held(t, L, pd);
   if (h != 0) return h;
   call_begin(t, L, pd);
+  ERR_clear_error();
   int r = SSL_shutdown(t->ssl);
   if (r >= 0) return 0;
   r = result(t, r, false);
@@ -648,6 +692,7 @@ static void state_free(tls_state *t) {
   tls_config_unref(t->cfg);
   free(t->sesskey);
   free(t->servername);
+  free(t->err);
   free(t);
 }
 

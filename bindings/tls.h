@@ -15,7 +15,10 @@
 **    moved to another VM (go.spawn) may share it with its old VM.
 **  - tls_state: one per TLS conn (c->tpdata), used by the goroutine running
 **    the conn's operation only; its L/pd are valid for one SSL call (the
-**    BIO reads them). OpenSSL's error queue is cleared before each call.
+**    BIO reads them). OpenSSL's thread error queue is empty after every
+**    call of this file (failures clear it); handshakes and shutdowns also
+**    clear it before, reads and writes do not (WANT comes from the BIO's
+**    EAGAIN, never from the queue).
 **  - A moved conn carries its SSL (nops is 0, nothing is in flight) and
 **    re-binds to the receiving VM's session cache (tp->moved).
 **  - Client session cache: per VM (a registry userdata), keyed by dialled

@@ -61,7 +61,7 @@ static bool mock_eagain(P *p, pollDesc *pd, int mode) {
 ** edges before), never after RDHUP/HUP/ERR was seen (a short read does not
 ** consume a pending EOF or error, and its edge may already be spent), and
 ** never under fault injection (a mocked short read proves nothing). */
-static bool read_would_block(pollDesc *pd) {
+bool sock_read_would_block(pollDesc *pd) {
   return pd->drain_ok && pd->rdrained && !pd->rdhup && pd->registered &&
          atomic_load(&pd->rg) == PD_NIL;
 }
@@ -70,7 +70,7 @@ ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n) {
   if (p->rt->cfg.mock_eagain_r && n > 0) {
     if (mock_eagain(p, pd, PD_MODE_R)) return -EAGAIN;
     n = 1;
-  } else if (n > 0 && read_would_block(pd)) {
+  } else if (n > 0 && sock_read_would_block(pd)) {
     return -EAGAIN;
   }
   for (;;) {

@@ -22,6 +22,10 @@
 #include "sched.h"
 
 GLR_INTERNAL ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n);
+/* sock_read_would_block — true when sock_read would return -EAGAIN without
+** a system call (the drained-read rule in sockio.c): a transport that
+** wraps a protocol (TLS) can skip the library call that would end there. */
+GLR_INTERNAL bool sock_read_would_block(pollDesc *pd);
 GLR_INTERNAL ssize_t sock_writev(P *p, pollDesc *pd, struct iovec *iov, int cnt);
 GLR_INTERNAL ssize_t sock_recvfrom(P *p, pollDesc *pd, void *buf, size_t n,
                                    struct sockaddr *sa, socklen_t *salen, int *flags);

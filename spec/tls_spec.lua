@@ -522,7 +522,35 @@ describe("TLS streams", function()
       assert.is_true(ok)
       assert.is_nil(r)
       H.assert_err(err, "tls error")
+      -- that failure left nothing in this thread's OpenSSL error queue:
+      -- another conn's reads and writes (which do not clear it) still work
+      local c2, s2, ln2 = tls_pair()
+      assert(c2:write("still fine\n"))
+      assert.are.equal("still fine", s2:read("l"))
+      assert(s2:write("back\n"))
+      assert.are.equal("back", c2:read("l"))
+      c2:close(); s2:close(); ln2:close()
       c:close(); proxy:close(); ln:close()
+    end)
+  end)
+
+  it("records OpenSSL read ahead are returned without waiting for the socket", function()
+    H.no_fd_leak(function()
+      -- three records in one burst: the first read takes all of them into
+      -- OpenSSL (read-ahead) and drains the socket; the next reads must
+      -- come from OpenSSL's buffer, not park for an edge that never comes
+      local c, s, ln = tls_pair()
+      s:settimeout(2)
+      assert(c:write("one.."))
+      assert(c:write("two.."))
+      assert(c:write("three"))
+      assert.are.equal("one..", s:read(5))
+      assert.are.equal("two..", s:read(5))
+      assert.are.equal("three", s:read(5))
+      -- and a read with nothing anywhere parks until the next record
+      go(function() go.sleep(0.05); c:write("late.") end)
+      assert.are.equal("late.", s:read(5))
+      c:close(); s:close(); ln:close()
     end)
   end)
 end)
