@@ -96,21 +96,22 @@ static char *dupstr(const char *s) {
 
 /* ---------- spawning ---------- */
 
+/* check_module — raises unless require(mod) would find it here: loaded
+** already, or some searcher of package.searchers gives a loader (preload,
+** package.path/cpath, and goluarun's own library, found by the last one) */
 static void check_module(lua_State *L, const char *mod) {
-  lua_getglobal(L, "package");
-  lua_getfield(L, -1, "preload");
-  lua_getfield(L, -1, mod);
-  bool found = !lua_isnil(L, -1);
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  bool found = lua_getfield(L, -1, mod) != LUA_TNIL;
   lua_pop(L, 2);
-  for (int i = 0; i < 2 && !found; i++) {
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "searchpath");
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "searchers");
+  for (lua_Integer i = 1; !found && lua_rawgeti(L, -1, i) == LUA_TFUNCTION; i++) {
     lua_pushstring(L, mod);
-    lua_getfield(L, -3, i == 0 ? "path" : "cpath");
-    lua_call(L, 2, 1);
-    found = !lua_isnil(L, -1);
-    lua_pop(L, 2);
+    lua_call(L, 1, 1);
+    found = lua_isfunction(L, -1);
+    lua_pop(L, 1);
   }
+  lua_pop(L, found ? 2 : 3);
   if (!found) luaL_error(L, "go.spawn: module '%s' not found", mod);
 }
 

@@ -52,6 +52,21 @@ describe("go.spawn", function()
     assert.are.same({ true, "slept" }, { go.wait(h, 10) })
   end)
 
+  it("spawns a function of goluarun's own library with no LUA_PATH (the last searcher finds it)", function()
+    -- goluarun.json is found only by the searcher goluarun adds after
+    -- lua's own (package.path is lua's default here); go.spawn's early
+    -- check asked package.path alone and raised "not found", which took
+    -- the debug endpoint's /metrics down with -p 2 (it spawns on each P)
+    local r = H.run([[
+      local ok, s = go.wait(go.spawn_on(go.nprocs() - 1, "goluarun.json:encode", { 1, "a" }), 10)
+      print(ok, s)
+      print(pcall(go.spawn, "goluarun.no_such_module:f"))
+    ]], {}, { flags = { "-p", "2" }, unsetenv = { "LUA_PATH", "LUA_PATH_5_4", "LUA_INIT", "LUA_INIT_5_4" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.matches('true\t%[1,"a"%]', r.stdout)
+    assert.matches("false\t.-go.spawn: module 'goluarun.no_such_module' not found", r.stdout)
+  end)
+
   it("10,000 spawned from P 0 while P 0 stays busy all finish on other Ps, by stealing (subprocess, -p 4)", function()
     local r = H.run([[
       local hs = {}
