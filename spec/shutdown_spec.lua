@@ -233,6 +233,47 @@ describe("graceful drain", function()
     assert.is_true(go.now() - t0 < 1, "exit after " .. (go.now() - t0) .. " s")
   end)
 
+  it("conn:setidle(true) marks only the next read: a shutdown closes a conn waiting there, never one whose request arrived", function()
+    -- each conn: a marked read, the request, 0.3 s of work, the answer,
+    -- then a marked read again; SIGTERM comes during the work of conn A
+    -- while conn B waits in its first marked read
+    local p = H.spawn([[
+      local net, go = require "net", require "go"
+      local ln = net.serve("127.0.0.1:0", function(c)
+        c:settimeout(10)
+        while true do
+          c:setidle(true)
+          local l, err = c:read("l")
+          if not l then print("read ended: " .. tostring(err)); io.stdout:flush(); return end
+          print("got " .. l); io.stdout:flush()
+          go.sleep(0.3)
+          assert(c:write("answer " .. l .. "\n"))
+        end
+      end)
+      print("listening on " .. ln:addr()); io.stdout:flush()
+    ]], nil, { timeout = 60 })
+    finally(function() p:cleanup() end)
+    local addr = p:wait_output("listening on (%S+)", 10)
+    assert.truthy(addr, p:stderr())
+    local a, b = assert(net.dial(addr, 5)), assert(net.dial(addr, 5))
+    finally(function() a:close(); b:close() end)
+    assert(a:write("one\n"))
+    assert.truthy(p:wait_output("(got one)", 5), p:stdout())
+    p:kill("TERM")
+    -- B, idle in a marked read, is closed at once; A's request is answered
+    local d, err = b:read(nil, 2)
+    assert.is_nil(d)
+    assert.truthy(err == "eof" or H.is_err(err, "connection reset"), err)
+    assert.are.equal("answer one", a:read("l", 3))
+    -- then A's next marked read finds the shutdown and ends the conn
+    d, err = a:read(nil, 3)
+    assert.is_nil(d)
+    assert.truthy(err == "eof" or H.is_err(err, "connection reset"), err)
+    assert.are.equal(0, p:wait(5), p:stderr())
+    local _, ended = p:stdout():gsub("read ended: closed", "")
+    assert.are.equal(2, ended, p:stdout())
+  end)
+
   -- clients connect in a loop; each connection the kernel accepted must be
   -- answered (no reset, no empty answer) while SIGTERM drains the server
   local function connect_load(server_src, flags)
