@@ -3,6 +3,7 @@
 #   wait_http NAME URL       until URL answers (5 s), else exit 1
 #   nginx_lua_modules        load_module lines for ndk + lua, as Debian has them
 #   free_port GOLUARUN       a free 127.0.0.1 port
+#   free_port_any            one below the ephemeral range, without goluarun
 
 need_pkgs() {
   local name=$1 p missing=()
@@ -38,6 +39,15 @@ nginx_lua_modules() {
   done
   case "$mods" in *lua*) ;; *) echo "ngx_http_lua_module not found" >&2; return 1 ;; esac
   printf '%s' "$mods"
+}
+
+# free_port_any — a free 127.0.0.1 port below the ephemeral range (nobody
+# accepts on it), for servers that are not goluarun
+free_port_any() {
+  local p
+  for ((p = 20000 + RANDOM % 12000; p < 32700; p++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
+  done
 }
 
 # free_port GOLUARUN — a free 127.0.0.1 port (bound to :0, then released)

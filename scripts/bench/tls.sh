@@ -164,14 +164,6 @@ start_go_echo() {
   start_line_server go_echo env GOMAXPROCS=1 "$B/go_tls_echo" "$port" "$CERT" "$KEYF"
 }
 
-# a free loopback port below the ephemeral range (nobody accepts on it)
-free_port_any() {
-  local p
-  for ((p = 20000 + RANDOM % 12000; p < 32700; p++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-  done
-}
-
 start_nginx() {
   local port dir="$TMP/ngx"
   port=$(free_port_any)

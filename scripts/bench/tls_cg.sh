@@ -77,13 +77,6 @@ openssl req -x509 "${alg[@]}" -nodes -keyout "$KEYF" -out "$CERT" -days 30 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" 2>/dev/null ||
   die "openssl req failed"
 
-free_port() {
-  local p
-  for ((p = 20000 + RANDOM % 12000; p < 32700; p++)); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return 0; }
-  done
-}
-
 # cg_start NAME CMD...: the command under callgrind; sets SPID
 cg_start() {
   local name=$1; shift
@@ -110,21 +103,21 @@ cg_wait() {
 ir() { awk '/^(summary|totals):/ { print $2; exit }' "$1"; }
 
 start_glr() {           # start_glr NAME SCRIPT: sets SPID, SPORT
-  local port; port=$(free_port)
+  local port; port=$(free_port_any)
   cg_start "$1" "$GOLUARUN" -p 1 "$ROOT/scripts/$2" "127.0.0.1:$port" --tls "$CERT" "$KEYF"
   SPORT=$port
   cg_wait "$1" "$port" || { cat "$TMP/$1.err" >&2; die "$1 did not start"; }
 }
 
 start_go() {            # start_go NAME: sets SPID, SPORT
-  local port; port=$(free_port)
+  local port; port=$(free_port_any)
   GOMAXPROCS=1 cg_start "$1" "$B/go_tls_echo" "$port" "$CERT" "$KEYF"
   SPORT=$port
   cg_wait "$1" "$port" || { cat "$TMP/$1.err" >&2; die "$1 did not start"; }
 }
 
 start_ngx() {           # start_ngx NAME: sets SPID, SPORT
-  local port dir="$TMP/ngx.$1"; port=$(free_port)
+  local port dir="$TMP/ngx.$1"; port=$(free_port_any)
   mkdir -p "$dir/logs"
   cat > "$dir/nginx.conf" <<EOF
 worker_processes 1;
