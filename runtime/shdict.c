@@ -373,6 +373,19 @@ int shdict_incr(shdict *d, const char *k, size_t klen, const shd_value *n, const
   return rc;
 }
 
+int shdict_ttl(shdict *d, const char *k, size_t klen, int64_t *left) {
+  uint64_t h = hash_key(k, klen);
+  int64_t now = 0;
+  pthread_mutex_lock(&d->lock);
+  entry **slot = lookup(d, h, k, klen, &now);
+  int64_t expire = slot ? (*slot)->expire : 0;
+  pthread_mutex_unlock(&d->lock);
+  if (!slot) return -ENOENT;
+  *left = expire ? expire - (now ? now : mono_now()) : 0;
+  if (expire && *left <= 0) *left = 1; /* live a moment ago */
+  return 0;
+}
+
 int shdict_delete(shdict *d, const char *k, size_t klen) {
   uint64_t h = hash_key(k, klen);
   int64_t now = 0;

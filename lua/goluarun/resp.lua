@@ -15,6 +15,14 @@
 --                                       --  tables: how many of them are tables)
 --   rd:tryread() --> value | nil, "incomplete" (no I/O) | nil, err
 --   rd:fill()    --> true | nil, err    (one conn:read() into the buffer)
+--   rd:commands(pool, argc [, max]) --> k (no I/O; a server's fast path)
+--                 the complete commands buffered at the front (arrays of
+--                 1 .. 64 bulk strings, at most max, default 256) decoded
+--                 into the REUSED tables pool[1 .. k], command i's count in
+--                 argc[i]: the tables are overwritten by the next call, so
+--                 keep strings, never the tables. 0 at anything else (or
+--                 without the C reader): tryread() takes it. Emptied when
+--                 it returns 0 (pool and argc belong to the reader's user).
 --   rd:buffered() --> bytes received and not yet consumed
 --   rd:partial()  --> true while a value has begun but is not complete
 --
@@ -104,6 +112,7 @@ resp.writer = cparse and {
   appender = cparse.appender, take = cparse.take,
 } or nil
 local ccommand = cparse and cparse.command
+local ccommands = cparse and cparse.commands
 
 ---------------------------------------------------------------------------
 -- Sentinels
@@ -660,6 +669,19 @@ function Reader:tryread()
   self.kind = kind
   self.newline = false
   return nil, INCOMPLETE
+end
+
+--- The complete commands at the front of the buffer into reused tables
+--- (see the header): how many, 0 when tryread() must take the next value.
+function Reader:commands(pool, argc, max)
+  if self.qn > 0 or self.err or not self.cfg or self.st.depth > 0 then return 0 end
+  if self.pending > 0 and not join_ready(self) then return 0 end
+  local k, np = ccommands(self.cfg, self.buf, self.pos, pool, argc, max)
+  if k > 0 then
+    if np > #self.buf then self.buf, np = "", 1 end
+    self.pos = np
+  end
+  return k
 end
 
 --- Reads one chunk from the conn into the buffer: true, or nil, err.
