@@ -137,6 +137,17 @@ describe("scripts/redis_lite.lua", function()
       assert.are.equal("OK\n", cli("SET", "cli:px", "short", "PX", "50"))
       assert.is_true(H.wait_until(function() return cli("GET", "cli:px") == "\n" end, 5))
       assert.are.equal("0\n", cli("EXISTS", "cli:px"))
+      -- KEEPTTL keeps it; PTTL in ms; INCR of a string with a TTL keeps it
+      assert.are.equal("OK\n", cli("SET", "cli:kt", "5", "EX", "100"))
+      assert.are.equal("OK\n", cli("set", "cli:kt", "7", "keepttl"))
+      local pttl = tonumber(cli("PTTL", "cli:kt"))
+      assert.is_true(pttl > 98000 and pttl <= 100000, tostring(pttl))
+      assert.are.equal("8\n", cli("INCR", "cli:kt"))
+      ttl = tonumber(cli("TTL", "cli:kt"))
+      assert.is_true(ttl == 100 or ttl == 99, tostring(ttl))
+      assert.are.equal("OK\n", cli("SET", "cli:kt2", "v", "KEEPTTL")) -- none to keep
+      assert.are.equal("-1\n", cli("PTTL", "cli:kt2"))
+      assert.are.equal("-2\n", cli("PTTL", "cli:none"))
       -- NX / XX
       assert.are.equal("\n", cli("SET", "cli:e", "x", "NX"))
       assert.are.equal("OK\n", cli("SET", "cli:nx", "x", "NX"))
