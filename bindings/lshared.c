@@ -27,8 +27,10 @@ static const char SHARED_KEY = 's';
 
 #define GET_STACKBUF 256 /* strings up to this size are read without allocating */
 
+/* the dict of the handle at 1; a method's upvalue 1 is the metatable
+** (class_define), so the common case is one pointer compare */
 static shdict *check_dict(lua_State *L) {
-  shdict **h = class_check(L, 1, &SHARED_KEY, SHARED_MT);
+  shdict **h = class_method(L, 1, &SHARED_KEY, SHARED_MT);
   return *h;
 }
 

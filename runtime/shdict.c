@@ -187,9 +187,14 @@ static void insert(shdict *d, entry *e, int64_t *now) {
   if (e->expire) d->nttl++;
 }
 
-/* store_value — v (not nil) into e; -ENOMEM leaves e unchanged */
+/* store_value — v (not nil) into e; -ENOMEM leaves e unchanged. A string
+** as long as the one it replaces is copied over it (no malloc, no free). */
 static int store_value(entry *e, const shd_value *v) {
   char *str = NULL;
+  if (v->type == SHD_STR && e->type == SHD_STR && e->u.s.len == v->u.s.len) {
+    memcpy(e->u.s.p, v->u.s.p, v->u.s.len);
+    return 0;
+  }
   if (v->type == SHD_STR) {
     str = malloc(v->u.s.len ? v->u.s.len : 1);
     if (!str) return -ENOMEM;

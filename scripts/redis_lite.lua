@@ -407,10 +407,26 @@ local function handle(conn)
     return true
   end
 
+  -- nothing complete is buffered: send what is ready, then wait (for the
+  -- rest of a started request, at most REQUEST_TIMEOUT): false to stop
+  local timeout = nil -- the conn's timeout now (set only when it changes)
+  local function wait_input()
+    if not flush() then return false end
+    local want = rd:partial() and REQUEST_TIMEOUT or nil
+    if want ~= timeout then
+      conn:settimeout(want)
+      timeout = want
+    end
+    return rd:fill()
+  end
+
   while true do
     local k = rd:commands(pool, argc)
     if k > 0 then
       if not run_batch(k) then return end
+      goto continue
+    elseif not rd:partial() then -- the common case after a batch: nothing left
+      if not wait_input() then return end
       goto continue
     end
     local req, rerr = rd:tryread()
@@ -434,11 +450,7 @@ local function handle(conn)
         end
         return
       end
-      -- nothing complete is buffered: send what is ready, then wait (for
-      -- the rest of a started request, at most REQUEST_TIMEOUT)
-      if not flush() then return end
-      conn:settimeout(rd:partial() and REQUEST_TIMEOUT or nil)
-      if not rd:fill() then return end
+      if not wait_input() then return end
     elseif req == resp.null_array or (type(req) == "table" and not resp.isnull(req)
         and req[1] == nil and req.err == nil and req.ok == nil) then
       -- "*-1" and "*0": ignored, as redis-server does (a top-level "$-1"

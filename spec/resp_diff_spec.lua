@@ -402,6 +402,24 @@ describe("the C RESP reader against the Lua reference", function()
     assert.are.same({ nil, "eof" }, { rd:fill() })
   end)
 
+  it("commands after a bulk tryread waited for: the next chunk is read as a line", function()
+    local long = ("v"):rep(100)
+    local wire = resp.command("ECHO", long)
+    local rd = resp.reader(pieces_conn({ wire:sub(1, 30), wire:sub(31), resp.command("PING") }))
+    local pool, argc = {}, {}
+    assert.is_true(rd:fill())
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.are.same({ nil, "incomplete" }, { rd:tryread() })
+    assert.is_true(rd:fill())
+    assert.are.equal(0, rd:commands(pool, argc)) -- an array half-filled: tryread's
+    assert.are.same({ "ECHO", long }, rd:tryread())
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.is_false(rd:partial())
+    assert.is_true(rd:fill()) -- 14 bytes: less than the bulk waited for before
+    assert.are.equal(1, rd:commands(pool, argc))
+    assert.are.same({ "PING" }, pool[1])
+  end)
+
   it("a pipeline of 10,000 commands: the same commands, in batches", function()
     local parts = {}
     for i = 1, 10000 do parts[i] = resp.command("SET", "key:" .. i, i) end

@@ -96,6 +96,11 @@ describe("go.shared", function()
       assert.are.equal(1.5, d:get("k"))
       d:set("k", false)
       assert.is_false(d:get("k"))
+      -- strings over strings: as long (copied in place), shorter, longer, empty
+      for _, v in ipairs({ "abc", "xyz", "q", "", "", "a\0b", ("L"):rep(300), ("M"):rep(300), 7 }) do
+        d:set("s", v)
+        assert.are.equal(v, d:get("s"))
+      end
     end)
 
     it("set of nil deletes", function()

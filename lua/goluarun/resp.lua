@@ -671,19 +671,6 @@ function Reader:tryread()
   return nil, INCOMPLETE
 end
 
---- The complete commands at the front of the buffer into reused tables
---- (see the header): how many, 0 when tryread() must take the next value.
-function Reader:commands(pool, argc, max)
-  if self.qn > 0 or self.err or not self.cfg or self.st.depth > 0 then return 0 end
-  if self.pending > 0 and not join_ready(self) then return 0 end
-  local k, np = ccommands(self.cfg, self.buf, self.pos, pool, argc, max)
-  if k > 0 then
-    if np > #self.buf then self.buf, np = "", 1 end
-    self.pos = np
-  end
-  return k
-end
-
 --- Reads one chunk from the conn into the buffer: true, or nil, err.
 function Reader:fill()
   local data, err = self.conn:read()
@@ -818,6 +805,26 @@ local function take_one(self, t, got)
   t = t or {}
   t[got + 1] = v
   return t, got + 1, type(v) == "table" and 1 or 0
+end
+
+--- The complete commands at the front of the buffer into reused tables
+--- (see the header): how many, 0 when tryread() must take the next value.
+--- With nothing buffered it resets the wait to "a line" (what tryread()
+--- would find), so a caller may fill() straight away.
+function Reader:commands(pool, argc, max)
+  if self.qn > 0 or self.err or self.st.depth > 0 then return 0 end
+  if self.pending == 0 and self.pos > #self.buf then
+    expect_line(self)
+    return 0
+  end
+  if not self.cfg then return 0 end
+  if self.pending > 0 and not join_ready(self) then return 0 end
+  local k, np = ccommands(self.cfg, self.buf, self.pos, pool, argc, max)
+  if k > 0 then
+    if np > #self.buf then self.buf, np = "", 1 end
+    self.pos = np
+  end
+  return k
 end
 
 -- the next chunk when nothing at all is buffered
