@@ -11,7 +11,7 @@
 **    calls inside; keys() and count() are O(n)).
 **  - Keys are byte strings (NULs allowed). Values are tagged and copied in
 **    and out: the dict never points into caller memory and callers never
-**    point into the dict A string value replacing one of the same length is
+**    point into the dict. A string value replacing one of the same length is
 **    copied over it (no allocation).
 **  - Each entry has an expiry (absolute mono_now() ns, 0 = none). An entry
 **    whose expiry is <= now is absent for every operation; it is freed when
