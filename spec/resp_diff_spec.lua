@@ -420,6 +420,23 @@ describe("the C RESP reader against the Lua reference", function()
     assert.are.same({ "PING" }, pool[1])
   end)
 
+  it("commands: a batch past 64 KiB is dropped from the tables once nothing is buffered", function()
+    local big = ("b"):rep(70000)
+    local rd = resp.reader(pieces_conn({ resp.command("SET", "k", big) .. resp.command("GET", "k"),
+      resp.command("SET", "k", "small") }))
+    local pool, argc = {}, {}
+    assert.is_true(rd:fill())
+    assert.are.equal(2, rd:commands(pool, argc))
+    assert.are.equal(big, pool[1][3])
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.are.same({ {}, {} }, pool)
+    assert.are.same({ [0] = 0, 0, 0 }, argc)
+    assert.is_true(rd:fill())
+    assert.are.equal(1, rd:commands(pool, argc))
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.are.same({ { "SET", "k", "small" }, {} }, pool) -- small: kept until the next
+  end)
+
   it("a pipeline of 10,000 commands: the same commands, in batches", function()
     local parts = {}
     for i = 1, 10000 do parts[i] = resp.command("SET", "key:" .. i, i) end
