@@ -101,6 +101,11 @@ static bool crlf_at(const resp_in *in, size_t p) {
 /* a declared length "-1" | "0" | [1-9][0-9]* (at most 18 digits) + CRLF */
 static bool read_len(const resp_in *in, size_t p, lua_Integer *n, size_t *after) {
   const char *s = in->s;
+  if (p + 2 < in->len && s[p] >= '1' && s[p] <= '9' && s[p + 1] == '\r' && s[p + 2] == '\n') {
+    *n = s[p] - '0'; /* the commonest: one digit */
+    *after = p + 3;
+    return true;
+  }
   if (p + 1 < in->len && s[p] == '-' && s[p + 1] == '1') {
     *n = -1, p += 2;
   } else if (p < in->len && s[p] == '0') {

@@ -145,7 +145,7 @@ function commands.GET(a, n)
   if n ~= 2 then return arity_err("get") end
   local v = dget(data, a[2])
   if v == nil then return NULL end
-  if type(v) ~= "string" then v = tostring(v) end
+  v = v .. "" -- an integer (INCR) as text; a string as it is, not copied
   local len = #v
   if len > MAX_REPLY - 32 and bulk_size(len) > MAX_REPLY then return ERR_REPLY end
   return LEN[len] .. v .. "\r\n"
@@ -389,21 +389,29 @@ local function handle(conn)
 
   -- the commands decoded ahead into reused argv tables: false to stop
   local pool, argc = {}, {}
+  -- (the loop keeps nout and size in locals: no upvalue access per
+  -- command; they are written back before anything that uses them)
   local function run_batch(k)
+    local cmds, replies, n, sz = commands, out, nout, size
     for i = 1, k do
       local a = pool[i]
       local name = a[1]
-      local fn = commands[name] or commands[upper(name)] or unknown
+      local fn = cmds[name] or cmds[upper(name)] or unknown
       local reply, quit = fn(a, argc[i])
-      nout = nout + 1
-      out[nout] = reply
-      size = size + #reply
-      if quit then
-        if flush() then lingering_close(conn) end
-        return false
+      n = n + 1
+      replies[n] = reply
+      sz = sz + #reply
+      if quit or sz >= BATCH then
+        nout, size = n, sz
+        if quit then
+          if flush() then lingering_close(conn) end
+          return false
+        end
+        if not flush() then return false end
+        n, sz = 0, 0
       end
-      if size >= BATCH and not flush() then return false end
     end
+    nout, size = n, sz
     return true
   end
 

@@ -271,6 +271,28 @@ describe("scripts/redis_lite.lua", function()
       end)
     end)
 
+    it("one write of commands whose replies pass 64 KiB, and a QUIT inside it", function()
+      H.no_fd_leak(function()
+        local c = client(addr)
+        local v = ("r"):rep(3000)
+        assert.are.equal("OK", c:call("SET", "batch:v", v))
+        local parts = {}
+        for i = 1, 60 do parts[i] = resp.command("GET", "batch:v") end -- 180 KB of replies
+        parts[#parts + 1] = resp.command("PING")
+        parts[#parts + 1] = resp.command("QUIT")
+        parts[#parts + 1] = resp.command("SET", "batch:after", "x") -- never run
+        assert(c.conn:write(table.concat(parts)))
+        for _ = 1, 60 do assert.are.equal(v, c:read()) end
+        assert.are.equal("PONG", c:read())
+        assert.are.equal("OK", c:read())
+        assert.are.same({ nil, "eof" }, { c:read() })
+        c:close()
+        local c2 = client(addr)
+        assert.are.equal(resp.null, c2:call("GET", "batch:after"))
+        c2:close()
+      end)
+    end)
+
     it("QUIT answers OK and closes", function()
       H.no_fd_leak(function()
         local c = client(addr)
