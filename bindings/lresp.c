@@ -12,6 +12,15 @@
 **       k is 0 when the value at pos is not one this loop takes; nextpos is
 **       the position after value k (pos when k is 0); tables counts the
 **       values that are tables (arrays, errors, the null sentinels).
+**   respparse.commands(cfg, buf, pos, pool, argc [, max]) -> k, nextpos
+**       the fast path of a server: decodes the complete commands at pos
+**       (arrays of 1 .. CMD_ARGS bulk strings, at most max, default 256)
+**       into the REUSED tables pool[1 .. k] (made when missing), command
+**       i's count in argc[i]; slots past it are nil. k is 0 at the first
+**       value that is anything else (left to batch / resp.lua, which give
+**       the same table for a command). argc[0]: the k of the last call;
+**       the tables past this k and up to that one are emptied (no string
+**       of an old batch is kept alive by the pool).
 **   respparse.command(name, ...) -> wire | nil, i
 **       a command's wire text (an array of bulk strings) when the name is a
 **       string and every argument a string or an integer; otherwise nil and
@@ -92,6 +101,11 @@ static bool crlf_at(const resp_in *in, size_t p) {
 /* a declared length "-1" | "0" | [1-9][0-9]* (at most 18 digits) + CRLF */
 static bool read_len(const resp_in *in, size_t p, lua_Integer *n, size_t *after) {
   const char *s = in->s;
+  if (p + 2 < in->len && s[p] >= '1' && s[p] <= '9' && s[p + 1] == '\r' && s[p + 2] == '\n') {
+    *n = s[p] - '0'; /* the commonest: one digit */
+    *after = p + 3;
+    return true;
+  }
   if (p + 1 < in->len && s[p] == '-' && s[p + 1] == '1') {
     *n = -1, p += 2;
   } else if (p < in->len && s[p] == '0') {
@@ -331,6 +345,110 @@ static int rp_batch(lua_State *L) {
   lua_pushinteger(L, tables);
   lua_pushvalue(L, 4);
   return 4;
+}
+
+/* ---------- commands: flat arrays of bulk strings into reused tables ---------- */
+
+#define CMD_ARGS 64 /* commands with more arguments go through batch */
+
+/* where a command's words are in the buffer */
+typedef struct cmd_words {
+  size_t at[CMD_ARGS], len[CMD_ARGS];
+  lua_Integer n;
+} cmd_words;
+
+/* the command at *pos when it is a complete array of bulk strings within
+** every limit: its words in w, *pos past it; false otherwise */
+static bool scan_command(const resp_in *in, size_t *pos, cmd_words *w) {
+  size_t p;
+  if (in->s[*pos] != '*' || !read_len(in, *pos + 1, &w->n, &p)) return false;
+  if (w->n < 1 || w->n > CMD_ARGS || w->n > in->cfg->max_array || in->cfg->max_depth < 1)
+    return false;
+  for (lua_Integer i = 0; i < w->n; i++) {
+    lua_Integer len;
+    if (p >= in->len || in->s[p] != '$' || !read_len(in, p + 1, &len, &p)) return false;
+    if (len < 0 || len > in->cfg->max_bulk) return false;
+    size_t stop = p + (size_t)len;
+    if ((lua_Integer)(stop + 2 - *pos) > in->cfg->max_value || !crlf_at(in, stop)) return false;
+    w->at[i] = p, w->len[i] = (size_t)len;
+    p = stop + 2;
+  }
+  *pos = p;
+  return true;
+}
+
+/* the table at pool[i] (made when missing) pushed, and its old count */
+static lua_Integer argv_table(lua_State *L, int pool, int argc, lua_Integer i) {
+  if (lua_rawgeti(L, pool, i) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_createtable(L, 4, 0);
+    lua_pushvalue(L, -1);
+    lua_rawseti(L, pool, i);
+  }
+  lua_rawgeti(L, argc, i);
+  lua_Integer old = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  return old;
+}
+
+/* slots from .. to of the table on top set to nil */
+static void clear_slots(lua_State *L, lua_Integer from, lua_Integer to) {
+  for (lua_Integer j = from; j <= to; j++) {
+    lua_pushnil(L);
+    lua_rawseti(L, -2, j);
+  }
+}
+
+/* command i's words into pool[i], its count into argc[i] */
+static void put_argv(lua_State *L, const resp_in *in, const cmd_words *w, lua_Integer i) {
+  lua_Integer old = argv_table(L, 4, 5, i);
+  for (lua_Integer j = 0; j < w->n; j++) {
+    lua_pushlstring(L, in->s + w->at[j], w->len[j]);
+    lua_rawseti(L, -2, j + 1);
+  }
+  clear_slots(L, w->n + 1, old);
+  lua_pop(L, 1);
+  lua_pushinteger(L, w->n);
+  lua_rawseti(L, 5, i);
+}
+
+/* the tables k+1 .. argc[0] (the last call's k) emptied; argc[0] = k */
+static void empty_rest(lua_State *L, lua_Integer k) {
+  lua_rawgeti(L, 5, 0);
+  lua_Integer last = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  for (lua_Integer i = k + 1; i <= last; i++) {
+    lua_Integer old = argv_table(L, 4, 5, i);
+    clear_slots(L, 1, old);
+    lua_pop(L, 1);
+    lua_pushinteger(L, 0);
+    lua_rawseti(L, 5, i);
+  }
+  lua_pushinteger(L, k);
+  lua_rawseti(L, 5, 0);
+}
+
+static int rp_commands(lua_State *L) {
+  resp_in in = { .cfg = check_own(L, 1, UV_CFG_MT, CFG_TNAME) };
+  in.s = luaL_checklstring(L, 2, &in.len);
+  lua_Integer pos = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, pos >= 1, 3, "bad position");
+  luaL_checktype(L, 4, LUA_TTABLE);
+  luaL_checktype(L, 5, LUA_TTABLE);
+  lua_Integer max = luaL_optinteger(L, 6, BATCH_MAX);
+  lua_settop(L, 5);
+  size_t p = (size_t)pos - 1;
+  lua_Integer k = 0;
+  cmd_words w;
+  while (k < max && p < in.len) {
+    in.vstart = p;
+    if (!scan_command(&in, &p, &w)) break;
+    put_argv(L, &in, &w, ++k);
+  }
+  empty_rest(L, k);
+  lua_pushinteger(L, k);
+  lua_pushinteger(L, (lua_Integer)p + 1);
+  return 2;
 }
 
 /* ---------- the command writer ----------
@@ -608,6 +726,7 @@ int luaopen_respparse(lua_State *L) {
   static const luaL_Reg fns[] = {
     { "config", rp_config },
     { "batch", rp_batch },
+    { "commands", rp_commands },
     { "command", rp_command },
     { "wbuf", rp_wbuf },
     { "append", rp_append },

@@ -27,8 +27,10 @@ static const char SHARED_KEY = 's';
 
 #define GET_STACKBUF 256 /* strings up to this size are read without allocating */
 
+/* the dict of the handle at 1; a method's upvalue 1 is the metatable
+** (class_define), so the common case is one pointer compare */
 static shdict *check_dict(lua_State *L) {
-  shdict **h = class_check(L, 1, &SHARED_KEY, SHARED_MT);
+  shdict **h = class_method(L, 1, &SHARED_KEY, SHARED_MT);
   return *h;
 }
 
@@ -178,6 +180,17 @@ static int sh_delete(lua_State *L) {
   return 1;
 }
 
+/* d:ttl(k) — seconds left (a float; 0: never expires) | nil, "not found" */
+static int sh_ttl(lua_State *L) {
+  shdict *d = check_dict(L);
+  size_t klen;
+  const char *k = check_key(L, 2, &klen);
+  int64_t left;
+  if (shdict_ttl(d, k, klen, &left) == -ENOENT) return fail(L, "not found");
+  lua_pushnumber(L, (lua_Number)left / 1e9);
+  return 1;
+}
+
 /* push_keys — protected part of d:keys (the malloc'd snapshot is freed by
 ** the caller whatever happens here) */
 static int push_keys(lua_State *L) {
@@ -234,6 +247,7 @@ void lshared_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"get", sh_get},       {"set", sh_set},
                                      {"add", sh_add},       {"incr", sh_incr},
                                      {"delete", sh_delete}, {"keys", sh_keys},
+                                     {"ttl", sh_ttl},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__tostring", sh_tostring}, {NULL, NULL}};
   class_define(L, &SHARED_KEY, SHARED_MT, methods, meta);

@@ -187,9 +187,14 @@ static void insert(shdict *d, entry *e, int64_t *now) {
   if (e->expire) d->nttl++;
 }
 
-/* store_value — v (not nil) into e; -ENOMEM leaves e unchanged */
+/* store_value — v (not nil) into e; -ENOMEM leaves e unchanged. A string
+** as long as the one it replaces is copied over it (no malloc, no free). */
 static int store_value(entry *e, const shd_value *v) {
   char *str = NULL;
+  if (v->type == SHD_STR && e->type == SHD_STR && e->u.s.len == v->u.s.len) {
+    memcpy(e->u.s.p, v->u.s.p, v->u.s.len);
+    return 0;
+  }
   if (v->type == SHD_STR) {
     str = malloc(v->u.s.len ? v->u.s.len : 1);
     if (!str) return -ENOMEM;
@@ -371,6 +376,19 @@ int shdict_incr(shdict *d, const char *k, size_t klen, const shd_value *n, const
   int rc = incr_locked(d, h, k, klen, n, init, out);
   pthread_mutex_unlock(&d->lock);
   return rc;
+}
+
+int shdict_ttl(shdict *d, const char *k, size_t klen, int64_t *left) {
+  uint64_t h = hash_key(k, klen);
+  int64_t now = 0;
+  pthread_mutex_lock(&d->lock);
+  entry **slot = lookup(d, h, k, klen, &now);
+  int64_t expire = slot ? (*slot)->expire : 0;
+  pthread_mutex_unlock(&d->lock);
+  if (!slot) return -ENOENT;
+  *left = expire ? expire - (now ? now : mono_now()) : 0;
+  if (expire && *left <= 0) *left = 1; /* live a moment ago */
+  return 0;
 }
 
 int shdict_delete(shdict *d, const char *k, size_t klen) {

@@ -11,7 +11,8 @@
 **    calls inside; keys() and count() are O(n)).
 **  - Keys are byte strings (NULs allowed). Values are tagged and copied in
 **    and out: the dict never points into caller memory and callers never
-**    point into the dict.
+**    point into the dict. A string value replacing one of the same length is
+**    copied over it (no allocation).
 **  - Each entry has an expiry (absolute mono_now() ns, 0 = none). An entry
 **    whose expiry is <= now is absent for every operation; it is freed when
 **    an operation meets it, by the incremental sweep that every write
@@ -94,6 +95,9 @@ GLR_INTERNAL int shdict_add(shdict *d, const char *k, size_t klen, const shd_val
 ** without expiry as init + n when init is given, else -ENOENT. */
 GLR_INTERNAL int shdict_incr(shdict *d, const char *k, size_t klen, const shd_value *n,
                              const shd_value *init, shd_value *out);
+/* shdict_ttl — the time left before k's live entry expires, in ns, in
+** *left (0: the entry never expires); -ENOENT when there is none. */
+GLR_INTERNAL int shdict_ttl(shdict *d, const char *k, size_t klen, int64_t *left);
 /* shdict_delete — 0 if a live entry was removed, -ENOENT otherwise. */
 GLR_INTERNAL int shdict_delete(shdict *d, const char *k, size_t klen);
 /* shdict_keys — a snapshot of at most max live keys (0 = all), in no

@@ -26,13 +26,14 @@
 --
 -- Pipelining: replies are collected while complete commands are still
 -- buffered and sent with one conn:write when the input runs dry (or the
--- batch passes 64 KiB).
+-- batch passes 64 KiB). The commands buffered are decoded in one call
+-- (rd:commands) into argv tables the connection reuses: a command keeps
+-- strings from its argv, never the table.
 --
 -- Data lives in go.shared dictionaries, visible to every VM of the process
 -- (so the same code can serve from every P once net.serve takes a module):
 -- "redis_lite" holds the values with their TTLs (the dictionary expires
--- them), "redis_lite.exp" the go.now() deadline of each key that has one,
--- for TTL/PTTL/KEEPTTL. INCR is the dictionary's atomic incr: a value that
+-- them, and d:ttl gives TTL/PTTL/KEEPTTL the time left). INCR is the dictionary's atomic incr: a value that
 -- is still the string a SET stored is converted to a number once.
 local go = require "go"
 local net = require "net"
@@ -60,25 +61,21 @@ local concat, upper, tointeger = table.concat, string.upper, math.tointeger
 -- Store
 ---------------------------------------------------------------------------
 
-local data = go.shared("redis_lite")         -- key -> value (string or integer)
-local expires = go.shared("redis_lite.exp")  -- key -> go.now() deadline
+local data = go.shared("redis_lite") -- key -> value (string or integer), TTL
+local dget, dset, dttl = data.get, data.set, data.ttl
 
 -- the value of key as a string, or nil (the dictionary drops expired keys)
 local function lookup(key)
-  local v = data:get(key)
+  local v = dget(data, key)
   if v ~= nil and type(v) ~= "string" then return tostring(v) end
   return v
 end
 
-local function store(key, value, ttl_s)
-  data:set(key, value, ttl_s)
-  if ttl_s then expires:set(key, now() + ttl_s, ttl_s)
-  else expires:delete(key) end
-end
-
-local function remove(key)
-  data:delete(key)
-  expires:delete(key)
+-- the seconds key has left, nil when it has no TTL (or is gone)
+local function time_left(key)
+  local left = dttl(data, key)
+  if left and left > 0 then return left end
+  return nil
 end
 
 ---------------------------------------------------------------------------
@@ -146,14 +143,19 @@ end
 
 function commands.GET(a, n)
   if n ~= 2 then return arity_err("get") end
-  local v = lookup(a[2])
+  local v = dget(data, a[2])
   if v == nil then return NULL end
+  v = v .. "" -- an integer (INCR) as text; a string as it is, not copied
   local len = #v
   if len > MAX_REPLY - 32 and bulk_size(len) > MAX_REPLY then return ERR_REPLY end
   return LEN[len] .. v .. "\r\n"
 end
 
 function commands.SET(a, n)
+  if n == 3 then -- the common case: no options
+    dset(data, a[2], a[3])
+    return OK
+  end
   if n < 3 then return arity_err("set") end
   local key, value = a[2], a[3]
   local nx, xx, keepttl, ttl_ms = false, false, false, nil
@@ -186,13 +188,9 @@ function commands.SET(a, n)
     if (nx and exists) or (xx and not exists) then return NULL end
   end
   if ttl_ms then
-    store(key, value, ttl_ms / 1000)
-  elseif keepttl then
-    local e = expires:get(key)
-    local left = e and e - now()
-    if left and left > 0 then store(key, value, left) else store(key, value) end
+    dset(data, key, value, ttl_ms / 1000)
   else
-    store(key, value)
+    dset(data, key, value, keepttl and time_left(key) or nil)
   end
   return OK
 end
@@ -200,7 +198,7 @@ end
 function commands.MSET(a, n)
   if n < 3 or n % 2 == 0 then return arity_err("mset") end
   for i = 2, n, 2 do
-    store(a[i], a[i + 1])
+    dset(data, a[i], a[i + 1])
   end
   return OK
 end
@@ -234,7 +232,7 @@ function commands.DEL(a, n)
   for i = 2, n do
     local k = a[i]
     if lookup(k) ~= nil then
-      remove(k)
+      data:delete(k)
       count = count + 1
     end
   end
@@ -263,9 +261,7 @@ function commands.INCR(a, n)
       -- a string from SET: convert it to a number once, keeping its TTL
       local cur = type(v) == "string" and to_integer(v) or nil
       if not cur then return ERR_INT end
-      local e = expires:get(key)
-      local left = e and e - now()
-      data:set(key, cur, left and left > 0 and left or nil)
+      dset(data, key, cur, time_left(key))
     end
   end
   return ERR_INT
@@ -273,11 +269,10 @@ end
 
 local function ttl(a, n, name, scale)
   if n ~= 2 then return arity_err(name) end
-  if lookup(a[2]) == nil then return int(-2) end
-  local e = expires:get(a[2])
-  if not e then return int(-1) end
-  local left = (e - now()) * scale
-  return int(tointeger(math.floor(left + 0.5)) or 0)
+  local left = dttl(data, a[2])
+  if left == nil then return int(-2) end
+  if left == 0 then return int(-1) end
+  return int(tointeger(math.floor(left * scale + 0.5)) or 0)
 end
 
 function commands.TTL(a, n) return ttl(a, n, "ttl", 1) end
@@ -392,7 +387,56 @@ local function handle(conn)
     return size < BATCH or flush()
   end
 
+  -- the commands decoded ahead into reused argv tables: false to stop
+  local pool, argc = {}, {}
+  -- (the loop keeps nout and size in locals: no upvalue access per
+  -- command; they are written back before anything that uses them)
+  local function run_batch(k)
+    local cmds, replies, n, sz = commands, out, nout, size
+    for i = 1, k do
+      local a = pool[i]
+      local name = a[1]
+      local fn = cmds[name] or cmds[upper(name)] or unknown
+      local reply, quit = fn(a, argc[i])
+      n = n + 1
+      replies[n] = reply
+      sz = sz + #reply
+      if quit or sz >= BATCH then
+        nout, size = n, sz
+        if quit then
+          if flush() then lingering_close(conn) end
+          return false
+        end
+        if not flush() then return false end
+        n, sz = 0, 0
+      end
+    end
+    nout, size = n, sz
+    return true
+  end
+
+  -- nothing complete is buffered: send what is ready, then wait (for the
+  -- rest of a started request, at most REQUEST_TIMEOUT): false to stop
+  local timeout = nil -- the conn's timeout now (set only when it changes)
+  local function wait_input()
+    if not flush() then return false end
+    local want = rd:partial() and REQUEST_TIMEOUT or nil
+    if want ~= timeout then
+      conn:settimeout(want)
+      timeout = want
+    end
+    return rd:fill()
+  end
+
   while true do
+    local k = rd:commands(pool, argc)
+    if k > 0 then
+      if not run_batch(k) then return end
+      goto continue
+    elseif not rd:partial() then -- the common case after a batch: nothing left
+      if not wait_input() then return end
+      goto continue
+    end
     local req, rerr = rd:tryread()
     if type(req) == "table" and type(req[1]) == "string" then
       -- the common case, a command: an array starting with a bulk string
@@ -414,11 +458,7 @@ local function handle(conn)
         end
         return
       end
-      -- nothing complete is buffered: send what is ready, then wait (for
-      -- the rest of a started request, at most REQUEST_TIMEOUT)
-      if not flush() then return end
-      conn:settimeout(rd:partial() and REQUEST_TIMEOUT or nil)
-      if not rd:fill() then return end
+      if not wait_input() then return end
     elseif req == resp.null_array or (type(req) == "table" and not resp.isnull(req)
         and req[1] == nil and req.err == nil and req.ok == nil) then
       -- "*-1" and "*0": ignored, as redis-server does (a top-level "$-1"
@@ -427,6 +467,7 @@ local function handle(conn)
       local _, perr = check_request(req)
       if not answer(err("ERR Protocol error: " .. perr), "quit") then return end
     end
+    ::continue::
   end
 end
 

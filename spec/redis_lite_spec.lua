@@ -137,6 +137,17 @@ describe("scripts/redis_lite.lua", function()
       assert.are.equal("OK\n", cli("SET", "cli:px", "short", "PX", "50"))
       assert.is_true(H.wait_until(function() return cli("GET", "cli:px") == "\n" end, 5))
       assert.are.equal("0\n", cli("EXISTS", "cli:px"))
+      -- KEEPTTL keeps it; PTTL in ms; INCR of a string with a TTL keeps it
+      assert.are.equal("OK\n", cli("SET", "cli:kt", "5", "EX", "100"))
+      assert.are.equal("OK\n", cli("set", "cli:kt", "7", "keepttl"))
+      local pttl = tonumber(cli("PTTL", "cli:kt"))
+      assert.is_true(pttl > 98000 and pttl <= 100000, tostring(pttl))
+      assert.are.equal("8\n", cli("INCR", "cli:kt"))
+      ttl = tonumber(cli("TTL", "cli:kt"))
+      assert.is_true(ttl == 100 or ttl == 99, tostring(ttl))
+      assert.are.equal("OK\n", cli("SET", "cli:kt2", "v", "KEEPTTL")) -- none to keep
+      assert.are.equal("-1\n", cli("PTTL", "cli:kt2"))
+      assert.are.equal("-2\n", cli("PTTL", "cli:none"))
       -- NX / XX
       assert.are.equal("\n", cli("SET", "cli:e", "x", "NX"))
       assert.are.equal("OK\n", cli("SET", "cli:nx", "x", "NX"))
@@ -257,6 +268,28 @@ describe("scripts/redis_lite.lua", function()
         go.sleep(0.6)
         assert.are.equal("PONG", idle:call("PING"))
         idle:close()
+      end)
+    end)
+
+    it("one write of commands whose replies pass 64 KiB, and a QUIT inside it", function()
+      H.no_fd_leak(function()
+        local c = client(addr)
+        local v = ("r"):rep(3000)
+        assert.are.equal("OK", c:call("SET", "batch:v", v))
+        local parts = {}
+        for i = 1, 60 do parts[i] = resp.command("GET", "batch:v") end -- 180 KB of replies
+        parts[#parts + 1] = resp.command("PING")
+        parts[#parts + 1] = resp.command("QUIT")
+        parts[#parts + 1] = resp.command("SET", "batch:after", "x") -- never run
+        assert(c.conn:write(table.concat(parts)))
+        for _ = 1, 60 do assert.are.equal(v, c:read()) end
+        assert.are.equal("PONG", c:read())
+        assert.are.equal("OK", c:read())
+        assert.are.same({ nil, "eof" }, { c:read() })
+        c:close()
+        local c2 = client(addr)
+        assert.are.equal(resp.null, c2:call("GET", "batch:after"))
+        c2:close()
       end)
     end)
 

@@ -38,15 +38,32 @@ local function render(v)
   return "{" .. concat(parts, ",") .. "}"
 end
 
+-- rd:commands into reused tables (at most max a call), each rendered as
+-- read() renders the command (a slot left from an earlier command shows);
+-- false when it took none
+local function take_commands(rd, c, out)
+  local k = rd:commands(c.pool, c.argc, c.max)
+  for i = 1, k do
+    local a = c.pool[i]
+    if c.argc[i] ~= #a then error(("commands: argc %s for %d words"):format(c.argc[i], #a)) end
+    out[#out + 1] = render(a)
+  end
+  return k > 0
+end
+
+-- use_try: false (read), true (tryread/fill), "commands" (commands first)
 local function run_reader(native, pieces, limits, use_try)
   local saved = resp.native
   resp.native = native
   local rd = resp.reader(pieces_conn(pieces), limits)
   resp.native = saved
   local out = {}
+  local c = { pool = {}, argc = {}, max = #pieces % 3 + 1 }
   for _ = 1, 10000 do
     local v, err
-    if use_try then
+    if use_try == "commands" and take_commands(rd, c, out) then
+      -- taken: the next
+    elseif use_try then
       v, err = rd:tryread()
       if err == "incomplete" then
         local ok, ferr = rd:fill()
@@ -264,8 +281,8 @@ local function check_same(s, limits)
           render(limits or {}), got, want), 2)
       end
     end
-    for _, use_try in ipairs({ false, true }) do
-      local want = run_reader(false, pieces, limits, use_try)
+    for _, use_try in ipairs({ false, true, "commands" }) do
+      local want = run_reader(false, pieces, limits, use_try and true)
       local got = run_reader(true, pieces, limits, use_try)
       if got ~= want then
         error(("C and Lua readers differ on %q (pieces %d, limits %s, tryread %s):\n"
@@ -346,6 +363,78 @@ describe("the C RESP reader against the Lua reference", function()
       end
       check_same(concat(b), gen_limits())
     end
+  end)
+
+  it("commands: reused tables, emptied past each command and past a smaller batch", function()
+    local function conn_of(...) return pieces_conn({ ... }) end
+    local ys = {}
+    for i = 1, 64 do ys[i] = "y" end
+    local big = resp.command("MSET", "a", "1", "b", "2") .. resp.command("GET", "a")
+      .. resp.command("PING")
+    local rd = resp.reader(conn_of(big, resp.command("SET", "k", "v"),
+      resp.command("x", table.unpack(ys)) .. resp.command("z"), "*0\r\n", resp.command("Q")))
+    local pool, argc = {}, {}
+    assert.are.equal(0, rd:commands(pool, argc)) -- nothing buffered yet
+    assert.is_true(rd:fill())
+    assert.are.equal(3, rd:commands(pool, argc))
+    assert.are.same({ { "MSET", "a", "1", "b", "2" }, { "GET", "a" }, { "PING" } }, pool)
+    assert.are.same({ [0] = 3, 5, 2, 1 }, argc)
+    local first = pool[1]
+    assert.is_true(rd:fill())
+    assert.are.equal(1, rd:commands(pool, argc, 1))
+    assert.are.equal(first, pool[1]) -- the same table, its old slots emptied
+    assert.are.same({ { "SET", "k", "v" }, {}, {} }, pool)
+    assert.are.same({ [0] = 1, 3, 0, 0 }, argc)
+    -- 65 words: past the fast path, left to tryread (the same table it gives)
+    assert.is_true(rd:fill())
+    assert.are.equal(0, rd:commands(pool, argc))
+    local long = assert(rd:tryread())
+    assert.are.equal(65, #long)
+    assert.are.equal(0, rd:commands(pool, argc)) -- tryread decoded "z" ahead: its
+    assert.are.same({ "z" }, rd:tryread())
+    assert.is_true(rd:fill())
+    assert.are.equal(0, rd:commands(pool, argc)) -- "*0": tryread's
+    assert.are.same({}, rd:tryread())
+    assert.is_true(rd:fill())
+    assert.are.equal(1, rd:commands(pool, argc))
+    assert.are.same({ "Q" }, pool[1])
+    assert.are.same({ nil, "incomplete" }, { rd:tryread() })
+    assert.are.same({ nil, "eof" }, { rd:fill() })
+  end)
+
+  it("commands after a bulk tryread waited for: the next chunk is read as a line", function()
+    local long = ("v"):rep(100)
+    local wire = resp.command("ECHO", long)
+    local rd = resp.reader(pieces_conn({ wire:sub(1, 30), wire:sub(31), resp.command("PING") }))
+    local pool, argc = {}, {}
+    assert.is_true(rd:fill())
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.are.same({ nil, "incomplete" }, { rd:tryread() })
+    assert.is_true(rd:fill())
+    assert.are.equal(0, rd:commands(pool, argc)) -- an array half-filled: tryread's
+    assert.are.same({ "ECHO", long }, rd:tryread())
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.is_false(rd:partial())
+    assert.is_true(rd:fill()) -- 14 bytes: less than the bulk waited for before
+    assert.are.equal(1, rd:commands(pool, argc))
+    assert.are.same({ "PING" }, pool[1])
+  end)
+
+  it("commands: a batch past 64 KiB is dropped from the tables once nothing is buffered", function()
+    local big = ("b"):rep(70000)
+    local rd = resp.reader(pieces_conn({ resp.command("SET", "k", big) .. resp.command("GET", "k"),
+      resp.command("SET", "k", "small") }))
+    local pool, argc = {}, {}
+    assert.is_true(rd:fill())
+    assert.are.equal(2, rd:commands(pool, argc))
+    assert.are.equal(big, pool[1][3])
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.are.same({ {}, {} }, pool)
+    assert.are.same({ [0] = 0, 0, 0 }, argc)
+    assert.is_true(rd:fill())
+    assert.are.equal(1, rd:commands(pool, argc))
+    assert.are.equal(0, rd:commands(pool, argc))
+    assert.are.same({ { "SET", "k", "small" }, {} }, pool) -- small: kept until the next
   end)
 
   it("a pipeline of 10,000 commands: the same commands, in batches", function()

@@ -15,6 +15,15 @@
 --                                       --  tables: how many of them are tables)
 --   rd:tryread() --> value | nil, "incomplete" (no I/O) | nil, err
 --   rd:fill()    --> true | nil, err    (one conn:read() into the buffer)
+--   rd:commands(pool, argc [, max]) --> k (no I/O; a server's fast path)
+--                 the complete commands buffered at the front (arrays of
+--                 1 .. 64 bulk strings, at most max, default 256) decoded
+--                 into the REUSED tables pool[1 .. k], command i's count in
+--                 argc[i]: the tables are overwritten by the next call, so
+--                 keep strings, never the tables. 0 at anything else (or
+--                 without the C reader): tryread() takes it. Slots past a
+--                 count are nil; with nothing buffered it returns 0 and
+--                 empties the tables if the last batch passed 64 KiB.
 --   rd:buffered() --> bytes received and not yet consumed
 --   rd:partial()  --> true while a value has begun but is not complete
 --
@@ -104,6 +113,7 @@ resp.writer = cparse and {
   appender = cparse.appender, take = cparse.take,
 } or nil
 local ccommand = cparse and cparse.command
+local ccommands = cparse and cparse.commands
 
 ---------------------------------------------------------------------------
 -- Sentinels
@@ -569,6 +579,7 @@ function resp.reader(conn, limits)
     kind = "line",  -- what the element waits for: "line" (a "\n") or "bulk"
     newline = false, -- a chunk with a "\n" arrived since the last parse
     err = nil,      -- sticky protocol error
+    held = 0,       -- bytes of the commands the last rd:commands put in its tables
   }, Reader)
 end
 
@@ -796,6 +807,35 @@ local function take_one(self, t, got)
   t = t or {}
   t[got + 1] = v
   return t, got + 1, type(v) == "table" and 1 or 0
+end
+
+--- The complete commands at the front of the buffer into reused tables
+--- (see the header): how many, 0 when tryread() must take the next value.
+--- With nothing buffered it resets the wait to "a line" (what tryread()
+--- would find), so a caller may fill() straight away, and empties the
+--- tables when the last batch held more than POOL_HOLD bytes (an idle
+--- connection keeps no big strings alive).
+local POOL_HOLD = 64 * 1024
+function Reader:commands(pool, argc, max)
+  if self.qn > 0 or self.err or self.st.depth > 0 then return 0 end
+  if self.pending == 0 and self.pos > #self.buf then
+    expect_line(self)
+    if self.held > POOL_HOLD then
+      ccommands(self.cfg, "", 1, pool, argc) -- 0 commands: every table emptied
+      self.held = 0
+    end
+    return 0
+  end
+  if not self.cfg then return 0 end
+  if self.pending > 0 and not join_ready(self) then return 0 end
+  local pos = self.pos
+  local k, np = ccommands(self.cfg, self.buf, pos, pool, argc, max)
+  if k > 0 then
+    self.held = np - pos
+    if np > #self.buf then self.buf, np = "", 1 end
+    self.pos = np
+  end
+  return k
 end
 
 -- the next chunk when nothing at all is buffered

@@ -275,12 +275,26 @@ static void test_ttl(void) {
   CHECK_EQ(shdict_set(d, S("keep"), &one, mono_now() + 30 * NS_PER_MS), 0);
   CHECK_EQ(shdict_set(d, S("keep"), &one, 0), 0); /* set without ttl clears it */
   CHECK_EQ(shdict_set(d, S("forever"), &one, 0), 0);
+  /* shdict_ttl: the time left (0: none), -ENOENT when absent */
+  int64_t left = -1;
+  CHECK_EQ(shdict_set(d, S("long"), &one, mono_now() + 100 * NS_PER_SEC), 0);
+  CHECK_EQ(shdict_ttl(d, S("long"), &left), 0);
+  CHECK(left > 99 * NS_PER_SEC && left <= 100 * NS_PER_SEC);
+  CHECK_EQ(shdict_ttl(d, S("forever"), &left), 0);
+  CHECK_EQ(left, 0);
+  CHECK_EQ(shdict_ttl(d, S("keep"), &left), 0);
+  CHECK_EQ(left, 0);
+  CHECK_EQ(shdict_ttl(d, S("past"), &left), -ENOENT);
+  CHECK_EQ(shdict_ttl(d, S("none"), &left), -ENOENT);
+  CHECK_EQ(shdict_delete(d, S("long")), 0);
+  CHECK_EQ(shdict_ttl(d, S("long"), &left), -ENOENT);
   CHECK_EQ(shdict_set(d, S("ctr"), &one, mono_now() + 30 * NS_PER_MS), 0);
   CHECK_EQ(shdict_incr(d, S("ctr"), &one, NULL, &out), 0); /* keeps the ttl */
   CHECK_EQ(out.u.i, 2);
   CHECK_EQ(get(d, S("short"), &v), 0);
   CHECK(wait_absent(d, S("short")));
   CHECK(wait_absent(d, S("ctr")));
+  CHECK_EQ(shdict_ttl(d, S("ctr"), &left), -ENOENT);
   CHECK_EQ(get(d, S("keep"), &v), 0);
   CHECK_EQ(get(d, S("forever"), &v), 0);
   /* keys and count leave expired entries out without a get */

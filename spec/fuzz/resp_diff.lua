@@ -8,7 +8,8 @@
 -- tryread()/fill() and through readn(), which must give read()'s values k
 -- at a time. The same bytes, cut into words at each "\1", are a command
 -- for the C writer (respparse.command, a wbuf's append), which must write
--- resp.encode's bytes or name the first word it leaves.
+-- resp.encode's bytes or name the first word it leaves. A third run takes
+-- commands through rd:commands (reused tables) before tryread().
 local resp = require "goluarun.resp"
 local cparse = require "goluarun.respparse"
 
@@ -37,13 +38,30 @@ local function pieces_conn(pieces)
   end }
 end
 
+-- rd:commands into reused tables (at most max a call), each rendered as
+-- read() renders the command (a slot left from an earlier command shows);
+-- false when it took none
+local function take_commands(rd, c, out)
+  local k = rd:commands(c.pool, c.argc, c.max)
+  for i = 1, k do
+    local a = c.pool[i]
+    if c.argc[i] ~= #a then error(("commands: argc %s for %d words"):format(c.argc[i], #a)) end
+    out[#out + 1] = render(a)
+  end
+  return k > 0
+end
+
+-- use_try: false (read), true (tryread/fill), "commands" (commands first)
 local function run(native, pieces, limits, use_try)
   resp.native = native
   local rd = resp.reader(pieces_conn(pieces), limits)
   local out = {}
+  local c = { pool = {}, argc = {}, max = #pieces + 1 }
   while true do
     local v, err
-    if use_try then
+    if use_try == "commands" and take_commands(rd, c, out) then
+      -- taken: the next
+    elseif use_try then
       v, err = rd:tryread()
       if err == "incomplete" then
         local ok, ferr = rd:fill()
@@ -156,8 +174,8 @@ return function(data)
   local pieces = {}
   if cut > 0 then pieces[1] = s:sub(1, cut) end
   if cut < #s then pieces[#pieces + 1] = s:sub(cut + 1) end
-  for _, use_try in ipairs({ false, true }) do
-    local want = run(false, pieces, limits, use_try)
+  for _, use_try in ipairs({ false, true, "commands" }) do
+    local want = run(false, pieces, limits, use_try and true)
     local got = run(true, pieces, limits, use_try)
     if got ~= want then
       error(("C and Lua readers differ on %q cut at %d:\nC:\n%s\nLua:\n%s")
