@@ -37,7 +37,9 @@
 --   and "+"-decoded), target (path plus "?query"), headers (lower-case
 --   names; repeated fields joined with ", "), version ("1.0" / "1.1"),
 --   params (router path parameters; else an empty read-only table),
---   conn, trailers (after a chunked body),
+--   conn, trailers (after a chunked body); version "1.1", an empty query
+--   and empty params are inherited (http.Request), not stored in each
+--   request: pairs(req) does not list them,
 --   req:body() -> the whole body (string) | nil, err  (err: "body too
 --   large", "bad chunked encoding", "timeout", "eof", ...). The body is
 --   read only when asked for ("100 Continue" is sent then, if the client
