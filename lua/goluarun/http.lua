@@ -639,6 +639,7 @@ M.Request = Req
 Req.version = "1.1"
 Req.query = EMPTY
 Req.params = EMPTY
+Req._hpos = 1 -- (the head at the start of the read: not pipelined)
 
 -- "100 Continue" if the client waits for it: true, or nil, err
 local function continue(self, st)
@@ -1379,20 +1380,23 @@ local function serve_conn(conn, call, cfg, router)
     end
     st.head = method == "HEAD"
     -- the request's own fields; version "1.1", query and params (empty)
-    -- come from Req unless set here or by the router
+    -- and _hpos 1 come from Req unless set here or by the router. Seven
+    -- keys in the 8-slot table the constructor makes: one more (params,
+    -- version or _hpos) fits without a rehash
     local req
     if qs then
       req = setmetatable({
         method = method, path = path, query_string = qs, query = match(QUERY, qs),
-        target = path .. "?" .. qs, headers = h,
-        conn = conn, _st = st, _head = st.buf, _hpos = st.hpos,
+        target = path .. "?" .. qs, headers = h, conn = conn, _st = st, _head = st.buf,
       }, Req)
     else
       req = setmetatable({
-        method = method, path = path, target = path, headers = h,
-        conn = conn, _st = st, _head = st.buf, _hpos = st.hpos,
+        method = method, path = path, target = path, headers = h, conn = conn, _st = st,
+        _head = st.buf,
       }, Req)
     end
+    local hpos = st.hpos
+    if hpos ~= 1 then req._hpos = hpos end
     if minor == "0" then req.version = "1.0" end
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
