@@ -219,25 +219,104 @@ static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s
   return names_has(L, d, l, n);
 }
 
-/* field-line = name ":" OWS value OWS EOL: pushes name (lower-cased) and
-** value; false (nothing pushed, cursor unmoved) if the line is not one.
-** With a set `only`, a name not in it is checked and passed over: *kept
-** says whether anything was pushed. */
-static bool field_line(lua_State *L, hp_cur *c, const hp_names *only, bool *kept) {
-  size_t p0 = c->p;
-  size_t nlen = span_token(c);
-  size_t vs, ve;
-  if (nlen == 0 || !eat(c, ':')) goto no;
-  span_value(c, &vs, &ve);
+/* ---------- interned strings ---------- */
+
+/* The strings most heads hold, pushed from the module's upvalues instead of
+** being hashed and looked up in the string table on every request: common
+** field names (lower case), the methods, the ten digits. */
+typedef struct hp_word {
+  const char *s;
+  size_t n;
+} hp_word;
+#define W(lit) {lit, sizeof lit - 1}
+static const hp_word COMMON_NAME[] = {
+    W("host"), W("user-agent"), W("accept"), W("accept-encoding"), W("accept-language"),
+    W("connection"), W("content-length"), W("content-type"), W("transfer-encoding"),
+    W("expect"), W("cookie"), W("authorization"), W("upgrade"), W("referer"),
+    W("cache-control"), W("origin"), W("date"), W("server"), W("keep-alive"), W("location"),
+    W("set-cookie"), W("last-modified"), W("etag"), W("vary"), W("content-encoding"),
+    W("x-forwarded-for"), W("if-none-match"), W("if-modified-since"), W("sec-websocket-key"),
+    W("sec-websocket-version"),
+};
+#define N_NAMES ((int)(sizeof COMMON_NAME / sizeof COMMON_NAME[0]))
+static const hp_word COMMON_METHOD[] = {
+    W("GET"), W("POST"), W("HEAD"), W("PUT"), W("DELETE"), W("OPTIONS"), W("PATCH"),
+};
+#define N_METHODS ((int)(sizeof COMMON_METHOD / sizeof COMMON_METHOD[0]))
+/* upvalue numbers: names 1.., then methods, then the digits '0'..'9' */
+#define UP_METHOD (N_NAMES + 1)
+#define UP_DIGIT (UP_METHOD + N_METHODS)
+#define N_UP (UP_DIGIT + 9) /* the last upvalue: digit 9 */
+
+static unsigned ascii_lower(unsigned ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
+
+static bool same_ci(const unsigned char *a, const char *l, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (ascii_lower(a[i]) != (unsigned char)l[i]) return false;
+  return true;
+}
+
+/* the upvalue of the common string equal to s[0 .. n) (exactly, or in any
+** case when ci: the list is in lower case), or 0 */
+static int common_index(const hp_word *list, int k, const unsigned char *s, size_t n, bool ci) {
+  for (int i = 0; i < k; i++) {
+    const hp_word *w = &list[i];
+    if (w->n != n) continue;
+    if (ci ? same_ci(s, w->s, n) : memcmp(s, w->s, n) == 0) return i + 1;
+  }
+  return 0;
+}
+
+/* pushes a field name lower-cased (the common ones from the upvalues) */
+static void push_name(lua_State *L, const unsigned char *s, size_t n) {
+  int i = common_index(COMMON_NAME, N_NAMES, s, n, true);
+  if (i) lua_pushvalue(L, lua_upvalueindex(i));
+  else push_lower(L, s, n);
+}
+
+static void push_method(lua_State *L, const unsigned char *s, size_t n) {
+  int i = common_index(COMMON_METHOD, N_METHODS, s, n, false);
+  if (i) lua_pushvalue(L, lua_upvalueindex(UP_METHOD + i - 1));
+  else lua_pushlstring(L, (const char *)s, n);
+}
+
+static void push_digit(lua_State *L, unsigned char d) {
+  lua_pushvalue(L, lua_upvalueindex(UP_DIGIT + (d - '0')));
+}
+
+/* ---------- field lines ---------- */
+
+/* a field line's name and value: s[n0 .. n0 + nlen), s[v0 .. v0 + vlen) */
+typedef struct hp_field {
+  size_t n0, nlen, v0, vlen;
+} hp_field;
+
+#define FIELD_BATCH 32 /* field lines scanned before the table is made */
+
+/* field-line = name ":" OWS value OWS EOL: its spans; false (cursor
+** unmoved) if the line is not one */
+static bool field_span(hp_cur *c, hp_field *x) {
+  size_t p0 = c->p, ve;
+  x->n0 = p0;
+  x->nlen = span_token(c);
+  if (x->nlen == 0 || !eat(c, ':')) goto no;
+  span_value(c, &x->v0, &ve);
+  x->vlen = ve - x->v0;
   if (!eat_eol(c)) goto no;
-  *kept = !only || names_has_ci(L, only, c->s + p0, nlen);
-  if (!*kept) return true;
-  push_lower(L, c->s + p0, nlen);
-  lua_pushlstring(L, (const char *)c->s + vs, ve - vs);
   return true;
 no:
   c->p = p0;
   return false;
+}
+
+/* up to FIELD_BATCH field lines, and no more than *left (counted down) */
+static int scan_fields(hp_cur *c, hp_field *f, lua_Integer *left) {
+  int nf = 0;
+  while (nf < FIELD_BATCH && *left > 0 && field_span(c, &f[nf])) {
+    nf++;
+    (*left)--;
+  }
+  return nf;
 }
 
 /* t[k] = v, or old .. ", " .. v (t, k, v on the top; pops k, v) */
@@ -276,15 +355,31 @@ static void fold_list(lua_State *L) {
   }
 }
 
+/* sets the field x in the headers table on the top (the name lower-cased;
+** with a set `only`, a name not in it is passed over) */
+static void add_field(lua_State *L, const hp_cur *c, const hp_field *x, bool list,
+                      const hp_names *only) {
+  if (only && !names_has_ci(L, only, c->s + x->n0, x->nlen)) return;
+  push_name(L, c->s + x->n0, x->nlen);
+  lua_pushlstring(L, (const char *)c->s + x->v0, x->vlen);
+  if (list) fold_list(L);
+  else fold_join(L);
+}
+
 /* up to max field lines then the empty line: pushes the headers table and
-** returns true, or false (the table pushed anyway: the caller returns nil) */
+** returns true, or false (the table may be pushed: the caller returns nil).
+** The lines are scanned before the table is made, so that it is made with
+** room for as many fields as there are (a batch at a time): no rehash,
+** and no more memory than the head needs (the GC's work follows it). */
 static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only) {
-  lua_createtable(L, 0, only ? 2 : 8);
-  bool kept;
-  for (lua_Integer i = 0; i < max && field_line(L, c, only, &kept); i++) {
-    if (!kept) continue;
-    if (list) fold_list(L);
-    else fold_join(L);
+  hp_field f[FIELD_BATCH];
+  lua_Integer left = max;
+  int nf = scan_fields(c, f, &left);
+  lua_createtable(L, 0, only ? (nf < 2 ? nf : 2) : nf);
+  for (;;) {
+    for (int i = 0; i < nf; i++) add_field(L, c, &f[i], list, only);
+    if (nf < FIELD_BATCH) break;
+    nf = scan_fields(c, f, &left);
   }
   return eat_eol(c);
 }
@@ -307,12 +402,12 @@ static bool request_line(lua_State *L, hp_cur *c) {
   if (!eat_lit(c, " HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
       !eat_digit(c, &minor) || !eat_eol(c))
     return false;
-  lua_pushlstring(L, (const char *)c->s + m0, mlen);
+  push_method(L, c->s + m0, mlen);
   lua_pushlstring(L, (const char *)c->s + t0, t1 - t0);
   if (q0) lua_pushlstring(L, (const char *)c->s + q0, q1 - q0);
   else lua_pushnil(L);
-  lua_pushlstring(L, (const char *)&major, 1);
-  lua_pushlstring(L, (const char *)&minor, 1);
+  push_digit(L, major);
+  push_digit(L, minor);
   return true;
 }
 
@@ -331,8 +426,8 @@ static bool status_line(lua_State *L, hp_cur *c) {
     r1 = c->p;
   }
   if (!eat_eol(c)) return false;
-  lua_pushlstring(L, (const char *)&major, 1);
-  lua_pushlstring(L, (const char *)&minor, 1);
+  push_digit(L, major);
+  push_digit(L, minor);
   lua_pushinteger(L, (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0'));
   lua_pushlstring(L, (const char *)c->s + r0, r1 - r0);
   return true;
@@ -552,10 +647,6 @@ static int hp_block(lua_State *L) {
 #define RELAY_MAX_FIELDS 256
 
 /* a field line of the input: name [n0, n0+nlen), value [v0, v0+vlen) */
-typedef struct hp_field {
-  size_t n0, nlen, v0, vlen;
-} hp_field;
-
 /* the names a proxy never relays: hop-by-hop (RFC 9110 7.6.1) and
 ** Content-Length (the next hop's framing is the sender's) */
 static bool never_relayed(const char *l, size_t n) {
@@ -570,14 +661,6 @@ static bool never_relayed(const char *l, size_t n) {
   case 19: return name_is(l, n, "proxy-authorization");
   default: return false;
   }
-}
-
-static unsigned ascii_lower(unsigned ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
-
-static bool same_ci(const unsigned char *a, const char *l, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (ascii_lower(a[i]) != (unsigned char)l[i]) return false;
-  return true;
 }
 
 /* whether the comma-separated list v[0 .. vn) names the lower-case name l */
@@ -702,6 +785,11 @@ int luaopen_httpparse(lua_State *L) {
       {"relay", hp_relay},
       {NULL, NULL},
   };
-  luaL_newlib(L, fns);
+  luaL_newlibtable(L, fns);
+  luaL_checkstack(L, N_UP, "httpparse");
+  for (int i = 0; i < N_NAMES; i++) lua_pushlstring(L, COMMON_NAME[i].s, COMMON_NAME[i].n);
+  for (int i = 0; i < N_METHODS; i++) lua_pushlstring(L, COMMON_METHOD[i].s, COMMON_METHOD[i].n);
+  for (char d = '0'; d <= '9'; d++) lua_pushlstring(L, &d, 1);
+  luaL_setfuncs(L, fns, N_UP); /* the interned strings: every function's upvalues */
   return 1;
 }

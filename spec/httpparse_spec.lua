@@ -55,6 +55,27 @@ describe("goluarun.httpparse", function()
     assert.are.equal("/2", second)
   end)
 
+  it("interned strings: common names in any case, methods exact, more fields than a batch", function()
+    -- the parser pushes common names, methods and digits from a cache and
+    -- scans fields in batches of 32: the same captures as the grammar
+    local s = "get / HTTP/1.1\r\nHOST: a\r\nContent-TYPE: t\r\nhoSt: b\r\nHost2: c\r\n"
+      .. "Hos: d\r\n\r\n"
+    local m, _, _, _, _, h = both("request", s)
+    assert.are.equal("get", m)
+    assert.are.same({ host = "a, b", ["content-type"] = "t", host2 = "c", hos = "d" }, h)
+    for _, meth in ipairs({ "GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "GETX", "PO" }) do
+      assert.are.equal(meth, (both("request", meth .. " / HTTP/1.1\r\n\r\n")))
+    end
+    for n = 31, 66 do
+      local lines = {}
+      for i = 1, n do lines[i] = "F" .. i .. ": v" .. i .. "\r\n" end
+      local head = "GET / HTTP/1.1\r\n" .. table.concat(lines) .. "\r\n"
+      local _, _, _, _, _, fh = both("request", head, 1, 100)
+      assert.are.equal("v" .. n, fh["f" .. n])
+      assert.is_nil((both("request", head, 1, n - 1)))
+    end
+  end)
+
   it("parses a response head: integer status, reason, repeated fields as a list", function()
     local s = "HTTP/1.1 404 Not  Found \r\nSet-Cookie: a=1\r\nSET-COOKIE: b=2\r\n"
       .. "set-cookie: c=3\r\nX: y\r\n\r\n"

@@ -37,7 +37,9 @@
 --   and "+"-decoded), target (path plus "?query"), headers (lower-case
 --   names; repeated fields joined with ", "), version ("1.0" / "1.1"),
 --   params (router path parameters; else an empty read-only table),
---   conn, trailers (after a chunked body),
+--   conn, trailers (after a chunked body); version "1.1", an empty query
+--   and empty params are inherited (http.Request), not stored in each
+--   request: pairs(req) does not list them,
 --   req:body() -> the whole body (string) | nil, err  (err: "body too
 --   large", "bad chunked encoding", "timeout", "eof", ...). The body is
 --   read only when asked for ("100 Continue" is sent then, if the client
@@ -631,6 +633,13 @@ local Req = {}
 Req.__index = Req
 Req.__name = "http.request"
 M.Request = Req
+-- the fields most requests share are read through __index, not stored in
+-- each request (fewer keys per request: less to build and to collect);
+-- serve_conn stores its own only when they differ
+Req.version = "1.1"
+Req.query = EMPTY
+Req.params = EMPTY
+Req._hpos = 1 -- (the head at the start of the read: not pipelined)
 
 -- "100 Continue" if the client waits for it: true, or nil, err
 local function continue(self, st)
@@ -1223,7 +1232,8 @@ function Router:dispatch(req, res)
   if methods then
     local fn = methods[method] or pick(methods, method)
     if fn then
-      req.params = EMPTY
+      -- (req.params: Req's empty one, unless an outer router set its own)
+      if req.params ~= EMPTY then req.params = EMPTY end
       return fn(req, res)
     end
   end
@@ -1369,16 +1379,25 @@ local function serve_conn(conn, call, cfg, router)
       if not path then reject(st, 400) break end
     end
     st.head = method == "HEAD"
-    -- every field the request may get is in the constructor (params too,
-    -- which the router sets): the 16-slot hash part is sized once, no
-    -- rehash when a field is added
-    local req = setmetatable({
-      method = method, path = path, query_string = qs,
-      query = qs and match(QUERY, qs) or EMPTY,
-      target = qs and path .. "?" .. qs or path,
-      headers = h, version = minor == "0" and "1.0" or "1.1",
-      conn = conn, _st = st, params = EMPTY, _head = st.buf, _hpos = st.hpos,
-    }, Req)
+    -- the request's own fields; version "1.1", query and params (empty)
+    -- and _hpos 1 come from Req unless set here or by the router. Seven
+    -- keys in the 8-slot table the constructor makes: one more (params,
+    -- version or _hpos) fits without a rehash
+    local req
+    if qs then
+      req = setmetatable({
+        method = method, path = path, query_string = qs, query = match(QUERY, qs),
+        target = path .. "?" .. qs, headers = h, conn = conn, _st = st, _head = st.buf,
+      }, Req)
+    else
+      req = setmetatable({
+        method = method, path = path, target = path, headers = h, conn = conn, _st = st,
+        _head = st.buf,
+      }, Req)
+    end
+    local hpos = st.hpos
+    if hpos ~= 1 then req._hpos = hpos end
+    if minor == "0" then req.version = "1.0" end
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
     res._blk, res._bseen = nil, 0
