@@ -57,7 +57,8 @@ cpu_ticks() {
   echo "$t"
 }
 
-# start_nginx NAME CONF_BODY CPU...: one worker, in the foreground
+# start_nginx NAME CONF_BODY CPU...: one worker, in the foreground; prints
+# its PID (called in $(...), a subshell: the caller adds it to PIDS)
 start_nginx() {
   local name=$1 body=$2; shift 2
   mkdir -p "$TMP/$name/logs" "$TMP/$name/www"
@@ -78,13 +79,13 @@ http {
 EOF
   "$@" nginx -p "$TMP/$name" -c "$TMP/$name/nginx.conf" -e "$TMP/$name/logs/error.log" \
     > "$TMP/$name.out" 2>&1 &
-  PIDS+=($!)
   echo $!
 }
 
 # --- upstream: nginx, a static 100-byte body ------------------------------
 UP_PORT=$(free_port "$GOLUARUN")
 UP_PID=$(start_nginx up "server { listen 127.0.0.1:$UP_PORT; root $TMP/up/www; }" "${PIN_WRK[@]}")
+PIDS+=("$UP_PID")
 printf '%099d\n' 0 > "$TMP/up/www/body.txt"
 wait_http gateway.sh "http://127.0.0.1:$UP_PORT/body.txt"
 
@@ -94,6 +95,7 @@ NGX_PID=$(start_nginx proxy "upstream up { server 127.0.0.1:$UP_PORT; keepalive 
   server { listen 127.0.0.1:$NP_PORT; location / { proxy_pass http://up;
     proxy_http_version 1.1; proxy_set_header Connection \"\";
     proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for; } }" "${PIN_SERVER[@]}")
+PIDS+=("$NGX_PID")
 NGX_URL="http://127.0.0.1:$NP_PORT/body.txt"
 wait_http gateway.sh "$NGX_URL"
 NGX_PIDS=("$NGX_PID" $(pgrep -P "$NGX_PID"))
