@@ -26,6 +26,7 @@
 #define ERRSTR_TLS_VERIFY "certificate verify failed" /* ": detail" follows */
 #define ERRSTR_TLS "tls error" /* after the handshake; ": detail" follows */
 #define ERRSTR_CANCELLED "cancelled"
+#define ERRSTR_NOTFOUND "not found" /* go.shared: d:incr without init, d:ttl */
 
 static inline const char *errstr_of(int e) {
   switch (e) {

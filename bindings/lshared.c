@@ -164,7 +164,7 @@ static int sh_incr(lua_State *L) {
   bool has_init = !lua_isnoneornil(L, 4);
   if (has_init) check_number(L, 4, &init);
   int rc = shdict_incr(d, k, klen, &n, has_init ? &init : NULL, &out);
-  if (rc == -ENOENT) return fail(L, "not found");
+  if (rc == -ENOENT) return fail(L, ERRSTR_NOTFOUND);
   if (rc == -EINVAL) return luaL_error(L, "shared dict: value of key '%s' is not a number", k);
   if (rc == -ENOMEM) return no_memory(L);
   push_value(L, &out);
@@ -186,7 +186,7 @@ static int sh_ttl(lua_State *L) {
   size_t klen;
   const char *k = check_key(L, 2, &klen);
   int64_t left;
-  if (shdict_ttl(d, k, klen, &left) == -ENOENT) return fail(L, "not found");
+  if (shdict_ttl(d, k, klen, &left) == -ENOENT) return fail(L, ERRSTR_NOTFOUND);
   lua_pushnumber(L, (lua_Number)left / 1e9);
   return 1;
 }
