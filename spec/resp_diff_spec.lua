@@ -12,124 +12,13 @@ local null, null_array = resp.null, resp.null_array
 local rand = math.random
 local concat, char = table.concat, string.char
 
--- a conn-like object handing out the given pieces, then eof
-local function pieces_conn(pieces)
-  local k = 0
-  return {
-    read = function()
-      k = k + 1
-      if pieces[k] == nil then return nil, "eof" end
-      return pieces[k]
-    end,
-  }
-end
+local R = require "support.resp_runs"
+local pieces_conn, render = R.pieces_conn, R.render
+local run_readn, grouped_reads = R.readn, R.grouped_reads
 
--- every result of a reader until its first error, rendered as one string
-local function render(v)
-  if v == null then return "N" end
-  if v == null_array then return "NA" end
-  local t = type(v)
-  if t == "string" then return ("%q"):format(v) end
-  if t == "number" then return math.type(v) .. ":" .. v end
-  if t ~= "table" then return tostring(v) end
-  local parts = {}
-  for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. render(x) end
-  table.sort(parts)
-  return "{" .. concat(parts, ",") .. "}"
-end
-
--- rd:commands into reused tables (at most max a call), each rendered as
--- read() renders the command (a slot left from an earlier command shows);
--- false when it took none
-local function take_commands(rd, c, out)
-  local k = rd:commands(c.pool, c.argc, c.max)
-  for i = 1, k do
-    local a = c.pool[i]
-    if c.argc[i] ~= #a then error(("commands: argc %s for %d words"):format(c.argc[i], #a)) end
-    out[#out + 1] = render(a)
-  end
-  return k > 0
-end
-
--- use_try: false (read), true (tryread/fill), "commands" (commands first)
+-- rd:commands takes at most 1 to 3 commands a call here
 local function run_reader(native, pieces, limits, use_try)
-  local saved = resp.native
-  resp.native = native
-  local rd = resp.reader(pieces_conn(pieces), limits)
-  resp.native = saved
-  local out = {}
-  local c = { pool = {}, argc = {}, max = #pieces % 3 + 1 }
-  for _ = 1, 10000 do
-    local v, err
-    if use_try == "commands" and take_commands(rd, c, out) then
-      -- taken: the next
-    elseif use_try then
-      v, err = rd:tryread()
-      if err == "incomplete" then
-        local ok, ferr = rd:fill()
-        if not ok then err = ferr else err = nil end
-      end
-    else
-      v, err = rd:read()
-    end
-    if v ~= nil then
-      out[#out + 1] = render(v)
-    elseif err then
-      out[#out + 1] = "error " .. err
-      return concat(out, "\n"), rd
-    end
-  end
-  error("reader did not stop")
-end
-
--- rd:readn(k) calls, k cycling through `sizes`, rendered as run_reader does;
--- each table is checked: exactly k values, `tables` of them tables
-local function run_readn(native, pieces, limits, sizes)
-  local saved = resp.native
-  resp.native = native
-  local rd = resp.reader(pieces_conn(pieces), limits)
-  resp.native = saved
-  local out = {}
-  for i = 1, 10000 do
-    local k = sizes[i % #sizes + 1]
-    local t, tables = rd:readn(k)
-    if not t then
-      out[#out + 1] = "error " .. tables
-      return concat(out, "\n")
-    end
-    local n, ntab = 0, 0
-    for _, v in pairs(t) do
-      n = n + 1
-      if type(v) == "table" then ntab = ntab + 1 end
-    end
-    assert(n == k and #t == k, "readn gave " .. n .. " values for " .. k)
-    assert(ntab == tables, "readn counted " .. tables .. " tables of " .. ntab)
-    for j = 1, k do out[#out + 1] = render(t[j]) end
-  end
-  error("reader did not stop")
-end
-
--- what readn must give: the Lua reader's read() results taken k at a time,
--- a group cut short by an error dropped
-local function grouped_reads(pieces, limits, sizes)
-  local saved = resp.native
-  resp.native = false
-  local rd = resp.reader(pieces_conn(pieces), limits)
-  resp.native = saved
-  local out = {}
-  for i = 1, 10000 do
-    local k, group = sizes[i % #sizes + 1], {}
-    for j = 1, k do
-      local v, err = rd:read()
-      if v == nil then
-        out[#out + 1] = "error " .. err
-        return concat(out, "\n")
-      end
-      group[j] = render(v)
-    end
-    for j = 1, k do out[#out + 1] = group[j] end
-  end
-  error("reader did not stop")
+  return R.reader(native, pieces, limits, use_try, #pieces % 3 + 1)
 end
 
 ---------------------------------------------------------------------------

@@ -3,8 +3,8 @@
 ** lua/goluarun/resp.lua, differentially. The comparison itself is Lua
 ** (spec/fuzz/resp_diff.lua: same bytes, same pieces, same values then the
 ** same error, through read() and tryread()/fill()); this file makes one Lua
-** state with resp.lua on its path and respparse preloaded, and aborts when
-** the comparison raises. Needs Debian's lua-lpeg (resp.lua's grammars).
+** state with lua/ and spec/ (support.resp_runs) on its path and respparse
+** preloaded, and aborts when the comparison raises. Needs Debian's lua-lpeg (resp.lua's grammars).
 ** Single-threaded.
 */
 #include <stdint.h>
@@ -33,7 +33,7 @@ static void setup(void) {
   lua_pushcfunction(L, luaopen_respparse);
   lua_setfield(L, -2, "goluarun.respparse");
   lua_getglobal(L, "package");
-  lua_pushstring(L, GLR_SOURCE_DIR "/lua/?.lua");
+  lua_pushstring(L, GLR_SOURCE_DIR "/lua/?.lua;" GLR_SOURCE_DIR "/spec/?.lua");
   lua_setfield(L, -2, "path");
   lua_settop(L, 0);
   if (luaL_dofile(L, GLR_SOURCE_DIR "/spec/fuzz/resp_diff.lua") != LUA_OK)

@@ -9,113 +9,12 @@
 -- at a time. The same bytes, cut into words at each "\1", are a command
 -- for the C writer (respparse.command, a wbuf's append), which must write
 -- resp.encode's bytes or name the first word it leaves. A third run takes
--- commands through rd:commands (reused tables) before tryread().
+-- commands through rd:commands (reused tables) before tryread(). The runs
+-- are spec/support/resp_runs.lua's, shared with resp_diff_spec.
 local resp = require "goluarun.resp"
 local cparse = require "goluarun.respparse"
 
-local null, null_array = resp.null, resp.null_array
-local concat = table.concat
-
-local function render(v)
-  if v == null then return "N" end
-  if v == null_array then return "NA" end
-  local t = type(v)
-  if t == "string" then return ("%q"):format(v) end
-  if t == "number" then return math.type(v) .. ":" .. v end
-  if t ~= "table" then return tostring(v) end
-  local parts = {}
-  for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. render(x) end
-  table.sort(parts)
-  return "{" .. concat(parts, ",") .. "}"
-end
-
-local function pieces_conn(pieces)
-  local k = 0
-  return { read = function()
-    k = k + 1
-    if pieces[k] == nil then return nil, "eof" end
-    return pieces[k]
-  end }
-end
-
--- rd:commands into reused tables (at most max a call), each rendered as
--- read() renders the command (a slot left from an earlier command shows);
--- false when it took none
-local function take_commands(rd, c, out)
-  local k = rd:commands(c.pool, c.argc, c.max)
-  for i = 1, k do
-    local a = c.pool[i]
-    if c.argc[i] ~= #a then error(("commands: argc %s for %d words"):format(c.argc[i], #a)) end
-    out[#out + 1] = render(a)
-  end
-  return k > 0
-end
-
--- use_try: false (read), true (tryread/fill), "commands" (commands first)
-local function run(native, pieces, limits, use_try)
-  resp.native = native
-  local rd = resp.reader(pieces_conn(pieces), limits)
-  local out = {}
-  local c = { pool = {}, argc = {}, max = #pieces + 1 }
-  while true do
-    local v, err
-    if use_try == "commands" and take_commands(rd, c, out) then
-      -- taken: the next
-    elseif use_try then
-      v, err = rd:tryread()
-      if err == "incomplete" then
-        local ok, ferr = rd:fill()
-        err = not ok and ferr or nil
-      end
-    else
-      v, err = rd:read()
-    end
-    if v ~= nil then out[#out + 1] = render(v)
-    elseif err then
-      out[#out + 1] = "error " .. err
-      return concat(out, "\n")
-    end
-  end
-end
-
--- readn(k) until an error, each table rendered value by value
-local function run_readn(native, pieces, limits, k)
-  resp.native = native
-  local rd = resp.reader(pieces_conn(pieces), limits)
-  local out = {}
-  while true do
-    local t, tables = rd:readn(k)
-    if not t then
-      out[#out + 1] = "error " .. tables
-      return concat(out, "\n")
-    end
-    local ntab = 0
-    for j = 1, k do
-      out[#out + 1] = render(t[j])
-      if type(t[j]) == "table" then ntab = ntab + 1 end
-    end
-    if #t ~= k or ntab ~= tables then error(("readn(%d): %d values, %d tables of %d"):format(k, #t, tables, ntab)) end
-  end
-end
-
--- read() values k at a time, a group cut short by the error dropped
-local function grouped_reads(pieces, limits, k)
-  resp.native = false
-  local rd = resp.reader(pieces_conn(pieces), limits)
-  local out = {}
-  while true do
-    local group = {}
-    for j = 1, k do
-      local v, err = rd:read()
-      if v == nil then
-        out[#out + 1] = "error " .. err
-        return concat(out, "\n")
-      end
-      group[j] = render(v)
-    end
-    table.move(group, 1, k, #out + 1, out)
-  end
-end
+local R = require "support.resp_runs"
 
 -- the words of a command made of s: pieces between "\1"; a piece that
 -- starts with "#" and has 8 bytes more is an integer, "%" a float, "!" a
@@ -175,17 +74,17 @@ return function(data)
   if cut > 0 then pieces[1] = s:sub(1, cut) end
   if cut < #s then pieces[#pieces + 1] = s:sub(cut + 1) end
   for _, use_try in ipairs({ false, true, "commands" }) do
-    local want = run(false, pieces, limits, use_try and true)
-    local got = run(true, pieces, limits, use_try)
+    local want = R.reader(false, pieces, limits, use_try and true)
+    local got = R.reader(true, pieces, limits, use_try, #pieces + 1)
     if got ~= want then
       error(("C and Lua readers differ on %q cut at %d:\nC:\n%s\nLua:\n%s")
         :format(s, cut, got, want))
     end
   end
   local k = (data:byte(1) >> 5) + 1
-  local want = grouped_reads(pieces, limits, k)
+  local want = R.grouped_reads(pieces, limits, { k })
   for _, native in ipairs({ true, false }) do
-    local got = run_readn(native, pieces, limits, k)
+    local got = R.readn(native, pieces, limits, { k })
     if got ~= want then
       error(("readn(%d) (native %s) differs from read() on %q cut at %d:\nreadn:\n%s\nread:\n%s")
         :format(k, tostring(native), s, cut, got, want))
