@@ -96,22 +96,43 @@ static char *dupstr(const char *s) {
 
 /* ---------- spawning ---------- */
 
-/* check_module — raises unless require(mod) would find it here: loaded
-** already, or some searcher of package.searchers gives a loader (preload,
-** package.path/cpath, and goluarun's own library, found by the last one) */
-static void check_module(lua_State *L, const char *mod) {
+/* on_path — mod is loaded or preloaded here, or a file on package.path or
+** cpath: what go.spawn asked before, and cheap (no file is read) */
+static bool on_path(lua_State *L, const char *mod) {
+  int top = lua_gettop(L);
   lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
   bool found = lua_getfield(L, -1, mod) != LUA_TNIL;
-  lua_pop(L, 2);
+  lua_getglobal(L, "package");
+  int pkg = lua_gettop(L);
+  if (!found && lua_getfield(L, pkg, "preload") == LUA_TTABLE)
+    found = lua_getfield(L, -1, mod) != LUA_TNIL;
+  for (int i = 0; i < 2 && !found; i++) {
+    lua_getfield(L, pkg, "searchpath");
+    lua_pushstring(L, mod);
+    lua_getfield(L, pkg, i == 0 ? "path" : "cpath");
+    lua_call(L, 2, 1);
+    found = !lua_isnil(L, -1);
+  }
+  lua_settop(L, top);
+  return found;
+}
+
+/* check_module — raises unless require(mod) would find it here. Past
+** on_path, the searchers themselves are asked (goluarun's own library is
+** found by the last one; that compiles the file, so only then) */
+static void check_module(lua_State *L, const char *mod) {
+  if (on_path(L, mod)) return;
+  int top = lua_gettop(L);
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "searchers");
+  bool found = false;
   for (lua_Integer i = 1; !found && lua_rawgeti(L, -1, i) == LUA_TFUNCTION; i++) {
     lua_pushstring(L, mod);
     lua_call(L, 1, 1);
     found = lua_isfunction(L, -1);
     lua_pop(L, 1);
   }
-  lua_pop(L, found ? 2 : 3);
+  lua_settop(L, top);
   if (!found) luaL_error(L, "go.spawn: module '%s' not found", mod);
 }
 
