@@ -39,6 +39,15 @@ function M.render(v)
   return "{" .. concat(parts, ",") .. "}"
 end
 
+-- a reader of the pieces: the C one (native) or the Lua reference
+local function reader_of(native, pieces, limits)
+  local saved = resp.native
+  resp.native = native
+  local rd = resp.reader(M.pieces_conn(pieces), limits)
+  resp.native = saved
+  return rd
+end
+
 -- rd:commands into reused tables (at most max a call), each rendered as
 -- read() renders the command (a slot left from an earlier command shows);
 -- false when it took none
@@ -56,10 +65,7 @@ end
 -- and the reader. use_try: false (read), true (tryread/fill), "commands"
 -- (commands first, at most max a call)
 function M.reader(native, pieces, limits, use_try, max)
-  local saved = resp.native
-  resp.native = native
-  local rd = resp.reader(M.pieces_conn(pieces), limits)
-  resp.native = saved
+  local rd = reader_of(native, pieces, limits)
   local out = {}
   local c = { pool = {}, argc = {}, max = max }
   for _ = 1, 10000 do
@@ -88,10 +94,7 @@ end
 -- rd:readn(k) calls, k cycling through `sizes`, rendered as run_reader does;
 -- each table is checked: exactly k values, `tables` of them tables
 function M.readn(native, pieces, limits, sizes)
-  local saved = resp.native
-  resp.native = native
-  local rd = resp.reader(M.pieces_conn(pieces), limits)
-  resp.native = saved
+  local rd = reader_of(native, pieces, limits)
   local out = {}
   for i = 1, 10000 do
     local k = sizes[i % #sizes + 1]
@@ -115,10 +118,7 @@ end
 -- what readn must give: the Lua reader's read() results taken k at a time,
 -- a group cut short by an error dropped
 function M.grouped_reads(pieces, limits, sizes)
-  local saved = resp.native
-  resp.native = false
-  local rd = resp.reader(M.pieces_conn(pieces), limits)
-  resp.native = saved
+  local rd = reader_of(false, pieces, limits)
   local out = {}
   for i = 1, 10000 do
     local k, group = sizes[i % #sizes + 1], {}
