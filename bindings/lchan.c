@@ -47,7 +47,13 @@ typedef struct lchan {
   uint64_t nextkey;   /* highest key ever used */
   uint64_t *freekeys; /* keys whose slot is empty */
   size_t nfree, capfree;
+  uintptr_t self;     /* const: self_tag(this), the methods' fast check */
 } lchan;
+
+/* self_tag — what a channel's `self` holds: its own address mixed with
+** the class key. Only push_new_chan writes it; no other userdata of this
+** exact size holds its own address so mixed by accident. */
+static uintptr_t self_tag(const lchan *c) { return (uintptr_t)c ^ (uintptr_t)&CHAN_KEY; }
 
 /* the elem of a hand-off whose value went straight onto the receiver's
 ** stack (hand_off); never a table key (keys count up from 1) */
@@ -74,12 +80,31 @@ static lchan *check_chan(lua_State *L, int idx) {
   return class_check(L, idx, &CHAN_KEY, CHAN_MT);
 }
 
+/* self_chan — the channel a method was called on (argument 1). The fast
+** path reads the block's `self` tag (a full userdata of the channel's size:
+** the read stays inside the block) instead of comparing metatables, which
+** cost four API calls per ch:send / ch:recv; anything else goes to
+** class_method, which raises the usual error. */
+static lchan *self_chan(lua_State *L) {
+  if (GLR_LIKELY(lua_rawlen(L, 1) == sizeof(lchan))) { /* a string, a table or a userdata */
+    lchan *c = lua_touserdata(L, 1);                    /* NULL but for a userdata */
+    if (GLR_LIKELY(c && c->self == self_tag(c))) return c;
+  }
+  return class_method(L, 1, &CHAN_KEY, CHAN_MT);
+}
+
+/* check_cancel — sched_check_cancel with the goroutine at hand */
+static void check_cancel(lua_State *L, G *g) {
+  if (g && GLR_UNLIKELY(group_is_cancelled(g->grp))) sched_raise_cancelled(L);
+}
+
 static void push_new_chan(lua_State *L, lua_Integer cap) {
   lchan *c = lua_newuserdatauv(L, sizeof *c, 1);
   chan_init(&c->c, 0); /* nothing to free yet: the next calls may raise */
   c->nextkey = 0;
   c->freekeys = NULL;
   c->nfree = c->capfree = 0;
+  c->self = self_tag(c);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   class_set(L, &CHAN_KEY);
@@ -193,10 +218,12 @@ static bool hand_off(lua_State *L, lchan *c) {
 }
 
 static int ch_send(lua_State *L) {
-  lchan *c = class_method(L, 1, &CHAN_KEY, CHAN_MT);
-  luaL_checkany(L, 2);
-  sched_check_cancel(L);
-  lua_settop(L, 2);
+  lchan *c = self_chan(L);
+  if (GLR_UNLIKELY(lua_gettop(L) != 2)) {
+    luaL_checkany(L, 2);
+    lua_settop(L, 2);
+  }
+  check_cancel(L, vm_p(L)->curg);
   if (hand_off(L, c)) return 0;
   if (c->c.cap == 0 && !c->c.closed && !c->c.recvq.first && sched_can_wait(L))
     return park_onstack(L, c);
@@ -246,9 +273,9 @@ static int recv_k(lua_State *L, int status, lua_KContext ctx) {
 }
 
 static int ch_recv(lua_State *L) {
-  lchan *c = class_method(L, 1, &CHAN_KEY, CHAN_MT);
-  sched_check_cancel(L);
-  lua_settop(L, 1);
+  lchan *c = self_chan(L);
+  if (GLR_UNLIKELY(lua_gettop(L) != 1)) lua_settop(L, 1);
+  check_cancel(L, vm_p(L)->curg);
   uint64_t key;
   bool ok;
   sudog *w;

@@ -72,6 +72,27 @@ void sched_progress_add(rt *r, int64_t d) { atomic_fetch_add(&r->n_progress, d);
 
 void sched_main_done(rt *r) { atomic_store(&r->main_done, true); }
 
+/* progress_add — a change for one of p's own Gs (sched.h, the token) */
+static inline void progress_add(P *p, int64_t d) {
+  if (GLR_LIKELY(p->ptoken)) p->plocal += d;
+  else atomic_fetch_add(&p->rt->n_progress, d);
+}
+
+/* progress_hold — p runs its loop: take the token (n_progress >= 1) */
+static void progress_hold(P *p) {
+  if (p->ptoken) return;
+  atomic_fetch_add(&p->rt->n_progress, 1);
+  p->ptoken = true;
+}
+
+/* progress_release — before p may sleep: the batch in, the token out */
+static void progress_release(P *p) {
+  if (!p->ptoken) return;
+  p->ptoken = false;
+  atomic_fetch_add(&p->rt->n_progress, p->plocal - 1);
+  p->plocal = 0;
+}
+
 /* ---------- G lifecycle ---------- */
 
 static bool g_set_ready(P *p, G *g);
@@ -141,7 +162,7 @@ void sched_start(P *p, G *g) {
   if (g->cold) g->cold->sel = NULL;
   g->grp = NULL;
   g->waitkind = WK_NONE;
-  atomic_store(&g->blockfd, -1);
+  atomic_store_explicit(&g->blockfd, -1, memory_order_relaxed); /* no one blocks on it yet */
   if (p->curg && p->curg->grp) group_join(p->curg->grp, g); /* joins its creator's */
   g->allprev = NULL;
   g->allnext = p->allg;
@@ -149,7 +170,7 @@ void sched_start(P *p, G *g) {
   p->allg = g;
   p->ngoroutines++;
   p->st.spawned++;
-  atomic_fetch_add(&p->rt->n_progress, 1);
+  progress_add(p, 1);
   g_cas_status(g, G_IDLE, G_RUNNABLE);
   runq_put(&p->q, g, true);
 }
@@ -162,7 +183,7 @@ static void g_exit(P *p, G *g, bool reusable) {
   p->ngoroutines--;
   if (g->cold) timer_disarm(&p->timers, &g->cold->sleept);
   group_leave(g);
-  atomic_fetch_sub(&p->rt->n_progress, 1);
+  progress_add(p, -1);
   lua_settop(g->L, 0);
   if (reusable && !g->escaped && p->ngfree < GFREE_MAX &&
       lua_status(g->L) == LUA_OK) {
@@ -188,7 +209,7 @@ static bool g_set_ready(P *p, G *g) {
   g_cas_status(g, G_WAITING, G_RUNNABLE);
   if (g->parked_sync) {
     g->parked_sync = false;
-    atomic_fetch_add(&p->rt->n_progress, 1);
+    progress_add(p, 1);
   }
   if (g->cold && timer_armed(&g->cold->sleept)) timer_disarm(&p->timers, &g->cold->sleept);
   if (!g->onm) return true;
@@ -273,7 +294,7 @@ static void after_park(P *p, G *g) {
   g_cas_status(g, G_RUNNING, G_WAITING);
   if (g->parkkind == PARK_SYNC) {
     g->parked_sync = true;
-    atomic_fetch_sub(&p->rt->n_progress, 1);
+    progress_add(p, -1);
   }
   unlockf u = g->unlock;
   g->unlock = NULL;
@@ -296,7 +317,11 @@ static int park_on_m(lua_State *L, P *p, G *g, intptr_t ctx,
   g->yieldkind = Y_NONE;
   g->onm = m;
   after_park(p, g); /* may ready it at once (unlock refused, cancelled) */
-  if (g->status == G_WAITING) handoff_park(p, g->waitreason);
+  if (g->status == G_WAITING) {
+    progress_release(p); /* the P may sit unused meanwhile: count exactly */
+    handoff_park(p, g->waitreason);
+    progress_hold(p);
+  }
   g->onm = NULL;
   g_cas_status(g, G_RUNNABLE, G_RUNNING);
   g->waitkind = WK_NONE;
@@ -385,7 +410,7 @@ static void execute(P *p, G *g) {
   atomic_store_explicit(&p->curL, NULL, memory_order_relaxed);
   p->curg = NULL;
   if (st == LUA_YIELD) {
-    lua_pop(g->L, nres);
+    if (nres) lua_pop(g->L, nres); /* a park yields none */
     int kind = g->yieldkind;
     g->yieldkind = Y_NONE;
     if (kind == Y_PARK) {
@@ -600,6 +625,7 @@ static void forced_poll(P *p, int64_t now, bool tick61) {
 static G *find_runnable(P *p) {
   rt *r = p->rt;
   for (;;) {
+    progress_hold(p);
     if (atomic_load(&r->stopping)) return NULL;
     if (atomic_load(&p->nhwaiters)) return NULL; /* sched_loop hands p over */
     if (atomic_load(&r->signal_pending)) signal_handle(p);
@@ -630,6 +656,7 @@ static G *find_runnable(P *p) {
       netpoll(p, 0);
       continue;
     }
+    progress_release(p); /* n_progress exact for this P from here to its sleep */
     if (check_quiescent(r)) continue;
     if (idle_collect(p)) continue;
     block_in_netpoll(p);

@@ -25,6 +25,16 @@
 ** PARK_SYNC (a channel or go.wait with no timeout) does not count. Wakers
 ** increment before the waker itself parks, so 0 is stable: nothing can ever
 ** run again. Then: main finished -> exit 0; else deadlock -> report, exit 2.
+**
+** A P's own G changes (start +1, exit -1, a PARK_SYNC park -1 and its
+** ready +1) are batched while the P holds its progress token
+** (p->ptoken): taking it adds 1 to n_progress, and the changes collect in
+** p->plocal; releasing it, before the P checks for quiescence and sleeps
+** (or parks a G on its M), adds plocal - 1. So n_progress is at least 1
+** while any P holds its token, and exact when none does: it reads 0 only
+** when it is 0. Without the token (a finalizer run by an idle P's GC) the
+** changes go straight to n_progress. Saves two locked adds per goroutine
+** switch and per spawn (sched.c, progress_add).
 */
 #ifndef GLR_SCHED_H
 #define GLR_SCHED_H
@@ -226,6 +236,8 @@ struct P {
   int nparked;            /* owner M only: coroutines parked through (lcoro.c) */
   int ngfree;
   uint64_t schedtick;
+  bool ptoken;            /* owner M only: holds 1 in rt->n_progress (header) */
+  int64_t plocal;         /* owner M only: G changes not yet in rt->n_progress */
   bool wake_next;         /* owner M: fd wake-ups go to runnext when it is
                           ** free (set during a busy P's forced poll, so a
                           ** reader does not wait behind every CPU-bound

@@ -251,6 +251,26 @@ describe("go.chan", function()
     assert.has_error(function() go.chan(-1) end)
     assert.has_error(function() go.chan("x") end)
   end)
+
+  it("send and recv on something not a channel raise 'goluarun.chan expected'", function()
+    local ch = go.chan(1)
+    local send, recv = ch.send, ch.recv
+    -- a handle, a table, a number, nothing, and strings of every length
+    -- up to past a channel's size (the fast check reads a length first)
+    local others = { go(function() end), { 1, 2, 3 }, 1, nil }
+    for n = 0, 200 do others[4 + n + 1] = string.rep("x", n) end
+    for i = 1, 4 + 201 do
+      local ok, err = pcall(send, others[i], 1)
+      assert.is_false(ok)
+      assert.matches("goluarun.chan expected", err)
+      ok, err = pcall(recv, others[i])
+      assert.is_false(ok)
+      assert.matches("goluarun.chan expected", err)
+    end
+    assert.has_error(function() send(ch) end, "bad argument #2 to 'send' (value expected)")
+    send(ch, "still works")
+    assert.are.equal("still works", (recv(ch)))
+  end)
 end)
 
 describe("go.select", function()
