@@ -320,6 +320,10 @@ static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
   if (glr_cancelled(L)) return cancel_op(L, c, op);
   if (c->idle_want && want == CONN_WANT_READ && !idle_link(L, c))
     return op_fail(L, c, op, ERRSTR_CLOSED);
+  if (s->deadline == CONN_DL_LAZY) { /* the first wait: start the op's clock now */
+    s->deadline = glr_deadline(c->timeout);
+    if (s->wait_dl == CONN_DL_LAZY) s->wait_dl = s->deadline;
+  }
   int mode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
   c->waitmode[op->dir] = mode;
   int e = glr_waitfd(L, c->pd, mode, s->wait_dl, (lua_KContext)op, op_k);
@@ -367,7 +371,8 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
     if (c->status != CONN_OPEN) return op_fail(L, c, op, ERRSTR_CLOSED);
     int r = op->ready ? op->ready(L, c, s) : CONN_PENDING;
     if (r != CONN_PENDING) return op_done(L, c, op, r);
-    if (glr_pd_check(c->pd, op->mode, s->deadline) == GLR_TIMEOUT)
+    int64_t dl = s->deadline == CONN_DL_LAZY ? 0 : s->deadline;
+    if (glr_pd_check(c->pd, op->mode, dl) == GLR_TIMEOUT)
       return op_fail(L, c, op, ERRSTR_TIMEOUT);
     s->wait_dl = s->deadline;
     r = c->hs == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
@@ -415,7 +420,8 @@ static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) 
     return queue(L, c, op->dir, arg, op);
   }
   s->arg = arg;
-  s->deadline = op->deadline ? op->deadline(L, c) : conn_op_deadline(c);
+  if (op->deadline) s->deadline = op->deadline(L, c);
+  else s->deadline = c->timeout > 0 ? CONN_DL_LAZY : conn_op_deadline(c);
   return op_loop(L, c, op);
 }
 
