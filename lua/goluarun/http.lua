@@ -1293,6 +1293,58 @@ local function absolute_path(path)
   return nil
 end
 
+-- the framing and connection decisions of a head that is not plain (see
+-- httpparse.request): sets st.keep10, st.v10, st.close, st.blen and
+-- st.expect and returns the path (origin-form), or answers the head's
+-- error and returns nil
+local function admit(st, path, major, minor, h)
+  -- framing and connection semantics
+  if major ~= "1" then return reject(st, 505) end
+  local keep
+  local connh = h.connection
+  if minor == "0" then
+    keep = connh ~= nil and has_token(connh, "keep-alive")
+    st.keep10, st.v10 = keep, true
+  else
+    keep = not (connh and has_token(connh, "close"))
+    st.keep10, st.v10 = false, false
+    local host = h.host
+    if not host or find(host, ",", 1, true) then return reject(st, 400) end
+  end
+  st.close = not keep
+  local te, cl = h["transfer-encoding"], h["content-length"]
+  local blen = 0
+  if te then
+    if cl then return reject(st, 400) end
+    if lower(te) ~= "chunked" then
+      -- chunked last, after codings we do not implement: 501;
+      -- chunked not last (or absent): the length is unknowable: 400
+      return reject(st, find(lower(te), ",[ \t]*chunked[ \t]*$") and 501 or 400)
+    end
+    blen = -1
+    -- chunked in HTTP/1.0 is suspect (RFC 9112 6.1): close afterwards
+    if minor == "0" then st.close = true end
+  elseif cl then
+    if #cl > 15 or not match(CONTENT_LENGTH, cl) then return reject(st, 400) end
+    blen = tonumber(cl)
+    if blen > st.cfg.max_body then return reject(st, 413) end
+  end
+  st.blen = blen
+  local expect = h.expect
+  if expect then
+    if lower(expect) ~= "100-continue" then return reject(st, 417) end
+    expect = blen ~= 0 and minor ~= "0"
+  else
+    expect = false
+  end
+  st.expect = expect
+  if byte(path, 1) ~= 47 then
+    path = absolute_path(path)
+    if not path then return reject(st, 400) end
+  end
+  return path
+end
+
 local function serve_conn(conn, call, cfg, router)
   local st = {
     conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
@@ -1322,61 +1374,27 @@ local function serve_conn(conn, call, cfg, router)
       pos = 1
     end
     again = true
-    local method, path, qs, major, minor, h, nx = parse_request(buf, pos, max_headers)
-    if method and nx - pos <= limit then
+    local method, path, qs, major, minor, h, nx, plain = parse_request(buf, pos, max_headers)
+    if plain and nx - pos <= limit then
+      -- HTTP/1.1, origin-form, one Host, no Connection, Content-Length,
+      -- Transfer-Encoding or Expect field: keep-alive, no body, nothing
+      -- to decide (st.close, st.blen and st.expect are false, 0 and false
+      -- between requests)
       st.buf, st.pos, st.hpos = buf, nx, pos
+      if st.v10 then st.keep10, st.v10 = false, false end
     else
-      if method then reject(st, 431) break end
-      method, path, qs, major, minor, h = slow_head(st, buf, pos)
-      if not method then
-        if path then reject(st, path) end
-        break
+      if method and nx - pos <= limit then
+        st.buf, st.pos, st.hpos = buf, nx, pos
+      else
+        if method then reject(st, 431) break end
+        method, path, qs, major, minor, h = slow_head(st, buf, pos)
+        if not method then
+          if path then reject(st, path) end
+          break
+        end
       end
-    end
-    -- framing and connection semantics
-    if major ~= "1" then reject(st, 505) break end
-    local keep
-    local connh = h.connection
-    if minor == "0" then
-      keep = connh ~= nil and has_token(connh, "keep-alive")
-      st.keep10, st.v10 = keep, true
-    else
-      keep = not (connh and has_token(connh, "close"))
-      st.keep10, st.v10 = false, false
-      local host = h.host
-      if not host or find(host, ",", 1, true) then reject(st, 400) break end
-    end
-    st.close = not keep
-    local te, cl = h["transfer-encoding"], h["content-length"]
-    local blen = 0
-    if te then
-      if cl then reject(st, 400) break end
-      if lower(te) ~= "chunked" then
-        -- chunked last, after codings we do not implement: 501;
-        -- chunked not last (or absent): the length is unknowable: 400
-        reject(st, find(lower(te), ",[ \t]*chunked[ \t]*$") and 501 or 400)
-        break
-      end
-      blen = -1
-      -- chunked in HTTP/1.0 is suspect (RFC 9112 6.1): close afterwards
-      if minor == "0" then st.close = true end
-    elseif cl then
-      if #cl > 15 or not match(CONTENT_LENGTH, cl) then reject(st, 400) break end
-      blen = tonumber(cl)
-      if blen > cfg.max_body then reject(st, 413) break end
-    end
-    st.blen = blen
-    local expect = h.expect
-    if expect then
-      if lower(expect) ~= "100-continue" then reject(st, 417) break end
-      expect = blen ~= 0 and minor ~= "0"
-    else
-      expect = false
-    end
-    st.expect = expect
-    if byte(path, 1) ~= 47 then
-      path = absolute_path(path)
-      if not path then reject(st, 400) break end
+      path = admit(st, path, major, minor, h)
+      if not path then break end -- answered (4xx/5xx, closed)
     end
     st.head = method == "HEAD"
     -- the request's own fields; version "1.1", query and params (empty)
@@ -1447,8 +1465,17 @@ local function serve_conn(conn, call, cfg, router)
 end
 
 -- the reference grammar of the heads, for the differential tests
+-- (request: plus httpparse.request's `plain`, from the captures)
+local function with_plain(m, path, q, major, minor, h, nx)
+  if not m then return nil end
+  local host = h.host
+  local plain = major == "1" and minor == "1" and byte(path, 1) == 47 and host ~= nil
+    and not find(host, ",", 1, true) and h.connection == nil and h["content-length"] == nil
+    and h["transfer-encoding"] == nil and h.expect == nil
+  return m, path, q, major, minor, h, nx, plain
+end
 M._grammar = {
-  request = function(s, pos, n) return match(head_pattern(n or 100), s, pos) end,
+  request = function(s, pos, n) return with_plain(match(head_pattern(n or 100), s, pos)) end,
   response = function(s, pos, n) return match(response_pattern(n or 100), s, pos) end,
 }
 
