@@ -1216,6 +1216,13 @@ static void idle_end_read(lua_State *L, conn *c) {
   idle_unlink(L, (conn_stream *)c);
 }
 
+/* idle_mark — setidle(true) on an open conn: the mark, or, once the
+** shutdown ran, the close (too late to wait for a request) */
+static void idle_mark(lua_State *L, conn_stream *cs) {
+  if (glr_shutting_down(L) && idle_now(cs)) conn_close(L, &cs->c);
+  else cs->c.idle_want = true;
+}
+
 /* conn:setidle(on) — marks the next read as the wait between requests
 ** (on), or ends the mark (off). Nothing is linked until that read waits:
 ** a keep-alive server whose requests are already there pays one store. */
@@ -1223,16 +1230,18 @@ static int m_setidle(lua_State *L) {
   conn_stream *cs = check_stream(L, 1);
   bool on = lua_toboolean(L, 2);
   if (cs->c.status != CONN_OPEN) return 0;
-  if (!on) {
-    idle_end_read(L, &cs->c);
-    return 0;
-  }
-  if (glr_shutting_down(L) && idle_now(cs)) { /* too late to wait for a request */
-    conn_close(L, &cs->c);
-    return 0;
-  }
-  cs->c.idle_want = true;
+  if (on) idle_mark(L, cs);
+  else idle_end_read(L, &cs->c);
   return 0;
+}
+
+/* conn:_readidle() — conn:setidle(true) then conn:read(), in one call:
+** goluarun.http's keep-alive wait (a method call per request fewer) */
+static int m_readidle(lua_State *L) {
+  conn_stream *cs = check_stream(L, 1);
+  if (cs->c.status == CONN_OPEN) idle_mark(L, cs);
+  lua_settop(L, 2);
+  return conn_op_run(L, &read_op, RD_CHUNK);
 }
 
 void conn_open(lua_State *L) {
@@ -1253,6 +1262,7 @@ void conn_open(lua_State *L) {
       {"setnodelay", m_setnodelay},
       {"setkeepalive", m_setkeepalive},
       {"setidle", m_setidle},
+      {"_readidle", m_readidle},
       {"fd", conn_m_fd},
       {"reused", m_reused},
       {NULL, NULL}};

@@ -596,7 +596,7 @@ local function slow_head(st, buf, pos)
         local m, path, q, major, minor, h, nx = parse_request(head, 1, cfg.max_headers)
         if m then
           if nx - 1 > limit then return nil, 431 end
-          st.buf, st.pos, st.hpos = head, nx, 1
+          st.buf, st.pos = head, nx
           return m, path, q, major, minor, h
         end
         local e = find(head, "\n\r?\n")
@@ -813,7 +813,7 @@ function Res:status(code, reason)
     end
     self._line = "HTTP/1.1 " .. code .. " " .. reason .. "\r\n"
   else
-    self._line = nil
+    self._line = false
   end
   self._code = code
   return self
@@ -1003,7 +1003,7 @@ function Res:send(body, berr)
       if t ~= date_sec then date() end
       dh = date_hdr
     end
-    ok, err = st.conn:write(line, dh, PLAIN_TAIL[#body], st.head and "" or body)
+    ok, err = st.write(st.conn, line, dh, PLAIN_TAIL[#body], st.head and "" or body)
     if not ok then
       st.close = true
       return nil, err
@@ -1345,18 +1345,30 @@ local function admit(st, path, major, minor, h)
   return path
 end
 
+-- conn:_readidle() (conn:setidle(true) and conn:read() in one call) for
+-- a conn object without it
+local function readidle_of(conn)
+  conn:setidle(true)
+  return conn:read()
+end
+
 local function serve_conn(conn, call, cfg, router)
   local st = {
     conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
-    close = false, keep10 = false, v10 = false, head = false, req = nil, res = nil,
-    trailers = nil, hijacked = false,
+    close = false, keep10 = false, v10 = false, head = false, req = false, res = nil,
+    trailers = nil, hijacked = false, write = conn.write,
   }
+  -- (fields a request resets hold false, not nil: storing into a field
+  -- that holds nil takes Lua's slow path)
   local res = setmetatable({
-    _st = st, _code = 200, _line = nil, _sent = false, _done = false,
+    _st = st, _code = 200, _line = false, _sent = false, _done = false,
     _chunked = false,
-    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = nil, _bseen = 0,
+    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = false, _bseen = 0,
   }, Res)
   st.res = res
+  -- the conn's methods, looked up once (the methods of a userdata are
+  -- found through its metatable: two table lookups per call otherwise)
+  local read, readidle = conn.read, conn._readidle or readidle_of
   conn:settimeout(cfg.idle_timeout)
   conn:setlimit(cfg.max_header_bytes)
   conn:setnodelay(true)
@@ -1368,8 +1380,7 @@ local function serve_conn(conn, call, cfg, router)
     if pos > #buf then
       -- a keep-alive wait: a graceful shutdown closes it (the mark ends
       -- with this read)
-      if again then conn:setidle(true) end
-      buf = conn:read()
+      if again then buf = readidle(conn) else buf = read(conn) end
       if not buf then break end -- idle timeout, EOF, reset, shutdown: close quietly
       pos = 1
     end
@@ -1380,11 +1391,11 @@ local function serve_conn(conn, call, cfg, router)
       -- Transfer-Encoding or Expect field: keep-alive, no body, nothing
       -- to decide (st.close, st.blen and st.expect are false, 0 and false
       -- between requests)
-      st.buf, st.pos, st.hpos = buf, nx, pos
+      st.buf, st.pos = buf, nx
       if st.v10 then st.keep10, st.v10 = false, false end
     else
       if method and nx - pos <= limit then
-        st.buf, st.pos, st.hpos = buf, nx, pos
+        st.buf, st.pos = buf, nx
       else
         if method then reject(st, 431) break end
         method, path, qs, major, minor, h = slow_head(st, buf, pos)
@@ -1392,6 +1403,7 @@ local function serve_conn(conn, call, cfg, router)
           if path then reject(st, path) end
           break
         end
+        buf, pos = st.buf, 1 -- (the head alone, in a string of its own)
       end
       path = admit(st, path, major, minor, h)
       if not path then break end -- answered (4xx/5xx, closed)
@@ -1405,20 +1417,19 @@ local function serve_conn(conn, call, cfg, router)
     if qs then
       req = setmetatable({
         method = method, path = path, query_string = qs, query = match(QUERY, qs),
-        target = path .. "?" .. qs, headers = h, conn = conn, _st = st, _head = st.buf,
+        target = path .. "?" .. qs, headers = h, conn = conn, _st = st, _head = buf,
       }, Req)
     else
       req = setmetatable({
         method = method, path = path, target = path, headers = h, conn = conn, _st = st,
-        _head = st.buf,
+        _head = buf,
       }, Req)
     end
-    local hpos = st.hpos
-    if hpos ~= 1 then req._hpos = hpos end
+    if pos ~= 1 then req._hpos = pos end
     if minor == "0" then req.version = "1.0" end
     st.req = req
-    res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
-    res._blk, res._bseen = nil, 0
+    res._code, res._line, res._sent, res._done, res._n = 200, false, false, false, 0
+    res._blk, res._bseen = false, 0
     -- the handler
     local ok, err
     if router then
@@ -1454,13 +1465,13 @@ local function serve_conn(conn, call, cfg, router)
         break
       end
     end
-    st.req = nil
+    st.req = false
     if st.close then
       if st.pos <= #st.buf then linger(st) end
       break
     end
   end
-  st.req = nil
+  st.req = false
   conn:close()
 end
 
