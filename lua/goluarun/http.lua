@@ -1373,6 +1373,7 @@ local function serve_conn(conn, call, cfg, router)
   conn:setlimit(cfg.max_header_bytes)
   conn:setnodelay(true)
   local max_headers, limit, on_error = cfg.max_headers, cfg.max_header_bytes, cfg.on_error
+  local exact = router and router.exact -- (routes added later go into this table)
   local again = false -- a keep-alive wait (not the first request's)
   while true do
     -- the request head
@@ -1430,9 +1431,15 @@ local function serve_conn(conn, call, cfg, router)
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, false, false, false, 0
     res._blk, res._bseen = false, 0
-    -- the handler
+    -- the handler: an exact route of a router is called directly (what
+    -- Router.dispatch would do, without its call: the request is fresh, so
+    -- req.params is Req's empty one)
     local ok, err
-    if router then
+    local methods = exact and exact[path]
+    local fn = methods and methods[method]
+    if fn then
+      ok, err = xpcall(fn, traceback, req, res)
+    elseif router then
       ok, err = xpcall(call, traceback, router, req, res)
     else
       ok, err = xpcall(call, traceback, req, res)
