@@ -268,6 +268,7 @@ static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
 }
 
 static int op_loop(lua_State *L, conn *c, const conn_op *op);
+static int op_loop_checked(lua_State *L, conn *c, const conn_op *op, bool checked);
 
 /* cancel_op — the goroutine's go.group was cancelled: let the locks go,
 ** then raise */
@@ -364,15 +365,17 @@ static const char *failed_msg(conn *c) {
   return m ? m : "transport failed";
 }
 
-/* op_loop — try, park, re-check: the lock is held */
-static int op_loop(lua_State *L, conn *c, const conn_op *op) {
+/* op_loop_checked — try, park, re-check: the lock is held. checked: the
+** deadlines were just checked (a wake-up's glr_wait_result), the first
+** round does not read the clock again */
+static int op_loop_checked(lua_State *L, conn *c, const conn_op *op, bool checked) {
   conn_side *s = &c->side[op->dir];
-  for (;;) {
+  for (;; checked = false) {
     if (c->status != CONN_OPEN) return op_fail(L, c, op, ERRSTR_CLOSED);
     int r = op->ready ? op->ready(L, c, s) : CONN_PENDING;
     if (r != CONN_PENDING) return op_done(L, c, op, r);
     int64_t dl = s->deadline == CONN_DL_LAZY ? 0 : s->deadline;
-    if (glr_pd_check(c->pd, op->mode, dl) == GLR_TIMEOUT)
+    if (!checked && glr_pd_check(c->pd, op->mode, dl) == GLR_TIMEOUT)
       return op_fail(L, c, op, ERRSTR_TIMEOUT);
     s->wait_dl = s->deadline;
     r = c->hs == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
@@ -386,6 +389,10 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
   }
 }
 
+static int op_loop(lua_State *L, conn *c, const conn_op *op) {
+  return op_loop_checked(L, c, op, false);
+}
+
 /* op_k — woken: closed and timeout end the operation; a shortened wait
 ** (accept back-off) or a readiness tries again */
 static int op_k(lua_State *L, int status, lua_KContext ctx) {
@@ -397,7 +404,11 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
   if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
-  return op_loop(L, c, op);
+  /* READY: glr_wait_result checked the wait's deadlines, which are the op's
+  ** when the wait was in the op's direction and not shortened */
+  bool checked = w == GLR_READY && s->wait_dl == s->deadline &&
+                 c->waitmode[op->dir] == op->mode;
+  return op_loop_checked(L, c, op, checked);
 }
 
 int64_t conn_op_deadline(conn *c) {
