@@ -784,6 +784,7 @@ Res.__name = "http.response"
 M.Response = Res
 
 local DEFAULT_HEADERS = "Content-Type: text/plain; charset=utf-8\r\n"
+local STATUS_200 = STATUS_LINE[200]
 
 -- the end of a head with the default Content-Type and no Connection
 -- field: "Content-Type: ...\r\nContent-Length: N\r\n\r\n", cached for
@@ -812,8 +813,10 @@ function Res:status(code, reason)
       error("http: res:status: bad reason phrase", 2)
     end
     self._line = "HTTP/1.1 " .. code .. " " .. reason .. "\r\n"
+    self._simple = false
   else
     self._line = false
+    if code ~= 200 then self._simple = false end
   end
   self._code = code
   return self
@@ -838,6 +841,7 @@ local HNAME, nhname = {}, 0
 --- res:header(name, value) -> res (value: string, number, list, or nil)
 function Res:header(name, value)
   if self._sent then error("http: res:header: the head was already sent", 2) end
+  self._simple = false
   local lname = HNAME[name]
   if not lname then
     if type(name) ~= "string" or not match(TOKEN_ONLY, name) then
@@ -910,6 +914,7 @@ local SERVER_OWN = { connection = true, ["content-length"] = true,
 --- key of except, in one step (httpparse.block)
 function Res:headers(t, except)
   if self._sent then error("http: res:headers: the head was already sent", 2) end
+  self._simple = false
   if type(t) ~= "table" then error("http: res:headers: a table expected", 2) end
   if except ~= nil and type(except) ~= "table" then
     error("http: res:headers: except must be a table", 2)
@@ -935,6 +940,7 @@ end
 --- case is a key of drop (httpparse.relay); no default Content-Type
 function Res:relay(head, pos, drop)
   if self._sent then error("http: res:relay: the head was already sent", 2) end
+  self._simple = false
   if type(head) ~= "string" then error("http: res:relay: a head (string) expected", 2) end
   if pos ~= nil and (math_type(pos) ~= "integer" or pos < 1) then
     error("http: res:relay: pos must be a positive integer", 2)
@@ -984,6 +990,22 @@ function Res:send(body, berr)
   self._sent = true
   self._done = true
   local st = self._st
+  if self._simple then
+    -- a plain request (httpparse.request), and nothing set but maybe
+    -- status 200: "200 OK", default fields, keep-alive
+    local dh = ""
+    if st.date then
+      local t = os_time()
+      if t ~= date_sec then date() end
+      dh = date_hdr
+    end
+    local ok, err = st.write(st.conn, STATUS_200, dh, PLAIN_TAIL[#body], st.head and "" or body)
+    if not ok then
+      st.close = true
+      return nil, err
+    end
+    return true
+  end
   local close = st.close
   if st.expect and st.blen ~= 0 then
     -- no "100 Continue" was sent and the body was not read: the client may
@@ -1363,7 +1385,7 @@ local function serve_conn(conn, call, cfg, router)
   local res = setmetatable({
     _st = st, _code = 200, _line = false, _sent = false, _done = false,
     _chunked = false,
-    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = false, _bseen = 0,
+    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = false, _bseen = 0, _simple = false,
   }, Res)
   st.res = res
   -- the conn's methods, looked up once (the methods of a userdata are
@@ -1395,6 +1417,7 @@ local function serve_conn(conn, call, cfg, router)
       st.buf, st.pos = buf, nx
       if st.v10 then st.keep10, st.v10 = false, false end
     else
+      plain = false
       if method and nx - pos <= limit then
         st.buf, st.pos = buf, nx
       else
@@ -1430,7 +1453,9 @@ local function serve_conn(conn, call, cfg, router)
     if minor == "0" then req.version = "1.0" end
     st.req = req
     res._code, res._line, res._sent, res._done, res._n = 200, false, false, false, 0
-    res._blk, res._bseen = false, 0
+    -- _simple: the answer may take Res:send's shortest path (cleared by
+    -- res:status other than 200, res:header, res:headers, res:relay)
+    res._blk, res._bseen, res._simple = false, 0, plain
     -- the handler: an exact route of a router is called directly (what
     -- Router.dispatch would do, without its call: the request is fresh, so
     -- req.params is Req's empty one)
