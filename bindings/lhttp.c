@@ -56,6 +56,7 @@
 */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -88,7 +89,27 @@ static bool is_tchar(unsigned c) { return TCHAR[c & 255] != 0; }
 
 static bool is_vchar(unsigned c) { return c >= 33 && c <= 126; }
 /* field-vchar: VCHAR / obs-text */
-static bool is_fchar(unsigned c) { return is_vchar(c) || c >= 128; }
+/* field-vchar (RFC 9110 5.5): VCHAR / obs-text, 33..126 and 128..255 (a
+** table: the loop over a value's bytes) */
+static const unsigned char FCHAR[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+static bool is_fchar(unsigned c) { return FCHAR[c & 255] != 0; }
 static bool is_ws(unsigned c) { return c == ' ' || c == '\t'; }
 static bool is_digit(unsigned c) { return c >= '0' && c <= '9'; }
 
@@ -155,14 +176,19 @@ static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
 /* field-value with the OWS around it: the value is [*vs, *ve); the cursor
 ** ends after the trailing whitespace */
 static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
-  while (c->p < c->n && is_ws(c->s[c->p])) c->p++;
-  *vs = *ve = c->p;
-  while (c->p < c->n) {
-    unsigned ch = c->s[c->p];
-    if (is_fchar(ch)) *ve = ++c->p;
-    else if (is_ws(ch)) c->p++;
-    else break;
+  const unsigned char *s = c->s; /* (locals: the loops keep them in registers) */
+  size_t p = c->p, n = c->n;
+  while (p < n && is_ws(s[p])) p++;
+  size_t v0 = p, v1;
+  for (;;) { /* runs of field-vchars separated by whitespace */
+    while (p < n && is_fchar(s[p])) p++;
+    v1 = p;
+    while (p < n && is_ws(s[p])) p++;
+    if (p == v1 || p == n || !is_fchar(s[p])) break;
   }
+  c->p = p;
+  *vs = v0;
+  *ve = v1;
 }
 
 /* ---------- name sets ---------- */
@@ -243,6 +269,7 @@ static const hp_word COMMON_NAME[] = {
     W("sec-websocket-version"),
 };
 #define N_NAMES ((int)(sizeof COMMON_NAME / sizeof COMMON_NAME[0]))
+_Static_assert(N_NAMES <= 32, "hp_acc.common has a bit per common name");
 /* the upvalues (COMMON_NAME positions + 1) of the names a request's
 ** framing depends on (the `plain` result of httpparse.request) */
 #define NAME_HOST 1
@@ -389,17 +416,32 @@ static unsigned seen_field(unsigned seen, int i, const unsigned char *v, size_t 
   }
 }
 
+/* what a head's fields told so far: the SEEN_ bits (requests), and the
+** common names already in the table (bit i - 1: COMMON_NAME's upvalue i) */
+typedef struct hp_acc {
+  unsigned seen;
+  uint32_t common;
+} hp_acc;
+
 /* sets the field x in the headers table on the top (the name lower-cased;
-** with a set `only`, a name not in it is passed over); a request's
-** parse (seen non-NULL) notes its SEEN_ bits */
+** with a set `only`, a name not in it is passed over), noting it in acc.
+** A common name met for the first time is stored without looking for an
+** earlier value (the fold's rawget) */
 static void add_field(lua_State *L, const hp_cur *c, const hp_field *x, bool list,
-                      const hp_names *only, unsigned *seen) {
+                      const hp_names *only, hp_acc *acc) {
   if (only && !names_has_ci(L, only, c->s + x->n0, x->nlen)) return;
   int i = push_name(L, c->s + x->n0, x->nlen);
-  if (seen) *seen |= seen_field(*seen, i, c->s + x->v0, x->vlen);
+  acc->seen |= seen_field(acc->seen, i, c->s + x->v0, x->vlen);
   lua_pushlstring(L, (const char *)c->s + x->v0, x->vlen);
-  if (list) fold_list(L);
-  else fold_join(L);
+  uint32_t bit = i ? (uint32_t)1 << (i - 1) : 0;
+  if (bit && !(acc->common & bit)) {
+    acc->common |= bit;
+    lua_rawset(L, -3);
+  } else if (list) {
+    fold_list(L);
+  } else {
+    fold_join(L);
+  }
 }
 
 /* up to max field lines then the empty line: pushes the headers table and
@@ -408,13 +450,13 @@ static void add_field(lua_State *L, const hp_cur *c, const hp_field *x, bool lis
 ** room for as many fields as there are (a batch at a time): no rehash,
 ** and no more memory than the head needs (the GC's work follows it). */
 static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only,
-                   unsigned *seen) {
+                   hp_acc *acc) {
   hp_field f[FIELD_BATCH];
   lua_Integer left = max;
   int nf = scan_fields(c, f, &left);
   lua_createtable(L, 0, only ? (nf < 2 ? nf : 2) : nf);
   for (;;) {
-    for (int i = 0; i < nf; i++) add_field(L, c, &f[i], list, only, seen);
+    for (int i = 0; i < nf; i++) add_field(L, c, &f[i], list, only, acc);
     if (nf < FIELD_BATCH) break;
     nf = scan_fields(c, f, &left);
   }
@@ -490,13 +532,13 @@ static int hp_request(lua_State *L) {
   hp_cur c = check_args(L, &max);
   while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
   bool plain;
-  unsigned seen = 0;
-  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &seen)) {
+  hp_acc acc = {0, 0};
+  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &acc)) {
     lua_pushnil(L);
     return 1;
   }
   lua_pushinteger(L, (lua_Integer)c.p + 1);
-  lua_pushboolean(L, plain && seen == SEEN_HOST);
+  lua_pushboolean(L, plain && acc.seen == SEEN_HOST);
   return 8;
 }
 
@@ -510,7 +552,8 @@ static int hp_response(lua_State *L) {
     names_read(L, 4, &only);
     onlyp = &only;
   }
-  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp, NULL)) {
+  hp_acc acc = {0, 0};
+  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp, &acc)) {
     lua_pushnil(L);
     return 1;
   }
