@@ -1452,10 +1452,15 @@ local function serve_conn(conn, call, cfg, router)
     if pos ~= 1 then req._hpos = pos end
     if minor == "0" then req.version = "1.0" end
     st.req = req
-    res._code, res._line, res._sent, res._done, res._n = 200, false, false, false, 0
     -- _simple: the answer may take Res:send's shortest path (cleared by
-    -- res:status other than 200, res:header, res:headers, res:relay)
-    res._blk, res._bseen, res._simple = false, 0, plain
+    -- res:status other than 200, res:header, res:headers, res:relay; while
+    -- it holds, the other fields are as reset here)
+    if res._simple then
+      res._sent, res._done, res._simple = false, false, plain
+    else
+      res._code, res._line, res._sent, res._done, res._n = 200, false, false, false, 0
+      res._blk, res._bseen, res._simple = false, 0, plain
+    end
     -- the handler: an exact route of a router is called directly (what
     -- Router.dispatch would do, without its call: the request is fresh, so
     -- req.params is Req's empty one)
