@@ -88,7 +88,6 @@ static const unsigned char TCHAR[256] = {
 static bool is_tchar(unsigned c) { return TCHAR[c & 255] != 0; }
 
 static bool is_vchar(unsigned c) { return c >= 33 && c <= 126; }
-/* field-vchar: VCHAR / obs-text */
 /* field-vchar (RFC 9110 5.5): VCHAR / obs-text, 33..126 and 128..255 (a
 ** table: the loop over a value's bytes) */
 static const unsigned char FCHAR[256] = {
