@@ -268,6 +268,7 @@ static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
 }
 
 static int op_loop(lua_State *L, conn *c, const conn_op *op);
+static int op_loop_checked(lua_State *L, conn *c, const conn_op *op, bool checked);
 
 /* cancel_op — the goroutine's go.group was cancelled: let the locks go,
 ** then raise */
@@ -320,6 +321,10 @@ static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
   if (glr_cancelled(L)) return cancel_op(L, c, op);
   if (c->idle_want && want == CONN_WANT_READ && !idle_link(L, c))
     return op_fail(L, c, op, ERRSTR_CLOSED);
+  if (s->deadline == CONN_DL_LAZY) { /* the first wait: start the op's clock now */
+    s->deadline = glr_deadline(c->timeout);
+    if (s->wait_dl == CONN_DL_LAZY) s->wait_dl = s->deadline;
+  }
   int mode = want == CONN_WANT_READ ? GLR_READ : GLR_WRITE;
   c->waitmode[op->dir] = mode;
   int e = glr_waitfd(L, c->pd, mode, s->wait_dl, (lua_KContext)op, op_k);
@@ -360,14 +365,17 @@ static const char *failed_msg(conn *c) {
   return m ? m : "transport failed";
 }
 
-/* op_loop — try, park, re-check: the lock is held */
-static int op_loop(lua_State *L, conn *c, const conn_op *op) {
+/* op_loop_checked — try, park, re-check: the lock is held. checked: the
+** deadlines were just checked (a wake-up's glr_wait_result), the first
+** round does not read the clock again */
+static int op_loop_checked(lua_State *L, conn *c, const conn_op *op, bool checked) {
   conn_side *s = &c->side[op->dir];
-  for (;;) {
+  for (;; checked = false) {
     if (c->status != CONN_OPEN) return op_fail(L, c, op, ERRSTR_CLOSED);
     int r = op->ready ? op->ready(L, c, s) : CONN_PENDING;
     if (r != CONN_PENDING) return op_done(L, c, op, r);
-    if (glr_pd_check(c->pd, op->mode, s->deadline) == GLR_TIMEOUT)
+    int64_t dl = s->deadline == CONN_DL_LAZY ? 0 : s->deadline;
+    if (!checked && glr_pd_check(c->pd, op->mode, dl) == GLR_TIMEOUT)
       return op_fail(L, c, op, ERRSTR_TIMEOUT);
     s->wait_dl = s->deadline;
     r = c->hs == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
@@ -381,6 +389,10 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
   }
 }
 
+static int op_loop(lua_State *L, conn *c, const conn_op *op) {
+  return op_loop_checked(L, c, op, false);
+}
+
 /* op_k — woken: closed and timeout end the operation; a shortened wait
 ** (accept back-off) or a readiness tries again */
 static int op_k(lua_State *L, int status, lua_KContext ctx) {
@@ -392,7 +404,11 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
   if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
-  return op_loop(L, c, op);
+  /* READY: glr_wait_result checked the wait's deadlines, which are the op's
+  ** when the wait was in the op's direction and not shortened */
+  bool checked = w == GLR_READY && s->wait_dl == s->deadline &&
+                 c->waitmode[op->dir] == op->mode;
+  return op_loop_checked(L, c, op, checked);
 }
 
 int64_t conn_op_deadline(conn *c) {
@@ -415,7 +431,8 @@ static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) 
     return queue(L, c, op->dir, arg, op);
   }
   s->arg = arg;
-  s->deadline = op->deadline ? op->deadline(L, c) : conn_op_deadline(c);
+  if (op->deadline) s->deadline = op->deadline(L, c);
+  else s->deadline = c->timeout > 0 ? CONN_DL_LAZY : conn_op_deadline(c);
   return op_loop(L, c, op);
 }
 
@@ -1210,6 +1227,13 @@ static void idle_end_read(lua_State *L, conn *c) {
   idle_unlink(L, (conn_stream *)c);
 }
 
+/* idle_mark — setidle(true) on an open conn: the mark, or, once the
+** shutdown ran, the close (too late to wait for a request) */
+static void idle_mark(lua_State *L, conn_stream *cs) {
+  if (glr_shutting_down(L) && idle_now(cs)) conn_close(L, &cs->c);
+  else cs->c.idle_want = true;
+}
+
 /* conn:setidle(on) — marks the next read as the wait between requests
 ** (on), or ends the mark (off). Nothing is linked until that read waits:
 ** a keep-alive server whose requests are already there pays one store. */
@@ -1217,16 +1241,18 @@ static int m_setidle(lua_State *L) {
   conn_stream *cs = check_stream(L, 1);
   bool on = lua_toboolean(L, 2);
   if (cs->c.status != CONN_OPEN) return 0;
-  if (!on) {
-    idle_end_read(L, &cs->c);
-    return 0;
-  }
-  if (glr_shutting_down(L) && idle_now(cs)) { /* too late to wait for a request */
-    conn_close(L, &cs->c);
-    return 0;
-  }
-  cs->c.idle_want = true;
+  if (on) idle_mark(L, cs);
+  else idle_end_read(L, &cs->c);
   return 0;
+}
+
+/* conn:_readidle() — conn:setidle(true) then conn:read(), in one call:
+** goluarun.http's keep-alive wait (a method call per request fewer) */
+static int m_readidle(lua_State *L) {
+  conn_stream *cs = check_stream(L, 1);
+  if (cs->c.status == CONN_OPEN) idle_mark(L, cs);
+  lua_settop(L, 2);
+  return conn_op_run(L, &read_op, RD_CHUNK);
 }
 
 void conn_open(lua_State *L) {
@@ -1247,6 +1273,7 @@ void conn_open(lua_State *L) {
       {"setnodelay", m_setnodelay},
       {"setkeepalive", m_setkeepalive},
       {"setidle", m_setidle},
+      {"_readidle", m_readidle},
       {"fd", conn_m_fd},
       {"reused", m_reused},
       {NULL, NULL}};

@@ -98,10 +98,17 @@ typedef struct conn_waiter conn_waiter;
 /* one direction's operation lock and the running operation's state */
 typedef struct conn_side {
   glr_g *owner;                    /* holds the lock, or NULL */
-  int64_t deadline;                /* the operation's deadline, 0 none */
+  int64_t deadline;                /* the operation's deadline, 0 none,
+                                   ** CONN_DL_LAZY: now + timeout, taken at
+                                   ** its first wait (op_wait) */
   int64_t wait_dl;                 /* this wait's: deadline, or earlier */
   lua_KContext arg;                /* the operation's progress */
 } conn_side;
+
+/* conn_side.deadline of an operation under a positive timeout that has
+** not waited yet: an operation that completes without waiting reads no
+** clock (Go computes a deadline only for a wait as well) */
+#define CONN_DL_LAZY INT64_MIN
 
 /* a FIFO of waiting goroutines (conn_waiter nodes on their own stacks) */
 typedef struct conn_queue {

@@ -6,7 +6,7 @@
 ** limits' statuses) stays in Lua; only the byte loops are here.
 **
 **   httpparse.request(s [, pos [, max_headers]])
-**     -> method, path, query|nil, major, minor, headers, next | nil
+**     -> method, path, query|nil, major, minor, headers, next, plain | nil
 **   httpparse.response(s [, pos [, max_headers [, only]]])
 **     -> major, minor, status, reason, headers, next | nil
 **
@@ -19,6 +19,10 @@
 ** only (response): a set of lower-case names (name -> true); the fields
 ** not in it are checked as usual but left out of headers (a proxy relays
 ** the head from its bytes and needs only the framing fields as values).
+** plain (request): true when the server has no framing decision to make:
+** HTTP/1.1, a target starting with "/", one Host field without a comma,
+** and no Connection, Content-Length, Transfer-Encoding or Expect field
+** (the server's fast path: a hello request skips all those lookups).
 **
 **   httpparse.block(h [, except [, own]]) -> lines, seen, connection
 **                                          | nil, "name" | "value", key
@@ -52,6 +56,7 @@
 */
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -83,8 +88,27 @@ static const unsigned char TCHAR[256] = {
 static bool is_tchar(unsigned c) { return TCHAR[c & 255] != 0; }
 
 static bool is_vchar(unsigned c) { return c >= 33 && c <= 126; }
-/* field-vchar: VCHAR / obs-text */
-static bool is_fchar(unsigned c) { return is_vchar(c) || c >= 128; }
+/* field-vchar (RFC 9110 5.5): VCHAR / obs-text, 33..126 and 128..255 (a
+** table: the loop over a value's bytes) */
+static const unsigned char FCHAR[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+static bool is_fchar(unsigned c) { return FCHAR[c & 255] != 0; }
 static bool is_ws(unsigned c) { return c == ' ' || c == '\t'; }
 static bool is_digit(unsigned c) { return c >= '0' && c <= '9'; }
 
@@ -151,14 +175,19 @@ static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
 /* field-value with the OWS around it: the value is [*vs, *ve); the cursor
 ** ends after the trailing whitespace */
 static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
-  while (c->p < c->n && is_ws(c->s[c->p])) c->p++;
-  *vs = *ve = c->p;
-  while (c->p < c->n) {
-    unsigned ch = c->s[c->p];
-    if (is_fchar(ch)) *ve = ++c->p;
-    else if (is_ws(ch)) c->p++;
-    else break;
+  const unsigned char *s = c->s; /* (locals: the loops keep them in registers) */
+  size_t p = c->p, n = c->n;
+  while (p < n && is_ws(s[p])) p++;
+  size_t v0 = p, v1;
+  for (;;) { /* runs of field-vchars separated by whitespace */
+    while (p < n && is_fchar(s[p])) p++;
+    v1 = p;
+    while (p < n && is_ws(s[p])) p++;
+    if (p == v1 || p == n || !is_fchar(s[p])) break;
   }
+  c->p = p;
+  *vs = v0;
+  *ve = v1;
 }
 
 /* ---------- name sets ---------- */
@@ -239,6 +268,14 @@ static const hp_word COMMON_NAME[] = {
     W("sec-websocket-version"),
 };
 #define N_NAMES ((int)(sizeof COMMON_NAME / sizeof COMMON_NAME[0]))
+_Static_assert(N_NAMES <= 32, "hp_acc.common has a bit per common name");
+/* the upvalues (COMMON_NAME positions + 1) of the names a request's
+** framing depends on (the `plain` result of httpparse.request) */
+#define NAME_HOST 1
+#define NAME_CONNECTION 6
+#define NAME_CONTENT_LENGTH 7
+#define NAME_TRANSFER_ENCODING 9
+#define NAME_EXPECT 10
 static const hp_word COMMON_METHOD[] = {
     W("GET"), W("POST"), W("HEAD"), W("PUT"), W("DELETE"), W("OPTIONS"), W("PATCH"),
 };
@@ -267,11 +304,13 @@ static int common_index(const hp_word *list, int k, const unsigned char *s, size
   return 0;
 }
 
-/* pushes a field name lower-cased (the common ones from the upvalues) */
-static void push_name(lua_State *L, const unsigned char *s, size_t n) {
+/* pushes a field name lower-cased (the common ones from the upvalues);
+** returns its upvalue, or 0 */
+static int push_name(lua_State *L, const unsigned char *s, size_t n) {
   int i = common_index(COMMON_NAME, N_NAMES, s, n, true);
   if (i) lua_pushvalue(L, lua_upvalueindex(i));
   else push_lower(L, s, n);
+  return i;
 }
 
 static void push_method(lua_State *L, const unsigned char *s, size_t n) {
@@ -355,15 +394,53 @@ static void fold_list(lua_State *L) {
   }
 }
 
+/* a request's fields as its framing sees them (hp_request's `plain`) */
+#define SEEN_HOST 1u /* a Host field */
+#define SEEN_ODD 2u  /* a second Host, a comma in Host, or a field that
+                     ** changes the framing: Connection, Content-Length,
+                     ** Transfer-Encoding, Expect */
+
+/* the SEEN_ bits the field at upvalue i (0: not a common name) adds to seen */
+static unsigned seen_field(unsigned seen, int i, const unsigned char *v, size_t vn) {
+  switch (i) {
+  case NAME_HOST:
+    return (seen & SEEN_HOST) || memchr(v, ',', vn) ? SEEN_HOST | SEEN_ODD : SEEN_HOST;
+  case NAME_CONNECTION:
+  case NAME_CONTENT_LENGTH:
+  case NAME_TRANSFER_ENCODING:
+  case NAME_EXPECT:
+    return SEEN_ODD;
+  default:
+    return 0;
+  }
+}
+
+/* what a head's fields told so far: the SEEN_ bits (requests), and the
+** common names already in the table (bit i - 1: COMMON_NAME's upvalue i) */
+typedef struct hp_acc {
+  unsigned seen;
+  uint32_t common;
+} hp_acc;
+
 /* sets the field x in the headers table on the top (the name lower-cased;
-** with a set `only`, a name not in it is passed over) */
+** with a set `only`, a name not in it is passed over), noting it in acc.
+** A common name met for the first time is stored without looking for an
+** earlier value (the fold's rawget) */
 static void add_field(lua_State *L, const hp_cur *c, const hp_field *x, bool list,
-                      const hp_names *only) {
+                      const hp_names *only, hp_acc *acc) {
   if (only && !names_has_ci(L, only, c->s + x->n0, x->nlen)) return;
-  push_name(L, c->s + x->n0, x->nlen);
+  int i = push_name(L, c->s + x->n0, x->nlen);
+  acc->seen |= seen_field(acc->seen, i, c->s + x->v0, x->vlen);
   lua_pushlstring(L, (const char *)c->s + x->v0, x->vlen);
-  if (list) fold_list(L);
-  else fold_join(L);
+  uint32_t bit = i ? (uint32_t)1 << (i - 1) : 0;
+  if (bit && !(acc->common & bit)) {
+    acc->common |= bit;
+    lua_rawset(L, -3);
+  } else if (list) {
+    fold_list(L);
+  } else {
+    fold_join(L);
+  }
 }
 
 /* up to max field lines then the empty line: pushes the headers table and
@@ -371,13 +448,14 @@ static void add_field(lua_State *L, const hp_cur *c, const hp_field *x, bool lis
 ** The lines are scanned before the table is made, so that it is made with
 ** room for as many fields as there are (a batch at a time): no rehash,
 ** and no more memory than the head needs (the GC's work follows it). */
-static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only) {
+static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only,
+                   hp_acc *acc) {
   hp_field f[FIELD_BATCH];
   lua_Integer left = max;
   int nf = scan_fields(c, f, &left);
   lua_createtable(L, 0, only ? (nf < 2 ? nf : 2) : nf);
   for (;;) {
-    for (int i = 0; i < nf; i++) add_field(L, c, &f[i], list, only);
+    for (int i = 0; i < nf; i++) add_field(L, c, &f[i], list, only, acc);
     if (nf < FIELD_BATCH) break;
     nf = scan_fields(c, f, &left);
   }
@@ -385,8 +463,9 @@ static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp
 }
 
 /* request-line = method SP target SP "HTTP/" DIGIT "." DIGIT EOL; pushes
-** method, path, query|nil, major, minor */
-static bool request_line(lua_State *L, hp_cur *c) {
+** method, path, query|nil, major, minor; *plain: HTTP/1.1 and an
+** origin-form target (it starts with "/") */
+static bool request_line(lua_State *L, hp_cur *c, bool *plain) {
   size_t m0 = c->p, mlen = span_token(c);
   if (mlen == 0 || !eat(c, ' ')) return false;
   size_t t0 = c->p;
@@ -402,6 +481,7 @@ static bool request_line(lua_State *L, hp_cur *c) {
   if (!eat_lit(c, " HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
       !eat_digit(c, &minor) || !eat_eol(c))
     return false;
+  *plain = major == '1' && minor == '1' && c->s[t0] == '/';
   push_method(L, c->s + m0, mlen);
   lua_pushlstring(L, (const char *)c->s + t0, t1 - t0);
   if (q0) lua_pushlstring(L, (const char *)c->s + q0, q1 - q0);
@@ -450,12 +530,15 @@ static int hp_request(lua_State *L) {
   lua_Integer max;
   hp_cur c = check_args(L, &max);
   while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
-  if (!request_line(L, &c) || !fields(L, &c, max, false, NULL)) {
+  bool plain;
+  hp_acc acc = {0, 0};
+  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &acc)) {
     lua_pushnil(L);
     return 1;
   }
   lua_pushinteger(L, (lua_Integer)c.p + 1);
-  return 7;
+  lua_pushboolean(L, plain && acc.seen == SEEN_HOST);
+  return 8;
 }
 
 static int hp_response(lua_State *L) {
@@ -468,7 +551,8 @@ static int hp_response(lua_State *L) {
     names_read(L, 4, &only);
     onlyp = &only;
   }
-  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp)) {
+  hp_acc acc = {0, 0};
+  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp, &acc)) {
     lua_pushnil(L);
     return 1;
   }
@@ -777,6 +861,15 @@ static int hp_relay(lua_State *L) {
   return 3;
 }
 
+static bool name_at(int up, const char *l) { return strcmp(COMMON_NAME[up - 1].s, l) == 0; }
+
+/* the NAME_ constants index COMMON_NAME: a list edited out of step fails here */
+static bool names_in_step(void) {
+  return name_at(NAME_HOST, "host") && name_at(NAME_CONNECTION, "connection") &&
+         name_at(NAME_CONTENT_LENGTH, "content-length") &&
+         name_at(NAME_TRANSFER_ENCODING, "transfer-encoding") && name_at(NAME_EXPECT, "expect");
+}
+
 int luaopen_httpparse(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"request", hp_request},
@@ -785,6 +878,7 @@ int luaopen_httpparse(lua_State *L) {
       {"relay", hp_relay},
       {NULL, NULL},
   };
+  if (!names_in_step()) return luaL_error(L, "httpparse: NAME_ constants out of step");
   luaL_newlibtable(L, fns);
   luaL_checkstack(L, N_UP, "httpparse");
   for (int i = 0; i < N_NAMES; i++) lua_pushlstring(L, COMMON_NAME[i].s, COMMON_NAME[i].n);

@@ -31,8 +31,7 @@ int iowait_check(pollDesc *pd, int mode, int64_t opdl) {
 int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
   G *g = pd_unblock(pd, mode, ioready);
   if (!g) return 0;
-  timer *t = mode == PD_MODE_R ? &pd->rt : &pd->wt;
-  timer_disarm(&p->timers, t);
+  /* the deadline timer stays armed (arm_wait): the next wait reuses it */
   atomic_fetch_sub(&p->npollwait, 1);
   g->wake = code;
   /* a forced poll's wake-up takes runnext only if it is free: it must not
@@ -42,6 +41,11 @@ int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
   return 1;
 }
 
+static void arm(P *p, pollDesc *pd, int mode, int64_t when);
+
+/* deadline_fire — the direction's timer is due: it may be left from a wait
+** that ended, or armed before the deadline moved later (arm_wait), so the
+** wait and its deadline are looked at again now */
 static void deadline_fire(pollDesc *pd, int mode) {
   uint32_t armed = mode == PD_MODE_R ? pd->rseq : pd->wseq;
   if (armed != atomic_load(&pd->seq)) return; /* stale timer: pd reused */
@@ -49,11 +53,17 @@ static void deadline_fire(pollDesc *pd, int mode) {
     iowait_fire_watch(pd->owner, pd, 0);
     return;
   }
-  iowait_wake(pd->owner, pd, mode, false, WAKE_TIMEOUT);
+  if (atomic_load(mode == PD_MODE_R ? &pd->rg : &pd->wg) <= PD_WAIT)
+    return; /* nobody waits: the next wait arms it again */
+  int64_t e = effective(pd, mode);
+  if (e == DEADLINE_NONE) return;
+  if (e > mono_now()) arm(pd->owner, pd, mode, e); /* moved later */
+  else iowait_wake(pd->owner, pd, mode, false, WAKE_TIMEOUT);
 }
 static void rtimer_fire(timer *t, void *arg) { (void)t; deadline_fire(arg, PD_MODE_R); }
 static void wtimer_fire(timer *t, void *arg) { (void)t; deadline_fire(arg, PD_MODE_W); }
 
+/* arm — the direction's timer at exactly `when` (DEADLINE_NONE: off) */
 static void arm(P *p, pollDesc *pd, int mode, int64_t when) {
   timer *t = mode == PD_MODE_R ? &pd->rt : &pd->wt;
   if (when == DEADLINE_NONE) {
@@ -65,6 +75,18 @@ static void arm(P *p, pollDesc *pd, int mode, int64_t when) {
   if (mode == PD_MODE_R) pd->rseq = atomic_load(&pd->seq);
   else pd->wseq = atomic_load(&pd->seq);
   timer_arm(&p->timers, t, when);
+}
+
+/* arm_wait — a wait's deadline (Go's poller keeps a timer that is due no
+** later): a timer already armed at or before `when` stays, and
+** deadline_fire re-arms it if the deadline is still ahead; so a keep-alive
+** wait whose deadline only moves later touches the heap once per timeout,
+** not twice per wait */
+static void arm_wait(P *p, pollDesc *pd, int mode, int64_t when) {
+  if (when == DEADLINE_NONE) return; /* a timer left armed finds no deadline */
+  timer *t = mode == PD_MODE_R ? &pd->rt : &pd->wt;
+  if (timer_armed(t) && t->when <= when) return;
+  arm(p, pd, mode, when);
 }
 
 static bool commit(G *g, pollDesc *pd, int mode) {
@@ -90,7 +112,7 @@ int iowait_park(struct lua_State *L, pollDesc *pd, int mode, int64_t opdl,
     g->wake = WAKE_READY;
     return k(L, 0, ctx);
   }
-  arm(p, pd, mode, effective(pd, mode));
+  arm_wait(p, pd, mode, effective(pd, mode));
   g->waitfd = pd->fd; /* for goroutine dumps */
   g->waitmode = mode;
   sched_park_on(L, mode == PD_MODE_R ? WK_IO_R : WK_IO_W, pd);
@@ -159,7 +181,6 @@ int iowait_result(struct lua_State *L, pollDesc *pd, int mode) {
   int code = g->wake;
   pd_block_finish(pd, mode); /* the code below tells ready from closed/timeout */
   if (mode == PD_MODE_R) pd->rdrained = false; /* the wait consumed the edge */
-  timer_disarm(&p->timers, mode == PD_MODE_R ? &pd->rt : &pd->wt);
   int64_t opdl = mode == PD_MODE_R ? pd->rd_op : pd->wd_op;
   if (mode == PD_MODE_R) pd->rd_op = DEADLINE_NONE;
   else pd->wd_op = DEADLINE_NONE;
@@ -187,7 +208,7 @@ static void set_one(P *p, pollDesc *pd, int mode, int64_t d) {
   if (e != DEADLINE_NONE && e <= mono_now())
     iowait_wake(p, pd, mode, false, WAKE_TIMEOUT);
   else
-    arm(p, pd, mode, e);
+    arm_wait(p, pd, mode, e);
 }
 
 void iowait_setdeadline(P *p, pollDesc *pd, int mode, int64_t d) {

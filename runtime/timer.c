@@ -86,7 +86,7 @@ int64_t timer_next(const timerheap *h) {
   return h->len ? h->v[0]->when : DEADLINE_NONE;
 }
 
-int timer_run_due(timerheap *h, int64_t now) {
+int timer_run_due_slow(timerheap *h, int64_t now) {
   int n = 0;
   while (h->len && h->v[0]->when <= now) {
     timer *t = h->v[0];

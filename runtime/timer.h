@@ -46,7 +46,13 @@ GLR_INTERNAL void timer_disarm(timerheap *h, timer *t);
 static inline bool timer_armed(const timer *t) { return t->idx >= 0; }
 /* timer_next — earliest deadline, or DEADLINE_NONE when empty. */
 GLR_INTERNAL int64_t timer_next(const timerheap *h);
-/* timer_run_due — fires every timer with when <= now; returns how many. */
-GLR_INTERNAL int timer_run_due(timerheap *h, int64_t now);
+GLR_INTERNAL int timer_run_due_slow(timerheap *h, int64_t now);
+/* timer_run_due — fires every timer with when <= now; returns how many.
+** Inline: the scheduler asks at every round while any timer is armed
+** (a connection's deadline timer stays armed between its waits). */
+static inline int timer_run_due(timerheap *h, int64_t now) {
+  if (h->len == 0 || h->v[0]->when > now) return 0;
+  return timer_run_due_slow(h, now);
+}
 
 #endif

@@ -74,6 +74,22 @@ describe("read timeouts", function()
     go.wait(w, 5)
   end)
 
+  it("a wait's timeout counts from its own start, after waits that ended early", function()
+    -- the first wait's timer (due 0.3 s after it began) stays armed past
+    -- its wait and comes due 0.1 s into the last read's: re-armed then,
+    -- not fired
+    s:settimeout(0.3)
+    for _ = 1, 2 do
+      local w = go(function() go.sleep(0.1); c:write("x") end)
+      assert.are.equal("x", s:read(1))
+      go.wait(w, 5)
+    end
+    local dt, r, err = H.timed(s.read, s, 1)
+    assert.is_nil(r)
+    H.assert_err(err, "timeout")
+    assert.is_true(dt >= 0.25 and dt < 2, "took " .. dt)
+  end)
+
   it("setreaddeadline: times out at the absolute time", function()
     s:setreaddeadline(go.now() + 0.1)
     local dt, r, err = H.timed(s.read, s, 1)

@@ -150,6 +150,9 @@ local function app()
     res:status(tonumber(req.params.code)):header("X-Custom", "yes"):send("s")
   end)
   a:get("/nothing", function() end)
+  a:get("/reason", function(_, res) res:status(200, "Fine"):send("r") end)
+  a:get("/ok200", function(_, res) res:status(200):send("ok") end)
+  a:get("/empty204", function(_, res) res:status(204):send("") end)
   a:get("/stream", function(req, res)
     res:header("Content-Type", "text/event-stream")
     assert(res:write("one "))
@@ -265,6 +268,41 @@ describe("http server", function()
       local r = assert(read_response(c))
       assert.are.equal(200, r.code)
       assert.are.equal("user " .. i, r.body)
+    end
+    c:close()
+  end)
+
+  it("plain and framed requests on one connection: each answer as its handler set it", function()
+    -- plain heads (HTTP/1.1, one Host, no framing field) take the server's
+    -- shortest paths; a status, a field or a framing field leaves them
+    local c = dial(addr)
+    local steps = {
+      { get("/"), "HTTP/1.1 200 OK", "hello\n" },
+      { get("/reason"), "HTTP/1.1 200 Fine", "r" },
+      { get("/"), "HTTP/1.1 200 OK", "hello\n" },
+      { get("/ok200"), "HTTP/1.1 200 OK", "ok" },
+      { get("/empty204"), "HTTP/1.1 204 No Content", "" },
+      { get("/headers"), "HTTP/1.1 200 OK", "<p>" },
+      { "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", "HTTP/1.1 200 OK", "hello\n",
+        "keep-alive" },
+      { get("/"), "HTTP/1.1 200 OK", "hello\n" },
+      { "POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc", "HTTP/1.1 200 OK",
+        "abc" },
+      { get("/nothing"), "HTTP/1.1 200 OK", "" },
+      { "HEAD / HTTP/1.1\r\nHost: t\r\n\r\n", "HTTP/1.1 200 OK", "", nil, true },
+      { get("/"), "HTTP/1.1 200 OK", "hello\n" },
+    }
+    for i, step in ipairs(steps) do
+      assert(c:write(step[1]))
+      local r = assert(read_response(c, { head = step[5] }))
+      assert.are.equal(step[2], r.line, "step " .. i)
+      assert.are.equal(step[3], r.body, "step " .. i)
+      assert.are.equal(step[4], r.headers.connection, "step " .. i)
+      if r.code ~= 204 then
+        assert.are.equal(step[5] and "6" or tostring(#step[3]), r.headers["content-length"])
+      end
+      local ct = step[1]:find("^GET /headers") and "text/html" or "text/plain; charset=utf-8"
+      if r.code ~= 204 then assert.are.equal(ct, r.headers["content-type"], "step " .. i) end
     end
     c:close()
   end)

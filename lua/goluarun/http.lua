@@ -596,7 +596,7 @@ local function slow_head(st, buf, pos)
         local m, path, q, major, minor, h, nx = parse_request(head, 1, cfg.max_headers)
         if m then
           if nx - 1 > limit then return nil, 431 end
-          st.buf, st.pos, st.hpos = head, nx, 1
+          st.buf, st.pos = head, nx
           return m, path, q, major, minor, h
         end
         local e = find(head, "\n\r?\n")
@@ -784,6 +784,7 @@ Res.__name = "http.response"
 M.Response = Res
 
 local DEFAULT_HEADERS = "Content-Type: text/plain; charset=utf-8\r\n"
+local STATUS_200 = STATUS_LINE[200]
 
 -- the end of a head with the default Content-Type and no Connection
 -- field: "Content-Type: ...\r\nContent-Length: N\r\n\r\n", cached for
@@ -812,8 +813,10 @@ function Res:status(code, reason)
       error("http: res:status: bad reason phrase", 2)
     end
     self._line = "HTTP/1.1 " .. code .. " " .. reason .. "\r\n"
+    self._simple = false
   else
-    self._line = nil
+    self._line = false
+    if code ~= 200 then self._simple = false end
   end
   self._code = code
   return self
@@ -838,6 +841,7 @@ local HNAME, nhname = {}, 0
 --- res:header(name, value) -> res (value: string, number, list, or nil)
 function Res:header(name, value)
   if self._sent then error("http: res:header: the head was already sent", 2) end
+  self._simple = false
   local lname = HNAME[name]
   if not lname then
     if type(name) ~= "string" or not match(TOKEN_ONLY, name) then
@@ -910,6 +914,7 @@ local SERVER_OWN = { connection = true, ["content-length"] = true,
 --- key of except, in one step (httpparse.block)
 function Res:headers(t, except)
   if self._sent then error("http: res:headers: the head was already sent", 2) end
+  self._simple = false
   if type(t) ~= "table" then error("http: res:headers: a table expected", 2) end
   if except ~= nil and type(except) ~= "table" then
     error("http: res:headers: except must be a table", 2)
@@ -935,6 +940,7 @@ end
 --- case is a key of drop (httpparse.relay); no default Content-Type
 function Res:relay(head, pos, drop)
   if self._sent then error("http: res:relay: the head was already sent", 2) end
+  self._simple = false
   if type(head) ~= "string" then error("http: res:relay: a head (string) expected", 2) end
   if pos ~= nil and (math_type(pos) ~= "integer" or pos < 1) then
     error("http: res:relay: pos must be a positive integer", 2)
@@ -984,6 +990,22 @@ function Res:send(body, berr)
   self._sent = true
   self._done = true
   local st = self._st
+  if self._simple then
+    -- a plain request (httpparse.request), and nothing set but maybe
+    -- status 200: "200 OK", default fields, keep-alive
+    local dh = ""
+    if st.date then
+      local t = os_time()
+      if t ~= date_sec then date() end
+      dh = date_hdr
+    end
+    local ok, err = st.write(st.conn, STATUS_200, dh, PLAIN_TAIL[#body], st.head and "" or body)
+    if not ok then
+      st.close = true
+      return nil, err
+    end
+    return true
+  end
   local close = st.close
   if st.expect and st.blen ~= 0 then
     -- no "100 Continue" was sent and the body was not read: the client may
@@ -1003,7 +1025,7 @@ function Res:send(body, berr)
       if t ~= date_sec then date() end
       dh = date_hdr
     end
-    ok, err = st.conn:write(line, dh, PLAIN_TAIL[#body], st.head and "" or body)
+    ok, err = st.write(st.conn, line, dh, PLAIN_TAIL[#body], st.head and "" or body)
     if not ok then
       st.close = true
       return nil, err
@@ -1293,22 +1315,87 @@ local function absolute_path(path)
   return nil
 end
 
+-- the framing and connection decisions of a head that is not plain (see
+-- httpparse.request): sets st.keep10, st.v10, st.close, st.blen and
+-- st.expect and returns the path (origin-form), or answers the head's
+-- error and returns nil
+local function admit(st, path, major, minor, h)
+  -- framing and connection semantics
+  if major ~= "1" then return reject(st, 505) end
+  local keep
+  local connh = h.connection
+  if minor == "0" then
+    keep = connh ~= nil and has_token(connh, "keep-alive")
+    st.keep10, st.v10 = keep, true
+  else
+    keep = not (connh and has_token(connh, "close"))
+    st.keep10, st.v10 = false, false
+    local host = h.host
+    if not host or find(host, ",", 1, true) then return reject(st, 400) end
+  end
+  st.close = not keep
+  local te, cl = h["transfer-encoding"], h["content-length"]
+  local blen = 0
+  if te then
+    if cl then return reject(st, 400) end
+    if lower(te) ~= "chunked" then
+      -- chunked last, after codings we do not implement: 501;
+      -- chunked not last (or absent): the length is unknowable: 400
+      return reject(st, find(lower(te), ",[ \t]*chunked[ \t]*$") and 501 or 400)
+    end
+    blen = -1
+    -- chunked in HTTP/1.0 is suspect (RFC 9112 6.1): close afterwards
+    if minor == "0" then st.close = true end
+  elseif cl then
+    if #cl > 15 or not match(CONTENT_LENGTH, cl) then return reject(st, 400) end
+    blen = tonumber(cl)
+    if blen > st.cfg.max_body then return reject(st, 413) end
+  end
+  st.blen = blen
+  local expect = h.expect
+  if expect then
+    if lower(expect) ~= "100-continue" then return reject(st, 417) end
+    expect = blen ~= 0 and minor ~= "0"
+  else
+    expect = false
+  end
+  st.expect = expect
+  if byte(path, 1) ~= 47 then
+    path = absolute_path(path)
+    if not path then return reject(st, 400) end
+  end
+  return path
+end
+
+-- conn:_readidle() (conn:setidle(true) and conn:read() in one call) for
+-- a conn object without it
+local function readidle_of(conn)
+  conn:setidle(true)
+  return conn:read()
+end
+
 local function serve_conn(conn, call, cfg, router)
   local st = {
     conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
-    close = false, keep10 = false, v10 = false, head = false, req = nil, res = nil,
-    trailers = nil, hijacked = false,
+    close = false, keep10 = false, v10 = false, head = false, req = false, res = nil,
+    trailers = nil, hijacked = false, write = conn.write,
   }
+  -- (fields a request resets hold false, not nil: storing into a field
+  -- that holds nil takes Lua's slow path)
   local res = setmetatable({
-    _st = st, _code = 200, _line = nil, _sent = false, _done = false,
+    _st = st, _code = 200, _line = false, _sent = false, _done = false,
     _chunked = false,
-    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = nil, _bseen = 0,
+    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = false, _bseen = 0, _simple = false,
   }, Res)
   st.res = res
+  -- the conn's methods, looked up once (the methods of a userdata are
+  -- found through its metatable: two table lookups per call otherwise)
+  local read, readidle = conn.read, conn._readidle or readidle_of
   conn:settimeout(cfg.idle_timeout)
   conn:setlimit(cfg.max_header_bytes)
   conn:setnodelay(true)
   local max_headers, limit, on_error = cfg.max_headers, cfg.max_header_bytes, cfg.on_error
+  local exact = router and router.exact -- (routes added later go into this table)
   local again = false -- a keep-alive wait (not the first request's)
   while true do
     -- the request head
@@ -1316,67 +1403,34 @@ local function serve_conn(conn, call, cfg, router)
     if pos > #buf then
       -- a keep-alive wait: a graceful shutdown closes it (the mark ends
       -- with this read)
-      if again then conn:setidle(true) end
-      buf = conn:read()
+      if again then buf = readidle(conn) else buf = read(conn) end
       if not buf then break end -- idle timeout, EOF, reset, shutdown: close quietly
       pos = 1
     end
     again = true
-    local method, path, qs, major, minor, h, nx = parse_request(buf, pos, max_headers)
-    if method and nx - pos <= limit then
-      st.buf, st.pos, st.hpos = buf, nx, pos
+    local method, path, qs, major, minor, h, nx, plain = parse_request(buf, pos, max_headers)
+    if plain and nx - pos <= limit then
+      -- HTTP/1.1, origin-form, one Host, no Connection, Content-Length,
+      -- Transfer-Encoding or Expect field: keep-alive, no body, nothing
+      -- to decide (st.close, st.blen and st.expect are false, 0 and false
+      -- between requests)
+      st.buf, st.pos = buf, nx
+      if st.v10 then st.keep10, st.v10 = false, false end
     else
-      if method then reject(st, 431) break end
-      method, path, qs, major, minor, h = slow_head(st, buf, pos)
-      if not method then
-        if path then reject(st, path) end
-        break
+      plain = false
+      if method and nx - pos <= limit then
+        st.buf, st.pos = buf, nx
+      else
+        if method then reject(st, 431) break end
+        method, path, qs, major, minor, h = slow_head(st, buf, pos)
+        if not method then
+          if path then reject(st, path) end
+          break
+        end
+        buf, pos = st.buf, 1 -- (the head alone, in a string of its own)
       end
-    end
-    -- framing and connection semantics
-    if major ~= "1" then reject(st, 505) break end
-    local keep
-    local connh = h.connection
-    if minor == "0" then
-      keep = connh ~= nil and has_token(connh, "keep-alive")
-      st.keep10, st.v10 = keep, true
-    else
-      keep = not (connh and has_token(connh, "close"))
-      st.keep10, st.v10 = false, false
-      local host = h.host
-      if not host or find(host, ",", 1, true) then reject(st, 400) break end
-    end
-    st.close = not keep
-    local te, cl = h["transfer-encoding"], h["content-length"]
-    local blen = 0
-    if te then
-      if cl then reject(st, 400) break end
-      if lower(te) ~= "chunked" then
-        -- chunked last, after codings we do not implement: 501;
-        -- chunked not last (or absent): the length is unknowable: 400
-        reject(st, find(lower(te), ",[ \t]*chunked[ \t]*$") and 501 or 400)
-        break
-      end
-      blen = -1
-      -- chunked in HTTP/1.0 is suspect (RFC 9112 6.1): close afterwards
-      if minor == "0" then st.close = true end
-    elseif cl then
-      if #cl > 15 or not match(CONTENT_LENGTH, cl) then reject(st, 400) break end
-      blen = tonumber(cl)
-      if blen > cfg.max_body then reject(st, 413) break end
-    end
-    st.blen = blen
-    local expect = h.expect
-    if expect then
-      if lower(expect) ~= "100-continue" then reject(st, 417) break end
-      expect = blen ~= 0 and minor ~= "0"
-    else
-      expect = false
-    end
-    st.expect = expect
-    if byte(path, 1) ~= 47 then
-      path = absolute_path(path)
-      if not path then reject(st, 400) break end
+      path = admit(st, path, major, minor, h)
+      if not path then break end -- answered (4xx/5xx, closed)
     end
     st.head = method == "HEAD"
     -- the request's own fields; version "1.1", query and params (empty)
@@ -1387,23 +1441,35 @@ local function serve_conn(conn, call, cfg, router)
     if qs then
       req = setmetatable({
         method = method, path = path, query_string = qs, query = match(QUERY, qs),
-        target = path .. "?" .. qs, headers = h, conn = conn, _st = st, _head = st.buf,
+        target = path .. "?" .. qs, headers = h, conn = conn, _st = st, _head = buf,
       }, Req)
     else
       req = setmetatable({
         method = method, path = path, target = path, headers = h, conn = conn, _st = st,
-        _head = st.buf,
+        _head = buf,
       }, Req)
     end
-    local hpos = st.hpos
-    if hpos ~= 1 then req._hpos = hpos end
+    if pos ~= 1 then req._hpos = pos end
     if minor == "0" then req.version = "1.0" end
     st.req = req
-    res._code, res._line, res._sent, res._done, res._n = 200, nil, false, false, 0
-    res._blk, res._bseen = nil, 0
-    -- the handler
+    -- _simple: the answer may take Res:send's shortest path (cleared by
+    -- res:status other than 200, res:header, res:headers, res:relay; while
+    -- it holds, the other fields are as reset here)
+    if res._simple then
+      res._sent, res._done, res._simple = false, false, plain
+    else
+      res._code, res._line, res._sent, res._done, res._n = 200, false, false, false, 0
+      res._blk, res._bseen, res._simple = false, 0, plain
+    end
+    -- the handler: an exact route of a router is called directly (what
+    -- Router.dispatch would do, without its call: the request is fresh, so
+    -- req.params is Req's empty one)
     local ok, err
-    if router then
+    local methods = exact and exact[path]
+    local fn = methods and methods[method]
+    if fn then
+      ok, err = xpcall(fn, traceback, req, res)
+    elseif router then
       ok, err = xpcall(call, traceback, router, req, res)
     else
       ok, err = xpcall(call, traceback, req, res)
@@ -1436,19 +1502,28 @@ local function serve_conn(conn, call, cfg, router)
         break
       end
     end
-    st.req = nil
+    st.req = false
     if st.close then
       if st.pos <= #st.buf then linger(st) end
       break
     end
   end
-  st.req = nil
+  st.req = false
   conn:close()
 end
 
 -- the reference grammar of the heads, for the differential tests
+-- (request: plus httpparse.request's `plain`, from the captures)
+local function with_plain(m, path, q, major, minor, h, nx)
+  if not m then return nil end
+  local host = h.host
+  local plain = major == "1" and minor == "1" and byte(path, 1) == 47 and host ~= nil
+    and not find(host, ",", 1, true) and h.connection == nil and h["content-length"] == nil
+    and h["transfer-encoding"] == nil and h.expect == nil
+  return m, path, q, major, minor, h, nx, plain
+end
 M._grammar = {
-  request = function(s, pos, n) return match(head_pattern(n or 100), s, pos) end,
+  request = function(s, pos, n) return with_plain(match(head_pattern(n or 100), s, pos)) end,
   response = function(s, pos, n) return match(response_pattern(n or 100), s, pos) end,
 }
 

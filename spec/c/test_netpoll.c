@@ -5,7 +5,7 @@
 ** Covers: registration; readiness with nobody waiting leaves PD_READY;
 ** edge-triggered (no repeat without new data); a parked G (a G record made
 ** by the test, never run) readied by netpoll for read, for write (after the
-** send buffer drains) and by HUP for both, with its deadline timer disarmed;
+** send buffer drains) and by HUP for both (its deadline timer stays armed for the next wait);
 ** stale events (old tag after pd_free + pd_alloc) dropped; mock events and
 ** stale mock events; netpoll_break from another thread ending netpoll(-1),
 ** coalesced breaks and the eventfd drained; EINTR during epoll_wait not
@@ -132,13 +132,14 @@ static void test_parked_reader(P *p) {
   CHECK_EQ(netpoll(p, 5 * NS_PER_SEC), 1);
   CHECK(g.status == G_RUNNABLE);
   CHECK_EQ(g.wake, WAKE_READY);
-  CHECK(!timer_armed(&pd->rt)); /* waking disarms the deadline */
+  CHECK(timer_armed(&pd->rt)); /* waking leaves the deadline timer for the next wait */
   CHECK_EQ(atomic_load(&p->npollwait), 0);
   CHECK(rg(pd) == PD_READY);
   CHECK_EQ(runq_len(&p->q), 1);
   CHECK(runq_get(&p->q) == &g);
   CHECK(pd_block_finish(pd, PD_MODE_R) == true);
   CHECK(rg(pd) == PD_NIL);
+  timer_disarm(&p->timers, &pd->rt);
   netpoll_close(p, pd);
   pd_free(pd);
   close(sv[0]);

@@ -6,8 +6,10 @@
 ** Here, under ASan/UBSan, on raw bytes: no out-of-bounds read, and what a
 ** match returns holds the grammar's invariants: next lies after pos and
 ** within the input, field names are lower-case tokens, values carry no
-** CR, LF, NUL or surrounding whitespace, at most max_headers names; the
-** head alone parses to the same end, and bytes appended after it change
+** CR, LF, NUL or surrounding whitespace, at most max_headers names; a
+** request's `plain` is true only where its definition holds (HTTP/1.1,
+** origin-form, one Host without a comma, no framing field); the head
+** alone parses to the same end, and bytes appended after it change
 ** nothing. Any other outcome aborts.
 **
 ** The same bytes go to the proxy's calls as well: httpparse.relay (its
@@ -41,9 +43,10 @@ static void fail(const char *what) {
   abort();
 }
 
-/* calls httpparse[fn](s, pos, max): the position after the head, or 0 (no
-** match); the results stay on the stack (nres of them on a match) */
-static lua_Integer parse(const char *fn, const char *s, size_t n, lua_Integer pos,
+/* calls httpparse[fn](s, pos, max): the position after the head (result
+** nxi), or 0 (no match); the results stay on the stack (nres of them on a
+** match) */
+static lua_Integer parse(const char *fn, int nxi, const char *s, size_t n, lua_Integer pos,
                          lua_Integer max, int *nres) {
   int top = lua_gettop(L);
   lua_getfield(L, 1, fn);
@@ -53,8 +56,9 @@ static lua_Integer parse(const char *fn, const char *s, size_t n, lua_Integer po
   if (lua_pcall(L, 3, LUA_MULTRET, 0) != LUA_OK) fail(lua_tostring(L, -1));
   *nres = lua_gettop(L) - top;
   if (lua_isnil(L, top + 1)) return 0;
-  if (!lua_isinteger(L, -1)) fail("next is not an integer");
-  return lua_tointeger(L, -1);
+  if (*nres != nxi + (nxi == 7)) fail("wrong number of results");
+  if (!lua_isinteger(L, top + nxi)) fail("next is not an integer");
+  return lua_tointeger(L, top + nxi);
 }
 
 static bool is_ws(char c) { return c == ' ' || c == '\t'; }
@@ -102,22 +106,46 @@ static void check_headers(int idx, lua_Integer max, bool joined) {
   if (count > max) fail("more names than max_headers");
 }
 
+/* a request's `plain` (result 8, the results from top + 1): a boolean,
+** true only for HTTP/1.1, a target starting with "/", a Host without a
+** comma (one field: a repeat is joined with ", ") and none of the framing
+** fields */
+static void check_plain(int top) {
+  if (lua_type(L, top + 8) != LUA_TBOOLEAN) fail("plain is not a boolean");
+  if (!lua_toboolean(L, top + 8)) return;
+  size_t pn;
+  const char *path = lua_tolstring(L, top + 2, &pn);
+  if (pn == 0 || path[0] != '/') fail("plain with a target not in origin-form");
+  if (strcmp(lua_tostring(L, top + 4), "1") || strcmp(lua_tostring(L, top + 5), "1"))
+    fail("plain with a version other than 1.1");
+  static const char *const framing[] = {"connection", "content-length", "transfer-encoding",
+                                         "expect"};
+  for (int i = 0; i < 4; i++) {
+    if (lua_getfield(L, top + 6, framing[i]) != LUA_TNIL) fail("plain with a framing field");
+    lua_pop(L, 1);
+  }
+  if (lua_getfield(L, top + 6, "host") != LUA_TSTRING) fail("plain without a Host");
+  if (strchr(lua_tostring(L, -1), ',')) fail("plain with a comma in Host");
+  lua_pop(L, 1);
+}
+
 /* the parser fn on s: its invariants; the position after the head, or 0 */
 static lua_Integer one(const char *fn, int hidx, const char *s, size_t n, lua_Integer pos,
                        lua_Integer max) {
   int top = lua_gettop(L), nres;
-  lua_Integer nx = parse(fn, s, n, pos, max, &nres);
+  lua_Integer nx = parse(fn, hidx + 1, s, n, pos, max, &nres);
   if (nx) {
     if (nx <= pos || (size_t)nx > n + 1) fail("next out of range");
     check_headers(top + hidx, max, hidx == 6);
+    if (hidx == 6) check_plain(top);
     /* the head alone, and the head with bytes after it: the same end */
     int r2;
-    if (parse(fn, s, (size_t)nx - 1, pos, max, &r2) != nx) fail("head alone differs");
+    if (parse(fn, hidx + 1, s, (size_t)nx - 1, pos, max, &r2) != nx) fail("head alone differs");
     char *more = malloc((size_t)nx + 4);
     if (!more) fail("out of memory");
     memcpy(more, s, (size_t)nx - 1);
     memcpy(more + nx - 1, "GET ", 4);
-    lua_Integer nx2 = parse(fn, more, (size_t)nx + 3, pos, max, &r2);
+    lua_Integer nx2 = parse(fn, hidx + 1, more, (size_t)nx + 3, pos, max, &r2);
     free(more);
     if (nx2 != nx) fail("appended bytes changed the head");
   }
