@@ -333,13 +333,10 @@ static int go_end(P *p, G *g, int status) {
   return end_protected(p, g, status);
 }
 
-/* push_handle — a new handle, or nil (with_handle false: go.start); mt:
-** index of the handles' metatable (go()'s upvalue), 0 to look it up */
+/* push_handle — a new handle, or nothing (with_handle false: go.start);
+** mt: index of the handles' metatable (go()'s upvalue), 0 to look it up */
 static ghandle *push_handle(lua_State *L, bool with_handle, int mt) {
-  if (!with_handle) {
-    lua_pushnil(L);
-    return NULL;
-  }
+  if (!with_handle) return NULL;
   ghandle *h = lua_newuserdatauv(L, sizeof *h, 1);
   h->state = H_RUNNING;
   h->nres = 0;
@@ -372,10 +369,20 @@ static void move_fn_args(lua_State *L, lua_State *co, int fnidx, int nargs) {
   }
 }
 
-/* start — go_start; with_handle false: no handle, nil pushed instead. The
-** main goroutine runs under g_entry (its error ends the program, with
-** lua's traceback); every other is direct (END_KEEP or END_NONE) */
-static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt) {
+/* give_fn_args — fn and its nargs arguments, the top of L (under the
+** handle, if any, which takes the slot below fn), onto co in one move */
+static void give_fn_args(lua_State *L, lua_State *co, int nargs, bool handle) {
+  if (handle) lua_replace(L, -(nargs + 3));
+  lua_xmove(L, co, nargs + 1);
+}
+
+/* start — go_start; with_handle false: no handle pushed. give: fn and its
+** args are L's top (under the handle) and the slot below fn is free: they
+** move to the G instead of being copied (go.start). The main
+** goroutine runs under g_entry (its error ends the program, with lua's
+** traceback); every other is direct (END_KEEP or END_NONE) */
+static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle, int mt,
+                bool give) {
   P *p = vm_p(L);
   /* what may raise (the handle: a goroutine's memory) comes before the G,
   ** which nothing would free if an error left here (GOLUA_ALLOCFAIL + ASan
@@ -401,7 +408,8 @@ static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle
     g->nargs = nargs;
     g->direct = h ? END_KEEP : END_NONE;
   }
-  move_fn_args(L, co, fnidx, nargs);
+  if (give) give_fn_args(L, co, nargs, h != NULL);
+  else move_fn_args(L, co, fnidx, nargs);
   g->ismain = ismain != 0;
   sched_start(p, g);
   if (h) h->id = g->id;
@@ -409,12 +417,12 @@ static G *start(lua_State *L, int fnidx, int nargs, int ismain, bool with_handle
 }
 
 G *go_start(lua_State *L, int fnidx, int nargs, int ismain) {
-  return start(L, fnidx, nargs, ismain, true, 0);
+  return start(L, fnidx, nargs, ismain, true, 0, false);
 }
 
 int go_run(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
-  start(L, 1, lua_gettop(L) - 1, 0, false, 0);
+  start(L, 1, lua_gettop(L) - 1, 0, false, 0, true);
   return 0;
 }
 
@@ -441,7 +449,9 @@ int go_run_closing(lua_State *L) {
 /* go(fn, ...) via __call: arg 1 is go; upvalue 1: the handles' metatable */
 static int go_call(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  start(L, 2, lua_gettop(L) - 2, 0, true, lua_upvalueindex(1));
+  /* copied, not given: with no arguments (the usual go(function() end))
+  ** the copy is cheaper than making room for the handle below fn */
+  start(L, 2, lua_gettop(L) - 2, 0, true, lua_upvalueindex(1), false);
   return 1;
 }
 
