@@ -1,17 +1,17 @@
 /*
 ** gohandle.c — goroutines of one VM and their handles (see gohandle.h).
 **
-** A goroutine's body is g_entry: [handle, fn, args...] on the G's own
-** lua_State; it runs fn under msgh (which reports an error with its
-** traceback where it happens) and, when fn returns or raises, stores the
-** results in the handle and wakes its waiters. Goroutines in go.wait queue
-** on the handle's `waiters` (only its recvq is used), as on a channel that
-** closes when the goroutine ends.
+** Every goroutine but main is direct: fn is its thread's first frame and
+** go_end (rt->g_end) ends it once lua_resume returns, storing its results
+** (or its error) in the handle and waking its waiters (see "direct
+** goroutines" below). The main goroutine's body is g_entry: [handle, msgh,
+** fn, args...] on the G's own lua_State; it runs fn under msgh (which
+** reports an error with its traceback where it happens, in lua's format).
+** Goroutines in go.wait queue on the handle's `waiters` (only its recvq is
+** used), as on a channel that closes when the goroutine ends.
 */
 #include <math.h>
 #include <stdio.h>
-#include <string.h>
-
 #include <string.h>
 
 #include <lauxlib.h>
@@ -29,7 +29,7 @@
 #define HANDLE_MT "goluarun.g"
 static const char HANDLE_KEY = 'h', WAIT_KEY = 'w';
 
-/* handle states; each moves once, H_RUNNING -> H_OK or H_ERR, in g_entry_k */
+/* handle states; each moves once, H_RUNNING -> H_OK or H_ERR (handle_done) */
 enum {
   H_RUNNING = 0, /* the G runs (or is parked); no results yet */
   H_OK,          /* fn returned: its results are in the uservalue */
