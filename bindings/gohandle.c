@@ -281,13 +281,12 @@ static int end_ok(lua_State *L) {
   return 1;
 }
 
-/* keep_few — END_KEEP, fn returned at most one value: into the handle with
-** no allocation, so with no pcall */
-static void keep_few(lua_State *co) {
-  int n = lua_gettop(co) - 1;
-  ghandle *h = lua_touserdata(co, 1);
-  if (n == 1) lua_setiuservalue(co, 1, 1); /* else it keeps the thread */
-  handle_done(h, n, false);
+/* keep_few — END_KEEP, fn returned n <= 1 values (above the handle, slot
+** 1 of g's thread): into the handle with no allocation, so with no pcall */
+static void keep_few(G *g, int n) {
+  if (n == 1) lua_setiuservalue(g->L, 1, 1); /* else it keeps the thread */
+  handle_done(g->endarg, n, false);
+  g->endarg = NULL;
 }
 
 /* end_protected — go_end's cases that may raise, under lua_pcall: an
@@ -326,9 +325,12 @@ static int end_protected(P *p, G *g, int status) {
 ** operation raises (as in any non-yieldable place) */
 static int go_end(P *p, G *g, int status) {
   if (status == LUA_OK && g->direct == END_NONE) return LUA_OK;
-  if (status == LUA_OK && g->direct == END_KEEP && lua_gettop(g->L) <= 2) {
-    keep_few(g->L);
-    return LUA_OK;
+  if (status == LUA_OK && g->direct == END_KEEP) {
+    int n = lua_gettop(g->L) - 1;
+    if (n <= 1) {
+      keep_few(g, n);
+      return LUA_OK;
+    }
   }
   return end_protected(p, g, status);
 }
