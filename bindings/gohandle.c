@@ -477,8 +477,12 @@ static int push_thread_error(lua_State *L, int hidx) {
   lua_pushboolean(L, 0);
   lua_getiuservalue(L, hidx, 1);
   lua_State *t = lua_tothread(L, -1);
-  lua_pushvalue(t, 1);
-  lua_xmove(t, L, 1);
+  if (t) { /* else debug.setuservalue replaced it: no error to give */
+    lua_pushvalue(t, 1);
+    lua_xmove(t, L, 1);
+  } else {
+    lua_pushnil(L);
+  }
   lua_remove(L, -2);
   return 2;
 }

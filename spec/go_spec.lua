@@ -203,6 +203,15 @@ describe("go", function()
       end
     end)
 
+    it("a handle whose uservalue Lua code replaced gives no error object, and no crash", function()
+      local g = go(function() go.yield(); error("x", 0) end)
+      debug.setuservalue(g, 42, 1)
+      local ok, err = go.wait(g, 5)
+      assert.are.equal(false, ok)
+      assert.is_nil(err)
+      assert.is_true((go.wait(go(function() end), 5)))
+    end)
+
     it("reports an error with its traceback on stderr (a table error by its __tostring)", function()
       local r = H.run([[
         local g = go(function()
