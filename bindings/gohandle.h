@@ -6,9 +6,11 @@
 ** Invariants and thread rules:
 ** - Everything here runs on the M holding the VM's P (Lua API rules).
 ** - A handle (metatable goluarun.g) outlives its G: the G keeps the handle
-**   on its own stack while it runs and stores its results (or its error)
-**   in the handle when it ends; the handle's state moves once, from
-**   running to done or failed, on that P (see gohandle.c).
+**   on its own stack while it runs and the handle holds the G's thread
+**   until it ends; then its results go into the handle (a failed
+**   goroutine's error stays on that thread, which is never reused); the
+**   handle's state moves once, from running to done or failed, on that P
+**   (see gohandle.c).
 ** - go.wait asks the handle's class how to wait: a handle class stores a
 **   lua_CFunction in its metatable (go_setwait). Any class may register one
 **   (portable goroutines do, in lspawn.c), so this file knows no module

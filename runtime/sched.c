@@ -130,6 +130,7 @@ G *g_new(P *p) {
     p->gfree = g->link;
     p->ngfree--;
     g->link = NULL;
+    g->direct = 0; /* the starter sets it before sched_start */
     atomic_store(&g->parktoken, PT_NONE);
     return g;
   }
@@ -155,7 +156,6 @@ G *g_new(P *p) {
 void sched_start(P *p, G *g) {
   g->id = atomic_fetch_add(&p->rt->next_goid, 1);
   g->escaped = false;
-  g->direct = false;
   g->chaindepth = 0;
   g->yieldkind = Y_NONE;
   g->wake = WAKE_NONE;
@@ -184,7 +184,9 @@ static void g_exit(P *p, G *g, bool reusable) {
   if (g->cold) timer_disarm(&p->timers, &g->cold->sleept);
   group_leave(g);
   progress_add(p, -1);
-  lua_settop(g->L, 0);
+  /* a failed G's thread keeps what its end left (gohandle.c: a goroutine's
+  ** error, which its handle reads); it is never reused */
+  if (reusable) lua_settop(g->L, 0);
   if (reusable && !g->escaped && p->ngfree < GFREE_MAX &&
       lua_status(g->L) == LUA_OK) {
     g->gen++;

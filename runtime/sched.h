@@ -134,6 +134,8 @@ struct G {
                          ** NULL (cancellation groups, group.h) */
   void *waitobj;         /* owner M only: what waitkind names */
   gcold *cold;           /* owner M only: NULL until gcold_of needs it */
+  void *endarg;          /* owner M only: what rt->g_end needs besides the
+                         ** thread (gohandle.c: the handle's block) */
   uint32_t gen;          /* bumped at each recycle */
   int ref;               /* registry ref keeping L alive */
   int nargs;             /* values to pass to the next lua_resume */
@@ -156,9 +158,11 @@ struct G {
   bool parked_sync;      /* not counted in n_progress while parked */
   bool escaped;          /* identity reached Lua: never recycle */
   bool ismain;
-  bool direct;           /* its body is the thread's first frame, with no
-                         ** entry function (net.serve's conns): rt->g_end
-                         ** finishes it once lua_resume returns */
+  uint8_t direct;        /* 0: the body runs under an entry function (the
+                         ** main goroutine); else it is the thread's first
+                         ** frame and rt->g_end finishes the G once
+                         ** lua_resume returns (the value says how: the
+                         ** binding's own; set before sched_start) */
 };
 
 /* gcold_new — make g's cold part (gcold_of's slow path) */
