@@ -129,6 +129,24 @@ describe("net.serve's connection goroutines", function()
     assert.are.equal(1, n, r.stderr) -- reported once
   end)
 
+  it("a handler that raises: its __close may still block on a channel and deliver", function()
+    local r = H.run([[
+      local net, go = require "net", require "go"
+      local ch = go.chan()
+      local ln = assert(net.serve("127.0.0.1:0", function(c)
+        local _ <close> = setmetatable({}, { __close = function(_, err) ch:send("after " .. tostring(err)) end })
+        error("boom", 0)
+      end))
+      local k = assert(net.dial(ln:addr(), 5))
+      print(ch:recv(5))
+      k:close()
+      ln:close()
+    ]], {}, { flags = { "-p", "1" }, timeout = 30 })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    assert.are.equal("after boom\ttrue\n", r.stdout)
+    assert.matches("goroutine %d+: boom\nstack traceback:\n", r.stderr)
+  end)
+
   it("an idle connection costs its thread, its conn and two frames of the VM", function()
     -- 200 conns held by handlers parked in a read, with the client ends
     -- in this VM too: 1530 B of Lua memory a pair (1594 with an entry
