@@ -431,9 +431,36 @@ typedef struct tls_state {
   char *held;         /* NULL, or HELD_MAX bytes */
   size_t nheld;
   bool in_read;       /* an SSL_read is running: bio_write may hold */
+  bool keeps;         /* holds a keep slot: its record buffers stay */
 } tls_state;
 
 enum { HELD_MAX = 1024 };
+
+/* Record buffers. SSL_MODE_RELEASE_BUFFERS frees the two 17 KiB record
+** buffers whenever they empty, so an idle conn keeps none, at the price of
+** a malloc and a free of each per request/response exchange (about 1.5k
+** instructions of a 64-byte echo's 18k). A conn whose read parks for the
+** next message (it is exchanging messages) takes one of KEEP_SLOTS
+** process-wide slots if one is free and keeps its buffers from then on,
+** until it closes: at most KEEP_SLOTS * 34 KiB stay allocated. Any thread
+** (a conn may move to another VM): the count is atomic. */
+enum { KEEP_SLOTS = 64 };
+static atomic_int kept_slots;
+
+static void keep_buffers(tls_state *t) {
+  if (t->keeps || atomic_load_explicit(&kept_slots, memory_order_relaxed) >= KEEP_SLOTS) return;
+  if (atomic_fetch_add(&kept_slots, 1) >= KEEP_SLOTS) {
+    atomic_fetch_sub(&kept_slots, 1);
+    return;
+  }
+  t->keeps = true;
+  SSL_clear_mode(t->ssl, SSL_MODE_RELEASE_BUFFERS);
+}
+
+static void keep_release(tls_state *t) {
+  if (t->keeps) atomic_fetch_sub(&kept_slots, 1);
+  t->keeps = false;
+}
 
 static int new_session(SSL *ssl, SSL_SESSION *sess) {
   tls_state *t = SSL_get_app_data(ssl);
@@ -618,7 +645,10 @@ static ssize_t tp_read(lua_State *L, void *data, glr_pd *pd, void *buf, size_t n
   tls_state *t = data;
   int h = send_held(t, L, pd);
   if (h != 0) return h;
-  if (nothing_to_read(t, pd)) return GLR_WANT_READ;
+  if (nothing_to_read(t, pd)) {
+    keep_buffers(t);
+    return GLR_WANT_READ;
+  }
   call_begin(t, L, pd);
   prof_c_enter(vm_p(L), "OpenSSL");
   t->in_read = true;
@@ -687,6 +717,7 @@ static void tp_moved(lua_State *L, void *data, glr_pd *pd) {
 }
 
 static void state_free(tls_state *t) {
+  keep_release(t);
   SSL_free(t->ssl);
   free(t->held);
   tls_config_unref(t->cfg);

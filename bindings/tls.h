@@ -25,7 +25,10 @@
 **    address and server name and config; written by OpenSSL's new-session
 **    callback, which runs only inside an SSL call of a conn of that VM.
 **  - Buffers: SSL_MODE_RELEASE_BUFFERS, so an idle conn keeps no 34 KiB
-**    record buffers. Renegotiation is refused (SSL_OP_NO_RENEGOTIATION);
+**    record buffers, except a conn holding a keep slot (t->keeps): at most
+**    64 in the process (an atomic count), taken when a read parks for the
+**    next message, given back when the conn's state is freed (close, gc),
+**    never on a move. Renegotiation is refused (SSL_OP_NO_RENEGOTIATION);
 **    EOF without close_notify after the handshake is "eof"
 **    (SSL_OP_IGNORE_UNEXPECTED_EOF).
 ** Thread rules: everything on the M holding the conn's VM, except the

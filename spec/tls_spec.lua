@@ -463,6 +463,51 @@ describe("TLS streams", function()
     end)
   end)
 
+  it("more conns than keep slots exchange messages; a conn that kept its buffers moves", function()
+    -- a server read that parks for the next message takes one of 64
+    -- process-wide slots and keeps its record buffers; the rest release
+    -- them as before: both kinds must carry every message, and a kept
+    -- conn must carry its buffers to another VM
+    H.no_fd_leak(function()
+      local ln = assert(net.listen("127.0.0.1:0", { tls = server_cfg() }))
+      local pairs_, servers = {}, {}
+      for i = 1, 80 do
+        local acc = go(function()
+          local s = assert(ln:accept(5))
+          assert(s:handshake(5))
+          return s
+        end)
+        local c = assert(net.dial(ln:addr(), { timeout = 5, tls = client_cfg() }))
+        local _, s = go.wait(acc, 5)
+        pairs_[i] = { c = c, s = s }
+        servers[i] = go(function()
+          for _ = 1, 3 do
+            local l = s:read("l")
+            if not l then return false end
+            assert(s:write(l .. "!\n"))
+          end
+          return true
+        end)
+      end
+      for round = 1, 3 do
+        for i, p in ipairs(pairs_) do assert(p.c:write(i .. "." .. round .. "\n")) end
+        for i, p in ipairs(pairs_) do
+          assert.are.equal(i .. "." .. round .. "!", p.c:read("l"))
+        end
+      end
+      for i = 1, 80 do assert.are.same({ true, true }, { go.wait(servers[i], 5) }) end
+      local h = go.spawn("support.tls_work:echo_line", pairs_[1].s)
+      assert(pairs_[1].c:write("kept\n"))
+      assert.are.equal("moved: kept", pairs_[1].c:read("l"))
+      assert.are.same({ true, "TLSv1.3" }, { table.unpack({ go.wait(h, 10) }, 1, 2) })
+      for i, p in ipairs(pairs_) do
+        p.c:close()
+        if i > 1 then p.s:close() end
+      end
+      ln:close()
+    end)
+  end)
+
   it("a TLS read works inside a table.sort comparator", function()
     do -- the blocking fallback makes its wake-up fd once: not a leak
       local pc, ps, pl = H.pair()

@@ -2,7 +2,7 @@
 # tls_cg.sh — instructions per TLS operation, counted by callgrind: a figure
 # that does not depend on the load of the machine (tls.sh's timings do).
 #
-#   scripts/bench/tls_cg.sh   (env: KIND=ec|rsa SECTIONS=echo,hello
+#   scripts/bench/tls_cg.sh   (env: KIND=ec|rsa SECTIONS=echo,hello[,full,resume]
 #                              ONLY=goluarun,nginx SHORT=5 LONG=12 CONNS=20
 #                              BUILD=build GOLUARUN=$BUILD/goluarun
 #                              KEEP=DIR: keep the callgrind files there)
@@ -20,6 +20,12 @@
 #   hello  goluarun -p 1 scripts/http_hello.lua --tls vs nginx (one
 #          process, master_process off) `return 200`, wrk -t1 over https;
 #          ops = requests
+#   full   goluarun -p 1 scripts/http_hello.lua --tls vs nginx as for hello,
+#          full handshakes (tls_hs -m full -w 0: connect, handshake, one
+#          GET, RST); ops = handshakes
+#   resume the same with resumed handshakes (tls_hs -m resume: each
+#          connection offers the ticket its slot got last; the first of
+#          each slot is a full one: it cancels)
 # TLS 1.3 TLS_AES_256_GCM_SHA384, X25519, a fresh self-signed certificate.
 # Every process is started here and stopped by PID.
 set -euo pipefail
@@ -144,8 +150,8 @@ EOF
 }
 
 load() {                # load SECTION PORT SECONDS -> ops
-  if [ "$1" = echo ]; then
-    timeout 120 "$B/tls_hs" -p "$2" -m echo -c "$CONNS" -s 64 -d "$3" -w 0 -C "$SUITE" |
+  if [ "$1" != hello ]; then
+    timeout 120 "$B/tls_hs" -p "$2" -m "$1" -c "$CONNS" -s 64 -d "$3" -w 0 -C "$SUITE" |
       sed -n 's/^RESULT.* ops=\([0-9]*\).*/\1/p'
   else
     timeout 120 wrk -t1 -c"$CONNS" -d"${3}s" "https://127.0.0.1:$2/" |
@@ -178,8 +184,9 @@ if section echo; then
   selected goluarun && measure echo goluarun
   selected go && measure echo go
 fi
-if section hello; then
-  selected goluarun && measure hello goluarun
-  selected nginx && measure hello nginx
-fi
+for sec in hello full resume; do
+  section $sec || continue
+  selected goluarun && measure $sec goluarun
+  selected nginx && measure $sec nginx
+done
 true
