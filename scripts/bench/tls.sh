@@ -10,13 +10,15 @@
 # For each certificate kind (ECDSA P-256, RSA 2048; made here by openssl,
 # self-signed for localhost and 127.0.0.1, removed at exit):
 #   hello   HTTPS keep-alive "Hello, World!\n": goluarun -p 1
-#           scripts/http_hello.lua --tls vs nginx `return 200`, wrk -t1
-#           -c$CONNS -d$DURATION over https; req/s and server CPU us/request
+#           scripts/http_server.lua --tls (goluarun.http, as http.sh) vs
+#           nginx `return 200`, wrk -t1 -c$CONNS -d$DURATION over https;
+#           req/s and server CPU us/request
 #   full    full handshakes/s: tls_hs -m full -c $CONNS (new connection,
 #           handshake, one GET, reset; no session offered), same two servers
 #   resume  resumed handshakes/s: tls_hs -m resume (each connection offers
 #           the ticket its slot got last; the resumed count is checked)
-#   idle    resident memory per idle TLS connection: a fresh server, RSS
+#   idle    resident memory per idle TLS connection: a fresh server
+#           (goluarun: scripts/http_hello.lua --tls, the minimal server), RSS
 #           before and 1 s into holding $IDLE_CONNS connections that each
 #           did a handshake and one GET (tls_hs -m idle)
 #   echo    64-byte TLS echo round trips/s: goluarun -p 1 scripts/echo.lua
@@ -145,12 +147,15 @@ start_line_server() {   # start_line_server NAME CMD...: a server printing "list
     cat "$TMP/$name.err" >&2; stop_pid "$pid"; die "$name did not start: $*"; }
 }
 
+# start_glr_hello [SCRIPT]: goluarun -p 1 SCRIPT --tls (default
+# http_server.lua: goluarun.http, the server http.sh measures)
 start_glr_hello() {
-  start_line_server glr_hello "$GOLUARUN" -p 1 "$ROOT/scripts/http_hello.lua" 127.0.0.1:0 \
+  local script=${1:-http_server.lua}
+  start_line_server glr_hello "$GOLUARUN" -p 1 "$ROOT/scripts/$script" 127.0.0.1:0 \
     --tls "$CERT" "$KEYF"
   [ "$(curl -s --max-time 5 --cacert "$CERT" "https://127.0.0.1:$SPORT/")" = "Hello, World!" ] || {
     cat "$TMP/glr_hello.err" >&2
-    die "goluarun http_hello.lua --tls does not answer HTTPS (is the TLS core in this build?); ONLY=nginx,go runs without it"; }
+    die "goluarun $script --tls does not answer HTTPS (is the TLS core in this build?); ONLY=nginx,go runs without it"; }
 }
 
 start_glr_echo() {
@@ -244,7 +249,7 @@ run_hs() {              # run_hs KIND SECTION(full|resume|echo) SERVER PORT PIDS
 # "KiB/conn open ok"
 run_idle() {
   local kind=$1 srv=$2 before held out line cpid i
-  case $srv in goluarun) start_glr_hello ;; nginx) start_nginx ;; esac
+  case $srv in goluarun) start_glr_hello http_hello.lua ;; nginx) start_nginx ;; esac
   sleep 0.5
   before=$(rss_kib "${SPIDS[@]}")
   "${PIN_C[@]}" timeout 180 "$B/tls_hs" -p "$SPORT" -m idle -c "$IDLE_CONNS" -d 3 -C "$SUITE" \

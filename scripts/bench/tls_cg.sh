@@ -17,10 +17,10 @@
 #          under valgrind differs between the two runs by more than the
 #          messages cost), 64-byte round trips (tls_hs -m echo -w 0);
 #          ops = messages
-#   hello  goluarun -p 1 scripts/http_hello.lua --tls vs nginx (one
+#   hello  goluarun -p 1 scripts/http_server.lua --tls vs nginx (one
 #          process, master_process off) `return 200`, wrk -t1 over https;
 #          ops = requests
-#   full   goluarun -p 1 scripts/http_hello.lua --tls vs nginx as for hello,
+#   full   goluarun -p 1 scripts/http_server.lua --tls vs nginx as for hello,
 #          full handshakes (tls_hs -m full -w 0: connect, handshake, one
 #          GET, RST); ops = handshakes
 #   resume the same with resumed handshakes (tls_hs -m resume: each
@@ -161,7 +161,7 @@ load() {                # load SECTION PORT SECONDS -> ops
 
 measure() {             # measure SECTION SERVER -> prints the row
   local sec=$1 srv=$2 d ops irs=() opss=() script
-  script=$([ "$sec" = echo ] && echo echo.lua || echo http_hello.lua)
+  script=$([ "$sec" = echo ] && echo echo.lua || echo http_server.lua)
   for d in "$SHORT" "$LONG"; do
     case $srv in
       goluarun) start_glr "$sec.$srv.$d" "$script" ;;
