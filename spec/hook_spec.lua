@@ -73,14 +73,23 @@ describe("a user hook under preemption", function()
     local it_p = os.getenv("GOLUA_TSAN") and pending or it
     it_p(("sees lua5.4's events (mask %q, count %d)"):format(mask, count), function()
       local want = trace(nil, mask, count, true)
-      local got, r = trace({ "-p", "1" }, mask, count)
-      if want ~= got then -- show where they part, not megabytes
-        local i = 1
-        while want:sub(i, i) == got:sub(i, i) do i = i + 1 end
-        local from = math.max(1, i - 200)
-        assert.are.equal(want:sub(from, i + 200), got:sub(from, i + 200))
+      -- every run must match; a run whose main was not preempted (sysmon
+      -- kept off the CPU by a loaded machine: seen once under mockeagain)
+      -- tested nothing of preemption, so up to three runs are made for one
+      -- with at least 3 preemptions
+      local pre, r
+      for _ = 1, 3 do
+        local got
+        got, r = trace({ "-p", "1" }, mask, count)
+        if want ~= got then -- show where they part, not megabytes
+          local i = 1
+          while want:sub(i, i) == got:sub(i, i) do i = i + 1 end
+          local from = math.max(1, i - 200)
+          assert.are.equal(want:sub(from, i + 200), got:sub(from, i + 200))
+        end
+        pre = tonumber(r.stderr:match("preemptions=(%d+)"))
+        if pre and pre >= 3 then break end
       end
-      local pre = tonumber(r.stderr:match("preemptions=(%d+)"))
       assert.truthy(pre and pre >= 3, "main was not preempted: " .. r.stderr)
     end)
   end
