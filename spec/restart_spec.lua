@@ -83,11 +83,26 @@ backend be
 ]]
 
 -- haproxy's per-server counters from its stats socket: name -> {field = n}
-local function haproxy_stats(sock)
+-- The answer is read with a timeout: once (CI, ASan + GOLUA_MOCKEAGAIN,
+-- a loaded box) a read with none waited until the watchdog with haproxy
+-- alive and idle, cause not found; a second query on a new connection is
+-- made then, and what happened goes to stderr
+local function stats_text(sock)
   local c = assert(net.dial("unix:" .. sock, 5))
-  c:write("show stat\n")
-  local text = c:read("a")
+  c:settimeout(15)
+  assert(c:write("show stat\n"))
+  local text, err, part = c:read("a")
   c:close()
+  return text, err, part
+end
+
+local function haproxy_stats(sock)
+  local text, err, part = stats_text(sock)
+  if not text then
+    io.stderr:write("restart_spec: haproxy stats read failed (", tostring(err), ") after ",
+      #(part or ""), " bytes; asking again\n")
+    text = assert(stats_text(sock))
+  end
   local names, rows = nil, {}
   for line in text:gmatch("[^\n]+") do
     local fields = {}
