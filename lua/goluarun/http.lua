@@ -974,6 +974,28 @@ local function header_block(self, want_ct)
   return s, has_date
 end
 
+-- res:send's answer with its own fields, a Connection field or no body
+local function send_fields(self, st, line, code, close, body)
+  local nobody = code == 204 or code == 304
+  local connh = close and "Connection: close\r\n"
+    or (st.keep10 and "Connection: keep-alive\r\n" or "")
+  local hdrs, own_date = DEFAULT_HEADERS, false
+  if nobody or self._n ~= 0 or self._blk then hdrs, own_date = header_block(self, not nobody) end
+  local dh = st.date and not own_date and date() or ""
+  local ok, err
+  if nobody then
+    ok, err = st.conn:write(line, dh, hdrs, connh, "\r\n")
+  else
+    ok, err = st.conn:write(line, dh, hdrs, CONTENT_LENGTH_LINE[#body], connh,
+      "\r\n", st.head and "" or body)
+  end
+  if not ok then
+    st.close = true
+    return nil, err
+  end
+  return true
+end
+
 --- res:send([body]) -> true | nil, err
 function Res:send(body, berr)
   if self._sent then error("http: res:send: response already sent", 2) end
@@ -990,59 +1012,33 @@ function Res:send(body, berr)
   self._sent = true
   self._done = true
   local st = self._st
+  local line
   if self._simple then
     -- a plain request (httpparse.request), and nothing set but maybe
     -- status 200: "200 OK", default fields, keep-alive
-    local dh = ""
-    if st.date then
-      local t = os_time()
-      if t ~= date_sec then date() end
-      dh = date_hdr
-    end
-    local ok, err = st.write(st.conn, STATUS_200, dh, PLAIN_TAIL[#body], st.head and "" or body)
-    if not ok then
-      st.close = true
-      return nil, err
-    end
-    return true
-  end
-  local close = st.close
-  if st.expect and st.blen ~= 0 then
-    -- no "100 Continue" was sent and the body was not read: the client may
-    -- or may not send it now, so this connection cannot be reused
-    close = true
-    st.close = true
-  end
-  local code = self._code
-  local line = self._line or STATUS_LINE[code]
-  local nobody = code == 204 or code == 304
-  local ok, err
-  if not (close or nobody or st.keep10 or self._blk) and self._n == 0 then
-    -- the common answer: default fields, keep-alive
-    local dh = ""
-    if st.date then
-      local t = os_time()
-      if t ~= date_sec then date() end
-      dh = date_hdr
-    end
-    ok, err = st.write(st.conn, line, dh, PLAIN_TAIL[#body], st.head and "" or body)
-    if not ok then
-      st.close = true
-      return nil, err
-    end
-    return true
-  end
-  local connh = close and "Connection: close\r\n"
-    or (st.keep10 and "Connection: keep-alive\r\n" or "")
-  local hdrs, own_date = DEFAULT_HEADERS, false
-  if nobody or self._n ~= 0 or self._blk then hdrs, own_date = header_block(self, not nobody) end
-  local dh = st.date and not own_date and date() or ""
-  if nobody then
-    ok, err = st.conn:write(line, dh, hdrs, connh, "\r\n")
+    line = STATUS_200
   else
-    ok, err = st.conn:write(line, dh, hdrs, CONTENT_LENGTH_LINE[#body], connh,
-      "\r\n", st.head and "" or body)
+    local close = st.close
+    if st.expect and st.blen ~= 0 then
+      -- no "100 Continue" was sent and the body was not read: the client may
+      -- or may not send it now, so this connection cannot be reused
+      close = true
+      st.close = true
+    end
+    local code = self._code
+    line = self._line or STATUS_LINE[code]
+    if close or code == 204 or code == 304 or st.keep10 or self._blk or self._n ~= 0 then
+      return send_fields(self, st, line, code, close, body)
+    end
   end
+  -- the common answer: default fields, keep-alive
+  local dh = ""
+  if st.date then
+    local t = os_time()
+    if t ~= date_sec then date() end
+    dh = date_hdr
+  end
+  local ok, err = st.write(st.conn, line, dh, PLAIN_TAIL[#body], st.head and "" or body)
   if not ok then
     st.close = true
     return nil, err
