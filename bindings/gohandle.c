@@ -321,8 +321,9 @@ static int end_protected(P *p, G *g, int status) {
 }
 
 /* go_end — rt->g_end. The closes run as the goroutine (p->curg), where
-** nothing can yield: an fd wait blocks its M under hand-off, a channel
-** operation raises (as in any non-yieldable place) */
+** nothing can yield: a blocking operation (an fd wait, a channel send, a
+** sleep) waits on the goroutine's M under hand-off, as in any
+** non-yieldable place (serve_spec, go_spec) */
 static int go_end(P *p, G *g, int status) {
   if (status == LUA_OK && g->direct == END_NONE) return LUA_OK;
   if (status == LUA_OK && g->direct == END_KEEP) {
