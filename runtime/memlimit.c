@@ -29,6 +29,7 @@ void memlimit_failsetup(int64_t nth, uint64_t seed, uint32_t ppm) {
 
 void memlimit_vm_init(memvm *v, struct G *const *curg, int id) {
   v->delta = 0;
+  v->flushed = 0;
   v->curg = curg;
   v->failnext = false;
   chaos_rng_init(&v->failrng, ml.fail_seed, (uint64_t)id);
@@ -72,6 +73,7 @@ static void publish(int64_t d) {
 
 void memlimit_flush(memvm *v) {
   if (v->delta) publish(v->delta);
+  v->flushed += v->delta;
   v->delta = 0;
 }
 
@@ -92,7 +94,7 @@ void memlimit_collected(void) {
 static void *grow_slow(memvm *v, void *ptr, size_t nsize, int64_t grow) {
   if (ml.limit && *v->curg && memlimit_inuse() + v->delta + grow > ml.limit)
     return NULL; /* Lua collects this VM and retries, then raises */
-  void *np = realloc(ptr, nsize);
+  void *np = ptr ? realloc(ptr, nsize) : malloc(nsize); /* (malloc: fewer steps) */
   if (np) {
     v->delta += grow;
     memlimit_flush(v);
@@ -112,7 +114,7 @@ void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   int64_t grow = (int64_t)nsize - old;
   if (GLR_UNLIKELY(ml.fail) && grow > 0 && inject(v)) return NULL;
   if (GLR_UNLIKELY(v->delta + grow >= MEMLIMIT_BATCH)) return grow_slow(v, ptr, nsize, grow);
-  void *np = realloc(ptr, nsize);
+  void *np = ptr ? realloc(ptr, nsize) : malloc(nsize);
   if (GLR_LIKELY(np != NULL)) {
     v->delta += grow;
     if (GLR_UNLIKELY(v->delta <= -MEMLIMIT_BATCH)) memlimit_flush(v);

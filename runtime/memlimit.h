@@ -51,6 +51,7 @@
 struct G;
 typedef struct memvm {
   int64_t delta;          /* owner M only: bytes not yet added to the count */
+  int64_t flushed;        /* owner M only: bytes this VM added to the count */
   struct G *const *curg;  /* const: the P's running goroutine (p->curg): when
                           ** not NULL, growth past the limit fails */
   bool failnext;          /* owner M only: refuse the next growth (allocfail) */
@@ -75,6 +76,9 @@ GLR_INTERNAL void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsiz
 GLR_INTERNAL void memlimit_adopt(memvm *v, int64_t bytes);
 /* memlimit_flush — publish v's pending bytes (owner M). */
 GLR_INTERNAL void memlimit_flush(memvm *v);
+/* memlimit_vm_bytes — the bytes v's VM holds (owner M): what
+** lua_gc(LUA_GCCOUNT/COUNTB) tells, without a call into Lua */
+static inline int64_t memlimit_vm_bytes(const memvm *v) { return v->flushed + v->delta; }
 /* memlimit_collected — a VM finished a full GC: re-arm the soft trigger. */
 GLR_INTERNAL void memlimit_collected(void);
 /* memlimit_inuse — bytes held by every VM (atomic read, any thread). */

@@ -544,9 +544,9 @@ void sched_publish(P *p) {
   atomic_store(&p->pub.handshakes, p->st.handshakes);
   atomic_store(&p->pub.handshake_failures, p->st.handshake_failures);
   atomic_store(&p->pub.timers, (int)p->timers.len);
-  /* -1 inside a finalizer (the collector is running): keep the last figure */
-  int kb = lua_gc(p->L, LUA_GCCOUNT);
-  if (kb >= 0) atomic_store(&p->pub.lua_bytes, (int64_t)kb * 1024 + lua_gc(p->L, LUA_GCCOUNTB));
+  /* the allocator's count, not lua_gc(LUA_GCCOUNT): no call into Lua at
+  ** every sleep, and right inside a finalizer too */
+  atomic_store(&p->pub.lua_bytes, memlimit_vm_bytes(&p->mem));
 }
 
 /* wake_pending — something block_in_netpoll must not sleep through */

@@ -202,7 +202,7 @@ typedef struct ppub {
   _Atomic uint64_t spawned, created, steals, preemptions, handoffs; /* p->st */
   _Atomic uint64_t conns_opened, conns_closed, accepted, bytes_read, bytes_written,
       handshakes, handshake_failures; /* p->st */
-  _Atomic int64_t lua_bytes;  /* lua_gc(L, LUA_GCCOUNT) of the VM, read on the P */
+  _Atomic int64_t lua_bytes;  /* the VM's Lua bytes (memlimit_vm_bytes), stored by the P */
   _Atomic int timers;         /* timers armed on the P's heap */
 } ppub;
 
