@@ -45,7 +45,7 @@ typedef struct proc_stats {
   int npollwait;    /* goroutines parked on a pollDesc */
   int portable;     /* portable goroutines queued on it (stealable) */
   int timers;       /* timers armed on its heap */
-  int64_t lua_bytes; /* its VM's Lua memory (lua_gc COUNT, published by the P) */
+  int64_t lua_bytes; /* its VM's Lua memory (memlimit_vm_bytes, published by the P) */
   pstats st;        /* spawned, created, steals, preemptions, handoffs, conns, bytes */
 } proc_stats;
 
