@@ -347,6 +347,17 @@ describe("go.stats conn counters (kept per P)", function()
     assert.are.equal(s0.conns, s1.conns) -- every one closed again
     assert.is_true(s1.procs[go.procid() + 1].lua_memory > 0)
   end)
+
+  it("a P's lua_memory is its VM's collectgarbage('count'), published when the P sleeps", function()
+    local keep = {}
+    for i = 1, 2000 do keep[i] = { i } end -- ~100 KiB more than before
+    go.sleep(0.01) -- the P blocks in its poll, and publishes first
+    local pub = go.stats().procs[go.procid() + 1].lua_memory
+    local now = collectgarbage("count") * 1024
+    -- the bytes allocated between the publish and this line: go.stats's tables
+    assert.is_true(math.abs(now - pub) < 16 * 1024, ("published %d, collectgarbage %d"):format(pub, math.floor(now)))
+    assert.are.equal(2000, #keep)
+  end)
 end)
 
 describe("pprof.metrics and the VM's pools", function()
