@@ -56,8 +56,11 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local parse_response, field_block, relay_fields = httpparse.response, httpparse.block,
-  httpparse.relay
+local field_block, relay_fields, read_response = httpparse.block, httpparse.relay,
+  httpparse.readresponse
+-- an answer's Content-Length body up to this size that came with its head
+-- is taken whole by the head's read (httpparse.readresponse)
+local WHOLE_MAX = 64 * 1024
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
 local match = lpeg.match
@@ -185,16 +188,12 @@ local function more(st)
   return true
 end
 
-local function head_end(buf, pos)
-  return (find(buf, "\n\r?\n", pos))
-end
-
 -- the fields the client reads itself: kept with req.only_headers
 local CLIENT_READS = { ["content-length"] = true, ["transfer-encoding"] = true,
   connection = true, location = true }
 local only_cache = setmetatable({}, { __mode = "k" })
 
--- req.only_headers with CLIENT_READS: the set parse_response keeps
+-- req.only_headers with CLIENT_READS: the set httpparse.readresponse keeps
 local function only_set(only)
   if only == nil then return nil end
   local set = only_cache[only]
@@ -210,42 +209,6 @@ local function only_set(only)
   end
   only_cache[only] = set
   return set
-end
-
--- the response head: status, reason, major, minor, headers | nil, err
-local function read_head(st)
-  local limit, max_headers = st.max_header_bytes, st.max_headers
-  while true do
-    local buf, pos = st.buf, st.pos
-    if pos <= #buf then
-      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers, st.only)
-      if major then
-        if nx - pos > limit then return nil, "headers too large" end
-        st.pos, st.hpos = nx, pos
-        return status, reason, major, minor, h
-      end
-      local e = head_end(buf, pos)
-      if e then
-        if e - pos > limit then return nil, "headers too large" end
-        if not match(W.status_line, buf, pos) then
-          return nil, "bad response: malformed status line"
-        end
-        local nf = 0
-        for _ in buf:sub(pos, e):gmatch("\n") do nf = nf + 1 end
-        if nf > st.max_headers then return nil, "headers too large" end
-        return nil, "bad response: malformed header"
-      end
-      if #buf - pos + 1 > limit then return nil, "headers too large" end
-      if #buf - pos >= 4 and sub(buf, pos, pos + 4) ~= "HTTP/" then
-        return nil, "bad response: malformed status line"
-      end
-    end
-    local ok, err = more(st)
-    if not ok then
-      if err == "eof" and st.got then return nil, "bad response: truncated head" end
-      return nil, err
-    end
-  end
 end
 
 -- one line (without "\n"; a "\r" before it removed) | nil, err
@@ -577,6 +540,44 @@ end
 -- by its server as the request went out: the request is sent again
 local RETRY = { eof = true, ["connection reset"] = true, ["broken pipe"] = true }
 
+-- the framing of an answer with a repeated Connection, Transfer-Encoding
+-- or Content-Length field (httpparse.readresponse decides the others):
+-- nil | err
+local function framing(st, h, method, status, minor)
+  local connh = rawget(h, "connection")
+  if type(connh) == "table" then connh = concat(connh, ",") end
+  if minor == "0" then
+    if not (connh and W.has_token(connh, "keep-alive")) then st.close = true end
+  elseif connh and W.has_token(connh, "close") then
+    st.close = true
+  end
+  local te, cl = rawget(h, "transfer-encoding"), rawget(h, "content-length")
+  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
+    st.mode = "none"
+  elseif te then
+    if type(te) == "table" then te = concat(te, ",") end
+    if lower(te):match("chunked%s*$") then
+      st.mode, st.left = "chunked", 0
+    else
+      st.mode, st.close = "close", true
+    end
+  elseif cl then
+    if type(cl) == "table" then
+      for i = 2, #cl do
+        if cl[i] ~= cl[1] then return "bad response: conflicting Content-Length" end
+      end
+      cl = cl[1]
+    end
+    local n = #cl <= 15 and find(cl, "^%d+$") and tonumber(cl)
+    if not n then return "bad response: bad Content-Length" end
+    st.mode, st.left = "length", n
+    if n == 0 then st.mode = "none" end
+  else
+    st.mode, st.close = "close", true
+  end
+  return nil
+end
+
 -- one exchange on one conn: res | nil, err, retry (the conn was reused and
 -- failed before any byte of the answer)
 local function exchange(req, lim, u, method, body, deadline, pool)
@@ -625,59 +626,35 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
-  local status, reason, major, minor, h
-  repeat -- 1xx answers are skipped
-    status, reason, major, minor, h = read_head(st)
-    if not status then
-      local retry = conn:reused() > 0 and not st.got and RETRY[reason] and type(body) ~= "function"
-      release(st, false)
-      return nil, st.werr or reason, retry
-    end
-  until status >= 200 or status == 101
-  if major ~= "1" then
+  local status, reason, minor, h, rawhead, mode, left, close, whole = read_response(conn,
+    lim.mhb, lim.mh, st.only, method == "HEAD", lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX)
+  if not status then
+    local retry = conn:reused() > 0 and not minor and RETRY[reason] and type(body) ~= "function"
     release(st, false)
-    return nil, "bad response: HTTP/" .. major .. "." .. minor
+    return nil, st.werr or reason, retry
   end
   setmetatable(h, Headers)
-  local connh = rawget(h, "connection")
-  if type(connh) == "table" then connh = concat(connh, ",") end
-  if minor == "0" then
-    if not (connh and W.has_token(connh, "keep-alive")) then st.close = true end
-  elseif connh and W.has_token(connh, "close") then
-    st.close = true
-  end
-  local te, cl = rawget(h, "transfer-encoding"), rawget(h, "content-length")
-  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
-    st.mode = "none"
-  elseif te then
-    if type(te) == "table" then te = concat(te, ",") end
-    if lower(te):match("chunked%s*$") then
-      st.mode, st.left = "chunked", 0
-    else
-      st.mode, st.close = "close", true
-    end
-  elseif cl then
-    if type(cl) == "table" then
-      for i = 2, #cl do
-        if cl[i] ~= cl[1] then release(st, false) return nil, "bad response: conflicting Content-Length" end
-      end
-      cl = cl[1]
-    end
-    local n = #cl <= 15 and find(cl, "^%d+$") and tonumber(cl)
-    if not n then
+  if close then st.close = true end
+  if mode then
+    st.mode, st.left = mode, left
+  else -- a repeated framing field
+    local ferr = framing(st, h, method, status, minor)
+    if ferr then
       release(st, false)
-      return nil, "bad response: bad Content-Length"
+      return nil, ferr
     end
-    st.mode, st.left = "length", n
-    if n == 0 then st.mode = "none" end
-  else
-    st.mode, st.close = "close", true
   end
   local res = { status = status, reason = reason, headers = h,
-    version = minor == "1" and major == "1" and "1.1" or major .. "." .. minor, url = req.url, _head = st.buf, _hpos = st.hpos }
+    version = minor == "1" and "1.1" or "1." .. minor, url = req.url, _head = rawhead, _hpos = 1 }
   if req.stream then
     res._st = st
+    if whole then st.buf = whole end
     if st.mode == "none" then release(st, true) end
+    return setmetatable(res, Res)
+  end
+  if whole then
+    release(st, true)
+    res.body = whole
     return setmetatable(res, Res)
   end
   local b
