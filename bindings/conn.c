@@ -1280,7 +1280,7 @@ void conn_open(lua_State *L) {
   conn_defclass(L, &CONN_KEY, CONN_MT, methods, &stream_class, &stream_vcopy);
 }
 
-/* ---------- fill: reads for an op defined outside (lhttp.c) ---------- */
+/* ---------- fill: reads for an op defined outside (lhttpread.c) ---------- */
 
 ssize_t conn_fill(lua_State *L, conn_stream *cs) {
   ssize_t r = read_into(L, cs, RD_ALL, 0);

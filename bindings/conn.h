@@ -255,7 +255,7 @@ GLR_INTERNAL bool conn_idle_is(conn_stream *cs, conn_idle_drop drop, void *arg);
 GLR_INTERNAL bool conn_idle_stop(lua_State *L, conn_stream *cs);
 /* conn_fill — one read of the transport into cs's buffer (cs->rb, grown
 ** as bytes arrive), for a conn_op defined outside conn.c whose ready step
-** looks at the buffer (lhttp.c's response head): bytes read (> 0), 0 at
+** looks at the buffer (lhttpread.c: the response head): bytes read (> 0), 0 at
 ** EOF, CONN_WANT_*, CONN_FAILED or -errno. The caller holds the read lock
 ** (it is the op's try step). */
 GLR_INTERNAL ssize_t conn_fill(lua_State *L, conn_stream *cs);

@@ -54,7 +54,6 @@
 ** key of drop. seen: the BLOCK_ bits of the lines kept; next: the position
 ** after the head. More than RELAY_MAX_FIELDS (256) field lines: nil.
 */
-#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -63,7 +62,6 @@
 #include <lauxlib.h>
 #include <lua.h>
 
-#include "conn.h"
 #include "lhttp.h"
 
 #define DEFAULT_MAX_HEADERS 100
@@ -196,19 +194,41 @@ static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
 
 #define SET_KEYS 16
 
-/* the string keys of a Lua table of lower-case names (name -> true), read
-** once per call so that a name is looked up without making a Lua string:
-** n of them (0: no table), or -1 (more than SET_KEYS: looked up in the
-** table). The table (at idx) keeps the key strings alive. */
+/* the lower-case names of a set: a Lua table (name -> true) or a string of
+** names separated by commas ("date,server"), read once per call so that a
+** name is looked up without making a Lua string: n of them (0: none), or
+** -1 (a table of more than SET_KEYS: looked up in the table). The table or
+** string (at idx) keeps the key bytes alive. */
 typedef struct hp_names {
   int n, idx;
   const char *k[SET_KEYS];
   size_t kn[SET_KEYS];
 } hp_names;
 
+/* a string set: its comma-separated names (empty ones skipped); more than
+** SET_KEYS is the caller's error */
+static void names_split(lua_State *L, int idx, hp_names *d) {
+  size_t n;
+  const char *s = lua_tolstring(L, idx, &n), *e = s + n;
+  while (s < e) {
+    const char *c = memchr(s, ',', (size_t)(e - s));
+    if (!c) c = e;
+    if (c > s) {
+      if (d->n == SET_KEYS) luaL_error(L, "httpparse: more than %d names in a set string", SET_KEYS);
+      d->k[d->n] = s;
+      d->kn[d->n++] = (size_t)(c - s);
+    }
+    s = c + 1;
+  }
+}
+
 static void names_read(lua_State *L, int idx, hp_names *d) {
   d->n = 0;
   d->idx = idx;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    names_split(L, idx, d);
+    return;
+  }
   if (lua_isnoneornil(L, idx)) return;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -237,8 +257,16 @@ static bool names_has(lua_State *L, const hp_names *d, const char *l, size_t n) 
   return in;
 }
 
-/* whether the name s[0 .. n) (any case) is in the set */
+static bool same_ci(const unsigned char *a, const char *l, size_t n);
+
+/* whether the name s[0 .. n) (any case) is in the set: compared in place,
+** lowered only for a table too big to read */
 static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
+  if (d->n >= 0) {
+    for (int i = 0; i < d->n; i++)
+      if (d->kn[i] == n && same_ci(s, d->k[i], n)) return true;
+    return false;
+  }
   if (n > NAME_STACK) {
     push_lower(L, s, n);
     bool in = names_has(L, d, lua_tostring(L, -1), n);
@@ -734,18 +762,29 @@ static int hp_block(lua_State *L) {
 
 /* a field line of the input: name [n0, n0+nlen), value [v0, v0+vlen) */
 /* the names a proxy never relays: hop-by-hop (RFC 9110 7.6.1) and
-** Content-Length (the next hop's framing is the sender's) */
-static bool never_relayed(const char *l, size_t n) {
+** Content-Length (the next hop's framing is the sender's); any case */
+#define name_ci(s, n, lit) ((n) == sizeof(lit) - 1 && same_ci((s), (lit), (n)))
+static bool never_relayed(const unsigned char *s, size_t n) {
   switch (n) {
-  case 2: return name_is(l, n, "te");
-  case 7: return name_is(l, n, "trailer") || name_is(l, n, "upgrade");
-  case 10: return name_is(l, n, "connection") || name_is(l, n, "keep-alive");
-  case 14: return name_is(l, n, "content-length");
-  case 16: return name_is(l, n, "proxy-connection");
-  case 17: return name_is(l, n, "transfer-encoding");
-  case 18: return name_is(l, n, "proxy-authenticate");
-  case 19: return name_is(l, n, "proxy-authorization");
+  case 2: return name_ci(s, n, "te");
+  case 7: return name_ci(s, n, "trailer") || name_ci(s, n, "upgrade");
+  case 10: return name_ci(s, n, "connection") || name_ci(s, n, "keep-alive");
+  case 14: return name_ci(s, n, "content-length");
+  case 16: return name_ci(s, n, "proxy-connection");
+  case 17: return name_ci(s, n, "transfer-encoding");
+  case 18: return name_ci(s, n, "proxy-authenticate");
+  case 19: return name_ci(s, n, "proxy-authorization");
   default: return false;
+  }
+}
+
+/* seen_bit of a name in any case */
+static int seen_bit_ci(const unsigned char *s, size_t n) {
+  switch (n) {
+  case 4: return name_ci(s, n, "host") ? BLOCK_HOST : name_ci(s, n, "date") ? BLOCK_DATE : 0;
+  case 10: return name_ci(s, n, "user-agent") ? BLOCK_UA : 0;
+  case 12: return name_ci(s, n, "content-type") ? BLOCK_CTYPE : 0;
+  default: return 0;
   }
 }
 
@@ -805,23 +844,26 @@ static bool connection_lists(const hp_cur *c, const hp_field *f, int nf, const c
   return false;
 }
 
-/* one field: its line into o unless it is not relayed; its seen bit */
+/* one field: its line into o unless it is not relayed; its seen bit (the
+** name compared in place, in any case: nothing lowered, nothing pushed) */
 static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur *c,
                        const hp_field *f, int nf, int i, bool has_conn) {
   const hp_field *x = &f[i];
-  char buf[NAME_STACK];
-  const char *l = buf; /* the name in lower case: here, or a Lua string */
-  if (x->nlen <= NAME_STACK) {
-    lower_into(buf, c->s + x->n0, x->nlen);
-  } else {
-    push_lower(L, c->s + x->n0, x->nlen); /* (popped by the caller) */
-    l = lua_tostring(L, -1);
+  const unsigned char *nm = c->s + x->n0;
+  if (never_relayed(nm, x->nlen) || names_has_ci(L, d, nm, x->nlen)) return 0;
+  if (has_conn) {
+    char buf[NAME_STACK];
+    const char *l = buf; /* the name in lower case: here, or a Lua string */
+    if (x->nlen <= NAME_STACK) {
+      lower_into(buf, nm, x->nlen);
+    } else {
+      push_lower(L, nm, x->nlen); /* (popped by the caller) */
+      l = lua_tostring(L, -1);
+    }
+    if (connection_lists(c, f, nf, l, x->nlen)) return 0;
   }
-  if (never_relayed(l, x->nlen) || (has_conn && connection_lists(c, f, nf, l, x->nlen)) ||
-      names_has(L, d, l, x->nlen))
-    return 0;
-  out_line(L, o, (const char *)c->s + x->n0, x->nlen, (const char *)c->s + x->v0, x->vlen);
-  return seen_bit(l, x->nlen);
+  out_line(L, o, (const char *)nm, x->nlen, (const char *)c->s + x->v0, x->vlen);
+  return seen_bit_ci(nm, x->nlen);
 }
 
 static bool any_connection(const hp_cur *c, const hp_field *f, int nf) {
@@ -864,209 +906,70 @@ static int hp_relay(lua_State *L) {
 }
 
 
-/* ---------- httpparse.readresponse: the client's answer head, read ---------- */
+/* ---------- httpparse.lines ---------- */
 
-/* stack slots of readresponse: 1 conn, 2 max_header_bytes, 3 max_headers,
-** 4 only (table or nil), 5 HEAD request (boolean), 6 body cap */
-#define RR_TOP 6
-#define RR_GOT 1 /* s->arg: bytes of the answer arrived (a 1xx consumed) */
+/* one line of s as relay writes it: name ": " value CRLF, the value
+** without OWS around it; the cursor after it; its name's length (0: not) */
+static size_t relayed_line(hp_cur *c) {
+  size_t p0 = c->p, nlen = span_token(c), vs, ve;
+  if (nlen == 0 || !eat(c, ':')) return 0;
+  span_value(c, &vs, &ve);
+  if (vs != p0 + nlen + 2 || c->s[p0 + nlen + 1] != ' ' || ve != c->p) return 0;
+  if (!eat(c, '\r') || !eat(c, '\n')) return 0;
+  return nlen;
+}
 
-/* where the first empty line ends the head: the offset after it, *lf the
-** offset of the LF before it; 0: not buffered yet (a search starts again
-** where the last stopped, rb->scan) */
-static size_t head_end(conn_stream *cs, const char *b, size_t n, size_t *lf) {
-  size_t from = cs->rb->scan;
-  for (;;) {
-    const char *p = memchr(b + from, '\n', n - from);
-    if (!p) break;
-    size_t i = (size_t)(p - b);
-    if (i + 1 < n && b[i + 1] == '\n') {
-      *lf = i;
-      return i + 2;
+/* httpparse.lines(s) -> seen | nil: whether s is field lines exactly as
+** relay writes them (each checked as the parsers do, CRLF ends, ": "
+** after the name, no OWS around the value) and none a proxy never relays:
+** relay(s) would give s back unchanged, with these seen bits; nil: it
+** would not (ask relay) */
+static int hp_lines(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  hp_cur c = {(const unsigned char *)s, 0, n};
+  int seen = 0;
+  while (c.p < c.n) {
+    size_t p0 = c.p, nlen = relayed_line(&c);
+    if (nlen == 0 || never_relayed(c.s + p0, nlen)) {
+      lua_pushnil(L);
+      return 1;
     }
-    if (i + 2 < n && b[i + 1] == '\r' && b[i + 2] == '\n') {
-      *lf = i;
-      return i + 3;
-    }
-    if (i + 2 >= n) { /* its end may come: search from this LF again */
-      from = i;
-      break;
-    }
-    from = i + 1;
+    seen |= seen_bit_ci(c.s + p0, nlen);
   }
-  cs->rb->scan = from;
+  lua_pushinteger(L, seen);
+  return 1;
+}
+
+/* ---------- for lhttpread.c ---------- */
+
+int lhttp_push_upvalues(lua_State *L) {
+  luaL_checkstack(L, N_UP, "httpparse");
+  for (int i = 0; i < N_NAMES; i++) lua_pushlstring(L, COMMON_NAME[i].s, COMMON_NAME[i].n);
+  for (int i = 0; i < N_METHODS; i++) lua_pushlstring(L, COMMON_METHOD[i].s, COMMON_METHOD[i].n);
+  for (char d = '0'; d <= '9'; d++) lua_pushlstring(L, &d, 1);
+  return N_UP;
+}
+
+int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max, int only_idx) {
+  hp_cur cur = {(const unsigned char *)b, 0, n};
+  hp_names only, *onlyp = NULL;
+  if (only_idx) {
+    names_read(L, only_idx, &only);
+    onlyp = &only;
+  }
+  hp_acc acc = {0, 0};
+  if (!status_line(L, &cur)) return LHTTP_BAD_STATUS;
+  if (!fields(L, &cur, max, true, onlyp, &acc) || cur.p != n) return LHTTP_BAD_FIELDS;
   return 0;
 }
 
-static int rr_err(lua_State *L, conn_side *s, conn_stream *cs, const char *msg) {
-  lua_settop(L, RR_TOP);
-  lua_pushnil(L);
-  lua_pushstring(L, msg);
-  lua_pushboolean(L, (s->arg & RR_GOT) || conn_buffered(cs) > 0);
-  return 3;
-}
-
-/* whether the comma list v names tok (lower case), any case */
-static bool has_token_ci(const char *v, size_t vn, const char *tok) {
+bool lhttp_has_token(const char *v, size_t vn, const char *tok) {
   return lists_name((const unsigned char *)v, vn, tok, strlen(tok));
 }
 
-/* a single string field of the headers table h (at -1): its bytes, NULL
-** if absent; *list: the field was repeated (a table) */
-static const char *rr_field(lua_State *L, const char *name, size_t *n, bool *list) {
-  int t = lua_getfield(L, -1, name);
-  const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
-  if (t == LUA_TTABLE) *list = true;
-  lua_pop(L, 1); /* (the table keeps the string alive) */
-  return v;
-}
-
-/* ends with "chunked" (any case) before trailing whitespace */
-static bool ends_chunked(const char *v, size_t n) {
-  while (n > 0 && (is_ws((unsigned char)v[n - 1]) || v[n - 1] == '\r' || v[n - 1] == '\n')) n--;
-  return n >= 7 && same_ci((const unsigned char *)v + n - 7, "chunked", 7);
-}
-
-typedef struct rr_frame {
-  const char *mode; /* NULL: a repeated framing field, Lua decides */
-  lua_Integer left;
-  bool close;
-} rr_frame;
-
-/* the framing of an answer (headers table on the top): false with a bad
-** Content-Length */
-static bool rr_framing(lua_State *L, int status, bool v10, rr_frame *f) {
-  bool list = false;
-  size_t cn = 0, tn = 0, ln = 0;
-  const char *connh = rr_field(L, "connection", &cn, &list);
-  const char *te = rr_field(L, "transfer-encoding", &tn, &list);
-  const char *cl = rr_field(L, "content-length", &ln, &list);
-  f->mode = NULL;
-  f->left = 0;
-  f->close = false;
-  if (list) return true;
-  f->close = v10 ? !(connh && has_token_ci(connh, cn, "keep-alive"))
-                 : connh != NULL && has_token_ci(connh, cn, "close");
-  if (lua_toboolean(L, 5) || status == 204 || status == 304 || status < 200) {
-    f->mode = "none";
-  } else if (te) {
-    f->mode = ends_chunked(te, tn) ? "chunked" : "close";
-    if (!ends_chunked(te, tn)) f->close = true;
-  } else if (cl) {
-    if (ln == 0 || ln > 15) return false;
-    for (size_t i = 0; i < ln; i++) {
-      if (!is_digit((unsigned char)cl[i])) return false;
-      f->left = f->left * 10 + (cl[i] - '0');
-    }
-    f->mode = f->left == 0 ? "none" : "length";
-  } else {
-    f->mode = "close";
-    f->close = true;
-  }
-  return true;
-}
-
-/* the head's field lines past the limit, or malformed: which */
-static const char *rr_bad_fields(const char *b, size_t lf, lua_Integer max) {
-  lua_Integer nl = 0;
-  for (size_t i = 0; i <= lf; i++) nl += b[i] == '\n';
-  return nl > max ? "headers too large" : "bad response: malformed header";
-}
-
-/* pushes the results of a parsed head b[0 .. end) (status line and fields
-** on the stack) and consumes it, with a Content-Length body already here
-** up to the cap */
-static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, size_t end) {
-  int base = RR_TOP, status = (int)lua_tointeger(L, base + 3);
-  bool v10 = lua_tostring(L, base + 2)[0] == '0';
-  rr_frame f;
-  if (!rr_framing(L, status, v10, &f)) return rr_err(L, s, cs, "bad response: bad Content-Length");
-  /* status, reason, minor, headers, head, mode, left, close, body */
-  lua_rotate(L, base + 1, -2); /* major minor status reason h -> status reason h major minor */
-  lua_rotate(L, base + 3, -1); /* -> status reason major minor h */
-  lua_remove(L, base + 3);     /* -> status reason minor h */
-  lua_pushlstring(L, b, end);
-  if (f.mode) lua_pushstring(L, f.mode);
-  else lua_pushnil(L);
-  lua_pushinteger(L, f.left);
-  lua_pushboolean(L, f.close);
-  size_t n = conn_buffered(cs);
-  bool whole = f.mode && f.mode[0] == 'l' && f.left <= lua_tointeger(L, 6) &&
-               n - end >= (size_t)f.left;
-  if (whole) lua_pushlstring(L, b + end, (size_t)f.left);
-  else lua_pushnil(L);
-  conn_consume(cs, end + (whole ? (size_t)f.left : 0));
-  return 9;
-}
-
-/* one head from the buffer: results, or CONN_PENDING; a 1xx is skipped */
-static int rr_ready(lua_State *L, conn *c, conn_side *s) {
-  conn_stream *cs = (conn_stream *)c;
-  for (;;) {
-    size_t n, lf;
-    const char *b = conn_data(cs, &n);
-    if (n == 0) return CONN_PENDING;
-    size_t end = head_end(cs, b, n, &lf);
-    if (end == 0) {
-      if (n > (size_t)lua_tointeger(L, 2)) return rr_err(L, s, cs, "headers too large");
-      if (n >= 5 && memcmp(b, "HTTP/", 5) != 0)
-        return rr_err(L, s, cs, "bad response: malformed status line");
-      return CONN_PENDING;
-    }
-    if (lf > (size_t)lua_tointeger(L, 2)) return rr_err(L, s, cs, "headers too large");
-    hp_cur cur = {(const unsigned char *)b, 0, end};
-    hp_names only, *onlyp = NULL;
-    if (!lua_isnil(L, 4)) {
-      names_read(L, 4, &only);
-      onlyp = &only;
-    }
-    hp_acc acc = {0, 0};
-    if (!status_line(L, &cur)) return rr_err(L, s, cs, "bad response: malformed status line");
-    if (!fields(L, &cur, lua_tointeger(L, 3), true, onlyp, &acc) || cur.p != end)
-      return rr_err(L, s, cs, rr_bad_fields(b, lf, lua_tointeger(L, 3)));
-    const char *major = lua_tostring(L, RR_TOP + 1);
-    if (major[0] != '1') {
-      char msg[32] = "bad response: HTTP/x.y";
-      msg[19] = major[0];
-      msg[21] = lua_tostring(L, RR_TOP + 2)[0];
-      return rr_err(L, s, cs, msg);
-    }
-    int status = (int)lua_tointeger(L, RR_TOP + 3);
-    if (status >= 200 || status == 101) return rr_done(L, s, cs, b, end);
-    lua_settop(L, RR_TOP); /* 1xx: skipped */
-    conn_consume(cs, end);
-    s->arg |= RR_GOT;
-  }
-}
-
-static int rr_try(lua_State *L, conn *c, conn_side *s) {
-  conn_stream *cs = (conn_stream *)c;
-  ssize_t r = conn_fill(L, cs);
-  if (r > 0) return CONN_AGAIN;
-  if (r == 0) {
-    bool got = (s->arg & RR_GOT) || conn_buffered(cs) > 0;
-    return rr_err(L, s, cs, got ? "bad response: truncated head" : "eof");
-  }
-  if (r == -ENOMEM) return rr_err(L, s, cs, "out of memory");
-  return (int)r;
-}
-
-static int rr_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool started) {
-  conn_stream *cs = (conn_stream *)c;
-  conn_side none = {.arg = 0};
-  return rr_err(L, started ? s : &none, cs, msg);
-}
-
-static const conn_op rr_op = {CONN_DIR_R, GLR_READ, rr_ready, rr_try, rr_fail, NULL};
-
-static int hp_readresponse(lua_State *L) {
-  conn_stream_check(L, 1);
-  luaL_checkinteger(L, 2);
-  luaL_checkinteger(L, 3);
-  if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
-  luaL_checkinteger(L, 6);
-  lua_settop(L, RR_TOP);
-  return conn_op_run(L, &rr_op, 0);
+bool lhttp_same_ci(const char *a, const char *l, size_t n) {
+  return same_ci((const unsigned char *)a, l, n);
 }
 
 static bool name_at(int up, const char *l) { return strcmp(COMMON_NAME[up - 1].s, l) == 0; }
@@ -1084,15 +987,11 @@ int luaopen_httpparse(lua_State *L) {
       {"response", hp_response},
       {"block", hp_block},
       {"relay", hp_relay},
-      {"readresponse", hp_readresponse},
+      {"lines", hp_lines},
       {NULL, NULL},
   };
   if (!names_in_step()) return luaL_error(L, "httpparse: NAME_ constants out of step");
   luaL_newlibtable(L, fns);
-  luaL_checkstack(L, N_UP, "httpparse");
-  for (int i = 0; i < N_NAMES; i++) lua_pushlstring(L, COMMON_NAME[i].s, COMMON_NAME[i].n);
-  for (int i = 0; i < N_METHODS; i++) lua_pushlstring(L, COMMON_METHOD[i].s, COMMON_METHOD[i].n);
-  for (char d = '0'; d <= '9'; d++) lua_pushlstring(L, &d, 1);
-  luaL_setfuncs(L, fns, N_UP); /* the interned strings: every function's upvalues */
+  luaL_setfuncs(L, fns, lhttp_push_upvalues(L)); /* every function's upvalues */
   return 1;
 }

@@ -56,10 +56,11 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local field_block, relay_fields, read_response = httpparse.block, httpparse.relay,
-  httpparse.readresponse
+local read_response = require("goluarun.httpread").readresponse
+local field_block, relay_fields, relayed_lines = httpparse.block, httpparse.relay,
+  httpparse.lines
 -- an answer's Content-Length body up to this size that came with its head
--- is taken whole by the head's read (httpparse.readresponse)
+-- is taken whole by the head's read (httpread.readresponse)
 local WHOLE_MAX = 64 * 1024
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
@@ -143,7 +144,10 @@ local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 -- which checks them again here and drops hop-by-hop ones)
 local function given_lines(fields)
   if type(fields) ~= "string" then error("http.request: req.fields must be a string", 4) end
-  local lines, seen, nx = relay_fields(fields)
+  local seen = relayed_lines(fields) -- (as relay wrote them: nothing to drop)
+  if seen then return fields, seen & 1 ~= 0, seen & 2 ~= 0, false end
+  local lines, nx
+  lines, seen, nx = relay_fields(fields)
   if not lines or nx ~= #fields + 1 or (fields ~= "" and not find(fields, "^[%w!#$%%&'*+%-.^_`|~]+:")) then
     error("http.request: req.fields must be field lines (\"Name: value\\r\\n\"...)", 4)
   end
@@ -193,7 +197,21 @@ local CLIENT_READS = { ["content-length"] = true, ["transfer-encoding"] = true,
   connection = true, location = true }
 local only_cache = setmetatable({}, { __mode = "k" })
 
--- req.only_headers with CLIENT_READS: the set httpparse.readresponse keeps
+-- req.only_headers with CLIENT_READS: the set httpread.readresponse keeps,
+-- as a string of comma-separated names when it can be (up to 16 names
+-- without a comma: read without a table walk per answer)
+local function set_string(set)
+  local names, n = {}, 0
+  for k in pairs(set) do
+    if find(k, ",", 1, true) then return set end
+    n = n + 1
+    names[n] = k
+  end
+  if n > 16 then return set end
+  table.sort(names)
+  return concat(names, ",")
+end
+
 local function only_set(only)
   if only == nil then return nil end
   local set = only_cache[only]
@@ -207,6 +225,7 @@ local function only_set(only)
     end
     if v then set[k] = true end
   end
+  set = set_string(set)
   only_cache[only] = set
   return set
 end
