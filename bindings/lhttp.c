@@ -51,7 +51,8 @@
 ** TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
 ** Proxy-Authorization), Content-Length (the sender frames the body), the
 ** names any Connection field lists, and the names whose lower case is a
-** key of drop. seen: the BLOCK_ bits of the lines kept; next: the position
+** key of drop (a table; or a string of up to 16 comma-separated lower-case
+** names, "date,server": read without a table walk per call). seen: the BLOCK_ bits of the lines kept; next: the position
 ** after the head. More than RELAY_MAX_FIELDS (256) field lines: nil.
 */
 #include <stdbool.h>
@@ -734,7 +735,7 @@ static int block_fail(lua_State *L, const char *what) {
 static int hp_block(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
   lua_pushnil(L); /* 5: the Connection value */
@@ -866,9 +867,25 @@ static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur 
   return seen_bit_ci(nm, x->nlen);
 }
 
+/* whether the Connection value v names a field other than Keep-Alive
+** (never relayed anyway): "Connection: keep-alive" asks no field check */
+static bool names_fields(const unsigned char *v, size_t vn) {
+  size_t i = 0;
+  while (i < vn) {
+    while (i < vn && (v[i] == ',' || is_ws(v[i]))) i++;
+    size_t t0 = i;
+    while (i < vn && v[i] != ',' && !is_ws(v[i])) i++;
+    if (i > t0 && !(i - t0 == 10 && same_ci(v + t0, "keep-alive", 10))) return true;
+  }
+  return false;
+}
+
+/* whether a Connection field of f[0 .. nf) lists a field to drop */
 static bool any_connection(const hp_cur *c, const hp_field *f, int nf) {
   for (int i = 0; i < nf; i++)
-    if (f[i].nlen == 10 && same_ci(c->s + f[i].n0, "connection", 10)) return true;
+    if (f[i].nlen == 10 && same_ci(c->s + f[i].n0, "connection", 10) &&
+        names_fields(c->s + f[i].v0, f[i].vlen))
+      return true;
   return false;
 }
 
@@ -877,7 +894,7 @@ static int hp_relay(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &n);
   lua_Integer pos = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, pos >= 1, 2, "position must be >= 1");
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
   hp_cur c = {(const unsigned char *)s, (size_t)pos - 1, n};

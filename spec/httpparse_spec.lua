@@ -232,6 +232,8 @@ describe("goluarun.httpparse", function()
     assert.are.same({ "A: 1\r\n", 0, 26 }, { relay("HTTP/1.1 200 OK\r\nA: 1\r\n\r\n") })
     assert.are.same({ "A: 1\r\nB: 2\r\n", 0, 12 }, { relay("A: 1\nB: 2\r\n") })
     assert.are.same({ "", 0, 1 }, { relay("") })
+    -- drop as a string of comma-separated names: the same
+    assert.are.equal(lines, (relay("xx" .. s, 3, "x-forwarded-for,date,,set-cookie")))
     -- more drop names than the C array holds: the table is asked instead
     local many = {}
     for i = 1, 40 do many["x-" .. i] = true end
@@ -263,7 +265,8 @@ describe("goluarun.httpparse", function()
     -- misuse raises
     assert.has_error(function() relay(nil) end)
     assert.has_error(function() relay("x", 0) end)
-    assert.has_error(function() relay("x", 1, "drop") end)
+    assert.has_error(function() relay("x", 1, 5) end)
+    assert.has_error(function() relay("A: 1\r\n\r\n", 1, ("a,"):rep(17)) end) -- 16 names at most
   end)
 
   it("response with only: the other fields checked but left out", function()
