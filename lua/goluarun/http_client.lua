@@ -38,7 +38,8 @@
 -- res: status (integer), reason, version ("1.1"/"1.0"), headers (lower-
 --   case names, looked up case-insensitively: res.headers["Content-Type"];
 --   a repeated field is a list), body (string), trailers (chunked, or nil),
---   url (after redirects), res:read(), res:close(), res:settimeout(s) (the
+--   url (after redirects), res:read(), res:readall() (the rest of a
+--   streamed body, whole), res:close(), res:settimeout(s) (the
 --   rest of a streamed body: s seconds per read instead of req.timeout),
 --   res:rawhead() -> s, pos (the head as received starts at s:sub(pos)).
 -- http.get(url [, req]), http.post(url, body [, req]): shorthands.
@@ -423,6 +424,28 @@ function Res:read()
   return nil
 end
 
+--- res:readall() -> the rest of the body, whole | nil, err (a streamed
+--- answer read to its end: the conn goes back to its pool as with read)
+function Res:readall()
+  local st = self._st
+  if st and st.conn and st.mode == "length" and st.pos == 1 and #st.buf == st.left then
+    local b = st.buf -- (it came with the head: httpread.readresponse)
+    st.buf, st.left = "", 0
+    release(st, true)
+    return b
+  end
+  local parts, n = {}, 0
+  while true do
+    local d, err = self:read()
+    if not d then
+      if err then return nil, err end
+      return concat(parts, "", 1, n)
+    end
+    n = n + 1
+    parts[n] = d
+  end
+end
+
 -- whether the rest of a Content-Length body is buffered already (no read
 -- of the conn is left for a timeout to bound)
 local function buffered_to_end(st)
@@ -663,10 +686,11 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       return nil, ferr
     end
   end
+  local stream = req.stream
   local res = { status = status, reason = reason, headers = h,
-    version = minor == "1" and "1.1" or "1." .. minor, url = req.url, _head = rawhead, _hpos = 1 }
-  if req.stream then
-    res._st = st
+    version = minor == "1" and "1.1" or "1." .. minor, url = req.url, _head = rawhead, _hpos = 1,
+    _st = stream and st or nil } -- (nine keys in the constructor: no rehash)
+  if stream then
     if whole then st.buf = whole end
     if st.mode == "none" then release(st, true) end
     return setmetatable(res, Res)
