@@ -269,6 +269,22 @@ describe("goluarun.httpparse", function()
     assert.has_error(function() relay("A: 1\r\n\r\n", 1, ("a,"):rep(17)) end) -- 16 names at most
   end)
 
+  it("lines: field lines exactly as relay writes them, else nil", function()
+    local lines = hp.lines
+    assert.are.equal(0, lines(""))
+    assert.are.equal(1 | 2, lines("Host: h\r\nX-A: 1\r\nuser-agent: u\r\nX-E: \r\n"))
+    for _, s in ipairs({ "A:1\r\n", "A: 1\n", "A: 1 \r\n", "A:  1\r\n", "A: 1\r\n\r\n",
+      "Bad Name: 1\r\n", "A: \0\r\n", "A: 1", "Connection: x\r\n", "TE: x\r\n",
+      "content-length: 1\r\n", "GET / HTTP/1.1\r\nA: 1\r\n" }) do
+      assert.is_nil(lines(s), s)
+    end
+    -- what it accepts, relay gives back unchanged
+    local s = "Host: h\r\nX-Forwarded-For: 1, 2\r\nSet-Cookie: a=b; c\r\n"
+    assert.are.equal(s, (hp.relay(s)))
+    assert.are.equal(1, lines(s))
+    assert.has_error(function() lines(nil) end)
+  end)
+
   it("response with only: the other fields checked but left out", function()
     local s = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nETag: e\r\nX-A: 1\r\nx-a: 2\r\n\r\nok"
     local _, _, status, _, h, nx = hp.response(s, 1, 100, { ["content-length"] = true, ["x-a"] = true })

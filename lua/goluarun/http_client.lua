@@ -585,7 +585,7 @@ local RETRY = { eof = true, ["connection reset"] = true, ["broken pipe"] = true 
 -- the framing of an answer with a repeated Connection, Transfer-Encoding
 -- or Content-Length field (httpparse.readresponse decides the others):
 -- nil | err
-local function framing(st, h, method, status, minor)
+local function decide_framing(st, h, method, status, minor)
   local connh = rawget(h, "connection")
   if type(connh) == "table" then connh = concat(connh, ",") end
   if minor == "0" then
@@ -680,7 +680,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   if mode then
     st.mode, st.left = mode, left
   else -- a repeated framing field
-    local ferr = framing(st, h, method, status, minor)
+    local ferr = decide_framing(st, h, method, status, minor)
     if ferr then
       release(st, false)
       return nil, ferr
