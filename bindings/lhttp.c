@@ -54,6 +54,16 @@
 ** key of drop (a table; or a string of up to 16 comma-separated lower-case
 ** names, "date,server": read without a table walk per call). seen: the BLOCK_ bits of the lines kept; next: the position
 ** after the head. More than RELAY_MAX_FIELDS (256) field lines: nil.
+**
+**   httpparse.lines(s) -> seen | nil
+**
+** Whether s is field lines exactly as relay writes them ("Name: value\r\n"
+** each, checked as the parsers do, no OWS around the value) with none that
+** relay leaves out: then relay(s) is s, and seen its BLOCK_ bits; nil:
+** ask relay. The HTTP client takes req.fields so without copying them.
+**
+** lhttp.h also gives lhttpread.c (the client's answer head read from a
+** conn) the response parser: lhttp_response_head, lhttp_push_upvalues.
 */
 #include <stdbool.h>
 #include <stddef.h>
