@@ -189,7 +189,6 @@ local function more(st)
     st.buf = sub(buf, pos) .. d
   end
   st.pos = 1
-  st.got = true
   return true
 end
 
@@ -254,7 +253,6 @@ local function some(st, n)
   if avail <= 0 then
     local d, err = st.conn:read()
     if not d then return nil, err end
-    st.got = true
     if #d <= n then return d end
     st.buf, st.pos = d, n + 1 -- bytes after the body: the conn is not reused
     return sub(d, 1, n)
@@ -336,7 +334,8 @@ function M._trailers(st)
     if line == "" then break end
     n = n + 1
     bytes = bytes + #line
-    if n > st.max_headers or bytes > st.max_header_bytes then
+    local lim = st.lim
+    if n > lim.mh or bytes > lim.mhb then
       return nil, "headers too large"
     end
     local k, v = match(W.trailer_line, line)
@@ -657,19 +656,23 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       .. (has_ua and "" or "User-Agent: goluarun\r\n")
       .. hl .. framing .. "\r\n"
   end
+  local only = only_set(req.only_headers) -- (misuse raises before a byte goes out)
   local st = {
-    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close,
-    max_header_bytes = lim.mhb, max_headers = lim.mh, only = only_set(req.only_headers),
-  }
+    conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim,
+  } -- (six keys, and mode and left: the constructor's eight slots)
   local ok
-  ok, err = send(st, conn, head, body)
+  if type(body) ~= "function" then
+    ok, err = conn:write(head, body or "")
+  else
+    ok, err = send(st, conn, head, body)
+  end
   if not ok then
     local reused = conn:reused() > 0
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
   local status, reason, minor, h, rawhead, mode, left, close, whole = read_response(conn,
-    lim.mhb, lim.mh, st.only, method == "HEAD", lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX)
+    lim.mhb, lim.mh, only, method == "HEAD", lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX)
   if not status then
     local retry = conn:reused() > 0 and not minor and RETRY[reason] and type(body) ~= "function"
     release(st, false)
