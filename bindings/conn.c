@@ -1279,3 +1279,15 @@ void conn_open(lua_State *L) {
       {NULL, NULL}};
   conn_defclass(L, &CONN_KEY, CONN_MT, methods, &stream_class, &stream_vcopy);
 }
+
+/* ---------- fill: reads for an op defined outside (lhttpread.c) ---------- */
+
+ssize_t conn_fill(lua_State *L, conn_stream *cs) {
+  ssize_t r = read_into(L, cs, RD_ALL, 0);
+  if (r > 0) pst(L)->bytes_read += (uint64_t)r;
+  return r;
+}
+
+void conn_consume(conn_stream *cs, size_t n) {
+  if (n > 0) buf_consume(cs, n);
+}

@@ -253,6 +253,19 @@ GLR_INTERNAL bool conn_idle_is(conn_stream *cs, conn_idle_drop drop, void *arg);
 /* conn_idle_stop — take an idle conn back (reused + 1): true, or false if
 ** it was dropped meanwhile (then it is closed). */
 GLR_INTERNAL bool conn_idle_stop(lua_State *L, conn_stream *cs);
+/* conn_fill — one read of the transport into cs's buffer (cs->rb, grown
+** as bytes arrive), for a conn_op defined outside conn.c whose ready step
+** looks at the buffer (lhttpread.c: the response head): bytes read (> 0), 0 at
+** EOF, CONN_WANT_*, CONN_FAILED or -errno. The caller holds the read lock
+** (it is the op's try step). */
+GLR_INTERNAL ssize_t conn_fill(lua_State *L, conn_stream *cs);
+/* conn_data — the buffered bytes (NULL, *n = 0: none) */
+static inline const char *conn_data(const conn_stream *cs, size_t *n) {
+  *n = conn_buffered(cs);
+  return cs->rb ? cs->rb->data + cs->rb->off : NULL;
+}
+/* conn_consume — drop the first n buffered bytes (n <= conn_buffered) */
+GLR_INTERNAL void conn_consume(conn_stream *cs, size_t n);
 /* conn_open — defines the stream conn class (net's luaopen calls it). */
 GLR_INTERNAL void conn_open(lua_State *L);
 

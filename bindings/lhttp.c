@@ -51,8 +51,19 @@
 ** TE, Trailer, Transfer-Encoding, Upgrade, Proxy-Authenticate,
 ** Proxy-Authorization), Content-Length (the sender frames the body), the
 ** names any Connection field lists, and the names whose lower case is a
-** key of drop. seen: the BLOCK_ bits of the lines kept; next: the position
+** key of drop (a table; or a string of up to 16 comma-separated lower-case
+** names, "date,server": read without a table walk per call). seen: the BLOCK_ bits of the lines kept; next: the position
 ** after the head. More than RELAY_MAX_FIELDS (256) field lines: nil.
+**
+**   httpparse.lines(s) -> seen | nil
+**
+** Whether s is field lines exactly as relay writes them ("Name: value\r\n"
+** each, checked as the parsers do, no OWS around the value) with none that
+** relay leaves out: then relay(s) is s, and seen its BLOCK_ bits; nil:
+** ask relay. The HTTP client takes req.fields so without copying them.
+**
+** lhttp.h also gives lhttpread.c (the client's answer head read from a
+** conn) the response parser: lhttp_response_head, lhttp_push_upvalues.
 */
 #include <stdbool.h>
 #include <stddef.h>
@@ -194,19 +205,41 @@ static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
 
 #define SET_KEYS 16
 
-/* the string keys of a Lua table of lower-case names (name -> true), read
-** once per call so that a name is looked up without making a Lua string:
-** n of them (0: no table), or -1 (more than SET_KEYS: looked up in the
-** table). The table (at idx) keeps the key strings alive. */
+/* the lower-case names of a set: a Lua table (name -> true) or a string of
+** names separated by commas ("date,server"), read once per call so that a
+** name is looked up without making a Lua string: n of them (0: none), or
+** -1 (a table of more than SET_KEYS: looked up in the table). The table or
+** string (at idx) keeps the key bytes alive. */
 typedef struct hp_names {
   int n, idx;
   const char *k[SET_KEYS];
   size_t kn[SET_KEYS];
 } hp_names;
 
+/* a string set: its comma-separated names (empty ones skipped); more than
+** SET_KEYS is the caller's error */
+static void names_split(lua_State *L, int idx, hp_names *d) {
+  size_t n;
+  const char *s = lua_tolstring(L, idx, &n), *e = s + n;
+  while (s < e) {
+    const char *c = memchr(s, ',', (size_t)(e - s));
+    if (!c) c = e;
+    if (c > s) {
+      if (d->n == SET_KEYS) luaL_error(L, "httpparse: more than %d names in a set string", SET_KEYS);
+      d->k[d->n] = s;
+      d->kn[d->n++] = (size_t)(c - s);
+    }
+    s = c + 1;
+  }
+}
+
 static void names_read(lua_State *L, int idx, hp_names *d) {
   d->n = 0;
   d->idx = idx;
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    names_split(L, idx, d);
+    return;
+  }
   if (lua_isnoneornil(L, idx)) return;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -235,8 +268,16 @@ static bool names_has(lua_State *L, const hp_names *d, const char *l, size_t n) 
   return in;
 }
 
-/* whether the name s[0 .. n) (any case) is in the set */
+static bool same_ci(const unsigned char *a, const char *l, size_t n);
+
+/* whether the name s[0 .. n) (any case) is in the set: compared in place,
+** lowered only for a table too big to read */
 static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
+  if (d->n >= 0) {
+    for (int i = 0; i < d->n; i++)
+      if (d->kn[i] == n && same_ci(s, d->k[i], n)) return true;
+    return false;
+  }
   if (n > NAME_STACK) {
     push_lower(L, s, n);
     bool in = names_has(L, d, lua_tostring(L, -1), n);
@@ -704,7 +745,7 @@ static int block_fail(lua_State *L, const char *what) {
 static int hp_block(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
   lua_pushnil(L); /* 5: the Connection value */
@@ -732,18 +773,29 @@ static int hp_block(lua_State *L) {
 
 /* a field line of the input: name [n0, n0+nlen), value [v0, v0+vlen) */
 /* the names a proxy never relays: hop-by-hop (RFC 9110 7.6.1) and
-** Content-Length (the next hop's framing is the sender's) */
-static bool never_relayed(const char *l, size_t n) {
+** Content-Length (the next hop's framing is the sender's); any case */
+#define name_ci(s, n, lit) ((n) == sizeof(lit) - 1 && same_ci((s), (lit), (n)))
+static bool never_relayed(const unsigned char *s, size_t n) {
   switch (n) {
-  case 2: return name_is(l, n, "te");
-  case 7: return name_is(l, n, "trailer") || name_is(l, n, "upgrade");
-  case 10: return name_is(l, n, "connection") || name_is(l, n, "keep-alive");
-  case 14: return name_is(l, n, "content-length");
-  case 16: return name_is(l, n, "proxy-connection");
-  case 17: return name_is(l, n, "transfer-encoding");
-  case 18: return name_is(l, n, "proxy-authenticate");
-  case 19: return name_is(l, n, "proxy-authorization");
+  case 2: return name_ci(s, n, "te");
+  case 7: return name_ci(s, n, "trailer") || name_ci(s, n, "upgrade");
+  case 10: return name_ci(s, n, "connection") || name_ci(s, n, "keep-alive");
+  case 14: return name_ci(s, n, "content-length");
+  case 16: return name_ci(s, n, "proxy-connection");
+  case 17: return name_ci(s, n, "transfer-encoding");
+  case 18: return name_ci(s, n, "proxy-authenticate");
+  case 19: return name_ci(s, n, "proxy-authorization");
   default: return false;
+  }
+}
+
+/* seen_bit of a name in any case */
+static int seen_bit_ci(const unsigned char *s, size_t n) {
+  switch (n) {
+  case 4: return name_ci(s, n, "host") ? BLOCK_HOST : name_ci(s, n, "date") ? BLOCK_DATE : 0;
+  case 10: return name_ci(s, n, "user-agent") ? BLOCK_UA : 0;
+  case 12: return name_ci(s, n, "content-type") ? BLOCK_CTYPE : 0;
+  default: return 0;
   }
 }
 
@@ -803,28 +855,47 @@ static bool connection_lists(const hp_cur *c, const hp_field *f, int nf, const c
   return false;
 }
 
-/* one field: its line into o unless it is not relayed; its seen bit */
+/* one field: its line into o unless it is not relayed; its seen bit (the
+** name compared in place, in any case: nothing lowered, nothing pushed) */
 static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur *c,
                        const hp_field *f, int nf, int i, bool has_conn) {
   const hp_field *x = &f[i];
-  char buf[NAME_STACK];
-  const char *l = buf; /* the name in lower case: here, or a Lua string */
-  if (x->nlen <= NAME_STACK) {
-    lower_into(buf, c->s + x->n0, x->nlen);
-  } else {
-    push_lower(L, c->s + x->n0, x->nlen); /* (popped by the caller) */
-    l = lua_tostring(L, -1);
+  const unsigned char *nm = c->s + x->n0;
+  if (never_relayed(nm, x->nlen) || names_has_ci(L, d, nm, x->nlen)) return 0;
+  if (has_conn) {
+    char buf[NAME_STACK];
+    const char *l = buf; /* the name in lower case: here, or a Lua string */
+    if (x->nlen <= NAME_STACK) {
+      lower_into(buf, nm, x->nlen);
+    } else {
+      push_lower(L, nm, x->nlen); /* (popped by the caller) */
+      l = lua_tostring(L, -1);
+    }
+    if (connection_lists(c, f, nf, l, x->nlen)) return 0;
   }
-  if (never_relayed(l, x->nlen) || (has_conn && connection_lists(c, f, nf, l, x->nlen)) ||
-      names_has(L, d, l, x->nlen))
-    return 0;
-  out_line(L, o, (const char *)c->s + x->n0, x->nlen, (const char *)c->s + x->v0, x->vlen);
-  return seen_bit(l, x->nlen);
+  out_line(L, o, (const char *)nm, x->nlen, (const char *)c->s + x->v0, x->vlen);
+  return seen_bit_ci(nm, x->nlen);
 }
 
+/* whether the Connection value v names a field other than Keep-Alive
+** (never relayed anyway): "Connection: keep-alive" asks no field check */
+static bool names_fields(const unsigned char *v, size_t vn) {
+  size_t i = 0;
+  while (i < vn) {
+    while (i < vn && (v[i] == ',' || is_ws(v[i]))) i++;
+    size_t t0 = i;
+    while (i < vn && v[i] != ',' && !is_ws(v[i])) i++;
+    if (i > t0 && !(i - t0 == 10 && same_ci(v + t0, "keep-alive", 10))) return true;
+  }
+  return false;
+}
+
+/* whether a Connection field of f[0 .. nf) lists a field to drop */
 static bool any_connection(const hp_cur *c, const hp_field *f, int nf) {
   for (int i = 0; i < nf; i++)
-    if (f[i].nlen == 10 && same_ci(c->s + f[i].n0, "connection", 10)) return true;
+    if (f[i].nlen == 10 && same_ci(c->s + f[i].n0, "connection", 10) &&
+        names_fields(c->s + f[i].v0, f[i].vlen))
+      return true;
   return false;
 }
 
@@ -833,7 +904,7 @@ static int hp_relay(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &n);
   lua_Integer pos = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, pos >= 1, 2, "position must be >= 1");
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) luaL_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
   hp_cur c = {(const unsigned char *)s, (size_t)pos - 1, n};
@@ -861,6 +932,73 @@ static int hp_relay(lua_State *L) {
   return 3;
 }
 
+
+/* ---------- httpparse.lines ---------- */
+
+/* one line of s as relay writes it: name ": " value CRLF, the value
+** without OWS around it; the cursor after it; its name's length (0: not) */
+static size_t relayed_line(hp_cur *c) {
+  size_t p0 = c->p, nlen = span_token(c), vs, ve;
+  if (nlen == 0 || !eat(c, ':')) return 0;
+  span_value(c, &vs, &ve);
+  if (vs != p0 + nlen + 2 || c->s[p0 + nlen + 1] != ' ' || ve != c->p) return 0;
+  if (!eat(c, '\r') || !eat(c, '\n')) return 0;
+  return nlen;
+}
+
+/* httpparse.lines(s) -> seen | nil: whether s is field lines exactly as
+** relay writes them (each checked as the parsers do, CRLF ends, ": "
+** after the name, no OWS around the value) and none a proxy never relays:
+** relay(s) would give s back unchanged, with these seen bits; nil: it
+** would not (ask relay) */
+static int hp_lines(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  hp_cur c = {(const unsigned char *)s, 0, n};
+  int seen = 0;
+  while (c.p < c.n) {
+    size_t p0 = c.p, nlen = relayed_line(&c);
+    if (nlen == 0 || never_relayed(c.s + p0, nlen)) {
+      lua_pushnil(L);
+      return 1;
+    }
+    seen |= seen_bit_ci(c.s + p0, nlen);
+  }
+  lua_pushinteger(L, seen);
+  return 1;
+}
+
+/* ---------- for lhttpread.c ---------- */
+
+int lhttp_push_upvalues(lua_State *L) {
+  luaL_checkstack(L, N_UP, "httpparse");
+  for (int i = 0; i < N_NAMES; i++) lua_pushlstring(L, COMMON_NAME[i].s, COMMON_NAME[i].n);
+  for (int i = 0; i < N_METHODS; i++) lua_pushlstring(L, COMMON_METHOD[i].s, COMMON_METHOD[i].n);
+  for (char d = '0'; d <= '9'; d++) lua_pushlstring(L, &d, 1);
+  return N_UP;
+}
+
+int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max, int only_idx) {
+  hp_cur cur = {(const unsigned char *)b, 0, n};
+  hp_names only, *onlyp = NULL;
+  if (only_idx) {
+    names_read(L, only_idx, &only);
+    onlyp = &only;
+  }
+  hp_acc acc = {0, 0};
+  if (!status_line(L, &cur)) return LHTTP_BAD_STATUS;
+  if (!fields(L, &cur, max, true, onlyp, &acc) || cur.p != n) return LHTTP_BAD_FIELDS;
+  return 0;
+}
+
+bool lhttp_has_token(const char *v, size_t vn, const char *tok) {
+  return lists_name((const unsigned char *)v, vn, tok, strlen(tok));
+}
+
+bool lhttp_same_ci(const char *a, const char *l, size_t n) {
+  return same_ci((const unsigned char *)a, l, n);
+}
+
 static bool name_at(int up, const char *l) { return strcmp(COMMON_NAME[up - 1].s, l) == 0; }
 
 /* the NAME_ constants index COMMON_NAME: a list edited out of step fails here */
@@ -876,14 +1014,11 @@ int luaopen_httpparse(lua_State *L) {
       {"response", hp_response},
       {"block", hp_block},
       {"relay", hp_relay},
+      {"lines", hp_lines},
       {NULL, NULL},
   };
   if (!names_in_step()) return luaL_error(L, "httpparse: NAME_ constants out of step");
   luaL_newlibtable(L, fns);
-  luaL_checkstack(L, N_UP, "httpparse");
-  for (int i = 0; i < N_NAMES; i++) lua_pushlstring(L, COMMON_NAME[i].s, COMMON_NAME[i].n);
-  for (int i = 0; i < N_METHODS; i++) lua_pushlstring(L, COMMON_METHOD[i].s, COMMON_METHOD[i].n);
-  for (char d = '0'; d <= '9'; d++) lua_pushlstring(L, &d, 1);
-  luaL_setfuncs(L, fns, N_UP); /* the interned strings: every function's upvalues */
+  luaL_setfuncs(L, fns, lhttp_push_upvalues(L)); /* every function's upvalues */
   return 1;
 }

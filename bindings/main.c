@@ -27,6 +27,7 @@
 #include "goluarun.h"
 #include "lcodec.h"
 #include "lhttp.h"
+#include "lhttpread.h"
 #include "lresp.h"
 #include "lcoro.h"
 #include "ldbhook.h"
@@ -298,6 +299,8 @@ static void open_vm(lua_State *L, P *p, void *ud) {
   lua_setfield(L, -2, "goluarun.codec");
   lua_pushcfunction(L, luaopen_httpparse);
   lua_setfield(L, -2, "goluarun.httpparse");
+  lua_pushcfunction(L, luaopen_httpread);
+  lua_setfield(L, -2, "goluarun.httpread");
   lua_pushcfunction(L, luaopen_respparse);
   lua_setfield(L, -2, "goluarun.respparse");
   lua_pop(L, 1);

@@ -20,7 +20,7 @@ local FLOORS = {
   [3] = { "bindings/lnet.*", "bindings/ludp.*", "bindings/lchan.*", "bindings/lschan.*",
           "bindings/lspawn.*", "bindings/lexec.*", "bindings/lsignal.*", "bindings/lookup.*",
           "bindings/lstdio.*", "bindings/lcoro.*", "bindings/ldbhook.*",
-          "bindings/lshared.*", "bindings/lcodec.*", "bindings/lhttp.*", "bindings/lresp.*",
+          "bindings/lshared.*", "bindings/lcodec.*", "bindings/lhttp.*", "bindings/lhttpread.*", "bindings/lresp.*",
           "bindings/lpool.*", "bindings/lprof.*", "bindings/lgroup.*" },
   [4] = { "bindings/lgo.*", "bindings/main.c" },
 }

@@ -441,6 +441,73 @@ describe("http client against broken servers", function()
     end)
   end)
 
+  it("reads the answer head in one operation: cut, slow, odd heads; clear errors, no fd left", function()
+    local ANSWER = {
+      ["/trunc"] = "HTTP/1.1 200 OK\r\nContent-Le",
+      ["/v2"] = "HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n",
+      ["/badcl"] = "HTTP/1.1 200 OK\r\nContent-Length: 1x\r\n\r\n",
+      ["/badfield"] = "HTTP/1.1 200 OK\r\nBad Name: 1\r\n\r\n",
+      ["/1xx"] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        .. "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+      ["/samecl"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
+      ["/twocl"] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok!",
+      ["/extra"] = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhelloEXTRA",
+      ["/lf"] = "HTTP/1.1 200 OK\nContent-Length: 2\nConnection: close\n\nok",
+    }
+    local held = {}
+    local ln, a = raw_server(function(c)
+      local target = read_head(c)[1]:match("^GET (%S+)")
+      if target == "/slow" then
+        held[#held + 1] = c
+        c:write("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n") -- and no more
+        c:read()
+        return
+      end
+      c:write(ANSWER[target])
+      if target == "/trunc" then return end -- closed mid-head
+      read_head(c) -- (until the client closes)
+    end)
+    finally(function() ln:close() end)
+    H.no_fd_leak(function()
+      local p = net.pool()
+      local function get(path, stream)
+        return http.get("http://" .. a .. path, { pool = p, timeout = T, stream = stream })
+      end
+      local function fails(path, want)
+        local r, err = get(path)
+        assert.is_nil(r, path)
+        assert.are.equal(want, err, path)
+      end
+      fails("/trunc", "bad response: truncated head")
+      fails("/v2", "bad response: HTTP/2.0")
+      fails("/badcl", "bad response: bad Content-Length")
+      fails("/badfield", "bad response: malformed header")
+      fails("/twocl", "bad response: conflicting Content-Length")
+      local t0 = go.now()
+      local r, err = http.get("http://" .. a .. "/slow", { pool = p, timeout = 0.2 })
+      assert.is_nil(r)
+      assert.are.equal("timeout", err)
+      assert.is_true(go.now() - t0 < 2)
+      for _, c in ipairs(held) do c:close() end
+      r = assert(get("/1xx"))
+      assert.are.equal(200, r.status)
+      assert.are.equal("ok", r.body)
+      assert.are.equal("ok", assert(get("/samecl")).body) -- a repeated field: decided in Lua
+      r = assert(get("/lf"))
+      assert.are.equal("ok", r.body)
+      -- streamed: the body that came with the head, whole; bytes after it
+      -- keep the conn out of the pool
+      r = assert(get("/1xx", true))
+      assert.are.equal("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", (r:rawhead()))
+      assert.are.equal("ok", r:readall())
+      assert.is_nil(r:read())
+      r = assert(get("/extra", true))
+      assert.are.equal("hello", r:readall())
+      assert.is_true(H.wait_until(function() return p:stats().idle == 0 end))
+      p:close()
+    end)
+  end)
+
   it("sends a request again on a fresh conn when a reused one was closed under it", function()
     local n = 0
     local ln, a = raw_server(function(c)

@@ -194,7 +194,7 @@ local function app()
   a:get("/relay-misuse", function(_, res)
     local out = {}
     for _, args in ipairs({ { nil }, { 5 }, { "A: 1\r\n", 0 }, { "A: 1\r\n", 1.5 },
-      { "A: 1\r\n", 1, "drop" }, { "GET / HTTP/1.1\r\nBad Name: v\r\n\r\n" },
+      { "A: 1\r\n", 1, 5 }, { "GET / HTTP/1.1\r\nBad Name: v\r\n\r\n" },
       { "GET / HTTP/1.1\r\nA: \0\r\n\r\n" } }) do
       local ok, err = pcall(res.relay, res, args[1], args[2], args[3])
       out[#out + 1] = ok and "ok" or err:match("res:relay: (%a+ %a+)") or err

@@ -232,6 +232,8 @@ describe("goluarun.httpparse", function()
     assert.are.same({ "A: 1\r\n", 0, 26 }, { relay("HTTP/1.1 200 OK\r\nA: 1\r\n\r\n") })
     assert.are.same({ "A: 1\r\nB: 2\r\n", 0, 12 }, { relay("A: 1\nB: 2\r\n") })
     assert.are.same({ "", 0, 1 }, { relay("") })
+    -- drop as a string of comma-separated names: the same
+    assert.are.equal(lines, (relay("xx" .. s, 3, "x-forwarded-for,date,,set-cookie")))
     -- more drop names than the C array holds: the table is asked instead
     local many = {}
     for i = 1, 40 do many["x-" .. i] = true end
@@ -263,7 +265,24 @@ describe("goluarun.httpparse", function()
     -- misuse raises
     assert.has_error(function() relay(nil) end)
     assert.has_error(function() relay("x", 0) end)
-    assert.has_error(function() relay("x", 1, "drop") end)
+    assert.has_error(function() relay("x", 1, 5) end)
+    assert.has_error(function() relay("A: 1\r\n\r\n", 1, ("a,"):rep(17)) end) -- 16 names at most
+  end)
+
+  it("lines: field lines exactly as relay writes them, else nil", function()
+    local lines = hp.lines
+    assert.are.equal(0, lines(""))
+    assert.are.equal(1 | 2, lines("Host: h\r\nX-A: 1\r\nuser-agent: u\r\nX-E: \r\n"))
+    for _, s in ipairs({ "A:1\r\n", "A: 1\n", "A: 1 \r\n", "A:  1\r\n", "A: 1\r\n\r\n",
+      "Bad Name: 1\r\n", "A: \0\r\n", "A: 1", "Connection: x\r\n", "TE: x\r\n",
+      "content-length: 1\r\n", "GET / HTTP/1.1\r\nA: 1\r\n" }) do
+      assert.is_nil(lines(s), s)
+    end
+    -- what it accepts, relay gives back unchanged
+    local s = "Host: h\r\nX-Forwarded-For: 1, 2\r\nSet-Cookie: a=b; c\r\n"
+    assert.are.equal(s, (hp.relay(s)))
+    assert.are.equal(1, lines(s))
+    assert.has_error(function() lines(nil) end)
   end)
 
   it("response with only: the other fields checked but left out", function()

@@ -937,7 +937,8 @@ end
 --- res:relay(head [, pos [, drop]]) -> res: the field lines of a received
 --- head (s:sub(pos); a proxy's upstream answer) as they go on, names as
 --- received, minus hop-by-hop ones, Content-Length and those whose lower
---- case is a key of drop (httpparse.relay); no default Content-Type
+--- case is a key of drop (a set table, or a string "date,server" of up to
+--- 16 comma-separated names; httpparse.relay); no default Content-Type
 function Res:relay(head, pos, drop)
   if self._sent then error("http: res:relay: the head was already sent", 2) end
   self._simple = false
@@ -945,7 +946,9 @@ function Res:relay(head, pos, drop)
   if pos ~= nil and (math_type(pos) ~= "integer" or pos < 1) then
     error("http: res:relay: pos must be a positive integer", 2)
   end
-  if drop ~= nil and type(drop) ~= "table" then error("http: res:relay: drop must be a table", 2) end
+  if drop ~= nil and type(drop) ~= "table" and type(drop) ~= "string" then
+    error("http: res:relay: drop must be a table or a string", 2)
+  end
   local lines, seen = relay_fields(head, pos, drop)
   if not lines then error("http: res:relay: malformed head", 2) end
   local blk = self._blk

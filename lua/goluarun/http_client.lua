@@ -38,7 +38,8 @@
 -- res: status (integer), reason, version ("1.1"/"1.0"), headers (lower-
 --   case names, looked up case-insensitively: res.headers["Content-Type"];
 --   a repeated field is a list), body (string), trailers (chunked, or nil),
---   url (after redirects), res:read(), res:close(), res:settimeout(s) (the
+--   url (after redirects), res:read(), res:readall() (the rest of a
+--   streamed body, whole), res:close(), res:settimeout(s) (the
 --   rest of a streamed body: s seconds per read instead of req.timeout),
 --   res:rawhead() -> s, pos (the head as received starts at s:sub(pos)).
 -- http.get(url [, req]), http.post(url, body [, req]): shorthands.
@@ -56,8 +57,12 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local parse_response, field_block, relay_fields = httpparse.response, httpparse.block,
-  httpparse.relay
+local read_response = require("goluarun.httpread").readresponse
+local field_block, relay_fields, relayed_lines = httpparse.block, httpparse.relay,
+  httpparse.lines
+-- an answer's Content-Length body up to this size that came with its head
+-- is taken whole by the head's read (httpread.readresponse)
+local WHOLE_MAX = 64 * 1024
 
 local P, R, S, C, Cc = lpeg.P, lpeg.R, lpeg.S, lpeg.C, lpeg.Cc
 local match = lpeg.match
@@ -140,7 +145,10 @@ local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 -- which checks them again here and drops hop-by-hop ones)
 local function given_lines(fields)
   if type(fields) ~= "string" then error("http.request: req.fields must be a string", 4) end
-  local lines, seen, nx = relay_fields(fields)
+  local seen = relayed_lines(fields) -- (as relay wrote them: nothing to drop)
+  if seen then return fields, seen & 1 ~= 0, seen & 2 ~= 0, false end
+  local lines, nx
+  lines, seen, nx = relay_fields(fields)
   if not lines or nx ~= #fields + 1 or (fields ~= "" and not find(fields, "^[%w!#$%%&'*+%-.^_`|~]+:")) then
     error("http.request: req.fields must be field lines (\"Name: value\\r\\n\"...)", 4)
   end
@@ -181,12 +189,7 @@ local function more(st)
     st.buf = sub(buf, pos) .. d
   end
   st.pos = 1
-  st.got = true
   return true
-end
-
-local function head_end(buf, pos)
-  return (find(buf, "\n\r?\n", pos))
 end
 
 -- the fields the client reads itself: kept with req.only_headers
@@ -194,7 +197,21 @@ local CLIENT_READS = { ["content-length"] = true, ["transfer-encoding"] = true,
   connection = true, location = true }
 local only_cache = setmetatable({}, { __mode = "k" })
 
--- req.only_headers with CLIENT_READS: the set parse_response keeps
+-- req.only_headers with CLIENT_READS: the set httpread.readresponse keeps,
+-- as a string of comma-separated names when it can be (up to 16 names
+-- without a comma: read without a table walk per answer)
+local function set_string(set)
+  local names, n = {}, 0
+  for k in pairs(set) do
+    if find(k, ",", 1, true) then return set end
+    n = n + 1
+    names[n] = k
+  end
+  if n > 16 then return set end
+  table.sort(names)
+  return concat(names, ",")
+end
+
 local function only_set(only)
   if only == nil then return nil end
   local set = only_cache[only]
@@ -208,44 +225,9 @@ local function only_set(only)
     end
     if v then set[k] = true end
   end
+  set = set_string(set)
   only_cache[only] = set
   return set
-end
-
--- the response head: status, reason, major, minor, headers | nil, err
-local function read_head(st)
-  local limit, max_headers = st.max_header_bytes, st.max_headers
-  while true do
-    local buf, pos = st.buf, st.pos
-    if pos <= #buf then
-      local major, minor, status, reason, h, nx = parse_response(buf, pos, max_headers, st.only)
-      if major then
-        if nx - pos > limit then return nil, "headers too large" end
-        st.pos, st.hpos = nx, pos
-        return status, reason, major, minor, h
-      end
-      local e = head_end(buf, pos)
-      if e then
-        if e - pos > limit then return nil, "headers too large" end
-        if not match(W.status_line, buf, pos) then
-          return nil, "bad response: malformed status line"
-        end
-        local nf = 0
-        for _ in buf:sub(pos, e):gmatch("\n") do nf = nf + 1 end
-        if nf > st.max_headers then return nil, "headers too large" end
-        return nil, "bad response: malformed header"
-      end
-      if #buf - pos + 1 > limit then return nil, "headers too large" end
-      if #buf - pos >= 4 and sub(buf, pos, pos + 4) ~= "HTTP/" then
-        return nil, "bad response: malformed status line"
-      end
-    end
-    local ok, err = more(st)
-    if not ok then
-      if err == "eof" and st.got then return nil, "bad response: truncated head" end
-      return nil, err
-    end
-  end
 end
 
 -- one line (without "\n"; a "\r" before it removed) | nil, err
@@ -271,7 +253,6 @@ local function some(st, n)
   if avail <= 0 then
     local d, err = st.conn:read()
     if not d then return nil, err end
-    st.got = true
     if #d <= n then return d end
     st.buf, st.pos = d, n + 1 -- bytes after the body: the conn is not reused
     return sub(d, 1, n)
@@ -353,7 +334,8 @@ function M._trailers(st)
     if line == "" then break end
     n = n + 1
     bytes = bytes + #line
-    if n > st.max_headers or bytes > st.max_header_bytes then
+    local lim = st.lim
+    if n > lim.mh or bytes > lim.mhb then
       return nil, "headers too large"
     end
     local k, v = match(W.trailer_line, line)
@@ -439,6 +421,28 @@ function Res:read()
   self.trailers = st.trailers
   release(st, st.mode ~= "close")
   return nil
+end
+
+--- res:readall() -> the rest of the body, whole | nil, err (a streamed
+--- answer read to its end: the conn goes back to its pool as with read)
+function Res:readall()
+  local st = self._st
+  if st and st.conn and st.mode == "length" and st.pos == 1 and #st.buf == st.left then
+    local b = st.buf -- (it came with the head: httpread.readresponse)
+    st.buf, st.left = "", 0
+    release(st, true)
+    return b
+  end
+  local parts, n = {}, 0
+  while true do
+    local d, err = self:read()
+    if not d then
+      if err then return nil, err end
+      return concat(parts, "", 1, n)
+    end
+    n = n + 1
+    parts[n] = d
+  end
 end
 
 -- whether the rest of a Content-Length body is buffered already (no read
@@ -577,6 +581,44 @@ end
 -- by its server as the request went out: the request is sent again
 local RETRY = { eof = true, ["connection reset"] = true, ["broken pipe"] = true }
 
+-- the framing of an answer with a repeated Connection, Transfer-Encoding
+-- or Content-Length field (httpparse.readresponse decides the others):
+-- nil | err
+local function decide_framing(st, h, method, status, minor)
+  local connh = rawget(h, "connection")
+  if type(connh) == "table" then connh = concat(connh, ",") end
+  if minor == "0" then
+    if not (connh and W.has_token(connh, "keep-alive")) then st.close = true end
+  elseif connh and W.has_token(connh, "close") then
+    st.close = true
+  end
+  local te, cl = rawget(h, "transfer-encoding"), rawget(h, "content-length")
+  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
+    st.mode = "none"
+  elseif te then
+    if type(te) == "table" then te = concat(te, ",") end
+    if lower(te):match("chunked%s*$") then
+      st.mode, st.left = "chunked", 0
+    else
+      st.mode, st.close = "close", true
+    end
+  elseif cl then
+    if type(cl) == "table" then
+      for i = 2, #cl do
+        if cl[i] ~= cl[1] then return "bad response: conflicting Content-Length" end
+      end
+      cl = cl[1]
+    end
+    local n = #cl <= 15 and find(cl, "^%d+$") and tonumber(cl)
+    if not n then return "bad response: bad Content-Length" end
+    st.mode, st.left = "length", n
+    if n == 0 then st.mode = "none" end
+  else
+    st.mode, st.close = "close", true
+  end
+  return nil
+end
+
 -- one exchange on one conn: res | nil, err, retry (the conn was reused and
 -- failed before any byte of the answer)
 local function exchange(req, lim, u, method, body, deadline, pool)
@@ -614,70 +656,51 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       .. (has_ua and "" or "User-Agent: goluarun\r\n")
       .. hl .. framing .. "\r\n"
   end
+  local only = only_set(req.only_headers) -- (misuse raises before a byte goes out)
   local st = {
-    conn = conn, pool = pool, buf = "", pos = 1, got = false, close = close,
-    max_header_bytes = lim.mhb, max_headers = lim.mh, only = only_set(req.only_headers),
-  }
+    conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim,
+  } -- (six keys, and mode and left: the constructor's eight slots)
   local ok
-  ok, err = send(st, conn, head, body)
+  if type(body) ~= "function" then
+    ok, err = conn:write(head, body or "")
+  else
+    ok, err = send(st, conn, head, body)
+  end
   if not ok then
     local reused = conn:reused() > 0
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
-  local status, reason, major, minor, h
-  repeat -- 1xx answers are skipped
-    status, reason, major, minor, h = read_head(st)
-    if not status then
-      local retry = conn:reused() > 0 and not st.got and RETRY[reason] and type(body) ~= "function"
-      release(st, false)
-      return nil, st.werr or reason, retry
-    end
-  until status >= 200 or status == 101
-  if major ~= "1" then
+  local status, reason, minor, h, rawhead, mode, left, close, whole = read_response(conn,
+    lim.mhb, lim.mh, only, method == "HEAD", lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX)
+  if not status then
+    local retry = conn:reused() > 0 and not minor and RETRY[reason] and type(body) ~= "function"
     release(st, false)
-    return nil, "bad response: HTTP/" .. major .. "." .. minor
+    return nil, st.werr or reason, retry
   end
   setmetatable(h, Headers)
-  local connh = rawget(h, "connection")
-  if type(connh) == "table" then connh = concat(connh, ",") end
-  if minor == "0" then
-    if not (connh and W.has_token(connh, "keep-alive")) then st.close = true end
-  elseif connh and W.has_token(connh, "close") then
-    st.close = true
-  end
-  local te, cl = rawget(h, "transfer-encoding"), rawget(h, "content-length")
-  if method == "HEAD" or status == 204 or status == 304 or status < 200 then
-    st.mode = "none"
-  elseif te then
-    if type(te) == "table" then te = concat(te, ",") end
-    if lower(te):match("chunked%s*$") then
-      st.mode, st.left = "chunked", 0
-    else
-      st.mode, st.close = "close", true
-    end
-  elseif cl then
-    if type(cl) == "table" then
-      for i = 2, #cl do
-        if cl[i] ~= cl[1] then release(st, false) return nil, "bad response: conflicting Content-Length" end
-      end
-      cl = cl[1]
-    end
-    local n = #cl <= 15 and find(cl, "^%d+$") and tonumber(cl)
-    if not n then
+  if close then st.close = true end
+  if mode then
+    st.mode, st.left = mode, left
+  else -- a repeated framing field
+    local ferr = decide_framing(st, h, method, status, minor)
+    if ferr then
       release(st, false)
-      return nil, "bad response: bad Content-Length"
+      return nil, ferr
     end
-    st.mode, st.left = "length", n
-    if n == 0 then st.mode = "none" end
-  else
-    st.mode, st.close = "close", true
   end
+  local stream = req.stream
   local res = { status = status, reason = reason, headers = h,
-    version = minor == "1" and major == "1" and "1.1" or major .. "." .. minor, url = req.url, _head = st.buf, _hpos = st.hpos }
-  if req.stream then
-    res._st = st
+    version = minor == "1" and "1.1" or "1." .. minor, url = req.url, _head = rawhead, _hpos = 1,
+    _st = stream and st or nil } -- (nine keys in the constructor: no rehash)
+  if stream then
+    if whole then st.buf = whole end
     if st.mode == "none" then release(st, true) end
+    return setmetatable(res, Res)
+  end
+  if whole then
+    release(st, true)
+    res.body = whole
     return setmetatable(res, Res)
   end
   local b

@@ -3,7 +3,7 @@
 # (goluarun -p 1) under valgrind's callgrind: a load-independent figure to
 # iterate on while the box is busy (req/s on a shared box is noise).
 #
-#   scripts/bench/gateway_instr.sh     (env: N=2000 CONNS=4 GOLUARUN=...)
+#   scripts/bench/gateway_instr.sh     (env: N=2000 CONNS=4 GOLUARUN=... GATEWAY=script)
 #
 # The upstream is nginx (1 worker) serving a static 100-byte file, as in
 # gateway.sh. A goluarun client (not under callgrind) sends keep-alive GETs
@@ -16,6 +16,7 @@ ROOT=$PWD
 N=${N:-2000}
 CONNS=${CONNS:-4}
 GOLUARUN=${GOLUARUN:-$ROOT/build/goluarun}
+GATEWAY=${GATEWAY:-$ROOT/scripts/gateway.lua} # (another script: an experiment)
 source "$ROOT/scripts/bench/lib.sh"
 need_pkgs gateway_instr.sh valgrind nginx curl
 [ -x "$GOLUARUN" ] || { echo "gateway_instr.sh: $GOLUARUN not built" >&2; exit 1; }
@@ -84,7 +85,7 @@ LUA
 run_one() { # count -> instructions
   local count=$1 out="$TMP/cg.$1"
   valgrind --tool=callgrind --callgrind-out-file="$out" "$GOLUARUN" -p 1 \
-    "$ROOT/scripts/gateway.lua" "$TMP/gw.lua" 127.0.0.1:0 > "$TMP/gw.out" 2> "$TMP/gw.err" &
+    "$GATEWAY" "$TMP/gw.lua" 127.0.0.1:0 > "$TMP/gw.out" 2> "$TMP/gw.err" &
   local pid=$! addr=""
   for _ in $(seq 400); do
     addr=$(sed -n 's/^listening on //p' "$TMP/gw.out" || true)

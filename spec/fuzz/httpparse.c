@@ -15,7 +15,10 @@
 ** The same bytes go to the proxy's calls as well: httpparse.relay (its
 ** lines are field lines "name: value\r\n" without a hop-by-hop name, it
 ** ends where the request or response parser ends when that one matches,
-** and relaying its own output gives that output back), httpparse.response
+** and relaying its own output gives that output back; a drop set as a
+** string gives what the same set as a table gives), httpparse.lines (where
+** it accepts s, relay(s) is s with the same seen bits; relay's output is
+** always accepted), httpparse.response
 ** with a set `only` (the same match and end as without it, only names of
 ** the set), and httpparse.block over a table made of the bytes (names and
 ** values split at NULs: one CRLF per value written, or nil with "name" or
@@ -215,6 +218,50 @@ static void relay_one(const char *s, size_t n, lua_Integer pos, lua_Integer req_
   lua_settop(L, top);
 }
 
+/* httpparse.lines(s): accepted only where relay gives s back unchanged
+** (same seen); relay(s, pos)'s lines always accepted; drop as a string
+** "host,x-a" and as the table {host, x-a}: the same lines */
+static void lines_one(const char *s, size_t n, lua_Integer pos) {
+  int top = lua_gettop(L);
+  lua_pushlstring(L, s, n);
+  call("lines", 1);
+  if (!lua_isnil(L, -1)) {
+    lua_Integer seen = lua_tointeger(L, -1);
+    lua_pushlstring(L, s, n);
+    call("relay", 1);
+    size_t ln;
+    const char *lines = lua_tolstring(L, -3, &ln);
+    if (!lines || ln != n || memcmp(lines, s, n) != 0) fail("lines: accepted what relay changes");
+    if (lua_tointeger(L, -2) != seen) fail("lines: another seen than relay's");
+  }
+  lua_settop(L, top);
+  lua_pushlstring(L, s, n);
+  lua_pushinteger(L, pos);
+  lua_pushliteral(L, "host,x-a");
+  call("relay", 3);
+  if (lua_isnil(L, top + 1)) {
+    lua_settop(L, top);
+    return;
+  }
+  lua_pushvalue(L, top + 1);
+  call("lines", 1);
+  if (lua_isnil(L, -1) || lua_tointeger(L, -1) != lua_tointeger(L, top + 2))
+    fail("lines: refused relay's output");
+  lua_pushlstring(L, s, n);
+  lua_pushinteger(L, pos);
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "host");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "x-a");
+  int base = lua_gettop(L) - 2;
+  call("relay", 3);
+  size_t a, b;
+  const char *x = lua_tolstring(L, top + 1, &a), *y = lua_tolstring(L, base, &b);
+  if (!y || a != b || memcmp(x, y, a) != 0) fail("relay: a string drop set differs from the table");
+  lua_settop(L, top);
+}
+
 /* httpparse.response(s, pos, max, {host, x-a}): the same end as without
 ** the set (nx), and only names of it */
 static void only_one(const char *s, size_t n, lua_Integer pos, lua_Integer max, lua_Integer nx) {
@@ -288,6 +335,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lua_Integer res_nx = one("response", 5, s, n, pos, max);
   relay_one(s, n, pos, req_nx, res_nx);
   only_one(s, n, pos, max, res_nx);
+  lines_one(s, n, pos);
   block_one(s, n);
   /* free this input's garbage now: libFuzzer's leak check runs after an
   ** input that mallocs more than it frees, and that scan is slow */

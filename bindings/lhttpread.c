@@ -1,0 +1,218 @@
+/*
+** lhttpread.c — goluarun.httpread: the client's answer head read and
+** parsed in one conn operation (see lhttpread.h).
+*/
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "conn.h"
+#include "lhttp.h"
+#include "lhttpread.h"
+
+/* stack slots of readresponse: 1 conn, 2 max_header_bytes, 3 max_headers,
+** 4 only (table or nil), 5 HEAD request (boolean), 6 body cap */
+#define RR_TOP 6
+#define RR_GOT 1 /* s->arg: bytes of the answer arrived (a 1xx consumed) */
+
+/* where the first empty line ends the head: the offset after it, *lf the
+** offset of the LF before it; 0: not buffered yet (a search starts again
+** where the last stopped, rb->scan) */
+static size_t head_end(conn_stream *cs, const char *b, size_t n, size_t *lf) {
+  size_t from = cs->rb->scan;
+  for (;;) {
+    const char *p = memchr(b + from, '\n', n - from);
+    if (!p) break;
+    size_t i = (size_t)(p - b);
+    if (i + 1 < n && b[i + 1] == '\n') {
+      *lf = i;
+      return i + 2;
+    }
+    if (i + 2 < n && b[i + 1] == '\r' && b[i + 2] == '\n') {
+      *lf = i;
+      return i + 3;
+    }
+    if (i + 2 >= n) { /* its end may come: search from this LF again */
+      from = i;
+      break;
+    }
+    from = i + 1;
+  }
+  cs->rb->scan = from;
+  return 0;
+}
+
+static int rr_err(lua_State *L, conn_side *s, conn_stream *cs, const char *msg) {
+  lua_settop(L, RR_TOP);
+  lua_pushnil(L);
+  lua_pushstring(L, msg);
+  lua_pushboolean(L, (s->arg & RR_GOT) || conn_buffered(cs) > 0);
+  return 3;
+}
+
+/* a single string field of the headers table h (at -1): its bytes, NULL
+** if absent; *list: the field was repeated (a table) */
+static const char *rr_field(lua_State *L, const char *name, size_t *n, bool *list) {
+  int t = lua_getfield(L, -1, name);
+  const char *v = t == LUA_TSTRING ? lua_tolstring(L, -1, n) : NULL;
+  if (t == LUA_TTABLE) *list = true;
+  lua_pop(L, 1); /* (the table keeps the string alive) */
+  return v;
+}
+
+/* ends with "chunked" (any case) before trailing whitespace */
+static bool ends_chunked(const char *v, size_t n) {
+  while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r' || v[n - 1] == '\n')) n--;
+  return n >= 7 && lhttp_same_ci(v + n - 7, "chunked", 7);
+}
+
+typedef struct rr_frame {
+  const char *mode; /* NULL: a repeated framing field, Lua decides */
+  lua_Integer left;
+  bool close;
+} rr_frame;
+
+/* the framing of an answer (headers table on the top): false with a bad
+** Content-Length */
+static bool rr_framing(lua_State *L, int status, bool v10, rr_frame *f) {
+  bool list = false;
+  size_t cn = 0, tn = 0, ln = 0;
+  const char *connh = rr_field(L, "connection", &cn, &list);
+  const char *te = rr_field(L, "transfer-encoding", &tn, &list);
+  const char *cl = rr_field(L, "content-length", &ln, &list);
+  f->mode = NULL;
+  f->left = 0;
+  f->close = false;
+  if (list) return true;
+  f->close = v10 ? !(connh && lhttp_has_token(connh, cn, "keep-alive"))
+                 : connh != NULL && lhttp_has_token(connh, cn, "close");
+  if (lua_toboolean(L, 5) || status == 204 || status == 304 || status < 200) {
+    f->mode = "none";
+  } else if (te) {
+    f->mode = ends_chunked(te, tn) ? "chunked" : "close";
+    if (!ends_chunked(te, tn)) f->close = true;
+  } else if (cl) {
+    if (ln == 0 || ln > 15) return false;
+    for (size_t i = 0; i < ln; i++) {
+      if (!(cl[i] >= '0' && cl[i] <= '9')) return false;
+      f->left = f->left * 10 + (cl[i] - '0');
+    }
+    f->mode = f->left == 0 ? "none" : "length";
+  } else {
+    f->mode = "close";
+    f->close = true;
+  }
+  return true;
+}
+
+/* the head's field lines past the limit, or malformed: which */
+static const char *rr_bad_fields(const char *b, size_t lf, lua_Integer max) {
+  lua_Integer nl = 0;
+  for (size_t i = 0; i <= lf; i++) nl += b[i] == '\n';
+  return nl > max ? "headers too large" : "bad response: malformed header";
+}
+
+/* pushes the results of a parsed head b[0 .. end) (status line and fields
+** on the stack) and consumes it, with a Content-Length body already here
+** up to the cap */
+static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, size_t end,
+                   int base) {
+  int status = (int)lua_tointeger(L, base + 3);
+  bool v10 = lua_tostring(L, base + 2)[0] == '0';
+  rr_frame f;
+  if (!rr_framing(L, status, v10, &f)) return rr_err(L, s, cs, "bad response: bad Content-Length");
+  /* status, reason, minor, headers, head, mode, left, close, body */
+  lua_rotate(L, base + 1, -2); /* major minor status reason h -> status reason h major minor */
+  lua_rotate(L, base + 3, -1); /* -> status reason major minor h */
+  lua_remove(L, base + 3);     /* -> status reason minor h */
+  lua_pushlstring(L, b, end);
+  if (f.mode) lua_pushstring(L, f.mode);
+  else lua_pushnil(L);
+  lua_pushinteger(L, f.left);
+  lua_pushboolean(L, f.close);
+  size_t n = conn_buffered(cs);
+  bool whole = f.mode && f.mode[0] == 'l' && f.left <= lua_tointeger(L, 6) &&
+               n - end >= (size_t)f.left;
+  if (whole) lua_pushlstring(L, b + end, (size_t)f.left);
+  else lua_pushnil(L);
+  conn_consume(cs, end + (whole ? (size_t)f.left : 0));
+  return 9;
+}
+
+/* one head from the buffer: results, or CONN_PENDING; a 1xx is skipped */
+static int rr_ready(lua_State *L, conn *c, conn_side *s) {
+  conn_stream *cs = (conn_stream *)c;
+  int base = lua_gettop(L); /* (a wake-up may leave values above RR_TOP) */
+  for (;;) {
+    size_t n, lf;
+    const char *b = conn_data(cs, &n);
+    if (n == 0) return CONN_PENDING;
+    size_t end = head_end(cs, b, n, &lf);
+    if (end == 0) {
+      if (n > (size_t)lua_tointeger(L, 2)) return rr_err(L, s, cs, "headers too large");
+      if (n >= 5 && memcmp(b, "HTTP/", 5) != 0)
+        return rr_err(L, s, cs, "bad response: malformed status line");
+      return CONN_PENDING;
+    }
+    if (lf > (size_t)lua_tointeger(L, 2)) return rr_err(L, s, cs, "headers too large");
+    int bad = lhttp_response_head(L, b, end, lua_tointeger(L, 3), lua_isnil(L, 4) ? 0 : 4);
+    if (bad == LHTTP_BAD_STATUS) return rr_err(L, s, cs, "bad response: malformed status line");
+    if (bad) return rr_err(L, s, cs, rr_bad_fields(b, lf, lua_tointeger(L, 3)));
+    const char *major = lua_tostring(L, base + 1);
+    if (major[0] != '1') {
+      char msg[32] = "bad response: HTTP/x.y";
+      msg[19] = major[0];
+      msg[21] = lua_tostring(L, base + 2)[0];
+      return rr_err(L, s, cs, msg);
+    }
+    int status = (int)lua_tointeger(L, base + 3);
+    if (status >= 200 || status == 101) return rr_done(L, s, cs, b, end, base);
+    lua_settop(L, base); /* 1xx: skipped */
+    conn_consume(cs, end);
+    s->arg |= RR_GOT;
+  }
+}
+
+static int rr_try(lua_State *L, conn *c, conn_side *s) {
+  conn_stream *cs = (conn_stream *)c;
+  ssize_t r = conn_fill(L, cs);
+  if (r > 0) return CONN_AGAIN;
+  if (r == 0) {
+    bool got = (s->arg & RR_GOT) || conn_buffered(cs) > 0;
+    return rr_err(L, s, cs, got ? "bad response: truncated head" : "eof");
+  }
+  if (r == -ENOMEM) return rr_err(L, s, cs, "out of memory");
+  return (int)r;
+}
+
+static int rr_fail(lua_State *L, conn *c, conn_side *s, const char *msg, bool started) {
+  conn_stream *cs = (conn_stream *)c;
+  conn_side none = {.arg = 0};
+  return rr_err(L, started ? s : &none, cs, msg);
+}
+
+static const conn_op rr_op = {CONN_DIR_R, GLR_READ, rr_ready, rr_try, rr_fail, NULL};
+
+static int hp_readresponse(lua_State *L) {
+  conn_stream_check(L, 1);
+  luaL_checkinteger(L, 2);
+  luaL_checkinteger(L, 3);
+  if (!lua_isnoneornil(L, 4) && lua_type(L, 4) != LUA_TSTRING) luaL_checktype(L, 4, LUA_TTABLE);
+  luaL_checkinteger(L, 6);
+  lua_settop(L, RR_TOP);
+  return conn_op_run(L, &rr_op, 0);
+}
+
+int luaopen_httpread(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"readresponse", hp_readresponse},
+      {NULL, NULL},
+  };
+  luaL_newlibtable(L, fns);
+  luaL_setfuncs(L, fns, lhttp_push_upvalues(L)); /* (the parser's interned strings) */
+  return 1;
+}

@@ -1,0 +1,41 @@
+/*
+** lhttpread.h — `goluarun.httpread`: the HTTP client's answer head read
+** from a conn in one operation (floor 3, over conn.h and lhttp.h).
+**
+**   httpread.readresponse(conn, max_header_bytes, max_headers, only, head,
+**                         whole_max)
+**     -> status, reason, minor, headers, rawhead, mode, left, close, body
+**      | nil, err, got
+**
+** Reads until the answer's head is complete in the conn's own read buffer
+** (conn_fill: no Lua string per read), skips 1xx answers (101 excepted),
+** parses it (lhttp_response_head; `only`: a set table or a string of
+** comma-separated lower-case names, as httpparse.response's), and decides
+** the framing: mode "none" (a HEAD request: `head` true, 204, 304, 1xx,
+** Content-Length 0), "length" (left: the Content-Length), "chunked",
+** "close"; or nil when a Connection, Transfer-Encoding or Content-Length
+** field is repeated (the caller decides). close: the conn cannot be kept
+** (HTTP/1.0 without keep-alive, Connection: close, a close-delimited body).
+** rawhead: the head's bytes; the head leaves the buffer, and so does a
+** Content-Length body of at most whole_max bytes that is already buffered
+** (then body is it, else nil: the body's bytes stay for conn:read).
+** Failures: the conn's ("timeout", "closed", "eof" when no byte of the
+** answer came, ...), "bad response: malformed status line" / "malformed
+** header" / "truncated head" / "bad Content-Length" / "HTTP/M.m",
+** "headers too large"; got: some byte of the answer had arrived (a reused
+** conn that failed before any cannot have been read by its server).
+** Runs as a conn read operation (conn_op_run): the read lock, deadlines,
+** the parking; owner M only, like every conn method.
+*/
+#ifndef GLR_LHTTPREAD_H
+#define GLR_LHTTPREAD_H
+
+#include <lua.h>
+
+#include "../runtime/common.h"
+
+/* luaopen_httpread — the httpread table (main.c registers it in
+** package.preload as "goluarun.httpread") */
+GLR_INTERNAL int luaopen_httpread(lua_State *L);
+
+#endif
