@@ -310,8 +310,17 @@ static int cross(lua_State *L, conn *c, const conn_op *op, int wdir) {
 
 static bool idle_link(lua_State *L, conn *c);
 
+/* cannot_wait — the op must wait where nothing can (a __gc finalizer,
+** outside any goroutine): let the locks go, then raise, so a later close
+** finds no owner and closes the fd */
+static int cannot_wait(lua_State *L, conn *c, const conn_op *op) {
+  op_done(L, c, op, 0);
+  return glr_cannot_block(L, "wait on fd");
+}
+
 /* op_wait — park on the direction the try step asked for (Go: pd.wait) */
 static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
+  if (!glr_canblock(L)) return cannot_wait(L, c, op);
   conn_side *s = &c->side[op->dir];
   int wdir = want == CONN_WANT_READ ? CONN_DIR_R : CONN_DIR_W;
   if (wdir != op->dir && c->hs == CONN_HS_DONE && c->side[wdir].owner != glr_self(L)) {
@@ -381,6 +390,7 @@ static int op_loop_checked(lua_State *L, conn *c, const conn_op *op, bool checke
     r = c->hs == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
     if (r >= 0) return op_done(L, c, op, r);
     if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_wait(L, c, op, r);
+    if (r == CONN_GATE && !glr_canblock(L)) return cannot_wait(L, c, op);
     if (r == CONN_GATE)
       return enqueue(L, &c->cold->hsq.head, &c->cold->hsq.tail, 0, "TLS handshake", op,
                      gate_k);

@@ -648,6 +648,42 @@ describe("closing on scope exit and GC", function()
   end)
 end)
 
+describe("an operation that must wait where nothing can", function()
+  -- runs op in a __gc finalizer (collected until it ran): ok, err
+  local function in_finalizer(op)
+    local st = {}
+    local function make()
+      setmetatable({}, { __gc = function() st.ok, st.err = pcall(op); st.ran = true end })
+    end
+    make()
+    H.scrub_stack()
+    H.wait_until(function() collectgarbage(); return st.ran end, 2)
+    assert.is_true(st.ran, "finalizer did not run")
+    return st.ok, st.err
+  end
+
+  it("raises, lets its lock go: another reader goes on, close closes the fd", function()
+    H.no_fd_leak(function()
+      local c, s, ln = H.pair()
+      ln:close()
+      local ok, err = in_finalizer(function() return s:read() end)
+      assert.is_false(ok)
+      assert.matches("wait on fd: cannot block inside a __gc finalizer", err)
+      local h = go(function() return s:read(1) end)
+      assert(c:write("y"))
+      local wok, got = go.wait(h, 5)
+      assert.is_true(wok, "the read lock stayed with the finalizer's read")
+      assert.are.equal("y", got)
+      ok, err = in_finalizer(function() return s:read("l") end)
+      assert.is_false(ok)
+      local before = H.nfds()
+      s:close() -- s stays referenced: no __gc closes it
+      assert.are.equal(before - 1, H.nfds(), "close left the fd open")
+      c:close()
+    end)
+  end)
+end)
+
 describe("net.udp", function()
   -- binds two UDP sockets; returns a, b, address of b
   local function udp_pair()
