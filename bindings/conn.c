@@ -403,8 +403,24 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
   return op_loop_checked(L, c, op, false);
 }
 
-/* op_k — woken: closed and timeout end the operation; a shortened wait
-** (accept back-off) or a readiness tries again */
+/* last_try — the op's deadline woke it: one more try before "timeout".
+** The scheduler runs due timers before it polls, so the deadline may fire
+** while an edge waits unread in epoll, and a drained read skips its system
+** call until an edge is seen; the wake-up cleared that mark, so this try
+** makes the call: bytes or a FIN the kernel holds are never a timeout (as
+** LuaSocket's receive, which always calls recv first) */
+static int last_try(lua_State *L, conn *c, const conn_op *op) {
+  if (c->hs != CONN_HS_DONE) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  int r = op->try(L, c, &c->side[op->dir]);
+  if (r >= 0) return op_done(L, c, op, r);
+  if (r == CONN_AGAIN) return op_loop(L, c, op); /* completes, or times out */
+  if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  if (r == CONN_FAILED) return op_fail(L, c, op, failed_msg(c));
+  return op_fail(L, c, op, errstr_of(-r));
+}
+
+/* op_k — woken: closed ends the operation, its deadline one last try; a
+** shortened wait (accept back-off) or a readiness tries again */
 static int op_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   const conn_op *op = (const conn_op *)ctx;
@@ -413,7 +429,7 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   int w = glr_wait_result(L, c->pd, c->waitmode[op->dir]);
   if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
-  if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return last_try(L, c, op);
   /* READY: glr_wait_result checked the wait's deadlines, which are the op's
   ** when the wait was in the op's direction and not shortened */
   bool checked = w == GLR_READY && s->wait_dl == s->deadline &&
