@@ -587,7 +587,7 @@ void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
 }
 
 static void buf_free(conn_stream *cs) {
-  free(cs->rb);
+  if (cs->rb && !cs->rb->scratch) free(cs->rb);
   cs->rb = NULL;
 }
 
@@ -603,10 +603,42 @@ static void buf_consume(conn_stream *cs, size_t n) {
   if (cs->rb->len == 0) buf_free(cs);
 }
 
-static void buf_push(lua_State *L, conn_stream *cs, size_t n) {
-  lua_pushlstring(L, buf_start(cs), n);
-  buf_consume(cs, n);
+static size_t buf_reserve(conn_stream *cs, size_t want);
+
+/* buf_settle — the scratch view leaves: the bytes after its first m go to
+** a block of the conn's own (none if nothing is left); false if out of
+** memory (they are lost) */
+static bool buf_settle(conn_stream *cs, size_t m) {
+  conn_rbuf *v = cs->rb;
+  size_t left = v->len - m;
+  cs->rb = NULL;
+  if (left == 0) return true;
+  if (buf_reserve(cs, left) < left) return false;
+  memcpy(cs->rb->data, v->data + v->off + m, left);
+  cs->rb->len = left;
+  cs->rb->scan = m ? 0 : v->scan;
+  return true;
 }
+
+/* buf_take — push the first n buffered bytes, drop the first m >= n. From
+** the scratch view the rest is settled first: the push may run a finalizer
+** whose read reuses the scratch (the pushed bytes are copied before any
+** collection step). false: out of memory, nothing pushed */
+static bool buf_take(lua_State *L, conn_stream *cs, size_t n, size_t m) {
+  const char *p = buf_start(cs);
+  if (cs->rb->scratch) {
+    if (!buf_settle(cs, m)) return false;
+    lua_pushlstring(L, p, n);
+    return true;
+  }
+  lua_pushlstring(L, p, n);
+  buf_consume(cs, m);
+  return true;
+}
+
+/* buf_push — take n bytes: all of them from the scratch view (whose read
+** of an exact size asked no more than that size), so it cannot fail */
+static void buf_push(lua_State *L, conn_stream *cs, size_t n) { (void)buf_take(L, cs, n, n); }
 
 /* room for at least want more bytes; returns the free space */
 static size_t buf_reserve(conn_stream *cs, size_t want) {
@@ -621,7 +653,7 @@ static size_t buf_reserve(conn_stream *cs, size_t want) {
     while (ncap < len + want) ncap *= 2;
     conn_rbuf *nb = realloc(rb, sizeof *nb + ncap);
     if (!nb) return 0;
-    if (!rb) nb->off = nb->len = nb->scan = 0;
+    if (!rb) nb->off = nb->len = nb->scan = 0, nb->scratch = false;
     nb->cap = ncap;
     cs->rb = rb = nb;
   }
@@ -780,14 +812,12 @@ static int ready_delimited(lua_State *L, conn_stream *cs, int kind) {
     if (reclen > cs->limit) { /* complete, but too long */
       lua_pushnil(L);
       lua_pushliteral(L, ERRSTR_TOOLONG);
-      lua_pushlstring(L, buf_start(cs), n);
-      buf_consume(cs, n + dl);
+      if (!buf_take(L, cs, n, n + dl)) return read_results(L, cs, ERRSTR_NOMEM);
       return 3;
     }
     if (kind == RD_LINEK) n += 1;
     else if (kind == RD_LINE) n = reclen;
-    lua_pushlstring(L, buf_start(cs), n);
-    buf_consume(cs, (size_t)at + dl);
+    if (!buf_take(L, cs, n, (size_t)at + dl)) return read_results(L, cs, ERRSTR_NOMEM);
     return 1;
   }
   /* no delimiter yet: a record that fits may still end with a \r and a
@@ -829,25 +859,37 @@ static int read_eof(lua_State *L, conn_stream *cs, int kind) {
   return read_results(L, cs, ERRSTR_EOF);
 }
 
-/* read_fresh — an empty buffer reads into the P's scratch and keeps only
-** what arrived: a conn parked waiting for bytes holds no buffer at all (an
-** idle keep-alive conn used to keep a 64 KiB one) */
-static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
-  char *b = glr_scratch(L, READ_CHUNK);
-  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, b,
+/* read_fresh — an empty buffer reads into the P's scratch, laid out as a
+** conn_rbuf, and the ready step completes from there: a record that came
+** whole costs no buffer of the conn's own; only bytes left over (or an
+** incomplete record) are kept, so a conn parked waiting for bytes holds no
+** buffer at all. Results pushed, CONN_AGAIN (bytes kept), or <= 0 from the
+** transport */
+static int read_fresh(lua_State *L, conn_stream *cs, conn_side *s) {
+  int kind = RD_KIND(s->arg);
+  size_t n = RD_SIZE(s->arg);
+  conn_rbuf *v = (conn_rbuf *)glr_scratch(L, sizeof *v + READ_CHUNK);
+  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, v->data,
                              kind == RD_EXACT && n < READ_CHUNK ? n : READ_CHUNK);
-  if (r <= 0) return r;
-  if (buf_reserve(cs, (size_t)r) < (size_t)r) return -ENOMEM;
-  memcpy(buf_end(cs), b, (size_t)r);
-  cs->rb->len += (size_t)r;
-  return r;
+  if (r <= 0) return (int)r;
+  pst(L)->bytes_read += (uint64_t)r;
+  /* field by field: a struct assignment would also write the padding,
+  ** which data[] overlaps */
+  v->off = v->scan = 0;
+  v->len = (size_t)r;
+  v->cap = READ_CHUNK;
+  v->scratch = true;
+  cs->rb = v;
+  int res = read_ready(L, &cs->c, s);
+  if (cs->rb != v) return res; /* taken, the rest settled */
+  if (!buf_settle(cs, 0)) return read_results(L, cs, ERRSTR_NOMEM);
+  return res == CONN_PENDING ? CONN_AGAIN : res;
 }
 
 /* read_into — read into the buffer. Grow with the data, never by what the
 ** caller (or a peer's length field) asked for: read(2^40) costs nothing
 ** until bytes arrive. */
 static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
-  if (conn_buffered(cs) == 0) return read_fresh(L, cs, kind, n);
   size_t want = kind == RD_EXACT ? n - cs->rb->len : READ_CHUNK;
   size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
   size_t room = buf_reserve(cs, step);
@@ -870,6 +912,9 @@ static int read_try(lua_State *L, conn *c, conn_side *s) {
       lua_pushlstring(L, b, (size_t)r);
       return 1;
     }
+  } else if (!conn_buffered(cs)) {
+    r = read_fresh(L, cs, s);
+    if (r > 0 || r == CONN_AGAIN) return (int)r;
   } else {
     r = read_into(L, cs, kind, RD_SIZE(s->arg));
     if (r > 0) {
