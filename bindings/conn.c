@@ -19,6 +19,7 @@
 #include "netaddr.h"
 #include "vcopy.h"
 #include "../runtime/iowait.h"
+#include "../runtime/sockio.h"
 
 #define CONN_MT "goluarun.conn"
 static const char CONN_KEY = 'c';  /* the stream conn class */
@@ -726,9 +727,7 @@ const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
   if (pd->rdhup) return ERRSTR_EOF;
   /* a TCP socket whose last read was short has nothing pending until its
   ** next readiness event (sockio.c's drained reads): no peek needed */
-  bool drained = pd->drain_ok && pd->rdrained && pd->registered &&
-                 atomic_load(&pd->rg) == PD_NIL;
-  const char *why = drained ? NULL : peek(c->fd);
+  const char *why = sock_read_would_block(pd) ? NULL : peek(c->fd);
   if (why) return why;
   int e = iowait_watch(vm_p(L), pd, deadline, idle_fired, cs);
   if (e < 0) return errstr_of(-e);
