@@ -769,8 +769,11 @@ enum { RD_CHUNK = 0, RD_EXACT, RD_LINE, RD_LINEK, RD_ALL, RD_UNTIL };
 #define RD_KIND(arg) ((int)((arg) & 7))
 #define RD_SIZE(arg) ((size_t)((arg) >> 3))
 
-/* nil, msg, and the bytes buffered so far */
+/* nil, msg, and the bytes buffered so far. The scratch view is settled
+** first (a rare path): no Lua allocation, which may run a finalizer whose
+** read reuses the scratch, may happen while bytes sit only there */
 static int read_results(lua_State *L, conn_stream *cs, const char *msg) {
+  if (cs->rb && cs->rb->scratch && !buf_settle(cs, 0)) msg = ERRSTR_NOMEM;
   lua_pushnil(L);
   lua_pushstring(L, msg);
   size_t n = conn_buffered(cs);
@@ -808,7 +811,8 @@ static int ready_delimited(lua_State *L, conn_stream *cs, int kind) {
   if (at >= 0) {
     size_t n = (size_t)at, reclen = n;
     if (kind != RD_UNTIL && n > 0 && buf_start(cs)[n - 1] == '\r') reclen--;
-    if (reclen > cs->limit) { /* complete, but too long */
+    if (reclen > cs->limit) { /* complete, but too long (rare: settled first) */
+      if (cs->rb->scratch && !buf_settle(cs, 0)) return read_results(L, cs, ERRSTR_NOMEM);
       lua_pushnil(L);
       lua_pushliteral(L, ERRSTR_TOOLONG);
       if (!buf_take(L, cs, n, n + dl)) return read_results(L, cs, ERRSTR_NOMEM);
