@@ -19,6 +19,7 @@
 #include "netaddr.h"
 #include "vcopy.h"
 #include "../runtime/iowait.h"
+#include "../runtime/sockio.h"
 
 #define CONN_MT "goluarun.conn"
 static const char CONN_KEY = 'c';  /* the stream conn class */
@@ -310,8 +311,17 @@ static int cross(lua_State *L, conn *c, const conn_op *op, int wdir) {
 
 static bool idle_link(lua_State *L, conn *c);
 
+/* cannot_wait — the op must wait where nothing can (a __gc finalizer,
+** outside any goroutine): let the locks go, then raise, so a later close
+** finds no owner and closes the fd */
+static int cannot_wait(lua_State *L, conn *c, const conn_op *op) {
+  op_done(L, c, op, 0);
+  return glr_cannot_block(L, "wait on fd");
+}
+
 /* op_wait — park on the direction the try step asked for (Go: pd.wait) */
 static int op_wait(lua_State *L, conn *c, const conn_op *op, int want) {
+  if (!glr_canblock(L)) return cannot_wait(L, c, op);
   conn_side *s = &c->side[op->dir];
   int wdir = want == CONN_WANT_READ ? CONN_DIR_R : CONN_DIR_W;
   if (wdir != op->dir && c->hs == CONN_HS_DONE && c->side[wdir].owner != glr_self(L)) {
@@ -381,6 +391,7 @@ static int op_loop_checked(lua_State *L, conn *c, const conn_op *op, bool checke
     r = c->hs == CONN_HS_DONE ? op->try(L, c, s) : hs_try(L, c);
     if (r >= 0) return op_done(L, c, op, r);
     if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_wait(L, c, op, r);
+    if (r == CONN_GATE && !glr_canblock(L)) return cannot_wait(L, c, op);
     if (r == CONN_GATE)
       return enqueue(L, &c->cold->hsq.head, &c->cold->hsq.tail, 0, "TLS handshake", op,
                      gate_k);
@@ -393,8 +404,24 @@ static int op_loop(lua_State *L, conn *c, const conn_op *op) {
   return op_loop_checked(L, c, op, false);
 }
 
-/* op_k — woken: closed and timeout end the operation; a shortened wait
-** (accept back-off) or a readiness tries again */
+/* last_try — the op's deadline woke it: one more try before "timeout".
+** The scheduler runs due timers before it polls, so the deadline may fire
+** while an edge waits unread in epoll, and a drained read skips its system
+** call until an edge is seen; the wake-up cleared that mark, so this try
+** makes the call: bytes or a FIN the kernel holds are never a timeout (as
+** LuaSocket's receive, which always calls recv first) */
+static int last_try(lua_State *L, conn *c, const conn_op *op) {
+  if (c->hs != CONN_HS_DONE) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  int r = op->try(L, c, &c->side[op->dir]);
+  if (r >= 0) return op_done(L, c, op, r);
+  if (r == CONN_AGAIN) return op_loop(L, c, op); /* completes, or times out */
+  if (r == CONN_WANT_READ || r == CONN_WANT_WRITE) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  if (r == CONN_FAILED) return op_fail(L, c, op, failed_msg(c));
+  return op_fail(L, c, op, errstr_of(-r));
+}
+
+/* op_k — woken: closed ends the operation, its deadline one last try; a
+** shortened wait (accept back-off) or a readiness tries again */
 static int op_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   const conn_op *op = (const conn_op *)ctx;
@@ -403,7 +430,7 @@ static int op_k(lua_State *L, int status, lua_KContext ctx) {
   int w = glr_wait_result(L, c->pd, c->waitmode[op->dir]);
   if (w == GLR_CANCELLED) return cancel_op(L, c, op);
   if (c->status != CONN_OPEN || w == GLR_CLOSED) return op_fail(L, c, op, ERRSTR_CLOSED);
-  if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return op_fail(L, c, op, ERRSTR_TIMEOUT);
+  if (w == GLR_TIMEOUT && s->wait_dl == s->deadline) return last_try(L, c, op);
   /* READY: glr_wait_result checked the wait's deadlines, which are the op's
   ** when the wait was in the op's direction and not shortened */
   bool checked = w == GLR_READY && s->wait_dl == s->deadline &&
@@ -561,7 +588,7 @@ void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
 }
 
 static void buf_free(conn_stream *cs) {
-  free(cs->rb);
+  if (cs->rb && !cs->rb->scratch) free(cs->rb);
   cs->rb = NULL;
 }
 
@@ -577,10 +604,42 @@ static void buf_consume(conn_stream *cs, size_t n) {
   if (cs->rb->len == 0) buf_free(cs);
 }
 
-static void buf_push(lua_State *L, conn_stream *cs, size_t n) {
-  lua_pushlstring(L, buf_start(cs), n);
-  buf_consume(cs, n);
+static size_t buf_reserve(conn_stream *cs, size_t want);
+
+/* buf_settle — the scratch view leaves: the bytes after its first m go to
+** a block of the conn's own (none if nothing is left); false if out of
+** memory (they are lost) */
+static bool buf_settle(conn_stream *cs, size_t m) {
+  conn_rbuf *v = cs->rb;
+  size_t left = v->len - m;
+  cs->rb = NULL;
+  if (left == 0) return true;
+  if (buf_reserve(cs, left) < left) return false;
+  memcpy(cs->rb->data, v->data + v->off + m, left);
+  cs->rb->len = left;
+  cs->rb->scan = m ? 0 : v->scan;
+  return true;
 }
+
+/* buf_take — push the first n buffered bytes, drop the first m >= n. From
+** the scratch view the rest is settled first: the push may run a finalizer
+** whose read reuses the scratch (the pushed bytes are copied before any
+** collection step). false: out of memory, nothing pushed */
+static bool buf_take(lua_State *L, conn_stream *cs, size_t n, size_t m) {
+  const char *p = buf_start(cs);
+  if (cs->rb->scratch) {
+    if (!buf_settle(cs, m)) return false;
+    lua_pushlstring(L, p, n);
+    return true;
+  }
+  lua_pushlstring(L, p, n);
+  buf_consume(cs, m);
+  return true;
+}
+
+/* buf_push — take n bytes: all of them from the scratch view (whose read
+** of an exact size asked no more than that size), so it cannot fail */
+static void buf_push(lua_State *L, conn_stream *cs, size_t n) { (void)buf_take(L, cs, n, n); }
 
 /* room for at least want more bytes; returns the free space */
 static size_t buf_reserve(conn_stream *cs, size_t want) {
@@ -595,7 +654,7 @@ static size_t buf_reserve(conn_stream *cs, size_t want) {
     while (ncap < len + want) ncap *= 2;
     conn_rbuf *nb = realloc(rb, sizeof *nb + ncap);
     if (!nb) return 0;
-    if (!rb) nb->off = nb->len = nb->scan = 0;
+    if (!rb) nb->off = nb->len = nb->scan = 0, nb->scratch = false;
     nb->cap = ncap;
     cs->rb = rb = nb;
   }
@@ -668,9 +727,7 @@ const char *conn_idle_start(lua_State *L, conn_stream *cs, int64_t deadline,
   if (pd->rdhup) return ERRSTR_EOF;
   /* a TCP socket whose last read was short has nothing pending until its
   ** next readiness event (sockio.c's drained reads): no peek needed */
-  bool drained = pd->drain_ok && pd->rdrained && pd->registered &&
-                 atomic_load(&pd->rg) == PD_NIL;
-  const char *why = drained ? NULL : peek(c->fd);
+  const char *why = sock_read_would_block(pd) ? NULL : peek(c->fd);
   if (why) return why;
   int e = iowait_watch(vm_p(L), pd, deadline, idle_fired, cs);
   if (e < 0) return errstr_of(-e);
@@ -712,8 +769,11 @@ enum { RD_CHUNK = 0, RD_EXACT, RD_LINE, RD_LINEK, RD_ALL, RD_UNTIL };
 #define RD_KIND(arg) ((int)((arg) & 7))
 #define RD_SIZE(arg) ((size_t)((arg) >> 3))
 
-/* nil, msg, and the bytes buffered so far */
+/* nil, msg, and the bytes buffered so far. The scratch view is settled
+** first (a rare path): no Lua allocation, which may run a finalizer whose
+** read reuses the scratch, may happen while bytes sit only there */
 static int read_results(lua_State *L, conn_stream *cs, const char *msg) {
+  if (cs->rb && cs->rb->scratch && !buf_settle(cs, 0)) msg = ERRSTR_NOMEM;
   lua_pushnil(L);
   lua_pushstring(L, msg);
   size_t n = conn_buffered(cs);
@@ -751,17 +811,16 @@ static int ready_delimited(lua_State *L, conn_stream *cs, int kind) {
   if (at >= 0) {
     size_t n = (size_t)at, reclen = n;
     if (kind != RD_UNTIL && n > 0 && buf_start(cs)[n - 1] == '\r') reclen--;
-    if (reclen > cs->limit) { /* complete, but too long */
+    if (reclen > cs->limit) { /* complete, but too long (rare: settled first) */
+      if (cs->rb->scratch && !buf_settle(cs, 0)) return read_results(L, cs, ERRSTR_NOMEM);
       lua_pushnil(L);
       lua_pushliteral(L, ERRSTR_TOOLONG);
-      lua_pushlstring(L, buf_start(cs), n);
-      buf_consume(cs, n + dl);
+      if (!buf_take(L, cs, n, n + dl)) return read_results(L, cs, ERRSTR_NOMEM);
       return 3;
     }
     if (kind == RD_LINEK) n += 1;
     else if (kind == RD_LINE) n = reclen;
-    lua_pushlstring(L, buf_start(cs), n);
-    buf_consume(cs, (size_t)at + dl);
+    if (!buf_take(L, cs, n, (size_t)at + dl)) return read_results(L, cs, ERRSTR_NOMEM);
     return 1;
   }
   /* no delimiter yet: a record that fits may still end with a \r and a
@@ -803,25 +862,37 @@ static int read_eof(lua_State *L, conn_stream *cs, int kind) {
   return read_results(L, cs, ERRSTR_EOF);
 }
 
-/* read_fresh — an empty buffer reads into the P's scratch and keeps only
-** what arrived: a conn parked waiting for bytes holds no buffer at all (an
-** idle keep-alive conn used to keep a 64 KiB one) */
-static ssize_t read_fresh(lua_State *L, conn_stream *cs, int kind, size_t n) {
-  char *b = glr_scratch(L, READ_CHUNK);
-  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, b,
+/* read_fresh — an empty buffer reads into the P's scratch, laid out as a
+** conn_rbuf, and the ready step completes from there: a record that came
+** whole costs no buffer of the conn's own; only bytes left over (or an
+** incomplete record) are kept, so a conn parked waiting for bytes holds no
+** buffer at all. Results pushed, CONN_AGAIN (bytes kept), or <= 0 from the
+** transport */
+static int read_fresh(lua_State *L, conn_stream *cs, conn_side *s) {
+  int kind = RD_KIND(s->arg);
+  size_t n = RD_SIZE(s->arg);
+  conn_rbuf *v = (conn_rbuf *)glr_scratch(L, sizeof *v + READ_CHUNK);
+  ssize_t r = cs->c.tp->read(L, cs->c.tpdata, cs->c.pd, v->data,
                              kind == RD_EXACT && n < READ_CHUNK ? n : READ_CHUNK);
-  if (r <= 0) return r;
-  if (buf_reserve(cs, (size_t)r) < (size_t)r) return -ENOMEM;
-  memcpy(buf_end(cs), b, (size_t)r);
-  cs->rb->len += (size_t)r;
-  return r;
+  if (r <= 0) return (int)r;
+  pst(L)->bytes_read += (uint64_t)r;
+  /* field by field: a struct assignment would also write the padding,
+  ** which data[] overlaps */
+  v->off = v->scan = 0;
+  v->len = (size_t)r;
+  v->cap = READ_CHUNK;
+  v->scratch = true;
+  cs->rb = v;
+  int res = read_ready(L, &cs->c, s);
+  if (cs->rb != v) return res; /* taken, the rest settled */
+  if (!buf_settle(cs, 0)) return read_results(L, cs, ERRSTR_NOMEM);
+  return res == CONN_PENDING ? CONN_AGAIN : res;
 }
 
 /* read_into — read into the buffer. Grow with the data, never by what the
 ** caller (or a peer's length field) asked for: read(2^40) costs nothing
 ** until bytes arrive. */
 static ssize_t read_into(lua_State *L, conn_stream *cs, int kind, size_t n) {
-  if (conn_buffered(cs) == 0) return read_fresh(L, cs, kind, n);
   size_t want = kind == RD_EXACT ? n - cs->rb->len : READ_CHUNK;
   size_t step = want < READ_CHUNK ? READ_CHUNK : want > READ_STEP_MAX ? READ_STEP_MAX : want;
   size_t room = buf_reserve(cs, step);
@@ -844,6 +915,9 @@ static int read_try(lua_State *L, conn *c, conn_side *s) {
       lua_pushlstring(L, b, (size_t)r);
       return 1;
     }
+  } else if (!conn_buffered(cs)) {
+    r = read_fresh(L, cs, s);
+    if (r > 0 || r == CONN_AGAIN) return (int)r;
   } else {
     r = read_into(L, cs, kind, RD_SIZE(s->arg));
     if (r > 0) {

@@ -47,6 +47,7 @@
 #ifndef GLR_CONN_H
 #define GLR_CONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 #include <sys/uio.h>
@@ -166,10 +167,16 @@ struct conn {
 };
 
 /* conn_rbuf — a stream conn's read buffer, data[off .. off+len): made when
-** bytes arrive, freed whenever it empties (an idle conn has none) */
+** bytes arrive, freed whenever it empties (an idle conn has none). A read
+** on an empty buffer reads into the P's scratch laid out as a conn_rbuf
+** (`scratch` set) and completes from there; the bytes it leaves move to a
+** block of the conn's own before anything else runs (a string push may
+** run a finalizer whose read reuses the scratch): the scratch view never
+** outlives that read's try step. */
 typedef struct conn_rbuf {
   size_t off, len, cap; /* cap: bytes of data */
   size_t scan;          /* delimiter search: bytes already searched */
+  bool scratch;         /* the P's scratch: never freed, never grown */
   char data[];
 } conn_rbuf;
 

@@ -545,14 +545,18 @@ static int wait_k(lua_State *L, int status, lua_KContext ctx) {
 static int handle_wait(lua_State *L) {
   ghandle *h = class_check(L, 1, &HANDLE_KEY, HANDLE_MT);
   double timeout = lua_isnoneornil(L, 2) ? -1 : args_seconds(L, 2);
+  /* before the state: a failing goroutine's __close runs with its handle
+  ** already failed, while slot 1 of its thread still holds the handle */
+  G *self = vm_p(L)->curg;
+  if (self && self->id == h->id)
+    return luaL_error(L, "go.wait: a goroutine cannot wait for itself");
   if (h->state != H_RUNNING) return push_results(L, h, 1);
   if (timeout == 0) {
     lua_pushnil(L);
     lua_pushliteral(L, ERRSTR_TIMEOUT);
     return 2;
   }
-  G *g = vm_p(L)->curg;
-  if (!g) return luaL_error(L, "go.wait: not inside a goroutine");
+  if (!self) return luaL_error(L, "go.wait: not inside a goroutine");
   if (!sched_can_wait(L)) return glr_cannot_block(L, "go.wait");
   sched_check_cancel(L);
   lua_settop(L, 1);

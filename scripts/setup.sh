@@ -9,6 +9,7 @@ PKGS=(build-essential cmake pkg-config liblua5.4-dev lua5.4 lua-lpeg lua-busted 
       procps coreutils openssl libssl-dev python3 wrk
       curl netcat-openbsd redis-tools    # real clients the specs drive
       gdb                                # spec-watchdog.sh: thread backtraces of a hung spec
+      valgrind                           # net_spec: heap allocations per read
       haproxy systemd                    # restart_spec: the load balancer, systemd-socket-activate
       dpkg-dev file                      # package_test: CPack's DEB generator (dpkg-shlibdeps)
       redis-server                       # the real server redis_client_spec drives

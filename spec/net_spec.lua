@@ -360,6 +360,44 @@ describe("conn:read forms", function()
   end)
 end)
 
+describe("read buffers", function()
+  -- heap allocations of a goluarun run (valgrind's count), reading K
+  -- records that each arrive whole: a line, an exact size, a delimited one
+  local function allocs(k)
+    local path = H.tmpname(".lua")
+    H.write_file(path, [[
+      local net = require "net"
+      local k = tonumber(...)
+      local ln = assert(net.listen("127.0.0.1:0"))
+      local c = assert(net.dial(ln:addr(), 5))
+      local s = assert(ln:accept(5))
+      for _ = 1, k do
+        assert(c:write("hello\n")); assert(s:read("l") == "hello")
+        assert(c:write("abcd")); assert(s:read(4) == "abcd")
+        assert(c:write("x;")); assert(s:readuntil(";") == "x")
+      end
+      c:close(); s:close(); ln:close()
+    ]])
+    local out, code = H.sh("valgrind --tool=memcheck --leak-check=no " .. H.shquote(H.bin())
+      .. " -p 1 " .. H.shquote(path) .. " " .. k)
+    os.remove(path)
+    assert.are.equal(0, code, out)
+    local n = assert(out:match("total heap usage: ([%d,]+) allocs"), out)
+    return tonumber((n:gsub(",", "")))
+  end
+
+  -- not under sanitizers (valgrind cannot run their builds) nor
+  -- GOLUA_MOCKEAGAIN (one byte per read: no record arrives whole)
+  local sanitized = os.getenv("ASAN_OPTIONS") or os.getenv("TSAN_OPTIONS")
+  local test = (sanitized or H.mock()) and pending or it
+  test("a record that arrives whole is read without a buffer of the conn's own", function()
+    H.require_tool("valgrind", "valgrind")
+    local k = 100
+    local per = (allocs(k) - allocs(0)) / (3 * k)
+    assert.is_true(per < 0.2, ("%.2f allocations per read"):format(per))
+  end)
+end)
+
 describe("conn:setlimit", function()
   it("a record of exactly the limit passes when its delimiter arrives later", function()
     local c, s2, ln = H.pair()
@@ -644,6 +682,42 @@ describe("closing on scope exit and GC", function()
       assert.is_true(got, "the dropped conn was never closed")
       H.assert_err(err, "eof")
       s:close(); ln:close()
+    end)
+  end)
+end)
+
+describe("an operation that must wait where nothing can", function()
+  -- runs op in a __gc finalizer (collected until it ran): ok, err
+  local function in_finalizer(op)
+    local st = {}
+    local function make()
+      setmetatable({}, { __gc = function() st.ok, st.err = pcall(op); st.ran = true end })
+    end
+    make()
+    H.scrub_stack()
+    H.wait_until(function() collectgarbage(); return st.ran end, 2)
+    assert.is_true(st.ran, "finalizer did not run")
+    return st.ok, st.err
+  end
+
+  it("raises, lets its lock go: another reader goes on, close closes the fd", function()
+    H.no_fd_leak(function()
+      local c, s, ln = H.pair()
+      ln:close()
+      local ok, err = in_finalizer(function() return s:read() end)
+      assert.is_false(ok)
+      assert.matches("wait on fd: cannot block inside a __gc finalizer", err)
+      local h = go(function() return s:read(1) end)
+      assert(c:write("y"))
+      local wok, got = go.wait(h, 5)
+      assert.is_true(wok, "the read lock stayed with the finalizer's read")
+      assert.are.equal("y", got)
+      ok, err = in_finalizer(function() return s:read("l") end)
+      assert.is_false(ok)
+      local before = H.nfds()
+      s:close() -- s stays referenced: no __gc closes it
+      assert.are.equal(before - 1, H.nfds(), "close left the fd open")
+      c:close()
     end)
   end)
 end)
