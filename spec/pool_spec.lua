@@ -117,11 +117,11 @@ describe("net.pool", function()
       assert.has_error(function() p:put({}) end)
       -- the C steps themselves refuse what is not theirs
       local set = p.set
-      assert.has_error(function() set:takelast(nil, p, addr) end)
-      assert.has_error(function() set:takelast({ "x" }, p, addr) end)
-      assert.has_error(function() set:putlast({}, p, "x") end)
-      assert.has_error(function() set.takelast({}, {}, p, addr) end)
-      assert.is_false(set:putlast({ 1, 2, 3, 4 }, p, fresh)) -- full: the slow path's
+      assert.has_error(function() set:takelast(nil, p.keyof, addr) end)
+      assert.has_error(function() set:takelast({ "x" }, p.keyof, addr) end)
+      assert.has_error(function() set:putlast({}, p.keyof, "x") end)
+      assert.has_error(function() set.takelast({}, {}, p.keyof, addr) end)
+      assert.is_false(set:putlast({ 1, 2, 3, 4 }, p.keyof, fresh)) -- full: the slow path's
       assert.is_true(p:put(fresh))
       p:close()
       assert.are.equal(0, p:stats().idle)
