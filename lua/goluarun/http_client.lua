@@ -401,6 +401,7 @@ end
 local Res = {}
 Res.__index = Res
 Res.__name = "http.client.response"
+Res.version = "1.1" -- (an answer's own only when it is another)
 
 --- res:read() -> piece | nil (end) | nil, err
 function Res:read()
@@ -468,7 +469,7 @@ end
 
 --- res:rawhead() -> s, pos: the response's head as received starts at
 --- s:sub(pos) (a proxy relays its fields: res:relay of goluarun.http)
-function Res:rawhead() return self._head, self._hpos end
+function Res:rawhead() return self._head, 1 end
 
 --- res:close(): ends the response (an unread body closes the conn)
 function Res:close()
@@ -638,7 +639,8 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   if deadline then conn:setdeadline(deadline) end
   local hl, has_host, has_ua, close = header_lines(req.headers, req.fields)
   local framing = ""
-  if type(body) == "string" then
+  if body == nil then -- (no type() call: each one interns its answer)
+  elseif type(body) == "string" then
     if #body > 0 or method == "POST" or method == "PUT" or method == "PATCH" then
       framing = "Content-Length: " .. #body .. "\r\n"
     end
@@ -667,7 +669,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim,
   } -- (six keys, and mode and left: the constructor's eight slots)
   local ok
-  if type(body) == "function" then
+  if body ~= nil and type(body) == "function" then
     ok, err = send(st, conn, head or line .. hostl .. ual .. hl .. framing .. "\r\n", body)
   elseif head then
     ok, err = conn:write(head, body or "")
@@ -698,9 +700,10 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     end
   end
   local stream = req.stream
-  local res = { status = status, reason = reason, headers = h,
-    version = minor == "1" and "1.1" or "1." .. minor, url = req.url, _head = rawhead, _hpos = 1,
-    _st = stream and st or nil } -- (nine keys in the constructor: no rehash)
+  -- (version "1.1" comes from Res: five or six keys, each one an insertion)
+  local res = { status = status, reason = reason, headers = h, url = req.url, _head = rawhead,
+    _st = stream and st or nil }
+  if minor ~= "1" then res.version = "1." .. minor end
   if stream then
     if whole then st.buf = whole end
     if st.mode == "none" then release(st, true) end
