@@ -22,16 +22,24 @@
 **   set:idle(conn)  -> whether conn is still idle in the set
 **   set:count()     -> idle conns
 **
+** The set also keeps the pool's counts and the limits its fast path reads
+** (so that path touches no field of pool.lua's table):
+**   net._idleset(max_idle, idle_timeout, fast) -- fast: no max_conns
+**   set:counts()    -> idle, active, reuses
+**   set:moved(da, dr) active += da, reuses += dr (pool.lua's slow paths)
+**   set:close()     the pool is closed: putlast declines from now on
+**
 ** The pool's two common steps, each one C call (so no preemption can come
 ** between their parts: no net._nopreempt needed), on pool.lua's tables:
-**   set:takelast(list, pool, key) -> conn | nil: the last live conn of
+**   set:takelast(list, keyof, key) -> conn | nil: the last live conn of
 **     the list (the most recently used), taken; dropped ones on the way
-**     leave the list; pool.keyof[conn] = key, pool.active and
-**     pool.reuses + 1
-**   set:putlast(list, pool, conn) -> true | false | nil, why: conn (of
-**     pool.keyof) added to the set (pool.idle_timeout) and to the list's
-**     end, keyof[conn] = nil, pool.active - 1; false (nothing done): the
-**     pool's slow path is needed (max_conns, a closed pool, a full list)
+**     leave the list; keyof[conn] = key, active and reuses + 1
+**   set:putlast(list, keyof, conn) -> true | false: conn added to the set
+**     (the idle timeout) and to the list's end, keyof[conn] = nil, active
+**     - 1; false (nothing done): the pool's slow path is needed (max_conns,
+**     a closed pool, a full list, a conn that cannot idle)
+** Both compare the conn's metatable with one cached in their closure's
+** second upvalue (filled on first use), not the registry's.
 **
 ** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
 */
@@ -46,11 +54,35 @@
 #define IDLESET_MT "goluarun.idleset"
 static const char IDLESET_KEY = 'i';
 
-typedef struct idleset {
-  lua_Integer idle; /* owner M only: conns still idle */
+typedef struct idleset { /* every field: owner M only */
+  lua_Integer idle;     /* conns still idle */
+  lua_Integer active;   /* conns handed out (pool.lua's count) */
+  lua_Integer reuses;   /* idle conns handed out again */
+  lua_Integer max_idle; /* the pool's limits, for putlast */
+  double idle_timeout;
+  bool fast;   /* no max_conns: putlast may apply */
+  bool closed; /* set:close() came */
 } idleset;
 
 static idleset *check_set(lua_State *L) { return class_check(L, 1, &IDLESET_KEY, IDLESET_MT); }
+
+/* the set at 1, in a method whose upvalue 1 is the set's metatable */
+static idleset *method_set(lua_State *L) { return class_method(L, 1, &IDLESET_KEY, IDLESET_MT); }
+
+/* the stream conn at idx, its metatable compared with upvalue 2 (the
+** conn class's, cached there by the first full check) */
+static conn_stream *method_conn(lua_State *L, int idx) {
+  void *p = lua_touserdata(L, idx);
+  if (p && lua_getmetatable(L, idx)) {
+    bool same = lua_rawequal(L, -1, lua_upvalueindex(2));
+    lua_pop(L, 1);
+    if (same) return p;
+  }
+  conn_stream *cs = conn_stream_check(L, idx);
+  lua_getmetatable(L, idx);
+  lua_replace(L, lua_upvalueindex(2));
+  return cs;
+}
 
 static void set_drop(conn_stream *cs, void *arg) {
   (void)cs;
@@ -107,27 +139,15 @@ static int s_take(lua_State *L) {
   return 1;
 }
 
-/* pool[field] += d (a number field of the table at idx) */
-static void field_add(lua_State *L, int idx, const char *field, lua_Integer d) {
-  lua_getfield(L, idx, field);
-  lua_Integer v = lua_tointeger(L, -1) + d;
-  lua_pop(L, 1);
-  lua_pushinteger(L, v);
-  lua_setfield(L, idx, field);
-}
-
-/* pool.keyof[conn at conn_idx] = the value on the top (popped) */
-static void keyof_set(lua_State *L, int pool_idx, int conn_idx) {
-  lua_getfield(L, pool_idx, "keyof");
-  luaL_checktype(L, -1, LUA_TTABLE);
+/* keyof[conn at conn_idx] = the value on the top (popped); keyof at 3 */
+static void keyof_set(lua_State *L, int conn_idx) {
   lua_pushvalue(L, conn_idx);
-  lua_pushvalue(L, -3);
-  lua_rawset(L, -3);
-  lua_pop(L, 2);
+  lua_rotate(L, -2, 1);
+  lua_rawset(L, 3);
 }
 
 static int s_takelast(lua_State *L) {
-  idleset *set = check_set(L);
+  idleset *set = method_set(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checkany(L, 4);
@@ -136,15 +156,15 @@ static int s_takelast(lua_State *L) {
     lua_rawgeti(L, 2, i); /* 5: the conn */
     lua_pushnil(L);
     lua_rawseti(L, 2, i);
-    conn_stream *cs = conn_stream_check(L, 5);
+    conn_stream *cs = method_conn(L, 5);
     bool alive = conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs);
     members_set(L, 5, 0);
     if (alive) {
       set->idle--;
+      set->active++;
+      set->reuses++;
       lua_pushvalue(L, 4);
-      keyof_set(L, 3, 5);
-      field_add(L, 3, "active", 1);
-      field_add(L, 3, "reuses", 1);
+      keyof_set(L, 5);
       return 1;
     }
     lua_pop(L, 1);
@@ -153,46 +173,51 @@ static int s_takelast(lua_State *L) {
   return 1;
 }
 
-/* whether put's common case applies: no max_conns, the pool open, room in
-** the list (at 2) under max_idle; the idle timeout's deadline into *dl */
-static bool put_fast_ok(lua_State *L, int64_t *dl) {
-  bool ok = lua_getfield(L, 3, "max_conns") == LUA_TNIL;
-  lua_getfield(L, 3, "closed");
-  ok = ok && !lua_toboolean(L, -1);
-  lua_getfield(L, 3, "max_idle");
-  ok = ok && (lua_Integer)lua_rawlen(L, 2) < lua_tointeger(L, -1);
-  lua_getfield(L, 3, "idle_timeout");
-  double t = lua_tonumber(L, -1);
-  lua_pop(L, 4);
-  *dl = glr_deadline(t);
-  return ok && t > 0;
-}
-
 static int s_putlast(lua_State *L) {
-  idleset *set = check_set(L);
+  idleset *set = method_set(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  conn_stream *cs = conn_stream_check(L, 4);
+  conn_stream *cs = method_conn(L, 4);
   lua_settop(L, 4);
-  int64_t deadline;
-  if (!put_fast_ok(L, &deadline)) {
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
+  if (!set->fast || set->closed || n >= set->max_idle) {
     lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
     return 1;
   }
   clear_times(L, cs);
-  if (conn_idle_start(L, cs, deadline, set_drop, set)) {
-    lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
+  if (conn_idle_start(L, cs, glr_deadline(set->idle_timeout), set_drop, set)) {
+    lua_pushboolean(L, 0); /* the slow path (which refuses it) */
     return 1;
   }
   set->idle++;
+  set->active--;
   members_set(L, 4, 1);
   lua_pushvalue(L, 4);
-  lua_rawseti(L, 2, (lua_Integer)lua_rawlen(L, 2) + 1);
+  lua_rawseti(L, 2, n + 1);
   lua_pushnil(L);
-  keyof_set(L, 3, 4);
-  field_add(L, 3, "active", -1);
+  keyof_set(L, 4);
   lua_pushboolean(L, 1);
   return 1;
+}
+
+static int s_counts(lua_State *L) {
+  idleset *set = check_set(L);
+  lua_pushinteger(L, set->idle);
+  lua_pushinteger(L, set->active);
+  lua_pushinteger(L, set->reuses);
+  return 3;
+}
+
+static int s_moved(lua_State *L) {
+  idleset *set = check_set(L);
+  set->active += luaL_checkinteger(L, 2);
+  set->reuses += luaL_checkinteger(L, 3);
+  return 0;
+}
+
+static int s_close(lua_State *L) {
+  check_set(L)->closed = true;
+  return 0;
 }
 
 static int s_idle(lua_State *L) {
@@ -230,25 +255,46 @@ static int nopreempt(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* net._idleset(max_idle, idle_timeout, fast) */
 static int new_set(lua_State *L) {
+  lua_Integer max_idle = luaL_checkinteger(L, 1);
+  double idle_timeout = args_seconds(L, 2);
+  luaL_argcheck(L, max_idle >= 0, 1, "max_idle must be non-negative");
+  luaL_argcheck(L, idle_timeout > 0, 2, "idle timeout must be positive");
   idleset *set = lua_newuserdatauv(L, sizeof *set, 1);
-  set->idle = 0;
+  *set = (idleset){.max_idle = max_idle, .idle_timeout = idle_timeout, .fast = lua_toboolean(L, 3)};
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   class_set(L, &IDLESET_KEY);
   return 1;
 }
 
+/* takelast and putlast into the class's __index (metatable on the top):
+** upvalues the set's metatable and the conn class's (nil until first use) */
+static void method_pair(lua_State *L) {
+  static const luaL_Reg fast[] = {{"takelast", s_takelast}, {"putlast", s_putlast}, {NULL, NULL}};
+  lua_getfield(L, -1, "__index");
+  for (const luaL_Reg *r = fast; r->name; r++) {
+    lua_pushvalue(L, -2);
+    lua_pushnil(L);
+    lua_pushcclosure(L, r->func, 2);
+    lua_setfield(L, -2, r->name);
+  }
+  lua_pop(L, 1);
+}
+
 void lpool_open(lua_State *L) {
   static const luaL_Reg methods[] = {{"add", s_add},
                                      {"take", s_take},
-                                     {"takelast", s_takelast},
-                                     {"putlast", s_putlast},
+                                     {"counts", s_counts},
+                                     {"moved", s_moved},
+                                     {"close", s_close},
                                      {"idle", s_idle},
                                      {"count", s_count},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", s_gc}, {NULL, NULL}};
   class_define(L, &IDLESET_KEY, IDLESET_MT, methods, meta);
+  method_pair(L);
   lua_pop(L, 1);
   lua_pushcfunction(L, new_set);
   lua_setfield(L, -2, "_idleset");

@@ -116,16 +116,20 @@ local RELAY_EXCEPT = "date,server" -- (as nginx does)
 -- as values only where the client reads them (framing)
 local NO_VALUES = {}
 
-local ip_of = setmetatable({}, { __mode = "k" }) -- conn -> client address
-local function client_ip(req)
-  local conn = req.conn
-  local ip = ip_of[conn]
-  if ip then return ip end
+-- per client conn: its address, and the table handed to http.request,
+-- filled again for each request (requests on one conn come one at a
+-- time, and http.request keeps no reference to it: a fresh table's nine
+-- keys would be nine insertions per request)
+local conn_state = setmetatable({}, { __mode = "k" })
+local function state_of(conn)
+  local cs = conn_state[conn]
+  if cs then return cs end
   local ra = conn:remoteaddr()
-  if not ra then return "unknown" end
-  ip = ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra
-  ip_of[conn] = ip
-  return ip
+  local ip = ra and (ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra) or "unknown"
+  cs = { ip = ip, ureq = { method = false, url = false, fields = false, body = false,
+    timeout = false, pool = pool, stream = true, tls = false, only_headers = NO_VALUES } }
+  conn_state[conn] = cs
+  return cs
 end
 
 local function fail(res, code, msg)
@@ -196,7 +200,8 @@ local function handle(req, res)
   local rh = req.headers
   local head, hpos = req:rawhead()
   local xff, host = rh["x-forwarded-for"], rh.host
-  local ip = client_ip(req)
+  local cs = state_of(req.conn)
+  local ip = cs.ip
   local fields = relay_fields(head, hpos, REQUEST_DROP)
     .. "X-Forwarded-For: " .. (xff and xff .. ", " .. ip or ip)
     .. (TLS_ON and "\r\nX-Forwarded-Proto: https\r\n" or "\r\nX-Forwarded-Proto: http\r\n")
@@ -214,10 +219,10 @@ local function handle(req, res)
     end
     local left = r.timeout - (t - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
-    local up, err = http.request({
-      method = req.method, url = s.base .. target, fields = fields, body = body,
-      timeout = left, pool = pool, stream = true, tls = grp.tls, only_headers = NO_VALUES,
-    })
+    local ureq = cs.ureq
+    ureq.method, ureq.url, ureq.fields, ureq.body = req.method, s.base .. target, fields, body
+    ureq.timeout, ureq.tls = left, grp.tls
+    local up, err = http.request(ureq)
     if up then
       s.down_until = 0
       up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole

@@ -302,7 +302,10 @@ describe("http client against goluarun.http", function()
     assert.is_nil(res.headers["content-type"])
     assert.is_nil(res.headers.date)
     local raw, pos = res:rawhead()
+    assert.are.equal(1, pos)
     assert.matches("^HTTP/1%.1 200 OK\r\n.*\r\nContent%-Type: text/plain", raw:sub(pos))
+    assert.are.equal("1.1", res.version) -- (Res's default: not a key of res)
+    assert.is_nil(rawget(res, "version"))
     local got = {}
     for piece in function() return res:read() end do got[#got + 1] = piece end
     assert.matches("^GET /head", table.concat(got))

@@ -111,7 +111,8 @@ local function parse_url(url)
   if byte(host, 1) == 91 then bare = sub(host, 2, -2) end
   u = { scheme = scheme, host = bare, port = port, addr = host .. ":" .. port,
     hosthdr = port == dport and host or host .. ":" .. port, target = path,
-    tls = scheme == "https", heads = {} }
+    tls = scheme == "https", heads = {}, lines = {} }
+  u.hostline = "Host: " .. u.hosthdr .. "\r\n"
   if nurls >= URL_CACHE_MAX then url_cache, nurls = {}, 0 end
   nurls = nurls + 1
   url_cache[url] = u
@@ -400,6 +401,7 @@ end
 local Res = {}
 Res.__index = Res
 Res.__name = "http.client.response"
+Res.version = "1.1" -- (an answer's own only when it is another)
 
 --- res:read() -> piece | nil (end) | nil, err
 function Res:read()
@@ -467,7 +469,7 @@ end
 
 --- res:rawhead() -> s, pos: the response's head as received starts at
 --- s:sub(pos) (a proxy relays its fields: res:relay of goluarun.http)
-function Res:rawhead() return self._head, self._hpos end
+function Res:rawhead() return self._head, 1 end
 
 --- res:close(): ends the response (an unread body closes the conn)
 function Res:close()
@@ -577,6 +579,8 @@ local function tls_of(req)
   return c
 end
 
+local UA_LINE = "User-Agent: goluarun\r\n"
+
 -- a reused conn that fails so, before any byte of the answer, was closed
 -- by its server as the request went out: the request is sent again
 local RETRY = { eof = true, ["connection reset"] = true, ["broken pipe"] = true }
@@ -635,36 +639,42 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   if deadline then conn:setdeadline(deadline) end
   local hl, has_host, has_ua, close = header_lines(req.headers, req.fields)
   local framing = ""
-  if type(body) == "string" then
+  if body == nil then -- (no type() call: each one interns its answer)
+  elseif type(body) == "string" then
     if #body > 0 or method == "POST" or method == "PUT" or method == "PATCH" then
       framing = "Content-Length: " .. #body .. "\r\n"
     end
   elseif body then
     framing = "Transfer-Encoding: chunked\r\n"
   end
-  local head
-  if hl == "" and framing == "" then -- the same head every time: built once per URL
+  -- the head: the same every time (built once per URL), or in pieces
+  -- written with the body (the request line built once per URL and method)
+  local head, line, hostl, ual
+  if hl == "" and framing == "" then
     head = u.heads[method]
     if not head then
-      head = method .. " " .. u.target .. " HTTP/1.1\r\nHost: " .. u.hosthdr
-        .. "\r\nUser-Agent: goluarun\r\n\r\n"
+      head = method .. " " .. u.target .. " HTTP/1.1\r\n" .. u.hostline .. UA_LINE .. "\r\n"
       u.heads[method] = head
     end
   else
-    head = method .. " " .. u.target .. " HTTP/1.1\r\n"
-      .. (has_host and "" or "Host: " .. u.hosthdr .. "\r\n")
-      .. (has_ua and "" or "User-Agent: goluarun\r\n")
-      .. hl .. framing .. "\r\n"
+    line = u.lines[method]
+    if not line then
+      line = method .. " " .. u.target .. " HTTP/1.1\r\n"
+      u.lines[method] = line
+    end
+    hostl, ual = has_host and "" or u.hostline, has_ua and "" or UA_LINE
   end
   local only = only_set(req.only_headers) -- (misuse raises before a byte goes out)
   local st = {
     conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim,
   } -- (six keys, and mode and left: the constructor's eight slots)
   local ok
-  if type(body) ~= "function" then
+  if body ~= nil and type(body) == "function" then
+    ok, err = send(st, conn, head or line .. hostl .. ual .. hl .. framing .. "\r\n", body)
+  elseif head then
     ok, err = conn:write(head, body or "")
   else
-    ok, err = send(st, conn, head, body)
+    ok, err = conn:write(line, hostl, ual, hl, framing, "\r\n", body or "")
   end
   if not ok then
     local reused = conn:reused() > 0
@@ -690,9 +700,10 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     end
   end
   local stream = req.stream
-  local res = { status = status, reason = reason, headers = h,
-    version = minor == "1" and "1.1" or "1." .. minor, url = req.url, _head = rawhead, _hpos = 1,
-    _st = stream and st or nil } -- (nine keys in the constructor: no rehash)
+  -- (version "1.1" comes from Res: five or six keys, each one an insertion)
+  local res = { status = status, reason = reason, headers = h, url = req.url, _head = rawhead,
+    _st = stream and st or nil }
+  if minor ~= "1" then res.version = "1." .. minor end
   if stream then
     if whole then st.buf = whole end
     if st.mode == "none" then release(st, true) end

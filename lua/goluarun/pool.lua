@@ -74,12 +74,13 @@ function M.new(opts)
   local max_idle, idle_timeout, max_conns = check_opts(opts)
   local pool = setmetatable({
     max_idle = max_idle, idle_timeout = idle_timeout, max_conns = max_conns,
-    set = net._idleset(),
+    -- (the set keeps the counts active, reuses and idle: set:counts())
+    set = net._idleset(max_idle, idle_timeout, max_conns == nil),
     lists = {},       -- key -> list of conns, oldest first
     keyof = {},       -- conn handed out -> its key
     nactive = {},     -- key -> conns handed out (and dials in progress)
     waiters = {},     -- key -> FIFO of channels waiting for a slot
-    active = 0, dials = 0, reuses = 0, closed = false,
+    dials = 0, closed = false,
   }, Pool)
   live[pool] = true
   return pool
@@ -130,18 +131,15 @@ local function take_idle(self, key)
   return nil
 end
 
-local function hand_out(self, key, c)
+local function hand_out(self, key, c, reused)
   self.keyof[c] = key
-  self.active = self.active + 1
+  self.set:moved(1, reused)
 end
 
 -- an idle conn of key handed out, or nil
 local function take_out(self, key)
   local c = take_idle(self, key)
-  if c then
-    self.reuses = self.reuses + 1
-    hand_out(self, key, c)
-  end
+  if c then hand_out(self, key, c, 1) end
   return c
 end
 
@@ -175,7 +173,7 @@ local function dial_end(self, key, c)
     return
   end
   self.dials = self.dials + 1
-  hand_out(self, key, c)
+  hand_out(self, key, c, 0)
 end
 
 local function enqueue(self, key, ch)
@@ -237,7 +235,7 @@ function Pool:dial(addr, opts)
   local key = key_of(addr, opts)
   local list = not self.max_conns and self.lists[key]
   if list then -- the common case: one C call (set:takelast, lpool.c)
-    local c = self.set:takelast(list, self, key)
+    local c = self.set:takelast(list, self.keyof, key)
     if c then return c end
   end
   local c = atomic(dial_begin, self, key)
@@ -288,7 +286,7 @@ end
 
 local function put(self, c, key)
   self.keyof[c] = nil
-  self.active = self.active - 1
+  self.set:moved(-1, 0)
   if self.max_conns then release_slot(self, key) end
   if self.closed then
     c:close()
@@ -319,13 +317,13 @@ function Pool:put(c)
   if not key then error("pool:put: this connection did not come from this pool", 2) end
   local list = self.lists[key]
   -- the common case: one C call (set:putlast, lpool.c); else the slow path
-  if list and self.set:putlast(list, self, c) then return true end
+  if list and self.set:putlast(list, self.keyof, c) then return true end
   return atomic(put, self, c, key)
 end
 
 local function stats(self)
-  return { idle = self.set:count(), active = self.active, dials = self.dials,
-    reuses = self.reuses }
+  local idle, active, reuses = self.set:counts()
+  return { idle = idle, active = active, dials = self.dials, reuses = reuses }
 end
 
 --- pool:stats() -> { idle =, active =, dials =, reuses = }
@@ -345,6 +343,7 @@ end
 local function close(self)
   self.closed = true
   local set = self.set
+  set:close()
   for key, list in pairs(self.lists) do
     for _, c in ipairs(list) do
       if set:take(c) then c:close() end
