@@ -636,7 +636,7 @@ static void out_add(lua_State *L, hp_out *o, const char *s, size_t n) {
   o->n += n;
 }
 
-static bool is_token(const char *s, size_t n) {
+bool lhttp_is_token(const char *s, size_t n) {
   if (n == 0) return false;
   for (size_t i = 0; i < n; i++)
     if (!is_tchar((unsigned char)s[i])) return false;
@@ -754,7 +754,7 @@ static int hp_block(lua_State *L) {
   int seen = 0, conn_idx = 5;
   lua_pushnil(L);
   while (lua_next(L, 1)) {
-    if (lua_type(L, -2) != LUA_TSTRING || !is_token(lua_tostring(L, -2), lua_rawlen(L, -2)))
+    if (lua_type(L, -2) != LUA_TSTRING || !lhttp_is_token(lua_tostring(L, -2), lua_rawlen(L, -2)))
       return block_fail(L, "name");
     int bit = block_field(L, &o, &conn_idx);
     if (bit < 0) return block_fail(L, "value");

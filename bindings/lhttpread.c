@@ -207,9 +207,83 @@ static int hp_readresponse(lua_State *L) {
   return conn_op_run(L, &rr_op, 0);
 }
 
+/* ---------- httpread.checkreq ---------- */
+
+/* raises msg where http.request was called (luaL_where's level 2: 0 is
+** checkreq, 1 http.request), as the Lua check's error(msg, 3) did */
+static int cr_raise(lua_State *L, const char *msg) {
+  luaL_where(L, 2);
+  lua_pushstring(L, msg);
+  lua_concat(L, 2);
+  return lua_error(L);
+}
+
+/* req.method on the top: valid, or "GET" for nil (replacing it) */
+static void cr_method(lua_State *L, int t) {
+  size_t n = 0;
+  if (t == LUA_TNIL) {
+    lua_pop(L, 1);
+    lua_pushliteral(L, "GET");
+    return;
+  }
+  const char *m = t == LUA_TSTRING ? lua_tolstring(L, -1, &n) : NULL;
+  if (!m || !lhttp_is_token(m, n)) cr_raise(L, "http.request: req.method must be a token");
+}
+
+/* req.follow: nil -> 0, else a non-negative integer */
+static lua_Integer cr_follow(lua_State *L) {
+  int t = lua_getfield(L, 1, "follow");
+  lua_Integer f = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
+  if (t == LUA_TNIL) f = 0;
+  if (f < 0) cr_raise(L, "http.request: req.follow must be a non-negative integer");
+  lua_pop(L, 1);
+  return f;
+}
+
+/* whether req[k] is not nil (popped) */
+static bool cr_given(lua_State *L, const char *k) {
+  bool given = lua_getfield(L, 1, k) != LUA_TNIL;
+  lua_pop(L, 1);
+  return given;
+}
+
+/* the types of req's body, timeout, fields and headers */
+static void cr_types(lua_State *L) {
+  int t = lua_getfield(L, 1, "body");
+  if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
+    cr_raise(L, "http.request: req.body must be a string or a function");
+  t = lua_getfield(L, 1, "timeout");
+  if (t != LUA_TNIL && !(t == LUA_TNUMBER && lua_tonumber(L, -1) > 0))
+    cr_raise(L, "http.request: req.timeout must be a positive number");
+  t = lua_getfield(L, 1, "fields");
+  if (t != LUA_TNIL && t != LUA_TSTRING) cr_raise(L, "http.request: req.fields must be a string");
+  if (t == LUA_TNIL) {
+    t = lua_getfield(L, 1, "headers");
+    if (t != LUA_TNIL && t != LUA_TTABLE) cr_raise(L, "http.request: req.headers must be a table");
+  }
+  lua_settop(L, 3);
+}
+
+/* httpread.checkreq(req) -> method, follow, limits: one C call for the
+** per-call checks of http.request (the fields read through __index, as
+** the Lua reads them); limits: a max_* field is given */
+static int hp_checkreq(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TTABLE) return cr_raise(L, "http.request: req must be a table");
+  lua_settop(L, 1);
+  if (lua_getfield(L, 1, "url") != LUA_TSTRING)
+    return cr_raise(L, "http.request: req.url must be a string");
+  cr_method(L, lua_getfield(L, 1, "method")); /* 3 */
+  cr_types(L);
+  lua_pushinteger(L, cr_follow(L));
+  lua_pushboolean(L, cr_given(L, "max_header_bytes") || cr_given(L, "max_headers") ||
+                         cr_given(L, "max_body"));
+  return 3;
+}
+
 int luaopen_httpread(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"readresponse", hp_readresponse},
+      {"checkreq", hp_checkreq},
       {NULL, NULL},
   };
   luaL_newlibtable(L, fns);

@@ -272,6 +272,42 @@ describe("http client against goluarun.http", function()
     assert.has_error(function() http.get(addr .. "/xff", { headers = { ["bad name"] = "x" } }) end)
     assert.has_error(function() http.request({}) end)
     assert.has_error(function() http.request({ url = addr, timeout = -1 }) end)
+  end)
+
+  it("checks a request's fields in one step, each bad one named, before a dial", function()
+    local u = addr .. "/xff"
+    local bad = {
+      { nil, "req must be a table" },
+      { { url = 5 }, "req.url must be a string" },
+      { { url = u, method = "GE T" }, "req.method must be a token" },
+      { { url = u, method = 7 }, "req.method must be a token" },
+      { { url = u, method = "" }, "req.method must be a token" },
+      { { url = u, body = 5 }, "req.body must be a string or a function" },
+      { { url = u, timeout = "5" }, "req.timeout must be a positive number" },
+      { { url = u, timeout = 0 }, "req.timeout must be a positive number" },
+      { { url = u, follow = 1.5 }, "req.follow must be a non%-negative integer" },
+      { { url = u, follow = -1 }, "req.follow must be a non%-negative integer" },
+      { { url = u, fields = {} }, "req.fields must be a string" },
+      { { url = u, headers = "x" }, "req.headers must be a table" },
+    }
+    for i, c in ipairs(bad) do
+      local ok, err = pcall(http.request, c[1])
+      assert.is_false(ok, "case " .. i)
+      assert.matches("http.request: " .. c[2], err, 1, false, "case " .. i)
+    end
+    -- the message names the caller's line, as Lua's error(msg, level) does
+    local ok, err = pcall(function() local r = http.request({ url = 5 }); return r end)
+    assert.is_false(ok)
+    assert.matches("http_client_spec.lua:%d+: http.request: req.url", err)
+    -- fields read through __index (http.get's wrapper) are checked too
+    assert.has_error(function() http.get(u, { timeout = "x" }) end)
+    -- and a table that was right, then mutated, is checked again
+    local req = { url = u, method = "GET" }
+    assert(http.request(req))
+    req.method = {}
+    assert.has_error(function() http.request(req) end)
+    req.method, req.follow = "GET", 1
+    assert(http.request(req))
     local r, err = http.get("ftp://x/")
     assert.is_nil(r)
     assert.matches("^unsupported scheme", err)

@@ -57,7 +57,8 @@ local lpeg = require "lpeg"
 local go = require "go"
 local net = require "net"
 local httpparse = require "goluarun.httpparse"
-local read_response = require("goluarun.httpread").readresponse
+local httpread = require "goluarun.httpread"
+local read_response, check_req = httpread.readresponse, httpread.checkreq
 local field_block, relay_fields, relayed_lines = httpparse.block, httpparse.relay,
   httpparse.lines
 -- an answer's Content-Length body up to this size that came with its head
@@ -144,8 +145,7 @@ local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 
 -- req.fields: field lines sent as they are (a proxy's, from httpparse.relay,
 -- which checks them again here and drops hop-by-hop ones)
-local function given_lines(fields)
-  if type(fields) ~= "string" then error("http.request: req.fields must be a string", 4) end
+local function given_lines(fields) -- (a string: httpread.checkreq)
   local seen = relayed_lines(fields) -- (as relay wrote them: nothing to drop)
   if seen then return fields, seen & 1 ~= 0, seen & 2 ~= 0, false end
   local lines, nx
@@ -160,8 +160,7 @@ end
 -- whether Host, User-Agent are there and Connection says close
 local function header_lines(h, fields)
   if fields ~= nil then return given_lines(fields) end
-  if h == nil then return "", false, false, false end
-  if type(h) ~= "table" then error("http.request: req.headers must be a table", 3) end
+  if h == nil then return "", false, false, false end -- (else a table: checkreq)
   local lines, seen, connh = field_block(h, nil, OWN)
   if not lines then
     if seen == "name" then error("http.request: invalid header name " .. tostring(connh), 3) end
@@ -522,37 +521,6 @@ local function send(st, conn, head, body)
   return true
 end
 
--- methods seen valid (bounded: they may come from callers' input)
-local METHOD_OK, nmethods = { GET = true, POST = true, HEAD = true, PUT = true }, 4
-
-local function check_req(req)
-  if type(req) ~= "table" then error("http.request: req must be a table", 3) end
-  if type(req.url) ~= "string" then error("http.request: req.url must be a string", 3) end
-  local m = req.method or "GET"
-  if not METHOD_OK[m] then
-    if type(m) ~= "string" or not match(W.token_only, m) then
-      error("http.request: req.method must be a token", 3)
-    end
-    if nmethods < 64 then
-      nmethods = nmethods + 1
-      METHOD_OK[m] = true
-    end
-  end
-  local b = req.body
-  if b ~= nil and type(b) ~= "string" and type(b) ~= "function" then
-    error("http.request: req.body must be a string or a function", 3)
-  end
-  local t = req.timeout
-  if t ~= nil and (type(t) ~= "number" or not (t > 0)) then
-    error("http.request: req.timeout must be a positive number", 3)
-  end
-  local f = req.follow or 0
-  if math_type(f) ~= "integer" or f < 0 then
-    error("http.request: req.follow must be a non-negative integer", 3)
-  end
-  return m, f
-end
-
 local function limit(req, k, d)
   local v = req[k]
   if v == nil then return d end
@@ -729,9 +697,10 @@ local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308]
 
 --- http.request(req) -> res | nil, err
 function M.request(req)
-  local method, follow = check_req(req)
+  -- (one C call: req, url, method, body, timeout, follow, fields, headers)
+  local method, follow, limits = check_req(req)
   local lim = DEFAULT_LIMITS
-  if req.max_header_bytes or req.max_headers or req.max_body then
+  if limits then
     local mh = limit(req, "max_headers", 100)
     lim = { mhb = limit(req, "max_header_bytes", 16384), mh = mh,
       mb = limit(req, "max_body", 8 * 1024 * 1024) }
