@@ -899,7 +899,7 @@ static bool any_connection(const hp_cur *c, const hp_field *f, int nf) {
   return false;
 }
 
-static int hp_relay(lua_State *L) {
+int lhttp_relay(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   lua_Integer pos = luaL_optinteger(L, 2, 1);
@@ -1013,7 +1013,7 @@ int luaopen_httpparse(lua_State *L) {
       {"request", hp_request},
       {"response", hp_response},
       {"block", hp_block},
-      {"relay", hp_relay},
+      {"relay", lhttp_relay},
       {"lines", hp_lines},
       {NULL, NULL},
   };

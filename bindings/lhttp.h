@@ -39,6 +39,10 @@ GLR_INTERNAL int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_
 GLR_INTERNAL bool lhttp_has_token(const char *v, size_t vn, const char *tok);
 /* lhttp_same_ci — a[0 .. n) is the lower-case l in any case */
 GLR_INTERNAL bool lhttp_same_ci(const char *a, const char *l, size_t n);
+/* lhttp_relay — httpparse.relay(s [, pos [, drop]]) -> lines, seen, next
+** | nil, as a lua_CFunction (httpread.readresponse calls it on the head it
+** read when asked) */
+GLR_INTERNAL int lhttp_relay(lua_State *L);
 /* lhttp_is_token — s[0 .. n) is a non-empty RFC 9110 token */
 GLR_INTERNAL bool lhttp_is_token(const char *s, size_t n);
 

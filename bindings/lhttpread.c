@@ -15,8 +15,9 @@
 #include "lhttpread.h"
 
 /* stack slots of readresponse: 1 conn, 2 max_header_bytes, 3 max_headers,
-** 4 only (table or nil), 5 HEAD request (boolean), 6 body cap */
-#define RR_TOP 6
+** 4 only (table or nil), 5 HEAD request (boolean), 6 body cap, 7 relay
+** (a drop set: string or table; nil: no relayed lines) */
+#define RR_TOP 7
 #define RR_GOT 1 /* s->arg: bytes of the answer arrived (a 1xx consumed) */
 
 /* where the first empty line ends the head: the offset after it, *lf the
@@ -116,6 +117,21 @@ static const char *rr_bad_fields(const char *b, size_t lf, lua_Integer max) {
   return nl > max ? "headers too large" : "bad response: malformed header";
 }
 
+/* pushes the head's field lines as a proxy relays them (httpparse.relay
+** with the drop set in slot 7) and their seen bits; nil, 0 if relay
+** declines the head */
+static void rr_relay(lua_State *L, int head) {
+  lua_pushcfunction(L, lhttp_relay);
+  lua_pushvalue(L, head);
+  lua_pushinteger(L, 1);
+  lua_pushvalue(L, 7);
+  lua_call(L, 3, 2); /* lines, seen (or nil, nil) */
+  if (lua_isnil(L, -2)) {
+    lua_pop(L, 1);
+    lua_pushinteger(L, 0);
+  }
+}
+
 /* pushes the results of a parsed head b[0 .. end) (status line and fields
 ** on the stack) and consumes it, with a Content-Length body already here
 ** up to the cap */
@@ -130,6 +146,7 @@ static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, s
   lua_rotate(L, base + 3, -1); /* -> status reason major minor h */
   lua_remove(L, base + 3);     /* -> status reason minor h */
   lua_pushlstring(L, b, end);
+  int head = lua_gettop(L);
   if (f.mode) lua_pushstring(L, f.mode);
   else lua_pushnil(L);
   lua_pushinteger(L, f.left);
@@ -139,8 +156,9 @@ static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, s
                n - end >= (size_t)f.left;
   if (whole) lua_pushlstring(L, b + end, (size_t)f.left);
   else lua_pushnil(L);
+  if (!lua_isnil(L, 7)) rr_relay(L, head);
   conn_consume(cs, end + (whole ? (size_t)f.left : 0));
-  return 9;
+  return lua_isnil(L, 7) ? 9 : 11;
 }
 
 /* one head from the buffer: results, or CONN_PENDING; a 1xx is skipped */
@@ -203,6 +221,7 @@ static int hp_readresponse(lua_State *L) {
   luaL_checkinteger(L, 3);
   if (!lua_isnoneornil(L, 4) && lua_type(L, 4) != LUA_TSTRING) luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checkinteger(L, 6);
+  if (!lua_isnoneornil(L, 7) && lua_type(L, 7) != LUA_TSTRING) luaL_checktype(L, 7, LUA_TTABLE);
   lua_settop(L, RR_TOP);
   return conn_op_run(L, &rr_op, 0);
 }
@@ -255,9 +274,12 @@ static void cr_types(lua_State *L) {
   t = lua_getfield(L, 1, "timeout");
   if (t != LUA_TNIL && !(t == LUA_TNUMBER && lua_tonumber(L, -1) > 0))
     cr_raise(L, "http.request: req.timeout must be a positive number");
-  t = lua_getfield(L, 1, "fields");
-  if (t != LUA_TNIL && t != LUA_TSTRING) cr_raise(L, "http.request: req.fields must be a string");
-  if (t == LUA_TNIL) {
+  int tf = lua_getfield(L, 1, "fields");
+  if (tf != LUA_TNIL && tf != LUA_TSTRING) cr_raise(L, "http.request: req.fields must be a string");
+  t = lua_getfield(L, 1, "relay");
+  if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TTABLE)
+    cr_raise(L, "http.request: req.relay must be a string or a table");
+  if (tf == LUA_TNIL) {
     t = lua_getfield(L, 1, "headers");
     if (t != LUA_TNIL && t != LUA_TTABLE) cr_raise(L, "http.request: req.headers must be a table");
   }

@@ -3,9 +3,11 @@
 ** from a conn in one operation (floor 3, over conn.h and lhttp.h).
 **
 **   httpread.readresponse(conn, max_header_bytes, max_headers, only, head,
-**                         whole_max)
+**                         whole_max [, relay])
 **     -> status, reason, minor, headers, rawhead, mode, left, close, body
+**        [, lines, seen]
 **      | nil, err, got
+**   httpread.checkreq(req) -> method, follow, limits
 **
 ** Reads until the answer's head is complete in the conn's own read buffer
 ** (conn_fill: no Lua string per read), skips 1xx answers (101 excepted),
@@ -19,6 +21,9 @@
 ** rawhead: the head's bytes; the head leaves the buffer, and so does a
 ** Content-Length body of at most whole_max bytes that is already buffered
 ** (then body is it, else nil: the body's bytes stay for conn:read).
+** relay (a drop set, as httpparse.relay's): the head's field lines as a
+** proxy sends them on are made from the buffered head (httpparse.relay's
+** lines and seen bits; nil, 0 if it declines the head) and returned too.
 ** Failures: the conn's ("timeout", "closed", "eof" when no byte of the
 ** answer came, ...), "bad response: malformed status line" / "malformed
 ** header" / "truncated head" / "bad Content-Length" / "HTTP/M.m",
@@ -26,6 +31,13 @@
 ** conn that failed before any cannot have been read by its server).
 ** Runs as a conn read operation (conn_op_run): the read lock, deadlines,
 ** the parking; owner M only, like every conn method.
+**
+** checkreq is http.request's per-call check of its request table in one C
+** call (url a string, method a token or nil -> "GET", body, timeout,
+** follow -> an integer, fields, headers, relay; limits: a max_* field is
+** given); a bad field raises "http.request: req.X must be ..." where
+** http.request was called. Fields are read with lua_getfield (a table
+** with an __index, http.get's, is read as Lua would).
 */
 #ifndef GLR_LHTTPREAD_H
 #define GLR_LHTTPREAD_H

@@ -127,7 +127,8 @@ local function state_of(conn)
   local ra = conn:remoteaddr()
   local ip = ra and (ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra) or "unknown"
   cs = { ip = ip, ureq = { method = false, url = false, fields = false, body = false,
-    timeout = false, pool = pool, stream = true, tls = false, only_headers = NO_VALUES } }
+    timeout = false, pool = pool, stream = true, tls = false, only_headers = NO_VALUES,
+    relay = RELAY_EXCEPT } }
   conn_state[conn] = cs
   return cs
 end
@@ -160,8 +161,7 @@ end
 -- sends the upstream's answer on (its fields in one step: res:relay)
 local function relay(res, up, req)
   local uh = up.headers
-  local head, hpos = up:rawhead()
-  res:status(up.status):relay(head, hpos, RELAY_EXCEPT)
+  res:status(up.status):relay(up) -- (its lines made as its head was read: ureq.relay)
   if req.method == "HEAD" or up.status == 204 or up.status == 304 then
     up:close()
     return res:send("")

@@ -220,6 +220,20 @@ describe("http client against goluarun.http", function()
       local raw, pos = req:rawhead()
       res:header("X-Mixed", "M"):send(raw:sub(pos, raw:find("\r\n\r\n", pos, true) + 1))
     end)
+    app:get("/proxy", function(req, res) -- a proxy's answer path: req.relay, res:relay(up)
+      local up = assert(http.request({ url = addr .. "/head", stream = true,
+        relay = req.query.drop or "x-mixed" }))
+      if req.query.mine then res:relay(up, req.query.mine) else res:relay(up) end
+      res:status(up.status):send(assert(up:readall()))
+    end)
+    app:get("/proxy-misuse", function(_, res)
+      local out = {}
+      for _, v in ipairs({ {}, { _head = 5 }, true }) do
+        local ok, err = pcall(res.relay, res, v)
+        out[#out + 1] = ok and "ok" or err:match("res:relay: (.*)$")
+      end
+      res:send(table.concat(out, ";"))
+    end)
     ln = assert(http.serve("127.0.0.1:0", app, { max_body = 4 * 1024 * 1024 }))
     addr = "http://" .. ln:addr()
   end)
@@ -289,6 +303,7 @@ describe("http client against goluarun.http", function()
       { { url = u, follow = -1 }, "req.follow must be a non%-negative integer" },
       { { url = u, fields = {} }, "req.fields must be a string" },
       { { url = u, headers = "x" }, "req.headers must be a table" },
+      { { url = u, relay = true }, "req.relay must be a string or a table" },
     }
     for i, c in ipairs(bad) do
       local ok, err = pcall(http.request, c[1])
@@ -352,6 +367,28 @@ describe("http client against goluarun.http", function()
     end
     assert.has_error(function() http.get(addr .. "/head", { only_headers = "x" }) end)
     assert.has_error(function() http.get(addr .. "/head", { only_headers = { ["X-Up"] = true } }) end)
+  end)
+
+  it("req.relay makes an answer's relayed lines as its head is read; res:relay(up) sends them", function()
+    local res = assert(http.get(addr .. "/proxy"))
+    assert.are.equal(200, res.status)
+    assert.is_nil(res.headers["x-mixed"]) -- dropped by req.relay's set
+    assert.matches("^text/plain", res.headers["content-type"]) -- the upstream's, once
+    assert.are.equal("string", type(res.headers.date)) -- one Date: the upstream's
+    assert.matches("^GET /head HTTP/1%.1\r\n", res.body)
+    res = assert(http.get(addr .. "/proxy?drop=date"))
+    assert.are.equal("M", res.headers["x-mixed"])
+    assert.are.equal("string", type(res.headers.date)) -- the server's own, once
+    -- a drop given to res:relay: the head is relayed again with it
+    res = assert(http.get(addr .. "/proxy?mine=content-type"))
+    assert.are.equal("M", res.headers["x-mixed"])
+    assert.is_nil(res.headers["content-type"]) -- dropped, and none of the server's
+    -- misuse
+    res = assert(http.get(addr .. "/proxy-misuse"))
+    assert.are.equal("a head (string) or a client response expected;"
+      .. "a head (string) or a client response expected;a head (string) expected", res.body)
+    assert.has_error(function() http.get(addr .. "/head", { relay = 5 }) end,
+      "http.request: req.relay must be a string or a table")
   end)
 
   it("talks https with verification on", function()

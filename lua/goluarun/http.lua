@@ -938,11 +938,35 @@ end
 --- head (s:sub(pos); a proxy's upstream answer) as they go on, names as
 --- received, minus hop-by-hop ones, Content-Length and those whose lower
 --- case is a key of drop (a set table, or a string "date,server" of up to
---- 16 comma-separated names; httpparse.relay); no default Content-Type
+--- 16 comma-separated names; httpparse.relay); no default Content-Type.
+--- res:relay(up [, drop]): up is a client response (http.request's): its
+--- head's lines, those its read made already when the request asked
+--- (req.relay) and no drop is given here, else as res:relay(up:rawhead())
+local function relay_response(self, up, drop)
+  local lines, seen = up._relay, up._rseen
+  if not lines or drop ~= nil then
+    local head = up._head
+    if type(head) ~= "string" then
+      error("http: res:relay: a head (string) or a client response expected", 3)
+    end
+    if drop ~= nil and type(drop) ~= "table" and type(drop) ~= "string" then
+      error("http: res:relay: drop must be a table or a string", 3)
+    end
+    lines, seen = relay_fields(head, 1, drop)
+    if not lines then error("http: res:relay: malformed head", 3) end
+  end
+  local blk = self._blk
+  self._blk = blk and blk .. lines or lines
+  self._bseen = self._bseen | seen | 4 -- (4: Content-Type: none of the server's)
+  return self
+end
+
 function Res:relay(head, pos, drop)
   if self._sent then error("http: res:relay: the head was already sent", 2) end
   self._simple = false
-  if type(head) ~= "string" then error("http: res:relay: a head (string) expected", 2) end
+  local th = type(head)
+  if th == "table" then return relay_response(self, head, pos) end
+  if th ~= "string" then error("http: res:relay: a head (string) expected", 2) end
   if pos ~= nil and (math_type(pos) ~= "integer" or pos < 1) then
     error("http: res:relay: pos must be a positive integer", 2)
   end

@@ -32,6 +32,11 @@
 --                of req.headers (a proxy's: httpparse.relay makes them;
 --                checked again, hop-by-hop ones left out; Host and
 --                User-Agent are added unless present)
+--   req.relay    a drop set (a string "date,server" of up to 16 comma-
+--                separated lower-case names, or a set table): the answer's
+--                field lines as a proxy sends them on are made as its head
+--                is read (httpparse.relay's, minus these names): a server's
+--                res:relay(up) of goluarun.http sends them
 --   req.only_headers  a set of lower-case names: res.headers holds only
 --                these (and Content-Length, Transfer-Encoding, Connection,
 --                Location); res:rawhead() has the whole head (a proxy)
@@ -649,8 +654,9 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     release(st, false)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
-  local status, reason, minor, h, rawhead, mode, left, close, whole = read_response(conn,
-    lim.mhb, lim.mh, only, method == "HEAD", lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX)
+  local status, reason, minor, h, rawhead, mode, left, close, whole, rlines, rseen =
+    read_response(conn, lim.mhb, lim.mh, only, method == "HEAD",
+      lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX, req.relay)
   if not status then
     local retry = conn:reused() > 0 and not minor and RETRY[reason] and type(body) ~= "function"
     release(st, false)
@@ -670,7 +676,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   local stream = req.stream
   -- (version "1.1" comes from Res: five or six keys, each one an insertion)
   local res = { status = status, reason = reason, headers = h, url = req.url, _head = rawhead,
-    _st = stream and st or nil }
+    _st = stream and st or nil, _relay = rlines, _rseen = rseen }
   if minor ~= "1" then res.version = "1." .. minor end
   if stream then
     if whole then st.buf = whole end
