@@ -253,6 +253,33 @@ describe("http client against goluarun.http", function()
     p:close()
   end)
 
+  it("a streamed answer whose body came with its head gives its conn back at once", function()
+    local p = net.pool()
+    for k in pairs(seen) do seen[k] = nil end
+    local kept, held = {}, 0
+    for i = 1, 5 do -- each answer left unread: a body that came whole leaves
+      -- its conn back in the pool (no state kept); one that did not (a read
+      -- a byte at a time: mockeagain) holds its conn until read
+      kept[i] = assert(http.get(addr .. "/who", { pool = p, stream = true }))
+      assert.is_nil(rawget(kept[i], "body"))
+      if i < 5 and rawget(kept[i], "_st") then held = held + 1 end
+    end
+    local nconns = 0
+    for _ in pairs(seen) do nconns = nconns + 1 end
+    assert.are.equal(1 + held, nconns)
+    local got = {} -- (pieces: a byte at a time under mockeagain)
+    for d in function() return kept[1]:read() end do got[#got + 1] = d end
+    assert.are.equal("hi", table.concat(got))
+    assert.is_nil(kept[1]:read())
+    assert.are.equal("", kept[1]:readall())
+    assert.are.equal("hi", kept[2]:readall())
+    assert.is_nil(kept[2]:read())
+    assert.is_true(kept[3]:close())
+    assert.are.equal(kept[4], kept[4]:settimeout(1))
+    assert.are.equal("hi", kept[4]:readall())
+    p:close()
+  end)
+
   it("sends chunked bodies and reads chunked answers", function()
     local parts, i = { "alpha", "", "beta", string.rep("g", H.scale(100000, 5000)) }, 0
     local res = assert(http.post(addr .. "/echo", function()

@@ -410,7 +410,11 @@ Res.version = "1.1" -- (an answer's own only when it is another)
 --- res:read() -> piece | nil (end) | nil, err
 function Res:read()
   local st = self._st
-  if not st then return nil end
+  if not st then -- (a body that came whole with the head, or none)
+    local b = self._body
+    if b then self._body = false end
+    return b or nil
+  end
   if not st.conn then return nil, st.err end
   local d, err = next_piece(st)
   if d then
@@ -432,6 +436,11 @@ end
 --- res:readall() -> the rest of the body, whole | nil, err (a streamed
 --- answer read to its end: the conn goes back to its pool as with read)
 function Res:readall()
+  local b = self._body
+  if b then -- (it came with the head: httpread.readresponse)
+    self._body = false
+    return b
+  end
   local st = self._st
   if st and st.conn and st.mode == "length" and st.pos == 1 and #st.buf == st.left then
     local b = st.buf -- (it came with the head: httpread.readresponse)
@@ -596,6 +605,18 @@ local function decide_framing(st, h, method, status, minor)
   return nil
 end
 
+-- an exchange's state (the streamed body's reader, a body function's writer)
+local function new_state(conn, pool, close, lim)
+  return { conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim }
+  -- (six keys, and mode and left: the constructor's eight slots)
+end
+
+-- a conn that failed: closed, and its pool slot freed
+local function drop_conn(pool, conn)
+  conn:close()
+  pool:put(conn)
+end
+
 -- one exchange on one conn: res | nil, err, retry (the conn was reused and
 -- failed before any byte of the answer)
 local function exchange(req, lim, u, method, body, deadline, pool)
@@ -610,7 +631,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   local conn, err = pool:dial(u.addr, dopts)
   if not conn then return nil, err end
   if deadline then conn:setdeadline(deadline) end
-  local hl, has_host, has_ua, close = header_lines(req.headers, req.fields)
+  local hl, has_host, has_ua, rclose = header_lines(req.headers, req.fields)
   local framing = ""
   if body == nil then -- (no type() call: each one interns its answer)
   elseif type(body) == "string" then
@@ -638,11 +659,12 @@ local function exchange(req, lim, u, method, body, deadline, pool)
     hostl, ual = has_host and "" or u.hostline, has_ua and "" or UA_LINE
   end
   local only = only_set(req.only_headers) -- (misuse raises before a byte goes out)
-  local st = {
-    conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim,
-  } -- (six keys, and mode and left: the constructor's eight slots)
+  -- the exchange's state: made here only for a body function (its writer
+  -- shares it), else once the answer's body is known to need reading
+  local st
   local ok
   if body ~= nil and type(body) == "function" then
+    st = new_state(conn, pool, rclose, lim)
     ok, err = send(st, conn, head or line .. hostl .. ual .. hl .. framing .. "\r\n", body)
   elseif head then
     ok, err = conn:write(head, body or "")
@@ -651,7 +673,7 @@ local function exchange(req, lim, u, method, body, deadline, pool)
   end
   if not ok then
     local reused = conn:reused() > 0
-    release(st, false)
+    drop_conn(pool, conn)
     return nil, err, reused and RETRY[err] and type(body) ~= "function"
   end
   local status, reason, minor, h, rawhead, mode, left, close, whole, rlines, rseen =
@@ -659,10 +681,20 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX, req.relay)
   if not status then
     local retry = conn:reused() > 0 and not minor and RETRY[reason] and type(body) ~= "function"
-    release(st, false)
-    return nil, st.werr or reason, retry
+    drop_conn(pool, conn)
+    return nil, st and st.werr or reason, retry
   end
   setmetatable(h, Headers)
+  local res = { status = status, reason = reason, headers = h, url = req.url, _head = rawhead,
+    _relay = rlines, _rseen = rseen }
+  if minor ~= "1" then res.version = "1." .. minor end
+  if whole and not st then -- the body came whole with the head: the conn is done
+    if close or rclose then conn:close() end
+    pool:put(conn)
+    if req.stream then res._body = whole else res.body = whole end
+    return setmetatable(res, Res)
+  end
+  st = st or new_state(conn, pool, rclose, lim)
   if close then st.close = true end
   if mode then
     st.mode, st.left = mode, left
@@ -673,12 +705,8 @@ local function exchange(req, lim, u, method, body, deadline, pool)
       return nil, ferr
     end
   end
-  local stream = req.stream
-  -- (version "1.1" comes from Res: five or six keys, each one an insertion)
-  local res = { status = status, reason = reason, headers = h, url = req.url, _head = rawhead,
-    _st = stream and st or nil, _relay = rlines, _rseen = rseen }
-  if minor ~= "1" then res.version = "1." .. minor end
-  if stream then
+  if req.stream then
+    res._st = st
     if whole then st.buf = whole end
     if st.mode == "none" then release(st, true) end
     return setmetatable(res, Res)
