@@ -166,7 +166,7 @@ local function relay(res, up, req)
     up:close()
     return res:send("")
   end
-  local cl = tonumber(rawget(uh, "content-length") or "")
+  local cl = tonumber(uh["content-length"] or "") -- (a key present: no __index)
   if cl and cl <= BUFFER_BODY then
     local body, err = up:readall() -- (one piece: it came with the head)
     if not body then return fail(res, 502, "bad gateway: " .. err) end

@@ -276,6 +276,13 @@ describe("http client against goluarun.http", function()
     assert.is_nil(kept[2]:read())
     assert.is_true(kept[3]:close())
     assert.are.equal(kept[4], kept[4]:settimeout(1))
+    -- a bad timeout raises, after a good one too (the check remembers the last good s)
+    for _, bad in ipairs({ -1, 0, "1", 0 / 0, {} }) do
+      assert.has_error(function() kept[4]:settimeout(bad) end,
+        "res:settimeout: a positive number or nil expected")
+      assert.are.equal(kept[4], kept[4]:settimeout(1))
+    end
+    assert.are.equal(kept[4], kept[4]:settimeout(nil))
     assert.are.equal("hi", kept[4]:readall())
     p:close()
   end)

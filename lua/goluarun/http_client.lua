@@ -468,10 +468,14 @@ end
 
 --- res:settimeout(s): the rest of a streamed body is bounded per read (s
 --- seconds each; nil: not at all) instead of by the request's timeout
+local timeout_ok -- the last s checked (a proxy passes the same one each time)
 function Res:settimeout(s)
   local st = self._st
-  if s ~= nil and (type(s) ~= "number" or not (s > 0)) then
-    error("res:settimeout: a positive number or nil expected", 2)
+  if s ~= nil and s ~= timeout_ok then
+    if type(s) ~= "number" or not (s > 0) then
+      error("res:settimeout: a positive number or nil expected", 2)
+    end
+    timeout_ok = s
   end
   if st and st.conn and not buffered_to_end(st) then
     st.conn:setdeadline(nil)
