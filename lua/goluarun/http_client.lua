@@ -623,9 +623,9 @@ end
 
 -- one exchange on one conn: res | nil, err, retry (the conn was reused and
 -- failed before any byte of the answer)
-local function exchange(req, lim, u, method, body, deadline, pool)
+local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   local dopts
-  local timeout = deadline and deadline - now()
+  if deadline and not timeout then timeout = deadline - now() end
   if timeout and timeout <= 0 then return nil, "timeout" end
   if u.tls then
     dopts = { timeout = timeout, tls = tls_of(req) }
@@ -744,7 +744,8 @@ function M.request(req)
       mb = limit(req, "max_body", 8 * 1024 * 1024) }
   end
   local pool = req.pool or net.defaultpool
-  local deadline = req.timeout and now() + req.timeout
+  local t0 = req.timeout -- (the first exchange's timeout: no second now())
+  local deadline = t0 and now() + t0
   local url, body, headers = req.url, req.body, req.headers
   local hops = 0
   while true do
@@ -752,12 +753,14 @@ function M.request(req)
     if not u then return nil, uerr end
     local res, err, retry
     for _ = 1, 3 do
-      res, err, retry = exchange(req, lim, u, method, body, deadline, pool)
+      res, err, retry = exchange(req, lim, u, method, body, deadline, pool, t0)
+      t0 = nil
       if res or not retry then break end
     end
     if not res then return nil, err end
+    if not REDIRECT[res.status] then return res end -- (no rawget call per answer)
     local loc = rawget(res.headers, "location")
-    if not (REDIRECT[res.status] and loc and type(loc) == "string") then return res end
+    if not (loc and type(loc) == "string") then return res end
     if hops >= follow then
       if follow == 0 then return res end
       res:close()
