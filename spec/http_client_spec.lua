@@ -423,6 +423,27 @@ describe("http client against goluarun.http", function()
       .. "a head (string) or a client response expected;a head (string) expected", res.body)
     assert.has_error(function() http.get(addr .. "/head", { relay = 5 }) end,
       "http.request: req.relay must be a string or a table")
+    -- httpread.readresponse itself: the relayed lines and seen bits after
+    -- the body; a bad relay argument raises before any read
+    local rr = require("goluarun.httpread").readresponse
+    local c = assert(net.dial(ln:addr()))
+    assert.has_error(function() rr(c, 16384, 100, nil, false, 65536, 5) end)
+    assert(c:write("GET /who HTTP/1.1\r\nHost: x\r\n\r\n"))
+    local r = table.pack(rr(c, 16384, 100, nil, false, 65536, "date,set-cookie"))
+    assert.are.equal(11, r.n)
+    assert.are.equal(200, r[1])
+    assert.are.equal("length", r[6])
+    assert.are.equal(2, r[7])
+    local body = r[9] or "" -- (not whole when it arrives a byte at a time: mockeagain)
+    while #body < 2 do body = body .. assert(c:read(2 - #body)) end
+    assert.are.equal("hi", body)
+    assert.matches("^Content%-Type: text/plain", r[10])
+    assert.is_nil(r[10]:lower():find("date:", 1, true))
+    assert.is_nil(r[10]:lower():find("set-cookie", 1, true))
+    assert.are.equal("number", math.type(r[11]) and "number")
+    assert(c:write("GET /who HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert.are.equal(9, select("#", rr(c, 16384, 100, nil, false, 65536))) -- none asked
+    c:close()
   end)
 
   it("talks https with verification on", function()
