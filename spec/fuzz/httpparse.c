@@ -218,6 +218,16 @@ static void relay_one(const char *s, size_t n, lua_Integer pos, lua_Integer req_
   lua_settop(L, top);
 }
 
+/* the set {host = true, ["x-a"] = true}, as a table (the string form is
+** "host,x-a") */
+static void push_host_xa(void) {
+  lua_createtable(L, 0, 2);
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "host");
+  lua_pushboolean(L, 1);
+  lua_setfield(L, -2, "x-a");
+}
+
 /* httpparse.lines(s): accepted only where relay gives s back unchanged
 ** (same seen); relay(s, pos)'s lines always accepted; drop as a string
 ** "host,x-a" and as the table {host, x-a}: the same lines */
@@ -249,11 +259,7 @@ static void lines_one(const char *s, size_t n, lua_Integer pos) {
     fail("lines: refused relay's output");
   lua_pushlstring(L, s, n);
   lua_pushinteger(L, pos);
-  lua_createtable(L, 0, 2);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "host");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "x-a");
+  push_host_xa();
   int base = lua_gettop(L) - 2;
   call("relay", 3);
   size_t a, b;
@@ -269,11 +275,7 @@ static void only_one(const char *s, size_t n, lua_Integer pos, lua_Integer max, 
   lua_pushlstring(L, s, n);
   lua_pushinteger(L, pos);
   lua_pushinteger(L, max);
-  lua_createtable(L, 0, 2);
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "host");
-  lua_pushboolean(L, 1);
-  lua_setfield(L, -2, "x-a");
+  push_host_xa();
   int nres = call("response", 4);
   lua_Integer onx = lua_isnil(L, top + 1) ? 0 : lua_tointeger(L, top + nres);
   if (onx != nx) fail("response with only: another end");
