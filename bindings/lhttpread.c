@@ -11,6 +11,7 @@
 #include <lua.h>
 
 #include "conn.h"
+#include "errstr.h"
 #include "lhttp.h"
 #include "lhttpread.h"
 
@@ -201,9 +202,9 @@ static int rr_try(lua_State *L, conn *c, conn_side *s) {
   if (r > 0) return CONN_AGAIN;
   if (r == 0) {
     bool got = (s->arg & RR_GOT) || conn_buffered(cs) > 0;
-    return rr_err(L, s, cs, got ? "bad response: truncated head" : "eof");
+    return rr_err(L, s, cs, got ? "bad response: truncated head" : ERRSTR_EOF);
   }
-  if (r == -ENOMEM) return rr_err(L, s, cs, "out of memory");
+  if (r == -ENOMEM) return rr_err(L, s, cs, ERRSTR_NOMEM);
   return (int)r;
 }
 

@@ -1001,6 +1001,14 @@ local function header_block(self, want_ct)
   return s, has_date
 end
 
+-- a write's result: true, or nil, err with the conn marked for closing
+-- (res:send's common answer spells this out: no call on its hot path)
+local function wrote(st, ok, err)
+  if ok then return true end
+  st.close = true
+  return nil, err
+end
+
 -- res:send's answer with its own fields, a Connection field or no body
 local function send_fields(self, st, line, code, close, body)
   local nobody = code == 204 or code == 304
@@ -1016,11 +1024,7 @@ local function send_fields(self, st, line, code, close, body)
     ok, err = st.conn:write(line, dh, hdrs, CONTENT_LENGTH_LINE[#body], connh,
       "\r\n", st.head and "" or body)
   end
-  if not ok then
-    st.close = true
-    return nil, err
-  end
-  return true
+  return wrote(st, ok, err)
 end
 
 --- res:send([body]) -> true | nil, err
@@ -1113,10 +1117,7 @@ function Res:write(...)
       st.date and not own_date and date() or "", hdrs,
       chunked and "Transfer-Encoding: chunked\r\n" or "",
       close and "Connection: close\r\n" or "", "\r\n")
-    if not ok then
-      st.close = true
-      return nil, err
-    end
+    if not ok then return wrote(st, ok, err) end
   end
   if st.head or #data == 0 then return true end
   if self._chunked then
@@ -1124,11 +1125,7 @@ function Res:write(...)
   else
     ok, err = conn:write(data)
   end
-  if not ok then
-    st.close = true
-    return nil, err
-  end
-  return true
+  return wrote(st, ok, err)
 end
 
 --- res:finish() -> true | nil, err: ends a streamed body (res:write);
