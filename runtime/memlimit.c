@@ -1,7 +1,9 @@
 /* memlimit.c — see memlimit.h. */
 #include "memlimit.h"
 
+#include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* the process's figures: limit and hook const after memlimit_setup */
 static struct {
@@ -33,6 +35,68 @@ void memlimit_vm_init(memvm *v, struct G *const *curg, int id) {
   v->curg = curg;
   v->failnext = false;
   chaos_rng_init(&v->failrng, ml.fail_seed, (uint64_t)id);
+  v->cached = 0;
+  for (int k = 0; k < MEMLIMIT_CLASSES; k++) v->free_small[k] = NULL;
+}
+
+/* ---------- small blocks kept for reuse (memlimit.h) ---------- */
+
+/* the class of an n-byte block (1 <= n <= MEMLIMIT_SMALL_MAX), and its
+** bytes: glibc's usable size for malloc(n) (chunks of 16-byte steps, 8 of
+** them its header, 32 at least) */
+static inline int class_of(size_t n) { return n <= 24 ? 0 : (int)((n - 9) >> 4); }
+static inline size_t class_bytes(int k) { return 24 + 16 * (size_t)k; }
+
+/* a new block of n bytes: a kept one of its class, or malloc's */
+static void *block_new(memvm *v, size_t n) {
+  if (n > MEMLIMIT_SMALL_MAX || MEMLIMIT_CACHE_MAX == 0) return malloc(n);
+  int k = class_of(n);
+  void *b = v->free_small[k];
+  if (!b) return malloc(class_bytes(k));
+  memcpy(&v->free_small[k], b, sizeof b);
+  v->cached -= (int64_t)class_bytes(k);
+  return b;
+}
+
+/* frees the n-byte block b: kept for reuse while the lists have room */
+static void block_free(memvm *v, void *b, size_t n) {
+  int k = n <= MEMLIMIT_SMALL_MAX ? class_of(n) : -1;
+  if (k < 0 || v->cached >= MEMLIMIT_CACHE_MAX || malloc_usable_size(b) < class_bytes(k)) {
+    free(b);
+    return;
+  }
+  memcpy(b, &v->free_small[k], sizeof b);
+  v->free_small[k] = b;
+  v->cached += (int64_t)class_bytes(k);
+}
+
+/* b (o bytes) resized to n: in place within a small class, through a new
+** block when either side is small (so every small block is a whole
+** class's), else realloc's. A shrink never fails (Lua relies on it): with
+** no new block, b itself holds its n bytes and is a whole class's too */
+static void *block_resize(memvm *v, void *b, size_t o, size_t n) {
+  if (!b) return block_new(v, n);
+  if (o > MEMLIMIT_SMALL_MAX && n > MEMLIMIT_SMALL_MAX) return realloc(b, n);
+  if (o <= MEMLIMIT_SMALL_MAX && n <= MEMLIMIT_SMALL_MAX && class_of(o) == class_of(n)) return b;
+  void *nb = block_new(v, n);
+  if (!nb) return n < o ? b : NULL;
+  memcpy(nb, b, o < n ? o : n);
+  block_free(v, b, o);
+  return nb;
+}
+
+void memlimit_drain(memvm *v) {
+  for (int k = 0; k < MEMLIMIT_CLASSES; k++) {
+    void *b = v->free_small[k];
+    while (b) {
+      void *next;
+      memcpy(&next, b, sizeof next);
+      free(b);
+      b = next;
+    }
+    v->free_small[k] = NULL;
+  }
+  v->cached = 0;
 }
 
 /* inject — should this growth fail (GOLUA_ALLOCFAIL)? */
@@ -94,7 +158,7 @@ void memlimit_collected(void) {
 static void *grow_slow(memvm *v, void *ptr, size_t nsize, int64_t grow) {
   if (ml.limit && *v->curg && memlimit_inuse() + v->delta + grow > ml.limit)
     return NULL; /* Lua collects this VM and retries, then raises */
-  void *np = ptr ? realloc(ptr, nsize) : malloc(nsize); /* (malloc: fewer steps) */
+  void *np = block_resize(v, ptr, (size_t)((int64_t)nsize - grow), nsize);
   if (np) {
     v->delta += grow;
     memlimit_flush(v);
@@ -106,7 +170,7 @@ void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   memvm *v = ud;
   int64_t old = ptr ? (int64_t)osize : 0; /* with no block, osize is a type */
   if (nsize == 0) {
-    free(ptr);
+    if (ptr) block_free(v, ptr, osize);
     v->delta -= old;
     if (GLR_UNLIKELY(v->delta <= -MEMLIMIT_BATCH)) memlimit_flush(v);
     return NULL;
@@ -114,7 +178,7 @@ void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   int64_t grow = (int64_t)nsize - old;
   if (GLR_UNLIKELY(ml.fail) && grow > 0 && inject(v)) return NULL;
   if (GLR_UNLIKELY(v->delta + grow >= MEMLIMIT_BATCH)) return grow_slow(v, ptr, nsize, grow);
-  void *np = ptr ? realloc(ptr, nsize) : malloc(nsize);
+  void *np = block_resize(v, ptr, (size_t)old, nsize);
   if (GLR_LIKELY(np != NULL)) {
     v->delta += grow;
     if (GLR_UNLIKELY(v->delta <= -MEMLIMIT_BATCH)) memlimit_flush(v);

@@ -38,6 +38,23 @@
 **    VM's next one (v->failnext), the retry Lua makes after its emergency
 **    collection, so Lua really raises "not enough memory"; failing one
 **    call alone would only test the collector. Off: one predictable branch.
+**  - Small blocks (up to MEMLIMIT_SMALL_MAX bytes) freed by a VM are kept
+**    in its memvm's lists, one per size class, up to MEMLIMIT_CACHE_MAX
+**    bytes, and handed out again by its next allocations of that class:
+**    a request's strings and tables cost a list push and pop instead of
+**    glibc's malloc and free (bins, consolidation: ~300 instructions a
+**    pair). The classes are glibc's own chunk sizes (24, 40, ..., 248
+**    usable bytes), so no block is bigger than malloc would make it. A
+**    block joins a list only if malloc_usable_size says it holds its
+**    class's bytes: blocks made before memlimit_alloc was the VM's
+**    allocator (luaL_newstate's), or by an allocator that sizes blocks
+**    exactly (valgrind's, TSan's), are freed. A block only ever serves the VM
+**    that freed it (owner M only, as the rest of memvm). The count is
+**    Lua's bytes: cached blocks are free memory, not counted (as glibc's
+**    own free lists are not). memlimit_drain gives them back: after
+**    lua_close, and at every full collection sched.c makes. Under
+**    AddressSanitizer there are no lists (MEMLIMIT_CACHE_MAX 0), so it
+**    still sees every use after free.
 */
 #ifndef GLR_MEMLIMIT_H
 #define GLR_MEMLIMIT_H
@@ -47,6 +64,18 @@
 
 #define MEMLIMIT_BATCH (64 * 1024)  /* bytes a VM counts before publishing */
 #define MEMLIMIT_SOFT_PCT 90        /* full GCs are asked for past this % */
+#define MEMLIMIT_CLASSES 15         /* small-block classes: 24 + 16k bytes */
+#define MEMLIMIT_SMALL_MAX (24 + 16 * (MEMLIMIT_CLASSES - 1)) /* 248 */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEMLIMIT_CACHE_MAX 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEMLIMIT_CACHE_MAX 0
+#endif
+#endif
+#ifndef MEMLIMIT_CACHE_MAX
+#define MEMLIMIT_CACHE_MAX (256 * 1024) /* free bytes a VM keeps for reuse */
+#endif
 
 struct G;
 typedef struct memvm {
@@ -56,6 +85,9 @@ typedef struct memvm {
                           ** not NULL, growth past the limit fails */
   bool failnext;          /* owner M only: refuse the next growth (allocfail) */
   chaos_rng failrng;      /* owner M only: allocfail's random stream */
+  int64_t cached;         /* owner M only: bytes in the lists below */
+  void *free_small[MEMLIMIT_CLASSES]; /* owner M only: freed blocks of each
+                          ** class, linked through their first word */
 } memvm;
 
 /* memlimit_hook — called when the count crosses the soft limit (any M). */
@@ -74,6 +106,9 @@ GLR_INTERNAL void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsiz
 /* memlimit_adopt — count bytes a VM got before memlimit_alloc was its
 ** allocator (luaL_newstate's own; they are freed through memlimit_alloc). */
 GLR_INTERNAL void memlimit_adopt(memvm *v, int64_t bytes);
+/* memlimit_drain — free the small blocks v keeps for reuse (owner M; also
+** after lua_close) */
+GLR_INTERNAL void memlimit_drain(memvm *v);
 /* memlimit_flush — publish v's pending bytes (owner M). */
 GLR_INTERNAL void memlimit_flush(memvm *v);
 /* memlimit_vm_bytes — the bytes v's VM holds (owner M): what

@@ -486,6 +486,7 @@ static void sched_collect(P *p) {
   lua_gc(p->L, LUA_GCCOLLECT);
   int64_t after = vm_kb(p), t1 = mono_now();
   memlimit_flush(&p->mem);
+  memlimit_drain(&p->mem); /* the freed small blocks too */
   memlimit_collected();
   p->gc_after_kb = after;
   p->gc_exec_seq = atomic_load_explicit(&p->exec_seq, memory_order_relaxed);
@@ -760,7 +761,10 @@ int rt_run(rt *r) {
 static void p_free(P *p, bool close_vm) {
   /* timers may live in Lua memory: forget them before the VM goes */
   timerheap_free(&p->timers);
-  if (close_vm && p->L) lua_close(p->L);
+  if (close_vm && p->L) {
+    lua_close(p->L);
+    memlimit_drain(&p->mem); /* the blocks the close freed */
+  }
   G *g = p->gfree;
   while (g) {
     G *n = g->link;
@@ -804,6 +808,7 @@ void rt_free(rt *r) {
     for (int i = 0; i < r->nprocs && close_vms && !blocked; i++) {
       timerheap_free(&r->ps[i]->timers);
       lua_close(r->ps[i]->L);
+      memlimit_drain(&r->ps[i]->mem);
       r->ps[i]->L = NULL;
     }
     abandoned_rt = r;
