@@ -61,7 +61,8 @@ static void *block_new(memvm *v, size_t n) {
 /* frees the n-byte block b: kept for reuse while the lists have room */
 static void block_free(memvm *v, void *b, size_t n) {
   int k = n <= MEMLIMIT_SMALL_MAX ? class_of(n) : -1;
-  if (k < 0 || v->cached >= MEMLIMIT_CACHE_MAX || malloc_usable_size(b) < class_bytes(k)) {
+  if (k < 0 || MEMLIMIT_CACHE_MAX == 0 || v->cached >= MEMLIMIT_CACHE_MAX ||
+      malloc_usable_size(b) < class_bytes(k)) { /* (not a whole class: see memlimit.h) */
     free(b);
     return;
   }
@@ -70,14 +71,17 @@ static void block_free(memvm *v, void *b, size_t n) {
   v->cached += (int64_t)class_bytes(k);
 }
 
-/* b (o bytes) resized to n: in place within a small class, through a new
-** block when either side is small (so every small block is a whole
-** class's), else realloc's. A shrink never fails (Lua relies on it): with
+/* b (o bytes) resized to n: in place within a small class (if b holds n),
+** through a new block when either side is small (so every small block is
+** a whole class's), else realloc's. A shrink never fails (Lua relies on it): with
 ** no new block, b itself holds its n bytes and is a whole class's too */
 static void *block_resize(memvm *v, void *b, size_t o, size_t n) {
   if (!b) return block_new(v, n);
-  if (o > MEMLIMIT_SMALL_MAX && n > MEMLIMIT_SMALL_MAX) return realloc(b, n);
-  if (o <= MEMLIMIT_SMALL_MAX && n <= MEMLIMIT_SMALL_MAX && class_of(o) == class_of(n)) return b;
+  if (MEMLIMIT_CACHE_MAX == 0 || (o > MEMLIMIT_SMALL_MAX && n > MEMLIMIT_SMALL_MAX))
+    return realloc(b, n); /* (no lists: blocks are malloc's exact sizes) */
+  if (o <= MEMLIMIT_SMALL_MAX && n <= MEMLIMIT_SMALL_MAX && class_of(o) == class_of(n) &&
+      (n <= o || malloc_usable_size(b) >= n)) /* (a block malloc sized exactly) */
+    return b;
   void *nb = block_new(v, n);
   if (!nb) return n < o ? b : NULL;
   memcpy(nb, b, o < n ? o : n);
