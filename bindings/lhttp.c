@@ -149,9 +149,11 @@ static bool eat_eol(hp_cur *c) {
 }
 
 static size_t span_token(hp_cur *c) {
-  size_t p0 = c->p;
-  while (c->p < c->n && is_tchar(c->s[c->p])) c->p++;
-  return c->p - p0;
+  const unsigned char *s = c->s; /* (locals: the loop keeps them in registers) */
+  size_t p0 = c->p, p = p0, n = c->n;
+  while (p < n && is_tchar(s[p])) p++;
+  c->p = p;
+  return p - p0;
 }
 
 /* a DIGIT, kept as its byte */
@@ -183,19 +185,81 @@ static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
   luaL_pushresultsize(&b, n);
 }
 
+/* ---------- a word at a time ---------- */
+
+/* Eight bytes in a uint64_t (memcpy: no unaligned access, no aliasing);
+** the tests below look at each byte alone (no carry crosses a byte), so
+** they hold whatever the byte order. A byte's result is its high bit. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS (ONES * 0x80)
+#define LOW7S (ONES * 0x7F)
+
+static uint64_t load8(const unsigned char *s) {
+  uint64_t w;
+  memcpy(&w, s, 8);
+  return w;
+}
+
+/* 0x80 in each byte of w below 0x20 or equal to 0x7F: the bytes outside
+** the value bytes' fast case (value_byte below; HTAB, rare, is taken a
+** byte at a time). With b7 = b & 0x7F: b7 + 0x60 reaches 0x80 when b7 >=
+** 0x20 (| b: a byte >= 0x80 is not below 0x20); b7 + 1 reaches 0x80 only
+** for b7 == 0x7F (& ~b: and b < 0x80). Neither sum leaves its byte. */
+static uint64_t odd_bytes(uint64_t w) {
+  uint64_t low7 = w & LOW7S;
+  uint64_t below_space = ~((low7 + ONES * 0x60) | w);
+  uint64_t del = (low7 + ONES) & ~w;
+  return (below_space | del) & HIGHS;
+}
+
+/* the place in memory of the first byte m flags (m not 0) */
+static size_t first_flagged(uint64_t m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return (size_t)__builtin_clzll(m) / 8;
+#else
+  return (size_t)__builtin_ctzll(m) / 8;
+#endif
+}
+
+/* a field value's byte, OWS included: field-vchar (FCHAR), SP or HTAB:
+** 0x09, 0x20 .. 0x7E, 0x80 .. 0xFF */
+static bool value_byte(unsigned c) { return is_fchar(c) || is_ws(c); }
+
+/* the end of the run of value bytes from s[p] (at most n): eight bytes a
+** step, the first odd byte of a word found in it (an HTAB there is passed
+** over: a value byte); the last seven bytes of s one at a time */
+static size_t span_value_bytes(const unsigned char *s, size_t p, size_t n) {
+  while (n - p >= 8) {
+    uint64_t m = odd_bytes(load8(s + p));
+    if (!m) {
+      p += 8;
+      continue;
+    }
+    p += first_flagged(m);
+    if (s[p] != '\t') return p;
+    p++;
+  }
+  while (p < n && value_byte(s[p])) p++;
+  return p;
+}
+
 /* field-value with the OWS around it: the value is [*vs, *ve); the cursor
-** ends after the trailing whitespace */
+** ends after the trailing whitespace.
+** The grammar's loop (OWS, then runs of field-vchars separated by SP/HTAB
+** runs, then OWS) consumes exactly the longest run of value bytes after
+** the leading OWS: a run only stops at a byte that is neither a
+** field-vchar nor SP/HTAB, or at the end. The value ends after its last
+** field-vchar, that is at the run's end moved back over the SP/HTAB bytes
+** before it; it cannot move back past v0, where the run holds a
+** field-vchar (the leading OWS was skipped) or the run is empty. */
 static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
   const unsigned char *s = c->s; /* (locals: the loops keep them in registers) */
   size_t p = c->p, n = c->n;
   while (p < n && is_ws(s[p])) p++;
-  size_t v0 = p, v1;
-  for (;;) { /* runs of field-vchars separated by whitespace */
-    while (p < n && is_fchar(s[p])) p++;
-    v1 = p;
-    while (p < n && is_ws(s[p])) p++;
-    if (p == v1 || p == n || !is_fchar(s[p])) break;
-  }
+  size_t v0 = p;
+  p = span_value_bytes(s, p, n);
+  size_t v1 = p;
+  while (v1 > v0 && is_ws(s[v1 - 1])) v1--;
   c->p = p;
   *vs = v0;
   *ve = v1;
@@ -543,7 +607,7 @@ static bool status_line(lua_State *L, hp_cur *c) {
   size_t r0 = c->p, r1 = c->p;
   if (eat(c, ' ')) {
     r0 = c->p;
-    while (c->p < c->n && (is_fchar(c->s[c->p]) || is_ws(c->s[c->p]))) c->p++;
+    c->p = span_value_bytes(c->s, c->p, c->n);
     r1 = c->p;
   }
   if (!eat_eol(c)) return false;
