@@ -131,21 +131,22 @@ static bool eat(hp_cur *c, unsigned ch) {
   return true;
 }
 
-static bool eat_lit(hp_cur *c, const char *lit) {
-  size_t i = 0;
-  for (; lit[i]; i++)
-    if (c->p + i >= c->n || c->s[c->p + i] != (unsigned char)lit[i]) return false;
-  c->p += i;
+/* the literal lit (a macro: sizeof is its length; memcmp of a constant
+** length compiles to a few compares) */
+#define eat_lit(c, lit) eat_bytes((c), (lit), sizeof(lit) - 1)
+static bool eat_bytes(hp_cur *c, const char *lit, size_t n) {
+  if (c->n - c->p < n || memcmp(c->s + c->p, lit, n) != 0) return false;
+  c->p += n;
   return true;
 }
 
 /* EOL = "\r"? "\n" */
 static bool eat_eol(hp_cur *c) {
-  size_t p = c->p;
-  eat(c, '\r');
-  if (eat(c, '\n')) return true;
-  c->p = p;
-  return false;
+  size_t p = c->p, n = c->n; /* (locals: c->s's bytes may alias c->p) */
+  if (p < n && c->s[p] == '\r') p++;
+  if (p == n || c->s[p] != '\n') return false;
+  c->p = p + 1;
+  return true;
 }
 
 /* the end of the run of tchars from s[p] (at most n): four table lookups
@@ -607,20 +608,24 @@ static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp
   return eat_eol(c);
 }
 
+/* the end of the run of VCHARs other than stop from s[p] (at most n) */
+static size_t vchars_end(const unsigned char *s, size_t p, size_t n, unsigned char stop) {
+  while (p < n && is_vchar(s[p]) && s[p] != stop) p++;
+  return p;
+}
+
 /* request-line = method SP target SP "HTTP/" DIGIT "." DIGIT EOL; pushes
 ** method, path, query|nil, major, minor; *plain: HTTP/1.1 and an
 ** origin-form target (it starts with "/") */
 static bool request_line(lua_State *L, hp_cur *c, bool *plain) {
   size_t m0 = c->p, mlen = span_token(c);
   if (mlen == 0 || !eat(c, ' ')) return false;
-  size_t t0 = c->p;
-  while (c->p < c->n && is_vchar(c->s[c->p]) && c->s[c->p] != '?') c->p++;
-  size_t t1 = c->p, q0 = 0, q1 = 0;
+  size_t t0 = c->p, t1 = vchars_end(c->s, t0, c->n, '?'), q0 = 0, q1 = 0;
   if (t1 == t0) return false;
+  c->p = t1;
   if (eat(c, '?')) {
     q0 = c->p;
-    while (c->p < c->n && is_vchar(c->s[c->p])) c->p++;
-    q1 = c->p;
+    q1 = c->p = vchars_end(c->s, q0, c->n, 0);
   }
   unsigned char major, minor;
   if (!eat_lit(c, " HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
