@@ -131,26 +131,35 @@ static bool eat(hp_cur *c, unsigned ch) {
   return true;
 }
 
-static bool eat_lit(hp_cur *c, const char *lit) {
-  size_t i = 0;
-  for (; lit[i]; i++)
-    if (c->p + i >= c->n || c->s[c->p + i] != (unsigned char)lit[i]) return false;
-  c->p += i;
+/* the literal lit (a macro: sizeof is its length; memcmp of a constant
+** length compiles to a few compares) */
+#define eat_lit(c, lit) eat_bytes((c), (lit), sizeof(lit) - 1)
+static bool eat_bytes(hp_cur *c, const char *lit, size_t n) {
+  if (c->n - c->p < n || memcmp(c->s + c->p, lit, n) != 0) return false;
+  c->p += n;
   return true;
 }
 
 /* EOL = "\r"? "\n" */
 static bool eat_eol(hp_cur *c) {
-  size_t p = c->p;
-  eat(c, '\r');
-  if (eat(c, '\n')) return true;
-  c->p = p;
-  return false;
+  size_t p = c->p, n = c->n; /* (locals: c->s's bytes may alias c->p) */
+  if (p < n && c->s[p] == '\r') p++;
+  if (p == n || c->s[p] != '\n') return false;
+  c->p = p + 1;
+  return true;
+}
+
+/* the end of the run of tchars from s[p] (at most n): four table lookups
+** a step, then one at a time */
+static inline size_t token_end(const unsigned char *s, size_t p, size_t n) {
+  while (n - p >= 4 && (TCHAR[s[p]] & TCHAR[s[p + 1]] & TCHAR[s[p + 2]] & TCHAR[s[p + 3]])) p += 4;
+  while (p < n && is_tchar(s[p])) p++;
+  return p;
 }
 
 static size_t span_token(hp_cur *c) {
   size_t p0 = c->p;
-  while (c->p < c->n && is_tchar(c->s[c->p])) c->p++;
+  c->p = token_end(c->s, p0, c->n);
   return c->p - p0;
 }
 
@@ -183,22 +192,62 @@ static void push_lower(lua_State *L, const unsigned char *s, size_t n) {
   luaL_pushresultsize(&b, n);
 }
 
-/* field-value with the OWS around it: the value is [*vs, *ve); the cursor
-** ends after the trailing whitespace */
-static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
-  const unsigned char *s = c->s; /* (locals: the loops keep them in registers) */
-  size_t p = c->p, n = c->n;
-  while (p < n && is_ws(s[p])) p++;
-  size_t v0 = p, v1;
-  for (;;) { /* runs of field-vchars separated by whitespace */
-    while (p < n && is_fchar(s[p])) p++;
-    v1 = p;
-    while (p < n && is_ws(s[p])) p++;
-    if (p == v1 || p == n || !is_fchar(s[p])) break;
+/* ---------- a word at a time ---------- */
+
+/* Eight bytes in a uint64_t (memcpy: no unaligned access, no aliasing);
+** the tests below look at each byte alone (no carry crosses a byte), so
+** they hold whatever the byte order. A byte's result is its high bit. */
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS (ONES * 0x80)
+#define LOW7S (ONES * 0x7F)
+
+static uint64_t load8(const unsigned char *s) {
+  uint64_t w;
+  memcpy(&w, s, 8);
+  return w;
+}
+
+/* 0x80 in each byte of w below 0x20 or equal to 0x7F: the bytes outside
+** the value bytes' fast case (value_byte below; HTAB, rare, is taken a
+** byte at a time). With b7 = b & 0x7F: b7 + 0x60 reaches 0x80 when b7 >=
+** 0x20 (| b: a byte >= 0x80 is not below 0x20); b7 + 1 reaches 0x80 only
+** for b7 == 0x7F (& ~b: and b < 0x80). Neither sum leaves its byte. */
+static uint64_t odd_bytes(uint64_t w) {
+  uint64_t low7 = w & LOW7S;
+  uint64_t below_space = ~((low7 + ONES * 0x60) | w);
+  uint64_t del = (low7 + ONES) & ~w;
+  return (below_space | del) & HIGHS;
+}
+
+/* the place in memory of the first byte m flags (m not 0) */
+static size_t first_flagged(uint64_t m) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return (size_t)__builtin_clzll(m) / 8;
+#else
+  return (size_t)__builtin_ctzll(m) / 8;
+#endif
+}
+
+/* a field value's byte, OWS included: field-vchar (FCHAR), SP or HTAB:
+** 0x09, 0x20 .. 0x7E, 0x80 .. 0xFF */
+static bool value_byte(unsigned c) { return is_fchar(c) || is_ws(c); }
+
+/* the end of the run of value bytes from s[p] (at most n): eight bytes a
+** step, the first odd byte of a word found in it (an HTAB there is passed
+** over: a value byte); the last seven bytes of s one at a time */
+static inline size_t span_value_bytes(const unsigned char *s, size_t p, size_t n) {
+  while (n - p >= 8) {
+    uint64_t m = odd_bytes(load8(s + p));
+    if (!m) {
+      p += 8;
+      continue;
+    }
+    p += first_flagged(m);
+    if (s[p] != '\t') return p;
+    p++;
   }
-  c->p = p;
-  *vs = v0;
-  *ve = v1;
+  while (p < n && value_byte(s[p])) p++;
+  return p;
 }
 
 /* ---------- name sets ---------- */
@@ -212,9 +261,12 @@ static void span_value(hp_cur *c, size_t *vs, size_t *ve) {
 ** string (at idx) keeps the key bytes alive. */
 typedef struct hp_names {
   int n, idx;
+  uint64_t lens; /* bit min(length, 63) of each name read: a first filter */
   const char *k[SET_KEYS];
   size_t kn[SET_KEYS];
 } hp_names;
+
+static uint64_t len_bit(size_t n) { return (uint64_t)1 << (n < 63 ? n : 63); }
 
 /* a string set: its comma-separated names (empty ones skipped); more than
 ** SET_KEYS is the caller's error */
@@ -228,6 +280,7 @@ static void names_split(lua_State *L, int idx, hp_names *d) {
       if (d->n == SET_KEYS) luaL_error(L, "httpparse: more than %d names in a set string", SET_KEYS);
       d->k[d->n] = s;
       d->kn[d->n++] = (size_t)(c - s);
+      d->lens |= len_bit((size_t)(c - s));
     }
     s = c + 1;
   }
@@ -235,6 +288,7 @@ static void names_split(lua_State *L, int idx, hp_names *d) {
 
 static void names_read(lua_State *L, int idx, hp_names *d) {
   d->n = 0;
+  d->lens = 0;
   d->idx = idx;
   if (lua_type(L, idx) == LUA_TSTRING) {
     names_split(L, idx, d);
@@ -251,7 +305,7 @@ static void names_read(lua_State *L, int idx, hp_names *d) {
       return;
     }
     d->k[d->n] = lua_tolstring(L, -1, &d->kn[d->n]);
-    d->n++;
+    d->lens |= len_bit(d->kn[d->n++]);
   }
 }
 
@@ -270,14 +324,8 @@ static bool names_has(lua_State *L, const hp_names *d, const char *l, size_t n) 
 
 static bool same_ci(const unsigned char *a, const char *l, size_t n);
 
-/* whether the name s[0 .. n) (any case) is in the set: compared in place,
-** lowered only for a table too big to read */
-static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
-  if (d->n >= 0) {
-    for (int i = 0; i < d->n; i++)
-      if (d->kn[i] == n && same_ci(s, d->k[i], n)) return true;
-    return false;
-  }
+/* names_has_ci for a table too big to read: the name lowered, looked up */
+static bool names_in_table(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
   if (n > NAME_STACK) {
     push_lower(L, s, n);
     bool in = names_has(L, d, lua_tostring(L, -1), n);
@@ -287,6 +335,17 @@ static bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s
   char l[NAME_STACK];
   lower_into(l, s, n);
   return names_has(L, d, l, n);
+}
+
+/* whether the name s[0 .. n) (any case) is in the set: compared in place
+** (most names are told apart by their length alone), lowered only for a
+** table too big to read */
+static inline bool names_has_ci(lua_State *L, const hp_names *d, const unsigned char *s, size_t n) {
+  if (d->n < 0) return names_in_table(L, d, s, n);
+  if (!(d->lens & len_bit(n))) return false;
+  for (int i = 0; i < d->n; i++)
+    if (d->kn[i] == n && same_ci(s, d->k[i], n)) return true;
+  return false;
 }
 
 /* ---------- interned strings ---------- */
@@ -328,18 +387,46 @@ static const hp_word COMMON_METHOD[] = {
 
 static unsigned ascii_lower(unsigned ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
 
+/* w with its bytes 'A' .. 'Z' lowered: with b7 = b & 0x7F, b7 + 0x3F
+** reaches 0x80 from 'A' on, b7 + 0x25 from '[' on (& ~w: and b < 0x80);
+** such a byte gets 0x20 (its flag moved down two bits) */
+static uint64_t lower_word(uint64_t w) {
+  uint64_t low7 = w & LOW7S;
+  uint64_t from_a = low7 + ONES * (0x80 - 'A'), past_z = low7 + ONES * (0x80 - 'Z' - 1);
+  return w | ((from_a & ~past_z & ~w & HIGHS) >> 2);
+}
+
+/* four bytes, zero-extended (a zero byte is not lowered: lower_word fits) */
+static uint64_t load4(const unsigned char *s) {
+  uint32_t w;
+  memcpy(&w, s, 4);
+  return w;
+}
+
+/* a word at a time where n allows (the last word may overlap the one
+** before: its bytes compare the same twice); l is read in [0, n) only */
 static bool same_ci(const unsigned char *a, const char *l, size_t n) {
+  const unsigned char *b = (const unsigned char *)l;
+  if (n >= 8) {
+    for (size_t i = 0; i + 8 < n; i += 8)
+      if (lower_word(load8(a + i)) != load8(b + i)) return false;
+    return lower_word(load8(a + n - 8)) == load8(b + n - 8);
+  }
+  if (n >= 4)
+    return lower_word(load4(a)) == load4(b) && lower_word(load4(a + n - 4)) == load4(b + n - 4);
   for (size_t i = 0; i < n; i++)
-    if (ascii_lower(a[i]) != (unsigned char)l[i]) return false;
+    if (ascii_lower(a[i]) != b[i]) return false;
   return true;
 }
 
 /* the upvalue of the common string equal to s[0 .. n) (exactly, or in any
 ** case when ci: the list is in lower case), or 0 */
 static int common_index(const hp_word *list, int k, const unsigned char *s, size_t n, bool ci) {
+  if (n == 0) return 0;
+  unsigned c0 = ci ? ascii_lower(s[0]) : s[0]; /* (a first filter) */
   for (int i = 0; i < k; i++) {
     const hp_word *w = &list[i];
-    if (w->n != n) continue;
+    if (w->n != n || (unsigned char)w->s[0] != c0) continue;
     if (ci ? same_ci(s, w->s, n) : memcmp(s, w->s, n) == 0) return i + 1;
   }
   return 0;
@@ -373,20 +460,38 @@ typedef struct hp_field {
 
 #define FIELD_BATCH 32 /* field lines scanned before the table is made */
 
-/* field-line = name ":" OWS value OWS EOL: its spans; false (cursor
-** unmoved) if the line is not one */
+/* field-line = name ":" OWS value OWS EOL at s[p ..) (at most n): its
+** spans into x, and the position after its EOL; 0 if it is not one (a
+** field line holds at least three bytes).
+** The value: the grammar's loop (OWS, then runs of field-vchars separated
+** by SP/HTAB runs, then OWS) consumes exactly the longest run of value
+** bytes after the leading OWS: a run only stops at a byte that is neither
+** a field-vchar nor SP/HTAB, or at the end. The value ends after its last
+** field-vchar, that is at the run's end moved back over the SP/HTAB bytes
+** before it; it cannot move back past v0, where the run holds a
+** field-vchar (the leading OWS was skipped) or the run is empty. */
+static size_t field_line(const unsigned char *s, size_t p, size_t n, hp_field *x) {
+  size_t n0 = p;
+  p = token_end(s, p, n);
+  if (p == n0 || p == n || s[p] != ':') return 0;
+  x->n0 = n0;
+  x->nlen = p - n0;
+  p++;
+  while (p < n && is_ws(s[p])) p++;
+  size_t v0 = p, v1 = p = span_value_bytes(s, p, n);
+  while (v1 > v0 && is_ws(s[v1 - 1])) v1--;
+  x->v0 = v0;
+  x->vlen = v1 - v0;
+  if (p < n && s[p] == '\r') p++;
+  return p < n && s[p] == '\n' ? p + 1 : 0;
+}
+
+/* a field line at the cursor: its spans, the cursor after it; false
+** (cursor unmoved) if the line is not one */
 static bool field_span(hp_cur *c, hp_field *x) {
-  size_t p0 = c->p, ve;
-  x->n0 = p0;
-  x->nlen = span_token(c);
-  if (x->nlen == 0 || !eat(c, ':')) goto no;
-  span_value(c, &x->v0, &ve);
-  x->vlen = ve - x->v0;
-  if (!eat_eol(c)) goto no;
-  return true;
-no:
-  c->p = p0;
-  return false;
+  size_t e = field_line(c->s, c->p, c->n, x);
+  if (e) c->p = e;
+  return e != 0;
 }
 
 /* up to FIELD_BATCH field lines, and no more than *left (counted down) */
@@ -503,20 +608,24 @@ static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp
   return eat_eol(c);
 }
 
+/* the end of the run of VCHARs other than stop from s[p] (at most n) */
+static size_t vchars_end(const unsigned char *s, size_t p, size_t n, unsigned char stop) {
+  while (p < n && is_vchar(s[p]) && s[p] != stop) p++;
+  return p;
+}
+
 /* request-line = method SP target SP "HTTP/" DIGIT "." DIGIT EOL; pushes
 ** method, path, query|nil, major, minor; *plain: HTTP/1.1 and an
 ** origin-form target (it starts with "/") */
 static bool request_line(lua_State *L, hp_cur *c, bool *plain) {
   size_t m0 = c->p, mlen = span_token(c);
   if (mlen == 0 || !eat(c, ' ')) return false;
-  size_t t0 = c->p;
-  while (c->p < c->n && is_vchar(c->s[c->p]) && c->s[c->p] != '?') c->p++;
-  size_t t1 = c->p, q0 = 0, q1 = 0;
+  size_t t0 = c->p, t1 = vchars_end(c->s, t0, c->n, '?'), q0 = 0, q1 = 0;
   if (t1 == t0) return false;
+  c->p = t1;
   if (eat(c, '?')) {
     q0 = c->p;
-    while (c->p < c->n && is_vchar(c->s[c->p])) c->p++;
-    q1 = c->p;
+    q1 = c->p = vchars_end(c->s, q0, c->n, 0);
   }
   unsigned char major, minor;
   if (!eat_lit(c, " HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
@@ -543,7 +652,7 @@ static bool status_line(lua_State *L, hp_cur *c) {
   size_t r0 = c->p, r1 = c->p;
   if (eat(c, ' ')) {
     r0 = c->p;
-    while (c->p < c->n && (is_fchar(c->s[c->p]) || is_ws(c->s[c->p]))) c->p++;
+    c->p = span_value_bytes(c->s, c->p, c->n);
     r1 = c->p;
   }
   if (!eat_eol(c)) return false;
@@ -771,30 +880,28 @@ static int hp_block(lua_State *L) {
 
 #define RELAY_MAX_FIELDS 256
 
-/* a field line of the input: name [n0, n0+nlen), value [v0, v0+vlen) */
-/* the names a proxy never relays: hop-by-hop (RFC 9110 7.6.1) and
-** Content-Length (the next hop's framing is the sender's); any case */
-#define name_ci(s, n, lit) ((n) == sizeof(lit) - 1 && same_ci((s), (lit), (n)))
-static bool never_relayed(const unsigned char *s, size_t n) {
+/* what relay does with a field by its name, in any case: RELAY_NEVER (a
+** hop-by-hop name, RFC 9110 7.6.1, or Content-Length: the next hop's
+** framing is the sender's), or the BLOCK_ bit it adds to seen (0: none).
+** Switched on the length, a literal's first letter before the rest: at
+** most one whole compare for most names */
+#define RELAY_NEVER (-1)
+#define name_ci(s, n, lit) \
+  ((n) == sizeof(lit) - 1 && ascii_lower((s)[0]) == (unsigned char)(lit)[0] && same_ci((s), (lit), (n)))
+static int relay_class(const unsigned char *s, size_t n) {
   switch (n) {
-  case 2: return name_ci(s, n, "te");
-  case 7: return name_ci(s, n, "trailer") || name_ci(s, n, "upgrade");
-  case 10: return name_ci(s, n, "connection") || name_ci(s, n, "keep-alive");
-  case 14: return name_ci(s, n, "content-length");
-  case 16: return name_ci(s, n, "proxy-connection");
-  case 17: return name_ci(s, n, "transfer-encoding");
-  case 18: return name_ci(s, n, "proxy-authenticate");
-  case 19: return name_ci(s, n, "proxy-authorization");
-  default: return false;
-  }
-}
-
-/* seen_bit of a name in any case */
-static int seen_bit_ci(const unsigned char *s, size_t n) {
-  switch (n) {
+  case 2: return name_ci(s, n, "te") ? RELAY_NEVER : 0;
   case 4: return name_ci(s, n, "host") ? BLOCK_HOST : name_ci(s, n, "date") ? BLOCK_DATE : 0;
-  case 10: return name_ci(s, n, "user-agent") ? BLOCK_UA : 0;
+  case 7: return name_ci(s, n, "trailer") || name_ci(s, n, "upgrade") ? RELAY_NEVER : 0;
+  case 10:
+    if (name_ci(s, n, "connection") || name_ci(s, n, "keep-alive")) return RELAY_NEVER;
+    return name_ci(s, n, "user-agent") ? BLOCK_UA : 0;
   case 12: return name_ci(s, n, "content-type") ? BLOCK_CTYPE : 0;
+  case 14: return name_ci(s, n, "content-length") ? RELAY_NEVER : 0;
+  case 16: return name_ci(s, n, "proxy-connection") ? RELAY_NEVER : 0;
+  case 17: return name_ci(s, n, "transfer-encoding") ? RELAY_NEVER : 0;
+  case 18: return name_ci(s, n, "proxy-authenticate") ? RELAY_NEVER : 0;
+  case 19: return name_ci(s, n, "proxy-authorization") ? RELAY_NEVER : 0;
   default: return 0;
   }
 }
@@ -818,14 +925,7 @@ static int relay_scan(hp_cur *c, hp_field *f) {
   while (!eat_eol(c)) {
     if (c->p >= c->n) return nf; /* the end of s ends the head */
     if (nf == RELAY_MAX_FIELDS) return -1;
-    hp_field *x = &f[nf++];
-    x->n0 = c->p;
-    x->nlen = span_token(c);
-    size_t ve;
-    if (x->nlen == 0 || !eat(c, ':')) return -1;
-    span_value(c, &x->v0, &ve);
-    x->vlen = ve - x->v0;
-    if (!eat_eol(c)) return -1;
+    if (!field_span(c, &f[nf++])) return -1;
   }
   return nf;
 }
@@ -861,20 +961,24 @@ static int relay_field(lua_State *L, hp_out *o, const hp_names *d, const hp_cur 
                        const hp_field *f, int nf, int i, bool has_conn) {
   const hp_field *x = &f[i];
   const unsigned char *nm = c->s + x->n0;
-  if (never_relayed(nm, x->nlen) || names_has_ci(L, d, nm, x->nlen)) return 0;
+  int class = relay_class(nm, x->nlen);
+  if (class == RELAY_NEVER || names_has_ci(L, d, nm, x->nlen)) return 0;
   if (has_conn) {
     char buf[NAME_STACK];
     const char *l = buf; /* the name in lower case: here, or a Lua string */
-    if (x->nlen <= NAME_STACK) {
-      lower_into(buf, nm, x->nlen);
-    } else {
-      push_lower(L, nm, x->nlen); /* (popped by the caller) */
+    bool pushed = x->nlen > NAME_STACK;
+    if (pushed) {
+      push_lower(L, nm, x->nlen);
       l = lua_tostring(L, -1);
+    } else {
+      lower_into(buf, nm, x->nlen);
     }
-    if (connection_lists(c, f, nf, l, x->nlen)) return 0;
+    bool listed = connection_lists(c, f, nf, l, x->nlen);
+    if (pushed) lua_pop(L, 1);
+    if (listed) return 0;
   }
   out_line(L, o, (const char *)nm, x->nlen, (const char *)c->s + x->v0, x->vlen);
-  return seen_bit_ci(nm, x->nlen);
+  return class;
 }
 
 /* whether the Connection value v names a field other than Keep-Alive
@@ -921,11 +1025,7 @@ int lhttp_relay(lua_State *L) {
   hp_names d;
   names_read(L, 3, &d);
   int seen = 0;
-  int top = lua_gettop(L);
-  for (int i = 0; i < nf; i++) {
-    seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
-    lua_settop(L, top);
-  }
+  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
   lua_pushlstring(L, o.p, o.n);
   lua_pushinteger(L, seen);
   lua_pushinteger(L, (lua_Integer)c.p + 1);
@@ -936,14 +1036,18 @@ int lhttp_relay(lua_State *L) {
 /* ---------- httpparse.lines ---------- */
 
 /* one line of s as relay writes it: name ": " value CRLF, the value
-** without OWS around it; the cursor after it; its name's length (0: not) */
+** without OWS around it; the cursor after it; its name's length (0: not).
+** A field line whose value starts two bytes after the name, the first
+** of them SP, and ends just before a CR (never a value byte: so the EOL
+** is CRLF and no OWS is left between) */
 static size_t relayed_line(hp_cur *c) {
-  size_t p0 = c->p, nlen = span_token(c), vs, ve;
-  if (nlen == 0 || !eat(c, ':')) return 0;
-  span_value(c, &vs, &ve);
-  if (vs != p0 + nlen + 2 || c->s[p0 + nlen + 1] != ' ' || ve != c->p) return 0;
-  if (!eat(c, '\r') || !eat(c, '\n')) return 0;
-  return nlen;
+  hp_field x;
+  size_t e = field_line(c->s, c->p, c->n, &x);
+  if (!e || x.v0 != x.n0 + x.nlen + 2 || c->s[x.n0 + x.nlen + 1] != ' ' ||
+      x.v0 + x.vlen != e - 2 || c->s[e - 2] != '\r')
+    return 0;
+  c->p = e;
+  return x.nlen;
 }
 
 /* httpparse.lines(s) -> seen | nil: whether s is field lines exactly as
@@ -958,11 +1062,12 @@ static int hp_lines(lua_State *L) {
   int seen = 0;
   while (c.p < c.n) {
     size_t p0 = c.p, nlen = relayed_line(&c);
-    if (nlen == 0 || never_relayed(c.s + p0, nlen)) {
+    int class = nlen ? relay_class(c.s + p0, nlen) : RELAY_NEVER;
+    if (class == RELAY_NEVER) {
       lua_pushnil(L);
       return 1;
     }
-    seen |= seen_bit_ci(c.s + p0, nlen);
+    seen |= class;
   }
   lua_pushinteger(L, seen);
   return 1;

@@ -297,6 +297,87 @@ describe("goluarun.httpparse", function()
     assert.has_error(function() hp.response(s, 1, 100, "x") end)
   end)
 
+  -- values are scanned eight bytes a step (a word), names compared a word
+  -- at a time: every edge byte at every place of a word, and at the end
+  it("values a word at a time: each edge byte at each place, OWS trimmed, the buffer's end", function()
+    local head = "GET / HTTP/1.1\r\n"
+    -- ok: value bytes, kept; bad: not, no match anywhere
+    local ok = { "\128", "\255", "\t", " ", "~", "!", "\200" }
+    local bad = { "\127", "\0", "\31", "\1", "\r" }
+    for len = 1, 19 do
+      for at = 1, len do
+        for _, b in ipairs(ok) do
+          local v = ("v"):rep(at - 1) .. b .. ("w"):rep(len - at)
+          local want = v:gsub("^[ \t]+", ""):gsub("[ \t]+$", "")
+          local h = select(6, both("request", head .. "A: " .. v .. "\r\n\r\n"))
+          assert.are.equal(want, h.a, string.format("%q", v))
+          assert.are.equal("A: " .. want .. "\r\n", (hp.relay("A:" .. v .. "\r\n")))
+        end
+        for _, b in ipairs(bad) do
+          local v = ("v"):rep(at - 1) .. b .. ("w"):rep(len - at)
+          assert.is_nil((both("request", head .. "A: " .. v .. "\r\n\r\n")), string.format("%q", v))
+          assert.is_nil((both("response", "HTTP/1.1 200 " .. v .. "\r\n\r\n")), string.format("%q", v))
+          assert.is_nil(hp.relay("A: " .. v .. "\r\n"), string.format("%q", v))
+          assert.is_nil(hp.lines("A: " .. v .. "\r\n"), string.format("%q", v))
+        end
+      end
+    end
+    -- OWS: runs of SP/HTAB around and inside a long value; empty values
+    local _, _, _, _, _, h = both("request", head .. "A: \t x y\t\tz" .. (" "):rep(9) .. "\t\r\n"
+      .. "B:\r\nC: \t \t \t \t \t \r\nD:" .. ("\t"):rep(17) .. "d" .. ("\t"):rep(17) .. "\n\r\n")
+    assert.are.same({ a = "x y\t\tz", b = "", c = "", d = "d" }, h)
+    -- a value at the end of the buffer, no EOL: no field line (relay: nil)
+    for len = 0, 17 do
+      local v = ("x"):rep(len)
+      assert.is_nil(hp.relay("A: " .. v), v)
+      assert.is_nil(hp.lines("A: " .. v), v)
+      assert.is_nil((both("request", head .. "A: " .. v)), v)
+      assert.are.same({ "A: " .. v .. "\r\n", 0, 6 + len }, { hp.relay("A: " .. v .. "\r\n") })
+      assert.are.equal(0, hp.lines("A: " .. v .. "\r\n"))
+    end
+    -- a long reason phrase: the same scan
+    local _, _, _, reason = both("response", "HTTP/1.1 200 a\tlong \128\255 reason phrase \r\n\r\n")
+    assert.are.equal("a\tlong \128\255 reason phrase ", reason)
+  end)
+
+  it("names a word at a time: any case, near misses, bytes around A..Z", function()
+    local relay = hp.relay
+    -- hop-by-hop names in odd cases are left out; one byte off, kept
+    for _, name in ipairs({ "CoNtEnT-LeNgTh", "TRANSFER-ENCODING", "proxy-AUTHORIZATION", "tE",
+      "kEEP-aLIVE", "UpGrAdE" }) do
+      assert.are.equal("", (relay(name .. ": 1\r\n")), name)
+      assert.is_nil(hp.lines(name .. ": 1\r\n"), name)
+    end
+    for _, name in ipairs({ "Content-Lengti", "Content-Lengt", "Transfer-Encodinh", "ue", "Keep-Alivf",
+      "Proxy-Authorizatio", "Connectiom", "Xonnection", "Content-Length-" }) do
+      assert.are.equal(name .. ": 1\r\n", (relay(name .. ": 1\r\n")), name)
+      assert.are.equal(0, hp.lines(name .. ": 1\r\n"), name)
+    end
+    assert.are.same({ 1 | 2 | 4 | 8, 1 | 2 | 4 | 8 }, {
+      select(2, relay("HOST: h\r\nuSER-aGENT: u\r\ncontent-TYPE: t\r\nDaTe: d\r\n")),
+      hp.lines("HOST: h\r\nuSER-aGENT: u\r\ncontent-TYPE: t\r\nDaTe: d\r\n") })
+    assert.are.same({ 0, 0 }, { select(2, relay("Hosu: h\r\nUser-Agenu: u\r\nContent-Typf: t\r\n")),
+      hp.lines("Hosu: h\r\nUser-Agenu: u\r\nContent-Typf: t\r\n") })
+    -- '@' '[' '^' sit next to A..Z, '`' '{' '~' next to a..z: no byte but
+    -- A..Z is lowered (a Connection value, a drop set, in words and not)
+    for _, n in ipairs({ 1, 2, 5, 9 }) do
+      local tail = ("~"):rep(n)
+      local grave = "X-" .. ("`"):rep(n) .. ": 3\r\n"
+      local fields = "X-" .. tail .. ": 1\r\nX-" .. ("^"):rep(n) .. ": 2\r\n" .. grave
+      assert.are.equal("X-" .. tail .. ": 1\r\n" .. grave,
+        (relay("Connection: x-" .. ("^"):rep(n) .. ", x-" .. ("@"):rep(n) .. "\r\n" .. fields)))
+      assert.are.equal(fields, (relay(fields, 1, "x-" .. ("[]"):rep(n) .. ",x-" .. ("@"):rep(n))))
+      assert.are.equal("X-" .. ("^"):rep(n) .. ": 2\r\n" .. grave, (relay(fields, 1, "x-" .. tail)))
+    end
+    -- obs-text in a Connection value never names a field ("\193" & 0x7F is "A")
+    assert.are.equal("XX-A: 1\r\n", (relay("Connection: XX-\193\r\nXX-A: 1\r\n")))
+    assert.are.equal("", (relay("Connection: xX-a\r\nXX-A: 1\r\n")))
+    -- the response's common names and the request's interned ones, any case
+    local h = select(5, both("response", "HTTP/1.1 200 OK\r\nCONTENT-length: 2\r\nX-Forwarded-FOR: 1\r\n"
+      .. "content-lengtx: 3\r\n\r\n"))
+    assert.are.same({ ["content-length"] = "2", ["x-forwarded-for"] = "1", ["content-lengtx"] = "3" }, h)
+  end)
+
   it("misuse raises", function()
     assert.has_error(function() hp.request(nil) end)
     assert.has_error(function() hp.request("x", 0) end)
@@ -315,7 +396,7 @@ local function pick(good, bad)
 end
 
 local TOKENS = { "GET", "POST", "Host", "X-A", "x-a", "Content-Length", "Transfer-Encoding",
-  "a", "A1!#$%&'*+-.^_`|~", "Set-Cookie" }
+  "a", "A1!#$%&'*+-.^_`|~", "Set-Cookie", "X-Forwarded-For", "CONNECTION", "Keep-Alive" }
 local BAD_TOKENS = { "G(T", "", "X A", "X\0", "\128" }
 local TARGETS = { "/", "/a/b", "/a?b", "/?", "*", "/a?b?c", "http://h/p" }
 local BAD_TARGETS = { "?x", "/\0", "/\127", "/caf\233", "/a b", "" }
@@ -324,7 +405,7 @@ local BAD_VERSIONS = { "HTTP/1", "HTTP/11.1", "http/1.1", "HTTP/1.1 " }
 local EOLS = { "\r\n", "\r\n", "\n" }
 local BAD_EOLS = { "\r", "\r\r\n", "", "\n\r" }
 local VALUES = { "", "v", " v ", "a b", "a\tb", "\t", "caf\233", "chunked", "5", "5, 5",
-  "x   " }
+  "x   ", "a long value of twenty-nine", "\tlong\128\255obs-text value\t ", ("w"):rep(16) .. "  " }
 local BAD_VALUES = { "a\0b", "a\rb", "\127", "\1" }
 local REASONS = { "OK", "", " ", "Not Found", "a\tb", "\233" }
 local BAD_REASONS = { "\0", "a\rb" }

@@ -6,7 +6,8 @@
 ** Here, under ASan/UBSan, on raw bytes: no out-of-bounds read, and what a
 ** match returns holds the grammar's invariants: next lies after pos and
 ** within the input, field names are lower-case tokens, values carry no
-** CR, LF, NUL or surrounding whitespace, at most max_headers names; a
+** CR, LF, NUL, other control byte but HTAB, DEL or surrounding whitespace
+** (values are scanned eight bytes a step), at most max_headers names; a
 ** request's `plain` is true only where its definition holds (HTTP/1.1,
 ** origin-form, one Host without a comma, no framing field); the head
 ** alone parses to the same end, and bytes appended after it change
@@ -76,8 +77,11 @@ static void check_name(const char *k, size_t n) {
 /* joined: a request's repeated field ("a, " + "" may end in a space) */
 static void check_value(const char *v, size_t n, bool joined) {
   if (n > 0 && (is_ws(v[0]) || (!joined && is_ws(v[n - 1])))) fail("value not trimmed");
-  for (size_t i = 0; i < n; i++)
-    if (v[i] == '\r' || v[i] == '\n' || v[i] == '\0') fail("CR, LF or NUL in a value");
+  for (size_t i = 0; i < n; i++) {
+    unsigned char b = (unsigned char)v[i];
+    if (b == '\r' || b == '\n' || b == '\0') fail("CR, LF or NUL in a value");
+    if ((b < 0x20 && b != '\t') || b == 0x7F) fail("a control byte in a value");
+  }
 }
 
 /* the headers table at idx: names and values (or lists of them) */
@@ -184,7 +188,10 @@ static void check_lines(const char *s, size_t n) {
     for (int h = 0; HOP[h] && kn < sizeof name; h++)
       if (strlen(HOP[h]) == kn && memcmp(HOP[h], name, kn) == 0) fail("relay: a hop-by-hop field");
     size_t e = k + 2;
-    while (e < n && s[e] != '\r' && s[e] != '\n' && s[e] != '\0') e++;
+    while (e < n && s[e] != '\r' && s[e] != '\n' && s[e] != '\0') {
+      unsigned char b = (unsigned char)s[e++];
+      if ((b < 0x20 && b != '\t') || b == 0x7F) fail("relay: a control byte in a value");
+    }
     if (e + 1 >= n || s[e] != '\r' || s[e + 1] != '\n') fail("relay: a line not ended by CRLF");
     i = e + 2;
   }
