@@ -1058,8 +1058,24 @@ function Res:send(body, berr)
     end
     local code = self._code
     line = self._line or STATUS_LINE[code]
-    if close or code == 204 or code == 304 or st.keep10 or self._blk or self._n ~= 0 then
+    if close or code == 204 or code == 304 or st.keep10 or self._n ~= 0 then
       return send_fields(self, st, line, code, close, body)
+    end
+    local blk = self._blk
+    if blk then -- field lines of res:relay/res:headers only (a proxy's answer)
+      local seen, dh = self._bseen, ""
+      if st.date and seen & 8 == 0 then -- (no Date of their own)
+        local t = os_time()
+        if t ~= date_sec then date() end
+        dh = date_hdr
+      end
+      local ok, err = st.write(st.conn, line, dh, seen & 4 == 0 and DEFAULT_HEADERS or "", blk,
+        CONTENT_LENGTH_LINE[#body], "\r\n", st.head and "" or body)
+      if not ok then
+        st.close = true
+        return nil, err
+      end
+      return true
     end
   end
   -- the common answer: default fields, keep-alive
