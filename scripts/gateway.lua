@@ -196,20 +196,21 @@ local function body_of(req)
   end
 end
 
--- sends the upstream's answer on (its fields in one step: res:relay)
+-- sends the upstream's answer on (its fields in one step: the lines its
+-- read made, ureq.relay)
 local function relay(res, up, req)
-  local uh = up.headers
-  res:status(up.status):relay(up) -- (its lines made as its head was read: ureq.relay)
-  if req.method == "HEAD" or up.status == 204 or up.status == 304 then
+  local code = up.status
+  if req.method == "HEAD" or code == 204 or code == 304 then
     up:close()
-    return res:send("")
+    return res:forward(up, "")
   end
-  local cl = tonumber(uh["content-length"] or "") -- (a key present: no __index)
+  local cl = tonumber(up.headers["content-length"] or "") -- (a key present: no __index)
   if cl and cl <= BUFFER_BODY then
     local body, err = up:readall() -- (one piece: it came with the head)
     if not body then return fail(res, 502, "bad gateway: " .. err) end
-    return res:send(body)
+    return res:forward(up, body)
   end
+  res:status(code):relay(up)
   while true do
     local d, err = up:read()
     if not d then
