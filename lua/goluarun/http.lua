@@ -1012,8 +1012,11 @@ function Res:forward(up, body)
     self._code, self._line, self._simple = code, false, false
     return Res.send(self, body)
   end
-  -- the common answer: r's lines, keep-alive, no field of the handler's
-  self._sent, self._done, self._code, self._simple = true, true, code, false
+  -- the common answer: r's lines, keep-alive, no field of the handler's.
+  -- (_code is left as it is, and so is _simple: the answer is done, so
+  -- nothing reads _code, and every other field holds what serve_conn's
+  -- reset gives it: the next request's reset is the short one)
+  self._sent, self._done = true, true
   local dh = ""
   if st.date and up._rseen & 8 == 0 then -- (no Date of r's own)
     local t = os_time()
