@@ -206,10 +206,15 @@ local function relay(res, up, req)
   end
   local cl = tonumber(up.headers["content-length"] or "") -- (a key present: no __index)
   if cl and cl <= BUFFER_BODY then
-    local body, err = up:readall() -- (one piece: it came with the head)
+    local ok, err = res:forward(up) -- (a body that came whole with the head: no read)
+    if ok ~= false then return ok, err end
+    up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
+    local body
+    body, err = up:readall() -- (one piece)
     if not body then return fail(res, 502, "bad gateway: " .. err) end
     return res:forward(up, body)
   end
+  up:settimeout(BODY_TIMEOUT)
   res:status(code):relay(up)
   while true do
     local d, err = up:read()
@@ -273,8 +278,7 @@ local function handle(req, res)
     local up, err = http.request(ureq)
     if up then
       s.down_until = 0
-      up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
-      return relay(res, up, req)
+      return relay(res, up, req) -- (each read of the body: BODY_TIMEOUT)
     end
     t = now()
     if find(err, "^connection refused") then

@@ -58,8 +58,9 @@
 --   Encoding, Connection skipped; not merged with res:header's fields),
 --   res:relay(head [, pos [, drop]]) -> res (a received head's fields, names
 --   as received, minus hop-by-hop ones and drop's; no default Content-Type),
---   res:forward(r, body) -> true | nil, err (r a client response:
---   res:status(r.status):relay(r):send(body) in one call),
+--   res:forward(r [, body]) -> true | nil, err | false (r a client
+--   response: res:status(r.status):relay(r):send(body) in one call; no
+--   body: r's that is at hand, else false and nothing sent),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
@@ -995,15 +996,22 @@ local function forward_line(code)
   return line
 end
 
---- res:forward(r, body) -> true | nil, err: r a client response
---- (http.request's): res:status(r.status):relay(r):send(body) in one call,
---- the lines r's read made when the request had `relay` taken as they are
---- (a proxy's answer whose body it has whole)
+--- res:forward(r [, body]) -> true | nil, err | false: r a client
+--- response (http.request's): res:status(r.status):relay(r):send(body) in
+--- one call, the lines r's read made when the request had `relay` taken
+--- as they are (a proxy's answer whose body it has whole). No body: r's
+--- own when it is at hand (r.body, or a streamed body that came whole with
+--- its head, which r:read() then no longer gives), else false, nothing sent
 function Res:forward(up, body)
   if self._sent then error("http: res:forward: the head was already sent", 2) end
   if type(up) ~= "table" then error("http: res:forward: a client response expected", 2) end
   local code = up.status
   local line = FORWARD_LINE[code] or forward_line(code)
+  if body == nil then
+    body = up._body
+    if body then up._body = false else body = up.body end
+    if body == nil then return false end
+  end
   if type(body) ~= "string" then error("http: res:forward: body must be a string", 2) end
   local st, lines = self._st, up._relay
   if not lines or self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
