@@ -229,6 +229,20 @@ static int hp_readresponse(lua_State *L) {
 
 /* ---------- httpread.checkreq ---------- */
 
+/* the request fields checkreq reads: its upvalues, in this order (a key
+** pushed from an upvalue is looked up without interning a C string) */
+static const char *const cr_keys[] = {"url",    "method", "body",   "timeout",
+                                      "fields", "relay",  "headers", "follow",
+                                      "max_header_bytes", "max_headers", "max_body"};
+enum { CR_URL = 1, CR_METHOD, CR_BODY, CR_TIMEOUT, CR_FIELDS, CR_RELAY, CR_HEADERS,
+       CR_FOLLOW, CR_MAX_HEADER_BYTES, CR_MAX_HEADERS, CR_MAX_BODY, CR_NKEYS = CR_MAX_BODY };
+
+/* pushes req[key] (req at slot 1, through __index as Lua reads it): its type */
+static int cr_get(lua_State *L, int key) {
+  lua_pushvalue(L, lua_upvalueindex(key));
+  return lua_gettable(L, 1);
+}
+
 /* raises msg where http.request was called (luaL_where's level 2: 0 is
 ** checkreq, 1 http.request), as the Lua check's error(msg, 3) did */
 static int cr_raise(lua_State *L, const char *msg) {
@@ -252,7 +266,7 @@ static void cr_method(lua_State *L, int t) {
 
 /* req.follow: nil -> 0, else a non-negative integer */
 static lua_Integer cr_follow(lua_State *L) {
-  int t = lua_getfield(L, 1, "follow");
+  int t = cr_get(L, CR_FOLLOW);
   lua_Integer f = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : -1;
   if (t == LUA_TNIL) f = 0;
   if (f < 0) cr_raise(L, "http.request: req.follow must be a non-negative integer");
@@ -261,27 +275,27 @@ static lua_Integer cr_follow(lua_State *L) {
 }
 
 /* whether req[k] is not nil (popped) */
-static bool cr_given(lua_State *L, const char *k) {
-  bool given = lua_getfield(L, 1, k) != LUA_TNIL;
+static bool cr_given(lua_State *L, int key) {
+  bool given = cr_get(L, key) != LUA_TNIL;
   lua_pop(L, 1);
   return given;
 }
 
 /* the types of req's body, timeout, fields and headers */
 static void cr_types(lua_State *L) {
-  int t = lua_getfield(L, 1, "body");
+  int t = cr_get(L, CR_BODY);
   if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TFUNCTION)
     cr_raise(L, "http.request: req.body must be a string or a function");
-  t = lua_getfield(L, 1, "timeout");
+  t = cr_get(L, CR_TIMEOUT);
   if (t != LUA_TNIL && !(t == LUA_TNUMBER && lua_tonumber(L, -1) > 0))
     cr_raise(L, "http.request: req.timeout must be a positive number");
-  int tf = lua_getfield(L, 1, "fields");
+  int tf = cr_get(L, CR_FIELDS);
   if (tf != LUA_TNIL && tf != LUA_TSTRING) cr_raise(L, "http.request: req.fields must be a string");
-  t = lua_getfield(L, 1, "relay");
+  t = cr_get(L, CR_RELAY);
   if (t != LUA_TNIL && t != LUA_TSTRING && t != LUA_TTABLE)
     cr_raise(L, "http.request: req.relay must be a string or a table");
   if (tf == LUA_TNIL) {
-    t = lua_getfield(L, 1, "headers");
+    t = cr_get(L, CR_HEADERS);
     if (t != LUA_TNIL && t != LUA_TTABLE) cr_raise(L, "http.request: req.headers must be a table");
   }
   lua_settop(L, 3);
@@ -293,23 +307,25 @@ static void cr_types(lua_State *L) {
 static int hp_checkreq(lua_State *L) {
   if (lua_type(L, 1) != LUA_TTABLE) return cr_raise(L, "http.request: req must be a table");
   lua_settop(L, 1);
-  if (lua_getfield(L, 1, "url") != LUA_TSTRING)
+  if (cr_get(L, CR_URL) != LUA_TSTRING)
     return cr_raise(L, "http.request: req.url must be a string");
-  cr_method(L, lua_getfield(L, 1, "method")); /* 3 */
+  cr_method(L, cr_get(L, CR_METHOD)); /* 3 */
   cr_types(L);
   lua_pushinteger(L, cr_follow(L));
-  lua_pushboolean(L, cr_given(L, "max_header_bytes") || cr_given(L, "max_headers") ||
-                         cr_given(L, "max_body"));
+  lua_pushboolean(L, cr_given(L, CR_MAX_HEADER_BYTES) || cr_given(L, CR_MAX_HEADERS) ||
+                         cr_given(L, CR_MAX_BODY));
   return 3;
 }
 
 int luaopen_httpread(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"readresponse", hp_readresponse},
-      {"checkreq", hp_checkreq},
       {NULL, NULL},
   };
   luaL_newlibtable(L, fns);
   luaL_setfuncs(L, fns, lhttp_push_upvalues(L)); /* (the parser's interned strings) */
+  for (int i = 0; i < CR_NKEYS; i++) lua_pushstring(L, cr_keys[i]);
+  lua_pushcclosure(L, hp_checkreq, CR_NKEYS);
+  lua_setfield(L, -2, "checkreq");
   return 1;
 }

@@ -36,7 +36,8 @@
 ** call (url a string, method a token or nil -> "GET", body, timeout,
 ** follow -> an integer, fields, headers, relay; limits: a max_* field is
 ** given); a bad field raises "http.request: req.X must be ..." where
-** http.request was called. Fields are read with lua_getfield (a table
+** http.request was called. Fields are read with lua_gettable, the keys
+** kept in checkreq's upvalues (no C string interned per read; a table
 ** with an __index, http.get's, is read as Lua would).
 */
 #ifndef GLR_LHTTPREAD_H

@@ -63,9 +63,10 @@ for name, g in pairs(cfg.upstreams or {}) do
     if type(addr) ~= "string" or not find(addr, ":%d+$") then
       die("upstream " .. name .. ": server " .. i .. " must be \"host:port\"")
     end
-    grp.servers[i] = { addr = addr, base = scheme .. addr, down_until = 0 }
+    grp.servers[i] = { addr = addr, base = scheme .. addr, down_until = 0, urls = {}, nurls = 0 }
   end
-  if #grp.servers == 0 then die("upstream " .. name .. " has no servers") end
+  grp.n = #grp.servers
+  if grp.n == 0 then die("upstream " .. name .. " has no servers") end
   groups[name] = grp
 end
 
@@ -86,7 +87,19 @@ local function route_of(path)
     local r = routes[i]
     if sub(path, 1, r.n) == r.prefix then return r end
   end
-  return nil
+  return false
+end
+
+-- path -> its route (false: none), for the paths seen last (bounded: paths
+-- come from clients); a hit is one table read, no sub() string per route
+local ROUTE_CACHE_MAX = 1024
+local route_cache, nroutes = {}, 0
+local function route_miss(path)
+  local r = route_of(path)
+  if nroutes >= ROUTE_CACHE_MAX then route_cache, nroutes = {}, 0 end
+  nroutes = nroutes + 1
+  route_cache[path] = r
+  return r
 end
 
 -- round-robin over the servers that are not marked down (all down: the
@@ -116,19 +129,23 @@ local RELAY_EXCEPT = "date,server" -- (as nginx does)
 -- as values only where the client reads them (framing)
 local NO_VALUES = {}
 
--- per client conn: its address, and the table handed to http.request,
--- filled again for each request (requests on one conn come one at a
+-- per client conn: its address's X-Forwarded lines, and the table handed
+-- to http.request, filled again for each request (requests on one conn come one at a
 -- time, and http.request keeps no reference to it: a fresh table's nine
 -- keys would be nine insertions per request)
 local conn_state = setmetatable({}, { __mode = "k" })
+local TLS_ON = cfg.tls ~= nil
+local PROTO_LINE = TLS_ON and "\r\nX-Forwarded-Proto: https\r\n" or "\r\nX-Forwarded-Proto: http\r\n"
+-- (a conn's first request: handle reads conn_state itself)
 local function state_of(conn)
-  local cs = conn_state[conn]
-  if cs then return cs end
   local ra = conn:remoteaddr()
   local ip = ra and (ra:match("^%[(.*)%]:%d+$") or ra:match("^(.*):%d+$") or ra) or "unknown"
-  cs = { ip = ip, ureq = { method = false, url = false, fields = false, body = false,
-    timeout = false, pool = pool, stream = true, tls = false, only_headers = NO_VALUES,
-    relay = RELAY_EXCEPT } }
+  -- ip: the end of an X-Forwarded-For that has one already, fwd: the
+  -- lines of a request that has none (built once per conn)
+  local cs = { ip = ip .. PROTO_LINE, fwd = "X-Forwarded-For: " .. ip .. PROTO_LINE,
+    ureq = { method = false, url = false, fields = false, body = false, timeout = false,
+      pool = pool, stream = true, tls = false, only_headers = NO_VALUES,
+      relay = RELAY_EXCEPT } }
   conn_state[conn] = cs
   return cs
 end
@@ -137,7 +154,28 @@ local function fail(res, code, msg)
   res:status(code):send(msg .. "\n")
 end
 
-local TLS_ON = cfg.tls ~= nil
+-- "X-Forwarded-Host: H\r\n" of the Host values seen last (bounded: they
+-- come from clients)
+local HOST_CACHE_MAX = 256
+local host_lines, nhosts = {}, 0
+local function host_line(host)
+  local l = "X-Forwarded-Host: " .. host .. "\r\n"
+  if nhosts >= HOST_CACHE_MAX then host_lines, nhosts = {}, 0 end
+  nhosts = nhosts + 1
+  host_lines[host] = l
+  return l
+end
+
+-- a server's URL for a target (bounded per server: targets come from
+-- clients)
+local URL_CACHE_MAX = 1024
+local function url_of(s, target)
+  local url = s.base .. target
+  if s.nurls >= URL_CACHE_MAX then s.urls, s.nurls = {}, 0 end
+  s.nurls = s.nurls + 1
+  s.urls[target] = url
+  return url
+end
 
 -- the request body to send on: nil, a string (small, so it can be sent to
 -- a second server), or a function streaming it
@@ -158,20 +196,26 @@ local function body_of(req)
   end
 end
 
--- sends the upstream's answer on (its fields in one step: res:relay)
+-- sends the upstream's answer on (its fields in one step: the lines its
+-- read made, ureq.relay)
 local function relay(res, up, req)
-  local uh = up.headers
-  res:status(up.status):relay(up) -- (its lines made as its head was read: ureq.relay)
-  if req.method == "HEAD" or up.status == 204 or up.status == 304 then
+  local code = up.status
+  if req.method == "HEAD" or code == 204 or code == 304 then
     up:close()
-    return res:send("")
+    return res:forward(up, "")
   end
-  local cl = tonumber(uh["content-length"] or "") -- (a key present: no __index)
+  local cl = tonumber(up.headers["content-length"] or "") -- (a key present: no __index)
   if cl and cl <= BUFFER_BODY then
-    local body, err = up:readall() -- (one piece: it came with the head)
+    local ok, err = res:forward(up) -- (a body that came whole with the head: no read)
+    if ok ~= false then return ok, err end
+    up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
+    local body
+    body, err = up:readall() -- (one piece)
     if not body then return fail(res, 502, "bad gateway: " .. err) end
-    return res:send(body)
+    return res:forward(up, body)
   end
+  up:settimeout(BODY_TIMEOUT)
+  res:status(code):relay(up)
   while true do
     local d, err = up:read()
     if not d then
@@ -189,7 +233,9 @@ end
 local NONE_TRIED = setmetatable({}, { __newindex = function() error("NONE_TRIED is read-only") end })
 
 local function handle(req, res)
-  local r = route_of(req.path)
+  local path = req.path
+  local r = route_cache[path]
+  if r == nil then r = route_miss(path) end
   if not r then return fail(res, 404, "no route") end
   local start = now()
   local target = req.target
@@ -197,19 +243,25 @@ local function handle(req, res)
     target = sub(target, r.n + 1)
     if sub(target, 1, 1) ~= "/" then target = "/" .. target end
   end
-  local rh = req.headers
-  local head, hpos = req:rawhead()
+  local rh, conn = req.headers, req.conn
+  local cs = conn_state[conn] or state_of(conn)
   local xff, host = rh["x-forwarded-for"], rh.host
-  local cs = state_of(req.conn)
-  local ip = cs.ip
-  local fields = relay_fields(head, hpos, REQUEST_DROP)
-    .. "X-Forwarded-For: " .. (xff and xff .. ", " .. ip or ip)
-    .. (TLS_ON and "\r\nX-Forwarded-Proto: https\r\n" or "\r\nX-Forwarded-Proto: http\r\n")
-    .. (host and "X-Forwarded-Host: " .. host .. "\r\n" or "")
-  local body = body_of(req)
+  local hostl = host and (host_lines[host] or host_line(host)) or ""
+  local head, hpos = req:rawhead()
+  local fields -- (one concat: no string between)
+  if xff then
+    fields = relay_fields(head, hpos, REQUEST_DROP) .. "X-Forwarded-For: " .. xff .. ", "
+      .. cs.ip .. hostl
+  else
+    fields = relay_fields(head, hpos, REQUEST_DROP) .. cs.fwd .. hostl
+  end
+  local body -- (none: no call)
+  if rh["content-length"] or rh["transfer-encoding"] then body = body_of(req) end
   local grp, tried, t = r.group, NONE_TRIED, start
+  -- the first server: round-robin's next when it is not marked down
+  local s = grp.servers[grp.next]
+  if s.down_until <= t then grp.next = grp.next % grp.n + 1 else s = pick(grp, tried, t) end
   while true do
-    local s = pick(grp, tried, t)
     if not s then return fail(res, 502, "bad gateway: no upstream of " .. grp.name .. " answers") end
     if tried == NONE_TRIED then -- the first server: no table
       tried = s
@@ -220,13 +272,13 @@ local function handle(req, res)
     local left = r.timeout - (t - start)
     if left <= 0 then return fail(res, 504, "gateway timeout") end
     local ureq = cs.ureq
-    ureq.method, ureq.url, ureq.fields, ureq.body = req.method, s.base .. target, fields, body
+    ureq.method, ureq.url, ureq.fields, ureq.body = req.method,
+      s.urls[target] or url_of(s, target), fields, body
     ureq.timeout, ureq.tls = left, grp.tls
     local up, err = http.request(ureq)
     if up then
       s.down_until = 0
-      up:settimeout(BODY_TIMEOUT) -- the body: per read, not the whole
-      return relay(res, up, req)
+      return relay(res, up, req) -- (each read of the body: BODY_TIMEOUT)
     end
     t = now()
     if find(err, "^connection refused") then
@@ -236,6 +288,7 @@ local function handle(req, res)
     else
       return fail(res, 502, "bad gateway: " .. err)
     end
+    s = pick(grp, tried, t)
   end
 end
 

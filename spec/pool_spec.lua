@@ -302,6 +302,22 @@ describe("net.pool", function()
     end)
   end)
 
+  it("dial refuses an address that is not a string, with any options and when closed", function()
+    local p = net.pool()
+    for _, opts in ipairs({ false, 5, { timeout = 5 } }) do
+      local o = opts or nil
+      for _, addr in ipairs({ 42, {}, true }) do
+        assert.has_error(function() p:dial(addr, o) end, "pool:dial: address must be a string")
+      end
+      assert.has_error(function() p:dial(nil, o) end, "pool:dial: address must be a string")
+    end
+    p:close()
+    assert.has_error(function() p:dial(42, 5) end, "pool:dial: address must be a string")
+    local c, err = p:dial("127.0.0.1:1", 5)
+    assert.is_nil(c)
+    assert.are.equal("closed", err)
+  end)
+
   it("net.defaultpool is one pool per VM", function()
     assert.are.equal(net.defaultpool, net.defaultpool)
     assert.are.equal("function", type(net.pool))

@@ -58,6 +58,9 @@
 --   Encoding, Connection skipped; not merged with res:header's fields),
 --   res:relay(head [, pos [, drop]]) -> res (a received head's fields, names
 --   as received, minus hop-by-hop ones and drop's; no default Content-Type),
+--   res:forward(r [, body]) -> true | nil, err | false (r a client
+--   response: res:status(r.status):relay(r):send(body) in one call; no
+--   body: r's that is at hand, else false and nothing sent),
 --   res:send([body]) -> true | nil, err, res:json(value) -> same;
 --   streaming: res:write(...) sends the head and then one chunk per call
 --   ("Transfer-Encoding: chunked"; HTTP/1.0: until close), res:finish()
@@ -981,6 +984,62 @@ function Res:relay(head, pos, drop)
   return self
 end
 
+-- the status lines of the codes res:forward has checked (a plain table:
+-- a hit is one read; a miss checks the code as res:status does)
+local FORWARD_LINE = {}
+local function forward_line(code)
+  if math_type(code) ~= "integer" or code < 200 or code > 599 then
+    error("http: res:forward: the response's status must be an integer in 200..599", 3)
+  end
+  local line = STATUS_LINE[code]
+  FORWARD_LINE[code] = line
+  return line
+end
+
+--- res:forward(r [, body]) -> true | nil, err | false: r a client
+--- response (http.request's): res:status(r.status):relay(r):send(body) in
+--- one call, the lines r's read made when the request had `relay` taken
+--- as they are (a proxy's answer whose body it has whole). No body: r's
+--- own when it is at hand (r.body, or a streamed body that came whole with
+--- its head, which r:read() then no longer gives), else false, nothing sent
+function Res:forward(up, body)
+  if self._sent then error("http: res:forward: the head was already sent", 2) end
+  if type(up) ~= "table" then error("http: res:forward: a client response expected", 2) end
+  local code = up.status
+  local line = FORWARD_LINE[code] or forward_line(code)
+  if body == nil then
+    body = up._body
+    if body then up._body = false else body = up.body end
+    if body == nil then return false end
+  end
+  if type(body) ~= "string" then error("http: res:forward: body must be a string", 2) end
+  local st, lines = self._st, up._relay
+  if not lines or self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
+    or code == 304 or (st.expect and st.blen ~= 0) then -- (res:send decides)
+    relay_response(self, up)
+    self._code, self._line, self._simple = code, false, false
+    return Res.send(self, body)
+  end
+  -- the common answer: r's lines, keep-alive, no field of the handler's.
+  -- (_code is left as it is, and so is _simple: the answer is done, so
+  -- nothing reads _code, and every other field holds what serve_conn's
+  -- reset gives it: the next request's reset is the short one)
+  self._sent, self._done = true, true
+  local dh = ""
+  if st.date and up._rseen & 8 == 0 then -- (no Date of r's own)
+    local t = os_time()
+    if t ~= date_sec then date() end
+    dh = date_hdr
+  end
+  local ok, err = st.write(st.conn, line, dh, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
+    st.head and "" or body)
+  if not ok then
+    st.close = true
+    return nil, err
+  end
+  return true
+end
+
 -- the handler's header lines; and whether they include a Date
 local function header_block(self, want_ct)
   local n, blk = self._n, self._blk
@@ -1058,8 +1117,24 @@ function Res:send(body, berr)
     end
     local code = self._code
     line = self._line or STATUS_LINE[code]
-    if close or code == 204 or code == 304 or st.keep10 or self._blk or self._n ~= 0 then
+    if close or code == 204 or code == 304 or st.keep10 or self._n ~= 0 then
       return send_fields(self, st, line, code, close, body)
+    end
+    local blk = self._blk
+    if blk then -- field lines of res:relay/res:headers only (a proxy's answer)
+      local seen, dh = self._bseen, ""
+      if st.date and seen & 8 == 0 then -- (no Date of their own)
+        local t = os_time()
+        if t ~= date_sec then date() end
+        dh = date_hdr
+      end
+      local ok, err = st.write(st.conn, line, dh, seen & 4 == 0 and DEFAULT_HEADERS or "", blk,
+        CONTENT_LENGTH_LINE[#body], "\r\n", st.head and "" or body)
+      if not ok then
+        st.close = true
+        return nil, err
+      end
+      return true
     end
   end
   -- the common answer: default fields, keep-alive

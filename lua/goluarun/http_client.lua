@@ -150,11 +150,9 @@ local OWN = { ["content-length"] = true, ["transfer-encoding"] = true }
 
 -- req.fields: field lines sent as they are (a proxy's, from httpparse.relay,
 -- which checks them again here and drops hop-by-hop ones)
+-- (exchange takes lines as relay wrote them itself: httpparse.lines)
 local function given_lines(fields) -- (a string: httpread.checkreq)
-  local seen = relayed_lines(fields) -- (as relay wrote them: nothing to drop)
-  if seen then return fields, seen & 1 ~= 0, seen & 2 ~= 0, false end
-  local lines, nx
-  lines, seen, nx = relay_fields(fields)
+  local lines, seen, nx = relay_fields(fields)
   if not lines or nx ~= #fields + 1 or (fields ~= "" and not find(fields, "^[%w!#$%%&'*+%-.^_`|~]+:")) then
     error("http.request: req.fields must be field lines (\"Name: value\\r\\n\"...)", 4)
   end
@@ -163,8 +161,7 @@ end
 
 -- "Name: value\r\n"... of req.headers (one C call: httpparse.block); and
 -- whether Host, User-Agent are there and Connection says close
-local function header_lines(h, fields)
-  if fields ~= nil then return given_lines(fields) end
+local function header_lines(h)
   if h == nil then return "", false, false, false end -- (else a table: checkreq)
   local lines, seen, connh = field_block(h, nil, OWN)
   if not lines then
@@ -635,7 +632,18 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   local conn, err = pool:dial(u.addr, dopts)
   if not conn then return nil, err end
   if deadline then conn:setdeadline(deadline) end
-  local hl, has_host, has_ua, rclose = header_lines(req.headers, req.fields)
+  local hl, has_host, has_ua, rclose
+  local fields = req.fields
+  if fields == nil then
+    hl, has_host, has_ua, rclose = header_lines(req.headers)
+  else
+    local seen = relayed_lines(fields) -- (as relay wrote them: taken as they are)
+    if seen then
+      hl, has_host, has_ua, rclose = fields, seen & 1 ~= 0, seen & 2 ~= 0, false
+    else
+      hl, has_host, has_ua, rclose = given_lines(fields)
+    end
+  end
   local framing = ""
   if body == nil then -- (no type() call: each one interns its answer)
   elseif type(body) == "string" then
@@ -662,7 +670,8 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
     end
     hostl, ual = has_host and "" or u.hostline, has_ua and "" or UA_LINE
   end
-  local only = only_set(req.only_headers) -- (misuse raises before a byte goes out)
+  local only = req.only_headers -- (misuse raises before a byte goes out)
+  if only ~= nil then only = only_cache[only] or only_set(only) end
   -- the exchange's state: made here only for a body function (its writer
   -- shares it), else once the answer's body is known to need reading
   local st

@@ -228,16 +228,24 @@ local function with_timeout(opts, timeout)
   return o
 end
 
+local function check_addr(addr)
+  if type(addr) ~= "string" then error("pool:dial: address must be a string", 3) end
+end
+
 --- pool:dial(addr [, opts]) -> conn | nil, err
 function Pool:dial(addr, opts)
-  if type(addr) ~= "string" then error("pool:dial: address must be a string", 2) end
-  if self.closed then return nil, "closed" end
-  local key = key_of(addr, opts)
-  local list = not self.max_conns and self.lists[key]
-  if list then -- the common case: one C call (set:takelast, lpool.c)
+  local key = addr -- (no TLS: the address; a number is a timeout)
+  if opts ~= nil and type(opts) ~= "number" then
+    check_addr(addr)
+    key = key_of(addr, opts)
+  end
+  local list = not self.max_conns and self.lists[key] -- (string keys only)
+  if list and not self.closed then -- the common case: one C call (set:takelast, lpool.c)
     local c = self.set:takelast(list, self.keyof, key)
     if c then return c end
   end
+  check_addr(addr) -- (a hit above is a string key)
+  if self.closed then return nil, "closed" end
   local c = atomic(dial_begin, self, key)
   if c == "wait" then -- past max_conns: a put hands its slot over
     local timeout, start = timeout_of(opts), now()
