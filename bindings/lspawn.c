@@ -60,6 +60,8 @@ typedef struct pgrec {
   vbuf args, result;      /* result: ok-flag then values (guarded by lock) */
   pwaiter *waiters;       /* guarded by lock */
   int procid;             /* the P that ran it */
+  uint64_t goid;          /* guarded by lock: the goroutine running it (0:
+                          ** not started) */
 } pgrec;
 
 static void rec_release(pgrec *r) {
@@ -273,7 +275,7 @@ static void start_portable(P *p, portable *q) {
   prun *run = lua_newuserdatauv(L, sizeof *run, 0);
   run->r = r;
   class_set(L, &PRUN_KEY);
-  go_start(L, lua_gettop(L) - 1, 1, 0);
+  G *g = go_start(L, lua_gettop(L) - 1, 1, 0);
   lua_pop(L, 3);
   /* only now: the G counts as progress, so the record may stop counting
   ** (a goroutine that sees procid and parks must not make n_progress 0) */
@@ -281,6 +283,7 @@ static void start_portable(P *p, portable *q) {
   pthread_mutex_lock(&r->lock);
   r->state = PG_RUNNING;
   r->procid = p->id;
+  r->goid = g->id;
   pthread_mutex_unlock(&r->lock);
 }
 
@@ -338,9 +341,11 @@ static int portable_wait(lua_State *L) {
   pgrec *r = check_phandle(L, 1);
   double timeout = lua_isnoneornil(L, 2) ? -1 : luaL_checknumber(L, 2);
   lua_settop(L, 2);
+  uint64_t self = glr_goid(L);
   pthread_mutex_lock(&r->lock);
-  bool done = r->state >= PG_OK;
+  bool done = r->state >= PG_OK, own = self != 0 && r->goid == self;
   pthread_mutex_unlock(&r->lock);
+  if (own) return luaL_error(L, "go.wait: a goroutine cannot wait for itself");
   if (done) return push_result(L, r);
   if (timeout == 0) {
     lua_pushnil(L);

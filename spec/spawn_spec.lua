@@ -105,6 +105,24 @@ describe("go.spawn", function()
     assert.matches("total%s+100000", r.stdout)
   end)
 
+  it("go.wait on its own portable handle raises (subprocess, -p 1: the handle reached through a module)", function()
+    local r = H.run([[
+      local M = {}
+      package.preload.selfwait = function() return M end
+      function M.run()
+        local ok, err = pcall(go.wait, M.h, 0.05)
+        local ok0, err0 = pcall(go.wait, M.h, 0)
+        return ok, err, ok0, err0
+      end
+      M.h = go.spawn("selfwait:run")
+      print(go.wait(M.h, 10))
+    ]], {}, { timeout = 30, flags = { "-p", "1" } })
+    assert.are.equal(0, r.status, H.describe_run(r))
+    local SELF = "go.wait: a goroutine cannot wait for itself"
+    assert.matches("^true\tfalse\t[^\t]*" .. SELF:gsub("%p", "%%%0") .. "\tfalse\t[^\t]*"
+      .. SELF:gsub("%p", "%%%0"), r.stdout)
+  end)
+
   it("with one P everything runs on P 0", function()
     local r = H.run([[
       local ok, p = go.wait(go.spawn("support.spawn_work:where"))
