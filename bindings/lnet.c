@@ -200,6 +200,21 @@ static void nodelay(conn *c) {
   if (c->kind == CONN_TCP) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+static int dial_k(lua_State *L, int status, lua_KContext ctx);
+
+/* dial_wait — the connect goes on: wait for it (dial_k). Where nothing can
+** wait (a __gc, outside any goroutine) the conn is closed before the
+** error is raised: its fd would otherwise stay open until the collector
+** frees the userdata */
+static int dial_wait(lua_State *L, conn *c) {
+  if (!sched_can_park(L) && !sched_can_block(L)) {
+    conn_close(L, c);
+    return glr_cannot_block(L, "wait on fd");
+  }
+  int e = glr_waitfd(L, c->pd, GLR_WRITE, c->side[CONN_DIR_W].deadline, 0, dial_k);
+  return e >= 0 ? e : dial_fail(L, c, -e);
+}
+
 static int dial_k(lua_State *L, int status, lua_KContext ctx) {
   (void)status;
   (void)ctx;
@@ -219,10 +234,7 @@ static int dial_k(lua_State *L, int status, lua_KContext ctx) {
     socklen_t sl = sizeof ss;
     if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0) err = EINPROGRESS;
   }
-  if (err == EINPROGRESS || err == EALREADY || err == EINTR) {
-    int e = glr_waitfd(L, c->pd, GLR_WRITE, c->side[CONN_DIR_W].deadline, 0, dial_k);
-    return e >= 0 ? e : dial_fail(L, c, -e);
-  }
+  if (err == EINPROGRESS || err == EALREADY || err == EINTR) return dial_wait(L, c);
   if (err) return dial_fail(L, c, err);
   if (self_connected(c->fd)) return dial_fail(L, c, ECONNREFUSED);
   lua_settop(L, 3);
@@ -250,8 +262,7 @@ static int n_dial(lua_State *L) {
   while (r < 0 && errno == EINTR);
   if (r < 0 && errno != EINPROGRESS) return dial_fail(L, c, errno);
   if (r == 0 && !self_connected(fd)) return dial_done(L, 3);
-  int e = glr_waitfd(L, c->pd, GLR_WRITE, c->side[CONN_DIR_W].deadline, 0, dial_k);
-  return e >= 0 ? e : dial_fail(L, c, -e);
+  return dial_wait(L, c);
 }
 
 /* ---------- listen / accept ---------- */

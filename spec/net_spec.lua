@@ -720,6 +720,29 @@ describe("an operation that must wait where nothing can", function()
       c:close()
     end)
   end)
+
+  it("net.dial that must wait for its connect raises with its socket closed", function()
+    H.no_fd_leak(function()
+      -- a backlog of 0 queues one conn; the next SYNs are dropped, so a
+      -- dial to it is left in progress
+      local ln = assert(net.listen("127.0.0.1:0", { backlog = 0 }))
+      local held = {}
+      for i = 1, 2 do held[i] = net.dial(ln:addr(), 0.2) end
+      local fds
+      local ok, err = in_finalizer(function()
+        local before = H.nfds()
+        local r = table.pack(pcall(net.dial, ln:addr(), 5))
+        fds = H.nfds() - before
+        if not r[1] then error(r[2], 0) end
+        return table.unpack(r, 2, r.n)
+      end)
+      assert.is_false(ok)
+      assert.matches("wait on fd: cannot block inside a __gc finalizer", err)
+      assert.are.equal(0, fds, "the dial's socket stayed open")
+      for _, c in pairs(held) do c:close() end
+      ln:close()
+    end)
+  end)
 end)
 
 describe("net.udp", function()
