@@ -37,7 +37,7 @@
 ** token, or a value that is not a string or number or holds CR, LF or
 ** NUL: nil, what, the key (the caller raises with its own words).
 **
-**   httpparse.relay(s [, pos [, drop]]) -> lines, seen, next | nil
+**   httpparse.relay(s [, pos [, drop [, tail...]]]) -> lines, seen, next | nil
 **
 ** A proxy's step: the field lines of the head at s:sub(pos) as they go on
 ** to the next hop, in one call over the received bytes. The head starts
@@ -52,8 +52,11 @@
 ** Proxy-Authorization), Content-Length (the sender frames the body), the
 ** names any Connection field lists, and the names whose lower case is a
 ** key of drop (a table; or a string of up to 16 comma-separated lower-case
-** names, "date,server": read without a table walk per call). seen: the BLOCK_ bits of the lines kept; next: the position
-** after the head. More than RELAY_MAX_FIELDS (256) field lines: nil.
+** names, "date,server": read without a table walk per call). seen: the
+** BLOCK_ bits of the lines kept; next: the position after the head. More
+** than RELAY_MAX_FIELDS (256) field lines: nil. tail: strings appended to
+** lines as they are (a proxy's own lines, not checked, not in seen): one
+** string made, no concatenation after the call.
 **
 **   httpparse.lines(s) -> seen | nil
 **
@@ -63,7 +66,9 @@
 ** ask relay. The HTTP client takes req.fields so without copying them.
 **
 ** lhttp.h also gives lhttpread.c (the client's answer head read from a
-** conn) the response parser: lhttp_response_head, lhttp_push_upvalues.
+** conn) the response parser: lhttp_response_head, lhttp_push_upvalues,
+** and relay's lines made from the spans that parse kept (lhttp_fields,
+** lhttp_relay_fields): the head's field lines are scanned once.
 */
 #include <stdbool.h>
 #include <stddef.h>
@@ -454,9 +459,7 @@ static void push_digit(lua_State *L, unsigned char d) {
 /* ---------- field lines ---------- */
 
 /* a field line's name and value: s[n0 .. n0 + nlen), s[v0 .. v0 + vlen) */
-typedef struct hp_field {
-  size_t n0, nlen, v0, vlen;
-} hp_field;
+typedef lhttp_span hp_field;
 
 #define FIELD_BATCH 32 /* field lines scanned before the table is made */
 
@@ -494,10 +497,10 @@ static bool field_span(hp_cur *c, hp_field *x) {
   return e != 0;
 }
 
-/* up to FIELD_BATCH field lines, and no more than *left (counted down) */
-static int scan_fields(hp_cur *c, hp_field *f, lua_Integer *left) {
+/* up to cap field lines, and no more than *left (counted down) */
+static int scan_fields(hp_cur *c, hp_field *f, int cap, lua_Integer *left) {
   int nf = 0;
-  while (nf < FIELD_BATCH && *left > 0 && field_span(c, &f[nf])) {
+  while (nf < cap && *left > 0 && field_span(c, &f[nf])) {
     nf++;
     (*left)--;
   }
@@ -593,17 +596,24 @@ static void add_field(lua_State *L, const hp_cur *c, const hp_field *x, bool lis
 ** returns true, or false (the table may be pushed: the caller returns nil).
 ** The lines are scanned before the table is made, so that it is made with
 ** room for as many fields as there are (a batch at a time): no rehash,
-** and no more memory than the head needs (the GC's work follows it). */
+** and no more memory than the head needs (the GC's work follows it).
+** keep (or NULL): the first batch is all LHTTP_RELAY_MAX lines, their
+** spans kept there for the head's relayed lines (a line past those: -1) */
 static bool fields(lua_State *L, hp_cur *c, lua_Integer max, bool list, const hp_names *only,
-                   hp_acc *acc) {
-  hp_field f[FIELD_BATCH];
+                   hp_acc *acc, lhttp_fields *keep) {
+  hp_field batch[FIELD_BATCH], *f = keep ? keep->f : batch;
+  int cap = keep ? LHTTP_RELAY_MAX : FIELD_BATCH;
   lua_Integer left = max;
-  int nf = scan_fields(c, f, &left);
+  int nf = scan_fields(c, f, cap, &left);
+  if (keep) keep->n = nf;
   lua_createtable(L, 0, only ? (nf < 2 ? nf : 2) : nf);
   for (;;) {
     for (int i = 0; i < nf; i++) add_field(L, c, &f[i], list, only, acc);
-    if (nf < FIELD_BATCH) break;
-    nf = scan_fields(c, f, &left);
+    if (nf < cap) break;
+    f = batch;
+    cap = FIELD_BATCH;
+    nf = scan_fields(c, f, cap, &left);
+    if (keep && nf > 0) keep->n = -1;
   }
   return eat_eol(c);
 }
@@ -682,7 +692,7 @@ static int hp_request(lua_State *L) {
   while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
   bool plain;
   hp_acc acc = {0, 0};
-  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &acc)) {
+  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &acc, NULL)) {
     lua_pushnil(L);
     return 1;
   }
@@ -702,7 +712,7 @@ static int hp_response(lua_State *L) {
     onlyp = &only;
   }
   hp_acc acc = {0, 0};
-  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp, &acc)) {
+  if (!status_line(L, &c) || !fields(L, &c, max, true, onlyp, &acc, NULL)) {
     lua_pushnil(L);
     return 1;
   }
@@ -878,7 +888,7 @@ static int hp_block(lua_State *L) {
 
 /* ---------- httpparse.relay ---------- */
 
-#define RELAY_MAX_FIELDS 256
+#define RELAY_MAX_FIELDS LHTTP_RELAY_MAX
 
 /* what relay does with a field by its name, in any case: RELAY_NEVER (a
 ** hop-by-hop name, RFC 9110 7.6.1, or Content-Length: the next hop's
@@ -1003,14 +1013,49 @@ static bool any_connection(const hp_cur *c, const hp_field *f, int nf) {
   return false;
 }
 
-int lhttp_relay(lua_State *L) {
+/* the tail: the strings at stack slots [from, to], appended as they are */
+static void out_tail(lua_State *L, hp_out *o, int from, int to) {
+  for (int i = from; i <= to; i++) {
+    size_t n;
+    const char *t = lua_tolstring(L, i, &n);
+    out_add(L, o, t, n);
+  }
+}
+
+/* pushes the relayed lines of the field lines f[0 .. nf) of c's bytes
+** (drop set at drop_idx, then the tail strings at [from, to]) and their
+** seen bits */
+static void relay_lines(lua_State *L, const hp_cur *c, const hp_field *f, int nf, int drop_idx,
+                        int from, int to) {
+  lua_pushnil(L); /* the output's userdata, once it outgrows the stack */
+  hp_out o;
+  out_init(&o, lua_gettop(L));
+  bool has_conn = any_connection(c, f, nf);
+  hp_names d;
+  names_read(L, drop_idx, &d);
+  int seen = 0;
+  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, c, f, nf, i, has_conn);
+  out_tail(L, &o, from, to);
+  lua_pushlstring(L, o.p, o.n);
+  lua_replace(L, o.slot);
+  lua_pushinteger(L, seen);
+}
+
+/* the tail strings from slot 4 on (strings only); the top */
+static int relay_tail_check(lua_State *L) {
+  int top = lua_gettop(L);
+  for (int i = 4; i <= top; i++) luaL_checktype(L, i, LUA_TSTRING);
+  if (top < 3) lua_settop(L, 3);
+  return top < 3 ? 3 : top;
+}
+
+static int hp_relay(lua_State *L) {
   size_t n;
   const char *s = luaL_checklstring(L, 1, &n);
   lua_Integer pos = luaL_optinteger(L, 2, 1);
   luaL_argcheck(L, pos >= 1, 2, "position must be >= 1");
   if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TSTRING) luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  lua_pushnil(L); /* 4: the output's userdata, once it outgrows the stack */
+  int top = relay_tail_check(L);
   hp_cur c = {(const unsigned char *)s, (size_t)pos - 1, n};
   if (c.p > n) c.p = n;
   hp_field f[RELAY_MAX_FIELDS];
@@ -1019,19 +1064,10 @@ int lhttp_relay(lua_State *L) {
     lua_pushnil(L);
     return 1;
   }
-  hp_out o;
-  out_init(&o, 4);
-  bool has_conn = any_connection(&c, f, nf);
-  hp_names d;
-  names_read(L, 3, &d);
-  int seen = 0;
-  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, &c, f, nf, i, has_conn);
-  lua_pushlstring(L, o.p, o.n);
-  lua_pushinteger(L, seen);
+  relay_lines(L, &c, f, nf, 3, 4, top);
   lua_pushinteger(L, (lua_Integer)c.p + 1);
   return 3;
 }
-
 
 /* ---------- httpparse.lines ---------- */
 
@@ -1083,7 +1119,8 @@ int lhttp_push_upvalues(lua_State *L) {
   return N_UP;
 }
 
-int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max, int only_idx) {
+int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max, int only_idx,
+                        lhttp_fields *keep) {
   hp_cur cur = {(const unsigned char *)b, 0, n};
   hp_names only, *onlyp = NULL;
   if (only_idx) {
@@ -1092,8 +1129,18 @@ int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max, 
   }
   hp_acc acc = {0, 0};
   if (!status_line(L, &cur)) return LHTTP_BAD_STATUS;
-  if (!fields(L, &cur, max, true, onlyp, &acc) || cur.p != n) return LHTTP_BAD_FIELDS;
+  if (!fields(L, &cur, max, true, onlyp, &acc, keep) || cur.p != n) return LHTTP_BAD_FIELDS;
   return 0;
+}
+
+void lhttp_relay_fields(lua_State *L, const char *b, const lhttp_fields *keep, int drop_idx) {
+  if (keep->n < 0) {
+    lua_pushnil(L);
+    lua_pushinteger(L, 0);
+    return;
+  }
+  hp_cur c = {(const unsigned char *)b, 0, 0}; /* (the spans are in b) */
+  relay_lines(L, &c, keep->f, keep->n, drop_idx, 1, 0);
 }
 
 bool lhttp_has_token(const char *v, size_t vn, const char *tok) {
@@ -1118,7 +1165,7 @@ int luaopen_httpparse(lua_State *L) {
       {"request", hp_request},
       {"response", hp_response},
       {"block", hp_block},
-      {"relay", lhttp_relay},
+      {"relay", hp_relay},
       {"lines", hp_lines},
       {NULL, NULL},
   };

@@ -26,23 +26,38 @@ GLR_INTERNAL int luaopen_httpparse(lua_State *L);
 ** C function calling lhttp_response_head is made with them (luaL_setfuncs
 ** with the count returned) */
 GLR_INTERNAL int lhttp_push_upvalues(lua_State *L);
+/* the field lines of a head as its parse scanned them, kept for
+** lhttp_relay_fields (so the head is scanned once): their spans in the
+** head's bytes, n of them; n -1: more than LHTTP_RELAY_MAX (relay declines
+** such a head) */
+#define LHTTP_RELAY_MAX 256
+typedef struct lhttp_span {
+  size_t n0, nlen, v0, vlen; /* name b[n0 .. n0 + nlen), value b[v0 .. v0 + vlen) */
+} lhttp_span;
+typedef struct lhttp_fields {
+  int n;
+  lhttp_span f[LHTTP_RELAY_MAX];
+} lhttp_fields;
 /* lhttp_response_head — parse the whole response head b[0 .. n) (status
 ** line, at most max field lines, the empty line; `only` at stack index
 ** only_idx, 0: none, as httpparse.response's): 0 with major, minor, status,
 ** reason, headers pushed; else LHTTP_BAD_STATUS or LHTTP_BAD_FIELDS (some
-** values may be pushed: the caller resets its stack) */
+** values may be pushed: the caller resets its stack). keep (or NULL): the
+** field lines' spans, for lhttp_relay_fields */
 enum { LHTTP_BAD_STATUS = 1, LHTTP_BAD_FIELDS = 2 };
 GLR_INTERNAL int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max,
-                                     int only_idx);
+                                     int only_idx, lhttp_fields *keep);
+/* lhttp_relay_fields — pushes what httpparse.relay(b, 1, drop) gives for
+** the head b whose parse kept `keep` (drop set at stack index drop_idx):
+** its lines and seen bits, or nil, 0 where relay declines; no field line
+** is scanned again */
+GLR_INTERNAL void lhttp_relay_fields(lua_State *L, const char *b, const lhttp_fields *keep,
+                                     int drop_idx);
 /* lhttp_has_token — the comma/space-separated list v[0 .. vn) names the
 ** lower-case token tok, in any case */
 GLR_INTERNAL bool lhttp_has_token(const char *v, size_t vn, const char *tok);
 /* lhttp_same_ci — a[0 .. n) is the lower-case l in any case */
 GLR_INTERNAL bool lhttp_same_ci(const char *a, const char *l, size_t n);
-/* lhttp_relay — httpparse.relay(s [, pos [, drop]]) -> lines, seen, next
-** | nil, as a lua_CFunction (httpread.readresponse calls it on the head it
-** read when asked) */
-GLR_INTERNAL int lhttp_relay(lua_State *L);
 /* lhttp_is_token — s[0 .. n) is a non-empty RFC 9110 token */
 GLR_INTERNAL bool lhttp_is_token(const char *s, size_t n);
 

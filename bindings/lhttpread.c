@@ -118,26 +118,12 @@ static const char *rr_bad_fields(const char *b, size_t lf, lua_Integer max) {
   return nl > max ? "headers too large" : "bad response: malformed header";
 }
 
-/* pushes the head's field lines as a proxy relays them (httpparse.relay
-** with the drop set in slot 7) and their seen bits; nil, 0 if relay
-** declines the head */
-static void rr_relay(lua_State *L, int head) {
-  lua_pushcfunction(L, lhttp_relay);
-  lua_pushvalue(L, head);
-  lua_pushinteger(L, 1);
-  lua_pushvalue(L, 7);
-  lua_call(L, 3, 2); /* lines, seen (or nil, nil) */
-  if (lua_isnil(L, -2)) {
-    lua_pop(L, 1);
-    lua_pushinteger(L, 0);
-  }
-}
-
 /* pushes the results of a parsed head b[0 .. end) (status line and fields
-** on the stack) and consumes it, with a Content-Length body already here
-** up to the cap */
+** on the stack; keep: its field lines' spans) and consumes it, with a
+** Content-Length body already here up to the cap; the relayed lines made
+** from keep (httpparse.relay's, the head not scanned again) */
 static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, size_t end,
-                   int base) {
+                   int base, const lhttp_fields *keep) {
   int status = (int)lua_tointeger(L, base + 3);
   bool v10 = lua_tostring(L, base + 2)[0] == '0';
   rr_frame f;
@@ -147,7 +133,6 @@ static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, s
   lua_rotate(L, base + 3, -1); /* -> status reason major minor h */
   lua_remove(L, base + 3);     /* -> status reason minor h */
   lua_pushlstring(L, b, end);
-  int head = lua_gettop(L);
   if (f.mode) lua_pushstring(L, f.mode);
   else lua_pushnil(L);
   lua_pushinteger(L, f.left);
@@ -157,15 +142,17 @@ static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, s
                n - end >= (size_t)f.left;
   if (whole) lua_pushlstring(L, b + end, (size_t)f.left);
   else lua_pushnil(L);
-  if (!lua_isnil(L, 7)) rr_relay(L, head);
+  if (keep) lhttp_relay_fields(L, b, keep, 7);
   conn_consume(cs, end + (whole ? (size_t)f.left : 0));
-  return lua_isnil(L, 7) ? 9 : 11;
+  return keep ? 11 : 9;
 }
 
 /* one head from the buffer: results, or CONN_PENDING; a 1xx is skipped */
 static int rr_ready(lua_State *L, conn *c, conn_side *s) {
   conn_stream *cs = (conn_stream *)c;
   int base = lua_gettop(L); /* (a wake-up may leave values above RR_TOP) */
+  lhttp_fields keep; /* (the spans: only when relayed lines are asked) */
+  lhttp_fields *keepp = lua_isnil(L, 7) ? NULL : &keep;
   for (;;) {
     size_t n, lf;
     const char *b = conn_data(cs, &n);
@@ -178,7 +165,7 @@ static int rr_ready(lua_State *L, conn *c, conn_side *s) {
       return CONN_PENDING;
     }
     if (lf > (size_t)lua_tointeger(L, 2)) return rr_err(L, s, cs, "headers too large");
-    int bad = lhttp_response_head(L, b, end, lua_tointeger(L, 3), lua_isnil(L, 4) ? 0 : 4);
+    int bad = lhttp_response_head(L, b, end, lua_tointeger(L, 3), lua_isnil(L, 4) ? 0 : 4, keepp);
     if (bad == LHTTP_BAD_STATUS) return rr_err(L, s, cs, "bad response: malformed status line");
     if (bad) return rr_err(L, s, cs, rr_bad_fields(b, lf, lua_tointeger(L, 3)));
     const char *major = lua_tostring(L, base + 1);
@@ -189,7 +176,7 @@ static int rr_ready(lua_State *L, conn *c, conn_side *s) {
       return rr_err(L, s, cs, msg);
     }
     int status = (int)lua_tointeger(L, base + 3);
-    if (status >= 200 || status == 101) return rr_done(L, s, cs, b, end, base);
+    if (status >= 200 || status == 101) return rr_done(L, s, cs, b, end, base, keepp);
     lua_settop(L, base); /* 1xx: skipped */
     conn_consume(cs, end);
     s->arg |= RR_GOT;

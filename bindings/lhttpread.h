@@ -23,7 +23,8 @@
 ** (then body is it, else nil: the body's bytes stay for conn:read).
 ** relay (a drop set, as httpparse.relay's): the head's field lines as a
 ** proxy sends them on are made from the buffered head (httpparse.relay's
-** lines and seen bits; nil, 0 if it declines the head) and returned too.
+** lines and seen bits; nil, 0 if it declines the head) and returned too:
+** from the spans the parse kept (lhttp_relay_fields), no second scan.
 ** Failures: the conn's ("timeout", "closed", "eof" when no byte of the
 ** answer came, ...), "bad response: malformed status line" / "malformed
 ** header" / "truncated head" / "bad Content-Length" / "HTTP/M.m",

@@ -248,13 +248,13 @@ local function handle(req, res)
   local xff, host = rh["x-forwarded-for"], rh.host
   local hostl = host and (host_lines[host] or host_line(host)) or ""
   local head, hpos = req:rawhead()
-  local fields -- (one concat: no string between)
+  local fields -- (the X-Forwarded lines appended by relay: one string made)
   if xff then
-    fields = relay_fields(head, hpos, REQUEST_DROP) .. "X-Forwarded-For: " .. xff .. ", "
-      .. cs.ip .. hostl
+    fields = relay_fields(head, hpos, REQUEST_DROP, "X-Forwarded-For: ", xff, ", ", cs.ip, hostl)
   else
-    fields = relay_fields(head, hpos, REQUEST_DROP) .. cs.fwd .. hostl
+    fields = relay_fields(head, hpos, REQUEST_DROP, cs.fwd, hostl)
   end
+  if not fields then return fail(res, 431, "too many header fields to relay") end
   local body -- (none: no call)
   if rh["content-length"] or rh["transfer-encoding"] then body = body_of(req) end
   local grp, tried, t = r.group, NONE_TRIED, start

@@ -269,6 +269,73 @@ describe("goluarun.httpparse", function()
     assert.has_error(function() relay("A: 1\r\n\r\n", 1, ("a,"):rep(17)) end) -- 16 names at most
   end)
 
+  it("relay's tail: strings appended to the lines as they are, one string", function()
+    local relay = hp.relay
+    local s = "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: a\r\nUser-Agent: u\r\n\r\n"
+    assert.are.same({ "Host: h\r\nUser-Agent: u\r\nX-Forwarded-For: a, b\r\nX: 1\r\n", 3, #s + 1 },
+      { relay(s, 1, "x-forwarded-for", "X-Forwarded-For: ", "a", ", b\r\n", "X: 1\r\n") })
+    assert.are.same({ "Host: h\r\n", 1, 12 }, { relay("Host: h\r\n\r\n", 1, nil, "") })
+    assert.are.same({ "T\r\n", 0, 1 }, { relay("", 1, nil, "T\r\n") }) -- (not in seen)
+    local long = ("x"):rep(3000) -- past the C stack buffer
+    assert.are.equal("A: 1\r\n" .. long .. long, (relay("A: 1\r\n\r\n", 1, {}, long, long)))
+    local over = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 257 do over[#over + 1] = "A" .. i .. ": v\r\n" end
+    assert.is_nil(relay(table.concat(over) .. "\r\n", 1, nil, "T\r\n")) -- declined: no tail
+    -- a tail is strings only; a bad one raises before anything is made
+    assert.has_error(function() relay("A: 1\r\n", 1, nil, "x", 5) end,
+      "bad argument #5 to 'relay' (string expected, got number)")
+    assert.has_error(function() relay("A: 1\r\n", 1, nil, {}) end,
+      "bad argument #4 to 'relay' (string expected, got table)")
+    assert.has_error(function() relay("A: 1\r\n", 1, nil, nil, "x") end,
+      "bad argument #4 to 'relay' (string expected, got nil)")
+  end)
+
+  it("readresponse's relayed lines are relay's, from the one scan of its parse", function()
+    local go = require "go"
+    local rr = require("goluarun.httpread").readresponse
+    local many = {}
+    for i = 1, 20 do many["x-" .. i] = true end -- (a table past 16 names: looked up)
+    local big = { "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n" }
+    for i = 1, 256 do big[#big + 1] = "A" .. i .. ": v\r\n" end
+    local heads = { -- { head, drop }
+      { "HTTP/1.1 200 OK\r\nDate: d\r\nServer: s\r\nContent-Type: t\r\nContent-Length: 0\r\n\r\n",
+        "date,server" },
+      { "HTTP/1.1 200 OK\nConnection: X-A, keep-alive\nX-A: 1\nX-B:  2 \nContent-Length: 0\n\n", "" },
+      { "HTTP/1.1 200 OK\r\nX-1: 1\r\nX-2: 2\r\nHost: h\r\nContent-Length: 0\r\n\r\n", many },
+      { "HTTP/1.1 200 OK\r\nConnection: " .. ("L"):rep(70) .. "\r\n" .. ("l"):rep(70)
+        .. ": 1\r\nUser-Agent: u\r\nContent-Length: 0\r\n\r\n", {} },
+      { table.concat(big) .. "\r\n", "" }, -- 257 field lines (Content-Length too): declined
+      { table.concat(big, "", 1, 256) .. "\r\n", "" }, -- 256: relayed
+      { "HTTP/1.1 100 Continue\r\nX: 1\r\n\r\nHTTP/1.1 204 No\r\nX: 2\r\n\r\n", "" }, -- 1xx skipped
+    }
+    local ln = assert(net.listen("127.0.0.1:0"))
+    finally(function() ln:close() end)
+    go(function()
+      local c = ln:accept()
+      for _, h in ipairs(heads) do assert(c:write(h[1])) end
+      c:read(1) -- (until the client closes)
+      c:close()
+    end)
+    local c = assert(net.dial(ln:addr(), 5))
+    c:settimeout(5)
+    local got = {}
+    for i, h in ipairs(heads) do
+      local r = table.pack(rr(c, 65536, 300, nil, false, 65536, h[2]))
+      assert.are.equal(11, r.n, i)
+      local lines, seen = hp.relay(r[5], 1, h[2])
+      assert.are.same({ lines, lines and seen or 0 }, { r[10], r[11] }, i)
+      got[i] = r
+    end
+    assert.are.same({ "Content-Type: t\r\n", 4 }, { got[1][10], got[1][11] })
+    assert.are.same({ "X-B: 2\r\n", 0 }, { got[2][10], got[2][11] })
+    assert.are.same({ "Host: h\r\n", 1 }, { got[3][10], got[3][11] })
+    assert.are.same({ "User-Agent: u\r\n", 2 }, { got[4][10], got[4][11] })
+    assert.are.same({ nil, 0 }, { got[5][10], got[5][11] })
+    assert.are.equal(table.concat(big, "", 2, 256), got[6][10])
+    assert.are.same({ 204, "X: 2\r\n", 0 }, { got[7][1], got[7][10], got[7][11] })
+    c:close()
+  end)
+
   it("lines: field lines exactly as relay writes them, else nil", function()
     local lines = hp.lines
     assert.are.equal(0, lines(""))

@@ -23,7 +23,10 @@
 ** with a set `only` (the same match and end as without it, only names of
 ** the set), and httpparse.block over a table made of the bytes (names and
 ** values split at NULs: one CRLF per value written, or nil with "name" or
-** "value").
+** "value"); the answer parse that keeps its field lines' spans
+** (lhttp_response_head with an lhttp_fields, as httpread.readresponse
+** does) gives through lhttp_relay_fields what relay gives for the same
+** head: lines, seen, or nil with seen 0.
 ** Input: byte 0 picks max_headers, byte 1 the start offset, the rest is
 ** the text. One Lua state for the whole run; single-threaded.
 */
@@ -329,6 +332,44 @@ static void block_one(const char *s, size_t n) {
   lua_settop(L, top);
 }
 
+static lhttp_fields kept;
+
+/* kept_relay(head, drop): the head parsed keeping its spans (at most 300
+** field lines: past relay's 256 too), then lhttp_relay_fields: lines,
+** seen; nothing if the head does not parse (a C closure made with the
+** parser's upvalues, as httpread's functions are) */
+static int kept_relay(lua_State *Ls) {
+  size_t n;
+  const char *s = lua_tolstring(Ls, 1, &n);
+  if (lhttp_response_head(Ls, s, n, 300, 0, &kept) != 0) return 0;
+  lua_settop(Ls, 2);
+  lhttp_relay_fields(Ls, s, &kept, 2);
+  return 2;
+}
+
+/* the response head at s:sub(pos) (its end nx; 0: none): kept_relay's
+** lines and seen are relay's (drop "date,x-a") */
+static void kept_one(const char *s, size_t n, lua_Integer pos, lua_Integer nx) {
+  if (!nx) return;
+  int top = lua_gettop(L);
+  lua_pushcclosure(L, kept_relay, lhttp_push_upvalues(L));
+  lua_pushlstring(L, s + pos - 1, (size_t)(nx - pos));
+  lua_pushliteral(L, "date,x-a");
+  if (lua_pcall(L, 2, 2, 0) != LUA_OK) fail(lua_tostring(L, -1));
+  if (lua_isnil(L, top + 2)) fail("kept: the head did not parse");
+  lua_pushlstring(L, s + pos - 1, (size_t)(nx - pos));
+  lua_pushinteger(L, 1);
+  lua_pushliteral(L, "date,x-a");
+  call("relay", 3);
+  size_t kn, rn;
+  const char *k = lua_tolstring(L, top + 1, &kn), *r = lua_tolstring(L, top + 3, &rn);
+  lua_Integer rseen = r ? lua_tointeger(L, top + 4) : 0;
+  if ((k == NULL) != (r == NULL) || (k && (kn != rn || memcmp(k, r, kn) != 0)))
+    fail("kept: other lines than relay's");
+  if (lua_tointeger(L, top + 2) != rseen) fail("kept: other seen bits than relay's");
+  lua_settop(L, top);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!L) {
     L = luaL_newstate();
@@ -346,6 +387,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   only_one(s, n, pos, max, res_nx);
   lines_one(s, n, pos);
   block_one(s, n);
+  kept_one(s, n, pos, res_nx);
   /* free this input's garbage now: libFuzzer's leak check runs after an
   ** input that mallocs more than it frees, and that scan is slow */
   lua_gc(L, LUA_GCCOLLECT);
