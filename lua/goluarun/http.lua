@@ -1007,12 +1007,18 @@ function Res:forward(up, body)
   if type(up) ~= "table" then error("http: res:forward: a client response expected", 2) end
   local code = up.status
   local line = FORWARD_LINE[code] or forward_line(code)
-  if body == nil then
+  if body == nil then -- (a streamed body that came whole: a string, no type() call)
     body = up._body
-    if body then up._body = false else body = up.body end
-    if body == nil then return false end
+    if body then
+      up._body = false
+    else
+      body = up.body
+      if body == nil then return false end
+      if type(body) ~= "string" then error("http: res:forward: body must be a string", 2) end
+    end
+  elseif type(body) ~= "string" then
+    error("http: res:forward: body must be a string", 2)
   end
-  if type(body) ~= "string" then error("http: res:forward: body must be a string", 2) end
   local st, lines = self._st, up._relay
   if not lines or self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
     or code == 304 or (st.expect and st.blen ~= 0) then -- (res:send decides)

@@ -629,8 +629,13 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   else
     dopts = timeout
   end
-  local conn, err = pool:dial(u.addr, dopts)
-  if not conn then return nil, err end
+  local conn, err
+  local take = not u.tls and pool._take -- (a net.pool's common case: no opts to check)
+  if take then conn = take(pool, u.addr) end
+  if not conn then
+    conn, err = pool:dial(u.addr, dopts)
+    if not conn then return nil, err end
+  end
   if deadline then conn:setdeadline(deadline) end
   local hl, has_host, has_ua, rclose
   local fields = req.fields
@@ -758,8 +763,11 @@ function M.request(req)
   local url, body, headers = req.url, req.body, req.headers
   local hops = 0
   while true do
-    local u, uerr = parse_url(url)
-    if not u then return nil, uerr end
+    local u, uerr = url_cache[url] -- (a hit: no parse_url call)
+    if not u then
+      u, uerr = parse_url(url)
+      if not u then return nil, uerr end
+    end
     local res, err, retry
     for _ = 1, 3 do
       res, err, retry = exchange(req, lim, u, method, body, deadline, pool, t0)
