@@ -31,15 +31,16 @@
 **
 ** The pool's two common steps, each one C call (so no preemption can come
 ** between their parts: no net._nopreempt needed), on pool.lua's tables:
-**   set:takelast(list, keyof, key) -> conn | nil: the last live conn of
-**     the list (the most recently used), taken; dropped ones on the way
-**     leave the list; keyof[conn] = key, active and reuses + 1
+**   set:takelast(list, keyof, key [, deadline]) -> conn | nil: the last
+**     live conn of the list (the most recently used), taken; dropped ones
+**     on the way leave the list; keyof[conn] = key, active and reuses + 1;
+**     a deadline: conn:setdeadline(deadline) in the same call
 **   set:putlast(list, keyof, conn) -> true | false: conn added to the set
 **     (the idle timeout) and to the list's end, keyof[conn] = nil, active
 **     - 1; false (nothing done): the pool's slow path is needed (max_conns,
 **     a closed pool, a full list, a conn that cannot idle)
-** Both compare the conn's metatable with one cached in their closure's
-** second upvalue (filled on first use), not the registry's.
+** Both check the set by comparing its metatable with their upvalue, and
+** the conn by its tag (conn.h conn_is), neither through the registry.
 **
 ** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
 */
@@ -62,26 +63,21 @@ typedef struct idleset { /* every field: owner M only */
   double idle_timeout;
   bool fast;   /* no max_conns: putlast may apply */
   bool closed; /* set:close() came */
+  uintptr_t tag; /* const: set_tag(set), method_set's mark (as conn.h conn_is) */
 } idleset;
+
+/* set_tag — a set's mark: its address, mixed (no other value's bytes
+** hold it by chance, and the size check keeps the read inside the block) */
+static uintptr_t set_tag(const idleset *set) { return (uintptr_t)set ^ (uintptr_t)0x7f4a7c159e3779b9u; }
 
 static idleset *check_set(lua_State *L) { return class_check(L, 1, &IDLESET_KEY, IDLESET_MT); }
 
-/* the set at 1, in a method whose upvalue 1 is the set's metatable */
-static idleset *method_set(lua_State *L) { return class_method(L, 1, &IDLESET_KEY, IDLESET_MT); }
-
-/* the stream conn at idx, its metatable compared with upvalue 2 (the
-** conn class's, cached there by the first full check) */
-static conn_stream *method_conn(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_getmetatable(L, idx)) {
-    bool same = lua_rawequal(L, -1, lua_upvalueindex(2));
-    lua_pop(L, 1);
-    if (same) return p;
-  }
-  conn_stream *cs = conn_stream_check(L, idx);
-  lua_getmetatable(L, idx);
-  lua_replace(L, lua_upvalueindex(2));
-  return cs;
+/* the set at 1, in a method whose upvalue 1 is the set's metatable: its
+** tag, else the metatable (which raises for anything else) */
+static idleset *method_set(lua_State *L) {
+  idleset *set = lua_touserdata(L, 1);
+  if (set && lua_rawlen(L, 1) == sizeof *set && set->tag == set_tag(set)) return set;
+  return class_method(L, 1, &IDLESET_KEY, IDLESET_MT);
 }
 
 static void set_drop(conn_stream *cs, void *arg) {
@@ -151,20 +147,21 @@ static int s_takelast(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
   luaL_checkany(L, 4);
-  lua_settop(L, 4);
+  lua_settop(L, 5); /* 5: the deadline, or nil/false: none */
   for (lua_Integer i = (lua_Integer)lua_rawlen(L, 2); i >= 1; i--) {
-    lua_rawgeti(L, 2, i); /* 5: the conn */
+    lua_rawgeti(L, 2, i); /* 6: the conn */
     lua_pushnil(L);
     lua_rawseti(L, 2, i);
-    conn_stream *cs = method_conn(L, 5);
+    conn_stream *cs = conn_stream_check(L, 6);
     bool alive = conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs);
-    members_set(L, 5, 0);
+    members_set(L, 6, 0);
     if (alive) {
       set->idle--;
       set->active++;
       set->reuses++;
+      if (lua_toboolean(L, 5)) conn_setdeadline_at(L, &cs->c, 5, GLR_READ | GLR_WRITE);
       lua_pushvalue(L, 4);
-      keyof_set(L, 5);
+      keyof_set(L, 6);
       return 1;
     }
     lua_pop(L, 1);
@@ -177,7 +174,7 @@ static int s_putlast(lua_State *L) {
   idleset *set = method_set(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  conn_stream *cs = method_conn(L, 4);
+  conn_stream *cs = conn_stream_check(L, 4);
   lua_settop(L, 4);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
   if (!set->fast || set->closed || n >= set->max_idle) {
@@ -263,6 +260,7 @@ static int new_set(lua_State *L) {
   luaL_argcheck(L, idle_timeout > 0, 2, "idle timeout must be positive");
   idleset *set = lua_newuserdatauv(L, sizeof *set, 1);
   *set = (idleset){.max_idle = max_idle, .idle_timeout = idle_timeout, .fast = lua_toboolean(L, 3)};
+  set->tag = set_tag(set);
   lua_newtable(L);
   lua_setiuservalue(L, -2, 1);
   class_set(L, &IDLESET_KEY);
@@ -270,14 +268,13 @@ static int new_set(lua_State *L) {
 }
 
 /* takelast and putlast into the class's __index (metatable on the top):
-** upvalues the set's metatable and the conn class's (nil until first use) */
+** upvalue the set's metatable */
 static void method_pair(lua_State *L) {
   static const luaL_Reg fast[] = {{"takelast", s_takelast}, {"putlast", s_putlast}, {NULL, NULL}};
   lua_getfield(L, -1, "__index");
   for (const luaL_Reg *r = fast; r->name; r++) {
     lua_pushvalue(L, -2);
-    lua_pushnil(L);
-    lua_pushcclosure(L, r->func, 2);
+    lua_pushcclosure(L, r->func, 1);
     lua_setfield(L, -2, r->name);
   }
   lua_pop(L, 1);

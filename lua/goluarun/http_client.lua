@@ -631,12 +631,12 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   end
   local conn, err
   local take = not u.tls and pool._take -- (a net.pool's common case: no opts to check)
-  if take then conn = take(pool, u.addr) end
+  if take then conn = take(pool, u.addr, deadline) end -- (and the deadline set)
   if not conn then
     conn, err = pool:dial(u.addr, dopts)
     if not conn then return nil, err end
+    if deadline then conn:setdeadline(deadline) end
   end
-  if deadline then conn:setdeadline(deadline) end
   local hl, has_host, has_ua, rclose
   local fields = req.fields
   if fields == nil then

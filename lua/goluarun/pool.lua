@@ -19,8 +19,8 @@
 --   loses its deadlines and timeout (the next user starts clean). Every conn from
 --   pool:dial goes back through put, failed or closed ones too: that is
 --   what frees its max_conns slot.
--- pool:_take(addr) -> conn | nil   (internal: dial's common case for a
---   plain address, for goluarun.http's client)
+-- pool:_take(addr [, deadline]) -> conn | nil   (internal: dial's common
+--   case for a plain address and the conn's deadline, for goluarun.http)
 -- pool:stats() -> { idle =, active =, dials =, reuses = }
 -- pool:close()      closes the idle conns; later puts close theirs
 -- net.defaultpool   this module's default(): the pool the clients use
@@ -321,13 +321,16 @@ local function put(self, c, key)
   return true
 end
 
---- pool:_take(addr) -> conn | nil: an idle conn of a plain (no TLS) key
---- from the common case of dial, or nil (then pool:dial). For the HTTP
---- client, which knows its address is a string and its dial has no TLS:
---- no opts to look at, so no type() call (about 340 instructions)
-function Pool:_take(addr)
+--- pool:_take(addr [, deadline]) -> conn | nil: an idle conn of a plain
+--- (no TLS) key from the common case of dial, with conn:setdeadline(deadline)
+--- done, or nil (then pool:dial). For the HTTP client, which knows its
+--- address is a string and its dial has no TLS: no opts to look at, so no
+--- type() call (about 340 instructions), and no setdeadline call
+function Pool:_take(addr, deadline)
   local list = not self.max_conns and self.lists[addr]
-  if list and not self.closed then return self.set:takelast(list, self.keyof, addr) end
+  if list and not self.closed then
+    return self.set:takelast(list, self.keyof, addr, deadline)
+  end
   return nil
 end
 
@@ -346,8 +349,8 @@ local function stats(self)
   return { idle = idle, active = active, dials = self.dials, reuses = reuses }
 end
 
---- pool:_take(addr) -> conn | nil   (internal: dial's common case for a
---   plain address, for goluarun.http's client)
+--- pool:_take(addr [, deadline]) -> conn | nil   (internal: dial's common
+--   case for a plain address and the conn's deadline, for goluarun.http)
 -- pool:stats() -> { idle =, active =, dials =, reuses = }
 function Pool:stats() return atomic(stats, self) end
 
