@@ -586,6 +586,11 @@ static conn_stream *check_stream(lua_State *L, int idx) {
   return class_method(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
 }
 
+conn_stream *conn_stream_is(lua_State *L, int idx) {
+  conn *c = conn_is(L, idx);
+  return c && c->key == &CONN_KEY ? (conn_stream *)c : NULL;
+}
+
 conn_stream *conn_stream_check(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
   if (c && c->key == &CONN_KEY) return (conn_stream *)c;

@@ -248,6 +248,8 @@ GLR_INTERNAL void conn_cas_status(conn *c, conn_status from, conn_status to);
 GLR_INTERNAL void conn_cas_hs(conn *c, conn_hs_status from, conn_hs_status to);
 /* conn_settransport — glr_conn_settransport on a checked conn */
 GLR_INTERNAL int conn_settransport(conn *c, const conn_transport *tp, void *data);
+/* conn_stream_is — the stream conn at idx, else NULL (conn_is's tag) */
+GLR_INTERNAL conn_stream *conn_stream_is(lua_State *L, int idx);
 /* conn_stream_check — the stream conn at idx, else a type error */
 GLR_INTERNAL conn_stream *conn_stream_check(lua_State *L, int idx);
 /* conn_stream_method — add method f as name to the stream conn class */

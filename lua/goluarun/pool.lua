@@ -74,11 +74,14 @@ local live = setmetatable({}, { __mode = "k" })
 --- net.pool([opts]) -> pool
 function M.new(opts)
   local max_idle, idle_timeout, max_conns = check_opts(opts)
+  -- key -> list of conns, oldest first: every conn in the set is in its
+  -- key's list until taken (the set's __gc finds them there)
+  local lists = {}
   local pool = setmetatable({
     max_idle = max_idle, idle_timeout = idle_timeout, max_conns = max_conns,
     -- (the set keeps the counts active, reuses and idle: set:counts())
-    set = net._idleset(max_idle, idle_timeout, max_conns == nil),
-    lists = {},       -- key -> list of conns, oldest first
+    set = net._idleset(max_idle, idle_timeout, max_conns == nil, lists),
+    lists = lists,
     keyof = {},       -- conn handed out -> its key
     nactive = {},     -- key -> conns handed out (and dials in progress)
     waiters = {},     -- key -> FIFO of channels waiting for a slot
