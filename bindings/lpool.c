@@ -45,6 +45,12 @@
 **     a closed pool, a full list, a conn that cannot idle)
 ** Both check the set by comparing its metatable with their upvalue, and
 ** the conn by its tag (conn.h conn_is), neither through the registry.
+**   set:bind(lists, keyof) -> take, put: the same two steps as closures
+**     over the set and the pool's tables: take(addr [, deadline]) is
+**     takelast on lists[addr] (nil when the pool is closed, has
+**     max_conns or no list), put(conn) is putlast on the list of
+**     keyof[conn] (false when conn is not the pool's). The HTTP client
+**     calls them directly: no Lua wrapper, no field of the pool's read.
 **
 ** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
 */
@@ -127,32 +133,29 @@ static int s_take(lua_State *L) {
   return 1;
 }
 
-/* keyof[conn at conn_idx] = the value on the top (popped); keyof at 3 */
-static void keyof_set(lua_State *L, int conn_idx) {
+/* keyof[conn at conn_idx] = the value on the top (popped) */
+static void keyof_set(lua_State *L, int keyof, int conn_idx) {
   lua_pushvalue(L, conn_idx);
   lua_rotate(L, -2, 1);
-  lua_rawset(L, 3);
+  lua_rawset(L, keyof);
 }
 
-static int s_takelast(lua_State *L) {
-  idleset *set = method_set(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checkany(L, 4);
-  lua_settop(L, 5); /* 5: the deadline, or nil/false: none */
-  for (lua_Integer i = (lua_Integer)lua_rawlen(L, 2); i >= 1; i--) {
-    lua_rawgeti(L, 2, i); /* 6: the conn */
+/* takelast's step on the list at `list` (indices or upvalues): the conn
+** pushed, or nil; a falsy value at dl: no deadline */
+static int take_last(lua_State *L, idleset *set, int list, int keyof, int key, int dl) {
+  for (lua_Integer i = (lua_Integer)lua_rawlen(L, list); i >= 1; i--) {
+    lua_rawgeti(L, list, i);
+    int c = lua_gettop(L);
     lua_pushnil(L);
-    lua_rawseti(L, 2, i);
-    conn_stream *cs = conn_stream_check(L, 6);
-    bool alive = conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs);
-    if (alive) {
+    lua_rawseti(L, list, i);
+    conn_stream *cs = conn_stream_check(L, c);
+    if (conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs)) {
       set->idle--;
       set->active++;
       set->reuses++;
-      if (lua_toboolean(L, 5)) conn_setdeadline_at(L, &cs->c, 5, GLR_READ | GLR_WRITE);
-      lua_pushvalue(L, 4);
-      keyof_set(L, 6);
+      if (lua_toboolean(L, dl)) conn_setdeadline_at(L, &cs->c, dl, GLR_READ | GLR_WRITE);
+      lua_pushvalue(L, key);
+      keyof_set(L, keyof, c);
       return 1;
     }
     lua_pop(L, 1);
@@ -161,30 +164,83 @@ static int s_takelast(lua_State *L) {
   return 1;
 }
 
+/* putlast's step: the conn at c onto the list at `list`: true, or false
+** with nothing done (the slow path) */
+static int put_last(lua_State *L, idleset *set, int list, int keyof, int c) {
+  conn_stream *cs = conn_stream_check(L, c);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+  bool ok = set->fast && !set->closed && n < set->max_idle;
+  if (ok) {
+    clear_times(L, cs);
+    ok = !conn_idle_start(L, cs, glr_deadline(set->idle_timeout), set_drop, set);
+  }
+  if (ok) {
+    set->idle++;
+    set->active--;
+    lua_pushvalue(L, c);
+    lua_rawseti(L, list, n + 1);
+    lua_pushnil(L);
+    keyof_set(L, keyof, c);
+  }
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static int s_takelast(lua_State *L) {
+  idleset *set = method_set(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checkany(L, 4);
+  lua_settop(L, 5); /* 5: the deadline, or nil/false: none */
+  return take_last(L, set, 2, 3, 4, 5);
+}
+
 static int s_putlast(lua_State *L) {
   idleset *set = method_set(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  conn_stream *cs = conn_stream_check(L, 4);
   lua_settop(L, 4);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
-  if (!set->fast || set->closed || n >= set->max_idle) {
-    lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
+  return put_last(L, set, 2, 3, 4);
+}
+
+/* the pool's own take(addr [, deadline]) and put(conn) (set:bind): the
+** upvalues are the set, the lists and keyof, so a call reads no field of
+** the pool's table and runs no Lua of pool.lua */
+static int bound_take(lua_State *L) {
+  idleset *set = lua_touserdata(L, lua_upvalueindex(1));
+  lua_settop(L, 2);
+  lua_pushvalue(L, 1);
+  if (!set->fast || set->closed || lua_rawget(L, lua_upvalueindex(2)) != LUA_TTABLE) {
+    lua_pushnil(L); /* 3: the list */
     return 1;
   }
-  clear_times(L, cs);
-  if (conn_idle_start(L, cs, glr_deadline(set->idle_timeout), set_drop, set)) {
-    lua_pushboolean(L, 0); /* the slow path (which refuses it) */
+  return take_last(L, set, 3, lua_upvalueindex(3), 1, 2);
+}
+
+static int bound_put(lua_State *L) {
+  idleset *set = lua_touserdata(L, lua_upvalueindex(1));
+  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(3)) == LUA_TNIL /* 2: its key */
+      || lua_rawget(L, lua_upvalueindex(2)) != LUA_TTABLE) { /* 2: the list */
+    lua_pushboolean(L, 0); /* not this pool's, or no list: the slow path */
     return 1;
   }
-  set->idle++;
-  set->active--;
-  lua_pushvalue(L, 4);
-  lua_rawseti(L, 2, n + 1);
-  lua_pushnil(L);
-  keyof_set(L, 4);
-  lua_pushboolean(L, 1);
-  return 1;
+  return put_last(L, set, 2, lua_upvalueindex(3), 1);
+}
+
+static int s_bind(lua_State *L) {
+  check_set(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  for (int i = 0; i < 2; i++) {
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_pushcclosure(L, i == 0 ? bound_take : bound_put, 3);
+  }
+  return 2;
 }
 
 static int s_counts(lua_State *L) {
@@ -289,6 +345,7 @@ void lpool_open(lua_State *L) {
                                      {"close", s_close},
                                      {"idle", s_idle},
                                      {"count", s_count},
+                                     {"bind", s_bind},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", s_gc}, {NULL, NULL}};
   class_define(L, &IDLESET_KEY, IDLESET_MT, methods, meta);

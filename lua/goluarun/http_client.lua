@@ -630,8 +630,8 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
     dopts = timeout
   end
   local conn, err
-  local take = not u.tls and pool._take -- (a net.pool's common case: no opts to check)
-  if take then conn = take(pool, u.addr, deadline) end -- (and the deadline set)
+  local take = not u.tls and pool._take -- (a net.pool's common case in C: pool.lua)
+  if take then conn = take(u.addr, deadline) end -- (and the deadline set)
   if not conn then
     conn, err = pool:dial(u.addr, dopts)
     if not conn then return nil, err end
@@ -708,7 +708,8 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   if minor ~= "1" then res.version = "1." .. minor end
   if whole and not st then -- the body came whole with the head: the conn is done
     if close or rclose then conn:close() end
-    pool:put(conn)
+    local put = pool._put -- (a net.pool's common case in C, else its put)
+    if not (put and put(conn)) then pool:put(conn) end
     if req.stream then res._body = whole else res.body = whole end
     return setmetatable(res, Res)
   end
