@@ -121,6 +121,9 @@ int conn_push_fail(lua_State *L, const char *msg) {
   return 2;
 }
 
+/* conn_tag — a conn's mark (conn_is): its address, mixed */
+static uintptr_t conn_tag(const conn *c) { return (uintptr_t)c ^ (uintptr_t)0x9e3779b97f4a7c15u; }
+
 conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *key) {
   conn *c = lua_newuserdatauv(L, size, 0);
   memset(c, 0, size);
@@ -131,6 +134,8 @@ conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *ke
   c->tp = &plain;
   c->pd = glr_pd_open(L, fd);
   if (kind == CONN_TCP) glr_pd_tcp(c->pd);
+  c->tag = conn_tag(c);
+  c->key = key;
   class_set(L, key);
   lua_getmetatable(L, -1);
   lua_rawgetp(L, -1, &CLASS_KEY);
@@ -180,14 +185,15 @@ void conn_close(lua_State *L, conn *c) {
   if (c->nops == 0) destroy(L, c);
 }
 
+conn *conn_is(lua_State *L, int idx) {
+  conn *c = lua_touserdata(L, idx); /* (a light userdata's rawlen is 0) */
+  if (c && lua_rawlen(L, idx) >= sizeof *c && c->tag == conn_tag(c)) return c;
+  return NULL;
+}
+
 conn *conn_check(lua_State *L, int idx) {
-  conn *c = lua_touserdata(L, idx);
-  bool is = false;
-  if (c && lua_getmetatable(L, idx)) {
-    is = lua_rawgetp(L, -1, &CLASS_KEY) == LUA_TLIGHTUSERDATA;
-    lua_pop(L, 2);
-  }
-  if (!is) luaL_typeerror(L, idx, "connection");
+  conn *c = conn_is(L, idx);
+  if (!c) luaL_typeerror(L, idx, "connection");
   return c;
 }
 
@@ -514,10 +520,13 @@ static int64_t abs_deadline(lua_State *L, int idx) {
   return d > 0 ? d : 1;
 }
 
-static int set_deadline(lua_State *L, int mode) {
-  conn *c = conn_check(L, 1);
-  int64_t d = abs_deadline(L, 2);
+void conn_setdeadline_at(lua_State *L, conn *c, int idx, int mode) {
+  int64_t d = abs_deadline(L, idx);
   if (c->status == CONN_OPEN) glr_pd_setdeadline(L, c->pd, mode, d);
+}
+
+static int set_deadline(lua_State *L, int mode) {
+  conn_setdeadline_at(L, conn_check(L, 1), 2, mode);
   return 0;
 }
 int conn_m_setdeadline(lua_State *L) { return set_deadline(L, GLR_READ | GLR_WRITE); }
@@ -572,11 +581,20 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
 /* check_stream — the methods carry the metatable as upvalue 1
 ** (class_define): one pointer compare instead of a registry lookup */
 static conn_stream *check_stream(lua_State *L, int idx) {
-  return class_method(L, idx, &CONN_KEY, CONN_MT);
+  conn *c = conn_is(L, idx);
+  if (c && c->key == &CONN_KEY) return (conn_stream *)c;
+  return class_method(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
+}
+
+conn_stream *conn_stream_is(lua_State *L, int idx) {
+  conn *c = conn_is(L, idx);
+  return c && c->key == &CONN_KEY ? (conn_stream *)c : NULL;
 }
 
 conn_stream *conn_stream_check(lua_State *L, int idx) {
-  return class_check(L, idx, &CONN_KEY, CONN_MT);
+  conn *c = conn_is(L, idx);
+  if (c && c->key == &CONN_KEY) return (conn_stream *)c;
+  return class_check(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
 }
 
 void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
@@ -1031,7 +1049,8 @@ static const conn_op write_op = {CONN_DIR_W, GLR_WRITE, write_ready, write_try, 
 static int m_write(lua_State *L) {
   check_stream(L, 1);
   int top = lua_gettop(L);
-  for (int i = 2; i <= top; i++) luaL_checklstring(L, i, NULL); /* numbers -> strings */
+  for (int i = 2; i <= top; i++) /* numbers -> strings; a string: one type test */
+    if (lua_type(L, i) != LUA_TSTRING) luaL_checklstring(L, i, NULL);
   return conn_op_run(L, &write_op, 0);
 }
 

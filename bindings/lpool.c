@@ -10,10 +10,14 @@
 **  - set->idle is the number of conns in the set still idle (open and
 **    watched); a conn's close while idle (peer, deadline, close(), GC)
 **    calls set_drop, which decrements it.
-**  - The set's user value holds every conn added and not yet taken
-**    (dropped ones included, until take or the set's collection), so a
-**    watched conn never outlives the set it points to: the set's __gc
-**    closes the conns still idle.
+**  - The set's user value is pool.lua's lists table (key -> list of
+**    conns), which holds every conn added and not yet taken (dropped ones
+**    included, until take or the set's collection): pool.lua appends a
+**    conn to its key's list in the step that adds it, and takes every
+**    conn it removes from a list. So a watched conn never outlives the
+**    set it points to: the set's __gc walks the lists and closes the conns
+**    still idle in it. (A table of members of the set's own cost a
+**    lua_rawset in each of the pool's two steps, about 250 instructions.)
 **
 **   set:add(conn [, idle_timeout]) -> true | nil, why (the caller closes);
 **     the conn's deadlines and timeout are cleared (also by putlast)
@@ -24,22 +28,29 @@
 **
 ** The set also keeps the pool's counts and the limits its fast path reads
 ** (so that path touches no field of pool.lua's table):
-**   net._idleset(max_idle, idle_timeout, fast) -- fast: no max_conns
+**   net._idleset(max_idle, idle_timeout, fast, lists) -- fast: no max_conns
 **   set:counts()    -> idle, active, reuses
 **   set:moved(da, dr) active += da, reuses += dr (pool.lua's slow paths)
 **   set:close()     the pool is closed: putlast declines from now on
 **
 ** The pool's two common steps, each one C call (so no preemption can come
 ** between their parts: no net._nopreempt needed), on pool.lua's tables:
-**   set:takelast(list, keyof, key) -> conn | nil: the last live conn of
-**     the list (the most recently used), taken; dropped ones on the way
-**     leave the list; keyof[conn] = key, active and reuses + 1
+**   set:takelast(list, keyof, key [, deadline]) -> conn | nil: the last
+**     live conn of the list (the most recently used), taken; dropped ones
+**     on the way leave the list; keyof[conn] = key, active and reuses + 1;
+**     a deadline: conn:setdeadline(deadline) in the same call
 **   set:putlast(list, keyof, conn) -> true | false: conn added to the set
 **     (the idle timeout) and to the list's end, keyof[conn] = nil, active
 **     - 1; false (nothing done): the pool's slow path is needed (max_conns,
 **     a closed pool, a full list, a conn that cannot idle)
-** Both compare the conn's metatable with one cached in their closure's
-** second upvalue (filled on first use), not the registry's.
+** Both check the set by comparing its metatable with their upvalue, and
+** the conn by its tag (conn.h conn_is), neither through the registry.
+**   set:bind(lists, keyof) -> take, put: the same two steps as closures
+**     over the set and the pool's tables: take(addr [, deadline]) is
+**     takelast on lists[addr] (nil when the pool is closed, has
+**     max_conns or no list), put(conn) is putlast on the list of
+**     keyof[conn] (false when conn is not the pool's). The HTTP client
+**     calls them directly: no Lua wrapper, no field of the pool's read.
 **
 ** net._nopreempt(fn, ...) runs fn where preemption cannot stop it (below).
 */
@@ -62,41 +73,26 @@ typedef struct idleset { /* every field: owner M only */
   double idle_timeout;
   bool fast;   /* no max_conns: putlast may apply */
   bool closed; /* set:close() came */
+  uintptr_t tag; /* const: set_tag(set), method_set's mark (as conn.h conn_is) */
 } idleset;
+
+/* set_tag — a set's mark: its address, mixed (no other value's bytes
+** hold it by chance, and the size check keeps the read inside the block) */
+static uintptr_t set_tag(const idleset *set) { return (uintptr_t)set ^ (uintptr_t)0x7f4a7c159e3779b9u; }
 
 static idleset *check_set(lua_State *L) { return class_check(L, 1, &IDLESET_KEY, IDLESET_MT); }
 
-/* the set at 1, in a method whose upvalue 1 is the set's metatable */
-static idleset *method_set(lua_State *L) { return class_method(L, 1, &IDLESET_KEY, IDLESET_MT); }
-
-/* the stream conn at idx, its metatable compared with upvalue 2 (the
-** conn class's, cached there by the first full check) */
-static conn_stream *method_conn(lua_State *L, int idx) {
-  void *p = lua_touserdata(L, idx);
-  if (p && lua_getmetatable(L, idx)) {
-    bool same = lua_rawequal(L, -1, lua_upvalueindex(2));
-    lua_pop(L, 1);
-    if (same) return p;
-  }
-  conn_stream *cs = conn_stream_check(L, idx);
-  lua_getmetatable(L, idx);
-  lua_replace(L, lua_upvalueindex(2));
-  return cs;
+/* the set at 1, in a method whose upvalue 1 is the set's metatable: its
+** tag, else the metatable (which raises for anything else) */
+static idleset *method_set(lua_State *L) {
+  idleset *set = lua_touserdata(L, 1);
+  if (set && lua_rawlen(L, 1) == sizeof *set && set->tag == set_tag(set)) return set;
+  return class_method(L, 1, &IDLESET_KEY, IDLESET_MT);
 }
 
 static void set_drop(conn_stream *cs, void *arg) {
   (void)cs;
   ((idleset *)arg)->idle--;
-}
-
-/* members[conn] = v (the set's user value) */
-static void members_set(lua_State *L, int conn_idx, int v) {
-  lua_getiuservalue(L, 1, 1);
-  lua_pushvalue(L, conn_idx);
-  if (v) lua_pushboolean(L, 1);
-  else lua_pushnil(L);
-  lua_rawset(L, -3);
-  lua_pop(L, 1);
 }
 
 /* a conn entering the set leaves its user's deadlines and timeout behind:
@@ -119,7 +115,6 @@ static int s_add(lua_State *L) {
   const char *why = conn_idle_start(L, cs, deadline, set_drop, set);
   if (why) return conn_push_fail(L, why);
   set->idle++;
-  members_set(L, 2, 1);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -134,37 +129,33 @@ static int s_take(lua_State *L) {
   conn_stream *cs = conn_stream_check(L, 2);
   bool alive = is_member(L, 2, set) && conn_idle_stop(L, cs);
   if (alive) set->idle--;
-  members_set(L, 2, 0);
   lua_pushboolean(L, alive);
   return 1;
 }
 
-/* keyof[conn at conn_idx] = the value on the top (popped); keyof at 3 */
-static void keyof_set(lua_State *L, int conn_idx) {
+/* keyof[conn at conn_idx] = the value on the top (popped) */
+static void keyof_set(lua_State *L, int keyof, int conn_idx) {
   lua_pushvalue(L, conn_idx);
   lua_rotate(L, -2, 1);
-  lua_rawset(L, 3);
+  lua_rawset(L, keyof);
 }
 
-static int s_takelast(lua_State *L) {
-  idleset *set = method_set(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  luaL_checktype(L, 3, LUA_TTABLE);
-  luaL_checkany(L, 4);
-  lua_settop(L, 4);
-  for (lua_Integer i = (lua_Integer)lua_rawlen(L, 2); i >= 1; i--) {
-    lua_rawgeti(L, 2, i); /* 5: the conn */
+/* takelast's step on the list at `list` (indices or upvalues): the conn
+** pushed, or nil; a falsy value at dl: no deadline */
+static int take_last(lua_State *L, idleset *set, int list, int keyof, int key, int dl) {
+  for (lua_Integer i = (lua_Integer)lua_rawlen(L, list); i >= 1; i--) {
+    lua_rawgeti(L, list, i);
+    int c = lua_gettop(L);
     lua_pushnil(L);
-    lua_rawseti(L, 2, i);
-    conn_stream *cs = method_conn(L, 5);
-    bool alive = conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs);
-    members_set(L, 5, 0);
-    if (alive) {
+    lua_rawseti(L, list, i);
+    conn_stream *cs = conn_stream_check(L, c);
+    if (conn_idle_is(cs, set_drop, set) && conn_idle_stop(L, cs)) {
       set->idle--;
       set->active++;
       set->reuses++;
-      lua_pushvalue(L, 4);
-      keyof_set(L, 5);
+      if (lua_toboolean(L, dl)) conn_setdeadline_at(L, &cs->c, dl, GLR_READ | GLR_WRITE);
+      lua_pushvalue(L, key);
+      keyof_set(L, keyof, c);
       return 1;
     }
     lua_pop(L, 1);
@@ -173,31 +164,83 @@ static int s_takelast(lua_State *L) {
   return 1;
 }
 
+/* putlast's step: the conn at c onto the list at `list`: true, or false
+** with nothing done (the slow path) */
+static int put_last(lua_State *L, idleset *set, int list, int keyof, int c) {
+  conn_stream *cs = conn_stream_check(L, c);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, list);
+  bool ok = set->fast && !set->closed && n < set->max_idle;
+  if (ok) {
+    clear_times(L, cs);
+    ok = !conn_idle_start(L, cs, glr_deadline(set->idle_timeout), set_drop, set);
+  }
+  if (ok) {
+    set->idle++;
+    set->active--;
+    lua_pushvalue(L, c);
+    lua_rawseti(L, list, n + 1);
+    lua_pushnil(L);
+    keyof_set(L, keyof, c);
+  }
+  lua_pushboolean(L, ok);
+  return 1;
+}
+
+static int s_takelast(lua_State *L) {
+  idleset *set = method_set(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  luaL_checkany(L, 4);
+  lua_settop(L, 5); /* 5: the deadline, or nil/false: none */
+  return take_last(L, set, 2, 3, 4, 5);
+}
+
 static int s_putlast(lua_State *L) {
   idleset *set = method_set(L);
   luaL_checktype(L, 2, LUA_TTABLE);
   luaL_checktype(L, 3, LUA_TTABLE);
-  conn_stream *cs = method_conn(L, 4);
   lua_settop(L, 4);
-  lua_Integer n = (lua_Integer)lua_rawlen(L, 2);
-  if (!set->fast || set->closed || n >= set->max_idle) {
-    lua_pushboolean(L, 0); /* the slow path: pool.lua's put */
+  return put_last(L, set, 2, 3, 4);
+}
+
+/* the pool's own take(addr [, deadline]) and put(conn) (set:bind): the
+** upvalues are the set, the lists and keyof, so a call reads no field of
+** the pool's table and runs no Lua of pool.lua */
+static int bound_take(lua_State *L) {
+  idleset *set = lua_touserdata(L, lua_upvalueindex(1));
+  lua_settop(L, 2);
+  lua_pushvalue(L, 1);
+  if (!set->fast || set->closed || lua_rawget(L, lua_upvalueindex(2)) != LUA_TTABLE) {
+    lua_pushnil(L); /* 3: the list */
     return 1;
   }
-  clear_times(L, cs);
-  if (conn_idle_start(L, cs, glr_deadline(set->idle_timeout), set_drop, set)) {
-    lua_pushboolean(L, 0); /* the slow path (which refuses it) */
+  return take_last(L, set, 3, lua_upvalueindex(3), 1, 2);
+}
+
+static int bound_put(lua_State *L) {
+  idleset *set = lua_touserdata(L, lua_upvalueindex(1));
+  lua_settop(L, 1);
+  lua_pushvalue(L, 1);
+  if (lua_rawget(L, lua_upvalueindex(3)) == LUA_TNIL /* 2: its key */
+      || lua_rawget(L, lua_upvalueindex(2)) != LUA_TTABLE) { /* 2: the list */
+    lua_pushboolean(L, 0); /* not this pool's, or no list: the slow path */
     return 1;
   }
-  set->idle++;
-  set->active--;
-  members_set(L, 4, 1);
-  lua_pushvalue(L, 4);
-  lua_rawseti(L, 2, n + 1);
-  lua_pushnil(L);
-  keyof_set(L, 4);
-  lua_pushboolean(L, 1);
-  return 1;
+  return put_last(L, set, 2, lua_upvalueindex(3), 1);
+}
+
+static int s_bind(lua_State *L) {
+  check_set(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  for (int i = 0; i < 2; i++) {
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_pushvalue(L, 3);
+    lua_pushcclosure(L, i == 0 ? bound_take : bound_put, 3);
+  }
+  return 2;
 }
 
 static int s_counts(lua_State *L) {
@@ -231,15 +274,25 @@ static int s_count(lua_State *L) {
   return 1;
 }
 
-/* __gc: close the conns still idle (they point at this set) */
+/* the conns of the list on the top still idle in set: closed */
+static void close_idle(lua_State *L, idleset *set) {
+  for (lua_Integer i = (lua_Integer)lua_rawlen(L, -1); i >= 1; i--) {
+    lua_rawgeti(L, -1, i);
+    conn_stream *cs = conn_stream_is(L, -1);
+    if (cs && conn_idle_is(cs, set_drop, set)) conn_close(L, &cs->c);
+    lua_pop(L, 1);
+  }
+}
+
+/* __gc: close the conns still idle (they point at this set), found in
+** the lists (the user value) */
 static int s_gc(lua_State *L) {
   idleset *set = check_set(L);
   if (lua_getiuservalue(L, 1, 1) != LUA_TTABLE) return 0;
   lua_pushnil(L);
   while (lua_next(L, -2)) {
+    if (lua_istable(L, -1)) close_idle(L, set);
     lua_pop(L, 1);
-    conn_stream *cs = lua_touserdata(L, -1);
-    if (cs && conn_idle_is(cs, set_drop, set)) conn_close(L, &cs->c);
   }
   return 0;
 }
@@ -255,29 +308,30 @@ static int nopreempt(lua_State *L) {
   return lua_gettop(L);
 }
 
-/* net._idleset(max_idle, idle_timeout, fast) */
+/* net._idleset(max_idle, idle_timeout, fast, lists) */
 static int new_set(lua_State *L) {
   lua_Integer max_idle = luaL_checkinteger(L, 1);
   double idle_timeout = args_seconds(L, 2);
   luaL_argcheck(L, max_idle >= 0, 1, "max_idle must be non-negative");
   luaL_argcheck(L, idle_timeout > 0, 2, "idle timeout must be positive");
+  luaL_checktype(L, 4, LUA_TTABLE);
   idleset *set = lua_newuserdatauv(L, sizeof *set, 1);
   *set = (idleset){.max_idle = max_idle, .idle_timeout = idle_timeout, .fast = lua_toboolean(L, 3)};
-  lua_newtable(L);
+  set->tag = set_tag(set);
+  lua_pushvalue(L, 4);
   lua_setiuservalue(L, -2, 1);
   class_set(L, &IDLESET_KEY);
   return 1;
 }
 
 /* takelast and putlast into the class's __index (metatable on the top):
-** upvalues the set's metatable and the conn class's (nil until first use) */
+** upvalue the set's metatable */
 static void method_pair(lua_State *L) {
   static const luaL_Reg fast[] = {{"takelast", s_takelast}, {"putlast", s_putlast}, {NULL, NULL}};
   lua_getfield(L, -1, "__index");
   for (const luaL_Reg *r = fast; r->name; r++) {
     lua_pushvalue(L, -2);
-    lua_pushnil(L);
-    lua_pushcclosure(L, r->func, 2);
+    lua_pushcclosure(L, r->func, 1);
     lua_setfield(L, -2, r->name);
   }
   lua_pop(L, 1);
@@ -291,6 +345,7 @@ void lpool_open(lua_State *L) {
                                      {"close", s_close},
                                      {"idle", s_idle},
                                      {"count", s_count},
+                                     {"bind", s_bind},
                                      {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", s_gc}, {NULL, NULL}};
   class_define(L, &IDLESET_KEY, IDLESET_MT, methods, meta);

@@ -1007,12 +1007,18 @@ function Res:forward(up, body)
   if type(up) ~= "table" then error("http: res:forward: a client response expected", 2) end
   local code = up.status
   local line = FORWARD_LINE[code] or forward_line(code)
-  if body == nil then
+  if body == nil then -- (a streamed body that came whole: a string, no type() call)
     body = up._body
-    if body then up._body = false else body = up.body end
-    if body == nil then return false end
+    if body then
+      up._body = false
+    else
+      body = up.body
+      if body == nil then return false end
+      if type(body) ~= "string" then error("http: res:forward: body must be a string", 2) end
+    end
+  elseif type(body) ~= "string" then
+    error("http: res:forward: body must be a string", 2)
   end
-  if type(body) ~= "string" then error("http: res:forward: body must be a string", 2) end
   local st, lines = self._st, up._relay
   if not lines or self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
     or code == 304 or (st.expect and st.blen ~= 0) then -- (res:send decides)
@@ -1469,27 +1475,15 @@ local function readidle_of(conn)
   return conn:read()
 end
 
-local function serve_conn(conn, call, cfg, router)
-  local st = {
-    conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
-    close = false, keep10 = false, v10 = false, head = false, req = false, res = nil,
-    trailers = nil, hijacked = false, write = conn.write,
-  }
-  -- (fields a request resets hold false, not nil: storing into a field
-  -- that holds nil takes Lua's slow path)
-  local res = setmetatable({
-    _st = st, _code = 200, _line = false, _sent = false, _done = false,
-    _chunked = false,
-    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = false, _bseen = 0, _simple = false,
-  }, Res)
-  st.res = res
+-- the requests of one conn, one after another, until one ends the conn:
+-- returns then, or raises. st.inh is true while the handler runs: an error
+-- then is the handler's (serve_conn answers it), any other is not.
+local function serve_requests(st, conn, call, cfg, router)
+  local res = st.res
   -- the conn's methods, looked up once (the methods of a userdata are
   -- found through its metatable: two table lookups per call otherwise)
   local read, readidle = conn.read, conn._readidle or readidle_of
-  conn:settimeout(cfg.idle_timeout)
-  conn:setlimit(cfg.max_header_bytes)
-  conn:setnodelay(true)
-  local max_headers, limit, on_error = cfg.max_headers, cfg.max_header_bytes, cfg.on_error
+  local max_headers, limit = cfg.max_headers, cfg.max_header_bytes
   local exact = router and router.exact -- (routes added later go into this table)
   local again = false -- a keep-alive wait (not the first request's)
   while true do
@@ -1499,7 +1493,7 @@ local function serve_conn(conn, call, cfg, router)
       -- a keep-alive wait: a graceful shutdown closes it (the mark ends
       -- with this read)
       if again then buf = readidle(conn) else buf = read(conn) end
-      if not buf then break end -- idle timeout, EOF, reset, shutdown: close quietly
+      if not buf then return end -- idle timeout, EOF, reset, shutdown: close quietly
       pos = 1
     end
     again = true
@@ -1516,16 +1510,16 @@ local function serve_conn(conn, call, cfg, router)
       if method and nx - pos <= limit then
         st.buf, st.pos = buf, nx
       else
-        if method then reject(st, 431) break end
+        if method then return reject(st, 431) end
         method, path, qs, major, minor, h = slow_head(st, buf, pos)
         if not method then
           if path then reject(st, path) end
-          break
+          return
         end
         buf, pos = st.buf, 1 -- (the head alone, in a string of its own)
       end
       path = admit(st, path, major, minor, h)
-      if not path then break end -- answered (4xx/5xx, closed)
+      if not path then return end -- answered (4xx/5xx, closed)
     end
     st.head = method == "HEAD"
     -- the request's own fields; version "1.1", query and params (empty)
@@ -1558,33 +1552,25 @@ local function serve_conn(conn, call, cfg, router)
     end
     -- the handler: an exact route of a router is called directly (what
     -- Router.dispatch would do, without its call: the request is fresh, so
-    -- req.params is Req's empty one)
-    local ok, err
+    -- req.params is Req's empty one). No pcall of its own: serve_conn's
+    -- one xpcall around this loop catches its error, which ends the conn
     local methods = exact and exact[path]
     local fn = methods and methods[method]
+    st.inh = true
     if fn then
-      ok, err = xpcall(fn, traceback, req, res)
+      fn(req, res)
     elseif router then
-      ok, err = xpcall(call, traceback, router, req, res)
+      call(router, req, res)
     else
-      ok, err = xpcall(call, traceback, req, res)
+      call(req, res)
     end
-    if st.hijacked then
-      if not ok then on_error(err, req) end
-      break
-    end
-    if not ok then
-      on_error(err, req)
-      if not res._sent then
-        reject(st, req._body_code or 500)
-        break
-      end
-      st.close = true
-    elseif not res._done then
+    st.inh = false
+    if st.hijacked then return end
+    if not res._done then
       if not res._sent then
         local code = req._body_code
-        if code then reject(st, code) break end
-        if req._body_err then break end
+        if code then return reject(st, code) end
+        if req._body_err then return end
         res:send("")
       else
         res:finish()
@@ -1593,15 +1579,59 @@ local function serve_conn(conn, call, cfg, router)
     if st.blen ~= 0 then -- unread body
       if st.close or st.expect or not discard_body(st) then
         st.close = true
-        linger(st)
-        break
+        return linger(st)
       end
     end
     st.req = false
     if st.close then
       if st.pos <= #st.buf then linger(st) end
-      break
+      return
     end
+  end
+end
+
+-- a handler's error (serve_requests raised with st.inh set): reported, and
+-- answered 500 (or the body's status) when nothing was sent; the conn ends
+local function handler_failed(st, err, on_error)
+  local req, res = st.req, st.res
+  on_error(err, req)
+  if st.hijacked then return end
+  if not res._sent then return reject(st, req._body_code or 500) end
+  st.close = true
+  if st.blen ~= 0 or st.pos <= #st.buf then linger(st) end
+end
+
+local function serve_conn(conn, call, cfg, router)
+  local st = {
+    conn = conn, cfg = cfg, date = cfg.date, buf = "", pos = 1, blen = 0, expect = false,
+    close = false, keep10 = false, v10 = false, head = false, req = false, res = nil,
+    trailers = nil, hijacked = false, write = conn.write, inh = false,
+  }
+  -- (fields a request resets hold false, not nil: storing into a field
+  -- that holds nil takes Lua's slow path)
+  st.res = setmetatable({
+    _st = st, _code = 200, _line = false, _sent = false, _done = false,
+    _chunked = false,
+    _n = 0, _hl = {}, _hk = {}, _hv = {}, _blk = false, _bseen = 0, _simple = false,
+  }, Res)
+  conn:settimeout(cfg.idle_timeout)
+  conn:setlimit(cfg.max_header_bytes)
+  conn:setnodelay(true)
+  -- one xpcall for all the conn's requests, not one per request (about
+  -- 430 instructions each): a handler's error ends the conn anyway. Its
+  -- traceback is made where it was raised; an error of serve_requests'
+  -- own (a cancelled goroutine's, say) goes on as it came
+  local ok, err = xpcall(serve_requests, function(e)
+    if st.inh then return traceback(e, 2) end
+    return e
+  end, st, conn, call, cfg, router)
+  if not ok then
+    if not st.inh then
+      st.req = false
+      conn:close()
+      error(err, 0)
+    end
+    handler_failed(st, err, cfg.on_error)
   end
   st.req = false
   conn:close()

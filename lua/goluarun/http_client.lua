@@ -629,9 +629,14 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   else
     dopts = timeout
   end
-  local conn, err = pool:dial(u.addr, dopts)
-  if not conn then return nil, err end
-  if deadline then conn:setdeadline(deadline) end
+  local conn, err
+  local take = not u.tls and pool._take -- (a net.pool's common case in C: pool.lua)
+  if take then conn = take(u.addr, deadline) end -- (and the deadline set)
+  if not conn then
+    conn, err = pool:dial(u.addr, dopts)
+    if not conn then return nil, err end
+    if deadline then conn:setdeadline(deadline) end
+  end
   local hl, has_host, has_ua, rclose
   local fields = req.fields
   if fields == nil then
@@ -703,7 +708,8 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   if minor ~= "1" then res.version = "1." .. minor end
   if whole and not st then -- the body came whole with the head: the conn is done
     if close or rclose then conn:close() end
-    pool:put(conn)
+    local put = pool._put -- (a net.pool's common case in C, else its put)
+    if not (put and put(conn)) then pool:put(conn) end
     if req.stream then res._body = whole else res.body = whole end
     return setmetatable(res, Res)
   end
@@ -758,8 +764,11 @@ function M.request(req)
   local url, body, headers = req.url, req.body, req.headers
   local hops = 0
   while true do
-    local u, uerr = parse_url(url)
-    if not u then return nil, uerr end
+    local u, uerr = url_cache[url] -- (a hit: no parse_url call)
+    if not u then
+      u, uerr = parse_url(url)
+      if not u then return nil, uerr end
+    end
     local res, err, retry
     for _ = 1, 3 do
       res, err, retry = exchange(req, lim, u, method, body, deadline, pool, t0)

@@ -19,6 +19,10 @@
 --   loses its deadlines and timeout (the next user starts clean). Every conn from
 --   pool:dial goes back through put, failed or closed ones too: that is
 --   what frees its max_conns slot.
+-- pool._take(addr [, deadline]) -> conn | nil, pool._put(conn) -> bool
+--   (internal, for goluarun.http's client: dial's and put's common cases
+--   as C closures, no Lua; _take sets the conn's deadline; nil/false:
+--   use dial/put)
 -- pool:stats() -> { idle =, active =, dials =, reuses = }
 -- pool:close()      closes the idle conns; later puts close theirs
 -- net.defaultpool   this module's default(): the pool the clients use
@@ -72,12 +76,16 @@ local live = setmetatable({}, { __mode = "k" })
 --- net.pool([opts]) -> pool
 function M.new(opts)
   local max_idle, idle_timeout, max_conns = check_opts(opts)
+  -- key -> list of conns, oldest first: every conn in the set is in its
+  -- key's list until taken (the set's __gc finds them there)
+  local lists, keyof = {}, {}
+  -- (the set keeps the counts active, reuses and idle: set:counts())
+  local set = net._idleset(max_idle, idle_timeout, max_conns == nil, lists)
+  local take, put = set:bind(lists, keyof) -- (pool._take, pool._put: lpool.c)
   local pool = setmetatable({
     max_idle = max_idle, idle_timeout = idle_timeout, max_conns = max_conns,
-    -- (the set keeps the counts active, reuses and idle: set:counts())
-    set = net._idleset(max_idle, idle_timeout, max_conns == nil),
-    lists = {},       -- key -> list of conns, oldest first
-    keyof = {},       -- conn handed out -> its key
+    set = set, lists = lists, _take = take, _put = put,
+    keyof = keyof,    -- conn handed out -> its key
     nactive = {},     -- key -> conns handed out (and dials in progress)
     waiters = {},     -- key -> FIFO of channels waiting for a slot
     dials = 0, closed = false,
@@ -321,11 +329,10 @@ end
 
 --- pool:put(conn) -> true | nil, why
 function Pool:put(c)
+  -- the common case: one C call (self._put: set:putlast on c's list)
+  if self._put(c) then return true end
   local key = self.keyof[c]
   if not key then error("pool:put: this connection did not come from this pool", 2) end
-  local list = self.lists[key]
-  -- the common case: one C call (set:putlast, lpool.c); else the slow path
-  if list and self.set:putlast(list, self.keyof, c) then return true end
   return atomic(put, self, c, key)
 end
 
@@ -334,7 +341,11 @@ local function stats(self)
   return { idle = idle, active = active, dials = self.dials, reuses = reuses }
 end
 
---- pool:stats() -> { idle =, active =, dials =, reuses = }
+--- pool._take(addr [, deadline]) -> conn | nil, pool._put(conn) -> bool
+--   (internal, for goluarun.http's client: dial's and put's common cases
+--   as C closures, no Lua; _take sets the conn's deadline; nil/false:
+--   use dial/put)
+-- pool:stats() -> { idle =, active =, dials =, reuses = }
 function Pool:stats() return atomic(stats, self) end
 
 --- M.totals() -> { idle =, active =, dials =, reuses = } summed over every
