@@ -65,6 +65,18 @@
 ** relay leaves out: then relay(s) is s, and seen its BLOCK_ bits; nil:
 ** ask relay. The HTTP client takes req.fields so without copying them.
 **
+** Each Lua state's httpparse keeps (hp_keep) the field spans of the last
+** request head `request` parsed, and `relay` of that very string at the
+** same position writes its lines from them (the head is scanned once: the
+** server parses it, a proxy relays it); it also keeps its last result,
+** and `lines` of that very string checks only the tail strings after
+** relay's own lines (relay wrote those from checked spans, each line as
+** lines accepts it; the tail is the caller's: checked, so a tail cannot
+** smuggle a line in with a CR or LF). "Very string": the kept string is
+** referenced (a user value), so a pointer compare cannot be fooled by
+** another string at a reused address; any other string is scanned.
+** Results are the same either way (spec/httpparse_spec.lua compares).
+**
 ** lhttp.h also gives lhttpread.c (the client's answer head read from a
 ** conn) the response parser: lhttp_response_head, lhttp_push_upvalues,
 ** and relay's lines made from the spans that parse kept (lhttp_fields,
@@ -389,6 +401,7 @@ static const hp_word COMMON_METHOD[] = {
 #define UP_METHOD (N_NAMES + 1)
 #define UP_DIGIT (UP_METHOD + N_METHODS)
 #define N_UP (UP_DIGIT + 9) /* the last upvalue: digit 9 */
+#define UP_KEEP (N_UP + 1)   /* httpparse's own functions only: the hp_keep */
 
 static unsigned ascii_lower(unsigned ch) { return ch >= 'A' && ch <= 'Z' ? ch + 32 : ch; }
 
@@ -460,6 +473,30 @@ static void push_digit(lua_State *L, unsigned char d) {
 
 /* a field line's name and value: s[n0 .. n0 + nlen), s[v0 .. v0 + vlen) */
 typedef lhttp_span hp_field;
+
+/* what this Lua state's last request parse and last relay leave for a
+** later call on the very same string (the upvalue UP_KEEP, a userdata):
+** a request head's field spans, for relay of that head (so it is scanned
+** once), and relay's last lines, whose own part lines need not check
+** again. Each string is the userdata's user value (1: head, 2: lines),
+** so it stays alive and its address is its own: a pointer compare tells
+** the same string, never an equal-looking other one. */
+typedef struct hp_keep {
+  const char *head;     /* the head parsed last (user value 1), or NULL */
+  size_t hpos, hnext;   /* where its parse started and ended (0-based) */
+  lhttp_fields spans;   /* its field lines */
+  const char *lines;    /* relay's last lines (user value 2), or NULL */
+  size_t lown;          /* their first lown bytes are relay's own lines */
+  int lseen;            /* and those lines' seen bits */
+} hp_keep;
+
+static hp_keep *keep_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(UP_KEEP)); }
+
+/* s (at stack index idx) is the keep's user value uv, for a later call */
+static void keep_string(lua_State *L, int idx, int uv) {
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, lua_upvalueindex(UP_KEEP), uv);
+}
 
 #define FIELD_BATCH 32 /* field lines scanned before the table is made */
 
@@ -686,16 +723,24 @@ static hp_cur check_args(lua_State *L, lua_Integer *max) {
   return c;
 }
 
+/* (the head's field spans are kept for relay: hp_keep) */
 static int hp_request(lua_State *L) {
   lua_Integer max;
   hp_cur c = check_args(L, &max);
+  hp_keep *k = keep_of(L);
+  k->head = NULL; /* (its spans are overwritten now) */
+  size_t p0 = c.p;
   while (c.p < c.n && (c.s[c.p] == '\r' || c.s[c.p] == '\n')) c.p++;
   bool plain;
   hp_acc acc = {0, 0};
-  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &acc, NULL)) {
+  if (!request_line(L, &c, &plain) || !fields(L, &c, max, false, NULL, &acc, &k->spans)) {
     lua_pushnil(L);
     return 1;
   }
+  keep_string(L, 1, 1);
+  k->head = (const char *)c.s;
+  k->hpos = p0;
+  k->hnext = c.p;
   lua_pushinteger(L, (lua_Integer)c.p + 1);
   lua_pushboolean(L, plain && acc.seen == SEEN_HOST);
   return 8;
@@ -1024,9 +1069,9 @@ static void out_tail(lua_State *L, hp_out *o, int from, int to) {
 
 /* pushes the relayed lines of the field lines f[0 .. nf) of c's bytes
 ** (drop set at drop_idx, then the tail strings at [from, to]) and their
-** seen bits */
-static void relay_lines(lua_State *L, const hp_cur *c, const hp_field *f, int nf, int drop_idx,
-                        int from, int to) {
+** seen bits; returns the length of the lines before the tail */
+static size_t relay_lines(lua_State *L, const hp_cur *c, const hp_field *f, int nf, int drop_idx,
+                          int from, int to) {
   lua_pushnil(L); /* the output's userdata, once it outgrows the stack */
   hp_out o;
   out_init(&o, lua_gettop(L));
@@ -1035,10 +1080,12 @@ static void relay_lines(lua_State *L, const hp_cur *c, const hp_field *f, int nf
   names_read(L, drop_idx, &d);
   int seen = 0;
   for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, c, f, nf, i, has_conn);
+  size_t own = o.n;
   out_tail(L, &o, from, to);
   lua_pushlstring(L, o.p, o.n);
   lua_replace(L, o.slot);
   lua_pushinteger(L, seen);
+  return own;
 }
 
 /* the tail strings from slot 4 on (strings only); the top */
@@ -1047,6 +1094,15 @@ static int relay_tail_check(lua_State *L) {
   for (int i = 4; i <= top; i++) luaL_checktype(L, i, LUA_TSTRING);
   if (top < 3) lua_settop(L, 3);
   return top < 3 ? 3 : top;
+}
+
+/* relay's lines at stack index idx (its own lines first, own bytes, their
+** seen bits at idx + 1) are the keep's, for httpparse.lines */
+static void keep_lines(lua_State *L, hp_keep *k, int idx, size_t own) {
+  keep_string(L, idx, 2);
+  k->lines = lua_tostring(L, idx);
+  k->lown = own;
+  k->lseen = (int)lua_tointeger(L, idx + 1);
 }
 
 static int hp_relay(lua_State *L) {
@@ -1058,13 +1114,23 @@ static int hp_relay(lua_State *L) {
   int top = relay_tail_check(L);
   hp_cur c = {(const unsigned char *)s, (size_t)pos - 1, n};
   if (c.p > n) c.p = n;
-  hp_field f[RELAY_MAX_FIELDS];
-  int nf = skip_start(&c) ? relay_scan(&c, f) : -1;
+  hp_field scanned[RELAY_MAX_FIELDS];
+  const hp_field *f = scanned;
+  hp_keep *k = keep_of(L);
+  int nf;
+  if (k->head == s && k->hpos == c.p) { /* the head httpparse.request parsed last */
+    f = k->spans.f;
+    nf = k->spans.n;
+    c.p = k->hnext;
+  } else {
+    nf = skip_start(&c) ? relay_scan(&c, scanned) : -1;
+  }
   if (nf < 0) {
     lua_pushnil(L);
     return 1;
   }
-  relay_lines(L, &c, f, nf, 3, 4, top);
+  size_t own = relay_lines(L, &c, f, nf, 3, 4, top);
+  keep_lines(L, k, top + 1, own);
   lua_pushinteger(L, (lua_Integer)c.p + 1);
   return 3;
 }
@@ -1096,6 +1162,11 @@ static int hp_lines(lua_State *L) {
   const char *s = luaL_checklstring(L, 1, &n);
   hp_cur c = {(const unsigned char *)s, 0, n};
   int seen = 0;
+  hp_keep *k = keep_of(L);
+  if (k->lines == s) { /* relay's last lines: its own part is relay's (checked) */
+    c.p = k->lown;
+    seen = k->lseen;
+  }
   while (c.p < c.n) {
     size_t p0 = c.p, nlen = relayed_line(&c);
     int class = nlen ? relay_class(c.s + p0, nlen) : RELAY_NEVER;
@@ -1171,6 +1242,9 @@ int luaopen_httpparse(lua_State *L) {
   };
   if (!names_in_step()) return luaL_error(L, "httpparse: NAME_ constants out of step");
   luaL_newlibtable(L, fns);
-  luaL_setfuncs(L, fns, lhttp_push_upvalues(L)); /* every function's upvalues */
+  int nup = lhttp_push_upvalues(L);
+  hp_keep *k = lua_newuserdatauv(L, sizeof *k, 2); /* UP_KEEP */
+  k->head = k->lines = NULL;
+  luaL_setfuncs(L, fns, nup + 1); /* every function's upvalues */
   return 1;
 }

@@ -17,8 +17,9 @@
 
 /* stack slots of readresponse: 1 conn, 2 max_header_bytes, 3 max_headers,
 ** 4 only (table or nil), 5 HEAD request (boolean), 6 body cap, 7 relay
-** (a drop set: string or table; nil: no relayed lines) */
-#define RR_TOP 7
+** (a drop set: string or table; nil: no relayed lines), 8 the headers
+** table's metatable (or nil) */
+#define RR_TOP 8
 #define RR_GOT 1 /* s->arg: bytes of the answer arrived (a 1xx consumed) */
 
 /* where the first empty line ends the head: the offset after it, *lf the
@@ -128,6 +129,10 @@ static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, s
   bool v10 = lua_tostring(L, base + 2)[0] == '0';
   rr_frame f;
   if (!rr_framing(L, status, v10, &f)) return rr_err(L, s, cs, "bad response: bad Content-Length");
+  if (!lua_isnil(L, 8)) { /* (after rr_framing: its reads are raw then) */
+    lua_pushvalue(L, 8);
+    lua_setmetatable(L, -2);
+  }
   /* status, reason, minor, headers, head, mode, left, close, body */
   lua_rotate(L, base + 1, -2); /* major minor status reason h -> status reason h major minor */
   lua_rotate(L, base + 3, -1); /* -> status reason major minor h */
@@ -210,6 +215,7 @@ static int hp_readresponse(lua_State *L) {
   if (!lua_isnoneornil(L, 4) && lua_type(L, 4) != LUA_TSTRING) luaL_checktype(L, 4, LUA_TTABLE);
   luaL_checkinteger(L, 6);
   if (!lua_isnoneornil(L, 7) && lua_type(L, 7) != LUA_TSTRING) luaL_checktype(L, 7, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 8)) luaL_checktype(L, 8, LUA_TTABLE);
   lua_settop(L, RR_TOP);
   return conn_op_run(L, &rr_op, 0);
 }

@@ -3,7 +3,7 @@
 ** from a conn in one operation (floor 3, over conn.h and lhttp.h).
 **
 **   httpread.readresponse(conn, max_header_bytes, max_headers, only, head,
-**                         whole_max [, relay])
+**                         whole_max [, relay [, mt]])
 **     -> status, reason, minor, headers, rawhead, mode, left, close, body
 **        [, lines, seen]
 **      | nil, err, got
@@ -25,6 +25,8 @@
 ** proxy sends them on are made from the buffered head (httpparse.relay's
 ** lines and seen bits; nil, 0 if it declines the head) and returned too:
 ** from the spans the parse kept (lhttp_relay_fields), no second scan.
+** mt (a table): the headers table's metatable, set in C (the client's
+** Headers: no setmetatable call per answer).
 ** Failures: the conn's ("timeout", "closed", "eof" when no byte of the
 ** answer came, ...), "bad response: malformed status line" / "malformed
 ** header" / "truncated head" / "bad Content-Length" / "HTTP/M.m",

@@ -510,9 +510,13 @@ describe("http client against goluarun.http", function()
     local rr = require("goluarun.httpread").readresponse
     local c = assert(net.dial(ln:addr()))
     assert.has_error(function() rr(c, 16384, 100, nil, false, 65536, 5) end)
+    assert.has_error(function() rr(c, 16384, 100, nil, false, 65536, nil, "mt") end,
+      "bad argument #8 to 'rr' (table expected, got string)")
     assert(c:write("GET /who HTTP/1.1\r\nHost: x\r\n\r\n"))
-    local r = table.pack(rr(c, 16384, 100, nil, false, 65536, "date,set-cookie"))
+    local mt = {}
+    local r = table.pack(rr(c, 16384, 100, nil, false, 65536, "date,set-cookie", mt))
     assert.are.equal(11, r.n)
+    assert.are.equal(mt, getmetatable(r[4])) -- (the headers table's, set in C)
     assert.are.equal(200, r[1])
     assert.are.equal("length", r[6])
     assert.are.equal(2, r[7])

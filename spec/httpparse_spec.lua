@@ -10,6 +10,10 @@ local H = require "support.helpers"
 
 local REF = http._grammar
 
+-- a string equal to s but another object when it is long (short strings
+-- are interned: one object per content). Not `"" .. s`: that is s itself
+local function other(s) return ("\0" .. s):sub(2) end
+
 -- a result as a comparable string: captures in order, tables sorted
 local function dump(v)
   if type(v) ~= "table" then return string.format("%q", v) end
@@ -336,6 +340,64 @@ describe("goluarun.httpparse", function()
     c:close()
   end)
 
+  it("relay of the head request just parsed: its kept spans, the same as a scan", function()
+    local relay, request = hp.relay, hp.request
+    local function same_as_scan(s, pos, drop, ...)
+      local kept = { relay(s, pos, drop, ...) }
+      assert.are.same({ relay(other(s), pos, drop, ...) }, kept, string.format("%q", s))
+      return table.unpack(kept)
+    end
+    local s = "\r\nGET /x HTTP/1.1\r\nHost: h\r\nConnection: close, X-Secret\r\nX-Secret: s\r\n"
+      .. "Keep-Alive: 5\r\nUser-Agent:  u \r\nX-Forwarded-For: 1\r\nDATE: d\r\n\r\nBODY"
+    assert.truthy(request(s))
+    local lines, seen, nx = same_as_scan(s, 1, "x-forwarded-for", "X-Forwarded-For: 1, 2\r\n")
+    assert.are.equal("Host: h\r\nUser-Agent: u\r\nDATE: d\r\nX-Forwarded-For: 1, 2\r\n", lines)
+    assert.are.same({ 1 | 2 | 8, "BODY" }, { seen, s:sub(nx) })
+    -- pipelined: the second head of a buffer; the first's position scans
+    local two = s:sub(3, -5) .. "GET /y HTTP/1.1\r\nHost: g\r\nA: 1\r\n\r\n"
+    local _, _, _, _, _, _, nx1 = request(two)
+    assert.truthy(request(two, nx1))
+    assert.are.equal("Host: g\r\nA: 1\r\n", (same_as_scan(two, nx1)))
+    assert.are.equal("Host: h\r\nUser-Agent: u\r\nDATE: d\r\n", (same_as_scan(two, 1, "x-forwarded-for")))
+    assert.are.same({ "", 0, #two + 1 }, { same_as_scan(two, #two + 1) })
+    -- a failed parse keeps nothing: a head parsed before it is scanned again
+    assert.truthy(request(s))
+    assert.is_nil(request(s:gsub("Host: h", "Host: \0")))
+    assert.are.equal("Host: h\r\nUser-Agent: u\r\n", (same_as_scan(s, 1, "date,x-forwarded-for")))
+    -- more field lines than relay takes: declined either way; 256: relayed
+    local over = { "GET / HTTP/1.1\r\n" }
+    for i = 1, 257 do over[#over + 1] = "A" .. i .. ": v\r\n" end
+    local big = table.concat(over) .. "\r\n"
+    assert.truthy(request(big, 1, 300))
+    assert.is_nil(same_as_scan(big, 1))
+    over[#over] = nil
+    big = table.concat(over) .. "\r\n"
+    assert.truthy(request(big, 1, 300))
+    assert.are.equal(table.concat(over, "", 2), (same_as_scan(big, 1)))
+    -- the tail's misuse still raises with kept spans
+    assert.truthy(request(s))
+    assert.has_error(function() relay(s, 1, nil, 5) end,
+      "bad argument #4 to 'relay' (string expected, got number)")
+  end)
+
+  it("lines of relay's own result: the tail is still checked (CR/LF injection)", function()
+    local relay, lines = hp.relay, hp.lines
+    local s = "GET / HTTP/1.1\r\nHost: h\r\nUser-Agent: u\r\nX-A: 1\r\n\r\n"
+    local function both(...)
+      local out = relay(s, 1, nil, ...)
+      local seen = lines(out)
+      assert.are.equal(lines(other(out)), seen, string.format("%q", out))
+      return seen
+    end
+    assert.are.equal(1 | 2, both())
+    assert.are.equal(1 | 2 | 4, both("X-Forwarded-For: 1\r\n", "Content-Type: t\r\n"))
+    for _, tail in ipairs({ "X: a\r\nConnection: close\r\n", "X: a\nY: b\r\n",
+      "X: a\r\n\r\nGET /smuggled HTTP/1.1\r\n", "X: a\rY: b\r\n", "X: a\0\r\n", "X: a",
+      "Transfer-Encoding: chunked\r\n", "X : a\r\n", "X:  a\r\n" }) do
+      assert.is_nil(both(tail), string.format("%q", tail))
+    end
+  end)
+
   it("lines: field lines exactly as relay writes them, else nil", function()
     local lines = hp.lines
     assert.are.equal(0, lines(""))
@@ -582,11 +644,16 @@ describe("goluarun.httpparse differential fuzz against the LPeg grammar", functi
         end
         assert.are.equal(dump(r), dump(c), string.format("only: %q", s))
       end
+      -- (a request parsed first: relay takes its kept spans; a copy scans)
+      if kind == "request" then hp.request(s, pos, 100) end
+      local kept = { hp.relay(s, pos, ONLY, "T: 1\r\n") }
+      assert.are.same({ hp.relay(other(s), pos, ONLY, "T: 1\r\n") }, kept)
       if r[1] then
         local nx = r[kind == "request" and 7 or 6]
-        local lines, _, rnx = hp.relay(s, pos, ONLY)
-        assert.are.equal(relay_ref(s, pos, nx, ONLY), lines, string.format("relay: %q", s))
+        local lines, rnx = kept[1], kept[3]
+        assert.are.equal(relay_ref(s, pos, nx, ONLY) .. "T: 1\r\n", lines, string.format("relay: %q", s))
         assert.are.equal(nx, rnx)
+        assert.are.equal(hp.lines(other(lines)), hp.lines(lines))
         checked = checked + 1
       end
     end

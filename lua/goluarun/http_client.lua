@@ -696,13 +696,13 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
   end
   local status, reason, minor, h, rawhead, mode, left, close, whole, rlines, rseen =
     read_response(conn, lim.mhb, lim.mh, only, method == "HEAD",
-      lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX, req.relay)
+      lim.mb < WHOLE_MAX and lim.mb or WHOLE_MAX, req.relay, Headers)
   if not status then
     local retry = conn:reused() > 0 and not minor and RETRY[reason] and type(body) ~= "function"
     drop_conn(pool, conn)
     return nil, st and st.werr or reason, retry
   end
-  setmetatable(h, Headers)
+  -- (h has its Headers metatable: readresponse set it)
   local res = { status = status, reason = reason, headers = h, url = req.url, _head = rawhead,
     _relay = rlines, _rseen = rseen }
   if minor ~= "1" then res.version = "1." .. minor end
