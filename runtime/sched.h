@@ -271,6 +271,8 @@ struct P {
   closer *closers;        /* owner M only (signal.c) */
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
+  void *spare;            /* owner M only: one freed block of SCHED_SPARE
+                          ** bytes kept for reuse (sched_spare_take/put) */
   pgq pq;                 /* portable goroutines queued here (any thread) */
   pgq pinq;               /* portable goroutines for this P only: never stolen */
   uint32_t rnd;           /* owner M only: steal order */
@@ -494,5 +496,15 @@ GLR_INTERNAL bool sched_loop(P *p);
 GLR_INTERNAL void sched_set_current_p(P *p);
 /* scratch buffer of at least n bytes (owner M only) */
 GLR_INTERNAL char *sched_scratch(P *p, size_t n);
+
+/* sched_spare_take/put — the running P's one spare block of SCHED_SPARE
+** bytes (malloc'd; owner M only): take returns it (or a new block, NULL
+** when out of memory), put keeps b if the slot is empty and frees it
+** otherwise, or when no P runs on this thread (a VM closed at exit).
+** conn.c's read buffers: a buffer made and emptied per response costs no
+** malloc/free pair. p_free frees the kept block. */
+#define SCHED_SPARE (64 * 1024 + 64)
+GLR_INTERNAL void *sched_spare_take(void);
+GLR_INTERNAL void sched_spare_put(void *b);
 
 #endif
