@@ -40,7 +40,7 @@
 
 static vmtag **tagslot(lua_State *L) { return (vmtag **)lua_getextraspace(L); }
 
-P *vm_p(lua_State *L) { return (*tagslot(L))->p; }
+_Static_assert(LUA_EXTRASPACE == sizeof(void *), "vm_p (sched.h) reads the tag below L");
 
 G *vm_g(lua_State *L) {
   vmtag *t = *tagslot(L);

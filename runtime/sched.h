@@ -425,8 +425,13 @@ GLR_INTERNAL void rt_stop(rt *r, int reason, int code, bool close_vms);
 
 /* sched_current_p — the P held by the calling thread's M, or NULL. */
 GLR_INTERNAL P *sched_current_p(void);
-/* P lookup from any lua_State of a VM. */
-GLR_INTERNAL P *vm_p(struct lua_State *L);
+/* vm_p — P lookup from any lua_State of a VM: the state's extra space
+** (lua_getextraspace: the pointer-sized block just below L, sched.c
+** asserts LUA_EXTRASPACE) holds its vmtag. Inline: the conn operations
+** and their waits look it up a few dozen times per request. */
+static inline P *vm_p(struct lua_State *L) {
+  return (*(vmtag *const *)(const void *)((const char *)L - sizeof(void *)))->p;
+}
 /* vm_g — the G whose own thread is L, or NULL (L is a user coroutine or
 ** the VM's main thread). */
 GLR_INTERNAL G *vm_g(struct lua_State *L);
