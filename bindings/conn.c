@@ -605,9 +605,18 @@ void conn_stream_method(lua_State *L, const char *name, lua_CFunction f) {
   lua_pop(L, 2);
 }
 
+/* a buffer made for a READ_CHUNK read (a read of any size) takes the P's
+** spare block (sched_spare_take) and goes back there once it empties: the
+** HTTP client's answer head (conn_fill) costs no malloc/free pair */
+#define RBUF_SPARE READ_CHUNK
+_Static_assert(sizeof(conn_rbuf) + RBUF_SPARE <= SCHED_SPARE, "a spare block holds a READ_CHUNK");
+
 static void buf_free(conn_stream *cs) {
-  if (cs->rb && !cs->rb->scratch) free(cs->rb);
+  conn_rbuf *rb = cs->rb;
   cs->rb = NULL;
+  if (!rb || rb->scratch) return;
+  if (rb->cap == RBUF_SPARE) sched_spare_put(rb);
+  else free(rb);
 }
 
 /* the first buffered byte; the buffer exists */
@@ -670,7 +679,7 @@ static size_t buf_reserve(conn_stream *cs, size_t want) {
   if (len + want > cap) {
     size_t ncap = cap ? cap : 4096;
     while (ncap < len + want) ncap *= 2;
-    conn_rbuf *nb = realloc(rb, sizeof *nb + ncap);
+    conn_rbuf *nb = !rb && ncap == RBUF_SPARE ? sched_spare_take() : realloc(rb, sizeof *nb + ncap);
     if (!nb) return 0;
     if (!rb) nb->off = nb->len = nb->scan = 0, nb->scratch = false;
     nb->cap = ncap;

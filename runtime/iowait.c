@@ -43,6 +43,15 @@ int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int code) {
 
 static void arm(P *p, pollDesc *pd, int mode, int64_t when);
 
+/* watch_due — the read timer fired under a watch: it may be left from
+** a wait or an earlier watch (arm_wait), so the watch's own deadline
+** (rd_op) is looked at again */
+static void watch_due(pollDesc *pd) {
+  if (pd->rd_op == DEADLINE_NONE) return; /* a watch without timeout */
+  if (pd->rd_op > mono_now()) arm(pd->owner, pd, PD_MODE_R, pd->rd_op);
+  else iowait_fire_watch(pd->owner, pd, 0);
+}
+
 /* deadline_fire — the direction's timer is due: it may be left from a wait
 ** that ended, or armed before the deadline moved later (arm_wait), so the
 ** wait and its deadline are looked at again now */
@@ -50,7 +59,7 @@ static void deadline_fire(pollDesc *pd, int mode) {
   uint32_t armed = mode == PD_MODE_R ? pd->rseq : pd->wseq;
   if (armed != atomic_load(&pd->seq)) return; /* stale timer: pd reused */
   if (mode == PD_MODE_R && pd->watch) {
-    iowait_fire_watch(pd->owner, pd, 0);
+    watch_due(pd);
     return;
   }
   if (atomic_load(mode == PD_MODE_R ? &pd->rg : &pd->wg) <= PD_WAIT)
@@ -234,15 +243,20 @@ int iowait_watch(P *p, pollDesc *pd, int64_t when, pd_watch_fn fn, void *arg) {
   }
   pd->watch = fn;
   pd->watch_arg = arg;
-  arm(p, pd, PD_MODE_R, when);
+  pd->rd_op = when; /* no G waits in rg while watched */
+  arm_wait(p, pd, PD_MODE_R, when);
   return 0;
 }
 
+/* iowait_unwatch — as a wake-up, leaves the read timer armed: a pooled
+** conn taken for each request would otherwise disarm it at every take
+** and arm it at every put (and at the request's read wait) */
 void iowait_unwatch(P *p, pollDesc *pd) {
+  (void)p;
   if (!pd->watch) return;
   pd->watch = NULL;
   pd->watch_arg = NULL;
-  timer_disarm(&p->timers, &pd->rt);
+  pd->rd_op = DEADLINE_NONE;
 }
 
 void iowait_fire_watch(P *p, pollDesc *pd, uint32_t events) {

@@ -55,7 +55,8 @@ GLR_INTERNAL int iowait_wake(P *p, pollDesc *pd, int mode, bool ioready, int cod
 ** deadline), with the watch already off; fn may free the pollDesc. Registers
 ** the fd with epoll first: -errno if it cannot be. */
 GLR_INTERNAL int iowait_watch(P *p, pollDesc *pd, int64_t when, pd_watch_fn fn, void *arg);
-/* iowait_unwatch — turn a watch off (no-op if none) and disarm its timer. */
+/* iowait_unwatch — turn a watch off (no-op if none); its timer stays in
+** the heap, for the next wait or watch (arm_wait), and drops itself. */
 GLR_INTERNAL void iowait_unwatch(P *p, pollDesc *pd);
 /* iowait_fire_watch — netpoll's and the read timer's way to a watch. */
 GLR_INTERNAL void iowait_fire_watch(P *p, pollDesc *pd, uint32_t events);

@@ -23,7 +23,10 @@
 ** Idle watch (watch/watch_arg, iowait_watch): a pollDesc nobody waits on may
 ** be handed to a callback instead (an idle conn parked in a pool): the next
 ** read-side event (readable, RDHUP, HUP, ERR) or the read timer calls it
-** once, with the watch already off. No G may wait in rg while it is set.
+** once, with the watch already off. No G may wait in rg while it is set;
+** its deadline is in rd_op, and, as a wait's, its timer is not taken down
+** when it ends (the read timer fires, finds no watch due, and re-arms or
+** drops itself).
 */
 #ifndef GLR_PD_H
 #define GLR_PD_H
@@ -51,7 +54,8 @@ struct pollDesc {
   };
   /* deadlines, absolute ns, DEADLINE_NONE when unset (owner M only) */
   int64_t rd_user, wd_user; /* set by set*deadline, persistent */
-  int64_t rd_op, wd_op;     /* per-operation (idle timeout), while waiting */
+  int64_t rd_op, wd_op;     /* per-operation (idle timeout), while waiting;
+                            ** rd_op: an idle watch's deadline while set */
   timer rt, wt;             /* deadline timers on the owner's heap */
   pd_watch_fn watch;        /* owner M only: idle watch, or NULL */
   void *watch_arg;          /* owner M only: its argument */

@@ -40,7 +40,7 @@
 
 static vmtag **tagslot(lua_State *L) { return (vmtag **)lua_getextraspace(L); }
 
-P *vm_p(lua_State *L) { return (*tagslot(L))->p; }
+_Static_assert(LUA_EXTRASPACE == sizeof(void *), "vm_p (sched.h) reads the tag below L");
 
 G *vm_g(lua_State *L) {
   vmtag *t = *tagslot(L);
@@ -785,6 +785,7 @@ static void p_free(P *p, bool close_vm) {
   pthread_mutex_destroy(&p->inbox_lock);
   prof_p_free(p);
   free(p->scratch);
+  free(p->spare);
   free(p);
 }
 
@@ -822,6 +823,20 @@ void rt_free(rt *r) {
   sysmon_free(r);
   prof_free(r);
   free(r);
+}
+
+void *sched_spare_take(void) {
+  P *p = current_p;
+  void *b = p ? p->spare : NULL;
+  if (!b) return malloc(SCHED_SPARE);
+  p->spare = NULL;
+  return b;
+}
+
+void sched_spare_put(void *b) {
+  P *p = current_p;
+  if (p && !p->spare) p->spare = b;
+  else free(b);
 }
 
 char *sched_scratch(P *p, size_t n) {

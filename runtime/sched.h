@@ -271,6 +271,8 @@ struct P {
   closer *closers;        /* owner M only (signal.c) */
   char *scratch;          /* owner M only: I/O scratch buffer */
   size_t scratch_len;
+  void *spare;            /* owner M only: one freed block of SCHED_SPARE
+                          ** bytes kept for reuse (sched_spare_take/put) */
   pgq pq;                 /* portable goroutines queued here (any thread) */
   pgq pinq;               /* portable goroutines for this P only: never stolen */
   uint32_t rnd;           /* owner M only: steal order */
@@ -423,8 +425,13 @@ GLR_INTERNAL void rt_stop(rt *r, int reason, int code, bool close_vms);
 
 /* sched_current_p — the P held by the calling thread's M, or NULL. */
 GLR_INTERNAL P *sched_current_p(void);
-/* P lookup from any lua_State of a VM. */
-GLR_INTERNAL P *vm_p(struct lua_State *L);
+/* vm_p — P lookup from any lua_State of a VM: the state's extra space
+** (lua_getextraspace: the pointer-sized block just below L, sched.c
+** asserts LUA_EXTRASPACE) holds its vmtag. Inline: the conn operations
+** and their waits look it up a few dozen times per request. */
+static inline P *vm_p(struct lua_State *L) {
+  return (*(vmtag *const *)(const void *)((const char *)L - sizeof(void *)))->p;
+}
 /* vm_g — the G whose own thread is L, or NULL (L is a user coroutine or
 ** the VM's main thread). */
 GLR_INTERNAL G *vm_g(struct lua_State *L);
@@ -494,5 +501,15 @@ GLR_INTERNAL bool sched_loop(P *p);
 GLR_INTERNAL void sched_set_current_p(P *p);
 /* scratch buffer of at least n bytes (owner M only) */
 GLR_INTERNAL char *sched_scratch(P *p, size_t n);
+
+/* sched_spare_take/put — the running P's one spare block of SCHED_SPARE
+** bytes (malloc'd; owner M only): take returns it (or a new block, NULL
+** when out of memory), put keeps b if the slot is empty and frees it
+** otherwise, or when no P runs on this thread (a VM closed at exit).
+** conn.c's read buffers: a buffer made and emptied per response costs no
+** malloc/free pair. p_free frees the kept block. */
+#define SCHED_SPARE (64 * 1024 + 64)
+GLR_INTERNAL void *sched_spare_take(void);
+GLR_INTERNAL void sched_spare_put(void *b);
 
 #endif

@@ -294,6 +294,35 @@ describe("net.pool", function()
     end)
   end)
 
+  it("idle_timeout holds whatever read deadline the conn's last request left armed", function()
+    -- the watch's timer is lazy (HACKING "Idle watch"): a read timer left
+    -- due sooner fires, finds the watch not yet due and re-arms at its
+    -- deadline; one left due later gives way to the watch's own
+    local ln, addr = line_server()
+    finally(function() ln:close() end)
+    H.no_fd_leak(function()
+      local p = net.pool({ idle_timeout = 0.2 })
+      local c = assert(p:dial(addr, 2))
+      c:setreaddeadline(go.now() + 0.02) -- due before the idle timeout
+      assert.are.equal("x", ask(c, "x"))
+      local t0 = go.now()
+      assert.is_true(p:put(c))
+      go.sleep(0.08) -- the left timer fired meanwhile: still idle
+      assert.are.equal(1, p:stats().idle)
+      assert.is_true(H.wait_until(function() return p:stats().idle == 0 end, 2, 0.002))
+      assert.is_true(go.now() - t0 >= 0.18)
+      local p2 = net.pool({ idle_timeout = 0.05 })
+      local d = assert(p2:dial(addr, 2))
+      d:setreaddeadline(go.now() + 30) -- due long after it
+      assert.are.equal("y", ask(d, "y"))
+      t0 = go.now()
+      assert.is_true(p2:put(d))
+      assert.is_true(H.wait_until(function() return p2:stats().idle == 0 end, 2, 0.002))
+      assert.is_true(go.now() - t0 < 1)
+      assert.are.equal(-1, d:fd())
+    end)
+  end)
+
   it("keeps max_idle per key and closes the least recently used", function()
     local ln, addr = line_server()
     finally(function() ln:close() end)
