@@ -234,7 +234,14 @@ for _, seed in ipairs(SEEDS) do
             base = nfds(p.pid)
             return a == base
           end, 5))
+          -- (under GOLUA_MOCKEAGAIN an exchange takes a syscall per byte,
+          -- so the faults may cut every client of a round: 1 run in 25
+          -- here; up to three rounds for one that finishes)
           local oks = load(s.kind, addr)
+          for _ = 1, 2 do
+            if oks >= 1 then break end
+            oks = oks + load(s.kind, addr)
+          end
           assert.is_true(p:alive(), s.name .. " died:\n" .. p:stderr())
           assert.is_true(still_serves(s.kind, addr), s.name .. " no longer serves")
           local now

@@ -4,6 +4,7 @@
 ** CHECK(cond)        on failure prints "file:line: CHECK(expr) failed" and
 **                    exits with status 1 (the rest of the test is skipped).
 ** CHECK_EQ(a, b)     integer equality; prints both values on failure.
+** check_xorshift(&s) the next value of a seeded xorshift64 stream.
 ** CHECK_DONE()       prints "N passed, 0 failed" and returns 0 from main.
 **
 ** Every CHECK that holds counts as one pass. The counter is atomic so
@@ -41,6 +42,15 @@ static _Atomic unsigned long check_passed_;
     }                                                                      \
     atomic_fetch_add(&check_passed_, 1);                                   \
   } while (0)
+
+/* check_xorshift — the next value of the xorshift64 stream whose state is
+** *s (never 0): the tests' seeded random inputs */
+static inline uint64_t check_xorshift(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
 
 #define CHECK_DONE()                                                       \
   do {                                                                     \

@@ -460,12 +460,7 @@ static unsigned char vstate[MAXVAL];
 static uint64_t next_val;
 
 static uint64_t rng = 0x6A09E667F3BCC908ull;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static uint64_t rnd(void) { return check_xorshift(&rng); }
 
 static waiter *wof(sudog *s) { return (waiter *)s->g; }
 static int case_of(sudog *s) { return s->caseidx; }

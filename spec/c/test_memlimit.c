@@ -23,12 +23,7 @@
 #define STEPS 200000
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static uint64_t rnd(void) { return check_xorshift(&rng); }
 
 static struct G *no_g; /* no goroutine runs: growth is never refused */
 

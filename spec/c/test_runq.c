@@ -85,12 +85,7 @@ static int m_get(model *m) {
 static size_t m_len(const model *m) { return m->len + (m->runnext >= 0); }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static uint64_t rnd(void) { return check_xorshift(&rng); }
 
 /* ------------------------------------------------------------------ */
 

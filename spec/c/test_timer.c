@@ -16,12 +16,7 @@
 #include "check.h"
 
 static uint64_t rng = 0x243F6A8885A308D3ull;
-static uint64_t rnd(void) {
-  rng ^= rng << 13;
-  rng ^= rng >> 7;
-  rng ^= rng << 17;
-  return rng;
-}
+static uint64_t rnd(void) { return check_xorshift(&rng); }
 
 /* ------------------------------------------------------------------ */
 /* heap structure check                                                */
