@@ -1002,6 +1002,25 @@ end
 --- as they are (a proxy's answer whose body it has whole). No body: r's
 --- own when it is at hand (r.body, or a streamed body that came whole with
 --- its head, which r:read() then no longer gives), else false, nothing sent
+-- writes an answer whose fields are whole lines (a relayed head's, or
+-- res:relay/res:headers'), pre first: a Date line unless they hold one
+-- (seen bit 8), the Content-Length, the body
+local function write_lines_answer(st, line, seen, pre, lines, body)
+  local dh = ""
+  if st.date and seen & 8 == 0 then
+    local t = os_time()
+    if t ~= date_sec then date() end
+    dh = date_hdr
+  end
+  local ok, err = st.write(st.conn, line, dh, pre, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
+    st.head and "" or body)
+  if not ok then
+    st.close = true
+    return nil, err
+  end
+  return true
+end
+
 function Res:forward(up, body)
   if self._sent then error("http: res:forward: the head was already sent", 2) end
   if type(up) ~= "table" then error("http: res:forward: a client response expected", 2) end
@@ -1031,19 +1050,7 @@ function Res:forward(up, body)
   -- nothing reads _code, and every other field holds what serve_conn's
   -- reset gives it: the next request's reset is the short one)
   self._sent, self._done = true, true
-  local dh = ""
-  if st.date and up._rseen & 8 == 0 then -- (no Date of r's own)
-    local t = os_time()
-    if t ~= date_sec then date() end
-    dh = date_hdr
-  end
-  local ok, err = st.write(st.conn, line, dh, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
-    st.head and "" or body)
-  if not ok then
-    st.close = true
-    return nil, err
-  end
-  return true
+  return write_lines_answer(st, line, up._rseen, "", lines, body)
 end
 
 -- the handler's header lines; and whether they include a Date
@@ -1128,19 +1135,8 @@ function Res:send(body, berr)
     end
     local blk = self._blk
     if blk then -- field lines of res:relay/res:headers only (a proxy's answer)
-      local seen, dh = self._bseen, ""
-      if st.date and seen & 8 == 0 then -- (no Date of their own)
-        local t = os_time()
-        if t ~= date_sec then date() end
-        dh = date_hdr
-      end
-      local ok, err = st.write(st.conn, line, dh, seen & 4 == 0 and DEFAULT_HEADERS or "", blk,
-        CONTENT_LENGTH_LINE[#body], "\r\n", st.head and "" or body)
-      if not ok then
-        st.close = true
-        return nil, err
-      end
-      return true
+      local seen = self._bseen
+      return write_lines_answer(st, line, seen, seen & 4 == 0 and DEFAULT_HEADERS or "", blk, body)
     end
   end
   -- the common answer: default fields, keep-alive
