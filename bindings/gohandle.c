@@ -549,7 +549,7 @@ static int handle_wait(lua_State *L) {
   ** already failed, while slot 1 of its thread still holds the handle */
   G *self = vm_p(L)->curg;
   if (self && self->id == h->id)
-    return luaL_error(L, "go.wait: a goroutine cannot wait for itself");
+    return go_raise_waitself(L);
   if (h->state != H_RUNNING) return push_results(L, h, 1);
   if (timeout == 0) {
     lua_pushnil(L);
@@ -572,6 +572,10 @@ int go_wait(lua_State *L) {
   }
   if (!wait) return luaL_typeerror(L, 1, HANDLE_MT);
   return wait(L);
+}
+
+int go_raise_waitself(lua_State *L) {
+  return luaL_error(L, "go.wait: a goroutine cannot wait for itself");
 }
 
 void go_setwait(lua_State *L, lua_CFunction wait) {

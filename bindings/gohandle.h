@@ -55,6 +55,9 @@ GLR_INTERNAL int go_wait(lua_State *L);
 /* go_setwait — go.wait on a userdata whose metatable is on top of the stack
 ** calls wait (same stack as go_wait; it returns go.wait's results) */
 GLR_INTERNAL void go_setwait(lua_State *L, lua_CFunction wait);
+/* go_raise_waitself — raises go.wait's error for a goroutine waiting on its
+** own handle (of any class: the one spelling) */
+GLR_INTERNAL int go_raise_waitself(lua_State *L);
 /* go_open_handles — defines the handle class (goluarun.g) in this VM */
 GLR_INTERNAL void go_open_handles(lua_State *L);
 

@@ -345,7 +345,7 @@ static int portable_wait(lua_State *L) {
   pthread_mutex_lock(&r->lock);
   bool done = r->state >= PG_OK, own = self != 0 && r->goid == self;
   pthread_mutex_unlock(&r->lock);
-  if (own) return luaL_error(L, "go.wait: a goroutine cannot wait for itself");
+  if (own) return go_raise_waitself(L);
   if (done) return push_result(L, r);
   if (timeout == 0) {
     lua_pushnil(L);
