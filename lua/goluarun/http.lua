@@ -996,31 +996,29 @@ local function forward_line(code)
   return line
 end
 
+-- a write's result: true, or nil, err with the conn marked for closing
+-- (res:send's common answer spells this out: no call on its hot path)
+local function wrote(st, ok, err)
+  if ok then return true end
+  st.close = true
+  return nil, err
+end
+
+-- writes an answer whose fields are whole lines (a relayed head's, or
+-- res:relay/res:headers'), pre first: a Date line unless they hold one
+-- (seen bit 8), the Content-Length, the body
+local function write_lines_answer(st, line, seen, pre, lines, body)
+  local dh = st.date and seen & 8 == 0 and (os_time() == date_sec and date_hdr or date()) or ""
+  return wrote(st, st.write(st.conn, line, dh, pre, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
+    st.head and "" or body))
+end
+
 --- res:forward(r [, body]) -> true | nil, err | false: r a client
 --- response (http.request's): res:status(r.status):relay(r):send(body) in
 --- one call, the lines r's read made when the request had `relay` taken
 --- as they are (a proxy's answer whose body it has whole). No body: r's
 --- own when it is at hand (r.body, or a streamed body that came whole with
 --- its head, which r:read() then no longer gives), else false, nothing sent
--- writes an answer whose fields are whole lines (a relayed head's, or
--- res:relay/res:headers'), pre first: a Date line unless they hold one
--- (seen bit 8), the Content-Length, the body
-local function write_lines_answer(st, line, seen, pre, lines, body)
-  local dh = ""
-  if st.date and seen & 8 == 0 then
-    local t = os_time()
-    if t ~= date_sec then date() end
-    dh = date_hdr
-  end
-  local ok, err = st.write(st.conn, line, dh, pre, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
-    st.head and "" or body)
-  if not ok then
-    st.close = true
-    return nil, err
-  end
-  return true
-end
-
 function Res:forward(up, body)
   if self._sent then error("http: res:forward: the head was already sent", 2) end
   if type(up) ~= "table" then error("http: res:forward: a client response expected", 2) end
@@ -1071,14 +1069,6 @@ local function header_block(self, want_ct)
   end
   if want_ct and not ct then s = DEFAULT_HEADERS .. s end
   return s, has_date
-end
-
--- a write's result: true, or nil, err with the conn marked for closing
--- (res:send's common answer spells this out: no call on its hot path)
-local function wrote(st, ok, err)
-  if ok then return true end
-  st.close = true
-  return nil, err
 end
 
 -- res:send's answer with its own fields, a Connection field or no body
@@ -1140,12 +1130,7 @@ function Res:send(body, berr)
     end
   end
   -- the common answer: default fields, keep-alive
-  local dh = ""
-  if st.date then
-    local t = os_time()
-    if t ~= date_sec then date() end
-    dh = date_hdr
-  end
+  local dh = st.date and (os_time() == date_sec and date_hdr or date()) or ""
   local ok, err = st.write(st.conn, line, dh, PLAIN_TAIL[#body], st.head and "" or body)
   if not ok then
     st.close = true
