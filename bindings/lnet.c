@@ -207,7 +207,7 @@ static int dial_k(lua_State *L, int status, lua_KContext ctx);
 ** error is raised: its fd would otherwise stay open until the collector
 ** frees the userdata */
 static int dial_wait(lua_State *L, conn *c) {
-  if (!sched_can_park(L) && !sched_can_block(L)) {
+  if (!glr_canblock(L)) { /* (as conn.c's op_wait) */
     conn_close(L, c);
     return glr_cannot_block(L, "wait on fd");
   }

@@ -73,8 +73,8 @@ static void block_free(memvm *v, void *b, size_t n) {
 
 /* b (o bytes) resized to n: in place within a small class (if b holds n),
 ** through a new block when either side is small (so every small block is
-** a whole class's), else realloc's. A shrink never fails (Lua relies on it): with
-** no new block, b itself holds its n bytes and is a whole class's too */
+** a whole class's), else realloc's. A shrink never fails (Lua relies on
+** it): with no new block, b itself holds its n bytes, a whole class's too */
 static void *block_resize(memvm *v, void *b, size_t o, size_t n) {
   if (!b) return block_new(v, n);
   if (MEMLIMIT_CACHE_MAX == 0 || (o > MEMLIMIT_SMALL_MAX && n > MEMLIMIT_SMALL_MAX))
@@ -159,10 +159,10 @@ void memlimit_collected(void) {
 
 /* grow_slow — a growth that takes v's pending bytes past a batch: refused
 ** past the limit while a goroutine runs, else done and published */
-static void *grow_slow(memvm *v, void *ptr, size_t nsize, int64_t grow) {
+static void *grow_slow(memvm *v, void *ptr, size_t old, size_t nsize, int64_t grow) {
   if (ml.limit && *v->curg && memlimit_inuse() + v->delta + grow > ml.limit)
     return NULL; /* Lua collects this VM and retries, then raises */
-  void *np = block_resize(v, ptr, (size_t)((int64_t)nsize - grow), nsize);
+  void *np = block_resize(v, ptr, old, nsize);
   if (np) {
     v->delta += grow;
     memlimit_flush(v);
@@ -181,7 +181,7 @@ void *memlimit_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   }
   int64_t grow = (int64_t)nsize - old;
   if (GLR_UNLIKELY(ml.fail) && grow > 0 && inject(v)) return NULL;
-  if (GLR_UNLIKELY(v->delta + grow >= MEMLIMIT_BATCH)) return grow_slow(v, ptr, nsize, grow);
+  if (GLR_UNLIKELY(v->delta + grow >= MEMLIMIT_BATCH)) return grow_slow(v, ptr, (size_t)old, nsize, grow);
   void *np = block_resize(v, ptr, (size_t)old, nsize);
   if (GLR_LIKELY(np != NULL)) {
     v->delta += grow;
