@@ -556,7 +556,7 @@ static int handle_wait(lua_State *L) {
     lua_pushliteral(L, ERRSTR_TIMEOUT);
     return 2;
   }
-  if (!self) return luaL_error(L, "go.wait: not inside a goroutine");
+  /* (outside any goroutine: glr_cannot_block says "not inside a goroutine") */
   if (!sched_can_wait(L)) return glr_cannot_block(L, "go.wait");
   sched_check_cancel(L);
   lua_settop(L, 1);
