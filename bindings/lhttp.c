@@ -688,24 +688,32 @@ static bool request_line(lua_State *L, hp_cur *c, bool *plain) {
   return true;
 }
 
-/* status-line = "HTTP/" DIGIT "." DIGIT SP 3DIGIT [SP reason] EOL; pushes
-** major, minor, status, reason */
-static bool status_line(lua_State *L, hp_cur *c) {
-  unsigned char major, minor, d[3];
-  if (!eat_lit(c, "HTTP/") || !eat_digit(c, &major) || !eat(c, '.') ||
-      !eat_digit(c, &minor) || !eat(c, ' ') || !eat_digit(c, &d[0]) ||
+/* status-line = "HTTP/" DIGIT "." DIGIT SP 3DIGIT [SP reason] EOL: its
+** parts in *st, the reason c->s[*r0 .. *r1) */
+static bool status_scan(hp_cur *c, lhttp_status *st, size_t *r0, size_t *r1) {
+  unsigned char d[3];
+  if (!eat_lit(c, "HTTP/") || !eat_digit(c, &st->major) || !eat(c, '.') ||
+      !eat_digit(c, &st->minor) || !eat(c, ' ') || !eat_digit(c, &d[0]) ||
       !eat_digit(c, &d[1]) || !eat_digit(c, &d[2]))
     return false;
-  size_t r0 = c->p, r1 = c->p;
+  *r0 = *r1 = c->p;
   if (eat(c, ' ')) {
-    r0 = c->p;
+    *r0 = c->p;
     c->p = span_value_bytes(c->s, c->p, c->n);
-    r1 = c->p;
+    *r1 = c->p;
   }
-  if (!eat_eol(c)) return false;
-  push_digit(L, major);
-  push_digit(L, minor);
-  lua_pushinteger(L, (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0'));
+  st->code = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+  return eat_eol(c);
+}
+
+/* the status line; pushes major, minor, status, reason */
+static bool status_line(lua_State *L, hp_cur *c) {
+  lhttp_status st;
+  size_t r0, r1;
+  if (!status_scan(c, &st, &r0, &r1)) return false;
+  push_digit(L, st.major);
+  push_digit(L, st.minor);
+  lua_pushinteger(L, st.code);
   lua_pushlstring(L, (const char *)c->s + r0, r1 - r0);
   return true;
 }
@@ -1067,6 +1075,18 @@ static void out_tail(lua_State *L, hp_out *o, int from, int to) {
   }
 }
 
+/* appends the relayed lines of the field lines f[0 .. nf) of c's bytes
+** (drop set at drop_idx) to o; their seen bits */
+static int relay_into(lua_State *L, hp_out *o, const hp_cur *c, const hp_field *f, int nf,
+                      int drop_idx) {
+  bool has_conn = any_connection(c, f, nf);
+  hp_names d;
+  names_read(L, drop_idx, &d);
+  int seen = 0;
+  for (int i = 0; i < nf; i++) seen |= relay_field(L, o, &d, c, f, nf, i, has_conn);
+  return seen;
+}
+
 /* pushes the relayed lines of the field lines f[0 .. nf) of c's bytes
 ** (drop set at drop_idx, then the tail strings at [from, to]) and their
 ** seen bits; returns the length of the lines before the tail */
@@ -1075,11 +1095,7 @@ static size_t relay_lines(lua_State *L, const hp_cur *c, const hp_field *f, int 
   lua_pushnil(L); /* the output's userdata, once it outgrows the stack */
   hp_out o;
   out_init(&o, lua_gettop(L));
-  bool has_conn = any_connection(c, f, nf);
-  hp_names d;
-  names_read(L, drop_idx, &d);
-  int seen = 0;
-  for (int i = 0; i < nf; i++) seen |= relay_field(L, &o, &d, c, f, nf, i, has_conn);
+  int seen = relay_into(L, &o, c, f, nf, drop_idx);
   size_t own = o.n;
   out_tail(L, &o, from, to);
   lua_pushlstring(L, o.p, o.n);
@@ -1212,6 +1228,36 @@ void lhttp_relay_fields(lua_State *L, const char *b, const lhttp_fields *keep, i
   }
   hp_cur c = {(const unsigned char *)b, 0, 0}; /* (the spans are in b) */
   relay_lines(L, &c, keep->f, keep->n, drop_idx, 1, 0);
+}
+
+int lhttp_response_spans(const char *b, size_t n, lua_Integer max, lhttp_status *st,
+                         lhttp_fields *keep) {
+  hp_cur cur = {(const unsigned char *)b, 0, n};
+  size_t r0, r1;
+  if (!status_scan(&cur, st, &r0, &r1)) return LHTTP_BAD_STATUS;
+  lua_Integer left = max;
+  keep->n = scan_fields(&cur, keep->f, LHTTP_RELAY_MAX, &left);
+  if (!eat_eol(&cur) || cur.p != n) return LHTTP_BAD_FIELDS; /* (or more than kept) */
+  return 0;
+}
+
+void lhttp_relay_answer(lua_State *L, const char *b, const lhttp_fields *keep, int drop_idx,
+                        const char *body, size_t bodyn) {
+  hp_cur c = {(const unsigned char *)b, 0, 0}; /* (the spans are in b) */
+  lua_pushnil(L); /* the output's userdata, once it outgrows the stack */
+  hp_out o;
+  out_init(&o, lua_gettop(L));
+  relay_into(L, &o, &c, keep->f, keep->n, drop_idx);
+  char cl[48] = "Content-Length: "; /* the digits written backwards from the end */
+  char *e = cl + sizeof cl, *d = e - 4;
+  memcpy(d, "\r\n\r\n", 4);
+  size_t v = bodyn;
+  do *--d = (char)('0' + v % 10); while ((v /= 10) != 0);
+  out_add(L, &o, cl, 16);
+  out_add(L, &o, d, (size_t)(e - d));
+  out_add(L, &o, body, bodyn);
+  lua_pushlstring(L, o.p, o.n);
+  lua_replace(L, o.slot);
 }
 
 bool lhttp_has_token(const char *v, size_t vn, const char *tok) {

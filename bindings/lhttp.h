@@ -47,6 +47,23 @@ typedef struct lhttp_fields {
 enum { LHTTP_BAD_STATUS = 1, LHTTP_BAD_FIELDS = 2 };
 GLR_INTERNAL int lhttp_response_head(lua_State *L, const char *b, size_t n, lua_Integer max,
                                      int only_idx, lhttp_fields *keep);
+/* lhttp_response_spans — lhttp_response_head without a headers table:
+** the status line's parts in *st, the field lines' spans in keep (more
+** than LHTTP_RELAY_MAX, or than max: LHTTP_BAD_FIELDS); pushes nothing.
+** A head it refuses may still be one lhttp_response_head takes (1xx
+** skipping aside, the caller parses it so then, for the error's words) */
+typedef struct lhttp_status {
+  unsigned char major, minor; /* '0'..'9' */
+  int code;
+} lhttp_status;
+GLR_INTERNAL int lhttp_response_spans(const char *b, size_t n, lua_Integer max,
+                                      lhttp_status *st, lhttp_fields *keep);
+/* lhttp_relay_answer — pushes one string: the relayed lines of the head b
+** whose spans are keep (as lhttp_relay_fields makes them, drop set at
+** drop_idx), "Content-Length: N\r\n\r\n" and the body body[0 .. bodyn):
+** a proxy's answer after its status line and Date (keep->n >= 0) */
+GLR_INTERNAL void lhttp_relay_answer(lua_State *L, const char *b, const lhttp_fields *keep,
+                                     int drop_idx, const char *body, size_t bodyn);
 /* lhttp_relay_fields — pushes what httpparse.relay(b, 1, drop) gives for
 ** the head b whose parse kept `keep` (drop set at stack index drop_idx):
 ** its lines and seen bits, or nil, 0 where relay declines; no field line

@@ -18,8 +18,8 @@
 /* stack slots of readresponse: 1 conn, 2 max_header_bytes, 3 max_headers,
 ** 4 only (table or nil), 5 HEAD request (boolean), 6 body cap, 7 relay
 ** (a drop set: string or table; nil: no relayed lines), 8 the headers
-** table's metatable (or nil) */
-#define RR_TOP 8
+** table's metatable (or nil), 9 answer (a proxy's: see rr_answer) */
+#define RR_TOP 9
 #define RR_GOT 1 /* s->arg: bytes of the answer arrived (a 1xx consumed) */
 
 /* where the first empty line ends the head: the offset after it, *lf the
@@ -152,6 +152,59 @@ static int rr_done(lua_State *L, conn_side *s, conn_stream *cs, const char *b, s
   return keep ? 11 : 9;
 }
 
+/* the framing of a head from its field lines' spans: false where the
+** table's is needed (a repeated framing field, a transfer coding, no
+** Content-Length or a bad one); else *close and the body's *len */
+static bool span_framing(const char *b, const lhttp_fields *k, bool v10, bool *close,
+                         lua_Integer *len) {
+  const lhttp_span *connh = NULL, *cl = NULL;
+  for (int i = 0; i < k->n; i++) {
+    const lhttp_span *x = &k->f[i];
+    const char *nm = b + x->n0;
+    if (x->nlen == 17 && lhttp_same_ci(nm, "transfer-encoding", 17)) return false;
+    bool is_cl = x->nlen == 14 && lhttp_same_ci(nm, "content-length", 14);
+    bool is_conn = x->nlen == 10 && lhttp_same_ci(nm, "connection", 10);
+    if ((is_cl && cl) || (is_conn && connh)) return false;
+    if (is_cl) cl = x;
+    if (is_conn) connh = x;
+  }
+  if (!cl || cl->vlen == 0 || cl->vlen > 15) return false;
+  *len = 0;
+  for (size_t i = 0; i < cl->vlen; i++) {
+    char d = b[cl->v0 + i];
+    if (d < '0' || d > '9') return false;
+    *len = *len * 10 + (d - '0');
+  }
+  bool keep = connh && lhttp_has_token(b + connh->v0, connh->vlen, "keep-alive");
+  *close = v10 ? !keep : connh && lhttp_has_token(b + connh->v0, connh->vlen, "close");
+  return true;
+}
+
+/* readresponse with `answer` true (a proxy whose answer is the common one):
+** a 200..599 answer other than 204 and 304 to a request other than HEAD,
+** with a Content-Length body of up to the cap here whole, gives status,
+** six nils, close, three nils and the answer after its status line and
+** Date (lhttp_relay_answer: no headers table, no string but that one),
+** the head and body consumed; any other: CONN_PENDING (the table's way) */
+static int rr_answer(lua_State *L, conn_stream *cs, const char *b, size_t end,
+                     lhttp_fields *keep) {
+  lhttp_status st;
+  bool close;
+  lua_Integer len;
+  if (lhttp_response_spans(b, end, lua_tointeger(L, 3), &st, keep) != 0 || st.major != '1' ||
+      st.code < 200 || st.code > 599 || st.code == 204 || st.code == 304 ||
+      lua_toboolean(L, 5) || !span_framing(b, keep, st.minor == '0', &close, &len) ||
+      len > lua_tointeger(L, 6) || conn_buffered(cs) - end < (size_t)len)
+    return CONN_PENDING;
+  lua_pushinteger(L, st.code);
+  for (int i = 0; i < 6; i++) lua_pushnil(L);
+  lua_pushboolean(L, close);
+  for (int i = 0; i < 3; i++) lua_pushnil(L);
+  lhttp_relay_answer(L, b, keep, 7, b + end, (size_t)len);
+  conn_consume(cs, end + (size_t)len);
+  return 12;
+}
+
 /* one head from the buffer: results, or CONN_PENDING; a 1xx is skipped */
 static int rr_ready(lua_State *L, conn *c, conn_side *s) {
   conn_stream *cs = (conn_stream *)c;
@@ -170,6 +223,10 @@ static int rr_ready(lua_State *L, conn *c, conn_side *s) {
       return CONN_PENDING;
     }
     if (lf > (size_t)lua_tointeger(L, 2)) return rr_err(L, s, cs, "headers too large");
+    if (keepp && lua_toboolean(L, 9)) {
+      int r = rr_answer(L, cs, b, end, keepp);
+      if (r != CONN_PENDING) return r;
+    }
     int bad = lhttp_response_head(L, b, end, lua_tointeger(L, 3), lua_isnil(L, 4) ? 0 : 4, keepp);
     if (bad == LHTTP_BAD_STATUS) return rr_err(L, s, cs, "bad response: malformed status line");
     if (bad) return rr_err(L, s, cs, rr_bad_fields(b, lf, lua_tointeger(L, 3)));

@@ -3,9 +3,10 @@
 ** from a conn in one operation (floor 3, over conn.h and lhttp.h).
 **
 **   httpread.readresponse(conn, max_header_bytes, max_headers, only, head,
-**                         whole_max [, relay [, mt]])
+**                         whole_max [, relay [, mt [, answer]]])
 **     -> status, reason, minor, headers, rawhead, mode, left, close, body
 **        [, lines, seen]
+**      | status, nil x6, close, nil x3, answer   (answer asked, and given)
 **      | nil, err, got
 **   httpread.checkreq(req) -> method, follow, limits
 **
@@ -27,6 +28,15 @@
 ** from the spans the parse kept (lhttp_relay_fields), no second scan.
 ** mt (a table): the headers table's metatable, set in C (the client's
 ** Headers: no setmetatable call per answer).
+** answer (true, with relay: http.proxy's, when its server's answer takes
+** the common path): a 200..599 answer other than 204/304 to a request
+** other than HEAD whose Content-Length body (at most whole_max bytes) is
+** here whole, and no framing field repeated or transfer coding, gives the
+** 12th result instead of the others: one string, the relayed lines,
+** "Content-Length: N", the empty line and the body (what the server
+** writes after its status line and Date), made from the spans of a parse
+** that builds no headers table (lhttp_response_spans); any other answer
+** gives the results above.
 ** Failures: the conn's ("timeout", "closed", "eof" when no byte of the
 ** answer came, ...), "bad response: malformed status line" / "malformed
 ** header" / "truncated head" / "bad Content-Length" / "HTTP/M.m",

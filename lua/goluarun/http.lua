@@ -1009,8 +1009,61 @@ end
 -- (seen bit 8), the Content-Length, the body
 local function write_lines_answer(st, line, seen, pre, lines, body)
   local dh = st.date and seen & 8 == 0 and (os_time() == date_sec and date_hdr or date()) or ""
-  return wrote(st, st.write(st.conn, line, dh, pre, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
-    st.head and "" or body))
+  local ok, err = st.write(st.conn, line, dh, pre, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
+    st.head and "" or body)
+  if ok then return true end -- (wrote's, without its call: a proxy's every answer)
+  st.close = true
+  return nil, err
+end
+
+-- res:forward's answer from its parts: the status code and its line, a
+-- relayed head's lines and their seen bits (httpparse.relay's), the body
+-- (http.proxy's fast path calls it too, for an answer that had no table,
+-- with a code in 200..599 and its STATUS_LINE)
+local function forward_lines(self, code, line, lines, seen, body)
+  local st = self._st
+  if self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
+    or code == 304 or (st.expect and st.blen ~= 0) then -- (res:send decides)
+    local blk = self._blk
+    self._blk = blk and blk .. lines or lines
+    self._bseen = self._bseen | seen | 4 -- (4: Content-Type: none of the server's)
+    self._code, self._line, self._simple = code, false, false
+    return Res.send(self, body)
+  end
+  -- the common answer: the lines, keep-alive, no field of the handler's.
+  -- (_code is left as it is, and so is _simple: the answer is done, so
+  -- nothing reads _code, and every other field holds what serve_conn's
+  -- reset gives it: the next request's reset is the short one)
+  self._sent, self._done = true, true
+  return write_lines_answer(st, line, seen, "", lines, body)
+end
+
+-- whether res's answer would take forward_lines' common path (http.proxy
+-- asks before the upstream's head is read: then its C step builds the
+-- answer after the status line and Date, proxy_tail's)
+local function proxy_plain(self)
+  local st = self._st
+  return self._n == 0 and not self._blk and not st.close and not st.keep10 and not st.head
+    and not (st.expect and st.blen ~= 0)
+end
+
+-- forward_lines' common answer, the part after the status line and Date
+-- made whole in C (httpread.readresponse's answer): true | nil, err
+local function proxy_tail(self, code, tail)
+  local st = self._st
+  self._sent, self._done = true, true
+  local dh = st.date and (os_time() == date_sec and date_hdr or date()) or ""
+  local ok, err = st.write(st.conn, STATUS_LINE[code], dh, tail)
+  if ok then return true end
+  st.close = true
+  return nil, err
+end
+
+-- http.proxy's answer that failed after its head went out: the server
+-- neither ends its body nor keeps the conn (the client sees it cut short)
+local function proxy_abort(self)
+  self._done = true
+  self._st.close = true
 end
 
 --- res:forward(r [, body]) -> true | nil, err | false: r a client
@@ -1036,19 +1089,13 @@ function Res:forward(up, body)
   elseif type(body) ~= "string" then
     error("http: res:forward: body must be a string", 2)
   end
-  local st, lines = self._st, up._relay
-  if not lines or self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
-    or code == 304 or (st.expect and st.blen ~= 0) then -- (res:send decides)
+  local lines = up._relay
+  if not lines then -- (the lines made from r's head here)
     relay_response(self, up)
     self._code, self._line, self._simple = code, false, false
     return Res.send(self, body)
   end
-  -- the common answer: r's lines, keep-alive, no field of the handler's.
-  -- (_code is left as it is, and so is _simple: the answer is done, so
-  -- nothing reads _code, and every other field holds what serve_conn's
-  -- reset gives it: the next request's reset is the short one)
-  self._sent, self._done = true, true
-  return write_lines_answer(st, line, up._rseen, "", lines, body)
+  return forward_lines(self, code, line, lines, up._rseen, body)
 end
 
 -- the handler's header lines; and whether they include a Date
@@ -1639,6 +1686,10 @@ require("goluarun.http_client").install(M, {
   chunk_line = CHUNK_LINE, trailer_line = TRAILER_LINE, token_only = TOKEN_ONLY,
   lower = LOWER, has_token = has_token, tls_config = tls_config,
 })
+
+-- http.proxy (http.request's and the server's parts together)
+require("goluarun.http_proxy").install(M, { answer = forward_lines, status_line = STATUS_LINE,
+  plain = proxy_plain, tail = proxy_tail, abort = proxy_abort })
 
 --- http.handle(conn, handler [, opts]): serves one connection, then closes it.
 function M.handle(conn, handler, opts)

@@ -746,6 +746,34 @@ end
 -- the response limits: max_header_bytes, max_headers, max_body
 local DEFAULT_LIMITS
 
+-- M._streamed(conn, pool, method, readresponse's results...) -> res | nil,
+-- err: a streamed answer from a head read on conn (http.proxy's, whose
+-- body did not come whole with it), as exchange makes one
+function M._streamed(conn, pool, method, status, reason, minor, h, rawhead, mode, left, close,
+                     whole, rlines, rseen)
+  local res = { status = status, reason = reason, headers = h, _head = rawhead,
+    _relay = rlines, _rseen = rseen }
+  if minor ~= "1" then res.version = "1." .. minor end
+  local st = new_state(conn, pool, false, DEFAULT_LIMITS)
+  if close then st.close = true end
+  if mode then
+    st.mode, st.left = mode, left
+  else -- a repeated framing field
+    local ferr = decide_framing(st, h, method, status, minor)
+    if ferr then
+      release(st, false)
+      return nil, ferr
+    end
+  end
+  res._st = st
+  if whole then st.buf = whole end
+  if st.mode == "none" then release(st, true) end
+  return setmetatable(res, Res)
+end
+M._Headers = Headers
+M._RETRY = RETRY
+
+
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
 --- http.request(req) -> res | nil, err
