@@ -175,8 +175,9 @@ static bool span_framing(const char *b, const lhttp_fields *k, bool v10, bool *c
     if (d < '0' || d > '9') return false;
     *len = *len * 10 + (d - '0');
   }
-  bool keep = connh && lhttp_has_token(b + connh->v0, connh->vlen, "keep-alive");
-  *close = v10 ? !keep : connh && lhttp_has_token(b + connh->v0, connh->vlen, "close");
+  const char *v = connh ? b + connh->v0 : NULL;
+  if (v10) *close = !(v && lhttp_has_token(v, connh->vlen, "keep-alive"));
+  else *close = v && lhttp_has_token(v, connh->vlen, "close");
   return true;
 }
 

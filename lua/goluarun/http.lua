@@ -50,7 +50,9 @@
 --
 -- The client (http.request, http.get, http.post) lives in
 -- lua/goluarun/http_client.lua, which this module installs: see its API
--- there; both sides parse with the grammar below.
+-- there; both sides parse with the grammar below. http.proxy (a reverse
+-- proxy's request: the server's request on to an upstream, its answer
+-- back) lives in lua/goluarun/http_proxy.lua.
 -- res: res:status(code [, reason]) -> res, res:header(name, value) -> res
 --   (sets; value nil removes; a list value sends several lines),
 --   res:headers(t [, except]) -> res (every field of t whose lower-case

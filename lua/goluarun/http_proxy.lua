@@ -334,7 +334,10 @@ end
 -- a plain upstream, no body or a string: the head and body in one write,
 -- the answer's head read in one C step (its lines made for the relay)
 local function exchange(res, p, method, line, hostl, lines, body, deadline)
-  local plain = answer_plain(res) -- (the answer after its status line made in C)
+  -- the server's answer is the common one: made after its status line in C
+  -- (res._simple, the server's mark of a request whose answer nothing has
+  -- changed yet, says so without a call for all but HEAD)
+  local plain = res._simple and method ~= "HEAD" or answer_plain(res)
   local framing = ""
   if body and (#body > 0 or method == "POST" or method == "PUT" or method == "PATCH") then
     framing = CONTENT_LENGTH_LINE[#body]
@@ -414,8 +417,9 @@ function M.proxy(req, res, up, target, timeout)
     return request(res, p, method, target, lines, body, timeout)
   end
   local hostl = seen & 1 == 0 and p.hostline or "" -- (no Host received: HTTP/1.0)
-  return exchange(res, p, method, request_line(p, method, target), hostl, lines, body,
-    timeout and now() + timeout)
+  local lc = p.lines[method] -- (a hit: no call)
+  local line = lc and lc.t[target] or request_line(p, method, target)
+  return exchange(res, p, method, line, hostl, lines, body, timeout and now() + timeout)
 end
 
 --- install(http, server): adds http.proxy; server: the server's parts it
