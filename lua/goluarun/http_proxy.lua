@@ -196,7 +196,7 @@ local host_lines = new_cache() -- Host value -> "X-Forwarded-Host: H\r\n"
 
 -- the request's field lines as they go on: string | nil (too many)
 local function request_fields(req, p)
-  local head, hpos = req:rawhead()
+  local head, hpos = req._head, req._hpos -- (req:rawhead()'s, without its call)
   if not p.forwarded then return relay_fields(head, hpos, p.drop) end
   local rh = req.headers
   local conn = req.conn
