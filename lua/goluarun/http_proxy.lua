@@ -241,6 +241,16 @@ end
 -- The answer
 ---------------------------------------------------------------------------
 
+-- a HEAD's answer: the upstream's Content-Length (the GET's) goes on in
+-- the lines (seen bit 16), not the server's own for an empty body (0)
+local function head_lines(code, lines, seen, cl)
+  cl = tonumber(cl) -- (nil for a repeated one's table: then none goes out)
+  if code == 204 or code == 304 or math_type(cl) ~= "integer" or cl < 0 then
+    return lines, seen
+  end
+  return lines .. "Content-Length: " .. cl .. "\r\n", seen | 16
+end
+
 -- a streamed answer that failed after its head went out
 local function cut(res, up, err)
   up:close()
@@ -257,7 +267,13 @@ local function relay(res, up, p, method)
   end
   if method == "HEAD" or code == 204 or code == 304 then
     up:close()
-    local ok, err = res:forward(up, "")
+    local ok, err
+    if method == "HEAD" and up._relay then
+      local lines, seen = head_lines(code, up._relay, up._rseen, up.headers["content-length"])
+      ok, err = answer_lines(res, code, STATUS_LINE[code], lines, seen, "")
+    else
+      ok, err = res:forward(up, "")
+    end
     if ok then return true end
     return false, err
   end
@@ -297,6 +313,9 @@ local function answer(res, p, conn, method, status, reason, minor, h, rawhead, m
     if close then conn:close() end
     local put = p.put
     if not (put and put(conn)) then p.pool:put(conn) end
+    if method == "HEAD" and h then
+      rlines, rseen = head_lines(status, rlines, rseen, h["content-length"])
+    end
     local ok, err = answer_lines(res, status, STATUS_LINE[status], rlines, rseen, whole or "")
     if ok then return true end
     return false, err
