@@ -96,12 +96,14 @@ local function new_cache() return { t = {}, n = 0 } end
 -- The upstream: up's fields checked once
 ---------------------------------------------------------------------------
 
-local function bad(msg) error("http.proxy: " .. msg, 4) end
+-- raises at http.proxy's caller: depth, the frames between bad and
+-- http.proxy (prepare's 2, the helpers prepare calls 3)
+local function bad(msg, depth) error("http.proxy: " .. msg, (depth or 2) + 2) end
 
 local function opt_positive(up, k)
   local v = up[k]
   if v ~= nil and (type(v) ~= "number" or not (v > 0)) then
-    bad("up." .. k .. " must be a positive number")
+    bad("up." .. k .. " must be a positive number", 3)
   end
   return v
 end
@@ -111,7 +113,7 @@ local function drop_of(drop, forwarded)
   if drop == nil then return forwarded and FORWARDED or nil end
   if type(drop) == "string" then
     if not find(drop, "^[%l%d!#$%%&'*+%-.^_`|~,]*$") then
-      bad("up.drop must be lower-case names separated by commas")
+      bad("up.drop must be lower-case names separated by commas", 3)
     end
     if not forwarded then return drop end
     local s = drop == "" and FORWARDED or drop .. "," .. FORWARDED
@@ -121,10 +123,12 @@ local function drop_of(drop, forwarded)
     for name in s:gmatch("[^,]+") do drop[name] = true end
     return drop
   end
-  if type(drop) ~= "table" then bad("up.drop must be a string or a set table") end
+  if type(drop) ~= "table" then bad("up.drop must be a string or a set table", 3) end
   local set = {}
   for k, v in pairs(drop) do
-    if type(k) ~= "string" or k ~= k:lower() then bad("up.drop: keys must be lower-case names") end
+    if type(k) ~= "string" or k ~= k:lower() then
+      bad("up.drop: keys must be lower-case names", 3)
+    end
     set[k] = v and true or nil
   end
   if forwarded then
