@@ -425,7 +425,10 @@ describe("http.proxy's arguments", function()
     handler = function(req, res)
       msgs = {}
       local function try(...)
-        local ok, e = pcall(http.proxy, req, res, ...)
+        local ok, e = pcall(function(...)
+          local r = http.proxy(req, res, ...) -- (not a tail call: its line is the position)
+          return r
+        end, ...)
         msgs[#msgs + 1] = ok and "no error" or tostring(e)
       end
       try(good, "head")
@@ -466,6 +469,8 @@ describe("http.proxy's arguments", function()
     }
     assert.are.equal(#want, #msgs)
     for i, w in ipairs(want) do
+      -- the position is the caller's line, not one inside http_proxy.lua
+      assert.truthy(msgs[i]:find("^[^:]*http_proxy_spec%.lua:%d+: "), i .. ": " .. msgs[i])
       assert.truthy(msgs[i]:find(w, 1, true), i .. ": " .. msgs[i])
     end
   end)
