@@ -1008,11 +1008,12 @@ end
 
 -- writes an answer whose fields are whole lines (a relayed head's, or
 -- res:relay/res:headers'), pre first: a Date line unless they hold one
--- (seen bit 8), the Content-Length, the body
+-- (seen bit 8), the Content-Length unless they hold one (seen bit 16:
+-- http.proxy's answer to a HEAD, the upstream's length), the body
 local function write_lines_answer(st, line, seen, pre, lines, body)
   local dh = st.date and seen & 8 == 0 and (os_time() == date_sec and date_hdr or date()) or ""
-  local ok, err = st.write(st.conn, line, dh, pre, lines, CONTENT_LENGTH_LINE[#body], "\r\n",
-    st.head and "" or body)
+  local ok, err = st.write(st.conn, line, dh, pre, lines,
+    seen & 16 == 0 and CONTENT_LENGTH_LINE[#body] or "", "\r\n", st.head and "" or body)
   if ok then return true end -- (wrote's, without its call: a proxy's every answer)
   st.close = true
   return nil, err
@@ -1132,8 +1133,9 @@ local function send_fields(self, st, line, code, close, body)
   if nobody then
     ok, err = st.conn:write(line, dh, hdrs, connh, "\r\n")
   else
-    ok, err = st.conn:write(line, dh, hdrs, CONTENT_LENGTH_LINE[#body], connh,
-      "\r\n", st.head and "" or body)
+    ok, err = st.conn:write(line, dh, hdrs,
+      self._bseen & 16 == 0 and CONTENT_LENGTH_LINE[#body] or "", connh, "\r\n",
+      st.head and "" or body)
   end
   return wrote(st, ok, err)
 end

@@ -96,12 +96,14 @@ local function new_cache() return { t = {}, n = 0 } end
 -- The upstream: up's fields checked once
 ---------------------------------------------------------------------------
 
-local function bad(msg) error("http.proxy: " .. msg, 4) end
+-- raises at http.proxy's caller: depth, the frames between bad and
+-- http.proxy (prepare's 2, the helpers prepare calls 3)
+local function bad(msg, depth) error("http.proxy: " .. msg, (depth or 2) + 2) end
 
 local function opt_positive(up, k)
   local v = up[k]
   if v ~= nil and (type(v) ~= "number" or not (v > 0)) then
-    bad("up." .. k .. " must be a positive number")
+    bad("up." .. k .. " must be a positive number", 3)
   end
   return v
 end
@@ -111,7 +113,7 @@ local function drop_of(drop, forwarded)
   if drop == nil then return forwarded and FORWARDED or nil end
   if type(drop) == "string" then
     if not find(drop, "^[%l%d!#$%%&'*+%-.^_`|~,]*$") then
-      bad("up.drop must be lower-case names separated by commas")
+      bad("up.drop must be lower-case names separated by commas", 3)
     end
     if not forwarded then return drop end
     local s = drop == "" and FORWARDED or drop .. "," .. FORWARDED
@@ -121,10 +123,12 @@ local function drop_of(drop, forwarded)
     for name in s:gmatch("[^,]+") do drop[name] = true end
     return drop
   end
-  if type(drop) ~= "table" then bad("up.drop must be a string or a set table") end
+  if type(drop) ~= "table" then bad("up.drop must be a string or a set table", 3) end
   local set = {}
   for k, v in pairs(drop) do
-    if type(k) ~= "string" or k ~= k:lower() then bad("up.drop: keys must be lower-case names") end
+    if type(k) ~= "string" or k ~= k:lower() then
+      bad("up.drop: keys must be lower-case names", 3)
+    end
     set[k] = v and true or nil
   end
   if forwarded then
@@ -241,6 +245,16 @@ end
 -- The answer
 ---------------------------------------------------------------------------
 
+-- a HEAD's answer: the upstream's Content-Length (the GET's) goes on in
+-- the lines (seen bit 16), not the server's own for an empty body (0)
+local function head_lines(code, lines, seen, cl)
+  cl = tonumber(cl) -- (nil for a repeated one's table: then none goes out)
+  if code == 204 or code == 304 or math_type(cl) ~= "integer" or cl < 0 then
+    return lines, seen
+  end
+  return lines .. "Content-Length: " .. cl .. "\r\n", seen | 16
+end
+
 -- a streamed answer that failed after its head went out
 local function cut(res, up, err)
   up:close()
@@ -257,7 +271,13 @@ local function relay(res, up, p, method)
   end
   if method == "HEAD" or code == 204 or code == 304 then
     up:close()
-    local ok, err = res:forward(up, "")
+    local ok, err
+    if method == "HEAD" and up._relay then
+      local lines, seen = head_lines(code, up._relay, up._rseen, up.headers["content-length"])
+      ok, err = answer_lines(res, code, STATUS_LINE[code], lines, seen, "")
+    else
+      ok, err = res:forward(up, "")
+    end
     if ok then return true end
     return false, err
   end
@@ -297,6 +317,9 @@ local function answer(res, p, conn, method, status, reason, minor, h, rawhead, m
     if close then conn:close() end
     local put = p.put
     if not (put and put(conn)) then p.pool:put(conn) end
+    if method == "HEAD" and h then
+      rlines, rseen = head_lines(status, rlines, rseen, h["content-length"])
+    end
     local ok, err = answer_lines(res, status, STATUS_LINE[status], rlines, rseen, whole or "")
     if ok then return true end
     return false, err
