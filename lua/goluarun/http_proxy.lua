@@ -248,8 +248,8 @@ end
 -- a HEAD's answer: the upstream's Content-Length (the GET's) goes on in
 -- the lines (seen bit 16), not the server's own for an empty body (0)
 local function head_lines(code, lines, seen, cl)
-  cl = tonumber(cl) -- (nil for a repeated one's table: then none goes out)
-  if code == 204 or code == 304 or math_type(cl) ~= "integer" or cl < 0 then
+  -- (digits only: a repeated one's table, "0x10" or "1e3" sends none)
+  if code == 204 or code == 304 or type(cl) ~= "string" or #cl > 15 or not find(cl, "^%d+$") then
     return lines, seen
   end
   return lines .. "Content-Length: " .. cl .. "\r\n", seen | 16
