@@ -1062,6 +1062,16 @@ local function proxy_tail(self, code, tail)
   return nil, err
 end
 
+-- http.proxy's streamed answer of a known length n: its Content-Length
+-- line among the fields (seen bit 16), so res:write sends the body as it
+-- comes, unchunked, and counts it (res._left)
+local function proxy_sized(self, n)
+  local blk, l = self._blk, "Content-Length: " .. n .. "\r\n"
+  self._blk = blk and blk .. l or l
+  self._bseen = self._bseen | 16
+  self._left = n
+end
+
 -- http.proxy's answer that failed after its head went out: the server
 -- neither ends its body nor keeps the conn (the client sees it cut short)
 local function proxy_abort(self)
@@ -1221,21 +1231,30 @@ function Res:write(...)
       error("http: res:write: a " .. code .. " response has no body", 2)
     end
     if st.expect and st.blen ~= 0 then st.close = true end
-    local chunked = not st.v10
-    if not chunked then st.close = true end
+    -- sized: the fields hold a Content-Length (seen bit 16: http.proxy's
+    -- streamed answer of a known length), the body goes out as it is
+    local sized = self._bseen & 16 ~= 0
+    local chunked = not st.v10 and not sized
+    if not chunked and not sized then st.close = true end
     self._chunked = chunked
     local close = st.close
     local hdrs, own_date = header_block(self, true)
     ok, err = conn:write(self._line or STATUS_LINE[code],
       st.date and not own_date and date() or "", hdrs,
       chunked and "Transfer-Encoding: chunked\r\n" or "",
-      close and "Connection: close\r\n" or "", "\r\n")
+      close and "Connection: close\r\n" or (st.keep10 and "Connection: keep-alive\r\n" or ""),
+      "\r\n")
     if not ok then return wrote(st, ok, err) end
   end
   if st.head or #data == 0 then return true end
   if self._chunked then
     ok, err = conn:write(format("%x\r\n", #data), data, "\r\n")
   else
+    if self._bseen & 16 ~= 0 then -- (sized: never past its length)
+      local left = self._left - #data
+      if left < 0 then error("http: res:write: more bytes than the Content-Length", 2) end
+      self._left = left
+    end
     ok, err = conn:write(data)
   end
   return wrote(st, ok, err)
@@ -1254,6 +1273,9 @@ function Res:finish()
       st.close = true
       return nil, err
     end
+  elseif self._bseen & 16 ~= 0 and not st.head and self._left ~= 0 then
+    st.close = true -- a sized body that came short: the client sees the cut
+    return nil, "body shorter than its Content-Length"
   end
   return true
 end
@@ -1693,7 +1715,7 @@ require("goluarun.http_client").install(M, {
 
 -- http.proxy (http.request's and the server's parts together)
 require("goluarun.http_proxy").install(M, { answer = forward_lines, status_line = STATUS_LINE,
-  plain = proxy_plain, tail = proxy_tail, abort = proxy_abort })
+  plain = proxy_plain, tail = proxy_tail, sized = proxy_sized, abort = proxy_abort })
 
 --- http.handle(conn, handler [, opts]): serves one connection, then closes it.
 function M.handle(conn, handler, opts)

@@ -68,6 +68,7 @@ local answer_lines -- the server's answer from relayed lines (install)
 local STATUS_LINE  -- code -> the server's status line (install)
 local answer_plain -- whether the server's answer is the common one (install)
 local answer_tail  -- the common answer from readresponse's (install)
+local sized        -- a streamed answer keeps its Content-Length (install)
 local abort        -- the server's answer cut short (install)
 local streamed, Headers, RETRY = client._streamed, client._Headers, client._RETRY
 
@@ -255,6 +256,20 @@ local function head_lines(code, lines, seen, cl)
   return lines .. "Content-Length: " .. cl .. "\r\n", seen | 16
 end
 
+-- the length of a client response's body when its framing gives one (a
+-- Content-Length: the state's count before any read, or the body that came
+-- whole with the head; none: 0), else nil (chunked, or until close)
+local function body_length(up)
+  local st = up._st
+  if st then
+    local mode = st.mode
+    if mode == "length" then return st.left end
+    return mode == "none" and 0 or nil
+  end
+  local b = up._body or up.body
+  return b and #b or nil
+end
+
 -- a streamed answer that failed after its head went out
 local function cut(res, up, err)
   up:close()
@@ -281,9 +296,9 @@ local function relay(res, up, p, method)
     if ok then return true end
     return false, err
   end
-  local cl = tonumber(up.headers["content-length"] or "") -- (a key present: no __index)
+  local n = body_length(up)
   up:settimeout(p.body_timeout) -- the body: per read, not the whole
-  if cl and cl <= p.buffer then
+  if n and n <= p.buffer then
     local body, err = up:readall()
     if not body then return nil, err end
     local ok, werr = res:forward(up, body)
@@ -291,6 +306,7 @@ local function relay(res, up, p, method)
     return false, werr
   end
   res:status(code):relay(up)
+  if n then sized(res, n) end -- (its Content-Length kept, not chunked)
   while true do
     local d, err = up:read()
     if not d then
@@ -448,11 +464,12 @@ end
 --- install(http, server): adds http.proxy; server: the server's parts it
 --- answers with (answer: an answer from relayed lines, status_line: code
 --- -> its status line, plain: whether an answer is the common one, tail:
---- the common answer from readresponse's, abort: an answer cut short)
+--- the common answer from readresponse's, sized: a streamed answer of a
+--- known length, abort: an answer cut short)
 function M.install(http, server)
   H = http
   answer_lines, STATUS_LINE, abort = server.answer, server.status_line, server.abort
-  answer_plain, answer_tail = server.plain, server.tail
+  answer_plain, answer_tail, sized = server.plain, server.tail, server.sized
   http.proxy = M.proxy
 end
 
