@@ -127,7 +127,9 @@ describe("readresponse's answer", function()
     assert.are.equal("Content-Length: 0\r\n\r\n", t.answer)
   end)
 
-  it("leaves a body past the cap to the table path", function()
+  it("takes a body of the cap and leaves one past it to the table path", function()
+    local at = ("a"):rep(CAP)
+    both { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: " .. #at .. "\r\n\r\n" .. at }, fast = true }
     local body = ("b"):rep(CAP + 1)
     local t = both { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: " .. #body .. "\r\n\r\n" .. body },
       fast = false }
@@ -148,7 +150,8 @@ describe("readresponse's answer", function()
     assert.is_nil(t.answer)
   end)
 
-  it("refuses 204, 304 and an answer to HEAD", function()
+  it("refuses 204, 304, a status past 599 and an answer to HEAD", function()
+    both { pieces = { "HTTP/1.1 600 Odd\r\nContent-Length: 1\r\n\r\n!" }, fast = false }
     both { pieces = { "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n" }, fast = false }
     both { pieces = { "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n" }, fast = false }
     local t = both { pieces = { "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n" }, head = true,
