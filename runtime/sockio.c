@@ -2,6 +2,7 @@
 #include "sockio.h"
 
 #include <errno.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "netpoll.h"
@@ -78,7 +79,9 @@ ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n) {
     if (ch == CH_EINTR) continue;
     if (ch == CH_SHORT && n > 1) n = 1 + (size_t)chaos_below(&p->chaos, n - 1);
     else if (ch > CH_SHORT) return chaos_fail(p, pd, ch, PD_MODE_R);
-    ssize_t r = read(pd->fd, buf, n);
+    /* (a TCP socket: recv, which skips read's file layer, about 0.4 us a
+    ** call on the gateway's path) */
+    ssize_t r = pd->drain_ok ? recv(pd->fd, buf, n, 0) : read(pd->fd, buf, n);
     if (r >= 0) {
       pd->rdrained = r > 0 && (size_t)r < n && !p->rt->cfg.mock_eagain_r;
       return r;
@@ -86,6 +89,24 @@ ssize_t sock_read(P *p, pollDesc *pd, void *buf, size_t n) {
     if (errno == EAGAIN) pd->rdrained = !p->rt->cfg.mock_eagain_r;
     if (errno != EINTR) return -errno;
   }
+}
+
+/* pieces of at most this many bytes together are copied into one buffer
+** and sent as one: the kernel's copy costs per piece (its checks, its
+** iterator steps) more than a memcpy of a small answer here */
+#define SEND_GATHER 2048
+
+/* sendmsg of iov[0 .. cnt), or one send of their bytes gathered when they
+** are small */
+static ssize_t send_small(int fd, struct iovec *iov, int cnt, struct msghdr *msg) {
+  char buf[SEND_GATHER];
+  size_t n = 0;
+  for (int i = 0; i < cnt; i++) {
+    if (iov[i].iov_len > SEND_GATHER - n) return sendmsg(fd, msg, MSG_NOSIGNAL);
+    memcpy(buf + n, iov[i].iov_base, iov[i].iov_len);
+    n += iov[i].iov_len;
+  }
+  return send(fd, buf, n, MSG_NOSIGNAL);
 }
 
 ssize_t sock_writev(P *p, pollDesc *pd, struct iovec *iov, int cnt) {
@@ -120,7 +141,7 @@ ssize_t sock_writev(P *p, pollDesc *pd, struct iovec *iov, int cnt) {
       return chaos_fail(p, pd, ch, PD_MODE_W);
     }
     ssize_t r = cnt == 1 ? send(pd->fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                         : sendmsg(pd->fd, &msg, MSG_NOSIGNAL);
+                         : send_small(pd->fd, iov, cnt, &msg);
     if (r >= 0) return r;
     if (errno == ENOTSOCK) { /* a pipe or tty wrapped as a conn */
       r = writev(pd->fd, iov, cnt);
