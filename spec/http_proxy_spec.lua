@@ -449,6 +449,7 @@ describe("http.proxy's arguments", function()
       try({ addr = "127.0.0.1:1", tls = "yes" })
       try(good, nil, "x")
       res:send("done")
+      try(good) -- the answer went out already
     end
     local c = client()
     local a = get(c, "/m")
@@ -469,6 +470,7 @@ describe("http.proxy's arguments", function()
       "http.proxy: up.forwarded must be a boolean",
       "http.proxy: up.tls must be a boolean or a TLS config table",
       "http.proxy: timeout must be a number",
+      "http.proxy: the response's head was already sent",
     }
     assert.are.equal(#want, #msgs)
     for i, w in ipairs(want) do

@@ -23,7 +23,8 @@
 --                   again, to this upstream or another); a larger one, or
 --                   a chunked one, streams (chunked). An answer body up to
 --                   this size goes out whole with Content-Length, a larger
---                   one (or one without a length) piece by piece
+--                   one piece by piece as it comes (with the upstream's
+--                   Content-Length when it gave one, else chunked)
 --     drop          request fields not sent on: a string of up to 16
 --                   comma-separated lower-case names, or a set table
 --     forwarded     false: no X-Forwarded-* fields; else X-Forwarded-For
@@ -435,6 +436,7 @@ end
 --- http.proxy(req, res, up [, target [, timeout]]) -> true | nil, err | false, err
 function M.proxy(req, res, up, target, timeout)
   local p = ups[up] or prepare(up)
+  if res._sent then error("http.proxy: the response's head was already sent", 2) end
   if target == nil then target = req.target else check_target(target) end
   if timeout == nil then
     timeout = p.timeout
