@@ -606,6 +606,19 @@ local function decide_framing(st, h, method, status, minor)
   return nil
 end
 
+-- st's framing: readresponse's (mode, left, close), or decided here for a
+-- repeated framing field (mode nil): nil, or err with st released
+local function framing_of(st, close, mode, left, h, method, status, minor)
+  if close then st.close = true end
+  if mode then
+    st.mode, st.left = mode, left
+    return nil
+  end
+  local ferr = decide_framing(st, h, method, status, minor)
+  if ferr then release(st, false) end
+  return ferr
+end
+
 -- an exchange's state (the streamed body's reader, a body function's writer)
 local function new_state(conn, pool, close, lim)
   return { conn = conn, pool = pool, buf = "", pos = 1, close = close, lim = lim }
@@ -714,16 +727,8 @@ local function exchange(req, lim, u, method, body, deadline, pool, timeout)
     return setmetatable(res, Res)
   end
   st = st or new_state(conn, pool, rclose, lim)
-  if close then st.close = true end
-  if mode then
-    st.mode, st.left = mode, left
-  else -- a repeated framing field
-    local ferr = decide_framing(st, h, method, status, minor)
-    if ferr then
-      release(st, false)
-      return nil, ferr
-    end
-  end
+  local ferr = framing_of(st, close, mode, left, h, method, status, minor)
+  if ferr then return nil, ferr end
   if req.stream then
     res._st = st
     if whole then st.buf = whole end
@@ -755,16 +760,8 @@ function M._streamed(conn, pool, method, status, reason, minor, h, rawhead, mode
     _relay = rlines, _rseen = rseen }
   if minor ~= "1" then res.version = "1." .. minor end
   local st = new_state(conn, pool, false, DEFAULT_LIMITS)
-  if close then st.close = true end
-  if mode then
-    st.mode, st.left = mode, left
-  else -- a repeated framing field
-    local ferr = decide_framing(st, h, method, status, minor)
-    if ferr then
-      release(st, false)
-      return nil, ferr
-    end
-  end
+  local ferr = framing_of(st, close, mode, left, h, method, status, minor)
+  if ferr then return nil, ferr end
   res._st = st
   if whole then st.buf = whole end
   if st.mode == "none" then release(st, true) end
@@ -772,7 +769,6 @@ function M._streamed(conn, pool, method, status, reason, minor, h, rawhead, mode
 end
 M._Headers = Headers
 M._RETRY = RETRY
-
 
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
