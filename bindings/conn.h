@@ -11,6 +11,19 @@
 **    handed ownership. nops counts owners; pd and fd are released only when
 **    the conn is closing AND nops is 0, so a woken owner always finishes its
 **    wait on a live pollDesc.
+**  - Held locks: every side a goroutine owns is on that goroutine's list
+**    (G.oplocks, newest first, linked through side[d].held; conn.c hold /
+**    unhold), from the moment owner is set (op_begin, cross, a hand-off)
+**    to the moment it is cleared or handed on (release). An error that
+**    unwinds a step (a push over the memory limit) skips op_done: the
+**    goroutine still owns the lock. Its next operation on that conn finds
+**    itself owner and ends with release (nops stays balanced); if it ends
+**    first, the scheduler calls rt->g_oplocks as it ends, which does what
+**    op_done would have done (abandon): handshake gate, idle mark, both
+**    sides. A conn collected while on a live goroutine's list leaves it in
+**    __gc, so the list names only live conns. An operation run outside any
+**    goroutine (owner NULL) is on no list: an error there still leaks its
+**    lock until __gc.
 **  - Every operation (read, write, accept, UDP receive and send) runs
 **    conn_op_run: lock the direction, [complete from what is here,] check
 **    closed / deadline, try once, on "want read/write" park on the pollDesc
@@ -104,6 +117,8 @@ typedef struct conn_side {
                                    ** its first wait (op_wait) */
   int64_t wait_dl;                 /* this wait's: deadline, or earlier */
   lua_KContext arg;                /* the operation's progress */
+  void *held;                      /* owner's held list (conn_held below):
+                                   ** the next older lock it holds */
 } conn_side;
 
 /* conn_side.deadline of an operation under a positive timeout that has
@@ -288,6 +303,8 @@ static inline const char *conn_data(const conn_stream *cs, size_t *n) {
 }
 /* conn_consume — drop the first n buffered bytes (n <= conn_buffered) */
 GLR_INTERNAL void conn_consume(conn_stream *cs, size_t n);
+/* conn_open_rt — set rt->g_oplocks (the go module's luaopen calls it) */
+GLR_INTERNAL void conn_open_rt(lua_State *L);
 /* conn_open — defines the stream conn class (net's luaopen calls it). */
 GLR_INTERNAL void conn_open(lua_State *L);
 

@@ -136,6 +136,9 @@ struct G {
   gcold *cold;           /* owner M only: NULL until gcold_of needs it */
   void *endarg;          /* owner M only: what rt->g_end needs besides the
                          ** thread (gohandle.c: the handle's block) */
+  void *oplocks;         /* owner M only: the newest conn operation lock the
+                         ** G holds, or NULL (bindings/conn.c's list, opaque
+                         ** here); NULL whenever the G ends (rt->g_oplocks) */
   uint32_t gen;          /* bumped at each recycle */
   int ref;               /* registry ref keeping L alive */
   int nargs;             /* values to pass to the next lua_resume */
@@ -372,6 +375,10 @@ struct rt {
                                   gohandle.c): ends a direct G whose body
                                   returned or raised (status: lua_resume's);
                                   LUA_OK when its thread can be recycled */
+  void (*g_oplocks)(P *p, G *g); /* const after init (bindings, conn.c):
+                                  releases the conn operation locks g still
+                                  holds (an error unwound past their ends);
+                                  run as g ends, when g->oplocks is set */
   int64_t starve_since;        /* sysmon only: since when no M could be had
                                   while work waited (handoff_starved) */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
