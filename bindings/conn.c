@@ -135,7 +135,6 @@ conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *ke
   c->pd = glr_pd_open(L, fd);
   if (kind == CONN_TCP) glr_pd_tcp(c->pd);
   c->tag = conn_tag(c);
-  c->key = key;
   class_set(L, key);
   lua_getmetatable(L, -1);
   lua_rawgetp(L, -1, &CLASS_KEY);
@@ -639,18 +638,18 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
 ** (class_define): one pointer compare instead of a registry lookup */
 static conn_stream *check_stream(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
-  if (c && c->key == &CONN_KEY) return (conn_stream *)c;
+  if (c && is_stream(c)) return (conn_stream *)c;
   return class_method(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
 }
 
 conn_stream *conn_stream_is(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
-  return c && c->key == &CONN_KEY ? (conn_stream *)c : NULL;
+  return c && is_stream(c) ? (conn_stream *)c : NULL;
 }
 
 conn_stream *conn_stream_check(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
-  if (c && c->key == &CONN_KEY) return (conn_stream *)c;
+  if (c && is_stream(c)) return (conn_stream *)c;
   return class_check(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
 }
 

@@ -71,7 +71,12 @@
 #include "../runtime/common.h"
 #include "goluarun.h"
 
-typedef enum conn_kind { CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER } conn_kind;
+/* conn_kind — what the fd is; TCP, UNIX and STREAM are the stream conns'
+** (conn_push), each other kind one class's own (CONN_PROC: go.exec's pidfd,
+** lexec.c) */
+typedef enum conn_kind {
+  CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER, CONN_PROC
+} conn_kind;
 
 typedef enum conn_status {
   /* CONN_OPEN: fd and pd live; operations may start. */
@@ -164,9 +169,14 @@ typedef struct conn_cold {
 struct conn {
   int fd;                          /* -1 once CONN_CLOSED */
   int nops;                        /* owners of side[] */
-  conn_status status;
-  conn_kind kind;
-  conn_hs_status hs;               /* the handshake gate; moved only by conn_cas_hs */
+  /* (the three below hold enum values in a byte each: with borrowed,
+  ** waitmode and idle_want they fill the word after fd and nops, so a
+  ** stream conn fits the allocator's block it had before the sides' held
+  ** links) */
+  unsigned char status;            /* a conn_status */
+  unsigned char kind;              /* a conn_kind */
+  unsigned char hs;                /* a conn_hs_status, the handshake gate;
+                                      moved only by conn_cas_hs */
   unsigned char borrowed;          /* side[] index+1 lent to the other
                                       direction's op (cross wait), or 0 */
   unsigned char waitmode[2];       /* side[d]'s wait: GLR_READ/GLR_WRITE parked on */
@@ -177,7 +187,6 @@ struct conn {
   void *tpdata;                    /* tp's state (NULL for plain) */
   const conn_class *cls;
   uintptr_t tag;                   /* const after conn_new: conn_is's mark */
-  const void *key;                 /* const after conn_new: the class's key */
   conn_cold *cold;                 /* NULL until conn_cold_of needs it */
   double timeout;                  /* per-operation timeout, < 0 none */
   conn_side side[2];

@@ -139,6 +139,10 @@ struct G {
   void *oplocks;         /* owner M only: the newest conn operation lock the
                          ** G holds, or NULL (bindings/conn.c's list, opaque
                          ** here); NULL whenever the G ends (rt->g_oplocks) */
+  M *onm;                /* owner M only (the P's holder): the M this G is
+                         ** parked on (sched_park where L cannot yield: the
+                         ** G sleeps on that M, not in a run queue), or NULL */
+  /* (the 4-byte fields, then the bytes: no hole before a pointer) */
   uint32_t gen;          /* bumped at each recycle */
   int ref;               /* registry ref keeping L alive */
   int nargs;             /* values to pass to the next lua_resume */
@@ -148,9 +152,6 @@ struct G {
   _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
   _Atomic int blockfd;   /* atomic: the eventfd of the M this G blocks on
                          ** (a non-yieldable wait under hand-off), or -1 */
-  M *onm;                /* owner M only (the P's holder): the M this G is
-                         ** parked on (sched_park where L cannot yield: the
-                         ** G sleeps on that M, not in a run queue), or NULL */
   /* small enums in a byte each (a G is made per goroutine) */
   uint8_t status;        /* gstatus; owner M only, via g_cas_status */
   uint8_t yieldkind;     /* Y_*: why the last yield happened */
