@@ -135,7 +135,6 @@ conn *conn_new(lua_State *L, size_t size, int fd, conn_kind kind, const void *ke
   c->pd = glr_pd_open(L, fd);
   if (kind == CONN_TCP) glr_pd_tcp(c->pd);
   c->tag = conn_tag(c);
-  c->key = key;
   class_set(L, key);
   lua_getmetatable(L, -1);
   lua_rawgetp(L, -1, &CLASS_KEY);
@@ -199,15 +198,53 @@ conn *conn_check(lua_State *L, int idx) {
 
 /* ---------- op locks (Go: fdMutex) ---------- */
 
+/* The held list (conn.h "Held locks"): a G's oplocks names the newest lock
+** it owns as the conn's address with the direction in bit 0 (a conn is a
+** userdata: aligned); that side's `held` names the next older one. */
+static void *held_node(conn *c, int dir) { return (void *)((uintptr_t)c | (uintptr_t)dir); }
+static conn *held_conn(void *n) { return (conn *)((uintptr_t)n & ~(uintptr_t)1); }
+static int held_dir(void *n) { return (int)((uintptr_t)n & 1); }
+
+/* hold — g owns side dir now: on top of its list (g NULL: no goroutine) */
+static void hold(conn *c, int dir, glr_g *g) {
+  c->side[dir].owner = g;
+  if (!g) return;
+  G *gg = (G *)g;
+  c->side[dir].held = gg->oplocks;
+  gg->oplocks = held_node(c, dir);
+}
+
+/* unhold_deep — unlink n from below the top of g's list (locks taken and
+** left in another order than LIFO: an op that raised, then others) */
+static void unhold_deep(G *g, void *n, void *next) {
+  for (void *x = g->oplocks; x; x = held_conn(x)->side[held_dir(x)].held) {
+    conn_side *xs = &held_conn(x)->side[held_dir(x)];
+    if (xs->held == n) {
+      xs->held = next;
+      return;
+    }
+  }
+}
+
+/* unhold — side dir leaves its owner's list (the owner keeps it) */
+static void unhold(conn *c, int dir) {
+  G *g = (G *)c->side[dir].owner;
+  if (!g) return;
+  void *n = held_node(c, dir);
+  if (GLR_LIKELY(g->oplocks == n)) g->oplocks = c->side[dir].held;
+  else unhold_deep(g, n, c->side[dir].held);
+}
+
 static void release(lua_State *L, conn *c, int dir) {
   conn_side *s = &c->side[dir];
   conn_queue *q = c->cold ? &c->cold->lockq[dir] : NULL;
   conn_waiter *next = q ? q->head : NULL;
+  unhold(c, dir);
   if (next && c->status == CONN_OPEN) {
     q->head = next->next;
     if (!q->head) q->tail = NULL;
     next->next = NULL;
-    s->owner = next->g; /* hand-off: nops unchanged */
+    hold(c, dir, next->g); /* hand-off: nops unchanged */
     glr_ready(next->g);
     return;
   }
@@ -247,9 +284,9 @@ static int queue(lua_State *L, conn *c, int dir, lua_KContext arg, const conn_op
 
 static int op_k(lua_State *L, int status, lua_KContext ctx);
 
-/* gate_leave — the driver leaves before the end: the next one carries on */
-static void gate_leave(lua_State *L, conn *c) {
-  if (c->hs != CONN_HS_RUNNING || c->cold->hs_owner != glr_self(L)) return;
+/* gate_leave — the driver g leaves before the end: the next one carries on */
+static void gate_leave(conn *c, glr_g *g) {
+  if (c->hs != CONN_HS_RUNNING || c->cold->hs_owner != g) return;
   conn_cas_hs(c, CONN_HS_RUNNING, CONN_HS_PENDING);
   c->cold->hs_owner = NULL;
   wake_queue(&c->cold->hsq);
@@ -258,7 +295,7 @@ static void gate_leave(lua_State *L, conn *c) {
 static void idle_end_read(lua_State *L, conn *c);
 
 static int op_done(lua_State *L, conn *c, const conn_op *op, int nres) {
-  gate_leave(L, c);
+  gate_leave(c, glr_self(L));
   if (c->idle_want && op->dir == CONN_DIR_R) idle_end_read(L, c);
   if (c->borrowed && c->side[c->borrowed - 1].owner == glr_self(L)) {
     int d = c->borrowed - 1;
@@ -268,6 +305,24 @@ static int op_done(lua_State *L, conn *c, const conn_op *op, int nres) {
   release(L, c, op->dir);
   return nres;
 }
+
+/* abandon — what op_done would have done for g's operation on c, when an
+** error unwound past it: g leaves the gate and lets its locks go */
+static void abandon(lua_State *L, conn *c, glr_g *g) {
+  gate_leave(c, g);
+  if (c->idle_want && c->side[CONN_DIR_R].owner == g) idle_end_read(L, c);
+  if (c->borrowed && c->side[c->borrowed - 1].owner == g) c->borrowed = 0;
+  for (int d = CONN_DIR_R; d <= CONN_DIR_W; d++)
+    if (c->side[d].owner == g) release(L, c, d);
+}
+
+/* oplocks_drop — rt->g_oplocks: g ends holding locks. Each conn is alive:
+** g's stack still holds it, or its __gc took it off g's list. */
+static void oplocks_drop(P *p, G *g) {
+  while (g->oplocks) abandon(p->L, held_conn(g->oplocks), (glr_g *)g);
+}
+
+void conn_open_rt(lua_State *L) { vm_p(L)->rt->g_oplocks = oplocks_drop; }
 
 static int op_fail(lua_State *L, conn *c, const conn_op *op, const char *msg) {
   int n = op->fail(L, c, &c->side[op->dir], msg, true);
@@ -306,7 +361,7 @@ static int cross(lua_State *L, conn *c, const conn_op *op, int wdir) {
   glr_g *g = glr_self(L);
   if (o->owner == g) return 0;
   if (o->owner == NULL) {
-    o->owner = g;
+    hold(c, wdir, g);
     c->nops++;
     c->borrowed = wdir + 1;
     return 0;
@@ -458,7 +513,7 @@ static int op_begin(lua_State *L, conn *c, const conn_op *op, lua_KContext arg) 
     return op->fail(L, c, s, ERRSTR_CLOSED, false);
   }
   if (s->owner == NULL) {
-    s->owner = g;
+    hold(c, op->dir, g);
     c->nops++;
   } else if (s->owner != g) {
     return queue(L, c, op->dir, arg, op);
@@ -492,6 +547,7 @@ int conn_m_close(lua_State *L) {
 
 static int conn_m_gc(lua_State *L) {
   conn *c = lua_touserdata(L, 1);
+  for (int d = CONN_DIR_R; d <= CONN_DIR_W; d++) unhold(c, d); /* (a caught error's) */
   conn_close(L, c);
   destroy(L, c); /* unreachable: no operation can still be inside */
   free(c->cold);
@@ -582,18 +638,18 @@ void conn_defclass(lua_State *L, const void *key, const char *tname, const luaL_
 ** (class_define): one pointer compare instead of a registry lookup */
 static conn_stream *check_stream(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
-  if (c && c->key == &CONN_KEY) return (conn_stream *)c;
+  if (c && is_stream(c)) return (conn_stream *)c;
   return class_method(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
 }
 
 conn_stream *conn_stream_is(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
-  return c && c->key == &CONN_KEY ? (conn_stream *)c : NULL;
+  return c && is_stream(c) ? (conn_stream *)c : NULL;
 }
 
 conn_stream *conn_stream_check(lua_State *L, int idx) {
   conn *c = conn_is(L, idx);
-  if (c && c->key == &CONN_KEY) return (conn_stream *)c;
+  if (c && is_stream(c)) return (conn_stream *)c;
   return class_check(L, idx, &CONN_KEY, CONN_MT); /* (raises) */
 }
 

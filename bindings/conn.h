@@ -11,6 +11,19 @@
 **    handed ownership. nops counts owners; pd and fd are released only when
 **    the conn is closing AND nops is 0, so a woken owner always finishes its
 **    wait on a live pollDesc.
+**  - Held locks: every side a goroutine owns is on that goroutine's list
+**    (G.oplocks, newest first, linked through side[d].held; conn.c hold /
+**    unhold), from the moment owner is set (op_begin, cross, a hand-off)
+**    to the moment it is cleared or handed on (release). An error that
+**    unwinds a step (a push over the memory limit) skips op_done: the
+**    goroutine still owns the lock. Its next operation on that conn finds
+**    itself owner and ends with release (nops stays balanced); if it ends
+**    first, the scheduler calls rt->g_oplocks as it ends, which does what
+**    op_done would have done (abandon): handshake gate, idle mark, both
+**    sides. A conn collected while on a live goroutine's list leaves it in
+**    __gc, so the list names only live conns. An operation run outside any
+**    goroutine (owner NULL) is on no list: an error there still leaks its
+**    lock until __gc.
 **  - Every operation (read, write, accept, UDP receive and send) runs
 **    conn_op_run: lock the direction, [complete from what is here,] check
 **    closed / deadline, try once, on "want read/write" park on the pollDesc
@@ -58,7 +71,12 @@
 #include "../runtime/common.h"
 #include "goluarun.h"
 
-typedef enum conn_kind { CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER } conn_kind;
+/* conn_kind — what the fd is; TCP, UNIX and STREAM are the stream conns'
+** (conn_push), each other kind one class's own (CONN_PROC: go.exec's pidfd,
+** lexec.c) */
+typedef enum conn_kind {
+  CONN_TCP = 1, CONN_UNIX, CONN_STREAM, CONN_UDP, CONN_LISTENER, CONN_PROC
+} conn_kind;
 
 typedef enum conn_status {
   /* CONN_OPEN: fd and pd live; operations may start. */
@@ -104,6 +122,8 @@ typedef struct conn_side {
                                    ** its first wait (op_wait) */
   int64_t wait_dl;                 /* this wait's: deadline, or earlier */
   lua_KContext arg;                /* the operation's progress */
+  void *held;                      /* owner's held list (conn_held below):
+                                   ** the next older lock it holds */
 } conn_side;
 
 /* conn_side.deadline of an operation under a positive timeout that has
@@ -149,9 +169,14 @@ typedef struct conn_cold {
 struct conn {
   int fd;                          /* -1 once CONN_CLOSED */
   int nops;                        /* owners of side[] */
-  conn_status status;
-  conn_kind kind;
-  conn_hs_status hs;               /* the handshake gate; moved only by conn_cas_hs */
+  /* (the three below hold enum values in a byte each: with borrowed,
+  ** waitmode and idle_want they fill the word after fd and nops, so a
+  ** stream conn fits the allocator's block it had before the sides' held
+  ** links) */
+  unsigned char status;            /* a conn_status */
+  unsigned char kind;              /* a conn_kind */
+  unsigned char hs;                /* a conn_hs_status, the handshake gate;
+                                      moved only by conn_cas_hs */
   unsigned char borrowed;          /* side[] index+1 lent to the other
                                       direction's op (cross wait), or 0 */
   unsigned char waitmode[2];       /* side[d]'s wait: GLR_READ/GLR_WRITE parked on */
@@ -162,7 +187,6 @@ struct conn {
   void *tpdata;                    /* tp's state (NULL for plain) */
   const conn_class *cls;
   uintptr_t tag;                   /* const after conn_new: conn_is's mark */
-  const void *key;                 /* const after conn_new: the class's key */
   conn_cold *cold;                 /* NULL until conn_cold_of needs it */
   double timeout;                  /* per-operation timeout, < 0 none */
   conn_side side[2];
@@ -288,6 +312,8 @@ static inline const char *conn_data(const conn_stream *cs, size_t *n) {
 }
 /* conn_consume — drop the first n buffered bytes (n <= conn_buffered) */
 GLR_INTERNAL void conn_consume(conn_stream *cs, size_t n);
+/* conn_open_rt — set rt->g_oplocks (the go module's luaopen calls it) */
+GLR_INTERNAL void conn_open_rt(lua_State *L);
 /* conn_open — defines the stream conn class (net's luaopen calls it). */
 GLR_INTERNAL void conn_open(lua_State *L);
 

@@ -590,7 +590,7 @@ static void push_process(lua_State *L, exec_call *x, pid_t pid, int pidfd) {
   lua_pushinteger(L, pid);
   lua_setfield(L, -2, "pid");
   int ps = fds_add(x->f, pidfd);
-  proc *p = (proc *)conn_new(L, sizeof *p, pidfd, CONN_STREAM, &PROC_KEY);
+  proc *p = (proc *)conn_new(L, sizeof *p, pidfd, CONN_PROC, &PROC_KEY);
   x->f->fd[ps] = -1;
   p->pid = pid;
   lua_rawsetp(L, -2, &HANDLE_KEY);

@@ -19,6 +19,7 @@
 #include "../runtime/sched.h"
 #include "../runtime/sysmon.h"
 #include "args.h"
+#include "conn.h"
 #include "gohandle.h"
 #include "goluarun.h"
 #include "lchan.h"
@@ -229,6 +230,7 @@ static const luaL_Reg go_funcs[] = {
 
 int luaopen_go(lua_State *L) {
   go_open_handles(L);
+  conn_open_rt(L);
   luaL_newlib(L, go_funcs);
   lchan_open(L);
   lshared_open(L);

@@ -423,6 +423,8 @@ static void execute(P *p, G *g) {
     }
     return;
   }
+  /* before g_end, which may drop the stack that keeps those conns alive */
+  if (GLR_UNLIKELY(g->oplocks != NULL)) p->rt->g_oplocks(p, g);
   if (g->direct) {
     st = p->rt->g_end(p, g, st);
   } else if (st != LUA_OK) { /* an error escaped the entry's pcall: out of memory */

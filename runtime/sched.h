@@ -136,6 +136,13 @@ struct G {
   gcold *cold;           /* owner M only: NULL until gcold_of needs it */
   void *endarg;          /* owner M only: what rt->g_end needs besides the
                          ** thread (gohandle.c: the handle's block) */
+  void *oplocks;         /* owner M only: the newest conn operation lock the
+                         ** G holds, or NULL (bindings/conn.c's list, opaque
+                         ** here); NULL whenever the G ends (rt->g_oplocks) */
+  M *onm;                /* owner M only (the P's holder): the M this G is
+                         ** parked on (sched_park where L cannot yield: the
+                         ** G sleeps on that M, not in a run queue), or NULL */
+  /* (the 4-byte fields, then the bytes: no hole before a pointer) */
   uint32_t gen;          /* bumped at each recycle */
   int ref;               /* registry ref keeping L alive */
   int nargs;             /* values to pass to the next lua_resume */
@@ -145,9 +152,6 @@ struct G {
   _Atomic int parktoken; /* glr_park/glr_ready: PT_* */
   _Atomic int blockfd;   /* atomic: the eventfd of the M this G blocks on
                          ** (a non-yieldable wait under hand-off), or -1 */
-  M *onm;                /* owner M only (the P's holder): the M this G is
-                         ** parked on (sched_park where L cannot yield: the
-                         ** G sleeps on that M, not in a run queue), or NULL */
   /* small enums in a byte each (a G is made per goroutine) */
   uint8_t status;        /* gstatus; owner M only, via g_cas_status */
   uint8_t yieldkind;     /* Y_*: why the last yield happened */
@@ -372,6 +376,10 @@ struct rt {
                                   gohandle.c): ends a direct G whose body
                                   returned or raised (status: lua_resume's);
                                   LUA_OK when its thread can be recycled */
+  void (*g_oplocks)(P *p, G *g); /* const after init (bindings, conn.c):
+                                  releases the conn operation locks g still
+                                  holds (an error unwound past their ends);
+                                  run as g ends, when g->oplocks is set */
   int64_t starve_since;        /* sysmon only: since when no M could be had
                                   while work waited (handoff_starved) */
   pthread_mutex_t dump_lock;   /* serialises deadlock/goroutine dumps */
