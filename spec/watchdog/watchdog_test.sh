@@ -37,20 +37,21 @@ gone_within() { # pid seconds
 sleep 300 & bystander=$!
 
 # 0. baseline: the watchdog alone leaves the daemon running
-bash "$watchdog" 1 "$fake" "$tmp/pid.0" hang 2>"$tmp/err.0"
+bash "$watchdog" 2 "$fake" "$tmp/pid.0" hang 2>"$tmp/err.0"
 rc=$?
 [ $rc = 124 ] || fail "baseline: watchdog exit $rc, expected 124"
-d=$(cat "$tmp/pid.0")
+d=$(cat "$tmp/pid.0") || fail "baseline: the fake spec wrote no daemon PID"
 alive "$d" || fail "baseline: the daemon $d is already gone without the subreaper"
 kill -KILL "$d"
 echo "ok 0 - without the subreaper the daemon $d outlives the watchdog"
 
+# (a 2 s limit: the fake spec's daemon is up well before it, even loaded)
 # 1. the watchdog fires: the daemon is gone by the time it returns (bounded)
 t0=$SECONDS
-"$subreaper" bash "$watchdog" 1 "$fake" "$tmp/pid.1" hang 2>"$tmp/err.1"
+"$subreaper" bash "$watchdog" 2 "$fake" "$tmp/pid.1" hang 2>"$tmp/err.1"
 rc=$?
 [ $rc = 124 ] || { cat "$tmp/err.1" >&2; fail "hang: exit $rc, expected 124"; }
-d=$(cat "$tmp/pid.1")
+d=$(cat "$tmp/pid.1") || fail "hang: the fake spec wrote no daemon PID"
 gone_within "$d" 5 || { cat "$tmp/err.1" >&2; fail "hang: the daemon $d still runs"; }
 grep -q "stopping leaked process $d " "$tmp/err.1" || { cat "$tmp/err.1" >&2; fail "hang: $d not named"; }
 grep -q "^ *$d .*sleep 300" "$tmp/err.1" || { cat "$tmp/err.1" >&2; fail "hang: $d not in the watchdog's process list"; }
@@ -60,7 +61,7 @@ echo "ok 1 - a hung spec's daemon $d is stopped when the watchdog fires ($((SECO
 "$subreaper" bash "$watchdog" 60 "$fake" "$tmp/pid.2" exit 2>"$tmp/err.2"
 rc=$?
 [ $rc = 0 ] || { cat "$tmp/err.2" >&2; fail "exit: status $rc, expected the spec's 0"; }
-d=$(cat "$tmp/pid.2")
+d=$(cat "$tmp/pid.2") || fail "exit: the fake spec wrote no daemon PID"
 gone_within "$d" 5 || fail "exit: the daemon $d still runs"
 echo "ok 2 - a finished spec's leaked daemon $d is stopped"
 
