@@ -5,6 +5,9 @@
 # here), goluarun's goroutines (SIGQUIT makes every P print its own), every
 # thread's backtrace (gdb, when installed), then SIGKILL to the command and
 # every process under it. Exits with COMMAND's status, or 124 on a hang.
+# CTest starts it under spec-subreaper (spec/support/subreaper.c), which a
+# daemon the spec started (double fork) is re-parented to: such orphans are
+# listed here too, and the subreaper stops them once this script exits.
 set -uo pipefail
 secs=$1; shift
 
@@ -23,11 +26,17 @@ descendants() { # pid: every process under it, depth first
 
 echo "spec-watchdog: $* still running after ${secs}s" >&2
 kids=$(descendants "$pid")
-ps -o pid,ppid,stat,wchan:24,etime,args -p "$(echo "$pid" $kids | tr ' ' ,)" >&2
+orphans=
+if [ "$(cat /proc/$PPID/comm 2>/dev/null)" = spec-subreaper ]; then
+  # the subreaper's children other than this script: adopted orphans
+  orphans=$(for c in $(ps -o pid= --ppid "$PPID"); do
+    [ "$c" = $$ ] || { echo "$c"; descendants "$c"; }; done)
+fi
+ps -o pid,ppid,stat,wchan:24,etime,args -p "$(echo "$pid" $kids $orphans | tr ' ' ,)" >&2
 echo "spec-watchdog: goroutines (SIGQUIT)" >&2
 kill -QUIT "$pid" 2>/dev/null
 sleep 2 # time for each P's M to print; a P whose M is stuck prints nothing
-if command -v gdb >/dev/null; then
+if [ -z "${SPEC_WATCHDOG_NOGDB:-}" ] && command -v gdb >/dev/null; then
   echo "spec-watchdog: threads" >&2
   timeout 40 gdb -batch -p "$pid" -ex "thread apply all bt 30" </dev/null 2>&1 | grep -v '^\[New LWP' >&2
 fi

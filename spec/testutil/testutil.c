@@ -152,6 +152,21 @@ static int tu_getpid(lua_State *L) {
   return 1;
 }
 
+/* kill(pid, signo) -> true | nil, err: kill(2) itself, so a test that
+** times a signal's effect does not count the start of a kill(1) process */
+static int tu_kill(lua_State *L) {
+  pid_t pid = (pid_t)luaL_checkinteger(L, 1);
+  int sig = (int)luaL_checkinteger(L, 2);
+  if (pid <= 0) return luaL_argerror(L, 1, "a process id expected");
+  if (kill(pid, sig) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, strerror(errno));
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /*
 ** Signal storm. storm_running is set by the starter and cleared by the
 ** thread when it ends; storm_sent counts kill() calls of the current (or
@@ -325,6 +340,7 @@ static const luaL_Reg tu_funcs[] = {
   {"dup", tu_dup},
   {"close", tu_close},
   {"getpid", tu_getpid},
+  {"kill", tu_kill},
   {"signal_storm", tu_signal_storm},
   {"storm_count", tu_storm_count},
   {"storm_running", tu_storm_running},
