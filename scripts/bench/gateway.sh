@@ -200,3 +200,13 @@ awk -v g="$G_MED" -v n="$N_MED" -v o="$O_MED" -v gc="$G_CPU" -v nc="$N_CPU" -v o
   printf "%-32s %9.2fx %10.2fx\n", "ratio goluarun/nginx + lua", g / o, gc / oc
   printf "\ntarget: >= 0.90x nginx req/s: %s\n", (g / n >= 0.9) ? "met" : "NOT met"
 }'
+# each run's goluarun/nginx against the nginx run right after it: the
+# box's speed drifts between minutes, a pair shares one (informational)
+paste -d' ' "$TMP/res.goluarun" "$TMP/res.nginx" | awk '
+  { r[NR] = $1 / $5; s = s sprintf(" %.2f", $1 / $5) }
+  END {
+    n = NR
+    for (i = 2; i <= n; i++) { v = r[i]; for (j = i - 1; j >= 1 && r[j] > v; j--) r[j + 1] = r[j]; r[j + 1] = v }
+    med = (n % 2) ? r[(n + 1) / 2] : (r[n / 2] + r[n / 2 + 1]) / 2
+    printf "per-run goluarun/nginx (run order):%s; median %.2fx\n", s, med
+  }'
