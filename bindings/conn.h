@@ -122,8 +122,9 @@ typedef struct conn_side {
                                    ** its first wait (op_wait) */
   int64_t wait_dl;                 /* this wait's: deadline, or earlier */
   lua_KContext arg;                /* the operation's progress */
-  void *held;                      /* owner's held list (conn_held below):
-                                   ** the next older lock it holds */
+  void *held;                      /* owner M only: in the owner's held
+                                   ** list ("Held locks" above), the next
+                                   ** older lock it holds */
 } conn_side;
 
 /* conn_side.deadline of an operation under a positive timeout that has
