@@ -1019,14 +1019,21 @@ local function write_lines_answer(st, line, seen, pre, lines, body)
   return nil, err
 end
 
+-- whether an answer of relayed lines may go out as the common one: no
+-- field of the handler's, keep-alive, not HTTP/1.0 keep-alive, no body
+-- left unread behind an Expect (else res:send decides)
+local function lines_plain(self, st)
+  return self._n == 0 and not self._blk and not st.close and not st.keep10
+    and not (st.expect and st.blen ~= 0)
+end
+
 -- res:forward's answer from its parts: the status code and its line, a
 -- relayed head's lines and their seen bits (httpparse.relay's), the body
 -- (http.proxy's fast path calls it too, for an answer that had no table,
 -- with a code in 200..599 and its STATUS_LINE)
 local function forward_lines(self, code, line, lines, seen, body)
   local st = self._st
-  if self._n ~= 0 or self._blk or st.close or st.keep10 or code == 204
-    or code == 304 or (st.expect and st.blen ~= 0) then -- (res:send decides)
+  if code == 204 or code == 304 or not lines_plain(self, st) then -- (res:send decides)
     local blk = self._blk
     self._blk = blk and blk .. lines or lines
     self._bseen = self._bseen | seen | 4 -- (4: Content-Type: none of the server's)
@@ -1046,8 +1053,7 @@ end
 -- answer after the status line and Date, proxy_tail's)
 local function proxy_plain(self)
   local st = self._st
-  return self._n == 0 and not self._blk and not st.close and not st.keep10 and not st.head
-    and not (st.expect and st.blen ~= 0)
+  return not st.head and lines_plain(self, st)
 end
 
 -- forward_lines' common answer, the part after the status line and Date
