@@ -113,15 +113,20 @@ int main(int argc, char **argv) {
 
   /* the sweep: TERM everything left, KILL what is still there after 2 s;
    * repeat, since a killed process's children are re-parented here */
-  double kill_at = 0;
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, NULL); /* taken by sigtimedwait below */
+  double kill_at = now() + 2;
   for (int round = 0; round < 1000; round++) {
     reap_nohang();
-    int sig = SIGTERM;
-    if (kill_at == 0) kill_at = now() + 2;
-    else if (now() >= kill_at) sig = SIGKILL;
+    int sig = now() >= kill_at ? SIGKILL : SIGTERM;
     int n = signal_children(sig, round == 0 || sig == SIGKILL);
     if (n == 0) break;
-    usleep(10000);
+    /* until a child ends; at most 10 ms, since an orphan re-parented here
+     * sends nothing, and the KILL deadline comes */
+    struct timespec ts = {0, 10 * 1000 * 1000};
+    sigtimedwait(&chld, NULL, &ts);
   }
   reap_nohang();
   return rc;
